@@ -1,0 +1,529 @@
+//! Actor tests through the public handles: on-demand creation, idle reaping, bounded
+//! mailboxes, per-user serialisation, and the shared backing with its local fallback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::{pending, Future};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use suma_auth_actors::clock::wall_clock_now;
+use suma_auth_actors::{
+    ActorError, Backing, BackingError, BackingFuture, FailureOutcome, LockoutBacking,
+    LockoutPolicy, MemoryBacking, OtpChallenge, OtpOutcome, RateLimits, RateQuota, Reservation,
+    SecurityActors, SecurityConfig, SecurityHandle, StartError, Timestamp, UserKey,
+};
+use tokio::sync::{Notify, Semaphore};
+
+const NOW: Timestamp = Timestamp(1_700_000_000_000);
+
+fn config() -> SecurityConfig {
+    SecurityConfig {
+        lockout: LockoutPolicy::new(5, Duration::from_secs(15 * 60)),
+        shards: 4,
+        ..SecurityConfig::default()
+    }
+}
+
+fn start(config: SecurityConfig, backing: Backing) -> SecurityHandle {
+    SecurityActors::start(config, backing).unwrap()
+}
+
+/// Waits (up to 5 s) until `done` holds; tests assert on state, never on wall time.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..250 {
+        if done() {
+            return true;
+        }
+        actix::clock::sleep(Duration::from_millis(20)).await;
+    }
+    done()
+}
+
+/// Runs `n` copies of `make(i)` concurrently and collects their results.
+async fn concurrently<T, F>(n: usize, make: impl Fn(usize) -> F) -> Vec<T>
+where
+    F: Future<Output = T> + 'static,
+    T: 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| actix::spawn(make(i))).collect();
+    let mut results = Vec::with_capacity(n);
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+fn allowed(results: &[Result<Reservation, ActorError>]) -> usize {
+    results
+        .iter()
+        .filter(|r| matches!(r, Ok(Reservation::Allowed { .. })))
+        .count()
+}
+
+#[actix::test]
+async fn user_actors_are_created_on_demand_once_per_key() {
+    let actors = start(config(), Backing::Local);
+    assert_eq!(actors.stats().live_actors, 0);
+
+    for n in 0..10 {
+        let key = format!("user{n}@example.com");
+        actors.reserve_login(&key, NOW).await.unwrap();
+    }
+    actors
+        .reserve_login("user3@example.com", NOW)
+        .await
+        .unwrap();
+
+    assert_eq!(actors.stats().live_actors, 10);
+    assert_eq!(
+        actors.reserve_login("user3@example.com", NOW).await,
+        Ok(Reservation::Allowed { attempt: 3 }),
+        "the same key reaches the same actor"
+    );
+}
+
+#[actix::test]
+async fn idle_actors_are_reaped_and_a_later_request_gets_a_fresh_one() {
+    let actors = start(
+        SecurityConfig {
+            idle_timeout: Duration::from_millis(50),
+            ..config()
+        },
+        Backing::Local,
+    );
+    for n in 0..20 {
+        let key = format!("user{n}@example.com");
+        actors.reserve_login(&key, NOW).await.unwrap();
+        actors.record_login_success(&key).await.unwrap();
+    }
+    assert_eq!(actors.stats().live_actors, 20);
+
+    assert!(eventually(|| actors.stats().live_actors == 0).await);
+
+    assert_eq!(
+        actors.reserve_login("user7@example.com", NOW).await,
+        Ok(Reservation::Allowed { attempt: 1 })
+    );
+    assert_eq!(actors.stats().live_actors, 1);
+}
+
+#[actix::test]
+async fn a_local_open_window_or_live_challenge_keeps_its_actor_alive() {
+    let actors = start(
+        SecurityConfig {
+            idle_timeout: Duration::from_millis(20),
+            ..config()
+        },
+        Backing::Local,
+    );
+    let now = wall_clock_now();
+    actors
+        .reserve_login("window@example.com", now)
+        .await
+        .unwrap();
+    let challenge = OtpChallenge::new([1; 32], now.plus_ms(60_000));
+    actors
+        .put_otp_challenge("otp@example.com", "c1", challenge)
+        .await
+        .unwrap();
+    actors
+        .record_login_success("clean@example.com")
+        .await
+        .unwrap();
+
+    assert!(eventually(|| actors.stats().live_actors == 2).await);
+    actix::clock::sleep(Duration::from_millis(200)).await;
+
+    assert_eq!(actors.stats().live_actors, 2);
+    assert_eq!(
+        actors.reserve_login("window@example.com", now).await,
+        Ok(Reservation::Allowed { attempt: 2 }),
+        "reaping must never forget an open window"
+    );
+    assert_eq!(
+        actors
+            .verify_otp("otp@example.com", "c1", now, &[1; 32])
+            .await,
+        Ok(OtpOutcome::Accepted)
+    );
+}
+
+#[actix::test]
+async fn fifty_concurrent_reservations_for_one_user_allow_exactly_max_attempts() {
+    let actors = start(config(), Backing::Local);
+
+    let results = concurrently(50, |_| {
+        let actors = actors.clone();
+        async move { actors.reserve_login("alice@example.com", NOW).await }
+    })
+    .await;
+
+    assert_eq!(allowed(&results), 5);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+}
+
+#[actix::test]
+async fn failures_lock_once_and_success_resets() {
+    let actors = start(config(), Backing::Local);
+    let key = "bob@example.com";
+    let mut locks = 0;
+    for n in 0..5 {
+        let at = NOW.plus_ms(n);
+        assert!(actors.reserve_login(key, at).await.unwrap().is_allowed());
+        if let FailureOutcome::Locked { .. } = actors.record_login_failure(key, at).await.unwrap() {
+            locks += 1;
+        }
+    }
+    assert_eq!(locks, 1);
+    assert!(!actors
+        .reserve_login(key, NOW.plus_ms(10))
+        .await
+        .unwrap()
+        .is_allowed());
+
+    actors.record_login_success(key).await.unwrap();
+    assert_eq!(
+        actors.reserve_login(key, NOW.plus_ms(11)).await,
+        Ok(Reservation::Allowed { attempt: 1 })
+    );
+}
+
+#[actix::test]
+async fn otp_challenges_are_single_use_and_per_id() {
+    let actors = start(config(), Backing::Local);
+    let key = "carol@example.com";
+    let challenge = OtpChallenge::new([5; 32], NOW.plus_ms(300_000));
+    actors
+        .put_otp_challenge(key, "c1", challenge)
+        .await
+        .unwrap();
+
+    let verify = |id: &'static str, code: [u8; 32]| {
+        let actors = actors.clone();
+        async move { actors.verify_otp(key, id, NOW, &code).await.unwrap() }
+    };
+    assert_eq!(
+        verify("c1", [6; 32]).await,
+        OtpOutcome::Wrong { remaining: 4 }
+    );
+    assert_eq!(verify("c2", [5; 32]).await, OtpOutcome::Unknown);
+    assert_eq!(verify("c1", [5; 32]).await, OtpOutcome::Accepted);
+    assert_eq!(verify("c1", [5; 32]).await, OtpOutcome::Dead);
+}
+
+/// Holds every backing call until the test opens the gate; counts overlapping calls.
+struct GatedBacking {
+    store: MemoryBacking,
+    gate: Arc<Semaphore>,
+    entered: Arc<Notify>,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+}
+
+impl GatedBacking {
+    fn new(open: bool) -> Self {
+        Self {
+            store: MemoryBacking::new(),
+            gate: Arc::new(Semaphore::new(if open {
+                Semaphore::MAX_PERMITS
+            } else {
+                0
+            })),
+            entered: Arc::new(Notify::new()),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            max_in_flight: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn hold<T: Send + 'static>(&self, decided: BackingFuture<T>) -> BackingFuture<T> {
+        let (gate, entered) = (self.gate.clone(), self.entered.clone());
+        let (in_flight, max) = (self.in_flight.clone(), self.max_in_flight.clone());
+        Box::pin(async move {
+            let now_in = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(now_in, Ordering::SeqCst);
+            entered.notify_one();
+            let permit = gate.acquire().await.unwrap();
+            actix::clock::sleep(Duration::from_millis(1)).await;
+            drop(permit);
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            decided.await
+        })
+    }
+}
+
+impl LockoutBacking for GatedBacking {
+    fn reserve(
+        &self,
+        key: &UserKey,
+        policy: LockoutPolicy,
+        now: Timestamp,
+    ) -> BackingFuture<Reservation> {
+        self.hold(self.store.reserve(key, policy, now))
+    }
+
+    fn record_failure(
+        &self,
+        key: &UserKey,
+        policy: LockoutPolicy,
+        now: Timestamp,
+    ) -> BackingFuture<FailureOutcome> {
+        self.hold(self.store.record_failure(key, policy, now))
+    }
+
+    fn record_success(&self, key: &UserKey) -> BackingFuture<()> {
+        self.hold(self.store.record_success(key))
+    }
+}
+
+#[actix::test]
+async fn a_shared_backing_sees_one_call_at_a_time_per_user() {
+    let backing = Arc::new(GatedBacking::new(true));
+    let actors = start(config(), Backing::Shared(backing.clone()));
+
+    let results = concurrently(50, |_| {
+        let actors = actors.clone();
+        async move { actors.reserve_login("dave@example.com", NOW).await }
+    })
+    .await;
+
+    assert_eq!(allowed(&results), 5);
+    assert_eq!(backing.max_in_flight.load(Ordering::SeqCst), 1);
+    assert_eq!(actors.stats().backing_failures, 0);
+}
+
+#[actix::test]
+async fn two_instances_sharing_a_backing_allow_max_attempts_in_total() {
+    let shared = Arc::new(MemoryBacking::new());
+    let one = start(config(), Backing::Shared(shared.clone()));
+    let two = start(config(), Backing::Shared(shared.clone()));
+
+    let results = concurrently(40, |i| {
+        let actors = if i % 2 == 0 { one.clone() } else { two.clone() };
+        async move { actors.reserve_login("erin@example.com", NOW).await }
+    })
+    .await;
+
+    assert_eq!(allowed(&results), 5);
+    assert_eq!(shared.state("erin@example.com").unwrap().attempts, 5);
+}
+
+struct BrokenBacking {
+    hang: bool,
+}
+
+impl BrokenBacking {
+    fn fail<T: Send + 'static>(&self) -> BackingFuture<T> {
+        if self.hang {
+            Box::pin(pending())
+        } else {
+            Box::pin(async { Err(BackingError::failed("redis: connection refused")) })
+        }
+    }
+}
+
+impl LockoutBacking for BrokenBacking {
+    fn reserve(&self, _: &UserKey, _: LockoutPolicy, _: Timestamp) -> BackingFuture<Reservation> {
+        self.fail()
+    }
+
+    fn record_failure(
+        &self,
+        _: &UserKey,
+        _: LockoutPolicy,
+        _: Timestamp,
+    ) -> BackingFuture<FailureOutcome> {
+        self.fail()
+    }
+
+    fn record_success(&self, _: &UserKey) -> BackingFuture<()> {
+        self.fail()
+    }
+}
+
+#[actix::test]
+async fn a_failing_backing_falls_back_to_the_local_policy() {
+    let actors = start(config(), Backing::shared(BrokenBacking { hang: false }));
+
+    let results = concurrently(8, |_| {
+        let actors = actors.clone();
+        async move { actors.reserve_login("frank@example.com", NOW).await }
+    })
+    .await;
+
+    assert_eq!(allowed(&results), 5, "still answered, still bounded");
+    assert_eq!(results.len(), 8);
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(actors.stats().backing_failures, 8);
+}
+
+/// A shared store that can go down (a Redis outage).
+struct FlakyBacking {
+    store: MemoryBacking,
+    down: AtomicBool,
+}
+
+impl FlakyBacking {
+    fn guard<T: Send + 'static>(&self, decided: BackingFuture<T>) -> BackingFuture<T> {
+        if self.down.load(Ordering::SeqCst) {
+            Box::pin(async { Err(BackingError::failed("redis: connection reset")) })
+        } else {
+            decided
+        }
+    }
+}
+
+impl LockoutBacking for FlakyBacking {
+    fn reserve(
+        &self,
+        key: &UserKey,
+        policy: LockoutPolicy,
+        now: Timestamp,
+    ) -> BackingFuture<Reservation> {
+        self.guard(self.store.reserve(key, policy, now))
+    }
+
+    fn record_failure(
+        &self,
+        key: &UserKey,
+        policy: LockoutPolicy,
+        now: Timestamp,
+    ) -> BackingFuture<FailureOutcome> {
+        self.guard(self.store.record_failure(key, policy, now))
+    }
+
+    fn record_success(&self, key: &UserKey) -> BackingFuture<()> {
+        self.guard(self.store.record_success(key))
+    }
+}
+
+#[actix::test]
+async fn during_a_backing_outage_the_actor_continues_from_the_mirrored_state() {
+    let backing = Arc::new(FlakyBacking {
+        store: MemoryBacking::new(),
+        down: AtomicBool::new(false),
+    });
+    let actors = start(config(), Backing::Shared(backing.clone()));
+    let key = "ivan@example.com";
+    for n in 0..4 {
+        assert!(actors
+            .reserve_login(key, NOW.plus_ms(n))
+            .await
+            .unwrap()
+            .is_allowed());
+        actors
+            .record_login_failure(key, NOW.plus_ms(n))
+            .await
+            .unwrap();
+    }
+
+    backing.down.store(true, Ordering::SeqCst);
+
+    assert_eq!(
+        actors.reserve_login(key, NOW.plus_ms(10)).await,
+        Ok(Reservation::Allowed { attempt: 5 })
+    );
+    assert!(matches!(
+        actors.record_login_failure(key, NOW.plus_ms(10)).await,
+        Ok(FailureOutcome::Locked { .. })
+    ));
+    assert!(!actors
+        .reserve_login(key, NOW.plus_ms(11))
+        .await
+        .unwrap()
+        .is_allowed());
+    assert_eq!(actors.stats().backing_failures, 3);
+}
+
+#[actix::test]
+async fn a_hanging_backing_times_out_and_falls_back() {
+    let actors = start(
+        SecurityConfig {
+            backing_timeout: Duration::from_millis(30),
+            ..config()
+        },
+        Backing::shared(BrokenBacking { hang: true }),
+    );
+
+    assert_eq!(
+        actors.reserve_login("grace@example.com", NOW).await,
+        Ok(Reservation::Allowed { attempt: 1 })
+    );
+    assert_eq!(actors.stats().backing_failures, 1);
+}
+
+#[actix::test]
+async fn a_full_user_mailbox_answers_overloaded_at_once() {
+    let backing = Arc::new(GatedBacking::new(false));
+    let actors = start(
+        SecurityConfig {
+            user_mailbox: 2,
+            backing_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            ..config()
+        },
+        Backing::Shared(backing.clone()),
+    );
+    let key = "heidi@example.com";
+    // the first request holds the actor inside the backing call
+    let first = actix::spawn({
+        let actors = actors.clone();
+        async move { actors.reserve_login(key, NOW).await }
+    });
+    backing.entered.notified().await;
+
+    let flood: Vec<_> = (0..30)
+        .map(|_| {
+            let actors = actors.clone();
+            actix::spawn(async move { actors.reserve_login(key, NOW).await })
+        })
+        .collect();
+    // every flood request has been routed (answered Overloaded or queued) once the
+    // rejection count stops growing; then open the gate
+    let mut seen = u64::MAX;
+    while actors.stats().mailbox_rejections != seen {
+        seen = actors.stats().mailbox_rejections;
+        actix::clock::sleep(Duration::from_millis(20)).await;
+    }
+    backing.gate.add_permits(Semaphore::MAX_PERMITS);
+
+    let mut results = vec![first.await.unwrap()];
+    for task in flood {
+        results.push(task.await.unwrap());
+    }
+    let overloaded = results
+        .iter()
+        .filter(|r| **r == Err(ActorError::Overloaded))
+        .count();
+    let answered = results.iter().filter(|r| r.is_ok()).count();
+
+    assert!(
+        overloaded >= 25,
+        "only {overloaded} of 31 refused with a mailbox of 2"
+    );
+    assert_eq!(overloaded + answered, 31);
+    assert_eq!(actors.stats().mailbox_rejections, overloaded as u64);
+    assert_eq!(allowed(&results), answered.min(5));
+}
+
+#[test]
+fn starting_outside_an_actix_system_is_an_error() {
+    let result = SecurityActors::start(config(), Backing::Local);
+    assert!(matches!(result, Err(StartError::NoArbiter)));
+}
+
+#[actix::test]
+async fn rate_limits_prune_idle_keys_on_a_timer() {
+    let limits = RateLimits::start(
+        [("login", RateQuota::new(1, Duration::from_millis(300)))],
+        Duration::from_millis(20),
+    )
+    .unwrap();
+
+    assert!(limits.check("login", "192.0.2.1").is_allowed());
+    assert!(!limits.check("login", "192.0.2.1").is_allowed());
+    assert_eq!(limits.tracked_keys(), 1);
+
+    assert!(eventually(|| limits.tracked_keys() == 0).await);
+    assert!(limits.check("login", "192.0.2.1").is_allowed());
+}

@@ -1,0 +1,219 @@
+//! This machine's raw Argon2id limit: how many password hashes per second all cores
+//! together can compute at the server's parameters, with no HTTP or database around it.
+//! A login costs one such hash, so this is the ceiling of login throughput.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use serde::Serialize;
+
+use crate::stats::{round1, round3};
+
+#[derive(Debug, Clone)]
+pub struct Argon2Opts {
+    pub m_cost_kib: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+    /// How long all threads hash in parallel.
+    pub duration: Duration,
+    /// Hashing threads; `None` = one per core (`available_parallelism`).
+    pub threads: Option<usize>,
+    /// Upper bound on parallel hashes, whatever the duration.
+    pub max_hashes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Argon2Report {
+    pub cores: usize,
+    pub threads: usize,
+    pub m_cost_kib: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+    /// Median time of one hash with the rest of the machine idle.
+    pub single_hash_ms: f64,
+    /// Median time of one hash while every thread hashes (memory bandwidth shared):
+    /// the hash time the limit is computed from.
+    pub parallel_hash_ms: f64,
+    pub parallel_hash_p95_ms: f64,
+    pub hashes: u64,
+    pub elapsed_s: f64,
+    /// Hashes actually completed per second by all threads together.
+    pub measured_hps: f64,
+    /// threads ÷ parallel hash time (hashes per second).
+    pub limit_hps: f64,
+}
+
+impl Argon2Report {
+    pub fn print_human(&self) {
+        println!(
+            "Argon2id m={} KiB t={} p={}  ({} cores, {} hashing threads)",
+            self.m_cost_kib, self.t_cost, self.p_cost, self.cores, self.threads
+        );
+        println!(
+            "  single hash, machine idle        {:.2} ms",
+            self.single_hash_ms
+        );
+        println!(
+            "  one hash, all threads busy       {:.2} ms (p95 {:.2} ms)",
+            self.parallel_hash_ms, self.parallel_hash_p95_ms
+        );
+        println!(
+            "  measured  {} hashes in {:.2} s = {:.1} hashes/s",
+            self.hashes, self.elapsed_s, self.measured_hps
+        );
+        println!(
+            "  limit = {} threads / {:.2} ms = {:.1} hashes/s",
+            self.threads, self.parallel_hash_ms, self.limit_hps
+        );
+    }
+}
+
+fn hasher(opts: &Argon2Opts) -> Result<Argon2<'static>, String> {
+    let params = Params::new(opts.m_cost_kib, opts.t_cost, opts.p_cost, Some(32))
+        .map_err(|e| format!("invalid Argon2 parameters: {e}"))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn hash_once(argon: &Argon2<'_>, password: &[u8]) -> Result<Duration, String> {
+    let salt: [u8; 16] = rand::random();
+    let mut out = [0u8; 32];
+    let t0 = Instant::now();
+    argon
+        .hash_password_into(password, &salt, &mut out)
+        .map_err(|e| format!("argon2 hashing failed: {e}"))?;
+    let elapsed = t0.elapsed();
+    std::hint::black_box(&out);
+    Ok(elapsed)
+}
+
+fn median_ms(times: &mut [Duration]) -> f64 {
+    times.sort_unstable();
+    if times.is_empty() {
+        return 0.0;
+    }
+    times[(times.len() - 1) / 2].as_secs_f64() * 1000.0
+}
+
+fn p95_ms(times: &[Duration]) -> f64 {
+    // `times` is sorted by `median_ms` first.
+    if times.is_empty() {
+        return 0.0;
+    }
+    let rank = ((0.95 * times.len() as f64).ceil() as usize).clamp(1, times.len());
+    times[rank - 1].as_secs_f64() * 1000.0
+}
+
+pub fn measure(opts: &Argon2Opts) -> Result<Argon2Report, String> {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = opts.threads.unwrap_or(cores).max(1);
+    let argon = hasher(opts)?;
+    let password = b"correct horse battery staple 0";
+
+    // Alone: one warm-up hash (page faults of the first allocation), then a few timed.
+    hash_once(&argon, password)?;
+    let mut alone = Vec::new();
+    let alone_deadline = Instant::now() + Duration::from_millis(500);
+    while alone.len() < 5 && (alone.len() < 2 || Instant::now() < alone_deadline) {
+        alone.push(hash_once(&argon, password)?);
+    }
+    let single_hash_ms = median_ms(&mut alone);
+
+    // Every thread in parallel, started together, until the deadline or the budget.
+    let budget = Arc::new(AtomicU64::new(0));
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let mut handles = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let opts = opts.clone();
+        let budget = Arc::clone(&budget);
+        let barrier = Arc::clone(&barrier);
+        handles.push(thread::spawn(move || -> Result<Vec<Duration>, String> {
+            // Warm-up hash, not timed. Wait at the barrier whatever happened, so that
+            // an error here cannot leave the other threads waiting forever.
+            let prepared = hasher(&opts).and_then(|a| hash_once(&a, password).map(|_| a));
+            barrier.wait();
+            let argon = prepared?;
+            let deadline = Instant::now() + opts.duration;
+            let mut times = Vec::new();
+            while Instant::now() < deadline
+                && budget.fetch_add(1, Ordering::Relaxed) < opts.max_hashes
+            {
+                times.push(hash_once(&argon, password)?);
+            }
+            Ok(times)
+        }));
+    }
+    barrier.wait();
+    let start = Instant::now();
+    let mut all = Vec::new();
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(times)) => all.extend(times),
+            Ok(Err(e)) => first_err = first_err.or(Some(e)),
+            Err(_) => first_err = first_err.or(Some("a hashing thread panicked".to_owned())),
+        }
+    }
+    let elapsed = start.elapsed();
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    if all.is_empty() {
+        return Err("no hash completed; raise --duration or --max-hashes".to_owned());
+    }
+    let hashes = all.len() as u64;
+    let parallel_hash_ms = median_ms(&mut all);
+    let parallel_hash_p95_ms = p95_ms(&all);
+    let limit_hps = threads as f64 / (parallel_hash_ms / 1000.0);
+    Ok(Argon2Report {
+        cores,
+        threads,
+        m_cost_kib: opts.m_cost_kib,
+        t_cost: opts.t_cost,
+        p_cost: opts.p_cost,
+        single_hash_ms: round3(single_hash_ms),
+        parallel_hash_ms: round3(parallel_hash_ms),
+        parallel_hash_p95_ms: round3(parallel_hash_p95_ms),
+        hashes,
+        elapsed_s: round3(elapsed.as_secs_f64()),
+        measured_hps: round1(hashes as f64 / elapsed.as_secs_f64().max(1e-9)),
+        limit_hps: round1(limit_hps),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_parameters_run_and_are_bounded() {
+        let opts = Argon2Opts {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+            duration: Duration::from_millis(200),
+            threads: Some(2),
+            max_hashes: 50,
+        };
+        let r = measure(&opts).unwrap();
+        assert_eq!(r.threads, 2);
+        assert!(r.hashes >= 1 && r.hashes <= 50, "{}", r.hashes);
+        assert!(r.limit_hps > 0.0);
+    }
+
+    #[test]
+    fn bad_parameters_are_an_error() {
+        let opts = Argon2Opts {
+            m_cost_kib: 1,
+            t_cost: 0,
+            p_cost: 1,
+            duration: Duration::from_millis(10),
+            threads: Some(1),
+            max_hashes: 1,
+        };
+        assert!(measure(&opts).is_err());
+    }
+}

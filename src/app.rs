@@ -1,0 +1,190 @@
+//! Building and running the application: one [`Application::build`] used by
+//! `main` and by the tests (which bind port 0 and bring their own database).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+
+use crate::auth::hashing::PasswordHasher;
+use crate::auth::jwt::JwtService;
+use crate::auth::keys;
+use crate::config::{Config, DatabaseConfig};
+use crate::domain::password;
+use crate::http::{self, client::TrustedProxies, extract, middleware};
+use crate::mail::Mailer;
+use crate::redis::RedisStore;
+use crate::services::{Clock, Services};
+use crate::storage::postgres::PgStore;
+use crate::storage::sqlite::SqliteStore;
+use crate::storage::DynStore;
+use crate::telemetry::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] keys::KeyError),
+    #[error("password hashing: {0}")]
+    Hashing(#[from] crate::auth::hashing::HashError),
+    #[error("redis: {0}")]
+    Redis(#[from] crate::redis::RedisError),
+    #[error("metrics: {0}")]
+    Metrics(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Knobs that tests turn; production uses the defaults.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Prefix of every Redis key (each test run gets its own).
+    pub redis_prefix: Option<String>,
+    /// The clock services read (tests advance it).
+    pub clock: Option<Clock>,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    services: Services,
+}
+
+/// Opens the configured store; Postgres is migrated under the advisory lock.
+pub async fn open_store(config: &Config) -> Result<DynStore, StartError> {
+    Ok(match &config.database {
+        DatabaseConfig::Postgres { url } => {
+            let pool_size = std::env::var("DB_POOL_SIZE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(16);
+            let store = PgStore::connect(url, pool_size, Duration::from_secs(30)).await?;
+            let applied = store.migrate().await?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "database migrated");
+            }
+            Arc::new(store)
+        }
+        DatabaseConfig::Sqlite { path } => Arc::new(SqliteStore::open(path)?),
+    })
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        Self::build_with(config, Options::default()).await
+    }
+
+    pub async fn build_with(config: Config, options: Options) -> Result<Self, StartError> {
+        let config = Arc::new(config);
+        let metrics = Metrics::from_config(&config).map_err(StartError::Metrics)?;
+        password::warm_up();
+        let store = open_store(&config).await?;
+        let key = keys::load(&config)?;
+        let jwt = JwtService::new(
+            key,
+            &config.jwt.issuer,
+            &config.jwt.audience,
+            config.jwt.access_ttl,
+        );
+        let hasher = PasswordHasher::new(&config.hashing)?;
+        let mailer = Mailer::from_config(&config, metrics.clone());
+        let redis = match &config.redis {
+            Some(redis) => Some(RedisStore::new(
+                redis,
+                options.redis_prefix.as_deref().unwrap_or("suma-auth"),
+            )?),
+            None => None,
+        };
+        let services = Services {
+            config: config.clone(),
+            store,
+            hasher,
+            jwt,
+            mailer,
+            metrics,
+            clock: options.clock.unwrap_or_default(),
+            redis,
+        };
+
+        let addr = format!("{}:{}", config.host, config.port);
+        let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?
+            .port();
+
+        let data = web::Data::new(services.clone());
+        let trusted = web::Data::new(TrustedProxies(config.trusted_proxies.clone()));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(trusted.clone())
+                .app_data(extract::json_config())
+                .wrap(from_fn(middleware::observe))
+                .configure(http::configure)
+                .default_service(web::to(http::fallback))
+        })
+        .workers(config.http_workers)
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        .listen(listener)
+        .map_err(|source| StartError::Bind {
+            addr: format!("{}:{port}", config.host),
+            source,
+        })?
+        .run();
+
+        spawn_gauges(services.clone());
+        Ok(Self {
+            port,
+            server,
+            services,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (then drains within the shutdown timeout).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Publishes gauges from state on a timer (statsd gauges cannot be incremented).
+fn spawn_gauges(services: Services) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n: u64 = 0;
+        loop {
+            tick.tick().await;
+            if n % 10 == 0 {
+                services
+                    .metrics
+                    .hash_pool_in_flight(services.hasher.in_flight());
+            }
+            services.metrics.flush();
+            n += 1;
+        }
+    });
+}

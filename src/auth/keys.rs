@@ -1,0 +1,251 @@
+//! RSA signing keys: loaded from PEM values or files, or — in development only
+//! — generated once into the data directory with a loud warning.
+//!
+//! A key's `kid` is its RFC 7638 JWK thumbprint, so every instance given the
+//! same key names it the same way without further configuration.
+
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{KeyPair as _, RsaKeyPair};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Config, KeySource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{var}: {message}")]
+    Invalid { var: &'static str, message: String },
+    #[error("key file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("RSA key generation failed")]
+    Generation,
+}
+
+/// One RSA key pair with its public components.
+pub struct SigningKey {
+    pub kid: String,
+    pub pair: RsaKeyPair,
+    /// Modulus, big-endian without leading zero.
+    pub n: Vec<u8>,
+    /// Public exponent, big-endian without leading zero.
+    pub e: Vec<u8>,
+}
+
+impl SigningKey {
+    pub fn from_pair(pair: RsaKeyPair) -> Self {
+        let public = pair.public_key();
+        let n = public.modulus().big_endian_without_leading_zero().to_vec();
+        let e = public.exponent().big_endian_without_leading_zero().to_vec();
+        let kid = thumbprint(&n, &e);
+        Self { kid, pair, n, e }
+    }
+}
+
+/// RFC 7638 thumbprint of an RSA public key, base64url.
+pub fn thumbprint(n: &[u8], e: &[u8]) -> String {
+    let canonical = format!(
+        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(e),
+        URL_SAFE_NO_PAD.encode(n)
+    );
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// Loads the configured key, or generates a development key when allowed.
+pub fn load(config: &Config) -> Result<SigningKey, KeyError> {
+    let source = &config.jwt.keys;
+    if source.is_configured() {
+        return load_configured(source);
+    }
+    // Config validation already refused this in production-like environments.
+    let dir = config.data_dir.join("keys");
+    let private_path = dir.join("jwt-private.pem");
+    if private_path.exists() {
+        let pem = read(&private_path)?;
+        return parse_private_pem(&pem, "JWT_PRIVATE_KEY_PATH");
+    }
+    tracing::warn!(
+        path = %private_path.display(),
+        "no JWT_PRIVATE_KEY configured: generating a DEVELOPMENT signing key; never use this in production"
+    );
+    let (private_pem, public_pem) = generate_pem()?;
+    write_private(&private_path, &private_pem)?;
+    write_file(&dir.join("jwt-public.pem"), &public_pem)?;
+    parse_private_pem(&private_pem, "JWT_PRIVATE_KEY_PATH")
+}
+
+fn load_configured(source: &KeySource) -> Result<SigningKey, KeyError> {
+    let (pem, var) = match (&source.private_pem, &source.private_path) {
+        (Some(pem), _) => (pem.expose_secret().replace("\\n", "\n"), "JWT_PRIVATE_KEY"),
+        (None, Some(path)) => (read(path)?, "JWT_PRIVATE_KEY_PATH"),
+        (None, None) => {
+            return Err(KeyError::Invalid {
+                var: "JWT_PRIVATE_KEY",
+                message: "not set".into(),
+            })
+        }
+    };
+    let key = parse_private_pem(&pem, var)?;
+    // A configured public key must be the private key's own half.
+    let public = match (&source.public_pem, &source.public_path) {
+        (Some(pem), _) => Some((pem.replace("\\n", "\n"), "JWT_PUBLIC_KEY")),
+        (None, Some(path)) => Some((read(path)?, "JWT_PUBLIC_KEY_PATH")),
+        (None, None) => None,
+    };
+    if let Some((pem, var)) = public {
+        let der = pem_body(&pem, var)?;
+        let expected = key
+            .pair
+            .public_key()
+            .as_der()
+            .map_err(|_| KeyError::Generation)?;
+        let pkcs1 = key.pair.public_key().as_ref().to_vec();
+        if der != expected.as_ref() && der != pkcs1 {
+            return Err(KeyError::Invalid {
+                var,
+                message: "the public key does not belong to the private key".into(),
+            });
+        }
+    }
+    Ok(key)
+}
+
+/// Parses a PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM.
+pub fn parse_private_pem(pem: &str, var: &'static str) -> Result<SigningKey, KeyError> {
+    let der = pem_body(pem, var)?;
+    let pair = if pem.contains("BEGIN RSA PRIVATE KEY") {
+        RsaKeyPair::from_der(&der)
+    } else {
+        RsaKeyPair::from_pkcs8(&der)
+    }
+    .map_err(|e| KeyError::Invalid {
+        var,
+        message: format!("not an RSA private key ({e})"),
+    })?;
+    if pair.public_modulus_len() < 256 {
+        return Err(KeyError::Invalid {
+            var,
+            message: "RSA keys must have at least 2048 bits".into(),
+        });
+    }
+    Ok(SigningKey::from_pair(pair))
+}
+
+fn pem_body(pem: &str, var: &'static str) -> Result<Vec<u8>, KeyError> {
+    let body: String = pem
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-----"))
+        .collect();
+    if !pem.contains("-----BEGIN") || body.is_empty() {
+        return Err(KeyError::Invalid {
+            var,
+            message: "not a PEM document".into(),
+        });
+    }
+    STANDARD.decode(body).map_err(|_| KeyError::Invalid {
+        var,
+        message: "the PEM body is not valid base64".into(),
+    })
+}
+
+/// Generates a 2048-bit RSA pair as (PKCS#8 private PEM, SPKI public PEM).
+pub fn generate_pem() -> Result<(String, String), KeyError> {
+    let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generation)?;
+    let private = pair.as_der().map_err(|_| KeyError::Generation)?;
+    let public = pair
+        .public_key()
+        .as_der()
+        .map_err(|_| KeyError::Generation)?;
+    Ok((
+        to_pem("PRIVATE KEY", private.as_ref()),
+        to_pem("PUBLIC KEY", public.as_ref()),
+    ))
+}
+
+fn to_pem(label: &str, der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+fn read(path: &Path) -> Result<String, KeyError> {
+    std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::write(path, contents).map_err(io)
+}
+
+/// Writes a private key readable by its owner only.
+pub fn write_private(path: &Path, contents: &str) -> Result<(), KeyError> {
+    write_file(path, contents)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| KeyError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes a new key pair as `<prefix>-private.pem` / `<prefix>-public.pem`.
+pub fn write_pair(dir: &Path, prefix: &str) -> Result<(PathBuf, PathBuf, String), KeyError> {
+    let (private_pem, public_pem) = generate_pem()?;
+    let kid = parse_private_pem(&private_pem, "generated")?.kid;
+    let private_path = dir.join(format!("{prefix}-private.pem"));
+    let public_path = dir.join(format!("{prefix}-public.pem"));
+    write_private(&private_path, &private_pem)?;
+    write_file(&public_path, &public_pem)?;
+    Ok((private_path, public_path, kid))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn generated_pems_round_trip_with_a_stable_kid() {
+        let (private_pem, _public) = generate_pem().unwrap();
+        let a = parse_private_pem(&private_pem, "X").unwrap();
+        let b = parse_private_pem(&private_pem, "X").unwrap();
+        assert_eq!(a.kid, b.kid);
+        assert_eq!(a.kid.len(), 43);
+        assert_eq!(a.e, vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn garbage_is_refused_with_the_variable_named() {
+        let err = parse_private_pem("hello", "JWT_PRIVATE_KEY").err().unwrap();
+        assert!(err.to_string().starts_with("JWT_PRIVATE_KEY:"));
+    }
+}

@@ -1,0 +1,26 @@
+//! Domain types parsed at the edge: once a value is an [`Email`] or a
+//! [`NewPassword`] it has passed every rule. No I/O happens here.
+
+pub mod email;
+pub mod password;
+
+pub use email::Email;
+pub use password::{NewPassword, PasswordRule};
+
+/// One rule a field broke, reported in a 422 problem's `errors` list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub code: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.to_string(),
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}

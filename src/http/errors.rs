@@ -1,0 +1,274 @@
+//! Every error the API returns, as RFC 9457 problem details with a stable
+//! `code`, mapped from [`AuthError`] and HTTP-level failures in one place.
+//! 5xx bodies are opaque; their cause is logged once with the request id.
+
+use std::time::Duration;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use super::request_id;
+use crate::domain::FieldError;
+use crate::services::AuthError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+const TYPE_BASE: &str = "https://docs.suma.finance/errors/";
+
+/// The problem body (RFC 9457) with this API's extensions.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub title: String,
+    pub status: u16,
+    /// Stable, machine-readable error code.
+    pub code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub request_id: String,
+    /// Field errors of a 422.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: String },
+    #[error("no bearer token")]
+    MissingCredentials,
+    #[error("not ready: {0:?}")]
+    NotReady(Vec<String>),
+    /// Any other HTTP-level refusal, by status.
+    #[error("http error {0}")]
+    Http(StatusCode),
+}
+
+impl ApiError {
+    /// (status, code, title, detail)
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, Option<String>) {
+        use AuthError as A;
+        match self {
+            ApiError::Auth(a) => match a {
+                A::Validation(_) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "Validation failed",
+                    Some("one or more fields are invalid".into()),
+                ),
+                A::InvalidCredentials => (
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_credentials",
+                    "Invalid credentials",
+                    Some("the email or password is incorrect".into()),
+                ),
+                A::EmailNotVerified => (
+                    StatusCode::FORBIDDEN,
+                    "email_not_verified",
+                    "Email not verified",
+                    Some("confirm your email address first; a new link can be requested".into()),
+                ),
+                A::AccountDisabled => (
+                    StatusCode::FORBIDDEN,
+                    "account_disabled",
+                    "Account disabled",
+                    None,
+                ),
+                A::AccountLocked { .. } => (
+                    StatusCode::LOCKED,
+                    "account_locked",
+                    "Account locked",
+                    Some("too many failed sign-in attempts; try again later".into()),
+                ),
+                A::InvalidToken => (
+                    StatusCode::BAD_REQUEST,
+                    "invalid_token",
+                    "Invalid token",
+                    Some("the token is unknown, already used or expired".into()),
+                ),
+                A::Unauthorized(why) => (
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "Unauthorized",
+                    Some((*why).to_string()),
+                ),
+                A::RateLimited { .. } => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    "Too many requests",
+                    Some("slow down and retry after the indicated time".into()),
+                ),
+                A::Busy { .. } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_busy",
+                    "Service busy",
+                    Some("the server is at capacity; retry shortly".into()),
+                ),
+                A::Unavailable(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "Service unavailable",
+                    None,
+                ),
+                A::Internal(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "Internal error",
+                    None,
+                ),
+            },
+            ApiError::MalformedJson(why) => (
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "Malformed JSON",
+                Some(why.clone()),
+            ),
+            ApiError::PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                Some(format!("request bodies are limited to {limit} bytes")),
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                Some("send Content-Type: application/json".into()),
+            ),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found", None),
+            ApiError::MethodNotAllowed { .. } => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                None,
+            ),
+            ApiError::MissingCredentials => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                Some("send Authorization: Bearer <access token>".into()),
+            ),
+            ApiError::NotReady(down) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "Not ready",
+                Some(format!("unavailable: {}", down.join(", "))),
+            ),
+            ApiError::Http(status) => (
+                *status,
+                http_code(*status),
+                status.canonical_reason().unwrap_or("Error"),
+                None,
+            ),
+        }
+    }
+
+    /// Builds the problem response with a given request id.
+    pub fn to_response(&self, request_id: &str) -> HttpResponse {
+        let (status, code, title, detail) = self.parts();
+        if status.is_server_error() {
+            tracing::error!(code, error = %self, "request failed");
+        }
+        let errors = match self {
+            ApiError::Auth(AuthError::Validation(errors)) => Some(errors.clone()),
+            _ => None,
+        };
+        let problem = Problem {
+            type_: format!("{TYPE_BASE}{code}"),
+            title: title.to_string(),
+            status: status.as_u16(),
+            code: code.to_string(),
+            detail,
+            request_id: request_id.to_string(),
+            errors,
+        };
+        let mut res = HttpResponse::build(status);
+        res.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
+        res.insert_header((header::CACHE_CONTROL, "no-store"));
+        match self {
+            ApiError::Auth(AuthError::AccountLocked { retry_after })
+            | ApiError::Auth(AuthError::Busy { retry_after }) => {
+                res.insert_header((header::RETRY_AFTER, secs(*retry_after)));
+            }
+            ApiError::Auth(AuthError::Unavailable(_)) | ApiError::NotReady(_) => {
+                res.insert_header((header::RETRY_AFTER, "5"));
+            }
+            ApiError::Auth(AuthError::RateLimited {
+                limit,
+                remaining,
+                reset,
+                retry_after,
+            }) => {
+                res.insert_header((header::RETRY_AFTER, secs(*retry_after)));
+                res.insert_header(("RateLimit-Limit", limit.to_string()));
+                res.insert_header(("RateLimit-Remaining", remaining.to_string()));
+                res.insert_header(("RateLimit-Reset", secs(*reset)));
+            }
+            ApiError::Auth(AuthError::Unauthorized(_)) => {
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                ));
+            }
+            ApiError::MissingCredentials => {
+                res.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                if let Ok(v) = HeaderValue::from_str(allow) {
+                    res.insert_header((header::ALLOW, v));
+                }
+            }
+            _ => {}
+        }
+        // Serializing this struct cannot fail; fall back to an empty object.
+        res.body(serde_json::to_string(&problem).unwrap_or_else(|_| "{}".into()))
+    }
+}
+
+/// Whole seconds, rounded up, at least 1.
+fn secs(d: Duration) -> String {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    s.max(1).to_string()
+}
+
+/// A stable code for an HTTP status without a more specific cause.
+pub fn http_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        411 => "length_required",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        431 => "headers_too_large",
+        500 => "internal_error",
+        503 => "service_unavailable",
+        _ => "http_error",
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.to_response(&request_id::current())
+    }
+}

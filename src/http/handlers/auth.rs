@@ -1,0 +1,164 @@
+//! `/api/v1/auth`: registration, email verification and login.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use secrecy::SecretString;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::StatusResponse;
+use crate::http::client::Client;
+use crate::http::errors::{ApiError, Problem};
+use crate::services::login::{self, LoginInput, TokenPair};
+use crate::services::registration::{self, Consents, Registration};
+use crate::services::{verification, Services};
+
+#[derive(Deserialize, ToSchema)]
+pub struct ConsentsRequest {
+    pub terms: bool,
+    pub privacy: bool,
+    #[serde(default)]
+    pub marketing: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    #[schema(example = "ana@example.com")]
+    pub email: String,
+    /// 12–128 characters; not a common password; not containing the email.
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    #[serde(default)]
+    pub first_name: Option<String>,
+    #[serde(default)]
+    pub last_name: Option<String>,
+    pub consents: ConsentsRequest,
+    #[serde(default)]
+    pub consent_version: Option<String>,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 202, description = "Verification pending (the same answer for registered emails)", body = StatusResponse),
+        (status = 422, description = "Invalid email, weak password or missing consent", body = Problem),
+        (status = 429, description = "Rate limited", body = Problem),
+        (status = 503, description = "Hashing pool full", body = Problem),
+    )
+)]
+pub async fn register(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    body: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    registration::register(
+        &svc,
+        Registration {
+            email: body.email,
+            password: body.password,
+            first_name: body.first_name,
+            last_name: body.last_name,
+            consents: Consents {
+                terms: body.consents.terms,
+                privacy: body.consents.privacy,
+                marketing: body.consents.marketing,
+            },
+            consent_version: body.consent_version,
+        },
+        client,
+    )
+    .await?;
+    Ok(HttpResponse::Accepted().json(StatusResponse {
+        status: "verification_pending",
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct VerifyEmailRequest {
+    pub token: String,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/verify-email", tag = "auth",
+    request_body = VerifyEmailRequest,
+    responses(
+        (status = 200, description = "Email verified", body = StatusResponse),
+        (status = 400, description = "Unknown, used or expired token", body = Problem),
+    )
+)]
+pub async fn verify_email(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    body: web::Json<VerifyEmailRequest>,
+) -> Result<HttpResponse, ApiError> {
+    verification::verify_email(&svc, &body.token, client).await?;
+    Ok(HttpResponse::Ok().json(StatusResponse { status: "verified" }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct EmailRequest {
+    pub email: String,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/verify-email/resend", tag = "auth",
+    request_body = EmailRequest,
+    responses(
+        (status = 202, description = "A new link was sent if the account exists and is unverified", body = StatusResponse),
+        (status = 422, description = "Invalid email", body = Problem),
+        (status = 429, description = "Rate limited", body = Problem),
+    )
+)]
+pub async fn resend_verification(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    body: web::Json<EmailRequest>,
+) -> Result<HttpResponse, ApiError> {
+    verification::resend(&svc, &body.email, client).await?;
+    Ok(HttpResponse::Accepted().json(StatusResponse { status: "accepted" }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    #[serde(default)]
+    pub device_id: Option<String>,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 401, description = "Invalid credentials (same for unknown email)", body = Problem),
+        (status = 403, description = "Email not verified (only after a correct password)", body = Problem),
+        (status = 423, description = "Account locked", body = Problem),
+        (status = 429, description = "Rate limited", body = Problem),
+        (status = 503, description = "Hashing pool full", body = Problem),
+    )
+)]
+pub async fn login(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    body: web::Json<LoginRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let pair = login::login(
+        &svc,
+        LoginInput {
+            email: body.email,
+            password: body.password,
+            device_id: body.device_id,
+        },
+        client,
+    )
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(pair))
+}

@@ -1,0 +1,119 @@
+//! The one middleware every request passes: request id, a tracing span,
+//! problem+json for every error (including the framework's own 404/405/413),
+//! security headers, and the endpoint metrics.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, Error};
+use tracing::Instrument;
+
+use super::errors::{ApiError, PROBLEM_JSON};
+use super::request_id;
+use crate::services::Services;
+
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let started = Instant::now();
+    let id = request_id::accept(
+        req.headers()
+            .get(request_id::HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let endpoint = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = req.method().as_str().to_string();
+    let metrics = req
+        .app_data::<web::Data<Services>>()
+        .map(|s| s.metrics.clone());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        endpoint = %endpoint,
+        status = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+    );
+    let res = request_id::scope(id.clone(), next.call(req).instrument(span.clone())).await?;
+    let mut res = res.map_into_boxed_body();
+
+    // Framework-made errors (unknown route, 405, oversized body…) become
+    // problem+json too, with the same request id.
+    let status = res.status();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if (status.is_client_error() || status.is_server_error()) && !is_problem {
+        let allow = res.headers().get(header::ALLOW).cloned();
+        let error = match (status.as_u16(), allow) {
+            (404, _) => ApiError::NotFound,
+            (405, Some(allow)) => ApiError::MethodNotAllowed {
+                allow: allow.to_str().unwrap_or_default().to_string(),
+            },
+            (413, _) => ApiError::PayloadTooLarge(super::MAX_BODY_BYTES),
+            (415, _) => ApiError::UnsupportedMediaType,
+            _ => ApiError::Http(status),
+        };
+        let (http_req, _) = res.into_parts();
+        res = ServiceResponse::new(http_req, error.to_response(&id));
+    }
+
+    let headers = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        headers.insert(HeaderName::from_static(request_id::HEADER), v);
+    }
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+
+    let status = res.status().as_u16();
+    span.record("status", status);
+    let elapsed = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics.endpoint(&endpoint, &method, status, elapsed);
+    }
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(
+                status,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "request failed"
+            );
+        } else {
+            tracing::debug!(
+                status,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "request done"
+            );
+        }
+    });
+    Ok(res)
+}
+
+/// Headers for an API that serves JSON only and is never framed.
+const SECURITY_HEADERS: [(&str, &str); 5] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    (
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    ),
+];

@@ -1,0 +1,54 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::handlers;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "suma-auth", description = "User registration and authentication service of SUMA Finance"),
+    paths(
+        handlers::ops::health,
+        handlers::ops::ready,
+        handlers::ops::jwks,
+        handlers::ops::openapi,
+        handlers::auth::register,
+        handlers::auth::verify_email,
+        handlers::auth::resend_verification,
+        handlers::auth::login,
+        handlers::me::get_me,
+    ),
+    components(schemas(super::errors::Problem, crate::domain::FieldError)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Identity and credentials"),
+        (name = "me", description = "The signed-in user"),
+        (name = "ops", description = "Operations"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document, with this build's version.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}

@@ -1,0 +1,143 @@
+//! Mail templates: each renders a subject, a plain-text part and an HTML part.
+//! Values placed in HTML are escaped.
+
+use super::OutgoingMail;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    Verification,
+    AlreadyRegistered,
+    AccountLocked,
+}
+
+impl Template {
+    /// The metric tag and log name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::Verification => "verification",
+            Template::AlreadyRegistered => "already_registered",
+            Template::AccountLocked => "account_locked",
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn html_page(title: &str, paragraphs: &[String], link: Option<(&str, &str)>) -> String {
+    let mut body = String::new();
+    for p in paragraphs {
+        body.push_str(&format!("<p>{}</p>\n", escape(p)));
+    }
+    if let Some((label, href)) = link {
+        body.push_str(&format!(
+            "<p><a href=\"{}\">{}</a></p>\n",
+            escape(href),
+            escape(label)
+        ));
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body>\n<h1>{}</h1>\n{}</body></html>",
+        escape(title),
+        escape(title),
+        body
+    )
+}
+
+/// "Confirm your email" with the verification link.
+pub fn verification(to: &str, public_url: &str, token: &str) -> OutgoingMail {
+    let link = format!("{public_url}/verify-email?token={token}");
+    let subject = "Confirm your email address".to_string();
+    let text = format!(
+        "Welcome to SUMA Finance.\r\n\r\nConfirm your email address by opening this link within 24 hours:\r\n\r\n{link}\r\n\r\nIf you did not create an account, ignore this message.\r\n"
+    );
+    let html = html_page(
+        &subject,
+        &[
+            "Welcome to SUMA Finance.".into(),
+            "Confirm your email address by opening this link within 24 hours:".into(),
+        ],
+        Some(("Confirm my email", &link)),
+    );
+    OutgoingMail {
+        to: to.to_string(),
+        template: Template::Verification,
+        subject,
+        text,
+        html,
+    }
+}
+
+/// Sent to the owner of an address someone tried to register again.
+pub fn already_registered(to: &str, public_url: &str) -> OutgoingMail {
+    let reset = format!("{public_url}/reset-password");
+    let subject = "Someone tried to register with your email address".to_string();
+    let text = format!(
+        "Someone tried to create a SUMA Finance account with this email address, which already has an account.\r\n\r\nIf it was you, sign in instead; if you forgot your password, reset it here:\r\n\r\n{reset}\r\n\r\nIf it was not you, you can ignore this message: your account is unchanged.\r\n"
+    );
+    let html = html_page(
+        &subject,
+        &[
+            "Someone tried to create a SUMA Finance account with this email address, which already has an account.".into(),
+            "If it was you, sign in instead; if you forgot your password, reset it.".into(),
+            "If it was not you, you can ignore this message: your account is unchanged.".into(),
+        ],
+        Some(("Reset my password", &reset)),
+    );
+    OutgoingMail {
+        to: to.to_string(),
+        template: Template::AlreadyRegistered,
+        subject,
+        text,
+        html,
+    }
+}
+
+/// Sent when repeated failed sign-ins lock an account.
+pub fn account_locked(to: &str, minutes: u64) -> OutgoingMail {
+    let subject = "Your account was temporarily locked".to_string();
+    let text = format!(
+        "Several sign-in attempts with a wrong password were made on your SUMA Finance account, so sign-in is locked for {minutes} minutes.\r\n\r\nIf this was not you, consider resetting your password once the lock ends.\r\n"
+    );
+    let html = html_page(
+        &subject,
+        &[
+            format!("Several sign-in attempts with a wrong password were made on your SUMA Finance account, so sign-in is locked for {minutes} minutes."),
+            "If this was not you, consider resetting your password once the lock ends.".into(),
+        ],
+        None,
+    );
+    OutgoingMail {
+        to: to.to_string(),
+        template: Template::AccountLocked,
+        subject,
+        text,
+        html,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_mail_carries_the_link_in_both_parts() {
+        let m = verification("a@example.com", "https://auth.example", "tok_en-1");
+        assert!(m
+            .text
+            .contains("https://auth.example/verify-email?token=tok_en-1"));
+        assert!(m
+            .html
+            .contains("https://auth.example/verify-email?token=tok_en-1"));
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(escape("<a href=\"x\">"), "&lt;a href=&quot;x&quot;&gt;");
+    }
+}

@@ -1,0 +1,176 @@
+//! The `suma-auth` command line: `serve` (the default), `migrate`, `keys`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use suma_auth::config::{Config, DatabaseConfig};
+use suma_auth::storage::postgres::{migrate, PgStore};
+use suma_auth::{telemetry, Application};
+
+#[derive(Parser)]
+#[command(
+    name = "suma-auth",
+    version,
+    about = "User registration and authentication service of SUMA Finance"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Database migrations (PostgreSQL; the embedded database migrates itself).
+    Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Apply every pending migration (the default).
+    Apply,
+    /// Show the current version and what is pending.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Write a new RSA-2048 PEM pair and print its kid.
+    Generate {
+        /// Directory to write into.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// File name prefix: <prefix>-private.pem / <prefix>-public.pem.
+        #[arg(long, default_value = "jwt")]
+        prefix: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Keys {
+        action: KeysAction::Generate { out, prefix },
+    }) = &cli.command
+    {
+        return match suma_auth::auth::keys::write_pair(out, prefix) {
+            Ok((private, public, kid)) => {
+                println!(
+                    "private key: {}\npublic key:  {}\nkid:         {kid}",
+                    private.display(),
+                    public.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("keys generate: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(&config);
+    let result = actix_web::rt::System::new().block_on(async move {
+        match cli.command {
+            None | Some(Command::Serve) => serve(config).await,
+            Some(Command::Migrate { action }) => {
+                migrate_cmd(config, action.unwrap_or(MigrateAction::Apply)).await
+            }
+            Some(Command::Keys { .. }) => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("suma-auth: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let embedded = config.is_embedded();
+    let database = match &config.database {
+        DatabaseConfig::Sqlite { path } => format!("sqlite {}", path.display()),
+        DatabaseConfig::Postgres { .. } => "postgres".to_string(),
+    };
+    let app = Application::build(config.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mail = app.services().mailer.describe();
+    tracing::info!(
+        listen = %format!("http://{}:{}", config.host, app.port()),
+        database = %database,
+        data_dir = %config.data_dir.display(),
+        mail = %mail,
+        redis = config.redis.is_some(),
+        environment = config.environment.as_str(),
+        ready_ms = started.elapsed().as_millis() as u64,
+        "suma-auth ready"
+    );
+    if embedded && !config.environment.is_production_like() {
+        println!(
+            "suma-auth listening on http://{}:{}",
+            config.host,
+            app.port()
+        );
+        println!("  data: {} ({database})", config.data_dir.display());
+        println!("  mail: {mail}");
+    }
+    app.run_until_stopped().await.map_err(|e| e.to_string())
+}
+
+async fn migrate_cmd(config: Config, action: MigrateAction) -> Result<(), String> {
+    let DatabaseConfig::Postgres { url } = &config.database else {
+        println!("the embedded database migrates itself when the server starts; nothing to do");
+        return Ok(());
+    };
+    let store = PgStore::connect(url, 2, std::time::Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?;
+    match action {
+        MigrateAction::Apply => {
+            let applied = store.migrate().await.map_err(|e| e.to_string())?;
+            if applied.is_empty() {
+                println!("up to date at version {}", migrate::latest());
+            } else {
+                println!("applied: {applied:?}");
+            }
+        }
+        MigrateAction::Status => {
+            let status = store.migration_status().await.map_err(|e| e.to_string())?;
+            println!(
+                "current version: {}{}",
+                status
+                    .current
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "none".into()),
+                if status.dirty { " (dirty)" } else { "" }
+            );
+            if status.pending.is_empty() {
+                println!("pending: none");
+            }
+            for (version, name) in status.pending {
+                println!("pending: {version} {name}");
+            }
+        }
+    }
+    Ok(())
+}

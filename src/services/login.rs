@@ -1,0 +1,160 @@
+//! Login: password check on the hashing pool, then a session and a token pair.
+//!
+//! Unknown emails are verified against a dummy hash so that they cost the same
+//! time as wrong passwords and get the same answer. `email_not_verified` is
+//! only said after a correct password, so it reveals nothing to a guesser.
+
+use secrecy::SecretString;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{AuthError, Services};
+use crate::auth::tokens;
+use crate::domain::Email;
+use crate::storage::{ClientContext, NewSession, UserRecord};
+
+pub struct LoginInput {
+    pub email: String,
+    pub password: SecretString,
+    pub device_id: Option<String>,
+}
+
+/// The token pair of API.md.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    /// Seconds until the session's absolute end.
+    pub refresh_expires_in: u64,
+    pub session_id: Uuid,
+}
+
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn login(
+    svc: &Services,
+    input: LoginInput,
+    client: ClientContext,
+) -> Result<TokenPair, AuthError> {
+    let device_id = input
+        .device_id
+        .map(|d| d.trim().chars().take(255).collect::<String>())
+        .filter(|d| !d.is_empty());
+    // A malformed address cannot have an account: same path as an unknown one.
+    let email = Email::parse(&input.email, "email").ok();
+    let user = match &email {
+        Some(email) => svc.store.find_user_by_email(email).await?,
+        None => None,
+    };
+    let verified = svc
+        .hasher
+        .verify(
+            &input.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await?;
+    let user = match (user, verified.matches) {
+        (Some(user), true) => user,
+        (user, _) => {
+            let user_id = user.as_ref().map(|u| u.id);
+            svc.metrics.login_failure("invalid_credentials");
+            tracing::info!(
+                known_account = user_id.is_some(),
+                "login failed: invalid credentials"
+            );
+            svc.audit(
+                "login",
+                false,
+                user_id,
+                &client,
+                serde_json::json!({"reason": "invalid_credentials"}),
+            )
+            .await;
+            return Err(AuthError::InvalidCredentials);
+        }
+    };
+    tracing::Span::current().record("user_id", tracing::field::display(user.id));
+    if !user.is_active {
+        svc.metrics.login_failure("inactive");
+        svc.audit(
+            "login",
+            false,
+            Some(user.id),
+            &client,
+            serde_json::json!({"reason": "inactive"}),
+        )
+        .await;
+        return Err(AuthError::AccountDisabled);
+    }
+    if !user.email_verified {
+        svc.metrics.login_failure("email_not_verified");
+        svc.audit(
+            "login",
+            false,
+            Some(user.id),
+            &client,
+            serde_json::json!({"reason": "email_not_verified"}),
+        )
+        .await;
+        return Err(AuthError::EmailNotVerified);
+    }
+    let rehash = if verified.needs_rehash {
+        svc.hasher.hash(&input.password).await.ok()
+    } else {
+        None
+    };
+    let pair = open_session(svc, &user, device_id, &client, &["pwd"]).await?;
+    svc.store
+        .record_login_success(user.id, svc.clock.now(), rehash)
+        .await?;
+    svc.metrics.login_success(false);
+    svc.audit(
+        "login",
+        true,
+        Some(user.id),
+        &client,
+        serde_json::json!({"session_id": pair.session_id, "amr": ["pwd"]}),
+    )
+    .await;
+    Ok(pair)
+}
+
+/// Opens a session with its first refresh token and signs an access token.
+pub async fn open_session(
+    svc: &Services,
+    user: &UserRecord,
+    device_id: Option<String>,
+    client: &ClientContext,
+    amr: &[&str],
+) -> Result<TokenPair, AuthError> {
+    let now = svc.clock.now();
+    let absolute = svc.config.security.session_absolute_timeout;
+    let session_id = Uuid::new_v4();
+    let refresh_token = tokens::random_token();
+    svc.store
+        .create_session(NewSession {
+            id: session_id,
+            user_id: user.id,
+            refresh_token_id: Uuid::new_v4(),
+            refresh_token_hash: tokens::token_hash(&refresh_token),
+            device_id,
+            client: client.clone(),
+            amr: amr.join(" "),
+            created_at: now,
+            expires_at: now
+                + chrono::Duration::from_std(absolute).unwrap_or(chrono::Duration::hours(8)),
+        })
+        .await?;
+    let (access_token, _) = svc.jwt.issue(user.id, session_id, amr, now.timestamp())?;
+    Ok(TokenPair {
+        access_token,
+        token_type: "Bearer",
+        expires_in: svc.jwt.ttl().as_secs(),
+        refresh_token,
+        refresh_expires_in: absolute.as_secs(),
+        session_id,
+    })
+}

@@ -1,0 +1,84 @@
+//! The signed-in user: bearer token validation and the session check.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{AuthError, Services};
+use crate::auth::jwt::AccessClaims;
+use crate::storage::UserRecord;
+
+/// Who is calling: the verified claims of a live session.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub claims: AccessClaims,
+}
+
+/// Validates an access token and checks that its session is still live.
+pub async fn authenticate(svc: &Services, token: &str) -> Result<Principal, AuthError> {
+    let claims = svc.jwt.verify(token, svc.clock.unix())?;
+    let (Ok(user_id), Ok(session_id)) =
+        (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid))
+    else {
+        return Err(AuthError::Unauthorized("the access token is invalid"));
+    };
+    let now = svc.clock.now();
+    let live =
+        svc.store.find_session(session_id).await?.is_some_and(|s| {
+            s.user_id == user_id && s.invalidated_at.is_none() && s.expires_at > now
+        });
+    if !live {
+        return Err(AuthError::Unauthorized("the session has ended"));
+    }
+    Ok(Principal {
+        user_id,
+        session_id,
+        claims,
+    })
+}
+
+/// `GET /me`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Profile {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub two_factor_enabled: bool,
+    pub two_factor_methods: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<UserRecord> for Profile {
+    fn from(u: UserRecord) -> Self {
+        Profile {
+            id: u.id,
+            email: u.email.as_str().to_string(),
+            email_verified: u.email_verified,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            two_factor_enabled: u.two_factor_enabled,
+            two_factor_methods: u
+                .two_factor_method
+                .map(|m| {
+                    m.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+pub async fn profile(svc: &Services, principal: &Principal) -> Result<Profile, AuthError> {
+    svc.store
+        .find_user_by_id(principal.user_id)
+        .await?
+        .map(Profile::from)
+        .ok_or(AuthError::Unauthorized("the account no longer exists"))
+}

@@ -1,0 +1,62 @@
+//! Use cases: registration, email verification, login, the signed-in user.
+//! Services speak in domain terms and [`AuthError`]; HTTP is not their concern.
+
+pub mod clock;
+pub mod error;
+pub mod login;
+pub mod me;
+pub mod registration;
+pub mod verification;
+
+use std::sync::Arc;
+
+pub use clock::Clock;
+pub use error::AuthError;
+
+use crate::auth::hashing::PasswordHasher;
+use crate::auth::jwt::JwtService;
+use crate::config::Config;
+use crate::mail::Mailer;
+use crate::redis::RedisStore;
+use crate::storage::{AuditEvent, ClientContext, DynStore};
+use crate::telemetry::metrics::Metrics;
+
+/// Everything the use cases need, built once at start and shared by every
+/// HTTP worker. Cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: DynStore,
+    pub hasher: PasswordHasher,
+    pub jwt: JwtService,
+    pub mailer: Mailer,
+    pub metrics: Metrics,
+    pub clock: Clock,
+    /// Shared hot state, when `REDIS_ENDPOINT` is configured.
+    pub redis: Option<RedisStore>,
+}
+
+impl Services {
+    /// Writes an audit row; a failure is logged, never shown to the client
+    /// (the action it records has already happened).
+    pub async fn audit(
+        &self,
+        event_type: &'static str,
+        success: bool,
+        user_id: Option<uuid::Uuid>,
+        client: &ClientContext,
+        metadata: serde_json::Value,
+    ) {
+        let event = AuditEvent {
+            user_id,
+            event_type,
+            success,
+            client: client.clone(),
+            metadata,
+            at: self.clock.now(),
+        };
+        if let Err(e) = self.store.insert_audit(event).await {
+            tracing::error!(event_type, error = %e, "audit row not written");
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Email verification: single-use 256-bit tokens, stored hashed, valid 24 h.
+
+use super::{AuthError, Services};
+use crate::auth::tokens;
+use crate::domain::Email;
+use crate::mail::templates;
+use crate::storage::ClientContext;
+
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn verify_email(
+    svc: &Services,
+    token: &str,
+    client: ClientContext,
+) -> Result<(), AuthError> {
+    let token = token.trim();
+    if !tokens::well_formed(token) {
+        svc.metrics.email_verification("invalid");
+        return Err(AuthError::InvalidToken);
+    }
+    let now = svc.clock.now();
+    match svc
+        .store
+        .consume_verification_token(&tokens::token_hash(token), now)
+        .await?
+    {
+        Some(user_id) => {
+            tracing::Span::current().record("user_id", tracing::field::display(user_id));
+            svc.metrics.email_verification("verified");
+            svc.audit(
+                "email_verification",
+                true,
+                Some(user_id),
+                &client,
+                serde_json::json!({}),
+            )
+            .await;
+            Ok(())
+        }
+        None => {
+            svc.metrics.email_verification("invalid");
+            Err(AuthError::InvalidToken)
+        }
+    }
+}
+
+/// Sends a fresh link to an unverified account; the same answer otherwise.
+#[tracing::instrument(skip_all)]
+pub async fn resend(svc: &Services, email: &str, client: ClientContext) -> Result<(), AuthError> {
+    let email = Email::parse(email, "email").map_err(|e| AuthError::Validation(vec![e]))?;
+    let Some(user) = svc.store.find_user_by_email(&email).await? else {
+        return Ok(());
+    };
+    if user.email_verified || !user.is_active {
+        return Ok(());
+    }
+    let token = tokens::random_token();
+    let expires = svc.clock.now()
+        + chrono::Duration::from_std(svc.config.security.verification_token_ttl)
+            .unwrap_or(chrono::Duration::hours(24));
+    svc.store
+        .add_verification_token(user.id, &tokens::token_hash(&token), expires)
+        .await?;
+    svc.audit(
+        "email_verification_resend",
+        true,
+        Some(user.id),
+        &client,
+        serde_json::json!({}),
+    )
+    .await;
+    svc.mailer.dispatch(templates::verification(
+        email.as_str(),
+        svc.mailer.public_url(),
+        &token,
+    ));
+    Ok(())
+}

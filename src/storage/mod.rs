@@ -1,0 +1,106 @@
+//! Durable records behind one interface, [`Store`], with two backends that
+//! pass the same contract tests: PostgreSQL (production, shared by every
+//! instance) and embedded SQLite (the single-node default).
+//!
+//! Every multi-row change (an account with its consents, token and audit row)
+//! is one transaction, so a crash never leaves half an account behind.
+
+pub mod models;
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use models::*;
+
+use crate::domain::Email;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Query(String),
+    #[error("migration error: {0}")]
+    Migration(String),
+}
+
+pub type StoreResult<T> = Result<T, StorageError>;
+
+/// The system of record.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A name for logs and `/ready` ("postgres" or "sqlite").
+    fn kind(&self) -> &'static str;
+
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Creates an account with its consents, first verification token and
+    /// audit row, atomically. An already-registered email creates nothing.
+    async fn create_user(&self, new: NewUser) -> StoreResult<CreateUserOutcome>;
+
+    async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>>;
+
+    async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
+
+    /// Stores another verification token for a user (resend).
+    async fn add_verification_token(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
+    /// Spends a verification token and marks the email verified, atomically.
+    /// `None` when the token is unknown, used or expired.
+    async fn consume_verification_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>>;
+
+    /// Records a successful sign-in: clears the lockout counters, stamps the
+    /// time, and stores an upgraded hash when the parameters were raised.
+    async fn record_login_success(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        rehash: Option<String>,
+    ) -> StoreResult<()>;
+
+    /// Keeps `users.failed_login_attempts` / `locked_until` true.
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        attempts: u32,
+        locked_until: Option<DateTime<Utc>>,
+    ) -> StoreResult<()>;
+
+    /// Opens a session with its first refresh token.
+    async fn create_session(&self, session: NewSession) -> StoreResult<()>;
+
+    async fn find_session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>>;
+
+    async fn insert_audit(&self, event: AuditEvent) -> StoreResult<()>;
+
+    /// The lockout window of an account key (normalized email).
+    async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>>;
+
+    async fn save_lockout(&self, key: &str, record: &LockoutRecord) -> StoreResult<()>;
+
+    /// Audit rows of a user, newest first (for tests and `GET /me/audit`).
+    async fn audit_for_user(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Audit rows of an event type, newest first (counting in tests and ops).
+    async fn count_audit(&self, event_type: &str, status: &str) -> StoreResult<u64>;
+
+    /// Consent rows of a user, newest first.
+    async fn consents_for_user(&self, user_id: Uuid) -> StoreResult<Vec<ConsentRecord>>;
+}
+
+pub type DynStore = Arc<dyn Store>;

@@ -1,0 +1,128 @@
+//! Rows read from and written to the [`Store`](super::Store).
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::Email;
+
+/// Where a request came from, recorded with consents, sessions and audit rows.
+#[derive(Debug, Clone, Default)]
+pub struct ClientContext {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewConsent {
+    pub consent_type: &'static str,
+    pub version: String,
+    pub consented: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub email: Email,
+    pub password_hash: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub consents: Vec<NewConsent>,
+    pub verification_token_hash: String,
+    pub verification_expires_at: DateTime<Utc>,
+    pub client: ClientContext,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateUserOutcome {
+    Created,
+    EmailTaken,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub email: Email,
+    pub email_verified: bool,
+    pub password_hash: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub two_factor_enabled: bool,
+    pub two_factor_method: Option<String>,
+    pub is_active: bool,
+    pub failed_login_attempts: i32,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub refresh_token_id: Uuid,
+    pub refresh_token_hash: String,
+    pub device_id: Option<String>,
+    pub client: ClientContext,
+    pub amr: String,
+    pub created_at: DateTime<Utc>,
+    /// The absolute end of the session.
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub device_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip_address: Option<IpAddr>,
+    pub amr: String,
+    pub created_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub invalidated_at: Option<DateTime<Utc>>,
+}
+
+/// One security event for `audit_logs`. Never a password or a raw token.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub user_id: Option<Uuid>,
+    pub event_type: &'static str,
+    pub success: bool,
+    pub client: ClientContext,
+    pub metadata: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub event_type: String,
+    pub event_status: String,
+    pub ip_address: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsentRecord {
+    pub consent_type: String,
+    pub consent_version: String,
+    pub consented: bool,
+    pub ip_address: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A persisted lockout window (see the actors crate's lockout policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LockoutRecord {
+    pub attempts: u32,
+    pub window_started_at: Option<DateTime<Utc>>,
+    pub locked_until: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,432 @@
+//! PostgreSQL backend: a bb8 pool of tokio-postgres connections. All SQL for
+//! this backend lives in this module, next to the code that runs it.
+
+pub mod migrate;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bb8_postgres::PostgresConnectionManager;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use super::*;
+
+type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+fn q(e: tokio_postgres::Error) -> StorageError {
+    if e.is_closed() || e.as_db_error().is_none() {
+        StorageError::Unavailable(e.to_string())
+    } else {
+        StorageError::Query(e.to_string())
+    }
+}
+
+fn pool_err(e: bb8::RunError<tokio_postgres::Error>) -> StorageError {
+    StorageError::Unavailable(e.to_string())
+}
+
+impl PgStore {
+    /// Connects (retrying for up to `wait`, as the database may still be
+    /// starting) with a pool of `max_size` connections.
+    pub async fn connect(url: &SecretString, max_size: u32, wait: Duration) -> StoreResult<Self> {
+        let manager = PostgresConnectionManager::new_from_stringlike(url.expose_secret(), NoTls)
+            .map_err(|e| StorageError::Unavailable(format!("invalid database settings: {e}")))?;
+        let pool = bb8::Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .test_on_check_out(false)
+            .build_unchecked(manager);
+        let store = Self { pool };
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match store.ping().await {
+                Ok(()) => return Ok(store),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "database not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Applies pending migrations under the advisory lock.
+    pub async fn migrate(&self) -> StoreResult<Vec<i64>> {
+        let conn = self.pool.get().await.map_err(pool_err)?;
+        migrate::apply(&conn).await
+    }
+
+    pub async fn migration_status(&self) -> StoreResult<migrate::MigrationStatus> {
+        let conn = self.pool.get().await.map_err(pool_err)?;
+        migrate::status(&conn).await
+    }
+
+    async fn conn(
+        &self,
+    ) -> StoreResult<bb8::PooledConnection<'_, PostgresConnectionManager<NoTls>>> {
+        self.pool.get().await.map_err(pool_err)
+    }
+}
+
+const USER_COLUMNS: &str = "id, email, email_verified, password_hash, first_name, last_name, \
+     two_factor_enabled, two_factor_method, is_active, failed_login_attempts, locked_until, \
+     created_at, last_login_at";
+
+fn user(row: &Row) -> UserRecord {
+    UserRecord {
+        id: row.get(0),
+        email: Email::from_stored(row.get(1)),
+        email_verified: row.get::<_, Option<bool>>(2).unwrap_or(false),
+        password_hash: row.get(3),
+        first_name: row.get(4),
+        last_name: row.get(5),
+        two_factor_enabled: row.get::<_, Option<bool>>(6).unwrap_or(false),
+        two_factor_method: row.get(7),
+        is_active: row.get::<_, Option<bool>>(8).unwrap_or(true),
+        failed_login_attempts: row.get::<_, Option<i32>>(9).unwrap_or(0),
+        locked_until: row.get(10),
+        created_at: row.get::<_, Option<DateTime<Utc>>>(11).unwrap_or_default(),
+        last_login_at: row.get(12),
+    }
+}
+
+const SESSION_COLUMNS: &str = "id, user_id, device_id, user_agent, ip_address, amr, created_at, \
+     last_activity_at, expires_at, invalidated_at";
+
+fn session(row: &Row) -> SessionRecord {
+    SessionRecord {
+        id: row.get(0),
+        user_id: row.get(1),
+        device_id: row.get(2),
+        user_agent: row.get(3),
+        ip_address: row.get(4),
+        amr: row.get(5),
+        created_at: row.get::<_, Option<DateTime<Utc>>>(6).unwrap_or_default(),
+        last_activity_at: row.get::<_, Option<DateTime<Utc>>>(7).unwrap_or_default(),
+        expires_at: row.get(8),
+        invalidated_at: row.get(9),
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.simple_query("SELECT 1").await.map_err(q)?;
+        Ok(())
+    }
+
+    async fn create_user(&self, new: NewUser) -> StoreResult<CreateUserOutcome> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO users (id, email, password_hash, first_name, last_name, created_at, updated_at, password_changed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $6)
+                 ON CONFLICT (email) DO NOTHING",
+                &[&new.id, &new.email.as_str(), &new.password_hash, &new.first_name, &new.last_name, &new.now],
+            )
+            .await
+            .map_err(q)?;
+        if inserted == 0 {
+            tx.rollback().await.map_err(q)?;
+            return Ok(CreateUserOutcome::EmailTaken);
+        }
+        for consent in &new.consents {
+            tx.execute(
+                "INSERT INTO consent_records (id, user_id, consent_type, consent_version, consented, ip_address, user_agent, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                &[&Uuid::new_v4(), &new.id, &consent.consent_type, &consent.version, &consent.consented,
+                  &new.client.ip, &new.client.user_agent, &new.now],
+            )
+            .await
+            .map_err(q)?;
+        }
+        tx.execute(
+            "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+            &[&Uuid::new_v4(), &new.id, &new.password_hash, &new.now],
+        )
+        .await
+        .map_err(q)?;
+        tx.execute(
+            "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&Uuid::new_v4(), &new.id, &new.verification_token_hash, &new.verification_expires_at, &new.now],
+        )
+        .await
+        .map_err(q)?;
+        tx.execute(
+            "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
+             VALUES ($1, $2, 'registration', 'success', $3, $4, '{}'::jsonb, $5)",
+            &[&Uuid::new_v4(), &new.id, &new.client.ip, &new.client.user_agent, &new.now],
+        )
+        .await
+        .map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(CreateUserOutcome::Created)
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE email = $1 AND deleted_at IS NULL"
+                ),
+                &[&email.as_str()],
+            )
+            .await
+            .map_err(q)?;
+        Ok(row.as_ref().map(user))
+    }
+
+    async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL"),
+                &[&id],
+            )
+            .await
+            .map_err(q)?;
+        Ok(row.as_ref().map(user))
+    }
+
+    async fn add_verification_token(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, NOW())",
+            &[&Uuid::new_v4(), &user_id, &token_hash, &expires_at],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn consume_verification_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let row = tx
+            .query_opt(
+                "UPDATE email_verification_tokens SET verified_at = $2
+                 WHERE token_hash = $1 AND verified_at IS NULL AND expires_at > $2
+                 RETURNING user_id",
+                &[&token_hash, &now],
+            )
+            .await
+            .map_err(q)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(q)?;
+            return Ok(None);
+        };
+        let user_id: Uuid = row.get(0);
+        let updated = tx
+            .execute(
+                "UPDATE users SET email_verified = true WHERE id = $1 AND deleted_at IS NULL",
+                &[&user_id],
+            )
+            .await
+            .map_err(q)?;
+        if updated == 0 {
+            tx.rollback().await.map_err(q)?;
+            return Ok(None);
+        }
+        tx.commit().await.map_err(q)?;
+        Ok(Some(user_id))
+    }
+
+    async fn record_login_success(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        rehash: Option<String>,
+    ) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "UPDATE users SET last_login_at = $2, failed_login_attempts = 0, locked_until = NULL, is_locked = false,
+                 password_hash = COALESCE($3, password_hash)
+             WHERE id = $1",
+            &[&user_id, &now, &rehash],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        attempts: u32,
+        locked_until: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "UPDATE users SET failed_login_attempts = $2, locked_until = COALESCE($3, locked_until),
+                 is_locked = ($3 IS NOT NULL OR COALESCE(locked_until > NOW(), false))
+             WHERE id = $1",
+            &[&user_id, &(attempts as i32), &locked_until],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn create_session(&self, s: NewSession) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        tx.execute(
+            "INSERT INTO sessions (id, user_id, device_id, user_agent, ip_address, amr, expires_at, created_at, last_activity_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            &[&s.id, &s.user_id, &s.device_id, &s.client.user_agent, &s.client.ip, &s.amr, &s.expires_at, &s.created_at],
+        )
+        .await
+        .map_err(q)?;
+        tx.execute(
+            "INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent, ip_address, expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[&s.refresh_token_id, &s.user_id, &s.id, &s.refresh_token_hash, &s.device_id, &s.client.user_agent,
+              &s.client.ip, &s.expires_at, &s.created_at],
+        )
+        .await
+        .map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(())
+    }
+
+    async fn find_session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(q)?;
+        Ok(row.as_ref().map(session))
+    }
+
+    async fn insert_audit(&self, e: AuditEvent) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        let status = if e.success { "success" } else { "failure" };
+        conn.execute(
+            "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[&Uuid::new_v4(), &e.user_id, &e.event_type, &status, &e.client.ip, &e.client.user_agent, &e.metadata, &e.at],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT attempts, window_started_at, locked_until FROM login_lockouts WHERE account_key = $1",
+                &[&key],
+            )
+            .await
+            .map_err(q)?;
+        Ok(row.map(|r| LockoutRecord {
+            attempts: r.get::<_, i32>(0).max(0) as u32,
+            window_started_at: r.get(1),
+            locked_until: r.get(2),
+        }))
+    }
+
+    async fn save_lockout(&self, key: &str, r: &LockoutRecord) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO login_lockouts (account_key, attempts, window_started_at, locked_until, updated_at)
+             VALUES ($1, $2, $3, $4, NOW())
+             ON CONFLICT (account_key) DO UPDATE SET attempts = $2, window_started_at = $3, locked_until = $4, updated_at = NOW()",
+            &[&key, &(r.attempts as i32), &r.window_started_at, &r.locked_until],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn audit_for_user(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at
+                 FROM audit_logs WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2",
+                &[&user_id, &(limit as i64)],
+            )
+            .await
+            .map_err(q)?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditRecord {
+                id: r.get(0),
+                user_id: r.get(1),
+                event_type: r.get(2),
+                event_status: r.get(3),
+                ip_address: r.get(4),
+                user_agent: r.get(5),
+                metadata: r
+                    .get::<_, Option<serde_json::Value>>(6)
+                    .unwrap_or(serde_json::Value::Null),
+                created_at: r.get::<_, Option<DateTime<Utc>>>(7).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn count_audit(&self, event_type: &str, status: &str) -> StoreResult<u64> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_one(
+                "SELECT COUNT(*) FROM audit_logs WHERE event_type = $1 AND event_status = $2",
+                &[&event_type, &status],
+            )
+            .await
+            .map_err(q)?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    async fn consents_for_user(&self, user_id: Uuid) -> StoreResult<Vec<ConsentRecord>> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT consent_type, consent_version, consented, ip_address, user_agent, created_at
+                 FROM consent_records WHERE user_id = $1 ORDER BY created_at DESC, consent_type",
+                &[&user_id],
+            )
+            .await
+            .map_err(q)?;
+        Ok(rows
+            .iter()
+            .map(|r| ConsentRecord {
+                consent_type: r.get(0),
+                consent_version: r.get(1),
+                consented: r.get(2),
+                ip_address: r.get(3),
+                user_agent: r.get(4),
+                created_at: r.get::<_, Option<DateTime<Utc>>>(5).unwrap_or_default(),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,14 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The API test suite: every flow through the real HTTP stack, against real
+//! PostgreSQL (a database per test) and embedded SQLite, with a real SMTP sink.
+
+mod support;
+
+mod hygiene;
+mod login;
+mod me;
+mod metrics;
+mod ops;
+mod registration;
+mod storage_contract;
+mod verification;

@@ -1,0 +1,182 @@
+use serde_json::json;
+
+use crate::on_both_backends;
+use crate::support::{Backend, TestApp, PASSWORD};
+
+fn unique_email() -> String {
+    format!("new-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+on_both_backends!(
+    register_accepts_and_mails_a_verification_link,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let email = unique_email();
+        let res = app.register(&email, PASSWORD).await;
+        assert_eq!(res.status, 202);
+        assert_eq!(res.json(), json!({"status": "verification_pending"}));
+        let mail = app.smtp().wait_for(&email).await;
+        assert!(mail.subject().contains("Confirm"));
+        assert!(mail
+            .token_after("http://app.test/verify-email?token=")
+            .is_some());
+    }
+);
+
+on_both_backends!(
+    registered_email_gets_the_same_answer_and_a_notice,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let email = unique_email();
+        let first = app.register(&email, PASSWORD).await;
+        let second = app
+            .register(
+                &format!("  {}  ", email.to_uppercase()),
+                "another long passphrase",
+            )
+            .await;
+        assert_eq!(first.status, 202);
+        assert_eq!(second.status, 202);
+        assert_eq!(first.json(), second.json());
+        let notice = app.smtp().wait_for_nth(&email, 2).await;
+        assert!(
+            notice.subject().contains("tried to register"),
+            "{}",
+            notice.subject()
+        );
+        assert!(notice.token_after("verify-email?token=").is_none());
+    }
+);
+
+on_both_backends!(
+    weak_passwords_get_machine_readable_reasons,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let cases = [
+            ("short", "too_short"),
+            ("1q2w3e4r5t6y", "common_password"),
+            ("my-secret-alice-99", "contains_email"),
+        ];
+        for (password, code) in cases {
+            let res = app.register("alice@example.com", password).await;
+            assert_eq!(res.status, 422, "{password}");
+            let body = res.json();
+            assert_eq!(body["code"], "validation_failed");
+            let codes: Vec<&str> = body["errors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["code"].as_str().unwrap())
+                .collect();
+            assert!(codes.contains(&code), "{password}: {codes:?}");
+            assert_eq!(
+                res.header("content-type").as_deref(),
+                Some("application/problem+json")
+            );
+        }
+        let long = "x".repeat(129);
+        assert_eq!(
+            app.register("bob@example.com", &long).await.json()["errors"][0]["code"],
+            "too_long"
+        );
+    }
+);
+
+on_both_backends!(
+    invalid_email_and_missing_consents_are_422,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let res = app.register("not-an-email", PASSWORD).await;
+        assert_eq!(res.status, 422);
+        assert_eq!(res.json()["errors"][0]["code"], "invalid_email");
+        let res = app
+        .post(
+            "/api/v1/auth/register",
+            json!({"email": unique_email(), "password": PASSWORD, "consents": {"terms": true, "privacy": false}}),
+        )
+        .await;
+        assert_eq!(res.status, 422);
+        assert_eq!(res.json()["errors"][0]["field"], "consents.privacy");
+        assert_eq!(res.json()["errors"][0]["code"], "consent_required");
+    }
+);
+
+on_both_backends!(
+    consents_are_recorded_with_version_ip_and_agent,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let email = unique_email();
+        let res = app
+            .send(
+                app.client
+                    .post(app.url("/api/v1/auth/register"))
+                    .insert_header(("User-Agent", "consent-test/1.0")),
+                Some(
+                    json!({"email": email, "password": PASSWORD, "consent_version": "2026-01",
+                        "consents": {"terms": true, "privacy": true, "marketing": false}}),
+                ),
+            )
+            .await;
+        assert_eq!(res.status, 202);
+        let user = app
+            .services
+            .store
+            .find_user_by_email(&suma_auth::domain::Email::parse(&email, "email").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let consents = app.services.store.consents_for_user(user.id).await.unwrap();
+        let mut types: Vec<(String, bool)> = consents
+            .iter()
+            .map(|c| (c.consent_type.clone(), c.consented))
+            .collect();
+        types.sort();
+        assert_eq!(
+            types,
+            vec![
+                ("marketing".into(), false),
+                ("privacy".into(), true),
+                ("terms".into(), true)
+            ]
+        );
+        assert!(consents.iter().all(|c| c.consent_version == "2026-01"));
+        assert!(consents
+            .iter()
+            .all(|c| c.user_agent.as_deref() == Some("consent-test/1.0")));
+        assert!(consents
+            .iter()
+            .all(|c| c.ip_address == Some("127.0.0.1".parse().unwrap())));
+    }
+);
+
+on_both_backends!(
+    twenty_concurrent_registrations_create_one_account,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let email = unique_email();
+        let attempts = (0..20).map(|_| app.register(&email, PASSWORD));
+        let results = futures_util::future::join_all(attempts).await;
+        assert!(results.iter().all(|r| r.status == 202));
+        let count = app
+            .services
+            .store
+            .count_audit("registration", "success")
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+        // One verification mail, nineteen notices.
+        for _ in 0..100 {
+            if app.smtp().count_to(&email) == 20 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let mails = app.smtp().all();
+        let verification = mails
+            .iter()
+            .filter(|m| m.token_after("verify-email?token=").is_some())
+            .count();
+        assert_eq!(verification, 1);
+        assert_eq!(app.smtp().count_to(&email), 20);
+    }
+);

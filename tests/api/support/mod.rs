@@ -1,0 +1,378 @@
+//! Test support: a real server per test (port 0) on its own database — a fresh
+//! PostgreSQL database, dropped afterwards, or a fresh SQLite file — with a
+//! real SMTP sink and a StatsD sink.
+
+pub mod smtp;
+pub mod statsd;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use awc::http::header;
+use serde_json::{json, Value};
+use suma_auth::{Application, Config, Options};
+
+pub use smtp::SmtpSink;
+pub use statsd::StatsdSink;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The admin URL of the test PostgreSQL server.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// One signing key for the whole test process (generating RSA keys is slow).
+fn test_key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| suma_auth::auth::keys::generate_pem().unwrap().0)
+}
+
+/// A database of its own, dropped when the test ends.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let name = format!("suma_test_{}", uuid::Uuid::new_v4().simple());
+        let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test PostgreSQL (TEST_DATABASE_URL)");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let base = admin_url();
+        let url = match base.rfind('/') {
+            Some(i) => format!("{}/{name}", &base[..i]),
+            None => panic!("TEST_DATABASE_URL needs a database path"),
+        };
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Dropped from a plain thread: the test's runtime may be shutting down.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A temporary directory, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("suma-auth-test-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How to build a test server.
+pub struct TestSetup {
+    pub backend: Backend,
+    pub env: HashMap<String, String>,
+    /// Deliver mail to an SMTP sink (else `.eml` files in the data dir).
+    pub smtp: bool,
+    pub statsd: bool,
+}
+
+impl TestSetup {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            env: HashMap::new(),
+            smtp: true,
+            statsd: false,
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    pub fn without_smtp(mut self) -> Self {
+        self.smtp = false;
+        self
+    }
+
+    pub fn with_statsd(mut self) -> Self {
+        self.statsd = true;
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let data_dir = TempDir::new();
+        let db = match self.backend {
+            Backend::Postgres => Some(TestDatabase::create().await),
+            Backend::Sqlite => None,
+        };
+        let smtp = if self.smtp {
+            Some(SmtpSink::start().await)
+        } else {
+            None
+        };
+        let statsd = if self.statsd {
+            Some(StatsdSink::start().await)
+        } else {
+            None
+        };
+        let mut env: HashMap<String, String> = [
+            ("ENVIRONMENT", "test"),
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("LOG_LEVEL", "warn"),
+            ("PUBLIC_URL", "http://app.test"),
+            ("ARGON2_MEMORY_KIB", "1024"),
+            ("ARGON2_ITERATIONS", "1"),
+            ("HTTP_WORKERS", "2"),
+            ("RATE_LIMIT_LOGIN", "1000"),
+            ("RATE_LIMIT_REGISTER", "1000"),
+            ("RATE_LIMIT_PASSWORD_RESET", "1000"),
+            ("RATE_LIMIT_OTP", "1000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.insert("DATA_DIR".into(), data_dir.0.display().to_string());
+        env.insert("JWT_PRIVATE_KEY".into(), test_key().to_string());
+        if let Some(db) = &db {
+            env.insert("DATABASE_URL".into(), db.url.clone());
+        }
+        if let Some(smtp) = &smtp {
+            env.insert("SMTP_HOST".into(), "127.0.0.1".into());
+            env.insert("SMTP_PORT".into(), smtp.port.to_string());
+            env.insert("SMTP_TLS".into(), "none".into());
+        }
+        if let Some(statsd) = &statsd {
+            env.insert("DD_AGENT_HOST".into(), "127.0.0.1".into());
+            env.insert("DD_DOGSTATSD_PORT".into(), statsd.port.to_string());
+        }
+        env.extend(self.env);
+        let config = Config::from_map(&env).expect("test config");
+        let options = Options {
+            redis_prefix: Some(format!("test:{}", uuid::Uuid::new_v4().simple())),
+            ..Default::default()
+        };
+        let app = Application::build_with(config.clone(), options)
+            .await
+            .expect("build app");
+        let port = app.port();
+        let services = app.services().clone();
+        let handle = app.handle();
+        actix_web::rt::spawn(app.run_until_stopped());
+        TestApp {
+            address: format!("http://127.0.0.1:{port}"),
+            client: awc::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .finish(),
+            services,
+            handle,
+            smtp,
+            statsd,
+            env,
+            _data_dir: data_dir,
+            _db: db,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: awc::Client,
+    pub services: suma_auth::services::Services,
+    pub handle: actix_web::dev::ServerHandle,
+    pub smtp: Option<SmtpSink>,
+    pub statsd: Option<StatsdSink>,
+    pub env: HashMap<String, String>,
+    pub _data_dir: TempDir,
+    pub _db: Option<TestDatabase>,
+}
+
+/// A response read whole.
+pub struct Resp {
+    pub status: u16,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        TestSetup::new(backend).spawn().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn send(&self, req: awc::ClientRequest, body: Option<Value>) -> Resp {
+        let mut res = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        }
+        .expect("request");
+        let body = res
+            .body()
+            .limit(10 * 1024 * 1024)
+            .await
+            .expect("body")
+            .to_vec();
+        Resp {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.send(self.client.post(self.url(path)), Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.client.get(self.url(path)), None).await
+    }
+
+    pub async fn get_with_token(&self, path: &str, token: &str) -> Resp {
+        self.send(
+            self.client
+                .get(self.url(path))
+                .insert_header((header::AUTHORIZATION, format!("Bearer {token}"))),
+            None,
+        )
+        .await
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Resp {
+        self.post(
+            "/api/v1/auth/register",
+            json!({"email": email, "password": password, "consents": {"terms": true, "privacy": true}}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Resp {
+        self.post(
+            "/api/v1/auth/login",
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub fn smtp(&self) -> &SmtpSink {
+        self.smtp.as_ref().expect("this test app has an SMTP sink")
+    }
+
+    /// Follows the verification link of the `n`-th mail to `email`.
+    pub async fn verification_token(&self, email: &str, n: usize) -> String {
+        let mail = self.smtp().wait_for_nth(email, n).await;
+        mail.token_after("http://app.test/verify-email?token=")
+            .unwrap_or_else(|| panic!("no verification link in: {}", mail.decoded()))
+    }
+
+    /// Registers, verifies by following the mailed link, and returns the email.
+    pub async fn verified_user(&self) -> String {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+        assert_eq!(self.register(&email, PASSWORD).await.status, 202);
+        let token = self.verification_token(&email, 1).await;
+        let res = self
+            .post("/api/v1/auth/verify-email", json!({"token": token}))
+            .await;
+        assert_eq!(
+            res.status,
+            200,
+            "verify: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        email
+    }
+
+    /// Signs a verified user in; returns the token pair.
+    pub async fn signed_in(&self) -> (String, Value) {
+        let email = self.verified_user().await;
+        let res = self.login(&email, PASSWORD).await;
+        assert_eq!(
+            res.status,
+            200,
+            "login: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        (email, res.json())
+    }
+}
+
+/// Runs a test body on both storage backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[actix_web::test]
+            async fn postgres() {
+                ($body)($crate::support::Backend::Postgres).await;
+            }
+
+            #[actix_web::test]
+            async fn sqlite() {
+                ($body)($crate::support::Backend::Sqlite).await;
+            }
+        }
+    };
+}

@@ -1,0 +1,167 @@
+//! A real SMTP server on localhost that keeps what it receives.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub to: Vec<String>,
+    pub raw: String,
+}
+
+impl Received {
+    /// The message with quoted-printable soft breaks and `=3D` undone.
+    pub fn decoded(&self) -> String {
+        self.raw.replace("=\r\n", "").replace("=3D", "=")
+    }
+
+    pub fn subject(&self) -> String {
+        self.raw
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The value after `marker` up to the first character not in a URL-safe token.
+    pub fn token_after(&self, marker: &str) -> Option<String> {
+        let text = self.decoded();
+        let start = text.find(marker)? + marker.len();
+        let token: String = text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        (!token.is_empty()).then_some(token)
+    }
+}
+
+#[derive(Clone)]
+pub struct SmtpSink {
+    pub port: u16,
+    messages: Arc<Mutex<Vec<Received>>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
+        let port = listener.local_addr().unwrap().port();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let store = messages.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let _ = session(stream, store).await;
+                });
+            }
+        });
+        Self { port, messages }
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    pub fn count_to(&self, to: &str) -> usize {
+        self.all()
+            .iter()
+            .filter(|m| m.to.iter().any(|t| t == to))
+            .count()
+    }
+
+    /// Waits (up to 10 s) for the `n`-th message (1-based) to `to`.
+    pub async fn wait_for_nth(&self, to: &str, n: usize) -> Received {
+        for _ in 0..200 {
+            let matching: Vec<Received> = self
+                .all()
+                .into_iter()
+                .filter(|m| m.to.iter().any(|t| t == to))
+                .collect();
+            if matching.len() >= n {
+                return matching[n - 1].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "no mail #{n} to {to} within 10 s; got {:?}",
+            self.all().iter().map(|m| &m.to).collect::<Vec<_>>()
+        );
+    }
+
+    pub async fn wait_for(&self, to: &str) -> Received {
+        self.wait_for_nth(to, 1).await
+    }
+}
+
+async fn session(
+    stream: tokio::net::TcpStream,
+    store: Arc<Mutex<Vec<Received>>>,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    write.write_all(b"220 sink ESMTP ready\r\n").await?;
+    let mut to = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_ascii_uppercase();
+        if cmd.starts_with("EHLO") {
+            write
+                .write_all(b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+                .await?;
+        } else if cmd.starts_with("HELO") {
+            write.write_all(b"250 sink\r\n").await?;
+        } else if cmd.starts_with("MAIL FROM") {
+            to.clear();
+            write.write_all(b"250 OK\r\n").await?;
+        } else if cmd.starts_with("RCPT TO") {
+            let addr = line
+                .trim_end()
+                .split_once(':')
+                .map(|(_, a)| {
+                    a.trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string()
+                })
+                .unwrap_or_default();
+            to.push(addr.to_lowercase());
+            write.write_all(b"250 OK\r\n").await?;
+        } else if cmd == "DATA" {
+            write.write_all(b"354 go ahead\r\n").await?;
+            let mut raw = String::new();
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+                let l = line
+                    .strip_prefix('.')
+                    .filter(|_| line.starts_with(".."))
+                    .unwrap_or(&line);
+                raw.push_str(l);
+            }
+            store.lock().unwrap().push(Received {
+                to: to.clone(),
+                raw,
+            });
+            write.write_all(b"250 queued\r\n").await?;
+        } else if cmd.starts_with("RSET") || cmd.starts_with("NOOP") {
+            write.write_all(b"250 OK\r\n").await?;
+        } else if cmd.starts_with("QUIT") {
+            write.write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            write.write_all(b"502 not implemented\r\n").await?;
+        }
+    }
+}
