@@ -23,6 +23,7 @@ CREATE INDEX idx_refresh_tokens_session_id ON refresh_tokens(session_id);
 CREATE TABLE login_lockouts (
     account_key VARCHAR(255) PRIMARY KEY,
     attempts INT NOT NULL DEFAULT 0,
+    failures INT NOT NULL DEFAULT 0,
     window_started_at TIMESTAMP WITH TIME ZONE,
     locked_until TIMESTAMP WITH TIME ZONE,
     updated_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT NOW()

@@ -17,11 +17,13 @@ use crate::domain::password;
 use crate::http::{self, client::TrustedProxies, extract, middleware};
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
+use crate::security::{LockoutStore, RateLimiter};
 use crate::services::{Clock, Services};
 use crate::storage::postgres::PgStore;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::DynStore;
 use crate::telemetry::metrics::Metrics;
+use suma_auth_actors::{Backing, LockoutPolicy, SecurityActors, SecurityConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -33,6 +35,8 @@ pub enum StartError {
     Hashing(#[from] crate::auth::hashing::HashError),
     #[error("redis: {0}")]
     Redis(#[from] crate::redis::RedisError),
+    #[error("actors: {0}")]
+    Actors(#[from] suma_auth_actors::StartError),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -103,6 +107,21 @@ impl Application {
             )?),
             None => None,
         };
+        let lockout = LockoutStore::new(redis.clone(), store.clone());
+        let actors = SecurityActors::start(
+            SecurityConfig {
+                lockout: LockoutPolicy::new(
+                    config.security.max_login_attempts,
+                    config.security.lockout_duration,
+                ),
+                idle_timeout: config.actor_idle_timeout,
+                request_timeout: Duration::from_secs(5),
+                backing_timeout: Duration::from_secs(3),
+                ..SecurityConfig::default()
+            },
+            Backing::shared(lockout),
+        )?;
+        let rate_limiter = RateLimiter::start(config.rate_limits, redis.clone())?;
         let services = Services {
             config: config.clone(),
             store,
@@ -112,6 +131,8 @@ impl Application {
             metrics,
             clock: options.clock.unwrap_or_default(),
             redis,
+            actors,
+            rate_limiter,
         };
 
         let addr = format!("{}:{}", config.host, config.port);
@@ -131,6 +152,7 @@ impl Application {
                 .app_data(data.clone())
                 .app_data(trusted.clone())
                 .app_data(extract::json_config())
+                .wrap(from_fn(middleware::rate_limit))
                 .wrap(from_fn(middleware::observe))
                 .configure(http::configure)
                 .default_service(web::to(http::fallback))
@@ -182,9 +204,27 @@ fn spawn_gauges(services: Services) {
                 services
                     .metrics
                     .hash_pool_in_flight(services.hasher.in_flight());
+                let stats = services.actors.stats();
+                services
+                    .metrics
+                    .actors(stats.live_actors, stats.mailbox_rejections);
+            }
+            if n % 30 == 29 {
+                release_freed_memory();
             }
             services.metrics.flush();
             n += 1;
         }
     });
+}
+
+/// Hands memory freed by reaped actors back to the OS. glibc keeps freed heap
+/// in its arenas, so without this the resident size never returns to its
+/// baseline after a burst of distinct users.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

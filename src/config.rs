@@ -206,6 +206,8 @@ pub struct Config {
     /// HTTP worker threads (defaults to the number of cores).
     pub http_workers: usize,
     pub shutdown_timeout: Duration,
+    /// A per-user actor unused this long is reaped.
+    pub actor_idle_timeout: Duration,
     pub version: &'static str,
 }
 
@@ -421,6 +423,8 @@ impl Config {
         let http_workers = v.bounded("HTTP_WORKERS", cores as u64, 1, 1024)? as usize;
         let shutdown_timeout =
             Duration::from_secs(v.bounded("SHUTDOWN_TIMEOUT_SECONDS", 25, 1, 300)?);
+        let actor_idle_timeout =
+            Duration::from_secs(v.bounded("ACTOR_IDLE_SECONDS", 60, 1, 86_400)?);
 
         let config = Config {
             environment,
@@ -441,6 +445,7 @@ impl Config {
             hashing,
             http_workers,
             shutdown_timeout,
+            actor_idle_timeout,
             version: env!("CARGO_PKG_VERSION"),
         };
         config.refuse_production_shortcuts()?;

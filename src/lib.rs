@@ -13,6 +13,7 @@ pub mod domain;
 pub mod http;
 pub mod mail;
 pub mod redis;
+pub mod security;
 pub mod services;
 pub mod storage;
 pub mod telemetry;

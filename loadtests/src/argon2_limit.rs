@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::Serialize;
 
 use crate::stats::{round1, round3};
@@ -23,6 +23,10 @@ pub struct Argon2Opts {
     pub threads: Option<usize>,
     /// Upper bound on parallel hashes, whatever the duration.
     pub max_hashes: u64,
+    /// Hash into one preallocated memory area per thread instead of allocating the
+    /// m_cost KiB for every hash (as `hash_password_into` and the PHC API do). Shows how
+    /// much of a hash is allocation and page faults.
+    pub reuse_memory: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +36,7 @@ pub struct Argon2Report {
     pub m_cost_kib: u32,
     pub t_cost: u32,
     pub p_cost: u32,
+    pub reuse_memory: bool,
     /// Median time of one hash with the rest of the machine idle.
     pub single_hash_ms: f64,
     /// Median time of one hash while every thread hashes (memory bandwidth shared):
@@ -49,8 +54,17 @@ pub struct Argon2Report {
 impl Argon2Report {
     pub fn print_human(&self) {
         println!(
-            "Argon2id m={} KiB t={} p={}  ({} cores, {} hashing threads)",
-            self.m_cost_kib, self.t_cost, self.p_cost, self.cores, self.threads
+            "Argon2id m={} KiB t={} p={}  ({} cores, {} hashing threads{})",
+            self.m_cost_kib,
+            self.t_cost,
+            self.p_cost,
+            self.cores,
+            self.threads,
+            if self.reuse_memory {
+                ", memory reused"
+            } else {
+                ", memory allocated per hash"
+            }
         );
         println!(
             "  single hash, machine idle        {:.2} ms",
@@ -77,13 +91,34 @@ fn hasher(opts: &Argon2Opts) -> Result<Argon2<'static>, String> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-fn hash_once(argon: &Argon2<'_>, password: &[u8]) -> Result<Duration, String> {
+/// One hasher and, with `reuse_memory`, its memory.
+struct Hasher {
+    argon: Argon2<'static>,
+    memory: Option<Vec<Block>>,
+}
+
+impl Hasher {
+    fn new(opts: &Argon2Opts) -> Result<Self, String> {
+        let argon = hasher(opts)?;
+        let memory = opts
+            .reuse_memory
+            .then(|| vec![Block::default(); argon.params().block_count()]);
+        Ok(Self { argon, memory })
+    }
+}
+
+fn hash_once(h: &mut Hasher, password: &[u8]) -> Result<Duration, String> {
     let salt: [u8; 16] = rand::random();
     let mut out = [0u8; 32];
     let t0 = Instant::now();
-    argon
-        .hash_password_into(password, &salt, &mut out)
-        .map_err(|e| format!("argon2 hashing failed: {e}"))?;
+    match &mut h.memory {
+        Some(memory) => {
+            h.argon
+                .hash_password_into_with_memory(password, &salt, &mut out, memory.as_mut_slice())
+        }
+        None => h.argon.hash_password_into(password, &salt, &mut out),
+    }
+    .map_err(|e| format!("argon2 hashing failed: {e}"))?;
     let elapsed = t0.elapsed();
     std::hint::black_box(&out);
     Ok(elapsed)
@@ -109,17 +144,18 @@ fn p95_ms(times: &[Duration]) -> f64 {
 pub fn measure(opts: &Argon2Opts) -> Result<Argon2Report, String> {
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let threads = opts.threads.unwrap_or(cores).max(1);
-    let argon = hasher(opts)?;
+    let mut alone_hasher = Hasher::new(opts)?;
     let password = b"correct horse battery staple 0";
 
     // Alone: one warm-up hash (page faults of the first allocation), then a few timed.
-    hash_once(&argon, password)?;
+    hash_once(&mut alone_hasher, password)?;
     let mut alone = Vec::new();
     let alone_deadline = Instant::now() + Duration::from_millis(500);
     while alone.len() < 5 && (alone.len() < 2 || Instant::now() < alone_deadline) {
-        alone.push(hash_once(&argon, password)?);
+        alone.push(hash_once(&mut alone_hasher, password)?);
     }
     let single_hash_ms = median_ms(&mut alone);
+    drop(alone_hasher);
 
     // Every thread in parallel, started together, until the deadline or the budget.
     let budget = Arc::new(AtomicU64::new(0));
@@ -132,15 +168,16 @@ pub fn measure(opts: &Argon2Opts) -> Result<Argon2Report, String> {
         handles.push(thread::spawn(move || -> Result<Vec<Duration>, String> {
             // Warm-up hash, not timed. Wait at the barrier whatever happened, so that
             // an error here cannot leave the other threads waiting forever.
-            let prepared = hasher(&opts).and_then(|a| hash_once(&a, password).map(|_| a));
+            let prepared =
+                Hasher::new(&opts).and_then(|mut h| hash_once(&mut h, password).map(|_| h));
             barrier.wait();
-            let argon = prepared?;
+            let mut h = prepared?;
             let deadline = Instant::now() + opts.duration;
             let mut times = Vec::new();
             while Instant::now() < deadline
                 && budget.fetch_add(1, Ordering::Relaxed) < opts.max_hashes
             {
-                times.push(hash_once(&argon, password)?);
+                times.push(hash_once(&mut h, password)?);
             }
             Ok(times)
         }));
@@ -173,6 +210,7 @@ pub fn measure(opts: &Argon2Opts) -> Result<Argon2Report, String> {
         m_cost_kib: opts.m_cost_kib,
         t_cost: opts.t_cost,
         p_cost: opts.p_cost,
+        reuse_memory: opts.reuse_memory,
         single_hash_ms: round3(single_hash_ms),
         parallel_hash_ms: round3(parallel_hash_ms),
         parallel_hash_p95_ms: round3(parallel_hash_p95_ms),
@@ -197,6 +235,13 @@ mod tests {
             duration: Duration::from_millis(200),
             threads: Some(2),
             max_hashes: 50,
+            reuse_memory: false,
+        };
+        let r = measure(&opts).unwrap();
+        assert!(r.hashes >= 1 && r.hashes <= 50, "{}", r.hashes);
+        let opts = Argon2Opts {
+            reuse_memory: true,
+            ..opts
         };
         let r = measure(&opts).unwrap();
         assert_eq!(r.threads, 2);
@@ -213,6 +258,7 @@ mod tests {
             duration: Duration::from_millis(10),
             threads: Some(1),
             max_hashes: 1,
+            reuse_memory: false,
         };
         assert!(measure(&opts).is_err());
     }

@@ -97,6 +97,7 @@ fn setup_run_and_bench_against_a_stand_in_server() {
                 duration: Duration::from_millis(100),
                 threads: Some(1),
                 max_hashes: 1000,
+                reuse_memory: false,
             },
             pause: Duration::ZERO,
         },

@@ -83,6 +83,10 @@ struct Argon2Args {
     /// Upper bound on the number of parallel hashes.
     #[arg(long, default_value_t = 100_000)]
     max_hashes: u64,
+    /// Reuse one memory area per thread instead of allocating it for every hash (the
+    /// server allocates per hash; this shows what allocation and page faults cost).
+    #[arg(long)]
+    reuse_memory: bool,
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
@@ -97,6 +101,7 @@ impl Argon2Args {
             duration: positive_secs(self.argon2_duration, "--argon2-duration")?,
             threads: self.argon2_threads,
             max_hashes: self.max_hashes,
+            reuse_memory: self.reuse_memory,
         })
     }
 }
@@ -317,6 +322,7 @@ fn cmd_bench(args: &BenchArgs) -> BoxResult<()> {
             duration: positive_secs(a.argon2_duration, "--argon2-duration")?,
             threads: a.argon2_threads,
             max_hashes: 100_000,
+            reuse_memory: false,
         },
         pause: secs(args.pause, "--pause")?,
     };

@@ -13,6 +13,7 @@ use tracing::Instrument;
 
 use super::errors::{ApiError, PROBLEM_JSON};
 use super::request_id;
+use crate::security::RateRoute;
 use crate::services::Services;
 
 pub async fn observe(
@@ -117,3 +118,57 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
         "max-age=63072000; includeSubDomains",
     ),
 ];
+
+/// Per-IP rate limits on the routes the WAF plan names; refused requests get
+/// 429 problem+json with `Retry-After` and `RateLimit-*` headers.
+pub async fn rate_limit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let route = req
+        .match_pattern()
+        .filter(|_| req.method() == actix_web::http::Method::POST)
+        .and_then(|p| RateRoute::for_pattern(&p));
+    let (Some(route), Some(services)) = (route, req.app_data::<web::Data<Services>>().cloned())
+    else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let client = super::client::context(req.request());
+    let ip = client
+        .ip
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let verdict = services
+        .rate_limiter
+        .check(route, &ip, services.clock.now_ms())
+        .await;
+    if !verdict.allowed {
+        services.metrics.rate_limited(route.name());
+        let error = ApiError::Auth(crate::services::AuthError::RateLimited {
+            limit: verdict.limit,
+            remaining: 0,
+            reset: verdict.reset,
+            retry_after: verdict.retry_after,
+        });
+        let (http_req, _) = req.into_parts();
+        return Ok(ServiceResponse::new(
+            http_req,
+            error.to_response(&request_id::current()),
+        ));
+    }
+    let mut res = next.call(req).await?.map_into_boxed_body();
+    let headers = res.headers_mut();
+    for (name, value) in [
+        ("ratelimit-limit", verdict.limit.to_string()),
+        ("ratelimit-remaining", verdict.remaining.to_string()),
+        (
+            "ratelimit-reset",
+            verdict.reset.as_secs().max(1).to_string(),
+        ),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    }
+    Ok(res)
+}

@@ -1,6 +1,10 @@
 //! Redis: the shared hot state of every instance (lockout windows, rate
 //! windows, session liveness). All key formats and TTLs live in this module.
 
+pub mod keys;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bb8_redis::RedisConnectionManager;
@@ -20,6 +24,11 @@ pub struct RedisStore {
     pool: bb8::Pool<RedisConnectionManager>,
     /// Prefix of every key (tests give each run its own).
     prefix: String,
+    /// After a failure, Redis is skipped until this time (unix ms) so that an
+    /// outage costs one timeout per second, not one per request.
+    down_until: Arc<AtomicI64>,
+    lockout_script: Arc<redis::Script>,
+    rate_script: Arc<redis::Script>,
 }
 
 impl RedisStore {
@@ -34,13 +43,115 @@ impl RedisStore {
             RedisConnectionManager::new(url).map_err(|e| RedisError::Unavailable(e.to_string()))?;
         let pool = bb8::Pool::builder()
             .max_size(16)
-            .connection_timeout(Duration::from_millis(500))
-            .test_on_check_out(false)
+            .min_idle(Some(2))
+            .connection_timeout(Duration::from_secs(1))
+            // A multiplexed connection broken by an outage is not noticed by
+            // the pool otherwise; the PING on checkout lets it heal by itself.
+            .test_on_check_out(true)
             .build_unchecked(manager);
         Ok(Self {
             pool,
             prefix: prefix.to_string(),
+            down_until: Arc::new(AtomicI64::new(0)),
+            lockout_script: Arc::new(redis::Script::new(include_str!("lockout.lua"))),
+            rate_script: Arc::new(redis::Script::new(include_str!("rate.lua"))),
         })
+    }
+
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default()
+    }
+
+    /// False while a recent failure says Redis is down.
+    pub fn looks_up(&self) -> bool {
+        self.down_until.load(Ordering::Relaxed) <= Self::now_ms()
+    }
+
+    fn mark_down(&self, e: &dyn std::fmt::Display) {
+        let previous = self
+            .down_until
+            .swap(Self::now_ms() + 1000, Ordering::Relaxed);
+        if previous <= Self::now_ms() {
+            tracing::warn!(error = %e, "redis unavailable; falling back for a second");
+        }
+    }
+
+    /// Runs the lockout script: returns its two integers.
+    pub async fn lockout(
+        &self,
+        account: &str,
+        op: &str,
+        now_ms: i64,
+        max: u32,
+        lockout_ms: i64,
+    ) -> Result<(i64, i64), RedisError> {
+        let key = keys::lockout(&self.prefix, account);
+        let script = self.lockout_script.clone();
+        self.guarded(async move |conn| {
+            script
+                .key(key)
+                .arg(op)
+                .arg(now_ms)
+                .arg(max)
+                .arg(lockout_ms)
+                .invoke_async::<(i64, i64)>(conn)
+                .await
+        })
+        .await
+    }
+
+    /// Counts a request in its fixed window; returns the count including it.
+    pub async fn rate_hit(
+        &self,
+        route: &str,
+        ip: &str,
+        window_index: i64,
+        window_ms: i64,
+    ) -> Result<i64, RedisError> {
+        let key = keys::rate(&self.prefix, route, ip, window_index);
+        let script = self.rate_script.clone();
+        self.guarded(async move |conn| {
+            script
+                .key(key)
+                .arg(window_ms)
+                .invoke_async::<i64>(conn)
+                .await
+        })
+        .await
+    }
+
+    /// Runs `f` on a pooled connection unless Redis looks down; a failure or
+    /// a very slow answer (over two seconds) marks it down for a second. The
+    /// bounds are generous on purpose: a busy instance must not mistake its
+    /// own load for an outage and split decisions between Redis and the database.
+    async fn guarded<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut redis::aio::MultiplexedConnection) -> redis::RedisResult<T>,
+    ) -> Result<T, RedisError> {
+        if !self.looks_up() {
+            return Err(RedisError::Unavailable("recently failed".into()));
+        }
+        let attempt = async {
+            let mut conn = self.connection().await?;
+            f(&mut conn)
+                .await
+                .map_err(|e| RedisError::Unavailable(e.to_string()))
+        };
+        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                self.mark_down(&e);
+                Err(e)
+            }
+            Err(_) => {
+                let e = RedisError::Unavailable("timed out".into());
+                self.mark_down(&e);
+                Err(e)
+            }
+        }
     }
 
     pub fn prefix(&self) -> &str {

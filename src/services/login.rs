@@ -4,13 +4,18 @@
 //! time as wrong passwords and get the same answer. `email_not_verified` is
 //! only said after a correct password, so it reveals nothing to a guesser.
 
+use std::time::Duration;
+
 use secrecy::SecretString;
 use serde::Serialize;
+use suma_auth_actors::{ActorError, FailureOutcome, Reservation};
 use uuid::Uuid;
 
 use super::{AuthError, Services};
 use crate::auth::tokens;
 use crate::domain::Email;
+use crate::mail::templates;
+use crate::security;
 use crate::storage::{ClientContext, NewSession, UserRecord};
 
 pub struct LoginInput {
@@ -45,17 +50,35 @@ pub async fn login(
         .filter(|d| !d.is_empty());
     // A malformed address cannot have an account: same path as an unknown one.
     let email = Email::parse(&input.email, "email").ok();
+    let key = security::account_key(&input.email);
     let user = match &email {
         Some(email) => svc.store.find_user_by_email(email).await?,
         None => None,
     };
-    let verified = svc
-        .hasher
-        .verify(
-            &input.password,
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
-        .await?;
+
+    // Reserve the attempt before verifying: at most MAX_LOGIN_ATTEMPTS
+    // verifications per window, whatever the concurrency or instance count.
+    let now = security::to_timestamp(svc.clock.now());
+    match svc
+        .actors
+        .reserve_login(&key, now)
+        .await
+        .map_err(actor_error)?
+    {
+        Reservation::Allowed { .. } => {}
+        Reservation::Locked { retry_after_ms } => {
+            svc.metrics.login_failure("account_locked");
+            let user_id = user.as_ref().map(|u| u.id);
+            let reason = serde_json::json!({"reason": "account_locked"});
+            svc.audit("login", false, user_id, &client, reason).await;
+            return Err(AuthError::AccountLocked {
+                retry_after: Duration::from_millis(retry_after_ms.max(1000) as u64),
+            });
+        }
+    }
+
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let verified = svc.hasher.verify(&input.password, stored).await?;
     let user = match (user, verified.matches) {
         (Some(user), true) => user,
         (user, _) => {
@@ -65,18 +88,17 @@ pub async fn login(
                 known_account = user_id.is_some(),
                 "login failed: invalid credentials"
             );
-            svc.audit(
-                "login",
-                false,
-                user_id,
-                &client,
-                serde_json::json!({"reason": "invalid_credentials"}),
-            )
-            .await;
+            let reason = serde_json::json!({"reason": "invalid_credentials"});
+            svc.audit("login", false, user_id, &client, reason).await;
+            record_failure(svc, &key, user.as_ref(), &client).await;
             return Err(AuthError::InvalidCredentials);
         }
     };
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
+    // The password is proven: the window starts afresh.
+    if let Err(e) = svc.actors.record_login_success(&key).await {
+        tracing::warn!(error = %e, "lockout reset not recorded");
+    }
     if !user.is_active {
         svc.metrics.login_failure("inactive");
         svc.audit(
@@ -120,6 +142,72 @@ pub async fn login(
     )
     .await;
     Ok(pair)
+}
+
+fn actor_error(e: ActorError) -> AuthError {
+    match e {
+        ActorError::Overloaded => AuthError::Busy {
+            retry_after: Duration::from_secs(1),
+        },
+        ActorError::Unavailable => {
+            AuthError::Unavailable("the security actors did not answer".into())
+        }
+    }
+}
+
+/// Counts a failed verification; when it locks the account, says so once:
+/// metric, audit row, the owner's mail, and the user row.
+async fn record_failure(
+    svc: &Services,
+    key: &str,
+    user: Option<&UserRecord>,
+    client: &ClientContext,
+) {
+    let now = security::to_timestamp(svc.clock.now());
+    let outcome = match svc.actors.record_login_failure(key, now).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::warn!(error = %e, "login failure not recorded by the actor");
+            return;
+        }
+    };
+    let (failures, locked_until) = match outcome {
+        FailureOutcome::Counted { failures } => (failures, None),
+        FailureOutcome::Locked { until } => {
+            svc.metrics.account_lockout();
+            tracing::warn!(
+                known_account = user.is_some(),
+                "account locked after repeated failures"
+            );
+            svc.audit(
+                "account_locked",
+                true,
+                user.map(|u| u.id),
+                client,
+                serde_json::json!({"until": security::from_timestamp(until)}),
+            )
+            .await;
+            if let Some(user) = user {
+                svc.mailer.dispatch(templates::account_locked(
+                    user.email.as_str(),
+                    svc.config.security.lockout_duration.as_secs().div_ceil(60),
+                ));
+            }
+            (
+                svc.config.security.max_login_attempts,
+                Some(security::from_timestamp(until)),
+            )
+        }
+    };
+    if let Some(user) = user {
+        if let Err(e) = svc
+            .store
+            .record_login_failure(user.id, failures, locked_until)
+            .await
+        {
+            tracing::warn!(error = %e, "failed-login counters not updated");
+        }
+    }
 }
 
 /// Opens a session with its first refresh token and signs an access token.

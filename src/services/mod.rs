@@ -18,6 +18,7 @@ use crate::auth::jwt::JwtService;
 use crate::config::Config;
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
+use crate::security::RateLimiter;
 use crate::storage::{AuditEvent, ClientContext, DynStore};
 use crate::telemetry::metrics::Metrics;
 
@@ -34,6 +35,9 @@ pub struct Services {
     pub clock: Clock,
     /// Shared hot state, when `REDIS_ENDPOINT` is configured.
     pub redis: Option<RedisStore>,
+    /// The per-user actors (lockout, OTP challenges).
+    pub actors: suma_auth_actors::SecurityHandle,
+    pub rate_limiter: RateLimiter,
 }
 
 impl Services {

@@ -93,6 +93,11 @@ pub trait Store: Send + Sync + 'static {
 
     async fn save_lockout(&self, key: &str, record: &LockoutRecord) -> StoreResult<()>;
 
+    /// Applies `transition` to the lockout window of `key` atomically: the
+    /// row is locked (Postgres `FOR UPDATE`; SQLite's single writer) from the
+    /// read to the write, so instances sharing the database agree.
+    async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()>;
+
     /// Audit rows of a user, newest first (for tests and `GET /me/audit`).
     async fn audit_for_user(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<AuditRecord>>;
 
@@ -104,3 +109,6 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// A change to a lockout window, applied inside the store's transaction.
+pub type LockoutTransition = Box<dyn FnOnce(LockoutRecord) -> LockoutRecord + Send>;

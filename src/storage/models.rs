@@ -123,6 +123,7 @@ pub struct ConsentRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LockoutRecord {
     pub attempts: u32,
+    pub failures: u32,
     pub window_started_at: Option<DateTime<Utc>>,
     pub locked_until: Option<DateTime<Utc>>,
 }

@@ -5,10 +5,12 @@
 mod support;
 
 mod hygiene;
+mod lockout;
 mod login;
 mod me;
 mod metrics;
 mod ops;
+mod rate_limit;
 mod registration;
 mod storage_contract;
 mod verification;

@@ -131,12 +131,39 @@ async fn contract(store: Arc<dyn Store>) {
     assert_eq!(store.load_lockout("k@example.com").await.unwrap(), None);
     let rec = LockoutRecord {
         attempts: 3,
+        failures: 2,
         window_started_at: Some(Utc::now()),
         locked_until: Some(Utc::now() + Duration::minutes(15)),
     };
     store.save_lockout("k@example.com", &rec).await.unwrap();
     let back = store.load_lockout("k@example.com").await.unwrap().unwrap();
-    assert_eq!(back.attempts, 3);
+    assert_eq!((back.attempts, back.failures), (3, 2));
+    // Transitions are applied atomically under concurrency.
+    let bumps = (0..20).map(|_| {
+        let store = store.clone();
+        async move {
+            store
+                .update_lockout(
+                    "race@example.com",
+                    Box::new(|r| LockoutRecord {
+                        attempts: r.attempts + 1,
+                        ..r
+                    }),
+                )
+                .await
+                .unwrap()
+        }
+    });
+    futures_util::future::join_all(bumps).await;
+    assert_eq!(
+        store
+            .load_lockout("race@example.com")
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        20
+    );
     assert_eq!(
         back.locked_until.unwrap().timestamp_millis(),
         rec.locked_until.unwrap().timestamp_millis()

@@ -99,6 +99,15 @@ fn user(row: &Row) -> UserRecord {
     }
 }
 
+fn lockout(r: &Row) -> LockoutRecord {
+    LockoutRecord {
+        attempts: r.get::<_, i32>(0).max(0) as u32,
+        failures: r.get::<_, i32>(1).max(0) as u32,
+        window_started_at: r.get(2),
+        locked_until: r.get(3),
+    }
+}
+
 const SESSION_COLUMNS: &str = "id, user_id, device_id, user_agent, ip_address, amr, created_at, \
      last_activity_at, expires_at, invalidated_at";
 
@@ -343,28 +352,52 @@ impl Store for PgStore {
         let conn = self.conn().await?;
         let row = conn
             .query_opt(
-                "SELECT attempts, window_started_at, locked_until FROM login_lockouts WHERE account_key = $1",
+                "SELECT attempts, failures, window_started_at, locked_until FROM login_lockouts WHERE account_key = $1",
                 &[&key],
             )
             .await
             .map_err(q)?;
-        Ok(row.map(|r| LockoutRecord {
-            attempts: r.get::<_, i32>(0).max(0) as u32,
-            window_started_at: r.get(1),
-            locked_until: r.get(2),
-        }))
+        Ok(row.as_ref().map(lockout))
     }
 
     async fn save_lockout(&self, key: &str, r: &LockoutRecord) -> StoreResult<()> {
         let conn = self.conn().await?;
         conn.execute(
-            "INSERT INTO login_lockouts (account_key, attempts, window_started_at, locked_until, updated_at)
-             VALUES ($1, $2, $3, $4, NOW())
-             ON CONFLICT (account_key) DO UPDATE SET attempts = $2, window_started_at = $3, locked_until = $4, updated_at = NOW()",
-            &[&key, &(r.attempts as i32), &r.window_started_at, &r.locked_until],
+            "INSERT INTO login_lockouts (account_key, attempts, failures, window_started_at, locked_until, updated_at)
+             VALUES ($1, $2, $3, $4, $5, NOW())
+             ON CONFLICT (account_key) DO UPDATE SET attempts = $2, failures = $3, window_started_at = $4, locked_until = $5, updated_at = NOW()",
+            &[&key, &(r.attempts as i32), &(r.failures as i32), &r.window_started_at, &r.locked_until],
         )
         .await
         .map_err(q)?;
+        Ok(())
+    }
+
+    async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        tx.execute(
+            "INSERT INTO login_lockouts (account_key, updated_at) VALUES ($1, NOW()) ON CONFLICT (account_key) DO NOTHING",
+            &[&key],
+        )
+        .await
+        .map_err(q)?;
+        let row = tx
+            .query_one(
+                "SELECT attempts, failures, window_started_at, locked_until FROM login_lockouts WHERE account_key = $1 FOR UPDATE",
+                &[&key],
+            )
+            .await
+            .map_err(q)?;
+        let next = transition(lockout(&row));
+        tx.execute(
+            "UPDATE login_lockouts SET attempts = $2, failures = $3, window_started_at = $4, locked_until = $5, updated_at = NOW()
+             WHERE account_key = $1",
+            &[&key, &(next.attempts as i32), &(next.failures as i32), &next.window_started_at, &next.locked_until],
+        )
+        .await
+        .map_err(q)?;
+        tx.commit().await.map_err(q)?;
         Ok(())
     }
 

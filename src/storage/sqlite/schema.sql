@@ -112,6 +112,7 @@ CREATE INDEX idx_password_history_user_id ON password_history(user_id);
 CREATE TABLE login_lockouts (
     account_key TEXT PRIMARY KEY,
     attempts INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
     window_started_at INTEGER,
     locked_until INTEGER,
     updated_at INTEGER NOT NULL

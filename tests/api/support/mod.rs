@@ -2,6 +2,7 @@
 //! PostgreSQL database, dropped afterwards, or a fresh SQLite file — with a
 //! real SMTP sink and a StatsD sink.
 
+pub mod redis_server;
 pub mod smtp;
 pub mod statsd;
 
@@ -26,6 +27,10 @@ pub enum Backend {
 }
 
 /// The admin URL of the test PostgreSQL server.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
 pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
@@ -109,6 +114,11 @@ impl Drop for TempDir {
 pub struct TestSetup {
     pub backend: Backend,
     pub env: HashMap<String, String>,
+    /// Several instances share these: one database, one Redis prefix, one mail sink.
+    pub shared_db_url: Option<String>,
+    pub redis_prefix: Option<String>,
+    pub smtp_sink: Option<SmtpSink>,
+    pub data_dir: Option<PathBuf>,
     /// Deliver mail to an SMTP sink (else `.eml` files in the data dir).
     pub smtp: bool,
     pub statsd: bool,
@@ -119,9 +129,27 @@ impl TestSetup {
         Self {
             backend,
             env: HashMap::new(),
+            shared_db_url: None,
+            redis_prefix: None,
+            smtp_sink: None,
+            data_dir: None,
             smtp: true,
             statsd: false,
         }
+    }
+
+    /// An instance on a database, Redis prefix and mail sink shared with others.
+    pub fn sharing(mut self, db_url: &str, redis_prefix: &str, smtp: &SmtpSink) -> Self {
+        self.shared_db_url = Some(db_url.to_string());
+        self.redis_prefix = Some(redis_prefix.to_string());
+        self.smtp_sink = Some(smtp.clone());
+        self
+    }
+
+    /// Reuses a data directory (an embedded instance restarted).
+    pub fn in_dir(mut self, dir: &std::path::Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
@@ -141,14 +169,14 @@ impl TestSetup {
 
     pub async fn spawn(self) -> TestApp {
         let data_dir = TempDir::new();
-        let db = match self.backend {
-            Backend::Postgres => Some(TestDatabase::create().await),
-            Backend::Sqlite => None,
+        let db = match (self.backend, &self.shared_db_url) {
+            (Backend::Postgres, None) => Some(TestDatabase::create().await),
+            _ => None,
         };
-        let smtp = if self.smtp {
-            Some(SmtpSink::start().await)
-        } else {
-            None
+        let smtp = match (&self.smtp_sink, self.smtp) {
+            (Some(sink), _) => Some(sink.clone()),
+            (None, true) => Some(SmtpSink::start().await),
+            (None, false) => None,
         };
         let statsd = if self.statsd {
             Some(StatsdSink::start().await)
@@ -172,10 +200,14 @@ impl TestSetup {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        env.insert("DATA_DIR".into(), data_dir.0.display().to_string());
+        let dir = self.data_dir.clone().unwrap_or_else(|| data_dir.0.clone());
+        env.insert("DATA_DIR".into(), dir.display().to_string());
         env.insert("JWT_PRIVATE_KEY".into(), test_key().to_string());
         if let Some(db) = &db {
             env.insert("DATABASE_URL".into(), db.url.clone());
+        }
+        if let Some(url) = &self.shared_db_url {
+            env.insert("DATABASE_URL".into(), url.clone());
         }
         if let Some(smtp) = &smtp {
             env.insert("SMTP_HOST".into(), "127.0.0.1".into());
@@ -189,7 +221,11 @@ impl TestSetup {
         env.extend(self.env);
         let config = Config::from_map(&env).expect("test config");
         let options = Options {
-            redis_prefix: Some(format!("test:{}", uuid::Uuid::new_v4().simple())),
+            redis_prefix: Some(
+                self.redis_prefix
+                    .clone()
+                    .unwrap_or_else(|| format!("test:{}", uuid::Uuid::new_v4().simple())),
+            ),
             ..Default::default()
         };
         let app = Application::build_with(config.clone(), options)
@@ -222,6 +258,7 @@ pub struct TestApp {
     pub handle: actix_web::dev::ServerHandle,
     pub smtp: Option<SmtpSink>,
     pub statsd: Option<StatsdSink>,
+    #[allow(dead_code)]
     pub env: HashMap<String, String>,
     pub _data_dir: TempDir,
     pub _db: Option<TestDatabase>,
@@ -254,6 +291,22 @@ impl Resp {
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
         TestSetup::new(backend).spawn().await
+    }
+
+    /// Stops the server (graceful) and waits for it.
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+
+    /// A POST with a chosen `X-Forwarded-For`.
+    pub async fn post_from(&self, path: &str, forwarded_for: &str, body: Value) -> Resp {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .insert_header(("X-Forwarded-For", forwarded_for)),
+            Some(body),
+        )
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,39 @@
+//! Every Redis key this service writes, its format and its lifetime.
+//!
+//! Keys carry a hash tag (`{…}`) per account or per client, so the scripts
+//! that touch one account's keys run on one Redis Cluster slot. Emails never
+//! appear in key names: accounts are named by a SHA-256 digest.
+
+use sha2::{Digest, Sha256};
+
+/// A short, stable digest of an account key (normalized email).
+pub fn account_tag(account: &str) -> String {
+    let digest = Sha256::digest(account.as_bytes());
+    hex::encode(&digest[..12])
+}
+
+/// `{prefix}:lockout:{<account digest>}` — a hash with fields `a` (attempts),
+/// `f` (failures), `w` (window start, unix ms), `l` (locked until, unix ms).
+/// Expires two lockout periods after its last change.
+pub fn lockout(prefix: &str, account: &str) -> String {
+    format!("{prefix}:lockout:{{{}}}", account_tag(account))
+}
+
+/// `{prefix}:rate:{<route>:<ip>}:<window index>` — a counter of requests in
+/// one fixed window; expires with the window.
+pub fn rate(prefix: &str, route: &str, ip: &str, window_index: i64) -> String {
+    format!("{prefix}:rate:{{{route}:{ip}}}:{window_index}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_tagged_and_carry_no_email() {
+        let k = lockout("p", "alice@example.com");
+        assert!(k.starts_with("p:lockout:{") && k.ends_with('}'));
+        assert!(!k.contains("alice"));
+        assert_eq!(rate("p", "login", "1.2.3.4", 7), "p:rate:{login:1.2.3.4}:7");
+    }
+}

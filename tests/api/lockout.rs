@@ -1,0 +1,264 @@
+//! Brute-force lockout: at most MAX_LOGIN_ATTEMPTS verifications per account
+//! per window, on one instance or three sharing PostgreSQL and Redis.
+
+use serde_json::json;
+
+use crate::support::redis_server::RedisServer;
+use crate::support::{redis_url, Backend, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD};
+
+/// Verifications that happened: audit rows of failed password checks.
+async fn verifications(app: &TestApp) -> u64 {
+    let rows = app
+        .services
+        .store
+        .count_audit("login", "failure")
+        .await
+        .unwrap();
+    let locked = count_reason(app, "account_locked").await;
+    rows - locked
+}
+
+async fn count_reason(app: &TestApp, reason: &str) -> u64 {
+    // Failure rows carry their reason; count the ones with this reason.
+    let users = app
+        .services
+        .store
+        .count_audit("login", "failure")
+        .await
+        .unwrap();
+    let _ = users;
+    let (client, conn) = match &app.env.get("DATABASE_URL") {
+        Some(url) if url.starts_with("postgres") => {
+            tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap()
+        }
+        _ => return sqlite_count_reason(app, reason),
+    };
+    actix_web::rt::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT COUNT(*) FROM audit_logs WHERE event_type = 'login' AND event_status = 'failure' AND metadata->>'reason' = $1",
+            &[&reason],
+        )
+        .await
+        .unwrap();
+    row.get::<_, i64>(0) as u64
+}
+
+fn sqlite_count_reason(app: &TestApp, reason: &str) -> u64 {
+    let path = std::path::Path::new(app.env.get("DATA_DIR").unwrap()).join("suma-auth.db");
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM audit_logs WHERE event_type = 'login' AND event_status = 'failure' AND json_extract(metadata, '$.reason') = ?1",
+        [reason],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap() as u64
+}
+
+async fn three_instances(redis: &str) -> (TestDatabase, Vec<TestApp>) {
+    let db = TestDatabase::create().await;
+    let smtp = SmtpSink::start().await;
+    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        apps.push(
+            TestSetup::new(Backend::Postgres)
+                .sharing(&db.url, &prefix, &smtp)
+                .env("REDIS_ENDPOINT", redis)
+                .spawn()
+                .await,
+        );
+    }
+    (db, apps)
+}
+
+async fn hammer(apps: &[TestApp], email: &str, n: usize) -> Vec<u16> {
+    let attempts = (0..n).map(|i| apps[i % apps.len()].login(email, "wrong password, again"));
+    futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status)
+        .collect()
+}
+
+#[actix_web::test]
+async fn fifty_concurrent_failures_over_three_instances_verify_at_most_five_times() {
+    let (_db, apps) = three_instances(&redis_url()).await;
+    let email = apps[0].verified_user().await;
+    let statuses = hammer(&apps, &email, 50).await;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 423),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(verifications(&apps[0]).await, 5);
+    for app in &apps {
+        let res = app.login(&email, PASSWORD).await;
+        assert_eq!(
+            res.status, 423,
+            "the right password is refused while locked"
+        );
+        assert_eq!(res.code(), "account_locked");
+        let retry: u64 = res.header("retry-after").unwrap().parse().unwrap();
+        assert!(retry > 0 && retry <= 15 * 60);
+    }
+    // The owner is told once; the row is kept true.
+    let smtp = apps[0].smtp();
+    let locked_mail = smtp.wait_for_nth(&email, 2).await;
+    assert!(locked_mail.subject().contains("locked"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(smtp.count_to(&email), 2);
+    let user = apps[0]
+        .services
+        .store
+        .find_user_by_email(&suma_auth::domain::Email::parse(&email, "e").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user.failed_login_attempts, 5);
+    assert!(user.locked_until.is_some());
+}
+
+#[actix_web::test]
+async fn unknown_emails_lock_exactly_like_real_ones() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let app = TestApp::spawn(backend).await;
+        let real = app.verified_user().await;
+        let ghost = format!("ghost-{}@example.com", uuid::Uuid::new_v4().simple());
+        let mut real_statuses = Vec::new();
+        let mut ghost_statuses = Vec::new();
+        for _ in 0..7 {
+            real_statuses.push(app.login(&real, "wrong password, again").await.status);
+            ghost_statuses.push(app.login(&ghost, "wrong password, again").await.status);
+        }
+        assert_eq!(real_statuses, vec![401, 401, 401, 401, 401, 423, 423]);
+        assert_eq!(ghost_statuses, real_statuses, "{backend:?}");
+    }
+}
+
+#[actix_web::test]
+async fn a_success_resets_the_window() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let email = app.verified_user().await;
+    for _ in 0..4 {
+        assert_eq!(app.login(&email, "wrong password, again").await.status, 401);
+    }
+    assert_eq!(app.login(&email, PASSWORD).await.status, 200);
+    for _ in 0..4 {
+        assert_eq!(app.login(&email, "wrong password, again").await.status, 401);
+    }
+    assert_eq!(app.login(&email, PASSWORD).await.status, 200);
+}
+
+#[actix_web::test]
+async fn the_lock_ends_after_the_lockout_duration() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let email = app.verified_user().await;
+    let statuses = hammer(std::slice::from_ref(&app), &email, 20).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 401).count(), 5);
+    assert_eq!(verifications(&app).await, 5);
+    assert_eq!(app.login(&email, PASSWORD).await.status, 423);
+    app.services
+        .clock
+        .advance(std::time::Duration::from_secs(15 * 60 + 1));
+    assert_eq!(app.login(&email, PASSWORD).await.status, 200);
+}
+
+#[actix_web::test]
+async fn an_embedded_restart_keeps_the_lockout() {
+    let dir = crate::support::TempDir::new();
+    let first = TestSetup::new(Backend::Sqlite).in_dir(&dir.0).spawn().await;
+    let email = first.verified_user().await;
+    hammer(std::slice::from_ref(&first), &email, 6).await;
+    assert_eq!(first.login(&email, PASSWORD).await.status, 423);
+    first.stop().await;
+    drop(first);
+    let second = TestSetup::new(Backend::Sqlite).in_dir(&dir.0).spawn().await;
+    assert_eq!(second.login(&email, PASSWORD).await.status, 423);
+}
+
+#[actix_web::test]
+async fn an_instance_restarted_keeps_the_lockout_with_postgres_and_redis() {
+    let (db, apps) = three_instances(&redis_url()).await;
+    let email = apps[0].verified_user().await;
+    hammer(&apps, &email, 10).await;
+    let prefix = apps[0]
+        .services
+        .redis
+        .as_ref()
+        .unwrap()
+        .prefix()
+        .to_string();
+    let smtp = apps[0].smtp().clone();
+    for app in &apps {
+        app.stop().await;
+    }
+    drop(apps);
+    let again = TestSetup::new(Backend::Postgres)
+        .sharing(&db.url, &prefix, &smtp)
+        .env("REDIS_ENDPOINT", &redis_url())
+        .spawn()
+        .await;
+    assert_eq!(again.login(&email, PASSWORD).await.status, 423);
+    // Without Redis too: the database holds the lock.
+    let no_redis = TestSetup::new(Backend::Postgres)
+        .sharing(&db.url, &prefix, &smtp)
+        .spawn()
+        .await;
+    let res = no_redis.login(&email, PASSWORD).await;
+    assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+}
+
+#[actix_web::test]
+async fn a_redis_outage_falls_back_to_the_database_and_recovers() {
+    let mut redis = RedisServer::start().await;
+    let (_db, apps) = three_instances(&redis.url()).await;
+    let email = apps[0].verified_user().await;
+    for app in &apps {
+        assert_eq!(app.get("/ready").await.status, 200);
+    }
+    assert_eq!(apps[0].login(&email, PASSWORD).await.status, 200);
+
+    redis.kill();
+    // Requests keep being answered, and the bound still holds (now in the database).
+    let statuses = hammer(&apps, &email, 30).await;
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 423),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(verifications(&apps[0]).await, 5);
+    let ready = apps[1].get("/ready").await;
+    assert_eq!(ready.status, 503);
+    assert!(ready.json()["detail"].as_str().unwrap().contains("redis"));
+    let other = apps[2].verified_user().await;
+    assert_eq!(apps[2].login(&other, PASSWORD).await.status, 200);
+
+    redis.resume().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    for app in &apps {
+        assert_eq!(app.get("/ready").await.status, 200);
+    }
+    let another = apps[1].verified_user().await;
+    assert_eq!(apps[0].login(&another, PASSWORD).await.status, 200);
+    assert_eq!(
+        apps[0]
+            .post(
+                "/api/v1/auth/login",
+                json!({"email": another, "password": "nope nope nope"})
+            )
+            .await
+            .status,
+        401
+    );
+}
