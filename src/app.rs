@@ -17,7 +17,7 @@ use crate::domain::password;
 use crate::http::{self, client::TrustedProxies, extract, middleware};
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
-use crate::security::{LockoutStore, RateLimiter};
+use crate::security::{LockoutStore, RateLimiter, SessionGuard};
 use crate::services::{Clock, Services};
 use crate::storage::postgres::PgStore;
 use crate::storage::sqlite::SqliteStore;
@@ -92,8 +92,10 @@ impl Application {
         password::warm_up();
         let store = open_store(&config).await?;
         let key = keys::load(&config)?;
-        let jwt = JwtService::new(
+        let verify_only = keys::load_additional(&config.jwt.keys)?;
+        let jwt = JwtService::with_keys(
             key,
+            verify_only,
             &config.jwt.issuer,
             &config.jwt.audience,
             config.jwt.access_ttl,
@@ -122,6 +124,13 @@ impl Application {
             Backing::shared(lockout),
         )?;
         let rate_limiter = RateLimiter::start(config.rate_limits, redis.clone())?;
+        let sessions = SessionGuard::new(
+            redis.clone(),
+            store.clone(),
+            config.security.session_timeout,
+            config.is_embedded(),
+            config.jwt.access_ttl,
+        );
         let services = Services {
             config: config.clone(),
             store,
@@ -133,6 +142,7 @@ impl Application {
             redis,
             actors,
             rate_limiter,
+            sessions,
         };
 
         let addr = format!("{}:{}", config.host, config.port);
@@ -167,6 +177,7 @@ impl Application {
         .run();
 
         spawn_gauges(services.clone());
+        crate::jobs::spawn(services.clone());
         Ok(Self {
             port,
             server,
@@ -211,6 +222,9 @@ fn spawn_gauges(services: Services) {
             }
             if n % 30 == 29 {
                 release_freed_memory();
+            }
+            if n % 5 == 4 {
+                services.sessions.flush_activity(services.clock.now()).await;
             }
             services.metrics.flush();
             n += 1;

@@ -132,6 +132,10 @@ pub struct KeySource {
     pub public_pem: Option<String>,
     pub private_path: Option<PathBuf>,
     pub public_path: Option<PathBuf>,
+    /// Verify-only public keys (PEM, several concatenated): the previous key
+    /// during a rotation, or the next one published ahead of signing.
+    pub additional_public_pem: Option<String>,
+    pub additional_public_path: Option<PathBuf>,
 }
 
 impl KeySource {
@@ -177,6 +181,9 @@ pub struct SecurityPolicy {
     pub session_absolute_timeout: Duration,
     pub otp_expiry: Duration,
     pub verification_token_ttl: Duration,
+    /// A spent refresh token presented again within this time is refused
+    /// without revoking its session (a client retrying one request); 0 = off.
+    pub refresh_reuse_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +215,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// A per-user actor unused this long is reaped.
     pub actor_idle_timeout: Duration,
+    /// How often expired sessions and tokens are pruned.
+    pub sweep_interval: Duration,
     pub version: &'static str,
 }
 
@@ -322,6 +331,8 @@ impl Config {
             public_pem: v.raw("JWT_PUBLIC_KEY"),
             private_path: v.opt("JWT_PRIVATE_KEY_PATH").map(PathBuf::from),
             public_path: v.opt("JWT_PUBLIC_KEY_PATH").map(PathBuf::from),
+            additional_public_pem: v.raw("JWT_ADDITIONAL_PUBLIC_KEYS"),
+            additional_public_path: v.opt("JWT_ADDITIONAL_PUBLIC_KEYS_PATH").map(PathBuf::from),
         };
         if keys.private_pem.is_some() && keys.private_path.is_some() {
             return Err(ConfigError::new(
@@ -402,6 +413,12 @@ impl Config {
             ),
             otp_expiry: Duration::from_secs(60 * v.bounded("OTP_EXPIRY_MINUTES", 5, 1, 60)?),
             verification_token_ttl: Duration::from_secs(24 * 3600),
+            refresh_reuse_grace: Duration::from_secs(v.bounded(
+                "REFRESH_REUSE_GRACE_SECONDS",
+                0,
+                0,
+                30,
+            )?),
         };
 
         let cores = std::thread::available_parallelism()
@@ -425,6 +442,8 @@ impl Config {
             Duration::from_secs(v.bounded("SHUTDOWN_TIMEOUT_SECONDS", 25, 1, 300)?);
         let actor_idle_timeout =
             Duration::from_secs(v.bounded("ACTOR_IDLE_SECONDS", 60, 1, 86_400)?);
+        let sweep_interval =
+            Duration::from_secs(v.bounded("SWEEP_INTERVAL_SECONDS", 600, 1, 86_400)?);
 
         let config = Config {
             environment,
@@ -446,6 +465,7 @@ impl Config {
             http_workers,
             shutdown_timeout,
             actor_idle_timeout,
+            sweep_interval,
             version: env!("CARGO_PKG_VERSION"),
         };
         config.refuse_production_shortcuts()?;

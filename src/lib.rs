@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod jobs;
 pub mod mail;
 pub mod redis;
 pub mod security;

@@ -17,7 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::keys::SigningKey;
+use super::keys::{SigningKey, VerifyOnlyKey};
 
 /// Leeway for clock skew between instances, in seconds.
 const LEEWAY_SECS: u64 = 30;
@@ -81,6 +81,17 @@ struct Inner {
 
 impl JwtService {
     pub fn new(signing: SigningKey, issuer: &str, audience: &str, ttl: Duration) -> Self {
+        Self::with_keys(signing, Vec::new(), issuer, audience, ttl)
+    }
+
+    /// One key signs; it and every `verify_only` key verify (key rotation).
+    pub fn with_keys(
+        signing: SigningKey,
+        verify_only: Vec<VerifyOnlyKey>,
+        issuer: &str,
+        audience: &str,
+        ttl: Duration,
+    ) -> Self {
         let header = serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": signing.kid});
         let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
         let mut verify = HashMap::new();
@@ -92,6 +103,13 @@ impl JwtService {
                 e: signing.e.clone(),
             },
         );
+        for key in verify_only {
+            verify.entry(key.kid).or_insert(VerifyKey {
+                decoding: DecodingKey::from_rsa_raw_components(&key.n, &key.e),
+                n: key.n,
+                e: key.e,
+            });
+        }
         let mut validation = Validation::new(Algorithm::RS256);
         // Times are checked against the service clock in `verify`, so that
         // expiry is testable without sleeping; presence is still required here.

@@ -119,6 +119,45 @@ fn load_configured(source: &KeySource) -> Result<SigningKey, KeyError> {
     Ok(key)
 }
 
+/// A verify-only public key: its `kid` and RSA components.
+pub struct VerifyOnlyKey {
+    pub kid: String,
+    pub n: Vec<u8>,
+    pub e: Vec<u8>,
+}
+
+/// The configured verify-only keys (`JWT_ADDITIONAL_PUBLIC_KEYS[_PATH]`).
+pub fn load_additional(source: &KeySource) -> Result<Vec<VerifyOnlyKey>, KeyError> {
+    let (bundle, var) = match (
+        &source.additional_public_pem,
+        &source.additional_public_path,
+    ) {
+        (Some(pem), _) => (pem.replace("\\n", "\n"), "JWT_ADDITIONAL_PUBLIC_KEYS"),
+        (None, Some(path)) => (read(path)?, "JWT_ADDITIONAL_PUBLIC_KEYS_PATH"),
+        (None, None) => return Ok(Vec::new()),
+    };
+    let mut keys = Vec::new();
+    for block in bundle
+        .split("-----END")
+        .filter(|b| b.contains("-----BEGIN"))
+    {
+        let pem = format!("{block}-----END");
+        let der = pem_body(&pem, var)?;
+        let public = aws_lc_rs::rsa::PublicKey::from_der(&der).map_err(|e| KeyError::Invalid {
+            var,
+            message: format!("not an RSA public key ({e})"),
+        })?;
+        let n = public.modulus().big_endian_without_leading_zero().to_vec();
+        let e = public.exponent().big_endian_without_leading_zero().to_vec();
+        keys.push(VerifyOnlyKey {
+            kid: thumbprint(&n, &e),
+            n,
+            e,
+        });
+    }
+    Ok(keys)
+}
+
 /// Parses a PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`) PEM.
 pub fn parse_private_pem(pem: &str, var: &'static str) -> Result<SigningKey, KeyError> {
     let der = pem_body(pem, var)?;
@@ -156,6 +195,17 @@ fn pem_body(pem: &str, var: &'static str) -> Result<Vec<u8>, KeyError> {
         var,
         message: "the PEM body is not valid base64".into(),
     })
+}
+
+/// The SPKI public PEM of a private PEM (for publishing a key ahead of use).
+pub fn public_pem_of(private_pem: &str) -> Result<String, KeyError> {
+    let key = parse_private_pem(private_pem, "private key")?;
+    let der = key
+        .pair
+        .public_key()
+        .as_der()
+        .map_err(|_| KeyError::Generation)?;
+    Ok(to_pem("PUBLIC KEY", der.as_ref()))
 }
 
 /// Generates a 2048-bit RSA pair as (PKCS#8 private PEM, SPKI public PEM).

@@ -27,7 +27,13 @@ routes! {
     post "/api/v1/auth/verify-email" => auth::verify_email,
     post "/api/v1/auth/verify-email/resend" => auth::resend_verification,
     post "/api/v1/auth/login" => auth::login,
+    post "/api/v1/auth/refresh" => auth::refresh,
+    post "/api/v1/auth/logout" => auth::logout,
+    post "/api/v1/auth/logout-all" => auth::logout_all,
+    post "/api/v1/auth/password/change" => auth::change_password,
     get "/api/v1/auth/me" => me::get_me,
+    get "/api/v1/auth/me/sessions" => me::list_sessions,
+    delete "/api/v1/auth/me/sessions/{id}" => me::delete_session,
 }
 
 /// The methods mounted on `path` (for 405 `Allow`), matching `{param}` segments.

@@ -8,6 +8,8 @@ pub enum Template {
     Verification,
     AlreadyRegistered,
     AccountLocked,
+    RefreshTokenReuse,
+    PasswordChanged,
 }
 
 impl Template {
@@ -17,6 +19,8 @@ impl Template {
             Template::Verification => "verification",
             Template::AlreadyRegistered => "already_registered",
             Template::AccountLocked => "account_locked",
+            Template::RefreshTokenReuse => "refresh_token_reuse",
+            Template::PasswordChanged => "password_changed",
         }
     }
 }
@@ -119,6 +123,48 @@ pub fn account_locked(to: &str, minutes: u64) -> OutgoingMail {
         text,
         html,
     }
+}
+
+fn simple(to: &str, template: Template, subject: &str, paragraphs: &[&str]) -> OutgoingMail {
+    let text = paragraphs.join("\r\n\r\n") + "\r\n";
+    let html = html_page(
+        subject,
+        &paragraphs.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        None,
+    );
+    OutgoingMail {
+        to: to.to_string(),
+        template,
+        subject: subject.to_string(),
+        text,
+        html,
+    }
+}
+
+/// Sent when a spent refresh token was presented again and its session ended.
+pub fn refresh_token_reuse(to: &str) -> OutgoingMail {
+    simple(
+        to,
+        Template::RefreshTokenReuse,
+        "A session of your account was ended for your safety",
+        &[
+            "A sign-in token of your SUMA Finance account was used twice, which can mean it was copied. We ended that session; sign in again on that device.",
+            "If you did not expect this, change your password.",
+        ],
+    )
+}
+
+/// Sent after the password of an account changed.
+pub fn password_changed(to: &str) -> OutgoingMail {
+    simple(
+        to,
+        Template::PasswordChanged,
+        "Your password was changed",
+        &[
+            "The password of your SUMA Finance account was just changed, and your other sessions were ended.",
+            "If this was not you, reset your password now and contact support.",
+        ],
+    )
 }
 
 #[cfg(test)]

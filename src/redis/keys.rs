@@ -25,6 +25,14 @@ pub fn rate(prefix: &str, route: &str, ip: &str, window_index: i64) -> String {
     format!("{prefix}:rate:{{{route}:{ip}}}:{window_index}")
 }
 
+/// `{prefix}:session:{<session id>}` — a hash with `la` (last activity,
+/// unix ms), `ex` (absolute end), `rv` (revoked). A cache of the database's
+/// session row: it expires a minute after its last use (or its revocation is
+/// kept for the token lifetime), and is rebuilt from the database when absent.
+pub fn session(prefix: &str, session_id: &str) -> String {
+    format!("{prefix}:session:{{{session_id}}}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

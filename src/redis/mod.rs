@@ -29,6 +29,7 @@ pub struct RedisStore {
     down_until: Arc<AtomicI64>,
     lockout_script: Arc<redis::Script>,
     rate_script: Arc<redis::Script>,
+    session_script: Arc<redis::Script>,
 }
 
 impl RedisStore {
@@ -55,6 +56,7 @@ impl RedisStore {
             down_until: Arc::new(AtomicI64::new(0)),
             lockout_script: Arc::new(redis::Script::new(include_str!("lockout.lua"))),
             rate_script: Arc::new(redis::Script::new(include_str!("rate.lua"))),
+            session_script: Arc::new(redis::Script::new(include_str!("session.lua"))),
         })
     }
 
@@ -99,6 +101,26 @@ impl RedisStore {
                 .arg(lockout_ms)
                 .invoke_async::<(i64, i64)>(conn)
                 .await
+        })
+        .await
+    }
+
+    /// Runs the session script (see `session.lua`).
+    pub async fn session(
+        &self,
+        session_id: &str,
+        op: &str,
+        args: [i64; 5],
+    ) -> Result<i64, RedisError> {
+        let key = keys::session(&self.prefix, session_id);
+        let script = self.session_script.clone();
+        self.guarded(async move |conn| {
+            let mut call = script.key(key);
+            call.arg(op);
+            for a in args {
+                call.arg(a);
+            }
+            call.invoke_async::<i64>(conn).await
         })
         .await
     }

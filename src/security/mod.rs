@@ -7,12 +7,14 @@
 
 pub mod lockout;
 pub mod rate_limit;
+pub mod sessions;
 
 use chrono::{DateTime, TimeZone, Utc};
 use suma_auth_actors::Timestamp;
 
 pub use lockout::LockoutStore;
 pub use rate_limit::{RateLimiter, RateRoute};
+pub use sessions::{SessionEnd, SessionGuard};
 
 /// The lockout key of a login attempt: the normalized email when it parses,
 /// else the trimmed, lowercased input (bounded), so unknown and malformed

@@ -144,7 +144,7 @@ pub async fn login(
     Ok(pair)
 }
 
-fn actor_error(e: ActorError) -> AuthError {
+pub(crate) fn actor_error(e: ActorError) -> AuthError {
     match e {
         ActorError::Overloaded => AuthError::Busy {
             retry_after: Duration::from_secs(1),
@@ -157,7 +157,7 @@ fn actor_error(e: ActorError) -> AuthError {
 
 /// Counts a failed verification; when it locks the account, says so once:
 /// metric, audit row, the owner's mail, and the user row.
-async fn record_failure(
+pub(crate) async fn record_failure(
     svc: &Services,
     key: &str,
     user: Option<&UserRecord>,

@@ -6,6 +6,7 @@ pub mod error;
 pub mod login;
 pub mod me;
 pub mod registration;
+pub mod sessions;
 pub mod verification;
 
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::auth::jwt::JwtService;
 use crate::config::Config;
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
-use crate::security::RateLimiter;
+use crate::security::{RateLimiter, SessionGuard};
 use crate::storage::{AuditEvent, ClientContext, DynStore};
 use crate::telemetry::metrics::Metrics;
 
@@ -38,6 +39,8 @@ pub struct Services {
     /// The per-user actors (lockout, OTP challenges).
     pub actors: suma_auth_actors::SecurityHandle,
     pub rate_limiter: RateLimiter,
+    /// Session liveness and revocation on every instance.
+    pub sessions: SessionGuard,
 }
 
 impl Services {

@@ -86,7 +86,63 @@ pub trait Store: Send + Sync + 'static {
 
     async fn find_session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>>;
 
+    /// The session a refresh token (spent or not) belongs to.
+    async fn find_session_by_refresh(&self, token_hash: &str) -> StoreResult<Option<Uuid>>;
+
     async fn insert_audit(&self, event: AuditEvent) -> StoreResult<()>;
+
+    /// Spends a refresh token and issues its successor, atomically (the token
+    /// and its session are row-locked). A spent token presented again
+    /// revokes the whole session, unless it was spent within `grace`.
+    async fn rotate_refresh_token(&self, rotation: Rotation) -> StoreResult<RotateOutcome>;
+
+    /// Ends one session (of `user_id` when given); true when it was live.
+    async fn revoke_session(
+        &self,
+        session_id: Uuid,
+        user_id: Option<Uuid>,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Ends every live session of a user but `except`; returns their ids.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        except: Option<Uuid>,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>>;
+
+    /// Live sessions of a user (not revoked, not past their absolute end), newest first.
+    async fn list_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<SessionRecord>>;
+
+    /// Writes batched session activity (never moving it backwards).
+    async fn touch_sessions(&self, touches: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
+
+    /// Sets a new password hash, records it in the history, clears the lockout counters.
+    async fn set_password(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
+    /// The last `limit` password hashes of a user, newest first.
+    async fn password_history(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<String>>;
+
+    /// Deletes what has expired: sessions past their end (and their refresh
+    /// tokens), ended sessions older than `keep_ended`, used or expired
+    /// verification and reset tokens. Idempotent, so instances may overlap.
+    async fn sweep_expired(
+        &self,
+        now: DateTime<Utc>,
+        keep_ended: chrono::Duration,
+    ) -> StoreResult<u64>;
 
     /// The lockout window of an account key (normalized email).
     async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>>;

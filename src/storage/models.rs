@@ -127,3 +127,42 @@ pub struct LockoutRecord {
     pub window_started_at: Option<DateTime<Utc>>,
     pub locked_until: Option<DateTime<Utc>>,
 }
+
+/// A refresh to perform: the presented token's hash and its successor.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub presented_hash: String,
+    pub new_id: Uuid,
+    pub new_hash: String,
+    pub now: DateTime<Utc>,
+    /// Sessions idle longer than this end.
+    pub idle_timeout: chrono::Duration,
+    /// Most recent activity known outside the database (Redis, this instance).
+    pub activity_hint: Option<DateTime<Utc>>,
+    /// A token spent less than this long ago is refused without revoking.
+    pub reuse_grace: chrono::Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum RotateOutcome {
+    /// The token was live; the session continues with the new token.
+    Rotated(SessionRecord),
+    /// A spent token: the session was revoked (when it was still live).
+    Reused {
+        session_id: Uuid,
+        user_id: Uuid,
+        was_live: bool,
+    },
+    /// Unknown token, or its session ended (revoked, idle, past its end).
+    Invalid,
+}
+
+/// Why a session ends, as recorded in `sessions.revoked_reason`.
+pub mod end_reason {
+    pub const LOGOUT: &str = "logout";
+    pub const LOGOUT_ALL: &str = "logout_all";
+    pub const REVOKED: &str = "revoked";
+    pub const PASSWORD_CHANGED: &str = "password_changed";
+    pub const REFRESH_TOKEN_REUSE: &str = "refresh_token_reuse";
+    pub const IDLE_TIMEOUT: &str = "idle_timeout";
+}

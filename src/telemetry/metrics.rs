@@ -35,6 +35,14 @@ pub const LOGIN_SUCCESS: &str = "auth.login.success";
 pub const LOGIN_FAILURE: &str = "auth.login.failure";
 /// `auth.account_lockout` — counter: an account (or unknown email) locked.
 pub const ACCOUNT_LOCKOUT: &str = "auth.account_lockout";
+/// `auth.token.refresh` — counter; tag `outcome` (`rotated`, `invalid`, `reuse`).
+pub const TOKEN_REFRESH: &str = "auth.token.refresh";
+/// `auth.refresh_token_reuse` — counter: a spent refresh token presented again
+/// (its session was revoked).
+pub const REFRESH_TOKEN_REUSE: &str = "auth.refresh_token_reuse";
+/// `auth.session.ended` — counter; tag `reason` (`logout`, `logout_all`,
+/// `revoked`, `password_changed`, `refresh_token_reuse`, `idle_timeout`).
+pub const SESSION_ENDED: &str = "auth.session.ended";
 /// `auth.registration` — counter; tag `outcome` (`created`, `existing`).
 pub const REGISTRATION: &str = "auth.registration";
 /// `auth.email_verification` — counter; tag `outcome` (`verified`, `invalid`).
@@ -173,6 +181,20 @@ impl Metrics {
 
     pub fn account_lockout(&self) {
         self.count(ACCOUNT_LOCKOUT, &[]);
+    }
+
+    pub fn token_refresh(&self, outcome: &'static str) {
+        self.count(TOKEN_REFRESH, &[("outcome", outcome.to_string())]);
+    }
+
+    pub fn refresh_token_reuse(&self) {
+        self.count(REFRESH_TOKEN_REUSE, &[]);
+    }
+
+    pub fn session_ended(&self, reason: &'static str, n: usize) {
+        for _ in 0..n {
+            self.count(SESSION_ENDED, &[("reason", reason.to_string())]);
+        }
     }
 
     pub fn registration(&self, outcome: &'static str) {

@@ -5,6 +5,7 @@
 mod support;
 
 mod hygiene;
+mod keys;
 mod lockout;
 mod login;
 mod me;
@@ -12,5 +13,6 @@ mod metrics;
 mod ops;
 mod rate_limit;
 mod registration;
+mod sessions;
 mod storage_contract;
 mod verification;

@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 use super::StatusResponse;
 use crate::http::client::Client;
 use crate::http::errors::{ApiError, Problem};
+use crate::http::extract::Authenticated;
 use crate::services::login::{self, LoginInput, TokenPair};
 use crate::services::registration::{self, Consents, Registration};
-use crate::services::{verification, Services};
+use crate::services::{sessions, verification, AuthError, Services};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ConsentsRequest {
@@ -161,4 +162,116 @@ pub async fn login(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .json(pair))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair; the presented refresh token is spent", body = TokenPair),
+        (status = 401, description = "Unknown, spent (the session is then revoked) or expired refresh token", body = Problem),
+    )
+)]
+pub async fn refresh(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    body: web::Json<RefreshRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let pair = sessions::refresh(&svc, &body.refresh_token, &client)
+        .await
+        .map_err(|e| match e {
+            // A refresh token is a credential: 401, as API.md says.
+            AuthError::InvalidToken => {
+                ApiError::Auth(AuthError::Unauthorized("the refresh token is invalid"))
+            }
+            other => ApiError::Auth(other),
+        })?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(pair))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct LogoutRequest {
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout", tag = "auth",
+    security(("bearer" = [])),
+    request_body(content = LogoutRequest, description = "Optional", content_type = "application/json"),
+    responses(
+        (status = 204, description = "The session, its refresh token and its access tokens stop working"),
+        (status = 401, description = "Missing or invalid access token", body = Problem),
+    )
+)]
+pub async fn logout(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    Authenticated(principal): Authenticated,
+    body: Option<web::Json<LogoutRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    sessions::logout(&svc, &principal, body.refresh_token.as_deref(), &client).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/logout-all", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session of the user ends"),
+        (status = 401, description = "Missing or invalid access token", body = Problem),
+    )
+)]
+pub async fn logout_all(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    sessions::logout_all(&svc, &principal, &client).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    #[schema(value_type = String, format = Password)]
+    pub current_password: SecretString,
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretString,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/password/change", tag = "auth",
+    security(("bearer" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Changed; every other session ended"),
+        (status = 401, description = "Wrong current password, or invalid access token", body = Problem),
+        (status = 422, description = "Weak or recently used new password", body = Problem),
+        (status = 423, description = "Locked after repeated wrong passwords", body = Problem),
+    )
+)]
+pub async fn change_password(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    Authenticated(principal): Authenticated,
+    body: web::Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    sessions::change_password(
+        &svc,
+        &principal,
+        &body.current_password,
+        &body.new_password,
+        &client,
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -112,17 +112,26 @@ const SESSION_COLUMNS: &str = "id, user_id, device_id, user_agent, ip_address, a
      last_activity_at, expires_at, invalidated_at";
 
 fn session(row: &Row) -> SessionRecord {
+    session_at(row, 0)
+}
+
+/// A session whose columns start at index `at`.
+fn session_at(row: &Row, at: usize) -> SessionRecord {
     SessionRecord {
-        id: row.get(0),
-        user_id: row.get(1),
-        device_id: row.get(2),
-        user_agent: row.get(3),
-        ip_address: row.get(4),
-        amr: row.get(5),
-        created_at: row.get::<_, Option<DateTime<Utc>>>(6).unwrap_or_default(),
-        last_activity_at: row.get::<_, Option<DateTime<Utc>>>(7).unwrap_or_default(),
-        expires_at: row.get(8),
-        invalidated_at: row.get(9),
+        id: row.get(at),
+        user_id: row.get(at + 1),
+        device_id: row.get(at + 2),
+        user_agent: row.get(at + 3),
+        ip_address: row.get(at + 4),
+        amr: row.get(at + 5),
+        created_at: row
+            .get::<_, Option<DateTime<Utc>>>(at + 6)
+            .unwrap_or_default(),
+        last_activity_at: row
+            .get::<_, Option<DateTime<Utc>>>(at + 7)
+            .unwrap_or_default(),
+        expires_at: row.get(at + 8),
+        invalidated_at: row.get(at + 9),
     }
 }
 
@@ -291,7 +300,11 @@ impl Store for PgStore {
     ) -> StoreResult<()> {
         let conn = self.conn().await?;
         conn.execute(
-            "UPDATE users SET failed_login_attempts = $2, locked_until = COALESCE($3, locked_until),
+            // Failures of one window finish in any order across instances: while
+            // a lock holds, the count never goes down.
+            "UPDATE users SET
+                 failed_login_attempts = CASE WHEN locked_until > NOW() THEN GREATEST(failed_login_attempts, $2) ELSE $2 END,
+                 locked_until = COALESCE($3, locked_until),
                  is_locked = ($3 IS NOT NULL OR COALESCE(locked_until > NOW(), false))
              WHERE id = $1",
             &[&user_id, &(attempts as i32), &locked_until],
@@ -335,6 +348,18 @@ impl Store for PgStore {
         Ok(row.as_ref().map(session))
     }
 
+    async fn find_session_by_refresh(&self, token_hash: &str) -> StoreResult<Option<Uuid>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT session_id FROM refresh_tokens WHERE token_hash = $1",
+                &[&token_hash],
+            )
+            .await
+            .map_err(q)?;
+        Ok(row.and_then(|r| r.get(0)))
+    }
+
     async fn insert_audit(&self, e: AuditEvent) -> StoreResult<()> {
         let conn = self.conn().await?;
         let status = if e.success { "success" } else { "failure" };
@@ -346,6 +371,249 @@ impl Store for PgStore {
         .await
         .map_err(q)?;
         Ok(())
+    }
+
+    async fn rotate_refresh_token(&self, r: Rotation) -> StoreResult<RotateOutcome> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT rt.id, rt.revoked_at, {} FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
+                     WHERE rt.token_hash = $1 FOR UPDATE OF rt, s",
+                    SESSION_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ")
+                ),
+                &[&r.presented_hash],
+            )
+            .await
+            .map_err(q)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(q)?;
+            return Ok(RotateOutcome::Invalid);
+        };
+        let token_id: Uuid = row.get(0);
+        let spent_at: Option<DateTime<Utc>> = row.get(1);
+        let s = session_at(&row, 2);
+        if let Some(spent_at) = spent_at {
+            if r.now - spent_at < r.reuse_grace {
+                tx.rollback().await.map_err(q)?;
+                return Ok(RotateOutcome::Invalid);
+            }
+            let was_live = tx
+                .execute(
+                    "UPDATE sessions SET invalidated_at = $2, revoked_reason = $3 WHERE id = $1 AND invalidated_at IS NULL",
+                    &[&s.id, &r.now, &end_reason::REFRESH_TOKEN_REUSE],
+                )
+                .await
+                .map_err(q)?
+                > 0;
+            tx.execute(
+                "UPDATE refresh_tokens SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL",
+                &[&s.id, &r.now],
+            )
+            .await
+            .map_err(q)?;
+            tx.commit().await.map_err(q)?;
+            return Ok(RotateOutcome::Reused {
+                session_id: s.id,
+                user_id: s.user_id,
+                was_live,
+            });
+        }
+        let last_activity = r
+            .activity_hint
+            .map_or(s.last_activity_at, |h| h.max(s.last_activity_at));
+        if s.invalidated_at.is_some() || s.expires_at <= r.now {
+            tx.rollback().await.map_err(q)?;
+            return Ok(RotateOutcome::Invalid);
+        }
+        if last_activity + r.idle_timeout <= r.now {
+            tx.execute(
+                "UPDATE sessions SET invalidated_at = $2, revoked_reason = $3 WHERE id = $1",
+                &[&s.id, &r.now, &end_reason::IDLE_TIMEOUT],
+            )
+            .await
+            .map_err(q)?;
+            tx.commit().await.map_err(q)?;
+            return Ok(RotateOutcome::Invalid);
+        }
+        tx.execute(
+            "UPDATE refresh_tokens SET revoked_at = $2, last_used_at = $2, replaced_by = $3 WHERE id = $1",
+            &[&token_id, &r.now, &r.new_id],
+        )
+        .await
+        .map_err(q)?;
+        tx.execute(
+            "INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent, ip_address, expires_at, created_at, rotation_count)
+             SELECT $1, user_id, session_id, $2, device_id, user_agent, ip_address, expires_at, $3, COALESCE(rotation_count, 0) + 1
+             FROM refresh_tokens WHERE id = $4",
+            &[&r.new_id, &r.new_hash, &r.now, &token_id],
+        )
+        .await
+        .map_err(q)?;
+        tx.execute(
+            "UPDATE sessions SET last_activity_at = $2 WHERE id = $1",
+            &[&s.id, &r.now],
+        )
+        .await
+        .map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(RotateOutcome::Rotated(SessionRecord {
+            last_activity_at: r.now,
+            ..s
+        }))
+    }
+
+    async fn revoke_session(
+        &self,
+        session_id: Uuid,
+        user_id: Option<Uuid>,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let n = tx
+            .execute(
+                "UPDATE sessions SET invalidated_at = $3, revoked_reason = $4
+                 WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND invalidated_at IS NULL",
+                &[&session_id, &user_id, &now, &reason],
+            )
+            .await
+            .map_err(q)?;
+        tx.execute(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE session_id = $1 AND revoked_at IS NULL",
+            &[&session_id, &now],
+        )
+        .await
+        .map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(n > 0)
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        except: Option<Uuid>,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let rows = tx
+            .query(
+                "UPDATE sessions SET invalidated_at = $3, revoked_reason = $4
+                 WHERE user_id = $1 AND ($2::uuid IS NULL OR id <> $2) AND invalidated_at IS NULL
+                 RETURNING id",
+                &[&user_id, &except, &now, &reason],
+            )
+            .await
+            .map_err(q)?;
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+        tx.execute(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE session_id = ANY($1) AND revoked_at IS NULL",
+            &[&ids, &now],
+        )
+        .await
+        .map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(ids)
+    }
+
+    async fn list_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                &format!(
+                    "SELECT {SESSION_COLUMNS} FROM sessions
+                     WHERE user_id = $1 AND invalidated_at IS NULL AND expires_at > $2
+                     ORDER BY created_at DESC"
+                ),
+                &[&user_id, &now],
+            )
+            .await
+            .map_err(q)?;
+        Ok(rows.iter().map(session).collect())
+    }
+
+    async fn touch_sessions(&self, touches: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+        if touches.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = touches.iter().map(|t| t.0).collect();
+        let times: Vec<DateTime<Utc>> = touches.iter().map(|t| t.1).collect();
+        let conn = self.conn().await?;
+        conn.execute(
+            "UPDATE sessions s SET last_activity_at = GREATEST(s.last_activity_at, t.at)
+             FROM UNNEST($1::uuid[], $2::timestamptz[]) AS t(id, at) WHERE s.id = t.id",
+            &[&ids, &times],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        tx.execute(
+            "UPDATE users SET password_hash = $2, password_changed_at = $3, failed_login_attempts = 0,
+                 locked_until = NULL, is_locked = false WHERE id = $1",
+            &[&user_id, &password_hash, &now],
+        )
+        .await
+        .map_err(q)?;
+        tx.execute(
+            "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+            &[&Uuid::new_v4(), &user_id, &password_hash, &now],
+        )
+        .await
+        .map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(())
+    }
+
+    async fn password_history(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<String>> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT password_hash FROM password_history WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2",
+                &[&user_id, &(limit as i64)],
+            )
+            .await
+            .map_err(q)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn sweep_expired(
+        &self,
+        now: DateTime<Utc>,
+        keep_ended: chrono::Duration,
+    ) -> StoreResult<u64> {
+        let conn = self.conn().await?;
+        let ended_before = now - keep_ended;
+        let mut total = 0;
+        for sql in [
+            // Spent tokens of live sessions stay: presenting one again must still
+            // revoke the session. They go with their session.
+            "DELETE FROM refresh_tokens WHERE id IN (SELECT id FROM refresh_tokens WHERE expires_at < $1 LIMIT 5000) AND $2::timestamptz IS NOT NULL",
+            "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 OR (invalidated_at IS NOT NULL AND invalidated_at < $2) LIMIT 5000)",
+            "DELETE FROM email_verification_tokens WHERE id IN (SELECT id FROM email_verification_tokens WHERE expires_at < $1 OR (verified_at IS NOT NULL AND verified_at < $2) LIMIT 5000)",
+            "DELETE FROM password_reset_tokens WHERE id IN (SELECT id FROM password_reset_tokens WHERE expires_at < $1 OR (used_at IS NOT NULL AND used_at < $2) LIMIT 5000)",
+            "DELETE FROM login_lockouts WHERE account_key IN (SELECT account_key FROM login_lockouts WHERE updated_at < $2 AND (locked_until IS NULL OR locked_until < $1) LIMIT 5000)",
+        ] {
+            total += conn.execute(sql, &[&now, &ended_before]).await.map_err(q)?;
+        }
+        Ok(total)
     }
 
     async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>> {

@@ -130,17 +130,22 @@ fn lockout(r: &Row<'_>) -> rusqlite::Result<LockoutRecord> {
 }
 
 fn session(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    session_at(r, 0)
+}
+
+/// A session whose columns start at index `at`.
+fn session_at(r: &Row<'_>, at: usize) -> rusqlite::Result<SessionRecord> {
     Ok(SessionRecord {
-        id: uuid(r.get(0)?)?,
-        user_id: uuid(r.get(1)?)?,
-        device_id: r.get(2)?,
-        user_agent: r.get(3)?,
-        ip_address: ip(r.get(4)?),
-        amr: r.get(5)?,
-        created_at: time(r.get(6)?),
-        last_activity_at: time(r.get(7)?),
-        expires_at: time(r.get(8)?),
-        invalidated_at: time_opt(r.get(9)?),
+        id: uuid(r.get(at)?)?,
+        user_id: uuid(r.get(at + 1)?)?,
+        device_id: r.get(at + 2)?,
+        user_agent: r.get(at + 3)?,
+        ip_address: ip(r.get(at + 4)?),
+        amr: r.get(at + 5)?,
+        created_at: time(r.get(at + 6)?),
+        last_activity_at: time(r.get(at + 7)?),
+        expires_at: time(r.get(at + 8)?),
+        invalidated_at: time_opt(r.get(at + 9)?),
     })
 }
 
@@ -298,7 +303,9 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         self.run(move |c| {
             c.execute(
-                "UPDATE users SET failed_login_attempts = ?2, locked_until = COALESCE(?3, locked_until),
+                "UPDATE users SET
+                     failed_login_attempts = CASE WHEN locked_until > ?4 THEN MAX(failed_login_attempts, ?2) ELSE ?2 END,
+                     locked_until = COALESCE(?3, locked_until),
                      is_locked = (?3 IS NOT NULL), updated_at = ?4
                  WHERE id = ?1",
                 params![user_id.to_string(), attempts, ms_opt(locked_until), ms(Utc::now())],
@@ -342,6 +349,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn find_session_by_refresh(&self, token_hash: &str) -> StoreResult<Option<Uuid>> {
+        let token_hash = token_hash.to_string();
+        self.run(move |c| {
+            let id: Option<Option<String>> = c
+                .query_row(
+                    "SELECT session_id FROM refresh_tokens WHERE token_hash = ?1",
+                    params![token_hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            id.flatten().map(uuid).transpose()
+        })
+        .await
+    }
+
     async fn insert_audit(&self, e: AuditEvent) -> StoreResult<()> {
         self.run(move |c| {
             c.execute(
@@ -359,6 +381,220 @@ impl Store for SqliteStore {
                 ],
             )
             .map(|_| ())
+        })
+        .await
+    }
+
+    async fn rotate_refresh_token(&self, r: Rotation) -> StoreResult<RotateOutcome> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let found = tx
+                .query_row(
+                    "SELECT rt.id, rt.revoked_at, s.id, s.user_id, s.device_id, s.user_agent, s.ip_address, s.amr,
+                            s.created_at, s.last_activity_at, s.expires_at, s.invalidated_at
+                     FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id WHERE rt.token_hash = ?1",
+                    params![r.presented_hash],
+                    |row| {
+                        let token_id: String = row.get(0)?;
+                        let spent: Option<i64> = row.get(1)?;
+                        Ok((token_id, spent, session_at(row, 2)?))
+                    },
+                )
+                .optional()?;
+            let Some((token_id, spent, s)) = found else {
+                return Ok(RotateOutcome::Invalid);
+            };
+            let now = ms(r.now);
+            if let Some(spent) = spent {
+                if now - spent < r.reuse_grace.num_milliseconds() {
+                    return Ok(RotateOutcome::Invalid);
+                }
+                let was_live = tx.execute(
+                    "UPDATE sessions SET invalidated_at = ?2, revoked_reason = ?3 WHERE id = ?1 AND invalidated_at IS NULL",
+                    params![s.id.to_string(), now, end_reason::REFRESH_TOKEN_REUSE],
+                )? > 0;
+                tx.execute(
+                    "UPDATE refresh_tokens SET revoked_at = ?2 WHERE session_id = ?1 AND revoked_at IS NULL",
+                    params![s.id.to_string(), now],
+                )?;
+                tx.commit()?;
+                return Ok(RotateOutcome::Reused { session_id: s.id, user_id: s.user_id, was_live });
+            }
+            let last_activity = r.activity_hint.map_or(s.last_activity_at, |h| h.max(s.last_activity_at));
+            if s.invalidated_at.is_some() || s.expires_at <= r.now {
+                return Ok(RotateOutcome::Invalid);
+            }
+            if last_activity + r.idle_timeout <= r.now {
+                tx.execute(
+                    "UPDATE sessions SET invalidated_at = ?2, revoked_reason = ?3 WHERE id = ?1",
+                    params![s.id.to_string(), now, end_reason::IDLE_TIMEOUT],
+                )?;
+                tx.commit()?;
+                return Ok(RotateOutcome::Invalid);
+            }
+            tx.execute(
+                "UPDATE refresh_tokens SET revoked_at = ?2, last_used_at = ?2, replaced_by = ?3 WHERE id = ?1",
+                params![token_id, now, r.new_id.to_string()],
+            )?;
+            tx.execute(
+                "INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent, ip_address, expires_at, created_at, rotation_count)
+                 SELECT ?1, user_id, session_id, ?2, device_id, user_agent, ip_address, expires_at, ?3, rotation_count + 1
+                 FROM refresh_tokens WHERE id = ?4",
+                params![r.new_id.to_string(), r.new_hash, now, token_id],
+            )?;
+            tx.execute(
+                "UPDATE sessions SET last_activity_at = ?2 WHERE id = ?1",
+                params![s.id.to_string(), now],
+            )?;
+            tx.commit()?;
+            Ok(RotateOutcome::Rotated(SessionRecord { last_activity_at: r.now, ..s }))
+        })
+        .await
+    }
+
+    async fn revoke_session(
+        &self,
+        session_id: Uuid,
+        user_id: Option<Uuid>,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE sessions SET invalidated_at = ?3, revoked_reason = ?4
+                 WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2) AND invalidated_at IS NULL",
+                params![session_id.to_string(), user_id.map(|u| u.to_string()), ms(now), reason],
+            )?;
+            tx.execute(
+                "UPDATE refresh_tokens SET revoked_at = ?2 WHERE session_id = ?1 AND revoked_at IS NULL",
+                params![session_id.to_string(), ms(now)],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        except: Option<Uuid>,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let ids: Vec<String> = {
+                let mut stmt = tx.prepare(
+                    "UPDATE sessions SET invalidated_at = ?3, revoked_reason = ?4
+                     WHERE user_id = ?1 AND (?2 IS NULL OR id <> ?2) AND invalidated_at IS NULL RETURNING id",
+                )?;
+                let rows = stmt.query_map(
+                    params![user_id.to_string(), except.map(|e| e.to_string()), ms(now), reason],
+                    |r| r.get(0),
+                )?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for id in &ids {
+                tx.execute(
+                    "UPDATE refresh_tokens SET revoked_at = ?2 WHERE session_id = ?1 AND revoked_at IS NULL",
+                    params![id, ms(now)],
+                )?;
+            }
+            tx.commit()?;
+            ids.into_iter().map(uuid).collect()
+        })
+        .await
+    }
+
+    async fn list_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        self.run(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id, user_id, device_id, user_agent, ip_address, amr, created_at, last_activity_at, expires_at, invalidated_at
+                 FROM sessions WHERE user_id = ?1 AND invalidated_at IS NULL AND expires_at > ?2
+                 ORDER BY created_at DESC, rowid DESC",
+            )?;
+            let rows = stmt.query_map(params![user_id.to_string(), ms(now)], session)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn touch_sessions(&self, touches: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+        let touches: Vec<(String, i64)> = touches
+            .iter()
+            .map(|(id, at)| (id.to_string(), ms(*at)))
+            .collect();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            for (id, at) in &touches {
+                tx.execute(
+                    "UPDATE sessions SET last_activity_at = MAX(last_activity_at, ?2) WHERE id = ?1",
+                    params![id, at],
+                )?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn set_password(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let password_hash = password_hash.to_string();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE users SET password_hash = ?2, password_changed_at = ?3, failed_login_attempts = 0,
+                     locked_until = NULL, is_locked = 0, updated_at = ?3 WHERE id = ?1",
+                params![user_id.to_string(), password_hash, ms(now)],
+            )?;
+            tx.execute(
+                "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![Uuid::new_v4().to_string(), user_id.to_string(), password_hash, ms(now)],
+            )?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn password_history(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<String>> {
+        self.run(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT password_hash FROM password_history WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![user_id.to_string(), limit], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn sweep_expired(
+        &self,
+        now: DateTime<Utc>,
+        keep_ended: chrono::Duration,
+    ) -> StoreResult<u64> {
+        let (now, before) = (ms(now), ms(now - keep_ended));
+        self.run(move |c| {
+            let mut total = 0;
+            for sql in [
+                "DELETE FROM refresh_tokens WHERE expires_at < ?1 OR session_id IN (SELECT id FROM sessions WHERE invalidated_at < ?2)",
+                "DELETE FROM sessions WHERE expires_at < ?1 OR (invalidated_at IS NOT NULL AND invalidated_at < ?2)",
+                "DELETE FROM email_verification_tokens WHERE expires_at < ?1 OR (verified_at IS NOT NULL AND verified_at < ?2)",
+                "DELETE FROM password_reset_tokens WHERE expires_at < ?1 OR (used_at IS NOT NULL AND used_at < ?2)",
+                "DELETE FROM login_lockouts WHERE updated_at < ?2 AND (locked_until IS NULL OR locked_until < ?1)",
+            ] {
+                total += c.execute(sql, params![now, before])? as u64;
+            }
+            Ok(total)
         })
         .await
     }

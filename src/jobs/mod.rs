@@ -1,0 +1,11 @@
+//! Periodic jobs, one file each. Every job is safe to run on several
+//! instances at once.
+
+pub mod sweep;
+
+use crate::services::Services;
+
+/// Starts the periodic jobs on the current runtime.
+pub fn spawn(services: Services) {
+    tokio::spawn(sweep::run(services));
+}

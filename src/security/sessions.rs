@@ -1,0 +1,288 @@
+//! Session liveness on every authenticated request, and revocation that takes
+//! effect at once on every instance.
+//!
+//! The database holds the session (its absolute end, whether it was revoked,
+//! its last activity). Checking it on every request would put a query on the
+//! hot path, so:
+//! - with Redis, one script call per request decides and records activity
+//!   (`redis/session.lua`); a session Redis does not know is read from the
+//!   database once and seeded;
+//! - on the embedded single-node default, this process's map decides (it is
+//!   the only instance, and revocations go through it);
+//! - with PostgreSQL but no Redis (or while Redis is down), the database row
+//!   is read on every request, which is slower but exact across instances.
+//!
+//! Activity reaches the database in batches (`flush_activity`, every few
+//! seconds), never as a write per request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use uuid::Uuid;
+
+use crate::redis::RedisStore;
+use crate::storage::{DynStore, SessionRecord, StorageError};
+
+/// Why a session no longer admits requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    Revoked,
+    Idle,
+    Expired,
+    Unknown,
+}
+
+impl SessionEnd {
+    pub fn describe(self) -> &'static str {
+        match self {
+            SessionEnd::Revoked => "the session has ended",
+            SessionEnd::Idle => "the session timed out after inactivity",
+            SessionEnd::Expired => "the session reached its maximum lifetime",
+            SessionEnd::Unknown => "the session does not exist",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    user_id: Uuid,
+    expires_ms: i64,
+    last_activity_ms: i64,
+    revoked: bool,
+}
+
+#[derive(Clone)]
+pub struct SessionGuard {
+    redis: Option<RedisStore>,
+    store: DynStore,
+    idle_ms: i64,
+    /// Single-node mode: this map is authoritative once loaded.
+    embedded: bool,
+    local: Arc<Mutex<HashMap<Uuid, Cached>>>,
+    /// Activity not yet written to the database.
+    pending: Arc<Mutex<HashMap<Uuid, i64>>>,
+    /// How long Redis keeps a revocation: the access-token lifetime.
+    revoke_ttl_ms: i64,
+}
+
+/// Redis keeps a session a minute after its last use; then the database is asked again.
+const REDIS_TTL_MS: i64 = 60_000;
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+impl SessionGuard {
+    pub fn new(
+        redis: Option<RedisStore>,
+        store: DynStore,
+        idle: Duration,
+        embedded: bool,
+        access_ttl: Duration,
+    ) -> Self {
+        Self {
+            redis,
+            store,
+            idle_ms: idle.as_millis() as i64,
+            embedded,
+            local: Arc::default(),
+            pending: Arc::default(),
+            revoke_ttl_ms: (access_ttl.as_millis() as i64 + 60_000).max(REDIS_TTL_MS),
+        }
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Most recent activity this instance knows and has not yet flushed.
+    pub fn activity_hint(&self, session_id: Uuid) -> Option<DateTime<Utc>> {
+        let pending = Self::lock(&self.pending).get(&session_id).copied();
+        let local = Self::lock(&self.local)
+            .get(&session_id)
+            .map(|c| c.last_activity_ms);
+        pending.max(local).map(time)
+    }
+
+    fn touch(&self, session_id: Uuid, now_ms: i64) {
+        let mut pending = Self::lock(&self.pending);
+        let entry = pending.entry(session_id).or_insert(now_ms);
+        *entry = (*entry).max(now_ms);
+    }
+
+    /// Checks that a session admits a request from `user_id` now, and records the activity.
+    pub async fn check(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), SessionEnd>, StorageError> {
+        let now_ms = ms(now);
+        if let Some(redis) = self.redis.as_ref().filter(|r| r.looks_up()) {
+            let sid = session_id.to_string();
+            if let Ok(code) = redis
+                .session(&sid, "touch", [now_ms, self.idle_ms, REDIS_TTL_MS, 0, 0])
+                .await
+            {
+                let verdict = match code {
+                    1 => Some(Ok(())),
+                    -1 => Some(Err(SessionEnd::Revoked)),
+                    -2 => Some(Err(SessionEnd::Idle)),
+                    -3 => Some(Err(SessionEnd::Expired)),
+                    _ => None,
+                };
+                if let Some(verdict) = verdict {
+                    if verdict.is_ok() {
+                        self.touch(session_id, now_ms);
+                    }
+                    return Ok(verdict);
+                }
+                // Unknown to Redis: the database decides, then Redis learns it.
+                let row = self.store.find_session(session_id).await?;
+                let verdict = self.judge(row.as_ref(), user_id, now_ms);
+                if let (Ok(()), Some(row)) = (verdict, row) {
+                    let la = ms(row.last_activity_at).max(now_ms);
+                    let _ = redis
+                        .session(
+                            &sid,
+                            "seed",
+                            [now_ms, self.idle_ms, REDIS_TTL_MS, la, ms(row.expires_at)],
+                        )
+                        .await;
+                    self.touch(session_id, now_ms);
+                }
+                return Ok(verdict);
+            }
+        }
+        if self.embedded {
+            let cached = Self::lock(&self.local).get(&session_id).copied();
+            let cached = match cached {
+                Some(c) => c,
+                None => {
+                    let Some(row) = self.store.find_session(session_id).await? else {
+                        return Ok(Err(SessionEnd::Unknown));
+                    };
+                    let c = Cached {
+                        user_id: row.user_id,
+                        expires_ms: ms(row.expires_at),
+                        last_activity_ms: ms(row.last_activity_at),
+                        revoked: row.invalidated_at.is_some(),
+                    };
+                    Self::lock(&self.local).insert(session_id, c);
+                    c
+                }
+            };
+            let verdict = self.judge_cached(&cached, user_id, now_ms);
+            if verdict.is_ok() {
+                if let Some(c) = Self::lock(&self.local).get_mut(&session_id) {
+                    c.last_activity_ms = c.last_activity_ms.max(now_ms);
+                }
+                self.touch(session_id, now_ms);
+            }
+            return Ok(verdict);
+        }
+        let row = self.store.find_session(session_id).await?;
+        let verdict = self.judge(row.as_ref(), user_id, now_ms);
+        if verdict.is_ok() {
+            self.touch(session_id, now_ms);
+        }
+        Ok(verdict)
+    }
+
+    fn judge(
+        &self,
+        row: Option<&SessionRecord>,
+        user_id: Uuid,
+        now_ms: i64,
+    ) -> Result<(), SessionEnd> {
+        let Some(row) = row else {
+            return Err(SessionEnd::Unknown);
+        };
+        let pending = Self::lock(&self.pending).get(&row.id).copied().unwrap_or(0);
+        self.judge_cached(
+            &Cached {
+                user_id: row.user_id,
+                expires_ms: ms(row.expires_at),
+                last_activity_ms: ms(row.last_activity_at).max(pending),
+                revoked: row.invalidated_at.is_some(),
+            },
+            user_id,
+            now_ms,
+        )
+    }
+
+    fn judge_cached(&self, c: &Cached, user_id: Uuid, now_ms: i64) -> Result<(), SessionEnd> {
+        if c.user_id != user_id || c.revoked {
+            Err(SessionEnd::Revoked)
+        } else if now_ms >= c.expires_ms {
+            Err(SessionEnd::Expired)
+        } else if now_ms - c.last_activity_ms >= self.idle_ms {
+            Err(SessionEnd::Idle)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Makes revoked sessions fail at once here and, through Redis, everywhere.
+    /// Call after the database has recorded the revocation.
+    pub async fn revoked(&self, session_ids: &[Uuid], now: DateTime<Utc>) {
+        {
+            let mut local = Self::lock(&self.local);
+            let mut pending = Self::lock(&self.pending);
+            for id in session_ids {
+                if let Some(c) = local.get_mut(id) {
+                    c.revoked = true;
+                }
+                pending.remove(id);
+            }
+        }
+        if let Some(redis) = &self.redis {
+            for id in session_ids {
+                if let Err(e) = redis
+                    .session(
+                        &id.to_string(),
+                        "revoke",
+                        [ms(now), self.idle_ms, self.revoke_ttl_ms, 0, 0],
+                    )
+                    .await
+                {
+                    // The database already says revoked; Redis's copy of a live
+                    // session expires within a minute of its last use.
+                    tracing::warn!(error = %e, "session revocation not written to redis");
+                }
+            }
+        }
+    }
+
+    /// Writes pending activity to the database, and forgets sessions idle
+    /// past their timeout from the local map.
+    pub async fn flush_activity(&self, now: DateTime<Utc>) {
+        let batch: Vec<(Uuid, DateTime<Utc>)> = {
+            let mut pending = Self::lock(&self.pending);
+            pending.drain().map(|(id, at)| (id, time(at))).collect()
+        };
+        if !batch.is_empty() {
+            for chunk in batch.chunks(1000) {
+                if let Err(e) = self.store.touch_sessions(chunk).await {
+                    tracing::warn!(error = %e, sessions = chunk.len(), "session activity not flushed; will retry");
+                    let mut pending = Self::lock(&self.pending);
+                    for (id, at) in chunk {
+                        let entry = pending.entry(*id).or_insert(ms(*at));
+                        *entry = (*entry).max(ms(*at));
+                    }
+                }
+            }
+        }
+        let now_ms = ms(now);
+        let idle = self.idle_ms;
+        Self::lock(&self.local).retain(|_, c| {
+            !c.revoked && now_ms - c.last_activity_ms < idle && now_ms < c.expires_ms
+        });
+    }
+}

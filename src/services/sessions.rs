@@ -1,0 +1,364 @@
+//! Sessions and tokens: refresh rotation with reuse detection, logout,
+//! logout everywhere, the session list, and password change.
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::login::TokenPair;
+use super::me::Principal;
+use super::{AuthError, Services};
+use crate::auth::tokens;
+use crate::domain::{FieldError, NewPassword};
+use crate::mail::templates;
+use crate::security;
+use crate::storage::{end_reason, ClientContext, RotateOutcome, Rotation};
+
+/// Password hashes a new password may not repeat (the current one included).
+pub const PASSWORD_HISTORY: u32 = 6;
+
+fn chrono(d: std::time::Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Spends a refresh token and returns a new pair for its session.
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn refresh(
+    svc: &Services,
+    refresh_token: &str,
+    client: &ClientContext,
+) -> Result<TokenPair, AuthError> {
+    let token = refresh_token.trim();
+    if !tokens::well_formed(token) {
+        svc.metrics.token_refresh("invalid");
+        return Err(AuthError::InvalidToken);
+    }
+    let presented_hash = tokens::token_hash(token);
+    let now = svc.clock.now();
+    let hint = match svc.store.find_session_by_refresh(&presented_hash).await? {
+        Some(session_id) => svc.sessions.activity_hint(session_id),
+        None => None,
+    };
+    let new_token = tokens::random_token();
+    let outcome = svc
+        .store
+        .rotate_refresh_token(Rotation {
+            presented_hash,
+            new_id: Uuid::new_v4(),
+            new_hash: tokens::token_hash(&new_token),
+            now,
+            idle_timeout: chrono(svc.config.security.session_timeout),
+            activity_hint: hint,
+            reuse_grace: chrono(svc.config.security.refresh_reuse_grace),
+        })
+        .await?;
+    let session = match outcome {
+        RotateOutcome::Rotated(session) => session,
+        RotateOutcome::Invalid => {
+            svc.metrics.token_refresh("invalid");
+            return Err(AuthError::InvalidToken);
+        }
+        RotateOutcome::Reused {
+            session_id,
+            user_id,
+            was_live,
+        } => {
+            tracing::Span::current().record("user_id", tracing::field::display(user_id));
+            svc.metrics.token_refresh("reuse");
+            svc.sessions.revoked(&[session_id], now).await;
+            if was_live {
+                tracing::warn!(%session_id, "spent refresh token presented again: session revoked");
+                svc.metrics.refresh_token_reuse();
+                svc.metrics
+                    .session_ended(end_reason::REFRESH_TOKEN_REUSE, 1);
+                svc.audit(
+                    "refresh_token_reuse",
+                    false,
+                    Some(user_id),
+                    client,
+                    serde_json::json!({"session_id": session_id}),
+                )
+                .await;
+                if let Some(user) = svc.store.find_user_by_id(user_id).await? {
+                    svc.mailer
+                        .dispatch(templates::refresh_token_reuse(user.email.as_str()));
+                }
+            }
+            return Err(AuthError::InvalidToken);
+        }
+    };
+    tracing::Span::current().record("user_id", tracing::field::display(session.user_id));
+    svc.metrics.token_refresh("rotated");
+    let amr: Vec<&str> = session.amr.split_whitespace().collect();
+    let (access_token, _) = svc
+        .jwt
+        .issue(session.user_id, session.id, &amr, now.timestamp())?;
+    Ok(TokenPair {
+        access_token,
+        token_type: "Bearer",
+        expires_in: svc.jwt.ttl().as_secs(),
+        refresh_token: new_token,
+        refresh_expires_in: (session.expires_at - now).num_seconds().max(0) as u64,
+        session_id: session.id,
+    })
+}
+
+/// Ends the caller's session (and the session of `refresh_token`, when it is the caller's).
+pub async fn logout(
+    svc: &Services,
+    principal: &Principal,
+    refresh_token: Option<&str>,
+    client: &ClientContext,
+) -> Result<(), AuthError> {
+    let now = svc.clock.now();
+    let mut ended = Vec::new();
+    if svc
+        .store
+        .revoke_session(
+            principal.session_id,
+            Some(principal.user_id),
+            end_reason::LOGOUT,
+            now,
+        )
+        .await?
+    {
+        ended.push(principal.session_id);
+    }
+    if let Some(token) = refresh_token
+        .map(str::trim)
+        .filter(|t| tokens::well_formed(t))
+    {
+        if let Some(other) = svc
+            .store
+            .find_session_by_refresh(&tokens::token_hash(token))
+            .await?
+        {
+            if other != principal.session_id
+                && svc
+                    .store
+                    .revoke_session(other, Some(principal.user_id), end_reason::LOGOUT, now)
+                    .await?
+            {
+                ended.push(other);
+            }
+        }
+    }
+    svc.sessions.revoked(&ended, now).await;
+    svc.metrics.session_ended(end_reason::LOGOUT, ended.len());
+    svc.audit(
+        "logout",
+        true,
+        Some(principal.user_id),
+        client,
+        serde_json::json!({"sessions": ended}),
+    )
+    .await;
+    Ok(())
+}
+
+/// Ends every session of the caller.
+pub async fn logout_all(
+    svc: &Services,
+    principal: &Principal,
+    client: &ClientContext,
+) -> Result<(), AuthError> {
+    let now = svc.clock.now();
+    let ended = svc
+        .store
+        .revoke_user_sessions(principal.user_id, None, end_reason::LOGOUT_ALL, now)
+        .await?;
+    svc.sessions.revoked(&ended, now).await;
+    svc.metrics
+        .session_ended(end_reason::LOGOUT_ALL, ended.len());
+    svc.audit(
+        "logout_all",
+        true,
+        Some(principal.user_id),
+        client,
+        serde_json::json!({"sessions": ended.len()}),
+    )
+    .await;
+    Ok(())
+}
+
+/// One entry of `GET /me/sessions`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub device_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip_address: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    /// True for the session of the token making this request.
+    pub current: bool,
+}
+
+pub async fn list(svc: &Services, principal: &Principal) -> Result<Vec<SessionView>, AuthError> {
+    let now = svc.clock.now();
+    let idle = chrono(svc.config.security.session_timeout);
+    let sessions = svc.store.list_sessions(principal.user_id, now).await?;
+    Ok(sessions
+        .into_iter()
+        .map(|s| {
+            let last = svc
+                .sessions
+                .activity_hint(s.id)
+                .map_or(s.last_activity_at, |h| h.max(s.last_activity_at));
+            (s, last)
+        })
+        .filter(|(_, last)| *last + idle > now)
+        .map(|(s, last)| SessionView {
+            id: s.id,
+            device_id: s.device_id,
+            user_agent: s.user_agent,
+            ip_address: s.ip_address.map(|ip| ip.to_string()),
+            created_at: s.created_at,
+            last_activity_at: last,
+            current: s.id == principal.session_id,
+        })
+        .collect())
+}
+
+/// Ends one of the caller's sessions; `false` when there is no such live session.
+pub async fn revoke(
+    svc: &Services,
+    principal: &Principal,
+    session_id: Uuid,
+    client: &ClientContext,
+) -> Result<bool, AuthError> {
+    let now = svc.clock.now();
+    let ended = svc
+        .store
+        .revoke_session(
+            session_id,
+            Some(principal.user_id),
+            end_reason::REVOKED,
+            now,
+        )
+        .await?;
+    if ended {
+        svc.sessions.revoked(&[session_id], now).await;
+        svc.metrics.session_ended(end_reason::REVOKED, 1);
+        svc.audit(
+            "session_revoked",
+            true,
+            Some(principal.user_id),
+            client,
+            serde_json::json!({"session_id": session_id}),
+        )
+        .await;
+    }
+    Ok(ended)
+}
+
+/// Changes the password: the current one is required (a wrong one counts
+/// toward the lockout); the new one must pass the policy and differ from the
+/// recent ones; every other session ends.
+pub async fn change_password(
+    svc: &Services,
+    principal: &Principal,
+    current: &SecretString,
+    new: &SecretString,
+    client: &ClientContext,
+) -> Result<(), AuthError> {
+    let user = svc
+        .store
+        .find_user_by_id(principal.user_id)
+        .await?
+        .ok_or(AuthError::Unauthorized("the account no longer exists"))?;
+    let key = user.email.as_str().to_string();
+    let now_ts = security::to_timestamp(svc.clock.now());
+    match svc
+        .actors
+        .reserve_login(&key, now_ts)
+        .await
+        .map_err(super::login::actor_error)?
+    {
+        suma_auth_actors::Reservation::Allowed { .. } => {}
+        suma_auth_actors::Reservation::Locked { retry_after_ms } => {
+            return Err(AuthError::AccountLocked {
+                retry_after: std::time::Duration::from_millis(retry_after_ms.max(1000) as u64),
+            })
+        }
+    }
+    let verified = svc
+        .hasher
+        .verify(current, Some(user.password_hash.clone()))
+        .await?;
+    if !verified.matches {
+        svc.audit(
+            "password_change",
+            false,
+            Some(user.id),
+            client,
+            serde_json::json!({"reason": "invalid_credentials"}),
+        )
+        .await;
+        super::login::record_failure(svc, &key, Some(&user), client).await;
+        return Err(AuthError::InvalidCredentials);
+    }
+    if let Err(e) = svc.actors.record_login_success(&key).await {
+        tracing::warn!(error = %e, "lockout reset not recorded");
+    }
+    let new_password = NewPassword::parse(new, Some(&user.email), "new_password")
+        .map_err(AuthError::Validation)?;
+    ensure_not_reused(svc, user.id, &user.password_hash, new_password.secret()).await?;
+    let hash = svc.hasher.hash(new_password.secret()).await?;
+    let now = svc.clock.now();
+    svc.store.set_password(user.id, &hash, now).await?;
+    let ended = svc
+        .store
+        .revoke_user_sessions(
+            user.id,
+            Some(principal.session_id),
+            end_reason::PASSWORD_CHANGED,
+            now,
+        )
+        .await?;
+    svc.sessions.revoked(&ended, now).await;
+    svc.metrics
+        .session_ended(end_reason::PASSWORD_CHANGED, ended.len());
+    svc.audit(
+        "password_change",
+        true,
+        Some(user.id),
+        client,
+        serde_json::json!({"sessions_ended": ended.len()}),
+    )
+    .await;
+    svc.mailer
+        .dispatch(templates::password_changed(user.email.as_str()));
+    Ok(())
+}
+
+/// Refuses a new password equal to the current one or a recent one
+/// (checked against the stored Argon2id hashes on the hashing pool).
+pub async fn ensure_not_reused(
+    svc: &Services,
+    user_id: Uuid,
+    current_hash: &str,
+    new: &SecretString,
+) -> Result<(), AuthError> {
+    let mut hashes = vec![current_hash.to_string()];
+    for h in svc
+        .store
+        .password_history(user_id, PASSWORD_HISTORY - 1)
+        .await?
+    {
+        if !hashes.contains(&h) {
+            hashes.push(h);
+        }
+    }
+    for h in hashes {
+        if svc.hasher.verify(new, Some(h)).await?.matches {
+            return Err(AuthError::Validation(vec![FieldError::new(
+                "new_password",
+                "password_reused",
+                "choose a password you have not used recently",
+            )]));
+        }
+    }
+    Ok(())
+}
