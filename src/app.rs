@@ -37,6 +37,8 @@ pub enum StartError {
     Redis(#[from] crate::redis::RedisError),
     #[error("actors: {0}")]
     Actors(#[from] suma_auth_actors::StartError),
+    #[error("mail: {0}")]
+    Mail(#[from] crate::mail::SealError),
     #[error("metrics: {0}")]
     Metrics(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -101,7 +103,7 @@ impl Application {
             config.jwt.access_ttl,
         );
         let hasher = PasswordHasher::new(&config.hashing)?;
-        let mailer = Mailer::from_config(&config, metrics.clone());
+        let mailer = Mailer::new(&config, metrics.clone(), store.clone())?;
         let redis = match &config.redis {
             Some(redis) => Some(RedisStore::new(
                 redis,
@@ -177,6 +179,7 @@ impl Application {
         .run();
 
         spawn_gauges(services.clone());
+        tokio::spawn(services.mailer.clone().run_worker());
         crate::jobs::spawn(services.clone());
         Ok(Self {
             port,

@@ -205,6 +205,10 @@ pub struct Config {
     pub jwt: JwtConfig,
     pub smtp: Option<SmtpConfig>,
     pub mail_from: String,
+    /// First retry delay of the mail outbox; later ones double (capped at 10 min).
+    pub mail_retry_base: Duration,
+    /// AES-256-GCM key (base64) for data sealed at rest.
+    pub data_key: Option<SecretString>,
     pub statsd: Option<StatsdConfig>,
     pub trusted_proxies: Vec<IpNet>,
     pub rate_limits: RateLimits,
@@ -365,6 +369,15 @@ impl Config {
             .opt("MAIL_FROM")
             .unwrap_or_else(|| "SUMA Finance <no-reply@suma.finance>".to_string());
 
+        let mail_retry_base =
+            Duration::from_millis(v.bounded("MAIL_RETRY_BASE_MS", 2000, 10, 600_000)?);
+        let data_key = v.raw("DATA_ENCRYPTION_KEY").map(SecretString::from);
+        if environment.is_production_like() && data_key.is_none() {
+            return Err(ConfigError::new(
+                "DATA_ENCRYPTION_KEY",
+                "required in production (a generated development key is refused)",
+            ));
+        }
         let statsd = match v.opt("DD_AGENT_HOST") {
             None => None,
             Some(host) => Some(StatsdConfig {
@@ -457,6 +470,8 @@ impl Config {
             jwt,
             smtp,
             mail_from,
+            mail_retry_base,
+            data_key,
             statsd,
             trusted_proxies,
             rate_limits,
@@ -639,6 +654,10 @@ mod tests {
         let err = config(&[
             ("ENVIRONMENT", "production"),
             ("JWT_PRIVATE_KEY_PATH", "/k.pem"),
+            (
+                "DATA_ENCRYPTION_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
         ])
         .unwrap_err();
         assert_eq!(err.var, "DB_HOST");

@@ -21,6 +21,8 @@ use super::handlers;
         handlers::auth::logout,
         handlers::auth::logout_all,
         handlers::auth::change_password,
+        handlers::auth::password_reset,
+        handlers::auth::password_reset_confirm,
         handlers::me::get_me,
         handlers::me::list_sessions,
         handlers::me::delete_session,

@@ -31,6 +31,8 @@ routes! {
     post "/api/v1/auth/logout" => auth::logout,
     post "/api/v1/auth/logout-all" => auth::logout_all,
     post "/api/v1/auth/password/change" => auth::change_password,
+    post "/api/v1/auth/password-reset" => auth::password_reset,
+    post "/api/v1/auth/password-reset/confirm" => auth::password_reset_confirm,
     get "/api/v1/auth/me" => me::get_me,
     get "/api/v1/auth/me/sessions" => me::list_sessions,
     delete "/api/v1/auth/me/sessions/{id}" => me::delete_session,

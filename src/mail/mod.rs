@@ -2,10 +2,15 @@
 //! SMTP with `mail-send`, or — on the embedded default with no SMTP
 //! configured — written as `.eml` files under `DATA_DIR/mail/`.
 //!
-//! Delivery happens off the request path (a spawned task with a few retries)
-//! so that a slow relay never slows a response, and so that "new account" and
-//! "already registered" answers take the same time.
+//! Every mail is first written, sealed, to the durable outbox (`mail_outbox`)
+//! and then delivered by a background worker with retries and exponential
+//! backoff: an SMTP outage delays mail and loses none; permanent refusals
+//! (5xx) are marked dead and never block other mail; with several instances
+//! each mail is sent once (claims lease rows with `FOR UPDATE SKIP LOCKED`).
+//! Delivery is off the request path, so a slow relay never slows a response
+//! and "new account" and "already registered" answers take the same time.
 
+pub mod seal;
 pub mod templates;
 mod transport;
 
@@ -13,10 +18,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+pub use seal::{SealError, Sealer};
 pub use templates::Template;
 pub use transport::{Transport, TransportError};
 
 use crate::config::Config;
+use crate::storage::{DynStore, OutboxMail};
 use crate::telemetry::metrics::Metrics;
 
 /// A rendered message ready for delivery.
@@ -38,7 +49,7 @@ impl std::fmt::Debug for OutgoingMail {
     }
 }
 
-/// Sends mail. Cheap to clone.
+/// Sends mail through the durable outbox. Cheap to clone.
 #[derive(Clone)]
 pub struct Mailer {
     inner: Arc<Inner>,
@@ -49,22 +60,44 @@ struct Inner {
     from: String,
     public_url: String,
     metrics: Metrics,
+    store: DynStore,
+    sealer: Sealer,
+    retry_base: Duration,
+    wake: Notify,
 }
 
+/// What the outbox keeps of a mail (sealed).
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    to: String,
+    subject: String,
+    text: String,
+    html: String,
+}
+
+/// A mail failing this many times is dead.
+const MAX_ATTEMPTS: u32 = 12;
+/// A claimed mail is leased this long; a worker that dies frees it then.
+const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
 impl Mailer {
-    pub fn from_config(config: &Config, metrics: Metrics) -> Self {
+    pub fn new(config: &Config, metrics: Metrics, store: DynStore) -> Result<Self, SealError> {
         let transport = match &config.smtp {
             Some(smtp) => Transport::smtp(smtp.clone()),
             None => Transport::files(config.mail_dir()),
         };
-        Self {
+        Ok(Self {
             inner: Arc::new(Inner {
                 transport,
                 from: config.mail_from.clone(),
                 public_url: config.public_url.clone(),
                 metrics,
+                store,
+                sealer: Sealer::from_config(config)?,
+                retry_base: config.mail_retry_base,
+                wake: Notify::new(),
             }),
-        }
+        })
     }
 
     /// Where mail goes, for the start-up banner.
@@ -80,34 +113,160 @@ impl Mailer {
         &self.inner.public_url
     }
 
-    /// Delivers in the background, retrying transient failures a few times.
-    pub fn dispatch(&self, mail: OutgoingMail) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(200);
-            for attempt in 1..=5u32 {
-                match this.send_now(&mail).await {
-                    Ok(()) => {
-                        this.inner.metrics.mail_sent(mail.template.name());
-                        return;
-                    }
-                    Err(e) if e.is_permanent() || attempt == 5 => {
-                        this.inner.metrics.mail_failed(mail.template.name());
-                        tracing::error!(template = mail.template.name(), error = %e, attempt, "mail not delivered");
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(template = mail.template.name(), error = %e, attempt, "mail delivery failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay *= 3;
-                    }
-                }
+    /// Queues a mail in the outbox (sealed) and wakes the delivery worker.
+    /// Delivery, retries and backoff happen in [`Mailer::run_worker`].
+    pub async fn dispatch(&self, mail: OutgoingMail) {
+        let payload = Payload {
+            to: mail.to,
+            subject: mail.subject,
+            text: mail.text,
+            html: mail.html,
+        };
+        let sealed = serde_json::to_vec(&payload)
+            .map_err(|e| e.to_string())
+            .and_then(|json| self.inner.sealer.seal(&json).map_err(|e| e.to_string()));
+        let queued = match sealed {
+            Ok(payload) => self
+                .inner
+                .store
+                .enqueue_mail(
+                    OutboxMail {
+                        id: uuid::Uuid::new_v4(),
+                        template: mail.template.name().to_string(),
+                        payload,
+                        attempts: 0,
+                        created_at: Utc::now(),
+                    },
+                    Utc::now(),
+                )
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match queued {
+            Ok(()) => {
+                self.inner.metrics.mail_queued(mail.template.name());
+                self.inner.wake.notify_one();
             }
-        });
+            Err(e) => {
+                self.inner.metrics.mail_failed(mail.template.name());
+                tracing::error!(template = mail.template.name(), error = %e, "mail could not be queued");
+            }
+        }
     }
 
-    /// Delivers now; the caller handles errors.
-    pub async fn send_now(&self, mail: &OutgoingMail) -> Result<(), TransportError> {
-        self.inner.transport.send(&self.inner.from, mail).await
+    /// Delivers due mail until the process ends: woken by new mail, and every
+    /// second for retries. Several workers (instances) share the outbox: each
+    /// claim leases its mails, so each mail is sent once.
+    pub async fn run_worker(self) {
+        loop {
+            let delivered = self.deliver_due().await;
+            if delivered == 0 {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), self.inner.wake.notified()).await;
+            }
+        }
+    }
+
+    /// One pass over due mail; returns how many were handled.
+    pub async fn deliver_due(&self) -> usize {
+        let inner = &self.inner;
+        let batch = match inner.store.claim_mail(Utc::now(), LEASE, 20).await {
+            Ok(batch) => batch,
+            Err(e) => {
+                tracing::warn!(error = %e, "mail outbox unavailable");
+                return 0;
+            }
+        };
+        let n = batch.len();
+        for mail in batch {
+            let template = template_name(&mail.template);
+            let result = match inner
+                .sealer
+                .open(&mail.payload)
+                .ok()
+                .and_then(|p| serde_json::from_slice::<Payload>(&p).ok())
+            {
+                Some(p) => {
+                    let out = OutgoingMail {
+                        to: p.to,
+                        template: Template::Verification,
+                        subject: p.subject,
+                        text: p.text,
+                        html: p.html,
+                    };
+                    inner.transport.send(&inner.from, &out).await
+                }
+                // Sealed with another key (an instance configured differently):
+                // another instance may open it, so it is retried, not dead.
+                None => Err(TransportError::Transient(
+                    "the payload cannot be opened with this instance's DATA_ENCRYPTION_KEY".into(),
+                )),
+            };
+            let now = Utc::now();
+            let outcome = match result {
+                Ok(()) => {
+                    inner.metrics.mail_sent(template);
+                    inner.store.mail_sent(mail.id, now).await
+                }
+                Err(e) if e.is_permanent() || mail.attempts >= MAX_ATTEMPTS => {
+                    inner.metrics.mail_failed(template);
+                    tracing::error!(template, attempts = mail.attempts, error = %e, "mail dead: not retried");
+                    inner.store.mail_dead(mail.id, &e.to_string()).await
+                }
+                Err(e) => {
+                    let delay = backoff(inner.retry_base, mail.attempts);
+                    tracing::warn!(template, attempts = mail.attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "mail delivery failed; will retry");
+                    let next = now
+                        + chrono::Duration::from_std(delay)
+                            .unwrap_or(chrono::Duration::minutes(10));
+                    inner.store.mail_retry(mail.id, next, &e.to_string()).await
+                }
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "mail outcome not recorded; the lease will expire and it is retried");
+            }
+        }
+        n
+    }
+
+    /// Outbox depth and age, for the gauges.
+    pub async fn stats(&self) -> Option<crate::storage::OutboxStats> {
+        self.inner.store.outbox_stats(Utc::now()).await.ok()
+    }
+}
+
+/// `base · 2^(attempts-1)`, at most ten minutes.
+fn backoff(base: Duration, attempts: u32) -> Duration {
+    let factor = 1u32 << attempts.saturating_sub(1).min(16);
+    (base * factor).min(Duration::from_secs(600))
+}
+
+fn template_name(name: &str) -> &'static str {
+    [
+        Template::Verification,
+        Template::AlreadyRegistered,
+        Template::AccountLocked,
+        Template::RefreshTokenReuse,
+        Template::PasswordChanged,
+        Template::PasswordReset,
+    ]
+    .into_iter()
+    .map(Template::name)
+    .find(|n| *n == name)
+    .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let base = Duration::from_secs(2);
+        assert_eq!(backoff(base, 1), Duration::from_secs(2));
+        assert_eq!(backoff(base, 2), Duration::from_secs(4));
+        assert_eq!(backoff(base, 5), Duration::from_secs(32));
+        assert_eq!(backoff(base, 40), Duration::from_secs(600));
     }
 }

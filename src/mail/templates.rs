@@ -10,6 +10,7 @@ pub enum Template {
     AccountLocked,
     RefreshTokenReuse,
     PasswordChanged,
+    PasswordReset,
 }
 
 impl Template {
@@ -21,6 +22,7 @@ impl Template {
             Template::AccountLocked => "account_locked",
             Template::RefreshTokenReuse => "refresh_token_reuse",
             Template::PasswordChanged => "password_changed",
+            Template::PasswordReset => "password_reset",
         }
     }
 }
@@ -152,6 +154,31 @@ pub fn refresh_token_reuse(to: &str) -> OutgoingMail {
             "If you did not expect this, change your password.",
         ],
     )
+}
+
+/// The password-reset link (valid one hour).
+pub fn password_reset(to: &str, public_url: &str, token: &str) -> OutgoingMail {
+    let link = format!("{public_url}/reset-password?token={token}");
+    let subject = "Reset your password".to_string();
+    let text = format!(
+        "Someone asked to reset the password of your SUMA Finance account.\r\n\r\nTo choose a new password, open this link within an hour:\r\n\r\n{link}\r\n\r\nIf it was not you, ignore this message: your password is unchanged.\r\n"
+    );
+    let html = html_page(
+        &subject,
+        &[
+            "Someone asked to reset the password of your SUMA Finance account.".into(),
+            "To choose a new password, open this link within an hour:".into(),
+            "If it was not you, ignore this message: your password is unchanged.".into(),
+        ],
+        Some(("Choose a new password", &link)),
+    );
+    OutgoingMail {
+        to: to.to_string(),
+        template: Template::PasswordReset,
+        subject,
+        text,
+        html,
+    }
 }
 
 /// Sent after the password of an account changed.

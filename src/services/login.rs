@@ -188,10 +188,12 @@ pub(crate) async fn record_failure(
             )
             .await;
             if let Some(user) = user {
-                svc.mailer.dispatch(templates::account_locked(
-                    user.email.as_str(),
-                    svc.config.security.lockout_duration.as_secs().div_ceil(60),
-                ));
+                svc.mailer
+                    .dispatch(templates::account_locked(
+                        user.email.as_str(),
+                        svc.config.security.lockout_duration.as_secs().div_ceil(60),
+                    ))
+                    .await;
             }
             (
                 svc.config.security.max_login_attempts,

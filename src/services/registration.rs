@@ -146,11 +146,13 @@ pub async fn register(
             tracing::Span::current().record("user_id", tracing::field::display(user_id));
             tracing::info!("account registered");
             svc.metrics.registration("created");
-            svc.mailer.dispatch(templates::verification(
-                email.as_str(),
-                svc.mailer.public_url(),
-                &token,
-            ));
+            svc.mailer
+                .dispatch(templates::verification(
+                    email.as_str(),
+                    svc.mailer.public_url(),
+                    &token,
+                ))
+                .await;
         }
         CreateUserOutcome::EmailTaken => {
             tracing::info!("registration for an existing address; notice sent");
@@ -164,10 +166,12 @@ pub async fn register(
                 serde_json::json!({}),
             )
             .await;
-            svc.mailer.dispatch(templates::already_registered(
-                email.as_str(),
-                svc.mailer.public_url(),
-            ));
+            svc.mailer
+                .dispatch(templates::already_registered(
+                    email.as_str(),
+                    svc.mailer.public_url(),
+                ))
+                .await;
         }
     }
     Ok(())

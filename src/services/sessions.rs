@@ -82,7 +82,8 @@ pub async fn refresh(
                 .await;
                 if let Some(user) = svc.store.find_user_by_id(user_id).await? {
                     svc.mailer
-                        .dispatch(templates::refresh_token_reuse(user.email.as_str()));
+                        .dispatch(templates::refresh_token_reuse(user.email.as_str()))
+                        .await;
                 }
             }
             return Err(AuthError::InvalidToken);
@@ -329,7 +330,8 @@ pub async fn change_password(
     )
     .await;
     svc.mailer
-        .dispatch(templates::password_changed(user.email.as_str()));
+        .dispatch(templates::password_changed(user.email.as_str()))
+        .await;
     Ok(())
 }
 

@@ -68,10 +68,12 @@ pub async fn resend(svc: &Services, email: &str, client: ClientContext) -> Resul
         serde_json::json!({}),
     )
     .await;
-    svc.mailer.dispatch(templates::verification(
-        email.as_str(),
-        svc.mailer.public_url(),
-        &token,
-    ));
+    svc.mailer
+        .dispatch(templates::verification(
+            email.as_str(),
+            svc.mailer.public_url(),
+            &token,
+        ))
+        .await;
     Ok(())
 }

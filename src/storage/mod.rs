@@ -135,6 +135,59 @@ pub trait Store: Send + Sync + 'static {
     /// The last `limit` password hashes of a user, newest first.
     async fn password_history(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<String>>;
 
+    /// Stores a password-reset token unless the user already has `max_per_hour`
+    /// created in the last hour; true when stored.
+    async fn add_reset_token(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        max_per_hour: u32,
+    ) -> StoreResult<bool>;
+
+    /// The user of a live (unused, unexpired) reset token, without spending it.
+    async fn peek_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>>;
+
+    /// Spends a live reset token (and every other outstanding one of its user).
+    async fn consume_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>>;
+
+    /// Queues a mail for delivery.
+    async fn enqueue_mail(&self, mail: OutboxMail, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Leases up to `limit` due mails for `lease` (other workers, on any
+    /// instance, skip leased ones: each mail is sent once).
+    async fn claim_mail(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMail>>;
+
+    /// Marks a mail sent (its payload is cleared).
+    async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Schedules another attempt.
+    async fn mail_retry(
+        &self,
+        id: Uuid,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> StoreResult<()>;
+
+    /// Gives up on a mail for good (its payload is cleared).
+    async fn mail_dead(&self, id: Uuid, error: &str) -> StoreResult<()>;
+
+    async fn outbox_stats(&self, now: DateTime<Utc>) -> StoreResult<OutboxStats>;
+
     /// Deletes what has expired: sessions past their end (and their refresh
     /// tokens), ended sessions older than `keep_ended`, used or expired
     /// verification and reset tokens. Idempotent, so instances may overlap.

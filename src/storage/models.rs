@@ -166,3 +166,21 @@ pub mod end_reason {
     pub const REFRESH_TOKEN_REUSE: &str = "refresh_token_reuse";
     pub const IDLE_TIMEOUT: &str = "idle_timeout";
 }
+
+/// A queued mail. The payload is sealed by the mail module; storage never reads it.
+#[derive(Debug, Clone)]
+pub struct OutboxMail {
+    pub id: Uuid,
+    pub template: String,
+    pub payload: String,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Outbox depth and the age of its oldest pending mail.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OutboxStats {
+    pub pending: u64,
+    pub dead: u64,
+    pub oldest_pending_secs: f64,
+}

@@ -47,7 +47,14 @@ pub const SESSION_ENDED: &str = "auth.session.ended";
 pub const REGISTRATION: &str = "auth.registration";
 /// `auth.email_verification` — counter; tag `outcome` (`verified`, `invalid`).
 pub const EMAIL_VERIFICATION: &str = "auth.email_verification";
-/// `auth.mail.sent` / `auth.mail.failed` — counters; tag `template`.
+/// `auth.mail.queued` / `auth.mail.sent` / `auth.mail.failed` — counters; tag
+/// `template` (failed = dead: refused for good or out of attempts).
+pub const MAIL_QUEUED: &str = "auth.mail.queued";
+/// `auth.mail.outbox.depth` — gauge: mails waiting; `auth.mail.outbox.age` —
+/// gauge: seconds the oldest waiting mail has waited; `auth.mail.outbox.dead`.
+pub const MAIL_OUTBOX_DEPTH: &str = "auth.mail.outbox.depth";
+pub const MAIL_OUTBOX_AGE: &str = "auth.mail.outbox.age";
+pub const MAIL_OUTBOX_DEAD: &str = "auth.mail.outbox.dead";
 pub const MAIL_SENT: &str = "auth.mail.sent";
 pub const MAIL_FAILED: &str = "auth.mail.failed";
 /// `auth.rate_limited` — counter; tag `route`.
@@ -203,6 +210,16 @@ impl Metrics {
 
     pub fn email_verification(&self, outcome: &'static str) {
         self.count(EMAIL_VERIFICATION, &[("outcome", outcome.to_string())]);
+    }
+
+    pub fn mail_queued(&self, template: &'static str) {
+        self.count(MAIL_QUEUED, &[("template", template.to_string())]);
+    }
+
+    pub fn outbox(&self, depth: u64, oldest_secs: f64, dead: u64) {
+        self.gauge(MAIL_OUTBOX_DEPTH, depth as f64);
+        self.gauge(MAIL_OUTBOX_AGE, oldest_secs);
+        self.gauge(MAIL_OUTBOX_DEAD, dead as f64);
     }
 
     pub fn mail_sent(&self, template: &'static str) {

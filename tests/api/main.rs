@@ -11,6 +11,8 @@ mod login;
 mod me;
 mod metrics;
 mod ops;
+mod outbox;
+mod password_reset;
 mod rate_limit;
 mod registration;
 mod sessions;

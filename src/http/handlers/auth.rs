@@ -12,7 +12,7 @@ use crate::http::errors::{ApiError, Problem};
 use crate::http::extract::Authenticated;
 use crate::services::login::{self, LoginInput, TokenPair};
 use crate::services::registration::{self, Consents, Registration};
-use crate::services::{sessions, verification, AuthError, Services};
+use crate::services::{password_reset, sessions, verification, AuthError, Services};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ConsentsRequest {
@@ -274,4 +274,49 @@ pub async fn change_password(
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/password-reset", tag = "auth",
+    request_body = EmailRequest,
+    responses(
+        (status = 202, description = "A reset link was mailed if the account exists (the same answer for every email)", body = StatusResponse),
+        (status = 422, description = "Invalid email", body = Problem),
+        (status = 429, description = "Rate limited", body = Problem),
+    )
+)]
+pub async fn password_reset(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    body: web::Json<EmailRequest>,
+) -> Result<HttpResponse, ApiError> {
+    password_reset::request(&svc, &body.email, &client).await?;
+    Ok(HttpResponse::Accepted().json(StatusResponse { status: "accepted" }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ResetConfirmRequest {
+    pub token: String,
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretString,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/password-reset/confirm", tag = "auth",
+    request_body = ResetConfirmRequest,
+    responses(
+        (status = 200, description = "The password is set; every session of the user ended", body = StatusResponse),
+        (status = 400, description = "Unknown, used or expired token", body = Problem),
+        (status = 422, description = "Weak or recently used password", body = Problem),
+    )
+)]
+pub async fn password_reset_confirm(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    body: web::Json<ResetConfirmRequest>,
+) -> Result<HttpResponse, ApiError> {
+    password_reset::confirm(&svc, &body.token, &body.new_password, &client).await?;
+    Ok(HttpResponse::Ok().json(StatusResponse {
+        status: "password_reset",
+    }))
 }

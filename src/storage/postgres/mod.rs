@@ -594,6 +594,189 @@ impl Store for PgStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
+    async fn add_reset_token(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        max_per_hour: u32,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        // Serialises concurrent requests for one user so the hourly cap holds.
+        tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user_id])
+            .await
+            .map_err(q)?;
+        let recent: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM password_reset_tokens WHERE user_id = $1 AND created_at > $2",
+                &[&user_id, &(now - chrono::Duration::hours(1))],
+            )
+            .await
+            .map_err(q)?
+            .get(0);
+        if recent >= i64::from(max_per_hour) {
+            tx.rollback().await.map_err(q)?;
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO password_reset_tokens (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&Uuid::new_v4(), &user_id, &token_hash, &expires_at, &now],
+        )
+        .await
+        .map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(true)
+    }
+
+    async fn peek_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT user_id FROM password_reset_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+                &[&token_hash, &now],
+            )
+            .await
+            .map_err(q)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn consume_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let row = tx
+            .query_opt(
+                "UPDATE password_reset_tokens SET used_at = $2
+                 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id",
+                &[&token_hash, &now],
+            )
+            .await
+            .map_err(q)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(q)?;
+            return Ok(None);
+        };
+        let user_id: Uuid = row.get(0);
+        tx.execute(
+            "UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL",
+            &[&user_id, &now],
+        )
+        .await
+        .map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(Some(user_id))
+    }
+
+    async fn enqueue_mail(&self, m: OutboxMail, now: DateTime<Utc>) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO mail_outbox (id, template, payload, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $4)",
+            &[&m.id, &m.template, &m.payload, &now],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn claim_mail(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMail>> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "UPDATE mail_outbox SET leased_until = $2, attempts = attempts + 1
+                 WHERE id IN (
+                     SELECT id FROM mail_outbox
+                     WHERE status = 'pending' AND next_attempt_at <= $1 AND (leased_until IS NULL OR leased_until < $1)
+                     ORDER BY next_attempt_at LIMIT $3
+                     FOR UPDATE SKIP LOCKED)
+                 RETURNING id, template, payload, attempts, created_at",
+                &[&now, &(now + lease), &(limit as i64)],
+            )
+            .await
+            .map_err(q)?;
+        Ok(rows
+            .iter()
+            .map(|r| OutboxMail {
+                id: r.get(0),
+                template: r.get(1),
+                payload: r.get(2),
+                attempts: r.get::<_, i32>(3).max(0) as u32,
+                created_at: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "UPDATE mail_outbox SET status = 'sent', sent_at = $2, payload = '', leased_until = NULL, last_error = NULL WHERE id = $1",
+            &[&id, &now],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn mail_retry(
+        &self,
+        id: Uuid,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "UPDATE mail_outbox SET next_attempt_at = $2, leased_until = NULL, last_error = $3 WHERE id = $1",
+            &[&id, &next_attempt_at, &error],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn mail_dead(&self, id: Uuid, error: &str) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "UPDATE mail_outbox SET status = 'dead', payload = '', leased_until = NULL, last_error = $2 WHERE id = $1",
+            &[&id, &error],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn outbox_stats(&self, now: DateTime<Utc>) -> StoreResult<OutboxStats> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_one(
+                "SELECT COUNT(*) FILTER (WHERE status = 'pending'), COUNT(*) FILTER (WHERE status = 'dead'),
+                        MIN(created_at) FILTER (WHERE status = 'pending')
+                 FROM mail_outbox",
+                &[],
+            )
+            .await
+            .map_err(q)?;
+        let oldest: Option<DateTime<Utc>> = row.get(2);
+        Ok(OutboxStats {
+            pending: row.get::<_, i64>(0).max(0) as u64,
+            dead: row.get::<_, i64>(1).max(0) as u64,
+            oldest_pending_secs: oldest
+                .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+        })
+    }
+
     async fn sweep_expired(
         &self,
         now: DateTime<Utc>,
@@ -609,6 +792,7 @@ impl Store for PgStore {
             "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at < $1 OR (invalidated_at IS NOT NULL AND invalidated_at < $2) LIMIT 5000)",
             "DELETE FROM email_verification_tokens WHERE id IN (SELECT id FROM email_verification_tokens WHERE expires_at < $1 OR (verified_at IS NOT NULL AND verified_at < $2) LIMIT 5000)",
             "DELETE FROM password_reset_tokens WHERE id IN (SELECT id FROM password_reset_tokens WHERE expires_at < $1 OR (used_at IS NOT NULL AND used_at < $2) LIMIT 5000)",
+            "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox WHERE status <> 'pending' AND created_at < $2 LIMIT 5000) AND $1::timestamptz IS NOT NULL",
             "DELETE FROM login_lockouts WHERE account_key IN (SELECT account_key FROM login_lockouts WHERE updated_at < $2 AND (locked_until IS NULL OR locked_until < $1) LIMIT 5000)",
         ] {
             total += conn.execute(sql, &[&now, &ended_before]).await.map_err(q)?;

@@ -14,7 +14,9 @@ use uuid::Uuid;
 use super::*;
 
 const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 1;
+/// Steps after the initial schema, applied in order: (version reached, SQL).
+const UPGRADES: &[(i64, &str)] = &[(2, include_str!("002_mail_outbox.sql"))];
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -67,11 +69,14 @@ impl SqliteStore {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(q)?;
         if version == 0 {
-            conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))
-            .map_err(|e| StorageError::Migration(e.to_string()))?;
-        } else if version > SCHEMA_VERSION {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = 1; COMMIT;"))
+                .map_err(|e| StorageError::Migration(e.to_string()))?;
+        }
+        for (to, sql) in UPGRADES.iter().filter(|(to, _)| *to > version.max(1)) {
+            conn.execute_batch(&format!("BEGIN; {sql} PRAGMA user_version = {to}; COMMIT;"))
+                .map_err(|e| StorageError::Migration(e.to_string()))?;
+        }
+        if version > SCHEMA_VERSION {
             return Err(StorageError::Migration(format!(
                 "the database file is at schema version {version}, newer than this binary ({SCHEMA_VERSION})"
             )));
@@ -577,6 +582,188 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn add_reset_token(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        max_per_hour: u32,
+    ) -> StoreResult<bool> {
+        let token_hash = token_hash.to_string();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let recent: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM password_reset_tokens WHERE user_id = ?1 AND created_at > ?2",
+                params![user_id.to_string(), ms(now - chrono::Duration::hours(1))],
+                |r| r.get(0),
+            )?;
+            if recent >= i64::from(max_per_hour) {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO password_reset_tokens (id, user_id, token_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![Uuid::new_v4().to_string(), user_id.to_string(), token_hash, ms(expires_at), ms(now)],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn peek_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>> {
+        let token_hash = token_hash.to_string();
+        self.run(move |c| {
+            let id: Option<String> = c
+                .query_row(
+                    "SELECT user_id FROM password_reset_tokens WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+                    params![token_hash, ms(now)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            id.map(uuid).transpose()
+        })
+        .await
+    }
+
+    async fn consume_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>> {
+        let token_hash = token_hash.to_string();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let id: Option<String> = tx
+                .query_row(
+                    "UPDATE password_reset_tokens SET used_at = ?2
+                     WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2 RETURNING user_id",
+                    params![token_hash, ms(now)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE password_reset_tokens SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL",
+                params![id, ms(now)],
+            )?;
+            tx.commit()?;
+            uuid(id).map(Some)
+        })
+        .await
+    }
+
+    async fn enqueue_mail(&self, m: OutboxMail, now: DateTime<Utc>) -> StoreResult<()> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO mail_outbox (id, template, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![m.id.to_string(), m.template, m.payload, ms(now)],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn claim_mail(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMail>> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let claimed: Vec<OutboxMail> = {
+                let mut stmt = tx.prepare(
+                    "UPDATE mail_outbox SET leased_until = ?2, attempts = attempts + 1
+                     WHERE id IN (SELECT id FROM mail_outbox
+                                  WHERE status = 'pending' AND next_attempt_at <= ?1 AND (leased_until IS NULL OR leased_until < ?1)
+                                  ORDER BY next_attempt_at LIMIT ?3)
+                     RETURNING id, template, payload, attempts, created_at",
+                )?;
+                let rows = stmt.query_map(params![ms(now), ms(now + lease), limit], |r| {
+                    Ok(OutboxMail {
+                        id: uuid(r.get(0)?)?,
+                        template: r.get(1)?,
+                        payload: r.get(2)?,
+                        attempts: r.get::<_, i64>(3)?.max(0) as u32,
+                        created_at: time(r.get(4)?),
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            tx.commit()?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE mail_outbox SET status = 'sent', sent_at = ?2, payload = '', leased_until = NULL, last_error = NULL WHERE id = ?1",
+                params![id.to_string(), ms(now)],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn mail_retry(
+        &self,
+        id: Uuid,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> StoreResult<()> {
+        let error = error.to_string();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE mail_outbox SET next_attempt_at = ?2, leased_until = NULL, last_error = ?3 WHERE id = ?1",
+                params![id.to_string(), ms(next_attempt_at), error],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn mail_dead(&self, id: Uuid, error: &str) -> StoreResult<()> {
+        let error = error.to_string();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE mail_outbox SET status = 'dead', payload = '', leased_until = NULL, last_error = ?2 WHERE id = ?1",
+                params![id.to_string(), error],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn outbox_stats(&self, now: DateTime<Utc>) -> StoreResult<OutboxStats> {
+        self.run(move |c| {
+            c.query_row(
+                "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'dead'), 0),
+                        MIN(CASE WHEN status = 'pending' THEN created_at END)
+                 FROM mail_outbox",
+                [],
+                |r| {
+                    let oldest: Option<i64> = r.get(2)?;
+                    Ok(OutboxStats {
+                        pending: r.get::<_, i64>(0)?.max(0) as u64,
+                        dead: r.get::<_, i64>(1)?.max(0) as u64,
+                        oldest_pending_secs: oldest
+                            .map_or(0.0, |t| (ms(now) - t).max(0) as f64 / 1000.0),
+                    })
+                },
+            )
+        })
+        .await
+    }
+
     async fn sweep_expired(
         &self,
         now: DateTime<Utc>,
@@ -590,6 +777,7 @@ impl Store for SqliteStore {
                 "DELETE FROM sessions WHERE expires_at < ?1 OR (invalidated_at IS NOT NULL AND invalidated_at < ?2)",
                 "DELETE FROM email_verification_tokens WHERE expires_at < ?1 OR (verified_at IS NOT NULL AND verified_at < ?2)",
                 "DELETE FROM password_reset_tokens WHERE expires_at < ?1 OR (used_at IS NOT NULL AND used_at < ?2)",
+                "DELETE FROM mail_outbox WHERE status <> 'pending' AND created_at < ?2 AND ?1 IS NOT NULL",
                 "DELETE FROM login_lockouts WHERE updated_at < ?2 AND (locked_until IS NULL OR locked_until < ?1)",
             ] {
                 total += c.execute(sql, params![now, before])? as u64;

@@ -203,6 +203,11 @@ impl TestSetup {
         let dir = self.data_dir.clone().unwrap_or_else(|| data_dir.0.clone());
         env.insert("DATA_DIR".into(), dir.display().to_string());
         env.insert("JWT_PRIVATE_KEY".into(), test_key().to_string());
+        // Instances sharing a database share the key that seals the mail outbox.
+        env.insert(
+            "DATA_ENCRYPTION_KEY".into(),
+            "c3VtYS1hdXRoIHRlc3QgZGF0YSBrZXkgMzIgYnl0ZXM=".into(),
+        );
         if let Some(db) = &db {
             env.insert("DATABASE_URL".into(), db.url.clone());
         }

@@ -46,7 +46,14 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
+        Self::start_on(0).await
+    }
+
+    /// Listens on a given port (a relay coming back after an outage).
+    pub async fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind smtp");
         let port = listener.local_addr().unwrap().port();
         let messages = Arc::new(Mutex::new(Vec::new()));
         let store = messages.clone();
@@ -131,6 +138,11 @@ async fn session(
                         .to_string()
                 })
                 .unwrap_or_default();
+            if addr.starts_with("bounce") {
+                // A permanent refusal, as for a mailbox that does not exist.
+                write.write_all(b"550 5.1.1 no such mailbox\r\n").await?;
+                continue;
+            }
             to.push(addr.to_lowercase());
             write.write_all(b"250 OK\r\n").await?;
         } else if cmd == "DATA" {

@@ -1,0 +1,115 @@
+//! Password reset: one answer for every email; a single-use 256-bit token,
+//! stored hashed, valid one hour, at most a few per account per hour. The
+//! confirmation sets the password, ends every session, clears the lockout.
+
+use secrecy::SecretString;
+
+use super::{AuthError, Services};
+use crate::auth::tokens;
+use crate::domain::{Email, NewPassword};
+use crate::mail::templates;
+use crate::storage::{end_reason, ClientContext};
+
+/// Reset links mailed per account per hour, at most.
+pub const MAX_PER_HOUR: u32 = 3;
+const TOKEN_TTL: chrono::Duration = chrono::Duration::hours(1);
+
+#[tracing::instrument(skip_all)]
+pub async fn request(svc: &Services, email: &str, client: &ClientContext) -> Result<(), AuthError> {
+    let email = Email::parse(email, "email").map_err(|e| AuthError::Validation(vec![e]))?;
+    let Some(user) = svc.store.find_user_by_email(&email).await? else {
+        return Ok(());
+    };
+    if !user.is_active {
+        return Ok(());
+    }
+    let token = tokens::random_token();
+    let now = svc.clock.now();
+    let stored = svc
+        .store
+        .add_reset_token(
+            user.id,
+            &tokens::token_hash(&token),
+            now + TOKEN_TTL,
+            now,
+            MAX_PER_HOUR,
+        )
+        .await?;
+    svc.audit(
+        "password_reset_requested",
+        stored,
+        Some(user.id),
+        client,
+        serde_json::json!({"mailed": stored}),
+    )
+    .await;
+    if stored {
+        svc.mailer
+            .dispatch(templates::password_reset(
+                email.as_str(),
+                svc.mailer.public_url(),
+                &token,
+            ))
+            .await;
+    }
+    Ok(())
+}
+
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn confirm(
+    svc: &Services,
+    token: &str,
+    new_password: &SecretString,
+    client: &ClientContext,
+) -> Result<(), AuthError> {
+    let token = token.trim();
+    if !tokens::well_formed(token) {
+        return Err(AuthError::InvalidToken);
+    }
+    let hash = tokens::token_hash(token);
+    let now = svc.clock.now();
+    // Check the new password before spending the token, so a weak one can be retried.
+    let user_id = svc
+        .store
+        .peek_reset_token(&hash, now)
+        .await?
+        .ok_or(AuthError::InvalidToken)?;
+    let user = svc
+        .store
+        .find_user_by_id(user_id)
+        .await?
+        .ok_or(AuthError::InvalidToken)?;
+    tracing::Span::current().record("user_id", tracing::field::display(user.id));
+    let new_password = NewPassword::parse(new_password, Some(&user.email), "new_password")
+        .map_err(AuthError::Validation)?;
+    super::sessions::ensure_not_reused(svc, user.id, &user.password_hash, new_password.secret())
+        .await?;
+    let password_hash = svc.hasher.hash(new_password.secret()).await?;
+    if svc.store.consume_reset_token(&hash, now).await? != Some(user.id) {
+        return Err(AuthError::InvalidToken);
+    }
+    svc.store.set_password(user.id, &password_hash, now).await?;
+    let ended = svc
+        .store
+        .revoke_user_sessions(user.id, None, end_reason::PASSWORD_CHANGED, now)
+        .await?;
+    svc.sessions.revoked(&ended, now).await;
+    svc.metrics
+        .session_ended(end_reason::PASSWORD_CHANGED, ended.len());
+    // The owner proved control of the mailbox: the lockout ends.
+    if let Err(e) = svc.actors.record_login_success(user.email.as_str()).await {
+        tracing::warn!(error = %e, "lockout not cleared after reset");
+    }
+    svc.audit(
+        "password_reset",
+        true,
+        Some(user.id),
+        client,
+        serde_json::json!({"sessions_ended": ended.len()}),
+    )
+    .await;
+    svc.mailer
+        .dispatch(templates::password_changed(user.email.as_str()))
+        .await;
+    Ok(())
+}
