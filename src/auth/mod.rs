@@ -5,3 +5,4 @@ pub mod hashing;
 pub mod jwt;
 pub mod keys;
 pub mod tokens;
+pub mod totp;

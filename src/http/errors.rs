@@ -98,6 +98,8 @@ impl ApiError {
                     "Invalid token",
                     Some("the token is unknown, already used or expired".into()),
                 ),
+                A::InvalidMfaToken => (StatusCode::UNAUTHORIZED, "invalid_mfa_token", "Invalid MFA token", Some("the login challenge is unknown, spent, expired or has had too many wrong codes; sign in again".into())),
+                A::InvalidCode => (StatusCode::UNAUTHORIZED, "invalid_code", "Invalid code", Some("the code is wrong or expired".into())),
                 A::Unauthorized(why) => (
                     StatusCode::UNAUTHORIZED,
                     "invalid_token",

@@ -27,6 +27,8 @@ routes! {
     post "/api/v1/auth/verify-email" => auth::verify_email,
     post "/api/v1/auth/verify-email/resend" => auth::resend_verification,
     post "/api/v1/auth/login" => auth::login,
+    post "/api/v1/auth/otp/send" => auth::otp_send,
+    post "/api/v1/auth/otp/verify" => auth::otp_verify,
     post "/api/v1/auth/refresh" => auth::refresh,
     post "/api/v1/auth/logout" => auth::logout,
     post "/api/v1/auth/logout-all" => auth::logout_all,
@@ -36,6 +38,10 @@ routes! {
     get "/api/v1/auth/me" => me::get_me,
     get "/api/v1/auth/me/sessions" => me::list_sessions,
     delete "/api/v1/auth/me/sessions/{id}" => me::delete_session,
+    post "/api/v1/auth/me/2fa/email" => me::enable_email_otp,
+    post "/api/v1/auth/me/2fa/totp/setup" => me::totp_setup,
+    post "/api/v1/auth/me/2fa/totp/enable" => me::totp_enable,
+    post "/api/v1/auth/me/2fa/disable" => me::disable_two_factor,
 }
 
 /// The methods mounted on `path` (for 405 `Allow`), matching `{param}` segments.

@@ -113,6 +113,11 @@ impl Mailer {
         &self.inner.public_url
     }
 
+    /// The key that seals data at rest (also used for TOTP secrets).
+    pub fn sealer(&self) -> &Sealer {
+        &self.inner.sealer
+    }
+
     /// Queues a mail in the outbox (sealed) and wakes the delivery worker.
     /// Delivery, retries and backoff happen in [`Mailer::run_worker`].
     pub async fn dispatch(&self, mail: OutgoingMail) {
@@ -250,6 +255,8 @@ fn template_name(name: &str) -> &'static str {
         Template::RefreshTokenReuse,
         Template::PasswordChanged,
         Template::PasswordReset,
+        Template::OtpCode,
+        Template::NewTwoFactor,
     ]
     .into_iter()
     .map(Template::name)

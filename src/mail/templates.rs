@@ -11,6 +11,8 @@ pub enum Template {
     RefreshTokenReuse,
     PasswordChanged,
     PasswordReset,
+    OtpCode,
+    NewTwoFactor,
 }
 
 impl Template {
@@ -23,6 +25,8 @@ impl Template {
             Template::RefreshTokenReuse => "refresh_token_reuse",
             Template::PasswordChanged => "password_changed",
             Template::PasswordReset => "password_reset",
+            Template::OtpCode => "otp_code",
+            Template::NewTwoFactor => "new_two_factor",
         }
     }
 }
@@ -179,6 +183,35 @@ pub fn password_reset(to: &str, public_url: &str, token: &str) -> OutgoingMail {
         text,
         html,
     }
+}
+
+/// A sign-in code.
+pub fn otp_code(to: &str, code: &str, minutes: u64) -> OutgoingMail {
+    let first = format!("Your SUMA Finance sign-in code is {code}");
+    let second = format!(
+        "It expires in {minutes} minutes. Never share it: SUMA Finance will never ask you for it."
+    );
+    simple(
+        to,
+        Template::OtpCode,
+        &format!("Your sign-in code: {code}"),
+        &[&first, &second],
+    )
+}
+
+/// Sent when a second factor is turned on.
+pub fn new_two_factor(to: &str, method: &str) -> OutgoingMail {
+    let first =
+        format!("Two-step sign-in with {method} was turned on for your SUMA Finance account.");
+    simple(
+        to,
+        Template::NewTwoFactor,
+        "Two-step sign-in was turned on",
+        &[
+            &first,
+            "If this was not you, reset your password and contact support.",
+        ],
+    )
 }
 
 /// Sent after the password of an account changed.

@@ -22,6 +22,10 @@ pub enum AuthError {
     AccountLocked { retry_after: Duration },
     #[error("the token is invalid, used or expired")]
     InvalidToken,
+    #[error("the login challenge is unknown, spent, expired or dead")]
+    InvalidMfaToken,
+    #[error("the code is wrong")]
+    InvalidCode,
     #[error("the access token is not valid: {0}")]
     Unauthorized(&'static str),
     #[error("too many requests")]

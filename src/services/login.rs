@@ -43,7 +43,7 @@ pub async fn login(
     svc: &Services,
     input: LoginInput,
     client: ClientContext,
-) -> Result<TokenPair, AuthError> {
+) -> Result<LoginOutcome, AuthError> {
     let device_id = input
         .device_id
         .map(|d| d.trim().chars().take(255).collect::<String>())
@@ -128,6 +128,18 @@ pub async fn login(
     } else {
         None
     };
+    if super::mfa::required(&user) {
+        if let Some(hash) = rehash {
+            svc.store
+                .record_login_success(user.id, svc.clock.now(), Some(hash))
+                .await?;
+        }
+        let challenge = super::mfa::challenge(svc, &user, device_id).await?;
+        let detail = serde_json::json!({"mfa_required": true, "methods": challenge.methods});
+        svc.audit("login_password", true, Some(user.id), &client, detail)
+            .await;
+        return Ok(LoginOutcome::MfaRequired(challenge));
+    }
     let pair = open_session(svc, &user, device_id, &client, &["pwd"]).await?;
     svc.store
         .record_login_success(user.id, svc.clock.now(), rehash)
@@ -141,7 +153,16 @@ pub async fn login(
         serde_json::json!({"session_id": pair.session_id, "amr": ["pwd"]}),
     )
     .await;
-    Ok(pair)
+    Ok(LoginOutcome::Tokens(pair))
+}
+
+/// What a correct password leads to.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum LoginOutcome {
+    Tokens(TokenPair),
+    /// A second factor is on: the client continues at `/otp/verify`.
+    MfaRequired(super::mfa::MfaRequired),
 }
 
 pub(crate) fn actor_error(e: ActorError) -> AuthError {

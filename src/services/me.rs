@@ -61,15 +61,16 @@ impl From<UserRecord> for Profile {
             first_name: u.first_name,
             last_name: u.last_name,
             two_factor_enabled: u.two_factor_enabled,
-            two_factor_methods: u
-                .two_factor_method
-                .map(|m| {
-                    m.split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            two_factor_methods: {
+                let mut methods = Vec::new();
+                if u.totp_enabled {
+                    methods.push("totp".to_string());
+                }
+                if u.email_otp_enabled {
+                    methods.push("email_otp".to_string());
+                }
+                methods
+            },
             created_at: u.created_at,
         }
     }

@@ -5,6 +5,7 @@ pub mod clock;
 pub mod error;
 pub mod login;
 pub mod me;
+pub mod mfa;
 pub mod password_reset;
 pub mod registration;
 pub mod sessions;

@@ -188,6 +188,61 @@ pub trait Store: Send + Sync + 'static {
 
     async fn outbox_stats(&self, now: DateTime<Utc>) -> StoreResult<OutboxStats>;
 
+    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<()>;
+
+    /// A live challenge: unspent, unexpired, under `max_attempts` checks.
+    async fn find_mfa_challenge(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> StoreResult<Option<MfaChallengeRecord>>;
+
+    /// Stores a new email code unless `max_sends` were already sent; true when stored.
+    async fn set_challenge_code(
+        &self,
+        id: Uuid,
+        code_hash: &str,
+        expires_at: DateTime<Utc>,
+        max_sends: u32,
+    ) -> StoreResult<bool>;
+
+    /// Counts one check of a code, atomically; false when none is left.
+    async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool>;
+
+    /// Spends a challenge; false when it was already spent.
+    async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
+
+    async fn set_email_otp(&self, user_id: Uuid, enabled: bool) -> StoreResult<()>;
+
+    async fn set_totp_pending(&self, user_id: Uuid, sealed: Option<&str>) -> StoreResult<()>;
+
+    /// Makes the pending secret (still equal to `pending`) the active one,
+    /// records `step` as used and replaces the recovery codes; false when the
+    /// pending secret changed meanwhile.
+    async fn enable_totp(
+        &self,
+        user_id: Uuid,
+        pending: &str,
+        step: i64,
+        recovery_hashes: &[String],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Records a TOTP step as used; false when it (or a later one) already was (replay).
+    async fn advance_totp_step(&self, user_id: Uuid, step: i64) -> StoreResult<bool>;
+
+    /// Spends an unused recovery code; false when there is none such.
+    async fn use_recovery_code(
+        &self,
+        user_id: Uuid,
+        code_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Turns every second factor off and forgets secrets and recovery codes.
+    async fn disable_two_factor(&self, user_id: Uuid) -> StoreResult<()>;
+
     /// Deletes what has expired: sessions past their end (and their refresh
     /// tokens), ended sessions older than `keep_ended`, used or expired
     /// verification and reset tokens. Idempotent, so instances may overlap.

@@ -56,6 +56,12 @@ pub struct UserRecord {
     pub locked_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
+    pub email_otp_enabled: bool,
+    pub totp_enabled: bool,
+    /// The TOTP secret, sealed (AES-256-GCM).
+    pub totp_secret_sealed: Option<String>,
+    /// A secret set up but not yet confirmed with a code, sealed.
+    pub totp_pending_sealed: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,4 +189,27 @@ pub struct OutboxStats {
     pub pending: u64,
     pub dead: u64,
     pub oldest_pending_secs: f64,
+}
+
+/// A login challenge waiting for a second factor.
+#[derive(Debug, Clone)]
+pub struct NewMfaChallenge {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub token_hash: String,
+    pub device_id: Option<String>,
+    /// Space-separated: `totp`, `email_otp`.
+    pub methods: String,
+    pub expires_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MfaChallengeRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub device_id: Option<String>,
+    pub methods: String,
+    pub otp_code_hash: Option<String>,
+    pub otp_expires_at: Option<DateTime<Utc>>,
 }

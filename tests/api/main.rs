@@ -17,4 +17,5 @@ mod rate_limit;
 mod registration;
 mod sessions;
 mod storage_contract;
+mod two_factor;
 mod verification;

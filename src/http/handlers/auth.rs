@@ -12,7 +12,7 @@ use crate::http::errors::{ApiError, Problem};
 use crate::http::extract::Authenticated;
 use crate::services::login::{self, LoginInput, TokenPair};
 use crate::services::registration::{self, Consents, Registration};
-use crate::services::{password_reset, sessions, verification, AuthError, Services};
+use crate::services::{mfa, password_reset, sessions, verification, AuthError, Services};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ConsentsRequest {
@@ -134,7 +134,7 @@ pub struct LoginRequest {
     post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in", body = TokenPair),
+        (status = 200, description = "Signed in (a token pair), or `{mfa_required, mfa_token, methods}` when a second factor is on", body = TokenPair),
         (status = 401, description = "Invalid credentials (same for unknown email)", body = Problem),
         (status = 403, description = "Email not verified (only after a correct password)", body = Problem),
         (status = 423, description = "Account locked", body = Problem),
@@ -319,4 +319,53 @@ pub async fn password_reset_confirm(
     Ok(HttpResponse::Ok().json(StatusResponse {
         status: "password_reset",
     }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MfaTokenRequest {
+    pub mfa_token: String,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/otp/send", tag = "auth",
+    request_body = MfaTokenRequest,
+    responses(
+        (status = 202, description = "A new email code was sent for this login challenge", body = StatusResponse),
+        (status = 401, description = "Unknown, spent, expired or dead challenge", body = Problem),
+        (status = 429, description = "Too many codes for this challenge, or rate limited", body = Problem),
+    )
+)]
+pub async fn otp_send(
+    svc: web::Data<Services>,
+    body: web::Json<MfaTokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    mfa::resend(&svc, &body.mfa_token).await?;
+    Ok(HttpResponse::Accepted().json(StatusResponse { status: "sent" }))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct OtpVerifyRequest {
+    pub mfa_token: String,
+    /// 6 digits (email or TOTP), or a recovery code.
+    pub code: String,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/otp/verify", tag = "auth",
+    request_body = OtpVerifyRequest,
+    responses(
+        (status = 200, description = "Signed in; tokens carry amr [pwd, otp]", body = TokenPair),
+        (status = 401, description = "invalid_code, or invalid_mfa_token once the challenge is dead (5 wrong codes)", body = Problem),
+    )
+)]
+pub async fn otp_verify(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    body: web::Json<OtpVerifyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let pair = mfa::verify(&svc, &body.mfa_token, &body.code, &client).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(pair))
 }

@@ -8,6 +8,7 @@ use crate::http::client::Client;
 use crate::http::errors::{ApiError, Problem};
 use crate::http::extract::Authenticated;
 use crate::services::me::{self, Profile};
+use crate::services::mfa::{self, RecoveryCodes, TotpSetup};
 use crate::services::sessions::{self, SessionView};
 use crate::services::Services;
 
@@ -64,4 +65,85 @@ pub async fn delete_session(
     } else {
         Err(ApiError::NotFound)
     }
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/me/2fa/email", tag = "me",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Email one-time codes are on"),
+        (status = 403, description = "The email is not verified", body = Problem),
+    )
+)]
+pub async fn enable_email_otp(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    mfa::enable_email(&svc, &principal, &client).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/me/2fa/totp/setup", tag = "me",
+    security(("bearer" = [])),
+    responses((status = 200, description = "A new secret, active once confirmed with a code", body = TotpSetup))
+)]
+pub async fn totp_setup(
+    svc: web::Data<Services>,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(mfa::totp_setup(&svc, &principal).await?))
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub struct CodeRequest {
+    pub code: String,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/me/2fa/totp/enable", tag = "me",
+    security(("bearer" = [])),
+    request_body = CodeRequest,
+    responses(
+        (status = 200, description = "TOTP is on; ten single-use recovery codes, shown once", body = RecoveryCodes),
+        (status = 422, description = "Wrong code, or no setup", body = Problem),
+    )
+)]
+pub async fn totp_enable(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    Authenticated(principal): Authenticated,
+    body: web::Json<CodeRequest>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(mfa::totp_enable(&svc, &principal, &body.code, &client).await?))
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub struct PasswordRequest {
+    #[schema(value_type = String, format = Password)]
+    pub password: secrecy::SecretString,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/me/2fa/disable", tag = "me",
+    security(("bearer" = [])),
+    request_body = PasswordRequest,
+    responses(
+        (status = 204, description = "Every second factor is off; recovery codes are forgotten"),
+        (status = 401, description = "Wrong password", body = Problem),
+    )
+)]
+pub async fn disable_two_factor(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    Authenticated(principal): Authenticated,
+    body: web::Json<PasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    mfa::disable(&svc, &principal, &body.password, &client).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "000001_create_users_table"),
     migration!(2, "000002_hash_tokens_and_sessions"),
     migration!(3, "000003_mail_outbox"),
+    migration!(4, "000004_two_factor"),
 ];
 
 /// The advisory lock key taken while migrating ("suma-auth" in ASCII).

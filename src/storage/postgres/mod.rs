@@ -79,7 +79,7 @@ impl PgStore {
 
 const USER_COLUMNS: &str = "id, email, email_verified, password_hash, first_name, last_name, \
      two_factor_enabled, two_factor_method, is_active, failed_login_attempts, locked_until, \
-     created_at, last_login_at";
+     created_at, last_login_at, email_otp_enabled, totp_enabled, totp_secret_sealed, totp_pending_sealed";
 
 fn user(row: &Row) -> UserRecord {
     UserRecord {
@@ -96,6 +96,10 @@ fn user(row: &Row) -> UserRecord {
         locked_until: row.get(10),
         created_at: row.get::<_, Option<DateTime<Utc>>>(11).unwrap_or_default(),
         last_login_at: row.get(12),
+        email_otp_enabled: row.get(13),
+        totp_enabled: row.get(14),
+        totp_secret_sealed: row.get(15),
+        totp_pending_sealed: row.get(16),
     }
 }
 
@@ -777,6 +781,196 @@ impl Store for PgStore {
         })
     }
 
+    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO mfa_challenges (id, user_id, token_hash, device_id, methods, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&c.id, &c.user_id, &c.token_hash, &c.device_id, &c.methods, &c.expires_at, &c.now],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn find_mfa_challenge(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> StoreResult<Option<MfaChallengeRecord>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT id, user_id, device_id, methods, otp_code_hash, otp_expires_at FROM mfa_challenges
+                 WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND attempts < $3",
+                &[&token_hash, &now, &(max_attempts as i32)],
+            )
+            .await
+            .map_err(q)?;
+        Ok(row.map(|r| MfaChallengeRecord {
+            id: r.get(0),
+            user_id: r.get(1),
+            device_id: r.get(2),
+            methods: r.get(3),
+            otp_code_hash: r.get(4),
+            otp_expires_at: r.get(5),
+        }))
+    }
+
+    async fn set_challenge_code(
+        &self,
+        id: Uuid,
+        code_hash: &str,
+        expires_at: DateTime<Utc>,
+        max_sends: u32,
+    ) -> StoreResult<bool> {
+        let conn = self.conn().await?;
+        let n = conn
+            .execute(
+                "UPDATE mfa_challenges SET otp_code_hash = $2, otp_expires_at = $3, otp_sends = otp_sends + 1
+                 WHERE id = $1 AND otp_sends < $4 AND consumed_at IS NULL",
+                &[&id, &code_hash, &expires_at, &(max_sends as i32)],
+            )
+            .await
+            .map_err(q)?;
+        Ok(n > 0)
+    }
+
+    async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool> {
+        let conn = self.conn().await?;
+        let n = conn
+            .execute(
+                "UPDATE mfa_challenges SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2 AND consumed_at IS NULL",
+                &[&id, &(max_attempts as i32)],
+            )
+            .await
+            .map_err(q)?;
+        Ok(n > 0)
+    }
+
+    async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        let conn = self.conn().await?;
+        let n = conn
+            .execute(
+                "UPDATE mfa_challenges SET consumed_at = $2 WHERE id = $1 AND consumed_at IS NULL",
+                &[&id, &now],
+            )
+            .await
+            .map_err(q)?;
+        Ok(n > 0)
+    }
+
+    async fn set_email_otp(&self, user_id: Uuid, enabled: bool) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "UPDATE users SET email_otp_enabled = $2, two_factor_enabled = ($2 OR totp_enabled),
+                 two_factor_method = CASE WHEN totp_enabled AND $2 THEN 'totp,email' WHEN totp_enabled THEN 'totp' WHEN $2 THEN 'email' ELSE NULL END
+             WHERE id = $1",
+            &[&user_id, &enabled],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn set_totp_pending(&self, user_id: Uuid, sealed: Option<&str>) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "UPDATE users SET totp_pending_sealed = $2 WHERE id = $1",
+            &[&user_id, &sealed],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
+    async fn enable_totp(
+        &self,
+        user_id: Uuid,
+        pending: &str,
+        step: i64,
+        recovery_hashes: &[String],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let n = tx
+            .execute(
+                "UPDATE users SET totp_secret_sealed = totp_pending_sealed, totp_pending_sealed = NULL, totp_enabled = true,
+                     totp_last_step = $3, two_factor_enabled = true,
+                     two_factor_method = CASE WHEN email_otp_enabled THEN 'totp,email' ELSE 'totp' END
+                 WHERE id = $1 AND totp_pending_sealed = $2",
+                &[&user_id, &pending, &step],
+            )
+            .await
+            .map_err(q)?;
+        if n == 0 {
+            tx.rollback().await.map_err(q)?;
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM recovery_codes WHERE user_id = $1", &[&user_id])
+            .await
+            .map_err(q)?;
+        for h in recovery_hashes {
+            tx.execute(
+                "INSERT INTO recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)",
+                &[&Uuid::new_v4(), &user_id, h, &now],
+            )
+            .await
+            .map_err(q)?;
+        }
+        tx.commit().await.map_err(q)?;
+        Ok(true)
+    }
+
+    async fn advance_totp_step(&self, user_id: Uuid, step: i64) -> StoreResult<bool> {
+        let conn = self.conn().await?;
+        let n = conn
+            .execute(
+                "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+                &[&user_id, &step],
+            )
+            .await
+            .map_err(q)?;
+        Ok(n > 0)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: Uuid,
+        code_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let conn = self.conn().await?;
+        let n = conn
+            .execute(
+                "UPDATE recovery_codes SET used_at = $3 WHERE id = (
+                     SELECT id FROM recovery_codes WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL LIMIT 1 FOR UPDATE)",
+                &[&user_id, &code_hash, &now],
+            )
+            .await
+            .map_err(q)?;
+        Ok(n > 0)
+    }
+
+    async fn disable_two_factor(&self, user_id: Uuid) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        tx.execute(
+            "UPDATE users SET email_otp_enabled = false, totp_enabled = false, totp_secret_sealed = NULL,
+                 totp_pending_sealed = NULL, totp_last_step = NULL, two_factor_enabled = false, two_factor_method = NULL
+             WHERE id = $1",
+            &[&user_id],
+        )
+        .await
+        .map_err(q)?;
+        tx.execute("DELETE FROM recovery_codes WHERE user_id = $1", &[&user_id])
+            .await
+            .map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(())
+    }
+
     async fn sweep_expired(
         &self,
         now: DateTime<Utc>,
@@ -793,6 +987,7 @@ impl Store for PgStore {
             "DELETE FROM email_verification_tokens WHERE id IN (SELECT id FROM email_verification_tokens WHERE expires_at < $1 OR (verified_at IS NOT NULL AND verified_at < $2) LIMIT 5000)",
             "DELETE FROM password_reset_tokens WHERE id IN (SELECT id FROM password_reset_tokens WHERE expires_at < $1 OR (used_at IS NOT NULL AND used_at < $2) LIMIT 5000)",
             "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox WHERE status <> 'pending' AND created_at < $2 LIMIT 5000) AND $1::timestamptz IS NOT NULL",
+            "DELETE FROM mfa_challenges WHERE id IN (SELECT id FROM mfa_challenges WHERE expires_at < $1 LIMIT 5000) AND $2::timestamptz IS NOT NULL",
             "DELETE FROM login_lockouts WHERE account_key IN (SELECT account_key FROM login_lockouts WHERE updated_at < $2 AND (locked_until IS NULL OR locked_until < $1) LIMIT 5000)",
         ] {
             total += conn.execute(sql, &[&now, &ended_before]).await.map_err(q)?;

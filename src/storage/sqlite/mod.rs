@@ -15,8 +15,11 @@ use super::*;
 
 const SCHEMA: &str = include_str!("schema.sql");
 /// Steps after the initial schema, applied in order: (version reached, SQL).
-const UPGRADES: &[(i64, &str)] = &[(2, include_str!("002_mail_outbox.sql"))];
-const SCHEMA_VERSION: i64 = 2;
+const UPGRADES: &[(i64, &str)] = &[
+    (2, include_str!("002_mail_outbox.sql")),
+    (3, include_str!("003_two_factor.sql")),
+];
+const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -105,7 +108,7 @@ impl SqliteStore {
 
 const USER_COLUMNS: &str = "id, email, email_verified, password_hash, first_name, last_name, \
      two_factor_enabled, two_factor_method, is_active, failed_login_attempts, locked_until, \
-     created_at, last_login_at";
+     created_at, last_login_at, email_otp_enabled, totp_enabled, totp_secret_sealed, totp_pending_sealed";
 
 fn user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
@@ -122,6 +125,10 @@ fn user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
         locked_until: time_opt(r.get(10)?),
         created_at: time(r.get(11)?),
         last_login_at: time_opt(r.get(12)?),
+        email_otp_enabled: r.get(13)?,
+        totp_enabled: r.get(14)?,
+        totp_secret_sealed: r.get(15)?,
+        totp_pending_sealed: r.get(16)?,
     })
 }
 
@@ -764,6 +771,189 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<()> {
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO mfa_challenges (id, user_id, token_hash, device_id, methods, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![c.id.to_string(), c.user_id.to_string(), c.token_hash, c.device_id, c.methods, ms(c.expires_at), ms(c.now)],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn find_mfa_challenge(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> StoreResult<Option<MfaChallengeRecord>> {
+        let token_hash = token_hash.to_string();
+        self.run(move |c| {
+            c.query_row(
+                "SELECT id, user_id, device_id, methods, otp_code_hash, otp_expires_at FROM mfa_challenges
+                 WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND attempts < ?3",
+                params![token_hash, ms(now), max_attempts],
+                |r| {
+                    Ok(MfaChallengeRecord {
+                        id: uuid(r.get(0)?)?,
+                        user_id: uuid(r.get(1)?)?,
+                        device_id: r.get(2)?,
+                        methods: r.get(3)?,
+                        otp_code_hash: r.get(4)?,
+                        otp_expires_at: time_opt(r.get(5)?),
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn set_challenge_code(
+        &self,
+        id: Uuid,
+        code_hash: &str,
+        expires_at: DateTime<Utc>,
+        max_sends: u32,
+    ) -> StoreResult<bool> {
+        let code_hash = code_hash.to_string();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE mfa_challenges SET otp_code_hash = ?2, otp_expires_at = ?3, otp_sends = otp_sends + 1
+                 WHERE id = ?1 AND otp_sends < ?4 AND consumed_at IS NULL",
+                params![id.to_string(), code_hash, ms(expires_at), max_sends],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE mfa_challenges SET attempts = attempts + 1 WHERE id = ?1 AND attempts < ?2 AND consumed_at IS NULL",
+                params![id.to_string(), max_attempts],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE mfa_challenges SET consumed_at = ?2 WHERE id = ?1 AND consumed_at IS NULL",
+                params![id.to_string(), ms(now)],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn set_email_otp(&self, user_id: Uuid, enabled: bool) -> StoreResult<()> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE users SET email_otp_enabled = ?2, two_factor_enabled = (?2 OR totp_enabled),
+                     two_factor_method = CASE WHEN totp_enabled AND ?2 THEN 'totp,email' WHEN totp_enabled THEN 'totp' WHEN ?2 THEN 'email' ELSE NULL END
+                 WHERE id = ?1",
+                params![user_id.to_string(), enabled],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn set_totp_pending(&self, user_id: Uuid, sealed: Option<&str>) -> StoreResult<()> {
+        let sealed = sealed.map(str::to_string);
+        self.run(move |c| {
+            c.execute(
+                "UPDATE users SET totp_pending_sealed = ?2 WHERE id = ?1",
+                params![user_id.to_string(), sealed],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn enable_totp(
+        &self,
+        user_id: Uuid,
+        pending: &str,
+        step: i64,
+        recovery_hashes: &[String],
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let (pending, hashes) = (pending.to_string(), recovery_hashes.to_vec());
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE users SET totp_secret_sealed = totp_pending_sealed, totp_pending_sealed = NULL, totp_enabled = 1,
+                     totp_last_step = ?3, two_factor_enabled = 1,
+                     two_factor_method = CASE WHEN email_otp_enabled THEN 'totp,email' ELSE 'totp' END
+                 WHERE id = ?1 AND totp_pending_sealed = ?2",
+                params![user_id.to_string(), pending, step],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", params![user_id.to_string()])?;
+            for h in &hashes {
+                tx.execute(
+                    "INSERT INTO recovery_codes (id, user_id, code_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![Uuid::new_v4().to_string(), user_id.to_string(), h, ms(now)],
+                )?;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn advance_totp_step(&self, user_id: Uuid, step: i64) -> StoreResult<bool> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE users SET totp_last_step = ?2 WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+                params![user_id.to_string(), step],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: Uuid,
+        code_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let code_hash = code_hash.to_string();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE recovery_codes SET used_at = ?3 WHERE id = (
+                     SELECT id FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2 AND used_at IS NULL LIMIT 1)",
+                params![user_id.to_string(), code_hash, ms(now)],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn disable_two_factor(&self, user_id: Uuid) -> StoreResult<()> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE users SET email_otp_enabled = 0, totp_enabled = 0, totp_secret_sealed = NULL,
+                     totp_pending_sealed = NULL, totp_last_step = NULL, two_factor_enabled = 0, two_factor_method = NULL
+                 WHERE id = ?1",
+                params![user_id.to_string()],
+            )?;
+            tx.execute("DELETE FROM recovery_codes WHERE user_id = ?1", params![user_id.to_string()])?;
+            tx.commit()
+        })
+        .await
+    }
+
     async fn sweep_expired(
         &self,
         now: DateTime<Utc>,
@@ -778,6 +968,7 @@ impl Store for SqliteStore {
                 "DELETE FROM email_verification_tokens WHERE expires_at < ?1 OR (verified_at IS NOT NULL AND verified_at < ?2)",
                 "DELETE FROM password_reset_tokens WHERE expires_at < ?1 OR (used_at IS NOT NULL AND used_at < ?2)",
                 "DELETE FROM mail_outbox WHERE status <> 'pending' AND created_at < ?2 AND ?1 IS NOT NULL",
+                "DELETE FROM mfa_challenges WHERE expires_at < ?1 AND ?2 IS NOT NULL",
                 "DELETE FROM login_lockouts WHERE updated_at < ?2 AND (locked_until IS NULL OR locked_until < ?1)",
             ] {
                 total += c.execute(sql, params![now, before])? as u64;
