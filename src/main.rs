@@ -57,6 +57,7 @@ enum KeysAction {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     if let Some(Command::Keys {
         action: KeysAction::Generate { out, prefix },
@@ -173,4 +174,15 @@ async fn migrate_cmd(config: Config, action: MigrateAction) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// Allocations of a mebibyte or more (the hashing threads' Argon2 buffers)
+/// are mapped and unmapped, not kept in glibc's arenas, whose dynamic mmap
+/// threshold would otherwise keep freed buffers resident for ever.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }

@@ -1,19 +1,26 @@
-//! Argon2id password hashing on a bounded pool off the async workers.
+//! Argon2id password hashing on a bounded pool of dedicated threads.
 //!
-//! Hashing is deliberately slow (~15 ms and 19 MiB per hash), so it never runs
-//! on an HTTP worker: jobs go to the blocking pool, at most `workers` at once.
-//! At most `queue` more may wait; beyond that the pool answers
-//! [`HashError::Busy`] (HTTP 503 + `Retry-After`) instead of queueing without
-//! bound, which would only turn overload into timeouts for everyone.
+//! Hashing is deliberately slow (~15–30 ms and 19 MiB per hash), so it never
+//! runs on an HTTP worker. `workers` threads (one per core by default) each
+//! own one Argon2 memory buffer, allocated on first use and reused for every
+//! hash, so memory stays at `workers × m_cost` whatever the load and no time
+//! goes to allocating and faulting in 19 MiB per hash; a thread idle for a
+//! minute frees its buffer. At most `queue` more requests may wait; beyond
+//! that the pool answers [`HashError::Busy`] (HTTP 503 + `Retry-After`)
+//! instead of queueing without bound, which would only turn overload into
+//! timeouts for everyone.
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
+use zeroize::Zeroize;
 
 use crate::config::HashingConfig;
 use crate::domain::password::normalize;
@@ -34,6 +41,18 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
+enum Job {
+    Hash {
+        password: SecretString,
+        reply: oneshot::Sender<Result<String, HashError>>,
+    },
+    Verify {
+        password: SecretString,
+        phc: String,
+        reply: oneshot::Sender<Result<Verified, HashError>>,
+    },
+}
+
 /// The hashing pool. Cheap to clone.
 #[derive(Clone)]
 pub struct PasswordHasher {
@@ -41,17 +60,17 @@ pub struct PasswordHasher {
 }
 
 struct Inner {
-    params: Params,
-    /// Admission: running + waiting jobs.
-    admission: Arc<Semaphore>,
-    /// Jobs running at once.
-    running: Arc<Semaphore>,
+    jobs: SyncSender<Job>,
     /// A hash of a random password with the configured parameters, verified
     /// against when the email is unknown so that both paths cost the same.
     dummy_hash: String,
-    /// workers + queue, the admission semaphore's size.
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Jobs running or waiting at most: workers + queue.
     capacity: usize,
 }
+
+/// A worker thread frees its Argon2 buffer after this long without work.
+const IDLE_FREE: Duration = Duration::from_secs(60);
 
 impl PasswordHasher {
     pub fn new(config: &HashingConfig) -> Result<Self, HashError> {
@@ -62,25 +81,42 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| HashError::Internal(e.to_string()))?;
+        let mut scratch = Vec::new();
         let dummy_secret = crate::auth::tokens::random_token();
-        let dummy_hash = hash_blocking(&params, dummy_secret.as_bytes())?;
+        let dummy_hash = hash_with(&params, dummy_secret.as_bytes(), &mut scratch)?;
+        drop(scratch);
+        let capacity = config.workers + config.queue;
+        let (jobs, receiver) = mpsc::sync_channel::<Job>(capacity);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for n in 0..config.workers {
+            let (receiver, params, in_flight) =
+                (receiver.clone(), params.clone(), in_flight.clone());
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || worker(&receiver, &params, &in_flight))
+                .map_err(|e| HashError::Internal(e.to_string()))?;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
-                params,
-                admission: Arc::new(Semaphore::new(config.workers + config.queue)),
-                running: Arc::new(Semaphore::new(config.workers)),
+                jobs,
                 dummy_hash,
-                capacity: config.workers + config.queue,
+                in_flight,
+                capacity,
             }),
         })
     }
 
     /// Hashes a new password (NFKC-normalized) into a PHC string.
     pub async fn hash(&self, password: &SecretString) -> Result<String, HashError> {
-        let password = normalize(password);
-        let params = self.inner.params.clone();
-        self.run(move || hash_blocking(&params, password.expose_secret().as_bytes()))
-            .await?
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Hash {
+            password: normalize(password),
+            reply,
+        })?;
+        answer
+            .await
+            .map_err(|_| HashError::Internal("hashing worker gone".into()))?
     }
 
     /// Verifies a password against a stored PHC string, or against the dummy
@@ -90,80 +126,182 @@ impl PasswordHasher {
         password: &SecretString,
         stored: Option<String>,
     ) -> Result<Verified, HashError> {
-        let password = normalize(password);
         let known = stored.is_some();
-        let phc = stored.unwrap_or_else(|| self.inner.dummy_hash.clone());
-        let params = self.inner.params.clone();
-        let verified = self
-            .run(move || verify_blocking(&params, password.expose_secret().as_bytes(), &phc))
-            .await??;
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Verify {
+            password: normalize(password),
+            phc: stored.unwrap_or_else(|| self.inner.dummy_hash.clone()),
+            reply,
+        })?;
+        let verified = answer
+            .await
+            .map_err(|_| HashError::Internal("hashing worker gone".into()))??;
         Ok(Verified {
             matches: known && verified.matches,
             needs_rehash: known && verified.needs_rehash,
         })
     }
 
-    async fn run<T, F>(&self, job: F) -> Result<T, HashError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let Ok(_admitted) = self.inner.admission.clone().try_acquire_owned() else {
+    fn submit(&self, job: Job) -> Result<(), HashError> {
+        use std::sync::atomic::Ordering;
+        // Admission by count: running + waiting never exceeds the capacity,
+        // so the channel (of that capacity) never fills.
+        if self.inner.in_flight.fetch_add(1, Ordering::Relaxed) >= self.inner.capacity {
+            self.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
             return Err(HashError::Busy);
-        };
-        let queued = Instant::now();
-        let _running = self
-            .inner
-            .running
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| HashError::Internal("hashing pool closed".into()))?;
-        let waited = queued.elapsed();
-        if waited.as_millis() > 500 {
-            tracing::warn!(
-                waited_ms = waited.as_millis() as u64,
-                "password hashing queue is long"
-            );
         }
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(job))
-            .await
-            .map_err(|e| HashError::Internal(e.to_string()))
+        match self.inner.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+                Err(HashError::Busy)
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+                Err(HashError::Internal("hashing pool stopped".into()))
+            }
+        }
     }
 
     /// Jobs waiting or running now (for the pool gauge).
     pub fn in_flight(&self) -> usize {
         self.inner
-            .capacity
-            .saturating_sub(self.inner.admission.available_permits())
+            .in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
-fn argon2(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-}
-
-fn hash_blocking(params: &Params, password: &[u8]) -> Result<String, HashError> {
-    argon2(params)
-        .hash_password(password)
-        .map(|h| h.to_string())
-        .map_err(|e| HashError::Internal(e.to_string()))
-}
-
-fn verify_blocking(params: &Params, password: &[u8], phc: &str) -> Result<Verified, HashError> {
-    let parsed =
-        PasswordHash::new(phc).map_err(|e| HashError::Internal(format!("stored hash: {e}")))?;
-    let matches = argon2(params).verify_password(password, &parsed).is_ok();
-    let needs_rehash = match Params::try_from(&parsed) {
-        Ok(stored) => {
-            parsed.algorithm.as_str() != "argon2id"
-                || stored.m_cost() < params.m_cost()
-                || stored.t_cost() < params.t_cost()
-                || stored.p_cost() < params.p_cost()
+fn worker(
+    receiver: &Mutex<Receiver<Job>>,
+    params: &Params,
+    in_flight: &std::sync::atomic::AtomicUsize,
+) {
+    let mut scratch: Vec<Block> = Vec::new();
+    loop {
+        let next = match receiver.lock() {
+            Ok(rx) => rx.recv_timeout(IDLE_FREE),
+            Err(_) => return,
+        };
+        let job = match next {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                scratch = Vec::new();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let started = Instant::now();
+        // The slot is freed before the answer goes out, so a caller that
+        // submits again at once is not refused for its own finished job.
+        let done = || in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        match job {
+            Job::Hash { password, reply } => {
+                let result = hash_with(params, password.expose_secret().as_bytes(), &mut scratch);
+                done();
+                let _ = reply.send(result);
+            }
+            Job::Verify {
+                password,
+                phc,
+                reply,
+            } => {
+                let result = verify_with(
+                    params,
+                    password.expose_secret().as_bytes(),
+                    &phc,
+                    &mut scratch,
+                );
+                done();
+                let _ = reply.send(result);
+            }
         }
-        Err(_) => true,
+        tracing::trace!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "argon2 job"
+        );
+    }
+}
+
+/// The buffer, grown to at least `blocks` (never shrunk while in use).
+fn memory(scratch: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
+    if scratch.len() < blocks {
+        *scratch = vec![Block::default(); blocks];
+    }
+    &mut scratch[..blocks]
+}
+
+fn hash_with(
+    params: &Params,
+    password: &[u8],
+    scratch: &mut Vec<Block>,
+) -> Result<String, HashError> {
+    let mut salt = [0u8; 16];
+    rand::fill(&mut salt[..]);
+    let mut out = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(
+            password,
+            &salt,
+            &mut out,
+            memory(scratch, params.block_count()),
+        )
+        .map_err(|e| HashError::Internal(e.to_string()))?;
+    let phc = format!(
+        "$argon2id$v=19$m={},t={},p={}${}${}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        STANDARD_NO_PAD.encode(salt),
+        STANDARD_NO_PAD.encode(out)
+    );
+    out.zeroize();
+    Ok(phc)
+}
+
+fn verify_with(
+    params: &Params,
+    password: &[u8],
+    phc: &str,
+    scratch: &mut Vec<Block>,
+) -> Result<Verified, HashError> {
+    let invalid = |why: &str| HashError::Internal(format!("stored hash: {why}"));
+    let parsed = PasswordHash::new(phc).map_err(|e| invalid(&e.to_string()))?;
+    let algorithm =
+        Algorithm::new(parsed.algorithm.as_str()).map_err(|e| invalid(&e.to_string()))?;
+    let version = match parsed.version {
+        Some(v) => Version::try_from(v).map_err(|e| invalid(&e.to_string()))?,
+        None => Version::V0x13,
     };
+    let stored = Params::try_from(&parsed).map_err(|e| invalid(&e.to_string()))?;
+    let salt = parsed.salt.ok_or_else(|| invalid("no salt"))?;
+    let expected = parsed.hash.ok_or_else(|| invalid("no hash"))?;
+    let mut out = vec![0u8; expected.as_bytes().len()];
+    let stored_with_len = Params::new(
+        stored.m_cost(),
+        stored.t_cost(),
+        stored.p_cost(),
+        Some(out.len()),
+    )
+    .map_err(|e| invalid(&e.to_string()))?;
+    Argon2::new(algorithm, version, stored_with_len.clone())
+        .hash_password_into_with_memory(
+            password,
+            salt.as_ref(),
+            &mut out,
+            memory(scratch, stored_with_len.block_count()),
+        )
+        .map_err(|e| invalid(&e.to_string()))?;
+    let matches = out.len() == expected.as_bytes().len()
+        && out
+            .iter()
+            .zip(expected.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    out.zeroize();
+    let needs_rehash = algorithm != Algorithm::Argon2id
+        || stored.m_cost() < params.m_cost()
+        || stored.t_cost() < params.t_cost()
+        || stored.p_cost() < params.p_cost();
     Ok(Verified {
         matches,
         needs_rehash,
@@ -195,6 +333,37 @@ mod tests {
         let wrong = SecretString::from("wrong horse battery".to_string());
         assert!(!hasher.verify(&wrong, Some(phc)).await.unwrap().matches);
         assert!(!hasher.verify(&pw, None).await.unwrap().matches);
+    }
+
+    #[tokio::test]
+    async fn phc_strings_interoperate_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = PasswordHasher::new(&small()).unwrap();
+        let pw = SecretString::from("correct horse battery".to_string());
+        let ours = hasher.hash(&pw).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"correct horse battery", &parsed)
+            .is_ok());
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse battery")
+            .unwrap()
+            .to_string();
+        assert!(hasher.verify(&pw, Some(theirs)).await.unwrap().matches);
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_is_busy_not_a_queue() {
+        let hasher = PasswordHasher::new(&HashingConfig {
+            memory_kib: 8192,
+            iterations: 4,
+            ..small()
+        })
+        .unwrap();
+        let pw = SecretString::from("correct horse battery".to_string());
+        let results = futures_util::future::join_all((0..8).map(|_| hasher.hash(&pw))).await;
+        assert!(results.iter().any(|r| matches!(r, Err(HashError::Busy))));
+        assert!(results.iter().any(|r| r.is_ok()));
     }
 
     #[tokio::test]

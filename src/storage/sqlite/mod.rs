@@ -4,11 +4,12 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use uuid::Uuid;
 
 use super::*;
@@ -23,8 +24,15 @@ const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// The one writer (SQLite has one anyway).
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections: in WAL mode readers never wait for the writer.
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<AtomicUsize>,
 }
+
+/// Read connections per store.
+const READERS: usize = 4;
 
 fn q(e: rusqlite::Error) -> StorageError {
     StorageError::Query(e.to_string())
@@ -84,9 +92,49 @@ impl SqliteStore {
                 "the database file is at schema version {version}, newer than this binary ({SCHEMA_VERSION})"
             )));
         }
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .map_err(|e| StorageError::Unavailable(e.to_string()))?;
+            reader
+                .execute_batch("PRAGMA busy_timeout = 5000;")
+                .map_err(q)?;
+            readers.push(Mutex::new(reader));
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(readers),
+            next_reader: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// Runs a read on a free read connection (or waits for one).
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let n = readers.len();
+            for i in 0..n {
+                if let Ok(mut guard) = readers[(start + i) % n].try_lock() {
+                    return f(&mut guard).map_err(q);
+                }
+            }
+            let mut guard = readers[start % n].lock().map_err(|_| {
+                StorageError::Unavailable("a read connection lock is poisoned".into())
+            })?;
+            f(&mut guard).map_err(q)
+        })
+        .await
+        .map_err(|e| StorageError::Unavailable(e.to_string()))?
     }
 
     async fn run<T, F>(&self, f: F) -> StoreResult<T>
@@ -168,7 +216,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.run(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
     }
 
     async fn create_user(&self, new: NewUser) -> StoreResult<CreateUserOutcome> {
@@ -214,7 +262,7 @@ impl Store for SqliteStore {
 
     async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
         let email = email.as_str().to_string();
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 &format!(
                     "SELECT {USER_COLUMNS} FROM users WHERE email = ?1 AND deleted_at IS NULL"
@@ -228,7 +276,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND deleted_at IS NULL"),
                 params![id.to_string()],
@@ -349,7 +397,7 @@ impl Store for SqliteStore {
     }
 
     async fn find_session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>> {
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT id, user_id, device_id, user_agent, ip_address, amr, created_at, last_activity_at, expires_at, invalidated_at
                  FROM sessions WHERE id = ?1",
@@ -363,7 +411,7 @@ impl Store for SqliteStore {
 
     async fn find_session_by_refresh(&self, token_hash: &str) -> StoreResult<Option<Uuid>> {
         let token_hash = token_hash.to_string();
-        self.run(move |c| {
+        self.read(move |c| {
             let id: Option<Option<String>> = c
                 .query_row(
                     "SELECT session_id FROM refresh_tokens WHERE token_hash = ?1",
@@ -525,7 +573,7 @@ impl Store for SqliteStore {
         user_id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<SessionRecord>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare(
                 "SELECT id, user_id, device_id, user_agent, ip_address, amr, created_at, last_activity_at, expires_at, invalidated_at
                  FROM sessions WHERE user_id = ?1 AND invalidated_at IS NULL AND expires_at > ?2
@@ -579,7 +627,7 @@ impl Store for SqliteStore {
     }
 
     async fn password_history(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<String>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare(
                 "SELECT password_hash FROM password_history WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
             )?;
@@ -624,7 +672,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Uuid>> {
         let token_hash = token_hash.to_string();
-        self.run(move |c| {
+        self.read(move |c| {
             let id: Option<String> = c
                 .query_row(
                     "SELECT user_id FROM password_reset_tokens WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
@@ -751,7 +799,7 @@ impl Store for SqliteStore {
     }
 
     async fn outbox_stats(&self, now: DateTime<Utc>) -> StoreResult<OutboxStats> {
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'dead'), 0),
                         MIN(CASE WHEN status = 'pending' THEN created_at END)
@@ -789,7 +837,7 @@ impl Store for SqliteStore {
         max_attempts: u32,
     ) -> StoreResult<Option<MfaChallengeRecord>> {
         let token_hash = token_hash.to_string();
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT id, user_id, device_id, methods, otp_code_hash, otp_expires_at FROM mfa_challenges
                  WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND attempts < ?3",
@@ -980,7 +1028,7 @@ impl Store for SqliteStore {
 
     async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>> {
         let key = key.to_string();
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT attempts, failures, window_started_at, locked_until FROM login_lockouts WHERE account_key = ?1",
                 params![key],
@@ -1031,7 +1079,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_for_user(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare(
                 "SELECT id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at
                  FROM audit_logs WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
@@ -1058,7 +1106,7 @@ impl Store for SqliteStore {
 
     async fn count_audit(&self, event_type: &str, status: &str) -> StoreResult<u64> {
         let (event_type, status) = (event_type.to_string(), status.to_string());
-        self.run(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT COUNT(*) FROM audit_logs WHERE event_type = ?1 AND event_status = ?2",
                 params![event_type, status],
@@ -1070,7 +1118,7 @@ impl Store for SqliteStore {
     }
 
     async fn consents_for_user(&self, user_id: Uuid) -> StoreResult<Vec<ConsentRecord>> {
-        self.run(move |c| {
+        self.read(move |c| {
             let mut stmt = c.prepare(
                 "SELECT consent_type, consent_version, consented, ip_address, user_agent, created_at
                  FROM consent_records WHERE user_id = ?1 ORDER BY created_at DESC, consent_type",
