@@ -4,7 +4,8 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -29,7 +30,17 @@ pub struct SqliteStore {
     /// Read-only connections: in WAL mode readers never wait for the writer.
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<AtomicUsize>,
+    /// Users by id, for the hot `GET /me` path. This store is the only writer
+    /// of its file (one instance), so clearing the cache on every write keeps
+    /// it exact.
+    users: Arc<Mutex<HashMap<Uuid, UserRecord>>>,
+    /// Bumped before and after every write; a read fills the cache only when
+    /// no write began or ended while it ran.
+    generation: Arc<AtomicU64>,
 }
+
+/// Users kept in the cache at most (it is cleared when full).
+const USER_CACHE: usize = 10_000;
 
 /// Read connections per store.
 const READERS: usize = 4;
@@ -110,6 +121,8 @@ impl SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             readers: Arc::new(readers),
             next_reader: Arc::new(AtomicUsize::new(0)),
+            users: Arc::default(),
+            generation: Arc::default(),
         })
     }
 
@@ -143,11 +156,19 @@ impl SqliteStore {
         T: Send + 'static,
     {
         let conn = self.conn.clone();
+        let (users, generation) = (self.users.clone(), self.generation.clone());
         tokio::task::spawn_blocking(move || {
             let mut guard = conn
                 .lock()
                 .map_err(|_| StorageError::Unavailable("the database lock is poisoned".into()))?;
-            f(&mut guard).map_err(q)
+            // Any write may change a user: drop the cache around it.
+            generation.fetch_add(1, Ordering::SeqCst);
+            let result = f(&mut guard).map_err(q);
+            if let Ok(mut users) = users.lock() {
+                users.clear();
+            }
+            generation.fetch_add(1, Ordering::SeqCst);
+            result
         })
         .await
         .map_err(|e| StorageError::Unavailable(e.to_string()))?
@@ -276,15 +297,29 @@ impl Store for SqliteStore {
     }
 
     async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
-        self.read(move |c| {
-            c.query_row(
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND deleted_at IS NULL"),
-                params![id.to_string()],
-                user,
-            )
-            .optional()
-        })
-        .await
+        if let Some(hit) = self.users.lock().ok().and_then(|u| u.get(&id).cloned()) {
+            return Ok(Some(hit));
+        }
+        let before = self.generation.load(Ordering::SeqCst);
+        let found = self
+            .read(move |c| {
+                c.query_row(
+                    &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND deleted_at IS NULL"),
+                    params![id.to_string()],
+                    user,
+                )
+                .optional()
+            })
+            .await?;
+        if let (Some(record), Ok(mut users)) = (&found, self.users.lock()) {
+            if self.generation.load(Ordering::SeqCst) == before {
+                if users.len() >= USER_CACHE {
+                    users.clear();
+                }
+                users.insert(id, record.clone());
+            }
+        }
+        Ok(found)
     }
 
     async fn add_verification_token(
