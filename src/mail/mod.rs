@@ -118,7 +118,35 @@ impl Mailer {
         &self.inner.sealer
     }
 
+    /// Seals a mail into an outbox row, for a store method that writes it in
+    /// the same transaction as the event causing it; call [`Mailer::queued`]
+    /// after that transaction commits.
+    pub fn prepare(&self, mail: &OutgoingMail) -> Result<OutboxMail, SealError> {
+        let payload = Payload {
+            to: mail.to.clone(),
+            subject: mail.subject.clone(),
+            text: mail.text.clone(),
+            html: mail.html.clone(),
+        };
+        let json = serde_json::to_vec(&payload).map_err(|_| SealError::Open)?;
+        Ok(OutboxMail {
+            id: uuid::Uuid::new_v4(),
+            template: mail.template.name().to_string(),
+            payload: self.inner.sealer.seal(&json)?,
+            attempts: 0,
+            created_at: Utc::now(),
+        })
+    }
+
+    /// Counts a mail written with its event and wakes the delivery worker.
+    pub fn queued(&self, template: Template) {
+        self.inner.metrics.mail_queued(template.name());
+        self.inner.wake.notify_one();
+    }
+
     /// Queues a mail in the outbox (sealed) and wakes the delivery worker.
+    /// For notices; mails carrying a token or code go with their event
+    /// ([`Mailer::prepare`]).
     /// Delivery, retries and backoff happen in [`Mailer::run_worker`].
     pub async fn dispatch(&self, mail: OutgoingMail) {
         let payload = Payload {

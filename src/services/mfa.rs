@@ -112,6 +112,12 @@ async fn send_code(
     let now = svc.clock.now();
     let expiry = chrono::Duration::from_std(svc.config.security.otp_expiry)
         .unwrap_or(chrono::Duration::minutes(5));
+    let minutes = svc.config.security.otp_expiry.as_secs().div_ceil(60);
+    let mail = templates::otp_code(user.email.as_str(), &code, minutes);
+    let queued = svc
+        .mailer
+        .prepare(&mail)
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
     let stored = svc
         .store
         .set_challenge_code(
@@ -119,13 +125,11 @@ async fn send_code(
             &code_hash(challenge_id, &code),
             now + expiry,
             MAX_SENDS,
+            Some(queued),
         )
         .await?;
     if stored {
-        let minutes = svc.config.security.otp_expiry.as_secs().div_ceil(60);
-        svc.mailer
-            .dispatch(templates::otp_code(user.email.as_str(), &code, minutes))
-            .await;
+        svc.mailer.queued(mail.template);
     }
     Ok(stored)
 }

@@ -25,6 +25,11 @@ pub async fn request(svc: &Services, email: &str, client: &ClientContext) -> Res
     }
     let token = tokens::random_token();
     let now = svc.clock.now();
+    let mail = templates::password_reset(email.as_str(), svc.mailer.public_url(), &token);
+    let queued = svc
+        .mailer
+        .prepare(&mail)
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
     let stored = svc
         .store
         .add_reset_token(
@@ -33,6 +38,7 @@ pub async fn request(svc: &Services, email: &str, client: &ClientContext) -> Res
             now + TOKEN_TTL,
             now,
             MAX_PER_HOUR,
+            Some(queued),
         )
         .await?;
     svc.audit(
@@ -44,13 +50,7 @@ pub async fn request(svc: &Services, email: &str, client: &ClientContext) -> Res
     )
     .await;
     if stored {
-        svc.mailer
-            .dispatch(templates::password_reset(
-                email.as_str(),
-                svc.mailer.public_url(),
-                &token,
-            ))
-            .await;
+        svc.mailer.queued(mail.template);
     }
     Ok(())
 }

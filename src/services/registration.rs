@@ -124,6 +124,11 @@ pub async fn register(
         });
     }
     let user_id = Uuid::new_v4();
+    let mail = templates::verification(email.as_str(), svc.mailer.public_url(), &token);
+    let queued = svc
+        .mailer
+        .prepare(&mail)
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
     let outcome = svc
         .store
         .create_user(NewUser {
@@ -139,6 +144,7 @@ pub async fn register(
                     .unwrap_or(chrono::Duration::hours(24)),
             client: client.clone(),
             now,
+            mail: Some(queued),
         })
         .await?;
     match outcome {
@@ -146,13 +152,7 @@ pub async fn register(
             tracing::Span::current().record("user_id", tracing::field::display(user_id));
             tracing::info!("account registered");
             svc.metrics.registration("created");
-            svc.mailer
-                .dispatch(templates::verification(
-                    email.as_str(),
-                    svc.mailer.public_url(),
-                    &token,
-                ))
-                .await;
+            svc.mailer.queued(mail.template);
         }
         CreateUserOutcome::EmailTaken => {
             tracing::info!("registration for an existing address; notice sent");

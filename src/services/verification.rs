@@ -57,9 +57,15 @@ pub async fn resend(svc: &Services, email: &str, client: ClientContext) -> Resul
     let expires = svc.clock.now()
         + chrono::Duration::from_std(svc.config.security.verification_token_ttl)
             .unwrap_or(chrono::Duration::hours(24));
+    let mail = templates::verification(email.as_str(), svc.mailer.public_url(), &token);
+    let queued = svc
+        .mailer
+        .prepare(&mail)
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
     svc.store
-        .add_verification_token(user.id, &tokens::token_hash(&token), expires)
+        .add_verification_token(user.id, &tokens::token_hash(&token), expires, Some(queued))
         .await?;
+    svc.mailer.queued(mail.template);
     svc.audit(
         "email_verification_resend",
         true,
@@ -68,12 +74,5 @@ pub async fn resend(svc: &Services, email: &str, client: ClientContext) -> Resul
         serde_json::json!({}),
     )
     .await;
-    svc.mailer
-        .dispatch(templates::verification(
-            email.as_str(),
-            svc.mailer.public_url(),
-            &token,
-        ))
-        .await;
     Ok(())
 }

@@ -48,12 +48,13 @@ pub trait Store: Send + Sync + 'static {
 
     async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
 
-    /// Stores another verification token for a user (resend).
+    /// Stores another verification token for a user (resend), with its mail.
     async fn add_verification_token(
         &self,
         user_id: Uuid,
         token_hash: &str,
         expires_at: DateTime<Utc>,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<()>;
 
     /// Spends a verification token and marks the email verified, atomically.
@@ -144,6 +145,7 @@ pub trait Store: Send + Sync + 'static {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
         max_per_hour: u32,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<bool>;
 
     /// The user of a live (unused, unexpired) reset token, without spending it.
@@ -205,6 +207,7 @@ pub trait Store: Send + Sync + 'static {
         code_hash: &str,
         expires_at: DateTime<Utc>,
         max_sends: u32,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<bool>;
 
     /// Counts one check of a code, atomically; false when none is left.

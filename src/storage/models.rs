@@ -33,6 +33,8 @@ pub struct NewUser {
     pub verification_expires_at: DateTime<Utc>,
     pub client: ClientContext,
     pub now: DateTime<Utc>,
+    /// The verification mail, queued in the same transaction.
+    pub mail: Option<OutboxMail>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

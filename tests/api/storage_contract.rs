@@ -30,6 +30,13 @@ fn new_user(email: &str, token_hash: &str) -> NewUser {
             user_agent: Some("ua".into()),
         },
         now: Utc::now(),
+        mail: Some(OutboxMail {
+            id: Uuid::new_v4(),
+            template: "verification".into(),
+            payload: "sealed".into(),
+            attempts: 0,
+            created_at: Utc::now(),
+        }),
     }
 }
 
@@ -48,6 +55,8 @@ async fn contract(store: Arc<dyn Store>) {
             .unwrap(),
         CreateUserOutcome::EmailTaken
     );
+    // The mail is written with the account, and not for the refused duplicate.
+    assert_eq!(store.outbox_stats(Utc::now()).await.unwrap().pending, 1);
     let found = store
         .find_user_by_email(&Email::parse("contract@example.com", "e").unwrap())
         .await
@@ -101,7 +110,7 @@ async fn contract(store: Arc<dyn Store>) {
             .email_verified
     );
     store
-        .add_verification_token(id, &"d".repeat(64), now + Duration::hours(1))
+        .add_verification_token(id, &"d".repeat(64), now + Duration::hours(1), None)
         .await
         .unwrap();
 

@@ -50,7 +50,16 @@ impl PgStore {
         loop {
             match store.ping().await {
                 Ok(()) => return Ok(store),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    // The pool only says it timed out; one direct attempt names the cause.
+                    let cause = match tokio_postgres::connect(url.expose_secret(), NoTls).await {
+                        Ok(_) => "the pool could not connect in time".to_string(),
+                        Err(e) => e
+                            .as_db_error()
+                            .map_or_else(|| e.to_string(), |db| db.message().to_string()),
+                    };
+                    return Err(StorageError::Unavailable(cause));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "database not reachable yet; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -101,6 +110,23 @@ fn user(row: &Row) -> UserRecord {
         totp_secret_sealed: row.get(15),
         totp_pending_sealed: row.get(16),
     }
+}
+
+/// Writes an outbox row inside the caller's transaction.
+async fn insert_outbox(
+    tx: &tokio_postgres::Transaction<'_>,
+    mail: Option<&OutboxMail>,
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    if let Some(m) = mail {
+        tx.execute(
+            "INSERT INTO mail_outbox (id, template, payload, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $4)",
+            &[&m.id, &m.template, &m.payload, &now],
+        )
+        .await
+        .map_err(q)?;
+    }
+    Ok(())
 }
 
 fn lockout(r: &Row) -> LockoutRecord {
@@ -196,6 +222,7 @@ impl Store for PgStore {
         )
         .await
         .map_err(q)?;
+        insert_outbox(&tx, new.mail.as_ref(), Utc::now()).await?;
         tx.commit().await.map_err(q)?;
         Ok(CreateUserOutcome::Created)
     }
@@ -231,14 +258,18 @@ impl Store for PgStore {
         user_id: Uuid,
         token_hash: &str,
         expires_at: DateTime<Utc>,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        conn.execute(
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        tx.execute(
             "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, NOW())",
             &[&Uuid::new_v4(), &user_id, &token_hash, &expires_at],
         )
         .await
         .map_err(q)?;
+        insert_outbox(&tx, mail.as_ref(), Utc::now()).await?;
+        tx.commit().await.map_err(q)?;
         Ok(())
     }
 
@@ -605,6 +636,7 @@ impl Store for PgStore {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
         max_per_hour: u32,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<bool> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
@@ -630,6 +662,7 @@ impl Store for PgStore {
         )
         .await
         .map_err(q)?;
+        insert_outbox(&tx, mail.as_ref(), Utc::now()).await?;
         tx.commit().await.map_err(q)?;
         Ok(true)
     }
@@ -823,9 +856,11 @@ impl Store for PgStore {
         code_hash: &str,
         expires_at: DateTime<Utc>,
         max_sends: u32,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<bool> {
-        let conn = self.conn().await?;
-        let n = conn
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let n = tx
             .execute(
                 "UPDATE mfa_challenges SET otp_code_hash = $2, otp_expires_at = $3, otp_sends = otp_sends + 1
                  WHERE id = $1 AND otp_sends < $4 AND consumed_at IS NULL",
@@ -833,7 +868,13 @@ impl Store for PgStore {
             )
             .await
             .map_err(q)?;
-        Ok(n > 0)
+        if n == 0 {
+            tx.rollback().await.map_err(q)?;
+            return Ok(false);
+        }
+        insert_outbox(&tx, mail.as_ref(), Utc::now()).await?;
+        tx.commit().await.map_err(q)?;
+        Ok(true)
     }
 
     async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool> {

@@ -2,9 +2,9 @@
 //! in WAL mode used from the blocking pool. The single connection serialises
 //! writers, which is what SQLite does anyway; it is the single-node default.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -201,6 +201,21 @@ fn user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
     })
 }
 
+/// Writes an outbox row inside the caller's transaction.
+fn insert_outbox(
+    c: &Connection,
+    mail: Option<&OutboxMail>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<()> {
+    if let Some(m) = mail {
+        c.execute(
+            "INSERT INTO mail_outbox (id, template, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+            params![m.id.to_string(), m.template, m.payload, ms(now)],
+        )?;
+    }
+    Ok(())
+}
+
 fn lockout(r: &Row<'_>) -> rusqlite::Result<LockoutRecord> {
     Ok(LockoutRecord {
         attempts: r.get::<_, i64>(0)?.max(0) as u32,
@@ -275,6 +290,7 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, 'registration', 'success', ?3, ?4, '{}', ?5)",
                 params![Uuid::new_v4().to_string(), id, ip, new.client.user_agent, now],
             )?;
+            insert_outbox(&tx, new.mail.as_ref(), new.now)?;
             tx.commit()?;
             Ok(CreateUserOutcome::Created)
         })
@@ -304,7 +320,9 @@ impl Store for SqliteStore {
         let found = self
             .read(move |c| {
                 c.query_row(
-                    &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND deleted_at IS NULL"),
+                    &format!(
+                        "SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND deleted_at IS NULL"
+                    ),
                     params![id.to_string()],
                     user,
                 )
@@ -327,14 +345,17 @@ impl Store for SqliteStore {
         user_id: Uuid,
         token_hash: &str,
         expires_at: DateTime<Utc>,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<()> {
         let token_hash = token_hash.to_string();
         self.run(move |c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![Uuid::new_v4().to_string(), user_id.to_string(), token_hash, ms(expires_at), ms(Utc::now())],
-            )
-            .map(|_| ())
+            )?;
+            insert_outbox(&tx, mail.as_ref(), Utc::now())?;
+            tx.commit()
         })
         .await
     }
@@ -679,6 +700,7 @@ impl Store for SqliteStore {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
         max_per_hour: u32,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<bool> {
         let token_hash = token_hash.to_string();
         self.run(move |c| {
@@ -695,6 +717,7 @@ impl Store for SqliteStore {
                 "INSERT INTO password_reset_tokens (id, user_id, token_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![Uuid::new_v4().to_string(), user_id.to_string(), token_hash, ms(expires_at), ms(now)],
             )?;
+            insert_outbox(&tx, mail.as_ref(), Utc::now())?;
             tx.commit()?;
             Ok(true)
         })
@@ -899,15 +922,22 @@ impl Store for SqliteStore {
         code_hash: &str,
         expires_at: DateTime<Utc>,
         max_sends: u32,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<bool> {
         let code_hash = code_hash.to_string();
         self.run(move |c| {
-            c.execute(
+            let tx = c.transaction()?;
+            let n = tx.execute(
                 "UPDATE mfa_challenges SET otp_code_hash = ?2, otp_expires_at = ?3, otp_sends = otp_sends + 1
                  WHERE id = ?1 AND otp_sends < ?4 AND consumed_at IS NULL",
                 params![id.to_string(), code_hash, ms(expires_at), max_sends],
-            )
-            .map(|n| n > 0)
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            insert_outbox(&tx, mail.as_ref(), Utc::now())?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
