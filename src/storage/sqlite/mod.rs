@@ -150,7 +150,25 @@ impl SqliteStore {
         .map_err(|e| StorageError::Unavailable(e.to_string()))?
     }
 
+    /// Runs a write that does not change the `users` table.
     async fn run<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write(f, false).await
+    }
+
+    /// Runs a write that may change users: the user cache is dropped around it.
+    async fn run_users<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write(f, true).await
+    }
+
+    async fn write<T, F>(&self, f: F, touches_users: bool) -> StoreResult<T>
     where
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
@@ -161,7 +179,9 @@ impl SqliteStore {
             let mut guard = conn
                 .lock()
                 .map_err(|_| StorageError::Unavailable("the database lock is poisoned".into()))?;
-            // Any write may change a user: drop the cache around it.
+            if !touches_users {
+                return f(&mut guard).map_err(q);
+            }
             generation.fetch_add(1, Ordering::SeqCst);
             let result = f(&mut guard).map_err(q);
             if let Ok(mut users) = users.lock() {
@@ -256,7 +276,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, new: NewUser) -> StoreResult<CreateUserOutcome> {
-        self.run(move |c| {
+        self.run_users(move |c| {
             let tx = c.transaction()?;
             let now = ms(new.now);
             let id = new.id.to_string();
@@ -366,7 +386,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Uuid>> {
         let token_hash = token_hash.to_string();
-        self.run(move |c| {
+        self.run_users(move |c| {
             let tx = c.transaction()?;
             let user_id: Option<String> = tx
                 .query_row(
@@ -399,7 +419,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         rehash: Option<String>,
     ) -> StoreResult<()> {
-        self.run(move |c| {
+        self.run_users(move |c| {
             c.execute(
                 "UPDATE users SET last_login_at = ?2, failed_login_attempts = 0, locked_until = NULL, is_locked = 0,
                      password_hash = COALESCE(?3, password_hash), updated_at = ?2
@@ -417,7 +437,7 @@ impl Store for SqliteStore {
         attempts: u32,
         locked_until: Option<DateTime<Utc>>,
     ) -> StoreResult<()> {
-        self.run(move |c| {
+        self.run_users(move |c| {
             c.execute(
                 "UPDATE users SET
                      failed_login_attempts = CASE WHEN locked_until > ?4 THEN MAX(failed_login_attempts, ?2) ELSE ?2 END,
@@ -666,7 +686,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let password_hash = password_hash.to_string();
-        self.run(move |c| {
+        self.run_users(move |c| {
             let tx = c.transaction()?;
             tx.execute(
                 "UPDATE users SET password_hash = ?2, password_changed_at = ?3, failed_login_attempts = 0,
@@ -965,7 +985,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_email_otp(&self, user_id: Uuid, enabled: bool) -> StoreResult<()> {
-        self.run(move |c| {
+        self.run_users(move |c| {
             c.execute(
                 "UPDATE users SET email_otp_enabled = ?2, two_factor_enabled = (?2 OR totp_enabled),
                      two_factor_method = CASE WHEN totp_enabled AND ?2 THEN 'totp,email' WHEN totp_enabled THEN 'totp' WHEN ?2 THEN 'email' ELSE NULL END
@@ -979,7 +999,7 @@ impl Store for SqliteStore {
 
     async fn set_totp_pending(&self, user_id: Uuid, sealed: Option<&str>) -> StoreResult<()> {
         let sealed = sealed.map(str::to_string);
-        self.run(move |c| {
+        self.run_users(move |c| {
             c.execute(
                 "UPDATE users SET totp_pending_sealed = ?2 WHERE id = ?1",
                 params![user_id.to_string(), sealed],
@@ -998,7 +1018,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let (pending, hashes) = (pending.to_string(), recovery_hashes.to_vec());
-        self.run(move |c| {
+        self.run_users(move |c| {
             let tx = c.transaction()?;
             let n = tx.execute(
                 "UPDATE users SET totp_secret_sealed = totp_pending_sealed, totp_pending_sealed = NULL, totp_enabled = 1,
@@ -1024,7 +1044,7 @@ impl Store for SqliteStore {
     }
 
     async fn advance_totp_step(&self, user_id: Uuid, step: i64) -> StoreResult<bool> {
-        self.run(move |c| {
+        self.run_users(move |c| {
             c.execute(
                 "UPDATE users SET totp_last_step = ?2 WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
                 params![user_id.to_string(), step],
@@ -1053,7 +1073,7 @@ impl Store for SqliteStore {
     }
 
     async fn disable_two_factor(&self, user_id: Uuid) -> StoreResult<()> {
-        self.run(move |c| {
+        self.run_users(move |c| {
             let tx = c.transaction()?;
             tx.execute(
                 "UPDATE users SET email_otp_enabled = 0, totp_enabled = 0, totp_secret_sealed = NULL,
