@@ -287,7 +287,13 @@ pub async fn enable_email(
     if !user.email_verified {
         return Err(AuthError::EmailNotVerified);
     }
-    svc.store.set_email_otp(user.id, true).await?;
+    let mail = templates::new_two_factor(user.email.as_str(), "one-time codes by email");
+    let queued = svc
+        .mailer
+        .prepare(&mail)
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    svc.store.set_email_otp(user.id, true, Some(queued)).await?;
+    svc.mailer.queued(mail.template);
     svc.audit(
         "two_factor_enabled",
         true,
@@ -296,12 +302,6 @@ pub async fn enable_email(
         serde_json::json!({"method": "email_otp"}),
     )
     .await;
-    svc.mailer
-        .dispatch(templates::new_two_factor(
-            user.email.as_str(),
-            "one-time codes by email",
-        ))
-        .await;
     Ok(())
 }
 
@@ -375,13 +375,19 @@ pub async fn totp_enable(
         })
         .collect();
     let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(user.id, c)).collect();
+    let mail = templates::new_two_factor(user.email.as_str(), "an authenticator app");
+    let queued = svc
+        .mailer
+        .prepare(&mail)
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
     if !svc
         .store
-        .enable_totp(user.id, pending, step, &hashes, Utc::now())
+        .enable_totp(user.id, pending, step, &hashes, Utc::now(), Some(queued))
         .await?
     {
         return Err(invalid());
     }
+    svc.mailer.queued(mail.template);
     svc.audit(
         "two_factor_enabled",
         true,
@@ -390,12 +396,6 @@ pub async fn totp_enable(
         serde_json::json!({"method": "totp"}),
     )
     .await;
-    svc.mailer
-        .dispatch(templates::new_two_factor(
-            user.email.as_str(),
-            "an authenticator app",
-        ))
-        .await;
     Ok(RecoveryCodes {
         recovery_codes: codes,
     })

@@ -88,7 +88,15 @@ pub async fn confirm(
     if svc.store.consume_reset_token(&hash, now).await? != Some(user.id) {
         return Err(AuthError::InvalidToken);
     }
-    svc.store.set_password(user.id, &password_hash, now).await?;
+    let mail = templates::password_changed(user.email.as_str());
+    let queued = svc
+        .mailer
+        .prepare(&mail)
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    svc.store
+        .set_password(user.id, &password_hash, now, Some(queued))
+        .await?;
+    svc.mailer.queued(mail.template);
     let ended = svc
         .store
         .revoke_user_sessions(user.id, None, end_reason::PASSWORD_CHANGED, now)
@@ -108,8 +116,5 @@ pub async fn confirm(
         serde_json::json!({"sessions_ended": ended.len()}),
     )
     .await;
-    svc.mailer
-        .dispatch(templates::password_changed(user.email.as_str()))
-        .await;
     Ok(())
 }

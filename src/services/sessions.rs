@@ -308,7 +308,15 @@ pub async fn change_password(
     ensure_not_reused(svc, user.id, &user.password_hash, new_password.secret()).await?;
     let hash = svc.hasher.hash(new_password.secret()).await?;
     let now = svc.clock.now();
-    svc.store.set_password(user.id, &hash, now).await?;
+    let mail = templates::password_changed(user.email.as_str());
+    let queued = svc
+        .mailer
+        .prepare(&mail)
+        .map_err(|e| AuthError::Internal(e.to_string()))?;
+    svc.store
+        .set_password(user.id, &hash, now, Some(queued))
+        .await?;
+    svc.mailer.queued(mail.template);
     let ended = svc
         .store
         .revoke_user_sessions(
@@ -329,9 +337,6 @@ pub async fn change_password(
         serde_json::json!({"sessions_ended": ended.len()}),
     )
     .await;
-    svc.mailer
-        .dispatch(templates::password_changed(user.email.as_str()))
-        .await;
     Ok(())
 }
 

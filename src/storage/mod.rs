@@ -131,6 +131,7 @@ pub trait Store: Send + Sync + 'static {
         user_id: Uuid,
         password_hash: &str,
         now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<()>;
 
     /// The last `limit` password hashes of a user, newest first.
@@ -216,7 +217,12 @@ pub trait Store: Send + Sync + 'static {
     /// Spends a challenge; false when it was already spent.
     async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
 
-    async fn set_email_otp(&self, user_id: Uuid, enabled: bool) -> StoreResult<()>;
+    async fn set_email_otp(
+        &self,
+        user_id: Uuid,
+        enabled: bool,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<()>;
 
     async fn set_totp_pending(&self, user_id: Uuid, sealed: Option<&str>) -> StoreResult<()>;
 
@@ -230,6 +236,7 @@ pub trait Store: Send + Sync + 'static {
         step: i64,
         recovery_hashes: &[String],
         now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<bool>;
 
     /// Records a TOTP step as used; false when it (or a later one) already was (replay).

@@ -597,6 +597,7 @@ impl Store for PgStore {
         user_id: Uuid,
         password_hash: &str,
         now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
@@ -613,6 +614,7 @@ impl Store for PgStore {
         )
         .await
         .map_err(q)?;
+        insert_outbox(&tx, mail.as_ref(), now).await?;
         tx.commit().await.map_err(q)?;
         Ok(())
     }
@@ -901,9 +903,15 @@ impl Store for PgStore {
         Ok(n > 0)
     }
 
-    async fn set_email_otp(&self, user_id: Uuid, enabled: bool) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        conn.execute(
+    async fn set_email_otp(
+        &self,
+        user_id: Uuid,
+        enabled: bool,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        tx.execute(
             "UPDATE users SET email_otp_enabled = $2, two_factor_enabled = ($2 OR totp_enabled),
                  two_factor_method = CASE WHEN totp_enabled AND $2 THEN 'totp,email' WHEN totp_enabled THEN 'totp' WHEN $2 THEN 'email' ELSE NULL END
              WHERE id = $1",
@@ -911,6 +919,8 @@ impl Store for PgStore {
         )
         .await
         .map_err(q)?;
+        insert_outbox(&tx, mail.as_ref(), Utc::now()).await?;
+        tx.commit().await.map_err(q)?;
         Ok(())
     }
 
@@ -932,6 +942,7 @@ impl Store for PgStore {
         step: i64,
         recovery_hashes: &[String],
         now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<bool> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
@@ -960,6 +971,7 @@ impl Store for PgStore {
             .await
             .map_err(q)?;
         }
+        insert_outbox(&tx, mail.as_ref(), now).await?;
         tx.commit().await.map_err(q)?;
         Ok(true)
     }

@@ -684,6 +684,7 @@ impl Store for SqliteStore {
         user_id: Uuid,
         password_hash: &str,
         now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<()> {
         let password_hash = password_hash.to_string();
         self.run_users(move |c| {
@@ -697,6 +698,7 @@ impl Store for SqliteStore {
                 "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![Uuid::new_v4().to_string(), user_id.to_string(), password_hash, ms(now)],
             )?;
+            insert_outbox(&tx, mail.as_ref(), now)?;
             tx.commit()
         })
         .await
@@ -984,15 +986,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_email_otp(&self, user_id: Uuid, enabled: bool) -> StoreResult<()> {
+    async fn set_email_otp(
+        &self,
+        user_id: Uuid,
+        enabled: bool,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<()> {
         self.run_users(move |c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.execute(
                 "UPDATE users SET email_otp_enabled = ?2, two_factor_enabled = (?2 OR totp_enabled),
                      two_factor_method = CASE WHEN totp_enabled AND ?2 THEN 'totp,email' WHEN totp_enabled THEN 'totp' WHEN ?2 THEN 'email' ELSE NULL END
                  WHERE id = ?1",
                 params![user_id.to_string(), enabled],
-            )
-            .map(|_| ())
+            )?;
+            insert_outbox(&tx, mail.as_ref(), Utc::now())?;
+            tx.commit()
         })
         .await
     }
@@ -1016,6 +1025,7 @@ impl Store for SqliteStore {
         step: i64,
         recovery_hashes: &[String],
         now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
     ) -> StoreResult<bool> {
         let (pending, hashes) = (pending.to_string(), recovery_hashes.to_vec());
         self.run_users(move |c| {
@@ -1037,6 +1047,7 @@ impl Store for SqliteStore {
                     params![Uuid::new_v4().to_string(), user_id.to_string(), h, ms(now)],
                 )?;
             }
+            insert_outbox(&tx, mail.as_ref(), now)?;
             tx.commit()?;
             Ok(true)
         })
