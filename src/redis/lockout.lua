@@ -1,6 +1,6 @@
 -- The lockout window of one account, decided atomically. The transitions are
 -- exactly those of LockoutState in the actors crate (policy/lockout.rs).
--- KEYS[1] the account's hash; ARGV: op ('reserve'|'failure'|'success'), now (ms), max, lockout (ms)
+-- KEYS[1] the account's hash; ARGV: op ('reserve'|'failure'|'success'|'lock'), now (ms), max, lockout (ms), [lock: until (ms)]
 local key = KEYS[1]
 local op = ARGV[1]
 if op == 'success' then
@@ -31,6 +31,13 @@ local function expire()
   elseif (not l) and w and now >= w + lock then
     a, f, w = 0, 0, nil
   end
+end
+
+if op == 'lock' then
+  -- A lock known to the database but not here (Redis lost its data).
+  a, f, w, l = max, max, now, tonumber(ARGV[5])
+  save()
+  return {0, l - now}
 end
 
 if op == 'reserve' then

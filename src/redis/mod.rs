@@ -90,8 +90,35 @@ impl RedisStore {
         max: u32,
         lockout_ms: i64,
     ) -> Result<(i64, i64), RedisError> {
+        self.lockout_call(account, op, now_ms, max, lockout_ms, 0)
+            .await
+    }
+
+    /// Writes a lock known to the database into Redis (after Redis lost it).
+    pub async fn lockout_seed(
+        &self,
+        account: &str,
+        now_ms: i64,
+        max: u32,
+        lockout_ms: i64,
+        until_ms: i64,
+    ) -> Result<(i64, i64), RedisError> {
+        self.lockout_call(account, "lock", now_ms, max, lockout_ms, until_ms)
+            .await
+    }
+
+    async fn lockout_call(
+        &self,
+        account: &str,
+        op: &str,
+        now_ms: i64,
+        max: u32,
+        lockout_ms: i64,
+        until_ms: i64,
+    ) -> Result<(i64, i64), RedisError> {
         let key = keys::lockout(&self.prefix, account);
         let script = self.lockout_script.clone();
+        let op = op.to_string();
         self.guarded(async move |conn| {
             script
                 .key(key)
@@ -99,6 +126,7 @@ impl RedisStore {
                 .arg(now_ms)
                 .arg(max)
                 .arg(lockout_ms)
+                .arg(until_ms)
                 .invoke_async::<(i64, i64)>(conn)
                 .await
         })

@@ -110,6 +110,26 @@ impl LockoutStore {
                 policy.lockout_ms,
             )
             .await?;
+        // A fresh window in Redis may mean Redis lost its data: a lock the
+        // database still holds wins, and Redis learns it back.
+        if matches!(op, Op::Reserve) && flag == 1 && value == 1 {
+            if let Ok(Some(record)) = self.store.load_lockout(key.as_str()).await {
+                if let Some(until) = record.locked_until.map(to_timestamp).filter(|u| *u > now) {
+                    let (_, retry) = redis
+                        .lockout_seed(
+                            key.as_str(),
+                            now.0,
+                            policy.max_attempts,
+                            policy.lockout_ms,
+                            until.0,
+                        )
+                        .await?;
+                    return Ok(Decision::Reserved(Reservation::Locked {
+                        retry_after_ms: retry,
+                    }));
+                }
+            }
+        }
         Ok(match op {
             Op::Reserve if flag == 1 => Decision::Reserved(Reservation::Allowed {
                 attempt: value.max(0) as u32,

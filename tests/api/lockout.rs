@@ -200,6 +200,8 @@ async fn an_instance_restarted_keeps_the_lockout_with_postgres_and_redis() {
         app.stop().await;
     }
     drop(apps);
+    // Dropping the apps deleted their Redis keys too (Redis losing its data):
+    // the lock the database mirrors still holds.
     let again = TestSetup::new(Backend::Postgres)
         .sharing(&db.url, &prefix, &smtp)
         .env("REDIS_ENDPOINT", &redis_url())

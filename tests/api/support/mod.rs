@@ -434,3 +434,33 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+impl Drop for TestApp {
+    /// Removes this app's Redis keys (its prefix), so tests leave nothing behind.
+    fn drop(&mut self) {
+        let (Some(url), Some(redis)) = (
+            self.env.get("REDIS_ENDPOINT").cloned(),
+            self.services.redis.as_ref(),
+        ) else {
+            return;
+        };
+        let pattern = format!("{}:*", redis.prefix());
+        let _ = std::thread::spawn(move || {
+            let Ok(client) = redis::Client::open(url.as_str()) else {
+                return;
+            };
+            let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500))
+            else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
+        })
+        .join();
+    }
+}
