@@ -8,7 +8,7 @@ use super::{AuthError, Services};
 use crate::auth::tokens;
 use crate::domain::{Email, NewPassword};
 use crate::mail::templates;
-use crate::storage::{end_reason, ClientContext};
+use crate::storage::ClientContext;
 
 /// Reset links mailed per account per hour, at most.
 pub const MAX_PER_HOUR: u32 = 3;
@@ -88,22 +88,7 @@ pub async fn confirm(
     if svc.store.consume_reset_token(&hash, now).await? != Some(user.id) {
         return Err(AuthError::InvalidToken);
     }
-    let mail = templates::password_changed(user.email.as_str());
-    let queued = svc
-        .mailer
-        .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
-    svc.store
-        .set_password(user.id, &password_hash, now, Some(queued))
-        .await?;
-    svc.mailer.queued(mail.template);
-    let ended = svc
-        .store
-        .revoke_user_sessions(user.id, None, end_reason::PASSWORD_CHANGED, now)
-        .await?;
-    svc.sessions.revoked(&ended, now).await;
-    svc.metrics
-        .session_ended(end_reason::PASSWORD_CHANGED, ended.len());
+    let ended = super::sessions::store_new_password(svc, &user, &password_hash, None, now).await?;
     // The owner proved control of the mailbox: the lockout ends.
     if let Err(e) = svc.actors.record_login_success(user.email.as_str()).await {
         tracing::warn!(error = %e, "lockout not cleared after reset");
@@ -113,7 +98,7 @@ pub async fn confirm(
         true,
         Some(user.id),
         client,
-        serde_json::json!({"sessions_ended": ended.len()}),
+        serde_json::json!({"sessions_ended": ended}),
     )
     .await;
     Ok(())

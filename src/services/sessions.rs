@@ -308,36 +308,39 @@ pub async fn change_password(
     ensure_not_reused(svc, user.id, &user.password_hash, new_password.secret()).await?;
     let hash = svc.hasher.hash(new_password.secret()).await?;
     let now = svc.clock.now();
+    let ended = store_new_password(svc, &user, &hash, Some(principal.session_id), now).await?;
+    let detail = serde_json::json!({"sessions_ended": ended});
+    svc.audit("password_change", true, Some(user.id), client, detail)
+        .await;
+    Ok(())
+}
+
+/// Stores a new password hash with the "password changed" mail (one
+/// transaction), and ends every session of the user but `keep`.
+pub async fn store_new_password(
+    svc: &Services,
+    user: &crate::storage::UserRecord,
+    password_hash: &str,
+    keep: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<usize, AuthError> {
     let mail = templates::password_changed(user.email.as_str());
     let queued = svc
         .mailer
         .prepare(&mail)
         .map_err(|e| AuthError::Internal(e.to_string()))?;
     svc.store
-        .set_password(user.id, &hash, now, Some(queued))
+        .set_password(user.id, password_hash, now, Some(queued))
         .await?;
     svc.mailer.queued(mail.template);
     let ended = svc
         .store
-        .revoke_user_sessions(
-            user.id,
-            Some(principal.session_id),
-            end_reason::PASSWORD_CHANGED,
-            now,
-        )
+        .revoke_user_sessions(user.id, keep, end_reason::PASSWORD_CHANGED, now)
         .await?;
     svc.sessions.revoked(&ended, now).await;
     svc.metrics
         .session_ended(end_reason::PASSWORD_CHANGED, ended.len());
-    svc.audit(
-        "password_change",
-        true,
-        Some(user.id),
-        client,
-        serde_json::json!({"sessions_ended": ended.len()}),
-    )
-    .await;
-    Ok(())
+    Ok(ended.len())
 }
 
 /// Refuses a new password equal to the current one or a recent one
