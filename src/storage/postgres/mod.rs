@@ -79,6 +79,16 @@ impl PgStore {
         migrate::status(&conn).await
     }
 
+    /// Runs one statement on a pooled connection; returns the rows it changed.
+    async fn exec(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> StoreResult<u64> {
+        let conn = self.conn().await?;
+        conn.execute(sql, params).await.map_err(q)
+    }
+
     async fn conn(
         &self,
     ) -> StoreResult<bb8::PooledConnection<'_, PostgresConnectionManager<NoTls>>> {
@@ -315,15 +325,13 @@ impl Store for PgStore {
         now: DateTime<Utc>,
         rehash: Option<String>,
     ) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        conn.execute(
+        self.exec(
             "UPDATE users SET last_login_at = $2, failed_login_attempts = 0, locked_until = NULL, is_locked = false,
                  password_hash = COALESCE($3, password_hash)
              WHERE id = $1",
             &[&user_id, &now, &rehash],
         )
-        .await
-        .map_err(q)?;
+        .await?;
         Ok(())
     }
 
@@ -333,8 +341,7 @@ impl Store for PgStore {
         attempts: u32,
         locked_until: Option<DateTime<Utc>>,
     ) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        conn.execute(
+        self.exec(
             // Failures of one window finish in any order across instances: while
             // a lock holds, the count never goes down.
             "UPDATE users SET
@@ -344,8 +351,7 @@ impl Store for PgStore {
              WHERE id = $1",
             &[&user_id, &(attempts as i32), &locked_until],
         )
-        .await
-        .map_err(q)?;
+        .await?;
         Ok(())
     }
 
@@ -581,14 +587,12 @@ impl Store for PgStore {
         }
         let ids: Vec<Uuid> = touches.iter().map(|t| t.0).collect();
         let times: Vec<DateTime<Utc>> = touches.iter().map(|t| t.1).collect();
-        let conn = self.conn().await?;
-        conn.execute(
+        self.exec(
             "UPDATE sessions s SET last_activity_at = GREATEST(s.last_activity_at, t.at)
              FROM UNNEST($1::uuid[], $2::timestamptz[]) AS t(id, at) WHERE s.id = t.id",
             &[&ids, &times],
         )
-        .await
-        .map_err(q)?;
+        .await?;
         Ok(())
     }
 
@@ -716,13 +720,11 @@ impl Store for PgStore {
     }
 
     async fn enqueue_mail(&self, m: OutboxMail, now: DateTime<Utc>) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        conn.execute(
+        self.exec(
             "INSERT INTO mail_outbox (id, template, payload, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $4)",
             &[&m.id, &m.template, &m.payload, &now],
         )
-        .await
-        .map_err(q)?;
+        .await?;
         Ok(())
     }
 
@@ -759,13 +761,11 @@ impl Store for PgStore {
     }
 
     async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        conn.execute(
+        self.exec(
             "UPDATE mail_outbox SET status = 'sent', sent_at = $2, payload = '', leased_until = NULL, last_error = NULL WHERE id = $1",
             &[&id, &now],
         )
-        .await
-        .map_err(q)?;
+        .await?;
         Ok(())
     }
 
@@ -775,24 +775,20 @@ impl Store for PgStore {
         next_attempt_at: DateTime<Utc>,
         error: &str,
     ) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        conn.execute(
+        self.exec(
             "UPDATE mail_outbox SET next_attempt_at = $2, leased_until = NULL, last_error = $3 WHERE id = $1",
             &[&id, &next_attempt_at, &error],
         )
-        .await
-        .map_err(q)?;
+        .await?;
         Ok(())
     }
 
     async fn mail_dead(&self, id: Uuid, error: &str) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        conn.execute(
+        self.exec(
             "UPDATE mail_outbox SET status = 'dead', payload = '', leased_until = NULL, last_error = $2 WHERE id = $1",
             &[&id, &error],
         )
-        .await
-        .map_err(q)?;
+        .await?;
         Ok(())
     }
 
@@ -817,13 +813,11 @@ impl Store for PgStore {
     }
 
     async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        conn.execute(
+        self.exec(
             "INSERT INTO mfa_challenges (id, user_id, token_hash, device_id, methods, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[&c.id, &c.user_id, &c.token_hash, &c.device_id, &c.methods, &c.expires_at, &c.now],
         )
-        .await
-        .map_err(q)?;
+        .await?;
         Ok(())
     }
 
@@ -880,26 +874,22 @@ impl Store for PgStore {
     }
 
     async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool> {
-        let conn = self.conn().await?;
-        let n = conn
-            .execute(
+        let n = self
+            .exec(
                 "UPDATE mfa_challenges SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2 AND consumed_at IS NULL",
                 &[&id, &(max_attempts as i32)],
             )
-            .await
-            .map_err(q)?;
+            .await?;
         Ok(n > 0)
     }
 
     async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
-        let conn = self.conn().await?;
-        let n = conn
-            .execute(
+        let n = self
+            .exec(
                 "UPDATE mfa_challenges SET consumed_at = $2 WHERE id = $1 AND consumed_at IS NULL",
                 &[&id, &now],
             )
-            .await
-            .map_err(q)?;
+            .await?;
         Ok(n > 0)
     }
 
@@ -925,13 +915,11 @@ impl Store for PgStore {
     }
 
     async fn set_totp_pending(&self, user_id: Uuid, sealed: Option<&str>) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        conn.execute(
+        self.exec(
             "UPDATE users SET totp_pending_sealed = $2 WHERE id = $1",
             &[&user_id, &sealed],
         )
-        .await
-        .map_err(q)?;
+        .await?;
         Ok(())
     }
 
@@ -977,14 +965,12 @@ impl Store for PgStore {
     }
 
     async fn advance_totp_step(&self, user_id: Uuid, step: i64) -> StoreResult<bool> {
-        let conn = self.conn().await?;
-        let n = conn
-            .execute(
+        let n = self
+            .exec(
                 "UPDATE users SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
                 &[&user_id, &step],
             )
-            .await
-            .map_err(q)?;
+            .await?;
         Ok(n > 0)
     }
 
@@ -994,15 +980,13 @@ impl Store for PgStore {
         code_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let conn = self.conn().await?;
-        let n = conn
-            .execute(
+        let n = self
+            .exec(
                 "UPDATE recovery_codes SET used_at = $3 WHERE id = (
                      SELECT id FROM recovery_codes WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL LIMIT 1 FOR UPDATE)",
                 &[&user_id, &code_hash, &now],
             )
-            .await
-            .map_err(q)?;
+            .await?;
         Ok(n > 0)
     }
 
@@ -1061,15 +1045,13 @@ impl Store for PgStore {
     }
 
     async fn save_lockout(&self, key: &str, r: &LockoutRecord) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        conn.execute(
+        self.exec(
             "INSERT INTO login_lockouts (account_key, attempts, failures, window_started_at, locked_until, updated_at)
              VALUES ($1, $2, $3, $4, $5, NOW())
              ON CONFLICT (account_key) DO UPDATE SET attempts = $2, failures = $3, window_started_at = $4, locked_until = $5, updated_at = NOW()",
             &[&key, &(r.attempts as i32), &(r.failures as i32), &r.window_started_at, &r.locked_until],
         )
-        .await
-        .map_err(q)?;
+        .await?;
         Ok(())
     }
 
