@@ -3,6 +3,9 @@
 
 pub mod email;
 pub mod password;
+pub mod refresh;
+pub mod reset;
+pub mod second_factor;
 
 pub use email::Email;
 pub use password::{NewPassword, PasswordRule};

@@ -45,9 +45,11 @@ pub enum AuthError {
 
 impl From<StorageError> for AuthError {
     fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::Unavailable(m) => AuthError::Unavailable(m),
-            other => AuthError::Internal(other.to_string()),
+        match &e {
+            StorageError::Unavailable(_) | StorageError::Poisoned(_) => {
+                AuthError::Unavailable(e.to_string())
+            }
+            _ => AuthError::Internal(e.to_string()),
         }
     }
 }

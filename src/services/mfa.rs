@@ -7,7 +7,6 @@
 //! increment), so at most five codes are ever checked against one challenge,
 //! whatever the concurrency, and then it is dead. A success spends it.
 
-use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -17,6 +16,7 @@ use super::login::{open_session, TokenPair};
 use super::me::Principal;
 use super::{AuthError, Services};
 use crate::auth::{tokens, totp};
+use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
 use crate::domain::FieldError;
 use crate::mail::templates;
 use crate::storage::{ClientContext, NewMfaChallenge, UserRecord};
@@ -211,7 +211,16 @@ pub async fn verify(
             if let Some(secret) = totp_secret(svc, &user)? {
                 if let Some(step) = totp::matching_step(&secret, code, now.timestamp()) {
                     // A code already used in its step is refused (replay).
-                    accepted = svc.store.advance_totp_step(user.id, step).await?;
+                    accepted = svc
+                        .store
+                        .update_second_factors(
+                            user.id,
+                            Box::new(move |f| f.accept_step(step)),
+                            None,
+                            now,
+                            None,
+                        )
+                        .await?;
                 }
             }
         }
@@ -292,7 +301,10 @@ pub async fn enable_email(
         .mailer
         .prepare(&mail)
         .map_err(|e| AuthError::Internal(e.to_string()))?;
-    svc.store.set_email_otp(user.id, true, Some(queued)).await?;
+    let enable: SecondFactorChange = Box::new(|f| f.with_email_otp(true));
+    svc.store
+        .update_second_factors(user.id, enable, None, svc.clock.now(), Some(queued))
+        .await?;
     svc.mailer.queued(mail.template);
     svc.audit(
         "two_factor_enabled",
@@ -321,7 +333,10 @@ pub async fn totp_setup(svc: &Services, principal: &Principal) -> Result<TotpSet
         .sealer()
         .seal(&secret)
         .map_err(|e| AuthError::Internal(e.to_string()))?;
-    svc.store.set_totp_pending(user.id, Some(&sealed)).await?;
+    let pending: SecondFactorChange = Box::new(move |f| f.with_pending(Some(sealed)));
+    svc.store
+        .update_second_factors(user.id, pending, None, svc.clock.now(), None)
+        .await?;
     let b32 = totp::base32(&secret);
     Ok(TotpSetup {
         otpauth_uri: totp::otpauth_uri("SUMA Finance", user.email.as_str(), &b32),
@@ -380,9 +395,17 @@ pub async fn totp_enable(
         .mailer
         .prepare(&mail)
         .map_err(|e| AuthError::Internal(e.to_string()))?;
+    let pending = pending.clone();
+    let confirm: SecondFactorChange = Box::new(move |f| f.confirm_totp(&pending, step));
     if !svc
         .store
-        .enable_totp(user.id, pending, step, &hashes, Utc::now(), Some(queued))
+        .update_second_factors(
+            user.id,
+            confirm,
+            Some(hashes),
+            svc.clock.now(),
+            Some(queued),
+        )
         .await?
     {
         return Err(invalid());
@@ -430,7 +453,10 @@ pub async fn disable(
         return Err(AuthError::InvalidCredentials);
     }
     let _ = svc.actors.record_login_success(&key).await;
-    svc.store.disable_two_factor(user.id).await?;
+    let off: SecondFactorChange = Box::new(|_| Some(SecondFactors::disabled()));
+    svc.store
+        .update_second_factors(user.id, off, Some(Vec::new()), svc.clock.now(), None)
+        .await?;
     svc.audit(
         "two_factor_disabled",
         true,

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 
 use super::{AuthError, Services};
 use crate::auth::tokens;
-use crate::domain::{Email, NewPassword};
+use crate::domain::{reset, Email, NewPassword};
 use crate::mail::templates;
 use crate::storage::ClientContext;
 
@@ -37,7 +37,7 @@ pub async fn request(svc: &Services, email: &str, client: &ClientContext) -> Res
             &tokens::token_hash(&token),
             now + TOKEN_TTL,
             now,
-            MAX_PER_HOUR,
+            Box::new(move |created| reset::under_hourly_cap(created, now, MAX_PER_HOUR)),
             Some(queued),
         )
         .await?;

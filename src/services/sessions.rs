@@ -10,6 +10,7 @@ use super::login::TokenPair;
 use super::me::Principal;
 use super::{AuthError, Services};
 use crate::auth::tokens;
+use crate::domain::refresh::RefreshPolicy;
 use crate::domain::{FieldError, NewPassword};
 use crate::mail::templates;
 use crate::security;
@@ -41,17 +42,22 @@ pub async fn refresh(
         None => None,
     };
     let new_token = tokens::random_token();
+    let policy = RefreshPolicy {
+        idle_timeout: chrono(svc.config.security.session_timeout),
+        reuse_grace: chrono(svc.config.security.refresh_reuse_grace),
+    };
+    let rotation = Rotation {
+        presented_hash,
+        new_id: Uuid::new_v4(),
+        new_hash: tokens::token_hash(&new_token),
+        now,
+    };
     let outcome = svc
         .store
-        .rotate_refresh_token(Rotation {
-            presented_hash,
-            new_id: Uuid::new_v4(),
-            new_hash: tokens::token_hash(&new_token),
-            now,
-            idle_timeout: chrono(svc.config.security.session_timeout),
-            activity_hint: hint,
-            reuse_grace: chrono(svc.config.security.refresh_reuse_grace),
-        })
+        .rotate_refresh_token(
+            rotation,
+            Box::new(move |state| policy.decide(state, hint, now)),
+        )
         .await?;
     let session = match outcome {
         RotateOutcome::Rotated(session) => session,

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::domain::refresh::{RefreshDecision, RefreshState};
 use crate::domain::Email;
 
 /// Where a request came from, recorded with consents, sessions and audit rows.
@@ -143,12 +144,25 @@ pub struct Rotation {
     pub new_id: Uuid,
     pub new_hash: String,
     pub now: DateTime<Utc>,
-    /// Sessions idle longer than this end.
-    pub idle_timeout: chrono::Duration,
-    /// Most recent activity known outside the database (Redis, this instance).
-    pub activity_hint: Option<DateTime<Utc>>,
-    /// A token spent less than this long ago is refused without revoking.
-    pub reuse_grace: chrono::Duration,
+}
+
+/// The rotation rule, applied by the store under lock (see [`crate::domain::refresh`]).
+pub type RefreshRule = Box<dyn FnOnce(&RefreshState) -> RefreshDecision + Send>;
+
+/// The hourly reset cap, applied by the store under lock to the creation
+/// times of the user's reset tokens (see [`crate::domain::reset`]).
+pub type ResetAdmission = Box<dyn FnOnce(&[DateTime<Utc>]) -> bool + Send>;
+
+impl SessionRecord {
+    /// What the rotation rule needs of this session and a presented token.
+    pub fn refresh_state(&self, spent_at: Option<DateTime<Utc>>) -> RefreshState {
+        RefreshState {
+            spent_at,
+            session_ended: self.invalidated_at.is_some(),
+            session_expires_at: self.expires_at,
+            last_activity_at: self.last_activity_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -161,7 +175,8 @@ pub enum RotateOutcome {
         user_id: Uuid,
         was_live: bool,
     },
-    /// Unknown token, or its session ended (revoked, idle, past its end).
+    /// Unknown token, spent within the grace, or its session ended
+    /// (revoked, past its end, or ended now for idleness).
     Invalid,
 }
 

@@ -9,7 +9,7 @@
 
 use tokio_postgres::Client;
 
-use crate::storage::StorageError;
+use crate::storage::{BoxError, StorageError};
 
 /// One migration: `migrations/NNNNNN_name.{up,down}.sql`.
 pub struct Migration {
@@ -49,8 +49,8 @@ pub struct MigrationStatus {
     pub pending: Vec<(i64, &'static str)>,
 }
 
-fn err(e: impl std::fmt::Display) -> StorageError {
-    StorageError::Migration(e.to_string())
+fn err(e: impl Into<BoxError>) -> StorageError {
+    StorageError::migration(e)
 }
 
 const CREATE_TABLE: &str =
@@ -86,7 +86,7 @@ async fn apply_locked(client: &Client) -> Result<Vec<i64>, StorageError> {
     client.batch_execute(CREATE_TABLE).await.map_err(err)?;
     let (version, dirty) = current(client).await?;
     if dirty {
-        return Err(StorageError::Migration(format!(
+        return Err(StorageError::migration(format!(
             "the database is dirty at version {}: a migration failed half-way; repair it, then run `migrate -path migrations -database ... force {}`",
             version.unwrap_or(0),
             version.unwrap_or(0).saturating_sub(1)
@@ -106,7 +106,7 @@ async fn apply_locked(client: &Client) -> Result<Vec<i64>, StorageError> {
         client
             .batch_execute(m.up)
             .await
-            .map_err(|e| StorageError::Migration(format!("{} failed: {e}", m.name)))?;
+            .map_err(|e| StorageError::migration(format!("{} failed: {e}", m.name)))?;
         client
             .execute("UPDATE schema_migrations SET dirty = false", &[])
             .await

@@ -1,0 +1,162 @@
+//! Second factors: login challenges, email OTP, TOTP and recovery codes.
+
+use super::*;
+use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
+use crate::storage::sql;
+
+#[async_trait]
+impl SecondFactorStore for PgStore {
+    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<()> {
+        self.exec(
+            "INSERT INTO mfa_challenges (id, user_id, token_hash, device_id, methods, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&c.id, &c.user_id, &c.token_hash, &c.device_id, &c.methods, &c.expires_at, &c.now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn find_mfa_challenge(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> StoreResult<Option<MfaChallengeRecord>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT id, user_id, device_id, methods, otp_code_hash, otp_expires_at FROM mfa_challenges
+                 WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND attempts < $3",
+                &[&token_hash, &now, &(max_attempts as i32)],
+            )
+            .await
+            .map_err(q)?;
+        row.map(|r| {
+            Ok(MfaChallengeRecord {
+                id: get(&r, 0)?,
+                user_id: get(&r, 1)?,
+                device_id: get(&r, 2)?,
+                methods: get(&r, 3)?,
+                otp_code_hash: get(&r, 4)?,
+                otp_expires_at: get(&r, 5)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_challenge_code(
+        &self,
+        id: Uuid,
+        code_hash: &str,
+        expires_at: DateTime<Utc>,
+        max_sends: u32,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let n = tx
+            .execute(
+                "UPDATE mfa_challenges SET otp_code_hash = $2, otp_expires_at = $3, otp_sends = otp_sends + 1
+                 WHERE id = $1 AND otp_sends < $4 AND consumed_at IS NULL",
+                &[&id, &code_hash, &expires_at, &(max_sends as i32)],
+            )
+            .await
+            .map_err(q)?;
+        if n == 0 {
+            tx.rollback().await.map_err(q)?;
+            return Ok(false);
+        }
+        insert_outbox(&tx, mail.as_ref()).await?;
+        tx.commit().await.map_err(q)?;
+        Ok(true)
+    }
+
+    async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool> {
+        let n = self
+            .exec(
+                "UPDATE mfa_challenges SET attempts = attempts + 1 WHERE id = $1 AND attempts < $2 AND consumed_at IS NULL",
+                &[&id, &(max_attempts as i32)],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        let n = self
+            .exec(
+                "UPDATE mfa_challenges SET consumed_at = $2 WHERE id = $1 AND consumed_at IS NULL",
+                &[&id, &now],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn update_second_factors(
+        &self,
+        user_id: Uuid,
+        change: SecondFactorChange,
+        recovery: Option<Vec<String>>,
+        now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let sql = format!("{} FOR UPDATE", sql::SECOND_FACTORS);
+        let Some(row) = tx.query_opt(&sql, &[&user_id]).await.map_err(q)? else {
+            return Ok(false);
+        };
+        let current = SecondFactors {
+            email_otp: get(&row, 0)?,
+            totp: get(&row, 1)?,
+            totp_secret_sealed: get(&row, 2)?,
+            totp_pending_sealed: get(&row, 3)?,
+            totp_last_step: get(&row, 4)?,
+        };
+        let Some(next) = change(current) else {
+            return Ok(false);
+        };
+        let (enabled, method) = next.flags();
+        let columns: [Param; 8] = [
+            &user_id,
+            &next.email_otp,
+            &next.totp,
+            &next.totp_secret_sealed,
+            &next.totp_pending_sealed,
+            &next.totp_last_step,
+            &enabled,
+            &method,
+        ];
+        tx.execute(sql::SET_SECOND_FACTORS, &columns)
+            .await
+            .map_err(q)?;
+        if let Some(hashes) = recovery {
+            tx.execute(sql::DELETE_RECOVERY_CODES, &[&user_id])
+                .await
+                .map_err(q)?;
+            for h in &hashes {
+                let code: [Param; 4] = [&Uuid::new_v4(), &user_id, h, &now];
+                tx.execute(sql::INSERT_RECOVERY_CODE, &code)
+                    .await
+                    .map_err(q)?;
+            }
+        }
+        insert_outbox(&tx, mail.as_ref()).await?;
+        tx.commit().await.map_err(q)?;
+        Ok(true)
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: Uuid,
+        code_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let n = self
+            .exec(
+                "UPDATE recovery_codes SET used_at = $3 WHERE id = (
+                     SELECT id FROM recovery_codes WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL LIMIT 1 FOR UPDATE)",
+                &[&user_id, &code_hash, &now],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+}

@@ -1,0 +1,181 @@
+//! Accounts: the user row, its password history and consents.
+
+use super::*;
+use crate::domain::Email;
+use crate::storage::sql::USER_COLUMNS;
+
+fn user(row: &Row) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        id: get(row, 0)?,
+        email: Email::from_stored(get(row, 1)?),
+        email_verified: get::<Option<bool>>(row, 2)?.unwrap_or(false),
+        password_hash: get(row, 3)?,
+        first_name: get(row, 4)?,
+        last_name: get(row, 5)?,
+        two_factor_enabled: get::<Option<bool>>(row, 6)?.unwrap_or(false),
+        two_factor_method: get(row, 7)?,
+        is_active: get::<Option<bool>>(row, 8)?.unwrap_or(true),
+        failed_login_attempts: get::<Option<i32>>(row, 9)?.unwrap_or(0),
+        locked_until: get(row, 10)?,
+        created_at: get::<Option<DateTime<Utc>>>(row, 11)?.unwrap_or_default(),
+        last_login_at: get(row, 12)?,
+        email_otp_enabled: get(row, 13)?,
+        totp_enabled: get(row, 14)?,
+        totp_secret_sealed: get(row, 15)?,
+        totp_pending_sealed: get(row, 16)?,
+    })
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn create_user(&self, new: NewUser) -> StoreResult<CreateUserOutcome> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO users (id, email, password_hash, first_name, last_name, created_at, updated_at, password_changed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6, $6)
+                 ON CONFLICT (email) DO NOTHING",
+                &[&new.id, &new.email.as_str(), &new.password_hash, &new.first_name, &new.last_name, &new.now],
+            )
+            .await
+            .map_err(q)?;
+        if inserted == 0 {
+            tx.rollback().await.map_err(q)?;
+            return Ok(CreateUserOutcome::EmailTaken);
+        }
+        for consent in &new.consents {
+            tx.execute(
+                "INSERT INTO consent_records (id, user_id, consent_type, consent_version, consented, ip_address, user_agent, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                &[&Uuid::new_v4(), &new.id, &consent.consent_type, &consent.version, &consent.consented,
+                  &new.client.ip, &new.client.user_agent, &new.now],
+            )
+            .await
+            .map_err(q)?;
+        }
+        tx.execute(
+            "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+            &[&Uuid::new_v4(), &new.id, &new.password_hash, &new.now],
+        )
+        .await
+        .map_err(q)?;
+        tx.execute(
+            "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&Uuid::new_v4(), &new.id, &new.verification_token_hash, &new.verification_expires_at, &new.now],
+        )
+        .await
+        .map_err(q)?;
+        tx.execute(
+            "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
+             VALUES ($1, $2, 'registration', 'success', $3, $4, '{}'::jsonb, $5)",
+            &[&Uuid::new_v4(), &new.id, &new.client.ip, &new.client.user_agent, &new.now],
+        )
+        .await
+        .map_err(q)?;
+        insert_outbox(&tx, new.mail.as_ref()).await?;
+        tx.commit().await.map_err(q)?;
+        Ok(CreateUserOutcome::Created)
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE email = $1 AND deleted_at IS NULL"
+                ),
+                &[&email.as_str()],
+            )
+            .await
+            .map_err(q)?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND deleted_at IS NULL"),
+                &[&id],
+            )
+            .await
+            .map_err(q)?;
+        row.as_ref().map(user).transpose()
+    }
+
+    async fn record_login_success(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        rehash: Option<String>,
+    ) -> StoreResult<()> {
+        self.exec(
+            "UPDATE users SET last_login_at = $2, failed_login_attempts = 0, locked_until = NULL, is_locked = false,
+                 password_hash = COALESCE($3, password_hash)
+             WHERE id = $1",
+            &[&user_id, &now, &rehash],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        attempts: u32,
+        locked_until: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        self.exec(
+            // Failures of one window finish in any order across instances: while
+            // a lock holds, the count never goes down.
+            "UPDATE users SET
+                 failed_login_attempts = CASE WHEN locked_until > NOW() THEN GREATEST(failed_login_attempts, $2) ELSE $2 END,
+                 locked_until = COALESCE($3, locked_until),
+                 is_locked = ($3 IS NOT NULL OR COALESCE(locked_until > NOW(), false))
+             WHERE id = $1",
+            &[&user_id, &(attempts as i32), &locked_until],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+        now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<()> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        tx.execute(
+            "UPDATE users SET password_hash = $2, password_changed_at = $3, failed_login_attempts = 0,
+                 locked_until = NULL, is_locked = false WHERE id = $1",
+            &[&user_id, &password_hash, &now],
+        )
+        .await
+        .map_err(q)?;
+        tx.execute(
+            "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+            &[&Uuid::new_v4(), &user_id, &password_hash, &now],
+        )
+        .await
+        .map_err(q)?;
+        insert_outbox(&tx, mail.as_ref()).await?;
+        tx.commit().await.map_err(q)?;
+        Ok(())
+    }
+
+    async fn password_history(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<String>> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                "SELECT password_hash FROM password_history WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2",
+                &[&user_id, &(limit as i64)],
+            )
+            .await
+            .map_err(q)?;
+        rows.iter().map(|r| get(r, 0)).collect()
+    }
+}

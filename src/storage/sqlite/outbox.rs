@@ -1,0 +1,123 @@
+//! The durable mail outbox.
+
+use super::*;
+use crate::storage::sql;
+
+/// Writes an outbox row inside the caller's transaction, due at once.
+pub(super) fn insert_outbox(c: &Connection, mail: Option<&OutboxMail>) -> rusqlite::Result<()> {
+    if let Some(m) = mail {
+        c.execute(
+            &dialect(sql::INSERT_OUTBOX),
+            params![m.id.to_string(), m.template, m.payload, ms(m.created_at)],
+        )?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn enqueue_mail(&self, m: OutboxMail, now: DateTime<Utc>) -> StoreResult<()> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO mail_outbox (id, template, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![m.id.to_string(), m.template, m.payload, ms(now)],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn claim_mail(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMail>> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let claimed: Vec<OutboxMail> = {
+                let mut stmt = tx.prepare(
+                    "UPDATE mail_outbox SET leased_until = ?2, attempts = attempts + 1
+                     WHERE id IN (SELECT id FROM mail_outbox
+                                  WHERE status = 'pending' AND next_attempt_at <= ?1 AND (leased_until IS NULL OR leased_until < ?1)
+                                  ORDER BY next_attempt_at LIMIT ?3)
+                     RETURNING id, template, payload, attempts, created_at",
+                )?;
+                let rows = stmt.query_map(params![ms(now), ms(now + lease), limit], |r| {
+                    Ok(OutboxMail {
+                        id: uuid(r.get(0)?)?,
+                        template: r.get(1)?,
+                        payload: r.get(2)?,
+                        attempts: r.get::<_, i64>(3)?.max(0) as u32,
+                        created_at: time(r.get(4)?),
+                    })
+                })?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            tx.commit()?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE mail_outbox SET status = 'sent', sent_at = ?2, payload = '', leased_until = NULL, last_error = NULL WHERE id = ?1",
+                params![id.to_string(), ms(now)],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn mail_retry(
+        &self,
+        id: Uuid,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> StoreResult<()> {
+        let error = error.to_string();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE mail_outbox SET next_attempt_at = ?2, leased_until = NULL, last_error = ?3 WHERE id = ?1",
+                params![id.to_string(), ms(next_attempt_at), error],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn mail_dead(&self, id: Uuid, error: &str) -> StoreResult<()> {
+        let error = error.to_string();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE mail_outbox SET status = 'dead', payload = '', leased_until = NULL, last_error = ?2 WHERE id = ?1",
+                params![id.to_string(), error],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn outbox_stats(&self, now: DateTime<Utc>) -> StoreResult<OutboxStats> {
+        self.read(move |c| {
+            c.query_row(
+                "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'dead'), 0),
+                        MIN(CASE WHEN status = 'pending' THEN created_at END)
+                 FROM mail_outbox",
+                [],
+                |r| {
+                    let oldest: Option<i64> = r.get(2)?;
+                    Ok(OutboxStats {
+                        pending: r.get::<_, i64>(0)?.max(0) as u64,
+                        dead: r.get::<_, i64>(1)?.max(0) as u64,
+                        oldest_pending_secs: oldest
+                            .map_or(0.0, |t| (ms(now) - t).max(0) as f64 / 1000.0),
+                    })
+                },
+            )
+        })
+        .await
+    }
+}

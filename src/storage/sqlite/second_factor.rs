@@ -1,0 +1,168 @@
+//! Second factors: login challenges, email OTP, TOTP and recovery codes.
+
+use super::*;
+use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
+use crate::storage::sql;
+
+#[async_trait]
+impl SecondFactorStore for SqliteStore {
+    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<()> {
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO mfa_challenges (id, user_id, token_hash, device_id, methods, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![c.id.to_string(), c.user_id.to_string(), c.token_hash, c.device_id, c.methods, ms(c.expires_at), ms(c.now)],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn find_mfa_challenge(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> StoreResult<Option<MfaChallengeRecord>> {
+        let token_hash = token_hash.to_string();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT id, user_id, device_id, methods, otp_code_hash, otp_expires_at FROM mfa_challenges
+                 WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND attempts < ?3",
+                params![token_hash, ms(now), max_attempts],
+                |r| {
+                    Ok(MfaChallengeRecord {
+                        id: uuid(r.get(0)?)?,
+                        user_id: uuid(r.get(1)?)?,
+                        device_id: r.get(2)?,
+                        methods: r.get(3)?,
+                        otp_code_hash: r.get(4)?,
+                        otp_expires_at: time_opt(r.get(5)?),
+                    })
+                },
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn set_challenge_code(
+        &self,
+        id: Uuid,
+        code_hash: &str,
+        expires_at: DateTime<Utc>,
+        max_sends: u32,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<bool> {
+        let code_hash = code_hash.to_string();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE mfa_challenges SET otp_code_hash = ?2, otp_expires_at = ?3, otp_sends = otp_sends + 1
+                 WHERE id = ?1 AND otp_sends < ?4 AND consumed_at IS NULL",
+                params![id.to_string(), code_hash, ms(expires_at), max_sends],
+            )?;
+            if n == 0 {
+                return Ok(false);
+            }
+            insert_outbox(&tx, mail.as_ref())?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE mfa_challenges SET attempts = attempts + 1 WHERE id = ?1 AND attempts < ?2 AND consumed_at IS NULL",
+                params![id.to_string(), max_attempts],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.run(move |c| {
+            c.execute(
+                "UPDATE mfa_challenges SET consumed_at = ?2 WHERE id = ?1 AND consumed_at IS NULL",
+                params![id.to_string(), ms(now)],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn update_second_factors(
+        &self,
+        user_id: Uuid,
+        change: SecondFactorChange,
+        recovery: Option<Vec<String>>,
+        now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<bool> {
+        let id = user_id.to_string();
+        self.run_users(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current = tx
+                .query_row(&dialect(sql::SECOND_FACTORS), params![id], |r| {
+                    Ok(SecondFactors {
+                        email_otp: r.get(0)?,
+                        totp: r.get(1)?,
+                        totp_secret_sealed: r.get(2)?,
+                        totp_pending_sealed: r.get(3)?,
+                        totp_last_step: r.get(4)?,
+                    })
+                })
+                .optional()?;
+            let Some(next) = current.and_then(change) else {
+                return Ok(false);
+            };
+            let (enabled, method) = next.flags();
+            tx.execute(
+                &dialect(sql::SET_SECOND_FACTORS),
+                params![
+                    id,
+                    next.email_otp,
+                    next.totp,
+                    next.totp_secret_sealed,
+                    next.totp_pending_sealed,
+                    next.totp_last_step,
+                    enabled,
+                    method
+                ],
+            )?;
+            if let Some(hashes) = recovery {
+                tx.execute(&dialect(sql::DELETE_RECOVERY_CODES), params![id])?;
+                for h in &hashes {
+                    tx.execute(
+                        &dialect(sql::INSERT_RECOVERY_CODE),
+                        params![Uuid::new_v4().to_string(), id, h, ms(now)],
+                    )?;
+                }
+            }
+            insert_outbox(&tx, mail.as_ref())?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        user_id: Uuid,
+        code_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let code_hash = code_hash.to_string();
+        self.run(move |c| {
+            c.execute(
+                "UPDATE recovery_codes SET used_at = ?3 WHERE id = (
+                     SELECT id FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2 AND used_at IS NULL LIMIT 1)",
+                params![user_id.to_string(), code_hash, ms(now)],
+            )
+            .map(|n| n > 0)
+        })
+        .await
+    }
+}

@@ -1,0 +1,244 @@
+//! Sessions and their refresh-token families.
+
+use super::*;
+use crate::domain::refresh::RefreshDecision;
+use crate::storage::sql::{self, SESSION_COLUMNS};
+
+fn session(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
+    session_at(r, 0)
+}
+
+/// A session whose columns start at index `at`.
+fn session_at(r: &Row<'_>, at: usize) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: uuid(r.get(at)?)?,
+        user_id: uuid(r.get(at + 1)?)?,
+        device_id: r.get(at + 2)?,
+        user_agent: r.get(at + 3)?,
+        ip_address: ip(r.get(at + 4)?),
+        amr: r.get(at + 5)?,
+        created_at: time(r.get(at + 6)?),
+        last_activity_at: time(r.get(at + 7)?),
+        expires_at: time(r.get(at + 8)?),
+        invalidated_at: time_opt(r.get(at + 9)?),
+    })
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, s: NewSession) -> StoreResult<()> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let ip = s.client.ip.map(|i| i.to_string());
+            let (id, user_id) = (s.id.to_string(), s.user_id.to_string());
+            let (ua, end, at) = (&s.client.user_agent, ms(s.expires_at), ms(s.created_at));
+            tx.execute(
+                &dialect(sql::INSERT_SESSION),
+                params![id, user_id, s.device_id, ua, ip, s.amr, end, at],
+            )?;
+            let token_id = s.refresh_token_id.to_string();
+            tx.execute(
+                &dialect(sql::INSERT_REFRESH_TOKEN),
+                params![
+                    token_id,
+                    user_id,
+                    id,
+                    s.refresh_token_hash,
+                    s.device_id,
+                    ua,
+                    ip,
+                    end,
+                    at
+                ],
+            )?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn find_session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>> {
+        self.read(move |c| {
+            c.query_row(
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
+                params![id.to_string()],
+                session,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn find_session_by_refresh(&self, token_hash: &str) -> StoreResult<Option<Uuid>> {
+        let token_hash = token_hash.to_string();
+        self.read(move |c| {
+            let id: Option<Option<String>> = c
+                .query_row(
+                    &dialect(sql::SESSION_OF_REFRESH),
+                    params![token_hash],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            id.flatten().map(uuid).transpose()
+        })
+        .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        r: Rotation,
+        decide: RefreshRule,
+    ) -> StoreResult<RotateOutcome> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let found = tx
+                .query_row(
+                    &dialect(sql::REFRESH_WITH_SESSION),
+                    params![r.presented_hash],
+                    |row| {
+                        let token_id: String = row.get(0)?;
+                        let spent: Option<i64> = row.get(1)?;
+                        Ok((token_id, time_opt(spent), session_at(row, 2)?))
+                    },
+                )
+                .optional()?;
+            let Some((token_id, spent_at, s)) = found else {
+                return Ok(RotateOutcome::Invalid);
+            };
+            let (now, sid) = (ms(r.now), s.id.to_string());
+            let outcome = match decide(&s.refresh_state(spent_at)) {
+                RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
+                RefreshDecision::RevokeFamily => {
+                    let reason = end_reason::REFRESH_TOKEN_REUSE;
+                    let was_live =
+                        tx.execute(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])? > 0;
+                    tx.execute(&dialect(sql::REVOKE_SESSION_TOKENS), params![sid, now])?;
+                    RotateOutcome::Reused {
+                        session_id: s.id,
+                        user_id: s.user_id,
+                        was_live,
+                    }
+                }
+                RefreshDecision::EndIdle => {
+                    let reason = end_reason::IDLE_TIMEOUT;
+                    tx.execute(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?;
+                    RotateOutcome::Invalid
+                }
+                RefreshDecision::Rotate => {
+                    let new_id = r.new_id.to_string();
+                    tx.execute(
+                        &dialect(sql::SPEND_REFRESH_TOKEN),
+                        params![token_id, now, new_id],
+                    )?;
+                    tx.execute(
+                        &dialect(sql::ISSUE_SUCCESSOR),
+                        params![new_id, r.new_hash, now, token_id],
+                    )?;
+                    tx.execute(&dialect(sql::SET_SESSION_ACTIVITY), params![sid, now])?;
+                    RotateOutcome::Rotated(SessionRecord {
+                        last_activity_at: r.now,
+                        ..s
+                    })
+                }
+            };
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn revoke_session(
+        &self,
+        session_id: Uuid,
+        user_id: Option<Uuid>,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE sessions SET invalidated_at = ?3, revoked_reason = ?4
+                 WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2) AND invalidated_at IS NULL",
+                params![
+                    session_id.to_string(),
+                    user_id.map(|u| u.to_string()),
+                    ms(now),
+                    reason
+                ],
+            )?;
+            tx.execute(
+                &dialect(sql::REVOKE_SESSION_TOKENS),
+                params![session_id.to_string(), ms(now)],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        except: Option<Uuid>,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let ids: Vec<String> = {
+                let mut stmt = tx.prepare(
+                    "UPDATE sessions SET invalidated_at = ?3, revoked_reason = ?4
+                     WHERE user_id = ?1 AND (?2 IS NULL OR id <> ?2) AND invalidated_at IS NULL RETURNING id",
+                )?;
+                let rows = stmt.query_map(
+                    params![user_id.to_string(), except.map(|e| e.to_string()), ms(now), reason],
+                    |r| r.get(0),
+                )?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            for id in &ids {
+                tx.execute(
+                    &dialect(sql::REVOKE_SESSION_TOKENS),
+                    params![id, ms(now)],
+                )?;
+            }
+            tx.commit()?;
+            ids.into_iter().map(uuid).collect()
+        })
+        .await
+    }
+
+    async fn list_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions
+                     WHERE user_id = ?1 AND invalidated_at IS NULL AND expires_at > ?2
+                     ORDER BY created_at DESC, rowid DESC"
+            ))?;
+            let rows = stmt.query_map(params![user_id.to_string(), ms(now)], session)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn touch_sessions(&self, touches: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {
+        let touches: Vec<(String, i64)> = touches
+            .iter()
+            .map(|(id, at)| (id.to_string(), ms(*at)))
+            .collect();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            for (id, at) in &touches {
+                tx.execute(
+                    "UPDATE sessions SET last_activity_at = MAX(last_activity_at, ?2) WHERE id = ?1",
+                    params![id, at],
+                )?;
+            }
+            tx.commit()
+        })
+        .await
+    }
+}

@@ -1,0 +1,185 @@
+//! Accounts: the user row, its password history and consents.
+
+use super::*;
+
+fn user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        id: uuid(r.get(0)?)?,
+        email: Email::from_stored(r.get(1)?),
+        email_verified: r.get(2)?,
+        password_hash: r.get(3)?,
+        first_name: r.get(4)?,
+        last_name: r.get(5)?,
+        two_factor_enabled: r.get(6)?,
+        two_factor_method: r.get(7)?,
+        is_active: r.get(8)?,
+        failed_login_attempts: r.get(9)?,
+        locked_until: time_opt(r.get(10)?),
+        created_at: time(r.get(11)?),
+        last_login_at: time_opt(r.get(12)?),
+        email_otp_enabled: r.get(13)?,
+        totp_enabled: r.get(14)?,
+        totp_secret_sealed: r.get(15)?,
+        totp_pending_sealed: r.get(16)?,
+    })
+}
+
+use crate::domain::Email;
+use crate::storage::sql::USER_COLUMNS;
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, new: NewUser) -> StoreResult<CreateUserOutcome> {
+        self.run_users(move |c| {
+            let tx = c.transaction()?;
+            let now = ms(new.now);
+            let id = new.id.to_string();
+            let ip = new.client.ip.map(|i| i.to_string());
+            let inserted = tx.execute(
+                "INSERT INTO users (id, email, password_hash, first_name, last_name, created_at, updated_at, password_changed_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6) ON CONFLICT (email) DO NOTHING",
+                params![id, new.email.as_str(), new.password_hash, new.first_name, new.last_name, now],
+            )?;
+            if inserted == 0 {
+                return Ok(CreateUserOutcome::EmailTaken);
+            }
+            for consent in &new.consents {
+                tx.execute(
+                    "INSERT INTO consent_records (id, user_id, consent_type, consent_version, consented, ip_address, user_agent, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                    params![Uuid::new_v4().to_string(), id, consent.consent_type, consent.version, consent.consented,
+                            ip, new.client.user_agent, now],
+                )?;
+            }
+            tx.execute(
+                "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![Uuid::new_v4().to_string(), id, new.password_hash, now],
+            )?;
+            tx.execute(
+                "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![Uuid::new_v4().to_string(), id, new.verification_token_hash, ms(new.verification_expires_at), now],
+            )?;
+            tx.execute(
+                "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
+                 VALUES (?1, ?2, 'registration', 'success', ?3, ?4, '{}', ?5)",
+                params![Uuid::new_v4().to_string(), id, ip, new.client.user_agent, now],
+            )?;
+            insert_outbox(&tx, new.mail.as_ref())?;
+            tx.commit()?;
+            Ok(CreateUserOutcome::Created)
+        })
+        .await
+    }
+
+    async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
+        let email = email.as_str().to_string();
+        self.read(move |c| {
+            c.query_row(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE email = ?1 AND deleted_at IS NULL"
+                ),
+                params![email],
+                user,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        if let Some(hit) = self.users.get(id) {
+            return Ok(Some(hit));
+        }
+        let before = self.users.generation();
+        let found = self
+            .read(move |c| {
+                c.query_row(
+                    &format!(
+                        "SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND deleted_at IS NULL"
+                    ),
+                    params![id.to_string()],
+                    user,
+                )
+                .optional()
+            })
+            .await?;
+        if let Some(record) = &found {
+            self.users.fill(before, record);
+        }
+        Ok(found)
+    }
+
+    async fn record_login_success(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        rehash: Option<String>,
+    ) -> StoreResult<()> {
+        self.run_users(move |c| {
+            c.execute(
+                "UPDATE users SET last_login_at = ?2, failed_login_attempts = 0, locked_until = NULL, is_locked = 0,
+                     password_hash = COALESCE(?3, password_hash), updated_at = ?2
+                 WHERE id = ?1",
+                params![user_id.to_string(), ms(now), rehash],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        attempts: u32,
+        locked_until: Option<DateTime<Utc>>,
+    ) -> StoreResult<()> {
+        self.run_users(move |c| {
+            c.execute(
+                "UPDATE users SET
+                     failed_login_attempts = CASE WHEN locked_until > ?4 THEN MAX(failed_login_attempts, ?2) ELSE ?2 END,
+                     locked_until = COALESCE(?3, locked_until),
+                     is_locked = (?3 IS NOT NULL), updated_at = ?4
+                 WHERE id = ?1",
+                params![user_id.to_string(), attempts, ms_opt(locked_until), ms(Utc::now())],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn set_password(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+        now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<()> {
+        let password_hash = password_hash.to_string();
+        self.run_users(move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "UPDATE users SET password_hash = ?2, password_changed_at = ?3, failed_login_attempts = 0,
+                     locked_until = NULL, is_locked = 0, updated_at = ?3 WHERE id = ?1",
+                params![user_id.to_string(), password_hash, ms(now)],
+            )?;
+            tx.execute(
+                "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![Uuid::new_v4().to_string(), user_id.to_string(), password_hash, ms(now)],
+            )?;
+            insert_outbox(&tx, mail.as_ref())?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn password_history(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<String>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT password_hash FROM password_history WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![user_id.to_string(), limit], |r| r.get(0))?;
+            rows.collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,290 @@
+//! The store, one trait per aggregate. [`Store`] joins them into the one
+//! object callers hold.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::*;
+use crate::domain::second_factor::SecondFactorChange;
+use crate::domain::Email;
+
+/// Accounts: the user row, its password history and consents.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates an account with its consents, first verification token and
+    /// audit row, atomically. An already-registered email creates nothing.
+    async fn create_user(&self, new: NewUser) -> StoreResult<CreateUserOutcome>;
+
+    async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>>;
+
+    async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
+
+    /// Records a successful sign-in: clears the lockout counters, stamps the
+    /// time, and stores an upgraded hash when the parameters were raised.
+    async fn record_login_success(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        rehash: Option<String>,
+    ) -> StoreResult<()>;
+
+    /// Keeps `users.failed_login_attempts` / `locked_until` true.
+    async fn record_login_failure(
+        &self,
+        user_id: Uuid,
+        attempts: u32,
+        locked_until: Option<DateTime<Utc>>,
+    ) -> StoreResult<()>;
+
+    /// Sets a new password hash, records it in the history, clears the lockout counters.
+    async fn set_password(
+        &self,
+        user_id: Uuid,
+        password_hash: &str,
+        now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<()>;
+
+    /// The last `limit` password hashes of a user, newest first.
+    async fn password_history(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<String>>;
+}
+
+/// Sessions and their refresh-token families.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Opens a session with its first refresh token.
+    async fn create_session(&self, session: NewSession) -> StoreResult<()>;
+
+    async fn find_session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>>;
+
+    /// The session a refresh token (spent or not) belongs to.
+    async fn find_session_by_refresh(&self, token_hash: &str) -> StoreResult<Option<Uuid>>;
+
+    /// Locks the presented refresh token and its session, asks `decide`
+    /// (see [`crate::domain::refresh`]) and writes what it says: the successor
+    /// token, the idle end of the session, or the revocation of the family.
+    async fn rotate_refresh_token(
+        &self,
+        rotation: Rotation,
+        decide: RefreshRule,
+    ) -> StoreResult<RotateOutcome>;
+
+    /// Ends one session (of `user_id` when given); true when it was live.
+    async fn revoke_session(
+        &self,
+        session_id: Uuid,
+        user_id: Option<Uuid>,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Ends every live session of a user but `except`; returns their ids.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: Uuid,
+        except: Option<Uuid>,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>>;
+
+    /// Live sessions of a user (not revoked, not past their absolute end), newest first.
+    async fn list_sessions(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<SessionRecord>>;
+
+    /// Writes batched session activity (never moving it backwards).
+    async fn touch_sessions(&self, touches: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()>;
+}
+
+/// One-time tokens: email verification and password reset.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Stores another verification token for a user (resend), with its mail.
+    async fn add_verification_token(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<()>;
+
+    /// Spends a verification token and marks the email verified, atomically.
+    /// `None` when the token is unknown, used or expired.
+    async fn consume_verification_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>>;
+
+    /// Locks the user, hands the creation times of its reset tokens to
+    /// `admit`, and stores the new token (with its mail) when it agrees;
+    /// true when stored.
+    async fn add_reset_token(
+        &self,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        admit: ResetAdmission,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<bool>;
+
+    /// The user of a live (unused, unexpired) reset token, without spending it.
+    async fn peek_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>>;
+
+    /// Spends a live reset token (and every other outstanding one of its user).
+    async fn consume_reset_token(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>>;
+}
+
+/// Second factors: login challenges, email OTP, TOTP and recovery codes.
+#[async_trait]
+pub trait SecondFactorStore: Send + Sync {
+    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<()>;
+
+    /// A live challenge: unspent, unexpired, under `max_attempts` checks.
+    async fn find_mfa_challenge(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> StoreResult<Option<MfaChallengeRecord>>;
+
+    /// Stores a new email code unless `max_sends` were already sent; true when stored.
+    async fn set_challenge_code(
+        &self,
+        id: Uuid,
+        code_hash: &str,
+        expires_at: DateTime<Utc>,
+        max_sends: u32,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<bool>;
+
+    /// Counts one check of a code, atomically; false when none is left.
+    async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool>;
+
+    /// Spends a challenge; false when it was already spent.
+    async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
+
+    /// Locks the user, applies `change` to its second factors and writes
+    /// them with their derived flags; with `recovery`, the recovery codes are
+    /// replaced by those hashes (none: all deleted); the mail is queued in the
+    /// same transaction. False (nothing written) when `change` refuses.
+    async fn update_second_factors(
+        &self,
+        user_id: Uuid,
+        change: SecondFactorChange,
+        recovery: Option<Vec<String>>,
+        now: DateTime<Utc>,
+        mail: Option<OutboxMail>,
+    ) -> StoreResult<bool>;
+
+    /// Spends an unused recovery code; false when there is none such.
+    async fn use_recovery_code(
+        &self,
+        user_id: Uuid,
+        code_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+}
+
+/// The durable mail outbox.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Queues a mail for delivery.
+    async fn enqueue_mail(&self, mail: OutboxMail, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Leases up to `limit` due mails for `lease` (other workers, on any
+    /// instance, skip leased ones: each mail is sent once).
+    async fn claim_mail(
+        &self,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMail>>;
+
+    /// Marks a mail sent (its payload is cleared).
+    async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
+
+    /// Schedules another attempt.
+    async fn mail_retry(
+        &self,
+        id: Uuid,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> StoreResult<()>;
+
+    /// Gives up on a mail for good (its payload is cleared).
+    async fn mail_dead(&self, id: Uuid, error: &str) -> StoreResult<()>;
+
+    async fn outbox_stats(&self, now: DateTime<Utc>) -> StoreResult<OutboxStats>;
+}
+
+/// Lockout windows keyed by account (normalized email).
+#[async_trait]
+pub trait LockoutStore: Send + Sync {
+    /// The lockout window of an account key (normalized email).
+    async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>>;
+
+    async fn save_lockout(&self, key: &str, record: &LockoutRecord) -> StoreResult<()>;
+
+    /// Applies `transition` to the lockout window of `key` atomically: the
+    /// row is locked (Postgres `FOR UPDATE`; SQLite's single writer) from the
+    /// read to the write, so instances sharing the database agree.
+    async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn insert_audit(&self, event: AuditEvent) -> StoreResult<()>;
+
+    /// Audit rows of a user, newest first (for tests and `GET /me/audit`).
+    async fn audit_for_user(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+
+    /// Audit rows of an event type, newest first (counting in tests and ops).
+    async fn count_audit(&self, event_type: &str, status: &str) -> StoreResult<u64>;
+
+    /// Consent rows of a user, newest first.
+    async fn consents_for_user(&self, user_id: Uuid) -> StoreResult<Vec<ConsentRecord>>;
+}
+
+/// The system of record: every aggregate, plus what spans them.
+#[async_trait]
+pub trait Store:
+    UserStore
+    + SessionStore
+    + TokenStore
+    + SecondFactorStore
+    + OutboxStore
+    + LockoutStore
+    + AuditStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// A name for logs and `/ready` ("postgres" or "sqlite").
+    fn kind(&self) -> &'static str;
+
+    /// A cheap round trip, for readiness.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Deletes what has expired: sessions past their end (and their refresh
+    /// tokens), ended sessions older than `keep_ended`, used or expired
+    /// verification and reset tokens. Idempotent, so instances may overlap.
+    async fn sweep_expired(
+        &self,
+        now: DateTime<Utc>,
+        keep_ended: chrono::Duration,
+    ) -> StoreResult<u64>;
+}
