@@ -24,13 +24,14 @@ pub async fn authenticate(svc: &Services, token: &str) -> Result<Principal, Auth
     else {
         return Err(AuthError::Unauthorized("the access token is invalid"));
     };
-    let now = svc.clock.now();
-    let live =
-        svc.store.find_session(session_id).await?.is_some_and(|s| {
-            s.user_id == user_id && s.invalidated_at.is_none() && s.expires_at > now
-        });
-    if !live {
-        return Err(AuthError::Unauthorized("the session has ended"));
+    // Revocation, idle and absolute timeouts, on every request (and the
+    // activity that keeps a session alive is recorded here).
+    if let Err(end) = svc
+        .sessions
+        .check(session_id, user_id, svc.clock.now())
+        .await?
+    {
+        return Err(AuthError::Unauthorized(end.describe()));
     }
     Ok(Principal {
         user_id,

@@ -327,6 +327,50 @@ on_both_backends!(
     }
 );
 
+// Only the per-request session check can end this session: its access token
+// lives an hour, far beyond the five-minute idle timeout, and no refresh runs.
+on_both_backends!(
+    idle_sessions_end_while_their_access_token_is_valid,
+    |backend: Backend| async move {
+        let app = TestSetup::new(backend)
+            .env("ACCESS_TOKEN_TTL_SECONDS", "3600")
+            .env("SESSION_TIMEOUT_MINUTES", "5")
+            .spawn()
+            .await;
+        idle_check(&app).await;
+    }
+);
+
+#[actix_web::test]
+async fn idle_sessions_end_while_their_access_token_is_valid_with_redis() {
+    let app = TestSetup::new(Backend::Postgres)
+        .env("REDIS_ENDPOINT", &redis_url())
+        .env("ACCESS_TOKEN_TTL_SECONDS", "3600")
+        .env("SESSION_TIMEOUT_MINUTES", "5")
+        .spawn()
+        .await;
+    idle_check(&app).await;
+}
+
+async fn idle_check(app: &TestApp) {
+    let (_, pair) = app.signed_in().await;
+    let clock = app.services.clock.clone();
+    // Requests four minutes apart keep it alive...
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(4 * 60));
+        let res = app.get_with_token("/api/v1/auth/me", access(&pair)).await;
+        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    }
+    // ...five minutes without one end it, though the token has 48 minutes left.
+    clock.advance(Duration::from_secs(5 * 60));
+    let res = app.get_with_token("/api/v1/auth/me", access(&pair)).await;
+    assert_eq!(res.status, 401);
+    assert_eq!(
+        res.json()["detail"],
+        "the session timed out after inactivity"
+    );
+}
+
 on_both_backends!(
     sessions_end_at_their_absolute_timeout,
     |backend: Backend| async move {
