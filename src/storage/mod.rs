@@ -40,6 +40,11 @@ pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Open and idle pooled connections, where the backend pools them (gauges).
+    fn pool_state(&self) -> Option<(u32, u32)> {
+        None
+    }
+
     /// Creates an account with its consents, first verification token and
     /// audit row, atomically. An already-registered email creates nothing.
     async fn create_user(&self, new: NewUser) -> StoreResult<CreateUserOutcome>;
