@@ -17,5 +17,6 @@ mod rate_limit;
 mod registration;
 mod sessions;
 mod storage_contract;
+mod tls;
 mod two_factor;
 mod verification;

@@ -87,6 +87,17 @@ impl PgStore {
                                     "database TLS: {tls_error}"
                                 )));
                             }
+                            if let Some(db) = e.as_db_error() {
+                                // Refused credentials or pg_hba rules (SQLSTATE class 28)
+                                // will not change by waiting.
+                                if db.code().code().starts_with("28") {
+                                    return Err(StorageError::Unavailable(format!(
+                                        "{}: {}",
+                                        tls.host_var,
+                                        db.message()
+                                    )));
+                                }
+                            }
                             Some(
                                 e.as_db_error()
                                     .map_or_else(|| e.to_string(), |db| db.message().to_string()),
