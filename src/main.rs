@@ -154,7 +154,6 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let embedded = config.is_embedded();
     let database = match &config.database {
         DatabaseConfig::Sqlite { path } => format!("sqlite {}", path.display()),
         DatabaseConfig::Postgres { .. } => "postgres".to_string(),
@@ -173,15 +172,7 @@ async fn serve(config: Config) -> Result<(), String> {
         ready_ms = started.elapsed().as_millis() as u64,
         "suma-auth ready"
     );
-    if embedded && !config.environment.is_production_like() {
-        println!(
-            "suma-auth listening on http://{}:{}",
-            config.host,
-            app.port()
-        );
-        println!("  data: {} ({database})", config.data_dir.display());
-        println!("  mail: {mail}");
-    }
+    suma_auth::telemetry::banner::print(&config, app.port());
     app.run_until_stopped().await.map_err(|e| e.to_string())
 }
 
