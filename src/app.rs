@@ -67,12 +67,12 @@ pub struct Application {
 /// Opens the configured store; Postgres is migrated under the advisory lock.
 pub async fn open_store(config: &Config) -> Result<DynStore, StartError> {
     Ok(match &config.database {
-        DatabaseConfig::Postgres { url } => {
-            let pool_size = std::env::var("DB_POOL_SIZE")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(16);
-            let store = PgStore::connect(url, pool_size, Duration::from_secs(30)).await?;
+        DatabaseConfig::Postgres {
+            url,
+            tls,
+            pool_size,
+        } => {
+            let store = PgStore::connect(url, tls, *pool_size, Duration::from_secs(30)).await?;
             let applied = store.migrate().await?;
             if !applied.is_empty() {
                 tracing::info!(?applied, "database migrated");
@@ -215,13 +215,7 @@ fn spawn_gauges(services: Services) {
         loop {
             tick.tick().await;
             if n % 10 == 0 {
-                services
-                    .metrics
-                    .hash_pool_in_flight(services.hasher.in_flight());
-                let stats = services.actors.stats();
-                services
-                    .metrics
-                    .actors(stats.live_actors, stats.mailbox_rejections);
+                publish_gauges(&services).await;
             }
             if n % 30 == 29 {
                 release_freed_memory();
@@ -233,6 +227,38 @@ fn spawn_gauges(services: Services) {
             n += 1;
         }
     });
+}
+
+/// One round of gauges: pools, actors, the outbox and whether each
+/// dependency answers (a probe bounded by two seconds, like `/ready`).
+async fn publish_gauges(services: &Services) {
+    let metrics = &services.metrics;
+    metrics.hash_pool_in_flight(services.hasher.in_flight());
+    metrics.hash_pool_rejected(services.hasher.take_rejected());
+    let stats = services.actors.stats();
+    metrics.actors(stats.live_actors, stats.mailbox_rejections);
+    if let Some((open, idle)) = services.store.pool_state() {
+        metrics.db_pool(open, idle);
+    }
+    let probe = Duration::from_secs(2);
+    let db_up = matches!(
+        tokio::time::timeout(probe, services.store.ping()).await,
+        Ok(Ok(()))
+    );
+    metrics.dependency_up("database", db_up);
+    if let Some(redis) = &services.redis {
+        let (open, idle) = redis.pool_state();
+        metrics.redis_pool(open, idle);
+        let up = tokio::time::timeout(probe, redis.ping())
+            .await
+            .unwrap_or(false);
+        metrics.dependency_up("redis", up);
+    }
+    if db_up {
+        if let Some(outbox) = services.mailer.stats().await {
+            metrics.outbox(outbox.pending, outbox.oldest_pending_secs, outbox.dead);
+        }
+    }
 }
 
 /// Hands memory freed by reaped actors back to the OS. glibc keeps freed heap

@@ -14,6 +14,11 @@ use std::time::Duration;
 use ipnet::IpNet;
 use secrecy::SecretString;
 
+use crate::storage::postgres::tls::{split_ssl_params, PgTls, RootCert, SslMode};
+
+mod vars;
+pub use vars::{EnvVar, ENV_VARS};
+
 /// A configuration error: names the variable and says what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {var}: {message}")]
@@ -75,7 +80,13 @@ impl FromStr for Environment {
 #[derive(Clone)]
 pub enum DatabaseConfig {
     /// PostgreSQL, the production system of record.
-    Postgres { url: SecretString },
+    Postgres {
+        /// Connection string without `sslmode`/`sslrootcert` (those are in `tls`).
+        url: SecretString,
+        tls: PgTls,
+        /// Connections per instance (`DB_POOL_SIZE`).
+        pool_size: u32,
+    },
     /// Embedded SQLite file, the single-node default.
     Sqlite { path: PathBuf },
 }
@@ -222,7 +233,29 @@ pub struct Config {
     /// How often expired sessions and tokens are pruned.
     pub sweep_interval: Duration,
     pub version: &'static str,
+    /// Datadog unified service tags on every metric.
+    pub tags: ServiceTags,
 }
+
+/// `service`, `env` and `version` as Datadog's unified service tagging names
+/// them (`DD_SERVICE`, `DD_ENV`, `DD_VERSION`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceTags {
+    pub service: String,
+    pub env: String,
+    pub version: String,
+}
+
+/// `suma-auth --version`: the package version and the commit.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SUMA_AUTH_GIT_SHA"),
+    ")"
+);
+
+/// The build's version and the commit it was built from: `0.1.0+1a2b3c4d5e6f`.
+pub const BUILD_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("SUMA_AUTH_GIT_SHA"));
 
 /// Reads variables from a source: the process environment, or a map in tests.
 struct Vars<'a> {
@@ -482,57 +515,116 @@ impl Config {
             actor_idle_timeout,
             sweep_interval,
             version: env!("CARGO_PKG_VERSION"),
+            tags: ServiceTags {
+                service: v
+                    .opt("DD_SERVICE")
+                    .unwrap_or_else(|| "suma-auth".to_string()),
+                env: v
+                    .opt("DD_ENV")
+                    .unwrap_or_else(|| environment.as_str().to_string()),
+                version: v
+                    .opt("DD_VERSION")
+                    .unwrap_or_else(|| BUILD_VERSION.to_string()),
+            },
         };
         config.refuse_production_shortcuts()?;
         Ok(config)
     }
 
     fn database(v: &Vars<'_>, data_dir: &std::path::Path) -> Result<DatabaseConfig, ConfigError> {
-        if let Some(url) = v.raw("DATABASE_URL") {
+        let (url, url_mode, url_root, host_var) = if let Some(url) = v.raw("DATABASE_URL") {
             let url = url.trim().to_string();
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                return Ok(DatabaseConfig::Postgres {
-                    url: SecretString::from(url),
-                });
-            }
             if let Some(path) = url.strip_prefix("sqlite://") {
                 return Ok(DatabaseConfig::Sqlite {
                     path: PathBuf::from(path),
                 });
             }
-            return Err(ConfigError::new(
-                "DATABASE_URL",
-                "must start with postgres://, postgresql:// or sqlite://",
-            ));
-        }
-        let Some(host) = v.opt("DB_HOST") else {
-            return Ok(DatabaseConfig::Sqlite {
-                path: data_dir.join("suma-auth.db"),
-            });
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::new(
+                    "DATABASE_URL",
+                    "must start with postgres://, postgresql:// or sqlite://",
+                ));
+            }
+            let (rest, mode, root) = split_ssl_params(&url);
+            (rest, mode, root, "DATABASE_URL")
+        } else {
+            let Some(host) = v.opt("DB_HOST") else {
+                return Ok(DatabaseConfig::Sqlite {
+                    path: data_dir.join("suma-auth.db"),
+                });
+            };
+            let port = v.bounded("DB_PORT", 5432, 1, 65535)?;
+            let name = v
+                .opt("DB_NAME")
+                .ok_or_else(|| ConfigError::new("DB_NAME", "required when DB_HOST is set"))?;
+            let user = v
+                .opt("DB_USER")
+                .ok_or_else(|| ConfigError::new("DB_USER", "required when DB_HOST is set"))?;
+            // Built in the key/value form so that passwords need no URL escaping.
+            let mut url = format!(
+                "host='{}' port={port} dbname='{}' user='{}'",
+                quote_conn(&host),
+                quote_conn(&name),
+                quote_conn(&user)
+            );
+            if let Some(password) = v.raw("DB_PASSWORD") {
+                url.push_str(&format!(" password='{}'", quote_conn(&password)));
+            }
+            (url, None, None, "DB_HOST")
         };
-        let port = v.bounded("DB_PORT", 5432, 1, 65535)?;
-        let name = v
-            .opt("DB_NAME")
-            .ok_or_else(|| ConfigError::new("DB_NAME", "required when DB_HOST is set"))?;
-        let user = v
-            .opt("DB_USER")
-            .ok_or_else(|| ConfigError::new("DB_USER", "required when DB_HOST is set"))?;
-        // Built in the key/value form so that passwords need no URL escaping.
-        let mut url = format!(
-            "host='{}' port={port} dbname='{}' user='{}'",
-            quote_conn(&host),
-            quote_conn(&name),
-            quote_conn(&user)
-        );
-        if let Some(password) = v.raw("DB_PASSWORD") {
-            url.push_str(&format!(" password='{}'", quote_conn(&password)));
-        }
-        if let Some(mode) = v.opt("DB_SSLMODE") {
-            url.push_str(&format!(" sslmode={}", quote_conn(&mode)));
-        }
+        // The connection string's own sslmode wins over DB_SSLMODE, as in libpq.
+        let env_mode = v.opt("DB_SSLMODE");
+        let (mode_text, mode_var) = match (url_mode, env_mode) {
+            (Some(m), _) => (Some(m), "DATABASE_URL"),
+            (None, Some(m)) => (Some(m), "DB_SSLMODE"),
+            (None, None) => (None, "DB_SSLMODE"),
+        };
+        let mode = match mode_text {
+            None => SslMode::Prefer,
+            Some(m) => m
+                .parse()
+                .map_err(|e: String| ConfigError::new(mode_var, e))?,
+        };
+        let root_cert = url_root
+            .or_else(|| v.raw("DB_SSLROOTCERT"))
+            .map(|r| RootCert::from_setting(&r));
+        let pool_size = v.bounded("DB_POOL_SIZE", 16, 1, 1000)? as u32;
+        let allow_insecure: bool = v.parse("DB_SSLMODE_ALLOW_INSECURE", false)?;
         Ok(DatabaseConfig::Postgres {
             url: SecretString::from(url),
+            tls: PgTls {
+                mode,
+                root_cert,
+                mode_var,
+                host_var,
+            },
+            pool_size,
         })
+        .and_then(|db| Self::refuse_insecure_tls(v, db, allow_insecure))
+    }
+
+    /// Production talks to its database over verified TLS unless told otherwise.
+    fn refuse_insecure_tls(
+        v: &Vars<'_>,
+        db: DatabaseConfig,
+        allow_insecure: bool,
+    ) -> Result<DatabaseConfig, ConfigError> {
+        let environment: Environment = v.parse("ENVIRONMENT", Environment::Development)?;
+        if let DatabaseConfig::Postgres { tls, .. } = &db {
+            if environment == Environment::Production
+                && tls.mode < SslMode::VerifyFull
+                && !allow_insecure
+            {
+                return Err(ConfigError::new(
+                    tls.mode_var,
+                    format!(
+                        "production refuses sslmode {} (use verify-full with DB_SSLROOTCERT, or set DB_SSLMODE_ALLOW_INSECURE=true deliberately)",
+                        tls.mode.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(db)
     }
 
     fn smtp(v: &Vars<'_>) -> Result<Option<SmtpConfig>, ConfigError> {

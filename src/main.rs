@@ -1,4 +1,6 @@
-//! The `suma-auth` command line: `serve` (the default), `migrate`, `keys`.
+//! The `suma-auth` command line: `serve` (the default), `migrate`, `keys`,
+//! `health` (for container health checks), and `env`, `metrics`, `openapi`
+//! (what the server reads and emits, for operators and consistency tests).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +13,7 @@ use suma_auth::{telemetry, Application};
 #[derive(Parser)]
 #[command(
     name = "suma-auth",
-    version,
+    version = suma_auth::config::LONG_VERSION,
     about = "User registration and authentication service of SUMA Finance"
 )]
 struct Cli {
@@ -33,6 +35,27 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Exit 0 when the local server answers 200 on /ready (container health checks).
+    Health {
+        /// The readiness URL (default: http://127.0.0.1:$PORT/ready).
+        #[arg(long)]
+        url: Option<String>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
+    /// Every environment variable the server reads, with defaults.
+    Env {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The metric catalogue: every metric the server emits, with its tags.
+    Metrics {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the OpenAPI document (the same as GET /openapi.json).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -78,6 +101,24 @@ fn main() -> ExitCode {
             }
         };
     }
+    match &cli.command {
+        Some(Command::Health { url, timeout }) => return health(url.clone(), *timeout),
+        Some(Command::Env { json }) => return print_env(*json),
+        Some(Command::Metrics { json }) => return print_metrics(*json),
+        Some(Command::Openapi) => {
+            return match serde_json::to_string_pretty(&suma_auth::http::openapi::document()) {
+                Ok(doc) => {
+                    println!("{doc}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("openapi: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -92,7 +133,13 @@ fn main() -> ExitCode {
             Some(Command::Migrate { action }) => {
                 migrate_cmd(config, action.unwrap_or(MigrateAction::Apply)).await
             }
-            Some(Command::Keys { .. }) => Ok(()),
+            Some(
+                Command::Keys { .. }
+                | Command::Health { .. }
+                | Command::Env { .. }
+                | Command::Metrics { .. }
+                | Command::Openapi,
+            ) => Ok(()),
         }
     });
     match result {
@@ -107,7 +154,6 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let embedded = config.is_embedded();
     let database = match &config.database {
         DatabaseConfig::Sqlite { path } => format!("sqlite {}", path.display()),
         DatabaseConfig::Postgres { .. } => "postgres".to_string(),
@@ -126,24 +172,16 @@ async fn serve(config: Config) -> Result<(), String> {
         ready_ms = started.elapsed().as_millis() as u64,
         "suma-auth ready"
     );
-    if embedded && !config.environment.is_production_like() {
-        println!(
-            "suma-auth listening on http://{}:{}",
-            config.host,
-            app.port()
-        );
-        println!("  data: {} ({database})", config.data_dir.display());
-        println!("  mail: {mail}");
-    }
+    suma_auth::telemetry::banner::print(&config, app.port());
     app.run_until_stopped().await.map_err(|e| e.to_string())
 }
 
 async fn migrate_cmd(config: Config, action: MigrateAction) -> Result<(), String> {
-    let DatabaseConfig::Postgres { url } = &config.database else {
+    let DatabaseConfig::Postgres { url, tls, .. } = &config.database else {
         println!("the embedded database migrates itself when the server starts; nothing to do");
         return Ok(());
     };
-    let store = PgStore::connect(url, 2, std::time::Duration::from_secs(30))
+    let store = PgStore::connect(url, tls, 2, std::time::Duration::from_secs(30))
         .await
         .map_err(|e| e.to_string())?;
     match action {
@@ -174,6 +212,86 @@ async fn migrate_cmd(config: Config, action: MigrateAction) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// `suma-auth health`: GET /ready on the local server with a plain HTTP/1.1
+/// request, so that images need neither curl nor a shell. Reads only `PORT`.
+fn health(url: Option<String>, timeout: u64) -> ExitCode {
+    let port = std::env::var("PORT").unwrap_or_else(|_| "8080".to_string());
+    let url = url.unwrap_or_else(|| format!("http://127.0.0.1:{}/ready", port.trim()));
+    match suma_auth::http::probe::get_status(&url, std::time::Duration::from_secs(timeout)) {
+        Ok(200) => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("health: {url} answered {status}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("health: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_env(json: bool) -> ExitCode {
+    let vars = suma_auth::config::ENV_VARS;
+    if json {
+        return print_json(&vars);
+    }
+    println!(
+        "{:<34} {:<24} {:<10} description",
+        "variable", "default", "production"
+    );
+    for v in vars {
+        let production = match (v.required_in_production, v.alternatives.is_empty()) {
+            (false, _) => "",
+            (true, true) => "required",
+            (true, false) => "one of",
+        };
+        let name = if v.secret {
+            format!("{} (secret)", v.name)
+        } else {
+            v.name.to_string()
+        };
+        println!(
+            "{:<34} {:<24} {:<10} {}",
+            name,
+            v.default.unwrap_or("-"),
+            production,
+            v.description
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_metrics(json: bool) -> ExitCode {
+    let catalogue = suma_auth::telemetry::metrics::CATALOGUE;
+    if json {
+        return print_json(&catalogue);
+    }
+    println!("every metric carries the tags env, service, version");
+    for m in catalogue {
+        println!(
+            "{:<34} {:<13} [{}] {}",
+            m.name,
+            m.kind.as_str(),
+            m.tags.join(", "),
+            m.description
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> ExitCode {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Allocations of a mebibyte or more (the hashing threads' Argon2 buffers)

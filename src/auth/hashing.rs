@@ -65,6 +65,8 @@ struct Inner {
     /// against when the email is unknown so that both paths cost the same.
     dummy_hash: String,
     in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Requests refused as busy since the gauges last took the count.
+    rejected: std::sync::atomic::AtomicU64,
     /// Jobs running or waiting at most: workers + queue.
     capacity: usize,
 }
@@ -102,6 +104,7 @@ impl PasswordHasher {
                 jobs,
                 dummy_hash,
                 in_flight,
+                rejected: std::sync::atomic::AtomicU64::new(0),
                 capacity,
             }),
         })
@@ -148,12 +151,14 @@ impl PasswordHasher {
         // so the channel (of that capacity) never fills.
         if self.inner.in_flight.fetch_add(1, Ordering::Relaxed) >= self.inner.capacity {
             self.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.inner.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(HashError::Busy);
         }
         match self.inner.jobs.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.inner.in_flight.fetch_sub(1, Ordering::Relaxed);
+                self.inner.rejected.fetch_add(1, Ordering::Relaxed);
                 Err(HashError::Busy)
             }
             Err(TrySendError::Disconnected(_)) => {
@@ -161,6 +166,13 @@ impl PasswordHasher {
                 Err(HashError::Internal("hashing pool stopped".into()))
             }
         }
+    }
+
+    /// Requests refused as busy since the last call (for the counter).
+    pub fn take_rejected(&self) -> u64 {
+        self.inner
+            .rejected
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Jobs waiting or running now (for the pool gauge).

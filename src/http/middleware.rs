@@ -45,13 +45,14 @@ pub async fn observe(
     let mut res = res.map_into_boxed_body();
 
     // Framework-made errors (unknown route, 405, oversized body…) become
-    // problem+json too, with the same request id.
+    // problem+json too, with the same request id. The HTML pages answer
+    // their errors as pages.
     let status = res.status();
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if (status.is_client_error() || status.is_server_error()) && !is_problem {
+    let content_type = res.headers().get(header::CONTENT_TYPE);
+    let is_problem =
+        content_type.is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    let is_page = content_type.is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if (status.is_client_error() || status.is_server_error()) && !is_problem && !is_page {
         let allow = res.headers().get(header::ALLOW).cloned();
         let error = match (status.as_u16(), allow) {
             (404, _) => ApiError::NotFound,
@@ -70,11 +71,12 @@ pub async fn observe(
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(HeaderName::from_static(request_id::HEADER), v);
     }
+    // A response that sets one of these (a page's own CSP) keeps it.
     for (name, value) in SECURITY_HEADERS {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        let name = HeaderName::from_static(name);
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
     }
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

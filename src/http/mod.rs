@@ -7,6 +7,8 @@ pub mod extract;
 pub mod handlers;
 pub mod middleware;
 pub mod openapi;
+pub mod pages;
+pub mod probe;
 pub mod request_id;
 pub mod routes;
 

@@ -39,112 +39,135 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
-fn html_page(title: &str, paragraphs: &[String], link: Option<(&str, &str)>) -> String {
-    let mut body = String::new();
-    for p in paragraphs {
-        body.push_str(&format!("<p>{}</p>\n", escape(p)));
+/// Prose lines are wrapped at this width (RFC 5322 asks for at most 78).
+const WIDTH: usize = 72;
+
+/// Wraps a paragraph at [`WIDTH`] columns on spaces; a word longer than the
+/// width stays whole on a line of its own.
+fn wrap(paragraph: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in paragraph.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > WIDTH {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
     }
-    if let Some((label, href)) = link {
-        body.push_str(&format!(
-            "<p><a href=\"{}\">{}</a></p>\n",
-            escape(href),
-            escape(label)
-        ));
+    if !line.is_empty() {
+        lines.push(line);
     }
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{}</title></head><body>\n<h1>{}</h1>\n{}</body></html>",
-        escape(title),
-        escape(title),
-        body
-    )
+    lines
+}
+
+/// The body of a mail: paragraphs, and at most one link, which both parts
+/// show in full.
+struct Body<'a> {
+    before: &'a [String],
+    /// (button label, URL)
+    link: Option<(&'a str, &'a str)>,
+    after: &'a [String],
+}
+
+impl Body<'_> {
+    /// The plain-text part: CRLF lines, prose wrapped at 72 columns, the
+    /// link alone on its own line, never split, so that a reader (or
+    /// `grep -o 'token=[A-Za-z0-9_-]*'`) sees it whole.
+    fn text(&self) -> String {
+        let mut blocks: Vec<String> = self.before.iter().map(|p| wrap(p).join("\r\n")).collect();
+        if let Some((_, href)) = self.link {
+            blocks.push(href.to_string());
+        }
+        blocks.extend(self.after.iter().map(|p| wrap(p).join("\r\n")));
+        blocks.join("\r\n\r\n") + "\r\n"
+    }
+
+    /// The HTML part: the same paragraphs, a button-like link, and the same
+    /// URL again as text for clients that do not follow links.
+    fn html(&self, title: &str) -> String {
+        let paragraph = |p: &String| format!("<p>{}</p>\r\n", wrap(&escape(p)).join("\r\n"));
+        let mut body = String::new();
+        body.extend(self.before.iter().map(paragraph));
+        if let Some((label, href)) = self.link {
+            let href = escape(href);
+            body.push_str(&format!(
+                "<p><a href=\"{href}\">{}</a></p>\r\n<p>Or copy this address into your browser:<br>\r\n{href}</p>\r\n",
+                escape(label)
+            ));
+        }
+        body.extend(self.after.iter().map(paragraph));
+        format!(
+            "<!doctype html>\r\n<html lang=\"en\"><head><meta charset=\"utf-8\">\r\n<title>{title}</title></head>\r\n<body>\r\n<h1>{title}</h1>\r\n{body}</body></html>\r\n",
+            title = escape(title),
+        )
+    }
+
+    fn mail(&self, to: &str, template: Template, subject: &str) -> OutgoingMail {
+        OutgoingMail {
+            to: to.to_string(),
+            template,
+            subject: subject.to_string(),
+            text: self.text(),
+            html: self.html(subject),
+        }
+    }
 }
 
 /// "Confirm your email" with the verification link.
 pub fn verification(to: &str, public_url: &str, token: &str) -> OutgoingMail {
     let link = format!("{public_url}/verify-email?token={token}");
-    let subject = "Confirm your email address".to_string();
-    let text = format!(
-        "Welcome to SUMA Finance.\r\n\r\nConfirm your email address by opening this link within 24 hours:\r\n\r\n{link}\r\n\r\nIf you did not create an account, ignore this message.\r\n"
-    );
-    let html = html_page(
-        &subject,
-        &[
+    Body {
+        before: &[
             "Welcome to SUMA Finance.".into(),
             "Confirm your email address by opening this link within 24 hours:".into(),
         ],
-        Some(("Confirm my email", &link)),
-    );
-    OutgoingMail {
-        to: to.to_string(),
-        template: Template::Verification,
-        subject,
-        text,
-        html,
+        link: Some(("Confirm my email", &link)),
+        after: &["If you did not create an account, ignore this message.".into()],
     }
+    .mail(to, Template::Verification, "Confirm your email address")
 }
 
 /// Sent to the owner of an address someone tried to register again.
 pub fn already_registered(to: &str, public_url: &str) -> OutgoingMail {
     let reset = format!("{public_url}/reset-password");
-    let subject = "Someone tried to register with your email address".to_string();
-    let text = format!(
-        "Someone tried to create a SUMA Finance account with this email address, which already has an account.\r\n\r\nIf it was you, sign in instead; if you forgot your password, reset it here:\r\n\r\n{reset}\r\n\r\nIf it was not you, you can ignore this message: your account is unchanged.\r\n"
-    );
-    let html = html_page(
-        &subject,
-        &[
+    Body {
+        before: &[
             "Someone tried to create a SUMA Finance account with this email address, which already has an account.".into(),
-            "If it was you, sign in instead; if you forgot your password, reset it.".into(),
-            "If it was not you, you can ignore this message: your account is unchanged.".into(),
+            "If it was you, sign in instead; if you forgot your password, reset it here:".into(),
         ],
-        Some(("Reset my password", &reset)),
-    );
-    OutgoingMail {
-        to: to.to_string(),
-        template: Template::AlreadyRegistered,
-        subject,
-        text,
-        html,
+        link: Some(("Reset my password", &reset)),
+        after: &["If it was not you, you can ignore this message: your account is unchanged.".into()],
     }
+    .mail(
+        to,
+        Template::AlreadyRegistered,
+        "Someone tried to register with your email address",
+    )
 }
 
 /// Sent when repeated failed sign-ins lock an account.
 pub fn account_locked(to: &str, minutes: u64) -> OutgoingMail {
-    let subject = "Your account was temporarily locked".to_string();
-    let text = format!(
-        "Several sign-in attempts with a wrong password were made on your SUMA Finance account, so sign-in is locked for {minutes} minutes.\r\n\r\nIf this was not you, consider resetting your password once the lock ends.\r\n"
-    );
-    let html = html_page(
-        &subject,
+    simple(
+        to,
+        Template::AccountLocked,
+        "Your account was temporarily locked",
         &[
-            format!("Several sign-in attempts with a wrong password were made on your SUMA Finance account, so sign-in is locked for {minutes} minutes."),
-            "If this was not you, consider resetting your password once the lock ends.".into(),
+            &format!("Several sign-in attempts with a wrong password were made on your SUMA Finance account, so sign-in is locked for {minutes} minutes."),
+            "If this was not you, consider resetting your password once the lock ends.",
         ],
-        None,
-    );
-    OutgoingMail {
-        to: to.to_string(),
-        template: Template::AccountLocked,
-        subject,
-        text,
-        html,
-    }
+    )
 }
 
 fn simple(to: &str, template: Template, subject: &str, paragraphs: &[&str]) -> OutgoingMail {
-    let text = paragraphs.join("\r\n\r\n") + "\r\n";
-    let html = html_page(
-        subject,
-        &paragraphs.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-        None,
-    );
-    OutgoingMail {
-        to: to.to_string(),
-        template,
-        subject: subject.to_string(),
-        text,
-        html,
+    let paragraphs: Vec<String> = paragraphs.iter().map(|p| p.to_string()).collect();
+    Body {
+        before: &paragraphs,
+        link: None,
+        after: &[],
     }
+    .mail(to, template, subject)
 }
 
 /// Sent when a spent refresh token was presented again and its session ended.
@@ -163,26 +186,15 @@ pub fn refresh_token_reuse(to: &str) -> OutgoingMail {
 /// The password-reset link (valid one hour).
 pub fn password_reset(to: &str, public_url: &str, token: &str) -> OutgoingMail {
     let link = format!("{public_url}/reset-password?token={token}");
-    let subject = "Reset your password".to_string();
-    let text = format!(
-        "Someone asked to reset the password of your SUMA Finance account.\r\n\r\nTo choose a new password, open this link within an hour:\r\n\r\n{link}\r\n\r\nIf it was not you, ignore this message: your password is unchanged.\r\n"
-    );
-    let html = html_page(
-        &subject,
-        &[
+    Body {
+        before: &[
             "Someone asked to reset the password of your SUMA Finance account.".into(),
             "To choose a new password, open this link within an hour:".into(),
-            "If it was not you, ignore this message: your password is unchanged.".into(),
         ],
-        Some(("Choose a new password", &link)),
-    );
-    OutgoingMail {
-        to: to.to_string(),
-        template: Template::PasswordReset,
-        subject,
-        text,
-        html,
+        link: Some(("Choose a new password", &link)),
+        after: &["If it was not you, ignore this message: your password is unchanged.".into()],
     }
+    .mail(to, Template::PasswordReset, "Reset your password")
 }
 
 /// A sign-in code.
@@ -231,15 +243,74 @@ pub fn password_changed(to: &str) -> OutgoingMail {
 mod tests {
     use super::*;
 
+    fn every_template() -> Vec<OutgoingMail> {
+        let url = "https://auth.example.com";
+        let token = "a".repeat(43);
+        vec![
+            verification("a@example.com", url, &token),
+            already_registered("a@example.com", url),
+            account_locked("a@example.com", 15),
+            refresh_token_reuse("a@example.com"),
+            password_reset("a@example.com", url, &token),
+            otp_code("a@example.com", "123456", 5),
+            new_two_factor("a@example.com", "an authenticator app"),
+            password_changed("a@example.com"),
+        ]
+    }
+
     #[test]
     fn verification_mail_carries_the_link_in_both_parts() {
         let m = verification("a@example.com", "https://auth.example", "tok_en-1");
-        assert!(m
-            .text
-            .contains("https://auth.example/verify-email?token=tok_en-1"));
+        let link = "https://auth.example/verify-email?token=tok_en-1";
+        assert!(m.text.lines().any(|l| l.trim_end() == link), "{}", m.text);
+        assert!(m.html.contains(&format!("href=\"{link}\"")));
         assert!(m
             .html
-            .contains("https://auth.example/verify-email?token=tok_en-1"));
+            .lines()
+            .any(|l| l.trim_end() == format!("{link}</p>")));
+    }
+
+    #[test]
+    fn links_are_the_same_in_both_parts() {
+        for m in every_template() {
+            let links = |s: &str| -> Vec<String> {
+                s.split(|c: char| c.is_whitespace() || c == '"' || c == '<')
+                    .filter(|w| w.starts_with("https://"))
+                    .map(str::to_string)
+                    .collect()
+            };
+            let text = links(&m.text);
+            let mut html = links(&m.html);
+            html.dedup();
+            assert_eq!(text, html, "{}", m.template.name());
+        }
+    }
+
+    #[test]
+    fn prose_is_wrapped_and_lines_end_in_crlf() {
+        for m in every_template() {
+            for part in [&m.text, &m.html] {
+                assert!(part.ends_with("\r\n"));
+                assert!(!part.replace("\r\n", "").contains(['\r', '\n']));
+                for line in part.split("\r\n") {
+                    assert!(
+                        line.len() <= 78 || line.contains("https://"),
+                        "{}: {line:?}",
+                        m.template.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wrap_keeps_long_words_whole() {
+        let long = format!("see {} now", "x".repeat(100));
+        assert_eq!(
+            wrap(&long),
+            vec!["see".to_string(), "x".repeat(100), "now".into()]
+        );
+        assert_eq!(wrap("a b"), vec!["a b".to_string()]);
     }
 
     #[test]

@@ -1,8 +1,16 @@
 //! How a rendered message leaves the process: SMTP, or an `.eml` file.
+//!
+//! Both parts go as `7bit` when they are plain ASCII with CRLF lines of at
+//! most 998 octets (RFC 5322 §2.1.1, RFC 2045 §2.7), which the templates
+//! produce: a link then stays on one line, unsplit and unescaped, in the
+//! message as sent. Anything else is left to the builder's choice of
+//! quoted-printable or base64. On the embedded default each `.eml` file has
+//! a `.txt` beside it: the headers a reader needs and the plain-text part.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mail_send::mail_builder::mime::MimePart;
 use mail_send::mail_builder::MessageBuilder;
 use mail_send::SmtpClientBuilder;
 use secrecy::ExposeSecret;
@@ -59,10 +67,15 @@ impl Transport {
             .from(parse_from(from))
             .to(mail.to.as_str())
             .subject(mail.subject.as_str())
-            .text_body(mail.text.as_str())
-            .html_body(mail.html.as_str());
+            .body(MimePart::new(
+                "multipart/alternative",
+                vec![
+                    part("text/plain", &mail.text),
+                    part("text/html", &mail.html),
+                ],
+            ));
         match self {
-            Transport::Files(dir) => write_file(dir, message).await,
+            Transport::Files(dir) => write_file(dir, message, readable(mail)).await,
             Transport::Smtp(config) => send_smtp(config, message).await,
         }
     }
@@ -79,9 +92,44 @@ fn parse_from(from: &str) -> (String, String) {
     }
 }
 
+/// The longest line `7bit` allows, without its CRLF.
+const MAX_7BIT_LINE: usize = 998;
+
+/// A text part: `7bit` when the text allows it as it is, else the builder's
+/// choice (quoted-printable or base64).
+fn part<'x>(content_type: &'x str, text: &'x str) -> MimePart<'x> {
+    let part = MimePart::new(content_type, text);
+    if is_7bit(text) {
+        part.transfer_encoding("7bit")
+    } else {
+        part
+    }
+}
+
+/// ASCII without NUL, every line ended by CRLF (no bare CR or LF) and at
+/// most 998 octets long.
+fn is_7bit(text: &str) -> bool {
+    text.ends_with("\r\n")
+        && text.bytes().all(|b| b.is_ascii() && b != 0)
+        && text[..text.len() - 2]
+            .split("\r\n")
+            .all(|line| line.len() <= MAX_7BIT_LINE && !line.contains(['\r', '\n']))
+}
+
+/// The `.txt` written beside an `.eml` file: what a person reads.
+fn readable(mail: &OutgoingMail) -> String {
+    format!(
+        "To: {}\nSubject: {}\n\n{}",
+        mail.to,
+        mail.subject,
+        mail.text.replace("\r\n", "\n")
+    )
+}
+
 async fn write_file(
     dir: &std::path::Path,
     message: MessageBuilder<'_>,
+    text: String,
 ) -> Result<(), TransportError> {
     let bytes = message
         .write_to_vec()
@@ -89,15 +137,20 @@ async fn write_file(
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         std::fs::create_dir_all(&dir)?;
-        let name = format!(
-            "{}-{}.eml",
+        let stem = format!(
+            "{}-{}",
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
             uuid::Uuid::new_v4().simple()
         );
-        // Write then rename, so a reader never sees half a message.
-        let tmp = dir.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, dir.join(name))
+        // Write then rename, so a reader never sees half a message; the
+        // `.txt` comes last, so when it is there the `.eml` is too.
+        for (ext, contents) in [("eml", bytes), ("txt", text.into_bytes())] {
+            let name = format!("{stem}.{ext}");
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, contents)?;
+            std::fs::rename(&tmp, dir.join(name))?;
+        }
+        Ok::<(), std::io::Error>(())
     })
     .await
     .map_err(|e| TransportError::Transient(e.to_string()))?
@@ -135,5 +188,104 @@ fn classify(e: mail_send::Error) -> TransportError {
         }
         mail_send::Error::AuthenticationFailed(_) => TransportError::Transient(e.to_string()),
         _ => TransportError::Transient(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::mail::templates;
+
+    fn render(mail: &OutgoingMail) -> String {
+        let message = MessageBuilder::new()
+            .from(parse_from("SUMA Finance <no-reply@suma.finance>"))
+            .to(mail.to.as_str())
+            .subject(mail.subject.as_str())
+            .body(MimePart::new(
+                "multipart/alternative",
+                vec![
+                    part("text/plain", &mail.text),
+                    part("text/html", &mail.html),
+                ],
+            ));
+        String::from_utf8(message.write_to_vec().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn links_stay_whole_on_one_line_in_both_parts() {
+        let token = "Ab-_".repeat(10) + "xyz";
+        let url = "https://accounts.example-bank.com/a/rather/long/public/base/path";
+        let mail = templates::verification("ana@example.com", url, &token);
+        let raw = render(&mail);
+        let link = format!("{url}/verify-email?token={token}");
+        assert!(link.len() > 78);
+        assert!(
+            !raw.contains("quoted-printable") && !raw.contains("base64"),
+            "{raw}"
+        );
+        assert_eq!(raw.matches("Content-Transfer-Encoding: 7bit").count(), 2);
+        // The text part has the link alone on a line; the HTML part twice.
+        assert_eq!(raw.lines().filter(|l| *l == link).count(), 1, "{raw}");
+        assert_eq!(raw.matches(&link).count(), 3, "{raw}");
+        // What `grep -o 'token=[A-Za-z0-9_-]*'` finds is the whole token each time.
+        for found in raw.split("token=").skip(1) {
+            let t: String = found
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            assert_eq!(t, token);
+        }
+    }
+
+    #[test]
+    fn every_line_of_the_message_is_within_rfc_5322_limits() {
+        let mail =
+            templates::password_reset("ana@example.com", "https://a.example", &"t".repeat(43));
+        let raw = render(&mail);
+        assert!(raw.contains("MIME-Version: 1.0"));
+        assert!(raw.contains("multipart/alternative"));
+        for line in raw.split("\r\n") {
+            assert!(line.len() <= MAX_7BIT_LINE, "{line}");
+            assert!(!line.contains(['\r', '\n']));
+        }
+    }
+
+    #[test]
+    fn text_that_7bit_cannot_carry_is_encoded() {
+        assert!(is_7bit("plain\r\nlines\r\n"));
+        assert!(!is_7bit("caf\u{e9}\r\n"));
+        assert!(!is_7bit("bare\nfeed\r\n"));
+        assert!(!is_7bit("no final break"));
+        assert!(!is_7bit(&format!("{}\r\n", "x".repeat(999))));
+        assert!(is_7bit(&format!("{}\r\n", "x".repeat(998))));
+        let mail = OutgoingMail {
+            to: "a@example.com".into(),
+            template: crate::mail::Template::PasswordChanged,
+            subject: "s".into(),
+            text: "Gr\u{fc}\u{df}e aus M\u{fc}nchen\r\n".into(),
+            html: "<p>Gr&uuml;&szlig;e</p>\r\n".into(),
+        };
+        let raw = render(&mail);
+        assert!(
+            raw.contains("Content-Transfer-Encoding: quoted-printable")
+                || raw.contains("Content-Transfer-Encoding: base64"),
+            "{raw}"
+        );
+        assert_eq!(raw.matches("Content-Transfer-Encoding: 7bit").count(), 1);
+    }
+
+    #[test]
+    fn the_readable_copy_has_the_headers_and_the_text() {
+        let mail =
+            templates::verification("ana@example.com", "http://localhost:8080", &"k".repeat(43));
+        let txt = readable(&mail);
+        assert!(txt.starts_with("To: ana@example.com\nSubject: Confirm your email address\n\n"));
+        assert!(txt.lines().any(|l| l
+            == format!(
+                "http://localhost:8080/verify-email?token={}",
+                "k".repeat(43)
+            )));
+        assert!(!txt.contains('\r'));
     }
 }

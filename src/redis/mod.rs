@@ -204,6 +204,12 @@ impl RedisStore {
         }
     }
 
+    /// Open and idle connections of the pool, for the gauges.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
     pub fn prefix(&self) -> &str {
         &self.prefix
     }

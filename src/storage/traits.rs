@@ -279,6 +279,11 @@ pub trait Store:
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Open and idle pooled connections, where the backend pools them (gauges).
+    fn pool_state(&self) -> Option<(u32, u32)> {
+        None
+    }
+
     /// Deletes what has expired: sessions past their end (and their refresh
     /// tokens), ended sessions older than `keep_ended`, used or expired
     /// verification and reset tokens. Idempotent, so instances may overlap.

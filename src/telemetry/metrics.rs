@@ -18,57 +18,111 @@ use metrics_exporter_statsd::{StatsdBuilder, StatsdRecorder};
 
 use crate::config::Config;
 
-/// `auth.endpoint.requests` — counter; tags `endpoint` (route pattern),
-/// `method`, `status`.
-pub const ENDPOINT_REQUESTS: &str = "auth.endpoint.requests";
-/// `auth.endpoint.errors` — counter of responses with status ≥ 400; tags
-/// `endpoint`, `status`, `status_class` (`4xx`/`5xx`). The error-rate monitor
-/// pages on `status_class:5xx` only, so that attacks (4xx) do not page.
-pub const ENDPOINT_ERRORS: &str = "auth.endpoint.errors";
-/// `auth.endpoint.duration` — distribution of request time in milliseconds;
-/// tags `endpoint`, `method`.
-pub const ENDPOINT_DURATION: &str = "auth.endpoint.duration";
-/// `auth.login.success` — counter; tag `mfa` (`true`/`false`).
-pub const LOGIN_SUCCESS: &str = "auth.login.success";
-/// `auth.login.failure` — counter; tag `reason` (`invalid_credentials`,
-/// `email_not_verified`, `account_locked`, `inactive`).
-pub const LOGIN_FAILURE: &str = "auth.login.failure";
-/// `auth.account_lockout` — counter: an account (or unknown email) locked.
-pub const ACCOUNT_LOCKOUT: &str = "auth.account_lockout";
-/// `auth.token.refresh` — counter; tag `outcome` (`rotated`, `invalid`, `reuse`).
-pub const TOKEN_REFRESH: &str = "auth.token.refresh";
-/// `auth.refresh_token_reuse` — counter: a spent refresh token presented again
-/// (its session was revoked).
-pub const REFRESH_TOKEN_REUSE: &str = "auth.refresh_token_reuse";
-/// `auth.session.ended` — counter; tag `reason` (`logout`, `logout_all`,
-/// `revoked`, `password_changed`, `refresh_token_reuse`, `idle_timeout`).
-pub const SESSION_ENDED: &str = "auth.session.ended";
-/// `auth.registration` — counter; tag `outcome` (`created`, `existing`).
-pub const REGISTRATION: &str = "auth.registration";
-/// `auth.email_verification` — counter; tag `outcome` (`verified`, `invalid`).
-pub const EMAIL_VERIFICATION: &str = "auth.email_verification";
-/// `auth.mail.queued` / `auth.mail.sent` / `auth.mail.failed` — counters; tag
-/// `template` (failed = dead: refused for good or out of attempts).
-pub const MAIL_QUEUED: &str = "auth.mail.queued";
-/// `auth.mail.outbox.depth` — gauge: mails waiting; `auth.mail.outbox.age` —
-/// gauge: seconds the oldest waiting mail has waited; `auth.mail.outbox.dead`.
-pub const MAIL_OUTBOX_DEPTH: &str = "auth.mail.outbox.depth";
-pub const MAIL_OUTBOX_AGE: &str = "auth.mail.outbox.age";
-pub const MAIL_OUTBOX_DEAD: &str = "auth.mail.outbox.dead";
-pub const MAIL_SENT: &str = "auth.mail.sent";
-pub const MAIL_FAILED: &str = "auth.mail.failed";
-/// `auth.rate_limited` — counter; tag `route`.
-pub const RATE_LIMITED: &str = "auth.rate_limited";
-/// `auth.hash_pool.in_flight` — gauge: password hashes running or waiting.
-pub const HASH_POOL_IN_FLIGHT: &str = "auth.hash_pool.in_flight";
-/// `auth.hash_pool.rejected` — counter: hash requests refused with 503.
-pub const HASH_POOL_REJECTED: &str = "auth.hash_pool.rejected";
-/// `auth.actors.live` — gauge: per-user actors alive.
-pub const ACTORS_LIVE: &str = "auth.actors.live";
-/// `auth.actors.mailbox_rejections` — gauge: total full-mailbox refusals.
-pub const ACTORS_MAILBOX_REJECTIONS: &str = "auth.actors.mailbox_rejections";
-/// `auth.db.pool.connections` — gauge of open database connections.
-pub const DB_POOL_CONNECTIONS: &str = "auth.db.pool.connections";
+/// What a metric is on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    /// A DogStatsD distribution (`d`): percentiles computed by Datadog across hosts.
+    Distribution,
+}
+
+impl MetricKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Distribution => "distribution",
+        }
+    }
+}
+
+/// One metric of the catalogue. Every metric also carries `env`, `service`
+/// and `version` (Datadog unified service tagging).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub tags: &'static [&'static str],
+    pub description: &'static str,
+}
+
+macro_rules! catalogue {
+    ($($(#[$doc:meta])* $konst:ident = $name:literal, $kind:ident, [$($tag:literal),*], $desc:literal;)*) => {
+        $($(#[$doc])* #[doc = $desc] pub const $konst: &str = $name;)*
+        /// Every metric the server emits (printed by `suma-auth metrics`).
+        pub const CATALOGUE: &[MetricDef] = &[
+            $(MetricDef { name: $name, kind: MetricKind::$kind, tags: &[$($tag),*], description: $desc },)*
+        ];
+    };
+}
+
+catalogue! {
+    ENDPOINT_REQUESTS = "auth.endpoint.requests", Counter, ["endpoint", "method", "status"],
+        "HTTP requests by matched route pattern.";
+    ENDPOINT_ERRORS = "auth.endpoint.errors", Counter, ["endpoint", "status", "status_class"],
+        "Responses with status >= 400; status_class 4xx or 5xx (the error-rate monitor pages on 5xx only, so attacks do not page).";
+    ENDPOINT_DURATION = "auth.endpoint.duration", Distribution, ["endpoint", "method", "status_class"],
+        "Request time in milliseconds (p50/p95/p99 without APM); status_class 2xx/3xx/4xx/5xx.";
+    LOGIN_SUCCESS = "auth.login.success", Counter, ["mfa"],
+        "Successful sign-ins (mfa true/false).";
+    LOGIN_FAILURE = "auth.login.failure", Counter, ["reason"],
+        "Failed sign-ins: invalid_credentials, email_not_verified, account_locked, inactive.";
+    ACCOUNT_LOCKOUT = "auth.account_lockout", Counter, [],
+        "An account (or unknown email) locked after too many failures.";
+    TOKEN_REFRESH = "auth.token.refresh", Counter, ["outcome"],
+        "Refresh attempts: rotated, invalid, reuse.";
+    REFRESH_TOKEN_REUSE = "auth.refresh_token_reuse", Counter, [],
+        "A spent refresh token presented again (its session was revoked).";
+    SESSION_ENDED = "auth.session.ended", Counter, ["reason"],
+        "Sessions ended: logout, logout_all, revoked, password_changed, refresh_token_reuse, idle_timeout.";
+    REGISTRATION = "auth.registration", Counter, ["outcome"],
+        "Registrations: created, existing.";
+    EMAIL_VERIFICATION = "auth.email_verification", Counter, ["outcome"],
+        "Email verifications: verified, invalid.";
+    MAIL_QUEUED = "auth.mail.queued", Counter, ["template"],
+        "Mails written to the outbox.";
+    MAIL_SENT = "auth.mail.sent", Counter, ["template"],
+        "Mails accepted by the relay.";
+    MAIL_FAILED = "auth.mail.failed", Counter, ["template"],
+        "Mails dead: refused for good or out of attempts.";
+    MAIL_OUTBOX_DEPTH = "auth.mail.outbox.depth", Gauge, [],
+        "Mails waiting in the outbox.";
+    MAIL_OUTBOX_AGE = "auth.mail.outbox.age", Gauge, [],
+        "Seconds the oldest waiting mail has waited.";
+    MAIL_OUTBOX_DEAD = "auth.mail.outbox.dead", Gauge, [],
+        "Dead mails kept in the outbox.";
+    RATE_LIMITED = "auth.rate_limited", Counter, ["route"],
+        "Requests refused with 429.";
+    HASH_POOL_IN_FLIGHT = "auth.hash_pool.in_flight", Gauge, [],
+        "Password hashes running or waiting.";
+    HASH_POOL_REJECTED = "auth.hash_pool.rejected", Counter, [],
+        "Hash requests refused with 503 (pool full).";
+    ACTORS_LIVE = "auth.actors.live", Gauge, [],
+        "Per-user actors alive.";
+    ACTORS_MAILBOX_REJECTIONS = "auth.actors.mailbox_rejections", Gauge, [],
+        "Full-mailbox refusals since start.";
+    DB_POOL_CONNECTIONS = "auth.db.pool.connections", Gauge, [],
+        "Open PostgreSQL connections of this instance's pool.";
+    DB_POOL_IDLE = "auth.db.pool.idle", Gauge, [],
+        "Idle PostgreSQL connections of this instance's pool.";
+    REDIS_POOL_CONNECTIONS = "auth.redis.pool.connections", Gauge, [],
+        "Open Redis connections of this instance's pool.";
+    REDIS_POOL_IDLE = "auth.redis.pool.idle", Gauge, [],
+        "Idle Redis connections of this instance's pool.";
+    DEPENDENCY_UP = "auth.dependency.up", Gauge, ["dependency"],
+        "1 while a dependency answers its probe, else 0 (dependency: database, redis).";
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        500.. => "5xx",
+        400..=499 => "4xx",
+        300..=399 => "3xx",
+        _ => "2xx",
+    }
+}
 
 static METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, None);
 
@@ -108,9 +162,9 @@ impl Metrics {
         let recorder = StatsdBuilder::from(statsd.host.clone(), statsd.port)
             .with_sink(SharedSink(sink.clone()))
             .histogram_is_distribution()
-            .with_default_tag("env", config.environment.as_str())
-            .with_default_tag("service", "suma-auth")
-            .with_default_tag("version", config.version)
+            .with_default_tag("env", &config.tags.env)
+            .with_default_tag("service", &config.tags.service)
+            .with_default_tag("version", &config.tags.version)
             .build(None)
             .map_err(|e| e.to_string())?;
         Ok(Self {
@@ -144,8 +198,12 @@ impl Metrics {
     }
 
     fn gauge(&self, name: &'static str, value: f64) {
+        self.gauge_tagged(name, &[], value);
+    }
+
+    fn gauge_tagged(&self, name: &'static str, labels: &[(&'static str, String)], value: f64) {
         if let Some(r) = &self.recorder {
-            r.register_gauge(&Self::key(name, &[]), &METADATA)
+            r.register_gauge(&Self::key(name, labels), &METADATA)
                 .set(value);
         }
     }
@@ -161,7 +219,7 @@ impl Metrics {
         r.register_counter(&Self::key(ENDPOINT_REQUESTS, &labels), &METADATA)
             .increment(1);
         if status >= 400 {
-            let class = if status >= 500 { "5xx" } else { "4xx" };
+            let class = status_class(status);
             let labels = [
                 ("endpoint", endpoint.to_string()),
                 ("status", status.to_string()),
@@ -173,6 +231,7 @@ impl Metrics {
         let labels = [
             ("endpoint", endpoint.to_string()),
             ("method", method.to_string()),
+            ("status_class", status_class(status).to_string()),
         ];
         r.register_histogram(&Self::key(ENDPOINT_DURATION, &labels), &METADATA)
             .record(elapsed.as_secs_f64() * 1000.0);
@@ -234,8 +293,30 @@ impl Metrics {
         self.count(RATE_LIMITED, &[("route", route.to_string())]);
     }
 
-    pub fn hash_pool_rejected(&self) {
-        self.count(HASH_POOL_REJECTED, &[]);
+    /// Hash requests refused since the last call (the pool counts them).
+    pub fn hash_pool_rejected(&self, n: u64) {
+        if let (Some(r), true) = (&self.recorder, n > 0) {
+            r.register_counter(&Self::key(HASH_POOL_REJECTED, &[]), &METADATA)
+                .increment(n);
+        }
+    }
+
+    pub fn db_pool(&self, connections: u32, idle: u32) {
+        self.gauge(DB_POOL_CONNECTIONS, connections as f64);
+        self.gauge(DB_POOL_IDLE, idle as f64);
+    }
+
+    pub fn redis_pool(&self, connections: u32, idle: u32) {
+        self.gauge(REDIS_POOL_CONNECTIONS, connections as f64);
+        self.gauge(REDIS_POOL_IDLE, idle as f64);
+    }
+
+    pub fn dependency_up(&self, dependency: &'static str, up: bool) {
+        self.gauge_tagged(
+            DEPENDENCY_UP,
+            &[("dependency", dependency.to_string())],
+            if up { 1.0 } else { 0.0 },
+        );
     }
 
     pub fn hash_pool_in_flight(&self, n: usize) {

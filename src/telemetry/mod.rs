@@ -1,6 +1,7 @@
 //! Logs and metrics: `tracing` (JSON in production, readable in development)
 //! and DogStatsD through the [`metrics`] catalogue.
 
+pub mod banner;
 pub mod metrics;
 
 use tracing_subscriber::EnvFilter;

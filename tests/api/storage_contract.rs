@@ -221,6 +221,7 @@ async fn postgres_passes_the_contract() {
     let db = TestDatabase::create().await;
     let store = PgStore::connect(
         &secrecy::SecretString::from(db.url.clone()),
+        &Default::default(),
         4,
         std::time::Duration::from_secs(5),
     )

@@ -3,6 +3,7 @@
 //! [`crate::storage::sql`]; the ones here are PostgreSQL's own.
 
 pub mod migrate;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use bb8_postgres::PostgresConnectionManager;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 use super::*;
@@ -26,7 +28,8 @@ mod users;
 
 use outbox::insert_outbox;
 
-type Pool = bb8::Pool<PostgresConnectionManager<NoTls>>;
+type Manager = PostgresConnectionManager<MakeRustlsConnect>;
+type Pool = bb8::Pool<Manager>;
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -49,16 +52,40 @@ fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> StoreResult<T> {
     row.try_get(i).map_err(q)
 }
 
+/// The first host of a connection config, as certificates name it.
+fn config_host(config: &tokio_postgres::Config) -> String {
+    match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    }
+}
+
 fn pool_err(e: bb8::RunError<tokio_postgres::Error>) -> StorageError {
     StorageError::unavailable(e)
 }
 
 impl PgStore {
     /// Connects (retrying for up to `wait`, as the database may still be
-    /// starting) with a pool of `max_size` connections.
-    pub async fn connect(url: &SecretString, max_size: u32, wait: Duration) -> StoreResult<Self> {
-        let manager = PostgresConnectionManager::new_from_stringlike(url.expose_secret(), NoTls)
+    /// starting) with a pool of `max_size` connections, over TLS as `tls` says.
+    /// A certificate the mode refuses fails at once: retrying cannot fix it.
+    pub async fn connect(
+        url: &SecretString,
+        tls: &tls::PgTls,
+        max_size: u32,
+        wait: Duration,
+    ) -> StoreResult<Self> {
+        let mut config: tokio_postgres::Config = url
+            .expose_secret()
+            .parse()
             .map_err(|e| StorageError::unavailable(format!("invalid database settings: {e}")))?;
+        config.ssl_mode(tls.negotiation());
+        let connector = tls
+            .connector()
+            .map_err(|e| StorageError::unavailable(e.to_string()))?;
+        let host = config_host(&config);
+        let manager = PostgresConnectionManager::new(config.clone(), connector.clone());
         let pool = bb8::Pool::builder()
             .max_size(max_size)
             .min_idle(Some(1))
@@ -70,22 +97,49 @@ impl PgStore {
         loop {
             match store.ping().await {
                 Ok(()) => return Ok(store),
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    // The pool only says it timed out; one direct attempt names the cause.
-                    let cause = match tokio_postgres::connect(url.expose_secret(), NoTls).await {
-                        Ok(_) => "the pool could not connect in time".to_string(),
-                        Err(e) => e
-                            .as_db_error()
-                            .map_or_else(|| e.to_string(), |db| db.message().to_string()),
-                    };
-                    return Err(StorageError::unavailable(cause));
-                }
                 Err(e) => {
+                    // The pool only says it timed out; one direct attempt names the cause.
+                    let cause = match config.connect(connector.clone()).await {
+                        Ok(_) => None,
+                        Err(e) => {
+                            if let Some(tls_error) = tls.explain(&e, &host) {
+                                return Err(StorageError::unavailable(format!(
+                                    "database TLS: {tls_error}"
+                                )));
+                            }
+                            if let Some(db) = e.as_db_error() {
+                                // Refused credentials or pg_hba rules (SQLSTATE class 28)
+                                // will not change by waiting.
+                                if db.code().code().starts_with("28") {
+                                    return Err(StorageError::unavailable(format!(
+                                        "{}: {}",
+                                        tls.host_var,
+                                        db.message()
+                                    )));
+                                }
+                            }
+                            Some(
+                                e.as_db_error()
+                                    .map_or_else(|| e.to_string(), |db| db.message().to_string()),
+                            )
+                        }
+                    };
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(StorageError::unavailable(cause.unwrap_or_else(|| {
+                            "the pool could not connect in time".to_string()
+                        })));
+                    }
                     tracing::warn!(error = %e, "database not reachable yet; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
         }
+    }
+
+    /// Open and idle connections of the pool, for the gauges.
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
     }
 
     /// Applies pending migrations under the advisory lock.
@@ -105,9 +159,7 @@ impl PgStore {
         conn.execute(sql, params).await.map_err(q)
     }
 
-    async fn conn(
-        &self,
-    ) -> StoreResult<bb8::PooledConnection<'_, PostgresConnectionManager<NoTls>>> {
+    async fn conn(&self) -> StoreResult<bb8::PooledConnection<'_, Manager>> {
         self.pool.get().await.map_err(pool_err)
     }
 }
@@ -116,6 +168,10 @@ impl PgStore {
 impl Store for PgStore {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    fn pool_state(&self) -> Option<(u32, u32)> {
+        Some(PgStore::pool_state(self))
     }
 
     async fn ping(&self) -> StoreResult<()> {

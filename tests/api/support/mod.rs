@@ -5,6 +5,7 @@
 pub mod redis_server;
 pub mod smtp;
 pub mod statsd;
+pub mod tls_postgres;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

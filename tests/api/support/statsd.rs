@@ -34,7 +34,13 @@ impl StatsdSink {
 
     /// Waits (up to 5 s) for a line starting with `prefix` and containing every tag.
     pub async fn wait_for(&self, prefix: &str, tags: &[&str]) -> String {
-        for _ in 0..100 {
+        self.wait_for_within(prefix, tags, Duration::from_secs(5))
+            .await
+    }
+
+    /// The same, waiting up to `limit`.
+    pub async fn wait_for_within(&self, prefix: &str, tags: &[&str], limit: Duration) -> String {
+        for _ in 0..(limit.as_millis() / 50) {
             if let Some(line) = self
                 .lines()
                 .into_iter()
