@@ -106,28 +106,6 @@ pub struct AuditEvent {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone)]
-pub struct AuditRecord {
-    pub id: Uuid,
-    pub user_id: Option<Uuid>,
-    pub event_type: String,
-    pub event_status: String,
-    pub ip_address: Option<IpAddr>,
-    pub user_agent: Option<String>,
-    pub metadata: serde_json::Value,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone)]
-pub struct ConsentRecord {
-    pub consent_type: String,
-    pub consent_version: String,
-    pub consented: bool,
-    pub ip_address: Option<IpAddr>,
-    pub user_agent: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
 /// A persisted lockout window (see the actors crate's lockout policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LockoutRecord {

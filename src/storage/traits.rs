@@ -236,27 +236,16 @@ pub trait LockoutStore: Send + Sync {
     /// The lockout window of an account key (normalized email).
     async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>>;
 
-    async fn save_lockout(&self, key: &str, record: &LockoutRecord) -> StoreResult<()>;
-
     /// Applies `transition` to the lockout window of `key` atomically: the
     /// row is locked (Postgres `FOR UPDATE`; SQLite's single writer) from the
     /// read to the write, so instances sharing the database agree.
     async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()>;
 }
 
-/// The audit log.
+/// The audit log (written here, read by operators and tests straight from the database).
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     async fn insert_audit(&self, event: AuditEvent) -> StoreResult<()>;
-
-    /// Audit rows of a user, newest first (for tests and `GET /me/audit`).
-    async fn audit_for_user(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<AuditRecord>>;
-
-    /// Audit rows of an event type, newest first (counting in tests and ops).
-    async fn count_audit(&self, event_type: &str, status: &str) -> StoreResult<u64>;
-
-    /// Consent rows of a user, newest first.
-    async fn consents_for_user(&self, user_id: Uuid) -> StoreResult<Vec<ConsentRecord>>;
 }
 
 /// The system of record: every aggregate, plus what spans them.

@@ -8,24 +8,14 @@ use crate::support::{redis_url, Backend, SmtpSink, TestApp, TestDatabase, TestSe
 
 /// Verifications that happened: audit rows of failed password checks.
 async fn verifications(app: &TestApp) -> u64 {
-    let rows = app
-        .services
-        .store
-        .count_audit("login", "failure")
-        .await
-        .unwrap();
+    let rows = app.probe().count_audit("login", "failure").await.unwrap();
     let locked = count_reason(app, "account_locked").await;
     rows - locked
 }
 
 async fn count_reason(app: &TestApp, reason: &str) -> u64 {
     // Failure rows carry their reason; count the ones with this reason.
-    let users = app
-        .services
-        .store
-        .count_audit("login", "failure")
-        .await
-        .unwrap();
+    let users = app.probe().count_audit("login", "failure").await.unwrap();
     let _ = users;
     let (client, conn) = match &app.env.get("DATABASE_URL") {
         Some(url) if url.starts_with("postgres") => {

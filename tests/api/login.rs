@@ -103,12 +103,7 @@ on_both_backends!(
             .await
             .unwrap()
             .unwrap();
-        let rows = app
-            .services
-            .store
-            .audit_for_user(user.id, 50)
-            .await
-            .unwrap();
+        let rows = app.probe().audit_for_user(user.id, 50).await.unwrap();
         let logins: Vec<_> = rows.iter().filter(|r| r.event_type == "login").collect();
         assert_eq!(logins.len(), 2);
         assert!(logins.iter().any(|r| r.event_status == "failure"));

@@ -77,8 +77,7 @@ on_both_backends!(reset_flow_end_to_end, |backend: Backend| async move {
     let changed = app.smtp().wait_for_nth(&email, 3).await;
     assert!(changed.subject().contains("password was changed"));
     assert_eq!(
-        app.services
-            .store
+        app.probe()
             .count_audit("password_reset", "success")
             .await
             .unwrap(),

@@ -125,7 +125,7 @@ on_both_backends!(
             .await
             .unwrap()
             .unwrap();
-        let consents = app.services.store.consents_for_user(user.id).await.unwrap();
+        let consents = app.probe().consents_for_user(user.id).await.unwrap();
         let mut types: Vec<(String, bool)> = consents
             .iter()
             .map(|c| (c.consent_type.clone(), c.consented))
@@ -158,8 +158,7 @@ on_both_backends!(
         let results = futures_util::future::join_all(attempts).await;
         assert!(results.iter().all(|r| r.status == 202));
         let count = app
-            .services
-            .store
+            .probe()
             .count_audit("registration", "success")
             .await
             .unwrap();

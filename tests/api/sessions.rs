@@ -69,8 +69,7 @@ on_both_backends!(
         let mail = app.smtp().wait_for_nth(&email, 2).await;
         assert!(mail.subject().contains("ended"), "{}", mail.subject());
         assert_eq!(
-            app.services
-                .store
+            app.probe()
                 .count_audit("refresh_token_reuse", "failure")
                 .await
                 .unwrap(),

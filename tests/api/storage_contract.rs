@@ -9,6 +9,7 @@ use suma_auth::storage::sqlite::SqliteStore;
 use suma_auth::storage::*;
 use uuid::Uuid;
 
+use crate::support::probe::Probe;
 use crate::support::{TempDir, TestDatabase};
 
 fn new_user(email: &str, token_hash: &str) -> NewUser {
@@ -40,7 +41,7 @@ fn new_user(email: &str, token_hash: &str) -> NewUser {
     }
 }
 
-async fn contract(store: Arc<dyn Store>) {
+async fn contract(store: Arc<dyn Store>, probe: Probe) {
     store.ping().await.unwrap();
     let u = new_user("contract@example.com", &"a".repeat(64));
     let id = u.id;
@@ -144,7 +145,10 @@ async fn contract(store: Arc<dyn Store>) {
         window_started_at: Some(Utc::now()),
         locked_until: Some(Utc::now() + Duration::minutes(15)),
     };
-    store.save_lockout("k@example.com", &rec).await.unwrap();
+    store
+        .update_lockout("k@example.com", Box::new(move |_| rec))
+        .await
+        .unwrap();
     let back = store.load_lockout("k@example.com").await.unwrap().unwrap();
     assert_eq!((back.attempts, back.failures), (3, 2));
     // Transitions are applied atomically under concurrency.
@@ -209,11 +213,11 @@ async fn contract(store: Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    assert_eq!(store.count_audit("login", "failure").await.unwrap(), 1);
-    let rows = store.audit_for_user(id, 10).await.unwrap();
+    assert_eq!(probe.count_audit("login", "failure").await.unwrap(), 1);
+    let rows = probe.audit_for_user(id, 10).await.unwrap();
     assert_eq!(rows[0].event_type, "login");
     assert_eq!(rows[0].metadata["reason"], "x");
-    assert_eq!(store.consents_for_user(id).await.unwrap().len(), 1);
+    assert_eq!(probe.consents_for_user(id).await.unwrap().len(), 1);
 }
 
 #[actix_web::test]
@@ -228,12 +232,13 @@ async fn postgres_passes_the_contract() {
     .await
     .unwrap();
     store.migrate().await.unwrap();
-    contract(Arc::new(store)).await;
+    contract(Arc::new(store), Probe::Postgres(db.url.clone())).await;
 }
 
 #[actix_web::test]
 async fn sqlite_passes_the_contract() {
     let dir = TempDir::new();
-    let store = SqliteStore::open(&dir.0.join("c.db")).unwrap();
-    contract(Arc::new(store)).await;
+    let path = dir.0.join("c.db");
+    let store = SqliteStore::open(&path).unwrap();
+    contract(Arc::new(store), Probe::Sqlite(path)).await;
 }

@@ -25,17 +25,6 @@ impl LockoutStore for PgStore {
         row.as_ref().map(lockout).transpose()
     }
 
-    async fn save_lockout(&self, key: &str, r: &LockoutRecord) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO login_lockouts (account_key, attempts, failures, window_started_at, locked_until, updated_at)
-             VALUES ($1, $2, $3, $4, $5, NOW())
-             ON CONFLICT (account_key) DO UPDATE SET attempts = $2, failures = $3, window_started_at = $4, locked_until = $5, updated_at = NOW()",
-            &[&key, &(r.attempts as i32), &(r.failures as i32), &r.window_started_at, &r.locked_until],
-        )
-        .await?;
-        Ok(())
-    }
-
     async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;

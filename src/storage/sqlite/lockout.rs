@@ -26,21 +26,6 @@ impl LockoutStore for SqliteStore {
         .await
     }
 
-    async fn save_lockout(&self, key: &str, r: &LockoutRecord) -> StoreResult<()> {
-        let key = key.to_string();
-        let r = *r;
-        self.run(move |c| {
-            c.execute(
-                "INSERT INTO login_lockouts (account_key, attempts, failures, window_started_at, locked_until, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (account_key) DO UPDATE SET attempts = ?2, failures = ?3, window_started_at = ?4, locked_until = ?5, updated_at = ?6",
-                params![key, r.attempts, r.failures, ms_opt(r.window_started_at), ms_opt(r.locked_until), ms(Utc::now())],
-            )
-            .map(|_| ())
-        })
-        .await
-    }
-
     async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()> {
         let key = key.to_string();
         self.run(move |c| {

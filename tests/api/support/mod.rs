@@ -2,6 +2,7 @@
 //! PostgreSQL database, dropped afterwards, or a fresh SQLite file — with a
 //! real SMTP sink and a StatsD sink.
 
+pub mod probe;
 pub mod redis_server;
 pub mod smtp;
 pub mod statsd;
@@ -297,6 +298,11 @@ impl Resp {
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Self {
         TestSetup::new(backend).spawn().await
+    }
+
+    /// Direct reads of this app's database (audit and consent rows).
+    pub fn probe(&self) -> probe::Probe {
+        probe::Probe::of(&self.services.config.database)
     }
 
     /// Stops the server (graceful) and waits for it.

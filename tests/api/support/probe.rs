@@ -1,0 +1,191 @@
+//! Reads tests make straight from an app's database: audit rows and consent
+//! rows, which the server itself never reads back. Kept here so that the
+//! production store carries no test-only methods.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeZone, Utc};
+use secrecy::ExposeSecret;
+use suma_auth::config::DatabaseConfig;
+use uuid::Uuid;
+
+/// An audit row as stored.
+#[derive(Debug, Clone)]
+#[allow(dead_code)]
+pub struct AuditRecord {
+    pub id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub event_type: String,
+    pub event_status: String,
+    pub ip_address: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A consent row as stored.
+#[derive(Debug, Clone)]
+#[allow(dead_code)]
+pub struct ConsentRecord {
+    pub consent_type: String,
+    pub consent_version: String,
+    pub consented: bool,
+    pub ip_address: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Where an app keeps its records.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+const AUDIT: &str = "SELECT id, user_id, event_type, event_status, ip_address, user_agent, \
+     metadata, created_at FROM audit_logs WHERE user_id = $1 ORDER BY created_at DESC";
+const CONSENTS: &str = "SELECT consent_type, consent_version, consented, ip_address, user_agent, \
+     created_at FROM consent_records WHERE user_id = $1 ORDER BY created_at DESC, consent_type";
+const COUNT: &str = "SELECT COUNT(*) FROM audit_logs WHERE event_type = $1 AND event_status = $2";
+
+fn ms(v: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(v).single().unwrap()
+}
+
+impl Probe {
+    pub fn of(database: &DatabaseConfig) -> Self {
+        match database {
+            DatabaseConfig::Postgres { url, .. } => {
+                Probe::Postgres(url.expose_secret().to_string())
+            }
+            DatabaseConfig::Sqlite { path } => Probe::Sqlite(path.clone()),
+        }
+    }
+
+    async fn pg(url: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the app's database");
+        tokio::spawn(conn);
+        client
+    }
+
+    fn sqlite(path: &PathBuf) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the app's database file")
+    }
+
+    /// Audit rows of an event type and status.
+    pub async fn count_audit(&self, event_type: &str, status: &str) -> Result<u64, String> {
+        Ok(match self {
+            Probe::Postgres(url) => {
+                let row = Self::pg(url)
+                    .await
+                    .query_one(COUNT, &[&event_type, &status])
+                    .await
+                    .map_err(|e| e.to_string())?;
+                row.get::<_, i64>(0) as u64
+            }
+            Probe::Sqlite(path) => Self::sqlite(path)
+                .query_row(&COUNT.replace('$', "?"), [event_type, status], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .map_err(|e| e.to_string())? as u64,
+        })
+    }
+
+    /// Audit rows of a user, newest first.
+    pub async fn audit_for_user(
+        &self,
+        user_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, String> {
+        let mut rows = match self {
+            Probe::Postgres(url) => Self::pg(url)
+                .await
+                .query(AUDIT, &[&user_id])
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|r| AuditRecord {
+                    id: r.get(0),
+                    user_id: r.get(1),
+                    event_type: r.get(2),
+                    event_status: r.get(3),
+                    ip_address: r.get(4),
+                    user_agent: r.get(5),
+                    metadata: r.get::<_, Option<serde_json::Value>>(6).unwrap_or_default(),
+                    created_at: r.get(7),
+                })
+                .collect(),
+            Probe::Sqlite(path) => {
+                let c = Self::sqlite(path);
+                let sql = format!("{}, rowid DESC", AUDIT.replace('$', "?"));
+                let mut stmt = c.prepare(&sql).map_err(|e| e.to_string())?;
+                let rows = stmt
+                    .query_map([user_id.to_string()], |r| {
+                        Ok(AuditRecord {
+                            id: r.get::<_, String>(0)?.parse().unwrap(),
+                            user_id: r.get::<_, Option<String>>(1)?.map(|u| u.parse().unwrap()),
+                            event_type: r.get(2)?,
+                            event_status: r.get(3)?,
+                            ip_address: r.get::<_, Option<String>>(4)?.and_then(|i| i.parse().ok()),
+                            user_agent: r.get(5)?,
+                            metadata: r
+                                .get::<_, Option<String>>(6)?
+                                .and_then(|m| serde_json::from_str(&m).ok())
+                                .unwrap_or_default(),
+                            created_at: ms(r.get(7)?),
+                        })
+                    })
+                    .map_err(|e| e.to_string())?;
+                rows.collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?
+            }
+        };
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
+    /// Consent rows of a user, newest first.
+    pub async fn consents_for_user(&self, user_id: Uuid) -> Result<Vec<ConsentRecord>, String> {
+        Ok(match self {
+            Probe::Postgres(url) => Self::pg(url)
+                .await
+                .query(CONSENTS, &[&user_id])
+                .await
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|r| ConsentRecord {
+                    consent_type: r.get(0),
+                    consent_version: r.get(1),
+                    consented: r.get(2),
+                    ip_address: r.get(3),
+                    user_agent: r.get(4),
+                    created_at: r.get(5),
+                })
+                .collect(),
+            Probe::Sqlite(path) => {
+                let c = Self::sqlite(path);
+                let mut stmt = c
+                    .prepare(&CONSENTS.replace('$', "?"))
+                    .map_err(|e| e.to_string())?;
+                let rows = stmt
+                    .query_map([user_id.to_string()], |r| {
+                        Ok(ConsentRecord {
+                            consent_type: r.get(0)?,
+                            consent_version: r.get(1)?,
+                            consented: r.get(2)?,
+                            ip_address: r.get::<_, Option<String>>(3)?.and_then(|i| i.parse().ok()),
+                            user_agent: r.get(4)?,
+                            created_at: ms(r.get(5)?),
+                        })
+                    })
+                    .map_err(|e| e.to_string())?;
+                rows.collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string())?
+            }
+        })
+    }
+}
