@@ -9,7 +9,8 @@
 //!        ├─ yes, less than `reuse_grace` ago ───────────────▶ Refuse (a lost race, not theft)
 //!        ├─ yes, earlier ───────────────────────────────────▶ RevokeFamily (reuse)
 //!        │ no
-//!        ├─ session revoked or past its absolute end ───────▶ Refuse
+//!        ├─ session revoked ────────────────────────────────▶ Refuse
+//!        ├─ session past its absolute end ──────────────────▶ Expired
 //!        ├─ idle for `idle_timeout` (newest activity known) ▶ EndIdle
 //!        └─ otherwise ──────────────────────────────────────▶ Rotate
 //! ```
@@ -36,6 +37,8 @@ pub enum RefreshDecision {
     Rotate,
     /// Refuse it and change nothing.
     Refuse,
+    /// Refuse it: its session reached its absolute end.
+    Expired,
     /// Refuse it and end its session for idleness.
     EndIdle,
     /// A spent token presented again: end the session and every token of its family.
@@ -65,8 +68,11 @@ impl RefreshPolicy {
                 RefreshDecision::RevokeFamily
             };
         }
-        if state.session_ended || state.session_expires_at <= now {
+        if state.session_ended {
             return RefreshDecision::Refuse;
+        }
+        if state.session_expires_at <= now {
+            return RefreshDecision::Expired;
         }
         let last_activity =
             activity_hint.map_or(state.last_activity_at, |h| h.max(state.last_activity_at));
@@ -132,7 +138,7 @@ mod tests {
     }
 
     #[test]
-    fn ended_or_expired_sessions_refuse() {
+    fn ended_sessions_refuse_and_old_ones_expire() {
         let ended = RefreshState {
             session_ended: true,
             ..live(0)
@@ -143,7 +149,7 @@ mod tests {
         );
         assert_eq!(
             policy().decide(&live(479), None, at(480)),
-            RefreshDecision::Refuse
+            RefreshDecision::Expired
         );
     }
 

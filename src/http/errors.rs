@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::request_id;
 use crate::domain::FieldError;
-use crate::services::AuthError;
+use crate::services::{AuthError, RefreshError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_BASE: &str = "https://docs.suma.finance/errors/";
@@ -54,6 +54,18 @@ pub enum ApiError {
     /// Any other HTTP-level refusal, by status.
     #[error("http error {0}")]
     Http(StatusCode),
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(e: RefreshError) -> Self {
+        match e {
+            // A refresh token is a credential: 401, alike for every refusal.
+            RefreshError::Invalid | RefreshError::Reused | RefreshError::Expired => {
+                ApiError::Auth(AuthError::Unauthorized("the refresh token is invalid"))
+            }
+            RefreshError::Other(e) => ApiError::Auth(e),
+        }
+    }
 }
 
 impl ApiError {

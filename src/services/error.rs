@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::auth::hashing::HashError;
 use crate::auth::jwt::TokenError;
 use crate::domain::FieldError;
-use crate::storage::StorageError;
+use crate::storage::{BoxError, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -38,18 +38,45 @@ pub enum AuthError {
     #[error("the server is busy")]
     Busy { retry_after: Duration },
     #[error("a dependency is unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] BoxError),
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] BoxError),
+}
+
+/// Why a refresh was refused. The HTTP layer answers all three alike (a
+/// refresh token is a credential; telling them apart would help an attacker),
+/// but the use case, its metrics and its tests see the difference.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("the refresh token is unknown or malformed, or its session was revoked")]
+    Invalid,
+    #[error("a spent refresh token was presented again; its session is revoked")]
+    Reused,
+    #[error("the session reached its absolute end or timed out")]
+    Expired,
+    #[error(transparent)]
+    Other(#[from] AuthError),
+}
+
+impl From<StorageError> for RefreshError {
+    fn from(e: StorageError) -> Self {
+        RefreshError::Other(e.into())
+    }
+}
+
+impl From<TokenError> for RefreshError {
+    fn from(e: TokenError) -> Self {
+        RefreshError::Other(e.into())
+    }
 }
 
 impl From<StorageError> for AuthError {
     fn from(e: StorageError) -> Self {
         match &e {
             StorageError::Unavailable(_) | StorageError::Poisoned(_) => {
-                AuthError::Unavailable(e.to_string())
+                AuthError::Unavailable(Box::new(e))
             }
-            _ => AuthError::Internal(e.to_string()),
+            _ => AuthError::Internal(Box::new(e)),
         }
     }
 }
@@ -60,7 +87,7 @@ impl From<HashError> for AuthError {
             HashError::Busy => AuthError::Busy {
                 retry_after: Duration::from_secs(1),
             },
-            HashError::Internal(m) => AuthError::Internal(m),
+            HashError::Internal(m) => AuthError::Internal(m.into()),
         }
     }
 }

@@ -117,7 +117,7 @@ async fn send_code(
     let queued = svc
         .mailer
         .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?;
     let stored = svc
         .store
         .set_challenge_code(
@@ -281,7 +281,7 @@ fn totp_secret(svc: &Services, user: &UserRecord) -> Result<Option<Vec<u8>>, Aut
             .sealer()
             .open(sealed)
             .map(Some)
-            .map_err(|e| AuthError::Internal(e.to_string())),
+            .map_err(|e| AuthError::Internal(e.into())),
         None => Ok(None),
     }
 }
@@ -300,7 +300,7 @@ pub async fn enable_email(
     let queued = svc
         .mailer
         .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?;
     let enable: SecondFactorChange = Box::new(|f| f.with_email_otp(true));
     svc.store
         .update_second_factors(user.id, enable, None, svc.clock.now(), Some(queued))
@@ -332,7 +332,7 @@ pub async fn totp_setup(svc: &Services, principal: &Principal) -> Result<TotpSet
         .mailer
         .sealer()
         .seal(&secret)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?;
     let pending: SecondFactorChange = Box::new(move |f| f.with_pending(Some(sealed)));
     svc.store
         .update_second_factors(user.id, pending, None, svc.clock.now(), None)
@@ -376,7 +376,7 @@ pub async fn totp_enable(
         .mailer
         .sealer()
         .open(pending)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?;
     let step = totp::matching_step(&secret, code.trim(), svc.clock.unix()).ok_or_else(invalid)?;
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| {
@@ -394,7 +394,7 @@ pub async fn totp_enable(
     let queued = svc
         .mailer
         .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?;
     let pending = pending.clone();
     let confirm: SecondFactorChange = Box::new(move |f| f.confirm_totp(&pending, step));
     if !svc

@@ -14,7 +14,7 @@ pub mod verification;
 use std::sync::Arc;
 
 pub use clock::Clock;
-pub use error::AuthError;
+pub use error::{AuthError, RefreshError};
 
 use crate::auth::hashing::PasswordHasher;
 use crate::auth::jwt::JwtService;

@@ -29,7 +29,7 @@ pub async fn request(svc: &Services, email: &str, client: &ClientContext) -> Res
     let queued = svc
         .mailer
         .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?;
     let stored = svc
         .store
         .add_reset_token(

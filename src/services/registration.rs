@@ -128,7 +128,7 @@ pub async fn register(
     let queued = svc
         .mailer
         .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?;
     let outcome = svc
         .store
         .create_user(NewUser {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::login::TokenPair;
 use super::me::Principal;
-use super::{AuthError, Services};
+use super::{AuthError, RefreshError, Services};
 use crate::auth::tokens;
 use crate::domain::refresh::RefreshPolicy;
 use crate::domain::{FieldError, NewPassword};
@@ -29,11 +29,11 @@ pub async fn refresh(
     svc: &Services,
     refresh_token: &str,
     client: &ClientContext,
-) -> Result<TokenPair, AuthError> {
+) -> Result<TokenPair, RefreshError> {
     let token = refresh_token.trim();
     if !tokens::well_formed(token) {
         svc.metrics.token_refresh("invalid");
-        return Err(AuthError::InvalidToken);
+        return Err(RefreshError::Invalid);
     }
     let presented_hash = tokens::token_hash(token);
     let now = svc.clock.now();
@@ -63,7 +63,11 @@ pub async fn refresh(
         RotateOutcome::Rotated(session) => session,
         RotateOutcome::Invalid => {
             svc.metrics.token_refresh("invalid");
-            return Err(AuthError::InvalidToken);
+            return Err(RefreshError::Invalid);
+        }
+        RotateOutcome::Expired => {
+            svc.metrics.token_refresh("invalid");
+            return Err(RefreshError::Expired);
         }
         RotateOutcome::Reused {
             session_id,
@@ -92,7 +96,7 @@ pub async fn refresh(
                         .await;
                 }
             }
-            return Err(AuthError::InvalidToken);
+            return Err(RefreshError::Reused);
         }
     };
     tracing::Span::current().record("user_id", tracing::field::display(session.user_id));
@@ -334,7 +338,7 @@ pub async fn store_new_password(
     let queued = svc
         .mailer
         .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?;
     svc.store
         .set_password(user.id, password_hash, now, Some(queued))
         .await?;

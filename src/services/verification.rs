@@ -61,7 +61,7 @@ pub async fn resend(svc: &Services, email: &str, client: ClientContext) -> Resul
     let queued = svc
         .mailer
         .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.to_string()))?;
+        .map_err(|e| AuthError::Internal(e.into()))?;
     svc.store
         .add_verification_token(user.id, &tokens::token_hash(&token), expires, Some(queued))
         .await?;

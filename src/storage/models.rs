@@ -153,9 +153,10 @@ pub enum RotateOutcome {
         user_id: Uuid,
         was_live: bool,
     },
-    /// Unknown token, spent within the grace, or its session ended
-    /// (revoked, past its end, or ended now for idleness).
+    /// Unknown token, spent within the grace, or its session was revoked.
     Invalid,
+    /// Its session reached its absolute end, or was ended now for idleness.
+    Expired,
 }
 
 /// Why a session ends, as recorded in `sessions.revoked_reason`.

@@ -12,7 +12,7 @@ use crate::http::errors::{ApiError, Problem};
 use crate::http::extract::Authenticated;
 use crate::services::login::{self, LoginInput, TokenPair};
 use crate::services::registration::{self, Consents, Registration};
-use crate::services::{mfa, password_reset, sessions, verification, AuthError, Services};
+use crate::services::{mfa, password_reset, sessions, verification, Services};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ConsentsRequest {
@@ -182,15 +182,7 @@ pub async fn refresh(
     Client(client): Client,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let pair = sessions::refresh(&svc, &body.refresh_token, &client)
-        .await
-        .map_err(|e| match e {
-            // A refresh token is a credential: 401, as API.md says.
-            AuthError::InvalidToken => {
-                ApiError::Auth(AuthError::Unauthorized("the refresh token is invalid"))
-            }
-            other => ApiError::Auth(other),
-        })?;
+    let pair = sessions::refresh(&svc, &body.refresh_token, &client).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))

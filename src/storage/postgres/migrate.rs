@@ -62,7 +62,10 @@ async fn current(client: &Client) -> Result<(Option<i64>, bool), StorageError> {
         .await
         .map_err(err)?;
     Ok(match row {
-        Some(row) => (Some(row.get(0)), row.get(1)),
+        Some(row) => (
+            Some(row.try_get(0).map_err(err)?),
+            row.try_get(1).map_err(err)?,
+        ),
         None => (None, false),
     })
 }

@@ -99,6 +99,7 @@ impl SessionStore for PgStore {
         let s = session_at(&row, 2)?;
         let outcome = match decide(&s.refresh_state(spent_at)) {
             RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
+            RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
             RefreshDecision::RevokeFamily => {
                 let reason = end_reason::REFRESH_TOKEN_REUSE;
                 let end: [Param; 3] = [&s.id, &r.now, &reason];
@@ -117,7 +118,7 @@ impl SessionStore for PgStore {
                 tx.execute(sql::END_LIVE_SESSION, &[&s.id, &r.now, &reason])
                     .await
                     .map_err(q)?;
-                RotateOutcome::Invalid
+                RotateOutcome::Expired
             }
             RefreshDecision::Rotate => {
                 tx.execute(sql::SPEND_REFRESH_TOKEN, &[&token_id, &r.now, &r.new_id])

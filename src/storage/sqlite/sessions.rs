@@ -107,6 +107,7 @@ impl SessionStore for SqliteStore {
             let (now, sid) = (ms(r.now), s.id.to_string());
             let outcome = match decide(&s.refresh_state(spent_at)) {
                 RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
+                RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
                 RefreshDecision::RevokeFamily => {
                     let reason = end_reason::REFRESH_TOKEN_REUSE;
                     let was_live =
@@ -121,7 +122,7 @@ impl SessionStore for SqliteStore {
                 RefreshDecision::EndIdle => {
                     let reason = end_reason::IDLE_TIMEOUT;
                     tx.execute(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?;
-                    RotateOutcome::Invalid
+                    RotateOutcome::Expired
                 }
                 RefreshDecision::Rotate => {
                     let new_id = r.new_id.to_string();
