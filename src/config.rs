@@ -182,6 +182,8 @@ pub struct RateLimits {
     pub password_reset: u32,
     pub otp: u32,
     pub window: Duration,
+    /// IPv6 clients are limited per network of this many bits (a /64 by default).
+    pub ipv6_prefix: u8,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -444,6 +446,7 @@ impl Config {
             password_reset: v.bounded("RATE_LIMIT_PASSWORD_RESET", 3, 1, 10_000_000)? as u32,
             otp: v.bounded("RATE_LIMIT_OTP", 5, 1, 10_000_000)? as u32,
             window: Duration::from_secs(v.bounded("RATE_LIMIT_WINDOW_SECONDS", 300, 1, 86_400)?),
+            ipv6_prefix: v.bounded("RATE_LIMIT_IPV6_PREFIX", 64, 32, 128)? as u8,
         };
 
         let security = SecurityPolicy {

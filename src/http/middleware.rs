@@ -1,6 +1,8 @@
-//! The one middleware every request passes: request id, a tracing span,
-//! problem+json for every error (including the framework's own 404/405/413),
-//! security headers, and the endpoint metrics.
+//! The middleware: [`observe`], which every request passes (request id, a
+//! tracing span, problem+json for every error including the framework's own
+//! 404/405/413, security headers, the endpoint metrics), and [`route_guard`],
+//! which wraps each declared route after routing (the matched route and its
+//! rate limit).
 
 use std::time::Instant;
 
@@ -8,12 +10,12 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{web, Error};
+use actix_web::{web, Error, HttpMessage};
 use tracing::Instrument;
 
 use super::errors::{ApiError, PROBLEM_JSON};
 use super::request_id;
-use crate::security::RateRoute;
+use super::routes::MatchedRoute;
 use crate::services::Services;
 
 pub async fn observe(
@@ -26,9 +28,6 @@ pub async fn observe(
             .get(request_id::HEADER)
             .and_then(|v| v.to_str().ok()),
     );
-    let endpoint = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
     let method = req.method().as_str().to_string();
     let metrics = req
         .app_data::<web::Data<Services>>()
@@ -37,12 +36,18 @@ pub async fn observe(
         "request",
         request_id = %id,
         method = %method,
-        endpoint = %endpoint,
+        endpoint = tracing::field::Empty,
         status = tracing::field::Empty,
         user_id = tracing::field::Empty,
     );
     let res = request_id::scope(id.clone(), next.call(req).instrument(span.clone())).await?;
     let mut res = res.map_into_boxed_body();
+    // The route the router matched (recorded by `route_guard`), not the raw path.
+    let endpoint = res
+        .request()
+        .extensions()
+        .get::<MatchedRoute>()
+        .map_or("unmatched", |m| m.pattern);
 
     // Framework-made errors (unknown route, 405, oversized body…) become
     // problem+json too, with the same request id. The HTML pages answer
@@ -86,7 +91,7 @@ pub async fn observe(
     span.record("status", status);
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
-        metrics.endpoint(&endpoint, &method, status, elapsed);
+        metrics.endpoint(endpoint, &method, status, elapsed);
     }
     span.in_scope(|| {
         if status >= 500 {
@@ -121,28 +126,26 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
     ),
 ];
 
-/// Per-IP rate limits on the routes the WAF plan names; refused requests get
-/// 429 problem+json with `Retry-After` and `RateLimit-*` headers.
-pub async fn rate_limit(
+/// Wraps every declared route, so it runs after routing whatever spelling of
+/// the path reached it: records the [`MatchedRoute`] (for the metrics and
+/// logs of [`observe`]) and applies the route's per-IP rate limit; refused
+/// requests get 429 problem+json with `Retry-After` and `RateLimit-*` headers.
+pub async fn route_guard(
+    matched: MatchedRoute,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let route = req
-        .match_pattern()
-        .filter(|_| req.method() == actix_web::http::Method::POST)
-        .and_then(|p| RateRoute::for_pattern(&p));
-    let (Some(route), Some(services)) = (route, req.app_data::<web::Data<Services>>().cloned())
+    req.extensions_mut().insert(matched);
+    tracing::Span::current().record("endpoint", matched.pattern);
+    let (Some(route), Some(services)) =
+        (matched.rate, req.app_data::<web::Data<Services>>().cloned())
     else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let client = super::client::context(req.request());
-    let ip = client
-        .ip
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "unknown".into());
     let verdict = services
         .rate_limiter
-        .check(route, &ip, services.clock.now_ms())
+        .check(route, client.ip, services.clock.now_ms())
         .await;
     if !verdict.allowed {
         services.metrics.rate_limited(route.name());

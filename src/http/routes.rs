@@ -4,22 +4,73 @@
 //! unnoticed) and [`PAGES`] (the HTML pages that mailed links open, which are
 //! not part of the API contract and not in `/openapi.json`).
 
-use actix_web::web;
+use actix_web::http::Method;
+use actix_web::middleware::from_fn;
+use actix_web::{guard, web};
 
 use super::handlers::{auth, me, ops};
-use super::pages;
+use super::{middleware, pages};
+use crate::security::RateRoute;
+
+/// What the router knows of the route a request matched: its pattern (the
+/// `endpoint` of metrics and logs) and its rate class. Every per-route
+/// decision is taken on this, after routing — never on the raw path, which
+/// another spelling (`logi%6E`) would slip past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchedRoute {
+    pub pattern: &'static str,
+    pub rate: Option<RateRoute>,
+}
+
+/// One declaration per route: method, path, optional `[rate class]`, handler.
+/// It mounts the route (with the guard that records [`MatchedRoute`] and
+/// applies the rate limit) and lists it for the OpenAPI and hostile-input tests.
+macro_rules! rate_of {
+    () => {
+        None
+    };
+    ($rate:ident) => {
+        Some(RateRoute::$rate)
+    };
+}
 
 macro_rules! routes {
-    ($(#[$doc:meta])* $configure:ident, $list:ident {
-        $( $method:ident $path:literal => $handler:path ),* $(,)?
+    ($(#[$doc:meta])* $configure:ident, $list:ident, $rates:ident {
+        $( $method:ident $path:literal $([$rate:ident])? => $handler:path ),* $(,)?
     }) => {
         fn $configure(cfg: &mut web::ServiceConfig) {
-            $( cfg.route($path, web::$method().to($handler)); )*
+            $(
+                let matched = MatchedRoute {
+                    pattern: $path,
+                    rate: rate_of!($($rate)?),
+                };
+                cfg.service(
+                    web::resource($path)
+                        .guard(guard::Method(method(stringify!($method))))
+                        .wrap(from_fn(move |req, next| middleware::route_guard(matched, req, next)))
+                        .route(web::$method().to($handler)),
+                );
+            )*
         }
 
         $(#[$doc])*
         pub const $list: &[(&str, &str)] = &[ $( (stringify!($method), $path) ),* ];
+
+        /// The rate class of each route of the list, in the same order.
+        pub const $rates: &[Option<RateRoute>] = &[ $( rate_of!($($rate)?) ),* ];
     };
+}
+
+/// The method a declaration names (the declarations use actix's lowercase helpers).
+fn method(name: &str) -> Method {
+    match name {
+        "get" => Method::GET,
+        "post" => Method::POST,
+        "put" => Method::PUT,
+        "patch" => Method::PATCH,
+        "delete" => Method::DELETE,
+        _ => Method::OPTIONS,
+    }
 }
 
 /// Mounts every route.
@@ -30,23 +81,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 routes! {
     /// (method, path) of every mounted API route, paths in actix syntax.
-    configure_api, MOUNTED {
+    configure_api, MOUNTED, MOUNTED_RATES {
         get "/health" => ops::health,
         get "/ready" => ops::ready,
         get "/.well-known/jwks.json" => ops::jwks,
         get "/openapi.json" => ops::openapi,
-        post "/api/v1/auth/register" => auth::register,
+        post "/api/v1/auth/register" [Register] => auth::register,
         post "/api/v1/auth/verify-email" => auth::verify_email,
-        post "/api/v1/auth/verify-email/resend" => auth::resend_verification,
-        post "/api/v1/auth/login" => auth::login,
-        post "/api/v1/auth/otp/send" => auth::otp_send,
-        post "/api/v1/auth/otp/verify" => auth::otp_verify,
+        post "/api/v1/auth/verify-email/resend" [ResendVerification] => auth::resend_verification,
+        post "/api/v1/auth/login" [Login] => auth::login,
+        post "/api/v1/auth/otp/send" [Otp] => auth::otp_send,
+        post "/api/v1/auth/otp/verify" [Otp] => auth::otp_verify,
         post "/api/v1/auth/refresh" => auth::refresh,
         post "/api/v1/auth/logout" => auth::logout,
         post "/api/v1/auth/logout-all" => auth::logout_all,
         post "/api/v1/auth/password/change" => auth::change_password,
-        post "/api/v1/auth/password-reset" => auth::password_reset,
-        post "/api/v1/auth/password-reset/confirm" => auth::password_reset_confirm,
+        post "/api/v1/auth/password-reset" [PasswordReset] => auth::password_reset,
+        post "/api/v1/auth/password-reset/confirm" [PasswordReset] => auth::password_reset_confirm,
         get "/api/v1/auth/me" => me::get_me,
         get "/api/v1/auth/me/sessions" => me::list_sessions,
         delete "/api/v1/auth/me/sessions/{id}" => me::delete_session,
@@ -59,7 +110,7 @@ routes! {
 
 routes! {
     /// (method, path) of every HTML page and form target.
-    configure_pages, PAGES {
+    configure_pages, PAGES, PAGE_RATES {
         get "/verify-email" => pages::verify_form,
         post "/verify-email" => pages::verify,
         get "/reset-password" => pages::reset_form,
@@ -76,4 +127,24 @@ pub fn methods_for(path: &str) -> Vec<&'static str> {
         .filter(|(_, pattern)| actix_web::dev::ResourceDef::new(*pattern).is_match(path))
         .map(|(method, _)| *method)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_declared_method_is_known_and_every_list_has_its_rates() {
+        for (m, _) in MOUNTED.iter().chain(PAGES) {
+            assert_ne!(method(m), Method::OPTIONS, "{m}");
+        }
+        assert_eq!(MOUNTED.len(), MOUNTED_RATES.len());
+        assert_eq!(PAGES.len(), PAGE_RATES.len());
+        let limited: Vec<_> = MOUNTED
+            .iter()
+            .zip(MOUNTED_RATES)
+            .filter_map(|((_, p), r)| r.map(|r| (*p, r.name())))
+            .collect();
+        assert!(limited.contains(&("/api/v1/auth/login", "login")));
+    }
 }

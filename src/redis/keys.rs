@@ -19,10 +19,11 @@ pub fn lockout(prefix: &str, account: &str) -> String {
     format!("{prefix}:lockout:{{{}}}", account_tag(account))
 }
 
-/// `{prefix}:rate:{<route>:<ip>}:<window index>` — a counter of requests in
-/// one fixed window; expires with the window.
-pub fn rate(prefix: &str, route: &str, ip: &str, window_index: i64) -> String {
-    format!("{prefix}:rate:{{{route}:{ip}}}:{window_index}")
+/// `{prefix}:rate:{<route>:<client>}` — a sorted set of the times (unix ms)
+/// of a client's admitted requests in the sliding window; expires a window
+/// after its last request. `client` is an IPv4 address or an IPv6 network.
+pub fn rate(prefix: &str, route: &str, client: &str) -> String {
+    format!("{prefix}:rate:{{{route}:{client}}}")
 }
 
 /// `{prefix}:session:{<session id>}` — a hash with `la` (last activity,
@@ -42,6 +43,6 @@ mod tests {
         let k = lockout("p", "alice@example.com");
         assert!(k.starts_with("p:lockout:{") && k.ends_with('}'));
         assert!(!k.contains("alice"));
-        assert_eq!(rate("p", "login", "1.2.3.4", 7), "p:rate:{login:1.2.3.4}:7");
+        assert_eq!(rate("p", "login", "1.2.3.4"), "p:rate:{login:1.2.3.4}");
     }
 }

@@ -154,23 +154,31 @@ impl RedisStore {
     }
 
     /// Counts a request in its fixed window; returns the count including it.
+    /// One request of `client` on `route` against the sliding window:
+    /// `(admitted, requests in the window, oldest request time in ms)`.
     pub async fn rate_hit(
         &self,
         route: &str,
-        ip: &str,
-        window_index: i64,
+        client: &str,
+        now_ms: i64,
         window_ms: i64,
-    ) -> Result<i64, RedisError> {
-        let key = keys::rate(&self.prefix, route, ip, window_index);
+        limit: u32,
+    ) -> Result<(bool, i64, i64), RedisError> {
+        let key = keys::rate(&self.prefix, route, client);
+        let member = format!("{now_ms}-{}", uuid::Uuid::new_v4().simple());
         let script = self.rate_script.clone();
         self.guarded(async move |conn| {
             script
                 .key(key)
+                .arg(now_ms)
                 .arg(window_ms)
-                .invoke_async::<i64>(conn)
+                .arg(limit)
+                .arg(member)
+                .invoke_async::<(i64, i64, i64)>(conn)
                 .await
         })
         .await
+        .map(|(admitted, count, oldest)| (admitted == 1, count, oldest))
     }
 
     /// Runs `f` on a pooled connection unless Redis looks down; a failure or

@@ -1,10 +1,13 @@
 //! Per-client-IP, per-route rate limits (the deployment's WAF plan: login 5,
 //! register 3, password-reset 3, otp 5 per 5 minutes by default).
 //!
-//! With Redis a fixed window counted there is the global truth, so three
-//! instances allow what one would. Without Redis, or while it is down, the
-//! in-memory governor limiter of the actors crate decides for this instance.
+//! With Redis a sliding-window log kept there is the global truth, so three
+//! instances allow what one would, and no window edge lets twice the limit
+//! through. Without Redis (the single-instance embedded default) the
+//! in-memory governor limiter of the actors crate decides. IPv6 clients are
+//! limited per network (a /64 by default), not per address.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use suma_auth_actors::{RateDecision, RateLimits, RateQuota, StartError};
@@ -40,19 +43,21 @@ impl RateRoute {
         RateRoute::PasswordReset,
         RateRoute::Otp,
     ];
+}
 
-    /// The route a request path pattern belongs to, if limited.
-    pub fn for_pattern(pattern: &str) -> Option<RateRoute> {
-        match pattern {
-            "/api/v1/auth/login" => Some(RateRoute::Login),
-            "/api/v1/auth/register" => Some(RateRoute::Register),
-            "/api/v1/auth/verify-email/resend" => Some(RateRoute::ResendVerification),
-            "/api/v1/auth/password-reset" | "/api/v1/auth/password-reset/confirm" => {
-                Some(RateRoute::PasswordReset)
-            }
-            "/api/v1/auth/otp/send" | "/api/v1/auth/otp/verify" => Some(RateRoute::Otp),
-            _ => None,
-        }
+/// The key a client is limited under: its IPv4 address, or the IPv6 network
+/// of `ipv6_prefix` bits it belongs to — one host holds a whole /64, so per
+/// address it could rotate through 2^64 fresh quotas.
+pub fn client_key(ip: Option<IpAddr>, ipv6_prefix: u8) -> String {
+    match ip {
+        None => "unknown".to_string(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => ipnet::Ipv6Net::new(v6, ipv6_prefix.min(128))
+                .map(|net| net.trunc().to_string())
+                .unwrap_or_else(|_| v6.to_string()),
+        },
     }
 }
 
@@ -104,15 +109,19 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one request of `ip` on `route` and decides.
-    pub async fn check(&self, route: RateRoute, ip: &str, now_ms: i64) -> RateVerdict {
+    /// Counts one request of the client at `ip` on `route` and decides.
+    pub async fn check(&self, route: RateRoute, ip: Option<IpAddr>, now_ms: i64) -> RateVerdict {
+        let key = client_key(ip, self.config.ipv6_prefix);
+        let ip = key.as_str();
         let limit = Self::limit_of(&self.config, route);
         let window_ms = self.config.window.as_millis().max(1) as i64;
         if let Some(redis) = &self.redis {
-            let index = now_ms.div_euclid(window_ms);
-            if let Ok(count) = redis.rate_hit(route.name(), ip, index, window_ms).await {
-                let reset = Duration::from_millis(((index + 1) * window_ms - now_ms).max(0) as u64);
-                let allowed = count <= i64::from(limit);
+            if let Ok((allowed, count, oldest_ms)) = redis
+                .rate_hit(route.name(), ip, now_ms, window_ms, limit)
+                .await
+            {
+                // The oldest request leaving the window frees the next place.
+                let reset = Duration::from_millis((oldest_ms + window_ms - now_ms).max(0) as u64);
                 return RateVerdict {
                     allowed,
                     limit,

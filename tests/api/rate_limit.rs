@@ -118,3 +118,127 @@ async fn rate_limited_answers_are_the_same_for_everyone() {
         assert_ne!(app.post("/api/v1/auth/login", body()).await.status, 429);
     }
 }
+
+/// The path with one character of its last segment percent-encoded (`logi%6E`):
+/// the router decodes it and reaches the same handler.
+fn encoded_spelling(path: &str) -> String {
+    let (head, last) = path.rsplit_once('/').unwrap();
+    let mut chars: Vec<char> = last.chars().collect();
+    let c = chars.pop().unwrap();
+    let rest: String = chars.into_iter().collect();
+    format!("{head}/{rest}%{:02X}", c as u32)
+}
+
+/// Every route declared with a rate class keeps its limit whatever the spelling
+/// of its path: the limit is taken on the route the router matched.
+#[actix_web::test]
+async fn every_limited_route_keeps_its_limit_under_any_spelling() {
+    use suma_auth::http::routes::{MOUNTED, MOUNTED_RATES};
+    let app = TestSetup::new(Backend::Sqlite)
+        .env("RATE_LIMIT_LOGIN", "2")
+        .env("RATE_LIMIT_REGISTER", "2")
+        .env("RATE_LIMIT_PASSWORD_RESET", "2")
+        .env("RATE_LIMIT_OTP", "2")
+        .with_statsd()
+        .spawn()
+        .await;
+    let limited: Vec<_> = MOUNTED
+        .iter()
+        .zip(MOUNTED_RATES)
+        .filter_map(|((m, p), r)| r.map(|r| (*m, *p, r)))
+        .collect();
+    assert!(limited.len() >= 7, "{limited:?}");
+    // Routes that share a class share one window: count per class.
+    let mut used: std::collections::HashMap<&str, u32> = Default::default();
+    for (method, path, class) in &limited {
+        assert_eq!(*method, "post");
+        let spelled = encoded_spelling(path);
+        let n = used.entry(class.name()).or_default();
+        let mut statuses = Vec::new();
+        while *n < 2 {
+            let r = app.post(&spelled, json!({})).await;
+            assert_ne!(r.status, 404, "{spelled} must reach its handler");
+            statuses.push(r.status);
+            *n += 1;
+        }
+        let r = app.post(&spelled, json!({})).await;
+        assert_eq!(r.status, 429, "{spelled} after {statuses:?}");
+        // The plain spelling is refused too: one window per route class.
+        assert_eq!(app.post(path, json!({})).await.status, 429, "{path}");
+    }
+    // Metrics name the matched route, not "unmatched".
+    let statsd = app.statsd.clone().unwrap();
+    statsd
+        .wait_for(
+            "auth.endpoint.requests:",
+            &["endpoint:/api/v1/auth/login", "status:429"],
+        )
+        .await;
+    // Other spellings (case, doubled or trailing slashes) reach no handler at all.
+    for path in [
+        "/API/v1/auth/login",
+        "//api/v1/auth/login",
+        "/api/v1//auth/login",
+        "/api/v1/auth/login/",
+    ] {
+        assert_eq!(app.post(path, body()).await.status, 404, "{path}");
+    }
+}
+
+/// IPv6 clients are limited per /64: rotating addresses inside one network
+/// shares one budget; another network has its own.
+#[actix_web::test]
+async fn ipv6_clients_are_limited_per_network() {
+    let app = TestSetup::new(Backend::Sqlite)
+        .env("RATE_LIMIT_LOGIN", "2")
+        .env("TRUSTED_PROXIES", "127.0.0.0/8")
+        .spawn()
+        .await;
+    let mut statuses = Vec::new();
+    for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9"] {
+        statuses.push(
+            app.post_from("/api/v1/auth/login", host, body())
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, vec![401, 401, 429]);
+    let other = app
+        .post_from("/api/v1/auth/login", "2001:db8:1:3::1", body())
+        .await;
+    assert_eq!(other.status, 401);
+}
+
+/// With Redis the window slides: two requests at the end of one window and
+/// two just after its edge would all pass a fixed window; here the second
+/// pair is refused until the first pair is a window old.
+#[actix_web::test]
+async fn no_window_edge_lets_twice_the_limit_through() {
+    let app = TestSetup::new(Backend::Sqlite)
+        .env("REDIS_ENDPOINT", &redis_url())
+        .env("RATE_LIMIT_LOGIN", "2")
+        .env("RATE_LIMIT_WINDOW_SECONDS", "10")
+        .spawn()
+        .await;
+    let clock = app.services.clock.clone();
+    // Move to 9.5 s into a 10 s fixed window.
+    let into = clock.now_ms().rem_euclid(10_000);
+    clock.advance(std::time::Duration::from_millis(
+        (19_500 - into) as u64 % 10_000,
+    ));
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        statuses.push(app.post("/api/v1/auth/login", body()).await.status);
+    }
+    clock.advance(std::time::Duration::from_millis(1_000));
+    for _ in 0..2 {
+        statuses.push(app.post("/api/v1/auth/login", body()).await.status);
+    }
+    assert_eq!(statuses, vec![401, 401, 429, 429]);
+    let refused = app.post("/api/v1/auth/login", body()).await;
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((8..=10).contains(&retry), "{retry}");
+    // A window after the first pair, the budget is back.
+    clock.advance(std::time::Duration::from_millis(9_100));
+    assert_eq!(app.post("/api/v1/auth/login", body()).await.status, 401);
+}

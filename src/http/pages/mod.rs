@@ -341,11 +341,10 @@ async fn rate_limited(
     client: &crate::storage::ClientContext,
     route: RateRoute,
 ) -> Option<HttpResponse> {
-    let ip = client
-        .ip
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let verdict = svc.rate_limiter.check(route, &ip, svc.clock.now_ms()).await;
+    let verdict = svc
+        .rate_limiter
+        .check(route, client.ip, svc.clock.now_ms())
+        .await;
     if verdict.allowed {
         return None;
     }
