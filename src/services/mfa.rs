@@ -19,7 +19,7 @@ use crate::auth::{tokens, totp};
 use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
 use crate::domain::FieldError;
 use crate::mail::templates;
-use crate::storage::{ClientContext, NewMfaChallenge, UserRecord};
+use crate::storage::{ClientContext, NewMfaChallenge, SecondFactorUpdate, UserRecord};
 
 /// Wrong or right, codes checked per challenge at most.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -215,10 +215,12 @@ pub async fn verify(
                         .store
                         .update_second_factors(
                             user.id,
-                            Box::new(move |f| f.accept_step(step)),
-                            None,
-                            now,
-                            None,
+                            SecondFactorUpdate {
+                                change: Box::new(move |f| f.accept_step(step)),
+                                recovery: None,
+                                now,
+                                mail: None,
+                            },
                         )
                         .await?;
                 }
@@ -303,7 +305,15 @@ pub async fn enable_email(
         .map_err(|e| AuthError::Internal(e.into()))?;
     let enable: SecondFactorChange = Box::new(|f| f.with_email_otp(true));
     svc.store
-        .update_second_factors(user.id, enable, None, svc.clock.now(), Some(queued))
+        .update_second_factors(
+            user.id,
+            SecondFactorUpdate {
+                change: enable,
+                recovery: None,
+                now: svc.clock.now(),
+                mail: Some(queued),
+            },
+        )
         .await?;
     svc.mailer.queued(mail.template);
     svc.audit(
@@ -335,7 +345,15 @@ pub async fn totp_setup(svc: &Services, principal: &Principal) -> Result<TotpSet
         .map_err(|e| AuthError::Internal(e.into()))?;
     let pending: SecondFactorChange = Box::new(move |f| f.with_pending(Some(sealed)));
     svc.store
-        .update_second_factors(user.id, pending, None, svc.clock.now(), None)
+        .update_second_factors(
+            user.id,
+            SecondFactorUpdate {
+                change: pending,
+                recovery: None,
+                now: svc.clock.now(),
+                mail: None,
+            },
+        )
         .await?;
     let b32 = totp::base32(&secret);
     Ok(TotpSetup {
@@ -401,10 +419,12 @@ pub async fn totp_enable(
         .store
         .update_second_factors(
             user.id,
-            confirm,
-            Some(hashes),
-            svc.clock.now(),
-            Some(queued),
+            SecondFactorUpdate {
+                change: confirm,
+                recovery: Some(hashes),
+                now: svc.clock.now(),
+                mail: Some(queued),
+            },
         )
         .await?
     {
@@ -455,7 +475,15 @@ pub async fn disable(
     let _ = svc.actors.record_login_success(&key).await;
     let off: SecondFactorChange = Box::new(|_| Some(SecondFactors::disabled()));
     svc.store
-        .update_second_factors(user.id, off, Some(Vec::new()), svc.clock.now(), None)
+        .update_second_factors(
+            user.id,
+            SecondFactorUpdate {
+                change: off,
+                recovery: Some(Vec::new()),
+                now: svc.clock.now(),
+                mail: None,
+            },
+        )
         .await?;
     svc.audit(
         "two_factor_disabled",

@@ -8,7 +8,7 @@ use super::{AuthError, Services};
 use crate::auth::tokens;
 use crate::domain::{reset, Email, NewPassword};
 use crate::mail::templates;
-use crate::storage::ClientContext;
+use crate::storage::{ClientContext, NewResetToken};
 
 /// Reset links mailed per account per hour, at most.
 pub const MAX_PER_HOUR: u32 = 3;
@@ -32,14 +32,14 @@ pub async fn request(svc: &Services, email: &str, client: &ClientContext) -> Res
         .map_err(|e| AuthError::Internal(e.into()))?;
     let stored = svc
         .store
-        .add_reset_token(
-            user.id,
-            &tokens::token_hash(&token),
-            now + TOKEN_TTL,
+        .add_reset_token(NewResetToken {
+            user_id: user.id,
+            token_hash: tokens::token_hash(&token),
+            expires_at: now + TOKEN_TTL,
             now,
-            Box::new(move |created| reset::under_hourly_cap(created, now, MAX_PER_HOUR)),
-            Some(queued),
-        )
+            admit: Box::new(move |created| reset::under_hourly_cap(created, now, MAX_PER_HOUR)),
+            mail: Some(queued),
+        })
         .await?;
     svc.audit(
         "password_reset_requested",

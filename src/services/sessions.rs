@@ -14,7 +14,7 @@ use crate::domain::refresh::RefreshPolicy;
 use crate::domain::{FieldError, NewPassword};
 use crate::mail::templates;
 use crate::security;
-use crate::storage::{end_reason, ClientContext, RotateOutcome, Rotation};
+use crate::storage::{end_reason, ClientContext, PasswordChange, RotateOutcome, Rotation};
 
 /// Password hashes a new password may not repeat (the current one included).
 pub const PASSWORD_HISTORY: u32 = 6;
@@ -340,7 +340,12 @@ pub async fn store_new_password(
         .prepare(&mail)
         .map_err(|e| AuthError::Internal(e.into()))?;
     svc.store
-        .set_password(user.id, password_hash, now, Some(queued))
+        .set_password(PasswordChange {
+            user_id: user.id,
+            password_hash: password_hash.to_string(),
+            now,
+            mail: Some(queued),
+        })
         .await?;
     svc.mailer.queued(mail.template);
     let ended = svc

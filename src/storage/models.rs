@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::refresh::{RefreshDecision, RefreshState};
+use crate::domain::second_factor::SecondFactorChange;
 use crate::domain::Email;
 
 /// Where a request came from, recorded with consents, sessions and audit rows.
@@ -126,6 +127,35 @@ pub struct Rotation {
 
 /// The rotation rule, applied by the store under lock (see [`crate::domain::refresh`]).
 pub type RefreshRule = Box<dyn FnOnce(&RefreshState) -> RefreshDecision + Send>;
+
+/// A new password for a user, with the mail that tells its owner.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    pub user_id: Uuid,
+    pub password_hash: String,
+    pub now: DateTime<Utc>,
+    pub mail: Option<OutboxMail>,
+}
+
+/// A password-reset token to store if `admit` agrees, with its mail.
+pub struct NewResetToken {
+    pub user_id: Uuid,
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    pub admit: ResetAdmission,
+    pub mail: Option<OutboxMail>,
+}
+
+/// A change to a user's second factors (see [`crate::domain::second_factor`]):
+/// `recovery` replaces the recovery codes by these hashes (empty: deletes
+/// them); the mail is queued in the same transaction.
+pub struct SecondFactorUpdate {
+    pub change: SecondFactorChange,
+    pub recovery: Option<Vec<String>>,
+    pub now: DateTime<Utc>,
+    pub mail: Option<OutboxMail>,
+}
 
 /// The hourly reset cap, applied by the store under lock to the creation
 /// times of the user's reset tokens (see [`crate::domain::reset`]).

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::*;
-use crate::domain::second_factor::SecondFactorChange;
 use crate::domain::Email;
 
 /// Accounts: the user row, its password history and consents.
@@ -38,13 +37,7 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<()>;
 
     /// Sets a new password hash, records it in the history, clears the lockout counters.
-    async fn set_password(
-        &self,
-        user_id: Uuid,
-        password_hash: &str,
-        now: DateTime<Utc>,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<()>;
+    async fn set_password(&self, change: PasswordChange) -> StoreResult<()>;
 
     /// The last `limit` password hashes of a user, newest first.
     async fn password_history(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<String>>;
@@ -122,15 +115,7 @@ pub trait TokenStore: Send + Sync {
     /// Locks the user, hands the creation times of its reset tokens to
     /// `admit`, and stores the new token (with its mail) when it agrees;
     /// true when stored.
-    async fn add_reset_token(
-        &self,
-        user_id: Uuid,
-        token_hash: &str,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        admit: ResetAdmission,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<bool>;
+    async fn add_reset_token(&self, token: NewResetToken) -> StoreResult<bool>;
 
     /// The user of a live (unused, unexpired) reset token, without spending it.
     async fn peek_reset_token(
@@ -176,17 +161,13 @@ pub trait SecondFactorStore: Send + Sync {
     /// Spends a challenge; false when it was already spent.
     async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool>;
 
-    /// Locks the user, applies `change` to its second factors and writes
-    /// them with their derived flags; with `recovery`, the recovery codes are
-    /// replaced by those hashes (none: all deleted); the mail is queued in the
-    /// same transaction. False (nothing written) when `change` refuses.
+    /// Locks the user, applies the change to its second factors and writes
+    /// them with their derived flags, the recovery codes and the mail; false
+    /// (nothing written) when the change refuses.
     async fn update_second_factors(
         &self,
         user_id: Uuid,
-        change: SecondFactorChange,
-        recovery: Option<Vec<String>>,
-        now: DateTime<Utc>,
-        mail: Option<OutboxMail>,
+        update: SecondFactorUpdate,
     ) -> StoreResult<bool>;
 
     /// Spends an unused recovery code; false when there is none such.

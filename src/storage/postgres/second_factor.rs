@@ -1,7 +1,7 @@
 //! Second factors: login challenges, email OTP, TOTP and recovery codes.
 
 use super::*;
-use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
+use crate::domain::second_factor::SecondFactors;
 use crate::storage::sql;
 
 #[async_trait]
@@ -93,11 +93,14 @@ impl SecondFactorStore for PgStore {
     async fn update_second_factors(
         &self,
         user_id: Uuid,
-        change: SecondFactorChange,
-        recovery: Option<Vec<String>>,
-        now: DateTime<Utc>,
-        mail: Option<OutboxMail>,
+        update: SecondFactorUpdate,
     ) -> StoreResult<bool> {
+        let SecondFactorUpdate {
+            change,
+            recovery,
+            now,
+            mail,
+        } = update;
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         let sql = format!("{} FOR UPDATE", sql::SECOND_FACTORS);

@@ -61,15 +61,15 @@ impl TokenStore for PgStore {
         Ok(Some(user_id))
     }
 
-    async fn add_reset_token(
-        &self,
-        user_id: Uuid,
-        token_hash: &str,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        admit: ResetAdmission,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<bool> {
+    async fn add_reset_token(&self, token: NewResetToken) -> StoreResult<bool> {
+        let NewResetToken {
+            user_id,
+            token_hash,
+            expires_at,
+            now,
+            admit,
+            mail,
+        } = token;
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         // Serialises concurrent requests for one user so the cap holds.

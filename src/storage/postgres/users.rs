@@ -140,13 +140,13 @@ impl UserStore for PgStore {
         Ok(())
     }
 
-    async fn set_password(
-        &self,
-        user_id: Uuid,
-        password_hash: &str,
-        now: DateTime<Utc>,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<()> {
+    async fn set_password(&self, change: PasswordChange) -> StoreResult<()> {
+        let PasswordChange {
+            user_id,
+            password_hash,
+            now,
+            mail,
+        } = change;
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         tx.execute(

@@ -1,7 +1,7 @@
 //! Second factors: login challenges, email OTP, TOTP and recovery codes.
 
 use super::*;
-use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
+use crate::domain::second_factor::SecondFactors;
 use crate::storage::sql;
 
 #[async_trait]
@@ -96,11 +96,14 @@ impl SecondFactorStore for SqliteStore {
     async fn update_second_factors(
         &self,
         user_id: Uuid,
-        change: SecondFactorChange,
-        recovery: Option<Vec<String>>,
-        now: DateTime<Utc>,
-        mail: Option<OutboxMail>,
+        update: SecondFactorUpdate,
     ) -> StoreResult<bool> {
+        let SecondFactorUpdate {
+            change,
+            recovery,
+            now,
+            mail,
+        } = update;
         let id = user_id.to_string();
         self.run_users(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

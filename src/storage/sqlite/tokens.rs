@@ -58,16 +58,15 @@ impl TokenStore for SqliteStore {
         .await
     }
 
-    async fn add_reset_token(
-        &self,
-        user_id: Uuid,
-        token_hash: &str,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        admit: ResetAdmission,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<bool> {
-        let token_hash = token_hash.to_string();
+    async fn add_reset_token(&self, token: NewResetToken) -> StoreResult<bool> {
+        let NewResetToken {
+            user_id,
+            token_hash,
+            expires_at,
+            now,
+            admit,
+            mail,
+        } = token;
         let id = user_id.to_string();
         self.run(move |c| {
             // The writer lock serialises concurrent requests, so the cap holds.

@@ -147,14 +147,13 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn set_password(
-        &self,
-        user_id: Uuid,
-        password_hash: &str,
-        now: DateTime<Utc>,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<()> {
-        let password_hash = password_hash.to_string();
+    async fn set_password(&self, change: PasswordChange) -> StoreResult<()> {
+        let PasswordChange {
+            user_id,
+            password_hash,
+            now,
+            mail,
+        } = change;
         self.run_users(move |c| {
             let tx = c.transaction()?;
             tx.execute(
