@@ -26,7 +26,6 @@ pub use handle::{SecurityActors, SecurityHandle};
 pub use key::UserKey;
 pub use policy::lockout::{FailureOutcome, LockoutPolicy, LockoutState, Reservation};
 pub use policy::otp::{OtpChallenge, OtpOutcome};
-pub use policy::rate::{RateCounter, RateDecision, RateWindow};
-pub use rate_limit::{RateLimits, RateQuota};
+pub use rate_limit::{RateDecision, RateLimits, RateQuota};
 pub use stats::ActorStats;
 pub use time::Timestamp;

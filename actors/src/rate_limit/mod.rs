@@ -21,7 +21,22 @@ use governor::{Quota, RateLimiter};
 use tokio::time::MissedTickBehavior;
 
 use crate::error::StartError;
-use crate::policy::rate::RateDecision;
+
+/// The answer to "may this request proceed?".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateDecision {
+    /// Proceed; `remaining` more hits fit, and the quota is whole again in `reset_ms`.
+    Allowed { remaining: u32, reset_ms: i64 },
+    /// Refuse (429); retry after `retry_after_ms`, the quota is whole again in `reset_ms`.
+    Limited { retry_after_ms: i64, reset_ms: i64 },
+}
+
+impl RateDecision {
+    /// Whether the request may proceed.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Self::Allowed { .. })
+    }
+}
 
 /// A route's quota: `limit` requests per `window` per client IP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
