@@ -7,6 +7,7 @@ mod support;
 mod hygiene;
 mod keys;
 mod lockout;
+mod lockout_conformance;
 mod login;
 mod me;
 mod metrics;
