@@ -239,3 +239,107 @@ pub struct MfaChallengeRecord {
     pub otp_code_hash: Option<String>,
     pub otp_expires_at: Option<DateTime<Utc>>,
 }
+
+/// How a backend reads one typed column of a row. Each backend implements it
+/// for its own row type (PostgreSQL's native uuid/timestamptz/inet columns,
+/// SQLite's text and millisecond integers); the mappers below, written once,
+/// say which column is which field. A value of the wrong type is an error,
+/// never a panic.
+pub trait Columns {
+    type Error;
+    fn uuid(&self, i: usize) -> Result<Uuid, Self::Error>;
+    fn text(&self, i: usize) -> Result<Option<String>, Self::Error>;
+    fn flag(&self, i: usize) -> Result<Option<bool>, Self::Error>;
+    fn time(&self, i: usize) -> Result<Option<DateTime<Utc>>, Self::Error>;
+    fn int(&self, i: usize) -> Result<Option<i64>, Self::Error>;
+    fn ip(&self, i: usize) -> Result<Option<IpAddr>, Self::Error>;
+}
+
+/// The columns of [`UserRecord`], in the order [`user_from`] reads them.
+pub const USER_COLUMNS: &str = "id, email, email_verified, password_hash, first_name, last_name, \
+     two_factor_enabled, two_factor_method, is_active, failed_login_attempts, locked_until, \
+     created_at, last_login_at, email_otp_enabled, totp_enabled, totp_secret_sealed, totp_pending_sealed";
+
+pub fn user_from<R: Columns>(r: &R) -> Result<UserRecord, R::Error> {
+    Ok(UserRecord {
+        id: r.uuid(0)?,
+        email: Email::from_stored(r.text(1)?.unwrap_or_default()),
+        email_verified: r.flag(2)?.unwrap_or(false),
+        password_hash: r.text(3)?.unwrap_or_default(),
+        first_name: r.text(4)?,
+        last_name: r.text(5)?,
+        two_factor_enabled: r.flag(6)?.unwrap_or(false),
+        two_factor_method: r.text(7)?,
+        is_active: r.flag(8)?.unwrap_or(true),
+        failed_login_attempts: r.int(9)?.unwrap_or(0) as i32,
+        locked_until: r.time(10)?,
+        created_at: r.time(11)?.unwrap_or_default(),
+        last_login_at: r.time(12)?,
+        email_otp_enabled: r.flag(13)?.unwrap_or(false),
+        totp_enabled: r.flag(14)?.unwrap_or(false),
+        totp_secret_sealed: r.text(15)?,
+        totp_pending_sealed: r.text(16)?,
+    })
+}
+
+/// The columns of [`SessionRecord`], in the order [`session_from`] reads them.
+pub const SESSION_COLUMNS: &str =
+    "id, user_id, device_id, user_agent, ip_address, amr, created_at, \
+     last_activity_at, expires_at, invalidated_at";
+
+/// A session whose columns start at index `at`.
+pub fn session_from<R: Columns>(r: &R, at: usize) -> Result<SessionRecord, R::Error> {
+    Ok(SessionRecord {
+        id: r.uuid(at)?,
+        user_id: r.uuid(at + 1)?,
+        device_id: r.text(at + 2)?,
+        user_agent: r.text(at + 3)?,
+        ip_address: r.ip(at + 4)?,
+        amr: r.text(at + 5)?.unwrap_or_default(),
+        created_at: r.time(at + 6)?.unwrap_or_default(),
+        last_activity_at: r.time(at + 7)?.unwrap_or_default(),
+        expires_at: r.time(at + 8)?.unwrap_or_default(),
+        invalidated_at: r.time(at + 9)?,
+    })
+}
+
+/// The columns of [`LockoutRecord`], in the order [`lockout_from`] reads them.
+pub const LOCKOUT_COLUMNS: &str = "attempts, failures, window_started_at, locked_until";
+
+pub fn lockout_from<R: Columns>(r: &R) -> Result<LockoutRecord, R::Error> {
+    let count = |v: Option<i64>| v.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32;
+    Ok(LockoutRecord {
+        attempts: count(r.int(0)?),
+        failures: count(r.int(1)?),
+        window_started_at: r.time(2)?,
+        locked_until: r.time(3)?,
+    })
+}
+
+/// The columns of [`MfaChallengeRecord`], in the order [`challenge_from`] reads them.
+pub const CHALLENGE_COLUMNS: &str =
+    "id, user_id, device_id, methods, otp_code_hash, otp_expires_at";
+
+pub fn challenge_from<R: Columns>(r: &R) -> Result<MfaChallengeRecord, R::Error> {
+    Ok(MfaChallengeRecord {
+        id: r.uuid(0)?,
+        user_id: r.uuid(1)?,
+        device_id: r.text(2)?,
+        methods: r.text(3)?.unwrap_or_default(),
+        otp_code_hash: r.text(4)?,
+        otp_expires_at: r.time(5)?,
+    })
+}
+
+/// The columns of a claimed [`OutboxMail`], in the order [`mail_from`] reads them.
+pub const MAIL_COLUMNS: &str = "id, template, payload, attempts, created_at";
+
+pub fn mail_from<R: Columns>(r: &R) -> Result<OutboxMail, R::Error> {
+    Ok(OutboxMail {
+        id: r.uuid(0)?,
+        template: r.text(1)?.unwrap_or_default(),
+        payload: r.text(2)?.unwrap_or_default(),
+        attempts: r.int(3)?.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+        created_at: r.time(4)?.unwrap_or_default(),
+    })
+}

@@ -2,15 +2,7 @@
 //! `$1`-style parameters; the SQLite backend numbers them as `?1` when it
 //! prepares them (see `sqlite::pool`).
 
-/// The columns of [`UserRecord`](super::UserRecord), in its field order.
-pub const USER_COLUMNS: &str = "id, email, email_verified, password_hash, first_name, last_name, \
-     two_factor_enabled, two_factor_method, is_active, failed_login_attempts, locked_until, \
-     created_at, last_login_at, email_otp_enabled, totp_enabled, totp_secret_sealed, totp_pending_sealed";
-
-/// The columns of [`SessionRecord`](super::SessionRecord), in its field order.
-pub const SESSION_COLUMNS: &str =
-    "id, user_id, device_id, user_agent, ip_address, amr, created_at, \
-     last_activity_at, expires_at, invalidated_at";
+use super::CHALLENGE_COLUMNS;
 
 // Sessions and refresh tokens.
 
@@ -56,6 +48,14 @@ pub const INSERT_REFRESH_TOKEN: &str = "INSERT INTO refresh_tokens (id, user_id,
 pub const SESSION_OF_REFRESH: &str = "SELECT session_id FROM refresh_tokens WHERE token_hash = $1";
 
 // Second factors.
+
+/// A live challenge: $1 token hash, $2 time, $3 attempts allowed.
+pub fn find_challenge() -> String {
+    format!(
+        "SELECT {CHALLENGE_COLUMNS} FROM mfa_challenges \
+         WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND attempts < $3"
+    )
+}
 
 /// The second-factor columns of a user: $1 id. PostgreSQL appends `FOR UPDATE`.
 pub const SECOND_FACTORS: &str = "SELECT email_otp_enabled, totp_enabled, totp_secret_sealed, \

@@ -2,15 +2,6 @@
 
 use super::*;
 
-fn lockout(r: &Row) -> StoreResult<LockoutRecord> {
-    Ok(LockoutRecord {
-        attempts: get::<i32>(r, 0)?.max(0) as u32,
-        failures: get::<i32>(r, 1)?.max(0) as u32,
-        window_started_at: get(r, 2)?,
-        locked_until: get(r, 3)?,
-    })
-}
-
 #[async_trait]
 impl LockoutStore for PgStore {
     async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>> {
@@ -22,7 +13,7 @@ impl LockoutStore for PgStore {
             )
             .await
             .map_err(q)?;
-        row.as_ref().map(lockout).transpose()
+        row.as_ref().map(lockout_from).transpose()
     }
 
     async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()> {
@@ -41,7 +32,7 @@ impl LockoutStore for PgStore {
             )
             .await
             .map_err(q)?;
-        let next = transition(lockout(&row)?);
+        let next = transition(lockout_from(&row)?);
         tx.execute(
             "UPDATE login_lockouts SET attempts = $2, failures = $3, window_started_at = $4, locked_until = $5, updated_at = NOW()
              WHERE account_key = $1",

@@ -52,6 +52,42 @@ fn get<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> StoreResult<T> {
     row.try_get(i).map_err(q)
 }
 
+impl Columns for Row {
+    type Error = StorageError;
+
+    fn uuid(&self, i: usize) -> StoreResult<Uuid> {
+        get(self, i)
+    }
+
+    fn text(&self, i: usize) -> StoreResult<Option<String>> {
+        get(self, i)
+    }
+
+    fn flag(&self, i: usize) -> StoreResult<Option<bool>> {
+        get(self, i)
+    }
+
+    fn time(&self, i: usize) -> StoreResult<Option<DateTime<Utc>>> {
+        get(self, i)
+    }
+
+    fn int(&self, i: usize) -> StoreResult<Option<i64>> {
+        let wide = self
+            .columns()
+            .get(i)
+            .is_some_and(|c| *c.type_() == tokio_postgres::types::Type::INT8);
+        if wide {
+            get(self, i)
+        } else {
+            Ok(get::<Option<i32>>(self, i)?.map(i64::from))
+        }
+    }
+
+    fn ip(&self, i: usize) -> StoreResult<Option<std::net::IpAddr>> {
+        get(self, i)
+    }
+}
+
 /// The first host of a connection config, as certificates name it.
 fn config_host(config: &tokio_postgres::Config) -> String {
     match config.get_hosts().first() {

@@ -46,17 +46,7 @@ impl OutboxStore for PgStore {
             )
             .await
             .map_err(q)?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxMail {
-                    id: get(r, 0)?,
-                    template: get(r, 1)?,
-                    payload: get(r, 2)?,
-                    attempts: get::<i32>(r, 3)?.max(0) as u32,
-                    created_at: get(r, 4)?,
-                })
-            })
-            .collect()
+        rows.iter().map(mail_from).collect()
     }
 
     async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {

@@ -24,23 +24,12 @@ impl SecondFactorStore for PgStore {
         let conn = self.conn().await?;
         let row = conn
             .query_opt(
-                "SELECT id, user_id, device_id, methods, otp_code_hash, otp_expires_at FROM mfa_challenges
-                 WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND attempts < $3",
+                &sql::find_challenge(),
                 &[&token_hash, &now, &(max_attempts as i32)],
             )
             .await
             .map_err(q)?;
-        row.map(|r| {
-            Ok(MfaChallengeRecord {
-                id: get(&r, 0)?,
-                user_id: get(&r, 1)?,
-                device_id: get(&r, 2)?,
-                methods: get(&r, 3)?,
-                otp_code_hash: get(&r, 4)?,
-                otp_expires_at: get(&r, 5)?,
-            })
-        })
-        .transpose()
+        row.map(|r| challenge_from(&r)).transpose()
     }
 
     async fn set_challenge_code(

@@ -2,27 +2,7 @@
 
 use super::*;
 use crate::domain::refresh::RefreshDecision;
-use crate::storage::sql::{self, SESSION_COLUMNS};
-
-fn session(row: &Row) -> StoreResult<SessionRecord> {
-    session_at(row, 0)
-}
-
-/// A session whose columns start at index `at`.
-fn session_at(row: &Row, at: usize) -> StoreResult<SessionRecord> {
-    Ok(SessionRecord {
-        id: get(row, at)?,
-        user_id: get(row, at + 1)?,
-        device_id: get(row, at + 2)?,
-        user_agent: get(row, at + 3)?,
-        ip_address: get(row, at + 4)?,
-        amr: get(row, at + 5)?,
-        created_at: get::<Option<DateTime<Utc>>>(row, at + 6)?.unwrap_or_default(),
-        last_activity_at: get::<Option<DateTime<Utc>>>(row, at + 7)?.unwrap_or_default(),
-        expires_at: get(row, at + 8)?,
-        invalidated_at: get(row, at + 9)?,
-    })
-}
+use crate::storage::sql;
 
 #[async_trait]
 impl SessionStore for PgStore {
@@ -62,7 +42,7 @@ impl SessionStore for PgStore {
         let conn = self.conn().await?;
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1");
         let row = conn.query_opt(&sql, &[&id]).await.map_err(q)?;
-        row.as_ref().map(session).transpose()
+        row.as_ref().map(|r| session_from(r, 0)).transpose()
     }
 
     async fn find_session_by_refresh(&self, token_hash: &str) -> StoreResult<Option<Uuid>> {
@@ -96,7 +76,7 @@ impl SessionStore for PgStore {
         };
         let token_id: Uuid = row.try_get(0).map_err(q)?;
         let spent_at: Option<DateTime<Utc>> = row.try_get(1).map_err(q)?;
-        let s = session_at(&row, 2)?;
+        let s = session_from(&row, 2)?;
         let outcome = match decide(&s.refresh_state(spent_at)) {
             RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
             RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
@@ -214,7 +194,7 @@ impl SessionStore for PgStore {
             )
             .await
             .map_err(q)?;
-        rows.iter().map(session).collect()
+        rows.iter().map(|r| session_from(r, 0)).collect()
     }
 
     async fn touch_sessions(&self, touches: &[(Uuid, DateTime<Utc>)]) -> StoreResult<()> {

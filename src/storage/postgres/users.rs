@@ -2,29 +2,6 @@
 
 use super::*;
 use crate::domain::Email;
-use crate::storage::sql::USER_COLUMNS;
-
-fn user(row: &Row) -> StoreResult<UserRecord> {
-    Ok(UserRecord {
-        id: get(row, 0)?,
-        email: Email::from_stored(get(row, 1)?),
-        email_verified: get::<Option<bool>>(row, 2)?.unwrap_or(false),
-        password_hash: get(row, 3)?,
-        first_name: get(row, 4)?,
-        last_name: get(row, 5)?,
-        two_factor_enabled: get::<Option<bool>>(row, 6)?.unwrap_or(false),
-        two_factor_method: get(row, 7)?,
-        is_active: get::<Option<bool>>(row, 8)?.unwrap_or(true),
-        failed_login_attempts: get::<Option<i32>>(row, 9)?.unwrap_or(0),
-        locked_until: get(row, 10)?,
-        created_at: get::<Option<DateTime<Utc>>>(row, 11)?.unwrap_or_default(),
-        last_login_at: get(row, 12)?,
-        email_otp_enabled: get(row, 13)?,
-        totp_enabled: get(row, 14)?,
-        totp_secret_sealed: get(row, 15)?,
-        totp_pending_sealed: get(row, 16)?,
-    })
-}
 
 #[async_trait]
 impl UserStore for PgStore {
@@ -89,7 +66,7 @@ impl UserStore for PgStore {
             )
             .await
             .map_err(q)?;
-        row.as_ref().map(user).transpose()
+        row.as_ref().map(user_from).transpose()
     }
 
     async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
@@ -101,7 +78,7 @@ impl UserStore for PgStore {
             )
             .await
             .map_err(q)?;
-        row.as_ref().map(user).transpose()
+        row.as_ref().map(user_from).transpose()
     }
 
     async fn record_login_success(

@@ -2,15 +2,6 @@
 
 use super::*;
 
-fn lockout(r: &Row<'_>) -> rusqlite::Result<LockoutRecord> {
-    Ok(LockoutRecord {
-        attempts: r.get::<_, i64>(0)?.max(0) as u32,
-        failures: r.get::<_, i64>(1)?.max(0) as u32,
-        window_started_at: time_opt(r.get(2)?),
-        locked_until: time_opt(r.get(3)?),
-    })
-}
-
 #[async_trait]
 impl LockoutStore for SqliteStore {
     async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>> {
@@ -19,7 +10,7 @@ impl LockoutStore for SqliteStore {
             c.query_row(
                 "SELECT attempts, failures, window_started_at, locked_until FROM login_lockouts WHERE account_key = ?1",
                 params![key],
-                lockout,
+                |r| lockout_from(r),
             )
             .optional()
         })
@@ -34,7 +25,7 @@ impl LockoutStore for SqliteStore {
                 .query_row(
                     "SELECT attempts, failures, window_started_at, locked_until FROM login_lockouts WHERE account_key = ?1",
                     params![key],
-                    lockout,
+                    |r| lockout_from(r),
                 )
                 .optional()?
                 .unwrap_or_default();

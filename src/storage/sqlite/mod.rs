@@ -70,6 +70,34 @@ fn ip(v: Option<String>) -> Option<IpAddr> {
     v.and_then(|s| s.parse().ok())
 }
 
+impl Columns for Row<'_> {
+    type Error = rusqlite::Error;
+
+    fn uuid(&self, i: usize) -> rusqlite::Result<Uuid> {
+        uuid(self.get(i)?)
+    }
+
+    fn text(&self, i: usize) -> rusqlite::Result<Option<String>> {
+        self.get(i)
+    }
+
+    fn flag(&self, i: usize) -> rusqlite::Result<Option<bool>> {
+        self.get(i)
+    }
+
+    fn time(&self, i: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+        Ok(time_opt(self.get(i)?))
+    }
+
+    fn int(&self, i: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(i)
+    }
+
+    fn ip(&self, i: usize) -> rusqlite::Result<Option<IpAddr>> {
+        Ok(ip(self.get(i)?))
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating when absent) the database file and applies the schema.
     pub fn open(path: &Path) -> StoreResult<Self> {

@@ -44,13 +44,7 @@ impl OutboxStore for SqliteStore {
                      RETURNING id, template, payload, attempts, created_at",
                 )?;
                 let rows = stmt.query_map(params![ms(now), ms(now + lease), limit], |r| {
-                    Ok(OutboxMail {
-                        id: uuid(r.get(0)?)?,
-                        template: r.get(1)?,
-                        payload: r.get(2)?,
-                        attempts: r.get::<_, i64>(3)?.max(0) as u32,
-                        created_at: time(r.get(4)?),
-                    })
+                    mail_from(r)
                 })?;
                 rows.collect::<rusqlite::Result<_>>()?
             };

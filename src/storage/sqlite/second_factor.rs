@@ -26,19 +26,9 @@ impl SecondFactorStore for SqliteStore {
         let token_hash = token_hash.to_string();
         self.read(move |c| {
             c.query_row(
-                "SELECT id, user_id, device_id, methods, otp_code_hash, otp_expires_at FROM mfa_challenges
-                 WHERE token_hash = ?1 AND consumed_at IS NULL AND expires_at > ?2 AND attempts < ?3",
+                &dialect(&sql::find_challenge()),
                 params![token_hash, ms(now), max_attempts],
-                |r| {
-                    Ok(MfaChallengeRecord {
-                        id: uuid(r.get(0)?)?,
-                        user_id: uuid(r.get(1)?)?,
-                        device_id: r.get(2)?,
-                        methods: r.get(3)?,
-                        otp_code_hash: r.get(4)?,
-                        otp_expires_at: time_opt(r.get(5)?),
-                    })
-                },
+                |r| challenge_from(r),
             )
             .optional()
         })

@@ -2,27 +2,7 @@
 
 use super::*;
 use crate::domain::refresh::RefreshDecision;
-use crate::storage::sql::{self, SESSION_COLUMNS};
-
-fn session(r: &Row<'_>) -> rusqlite::Result<SessionRecord> {
-    session_at(r, 0)
-}
-
-/// A session whose columns start at index `at`.
-fn session_at(r: &Row<'_>, at: usize) -> rusqlite::Result<SessionRecord> {
-    Ok(SessionRecord {
-        id: uuid(r.get(at)?)?,
-        user_id: uuid(r.get(at + 1)?)?,
-        device_id: r.get(at + 2)?,
-        user_agent: r.get(at + 3)?,
-        ip_address: ip(r.get(at + 4)?),
-        amr: r.get(at + 5)?,
-        created_at: time(r.get(at + 6)?),
-        last_activity_at: time(r.get(at + 7)?),
-        expires_at: time(r.get(at + 8)?),
-        invalidated_at: time_opt(r.get(at + 9)?),
-    })
-}
+use crate::storage::sql;
 
 #[async_trait]
 impl SessionStore for SqliteStore {
@@ -61,7 +41,7 @@ impl SessionStore for SqliteStore {
             c.query_row(
                 &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
                 params![id.to_string()],
-                session,
+                |r| session_from(r, 0),
             )
             .optional()
         })
@@ -97,7 +77,7 @@ impl SessionStore for SqliteStore {
                     |row| {
                         let token_id: String = row.get(0)?;
                         let spent: Option<i64> = row.get(1)?;
-                        Ok((token_id, time_opt(spent), session_at(row, 2)?))
+                        Ok((token_id, time_opt(spent), session_from(row, 2)?))
                     },
                 )
                 .optional()?;
@@ -219,7 +199,9 @@ impl SessionStore for SqliteStore {
                      WHERE user_id = ?1 AND invalidated_at IS NULL AND expires_at > ?2
                      ORDER BY created_at DESC, rowid DESC"
             ))?;
-            let rows = stmt.query_map(params![user_id.to_string(), ms(now)], session)?;
+            let rows = stmt.query_map(params![user_id.to_string(), ms(now)], |r| {
+                session_from(r, 0)
+            })?;
             rows.collect()
         })
         .await

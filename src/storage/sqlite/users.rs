@@ -2,30 +2,7 @@
 
 use super::*;
 
-fn user(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
-    Ok(UserRecord {
-        id: uuid(r.get(0)?)?,
-        email: Email::from_stored(r.get(1)?),
-        email_verified: r.get(2)?,
-        password_hash: r.get(3)?,
-        first_name: r.get(4)?,
-        last_name: r.get(5)?,
-        two_factor_enabled: r.get(6)?,
-        two_factor_method: r.get(7)?,
-        is_active: r.get(8)?,
-        failed_login_attempts: r.get(9)?,
-        locked_until: time_opt(r.get(10)?),
-        created_at: time(r.get(11)?),
-        last_login_at: time_opt(r.get(12)?),
-        email_otp_enabled: r.get(13)?,
-        totp_enabled: r.get(14)?,
-        totp_secret_sealed: r.get(15)?,
-        totp_pending_sealed: r.get(16)?,
-    })
-}
-
 use crate::domain::Email;
-use crate::storage::sql::USER_COLUMNS;
 
 #[async_trait]
 impl UserStore for SqliteStore {
@@ -79,7 +56,7 @@ impl UserStore for SqliteStore {
                     "SELECT {USER_COLUMNS} FROM users WHERE email = ?1 AND deleted_at IS NULL"
                 ),
                 params![email],
-                user,
+                |r| user_from(r),
             )
             .optional()
         })
@@ -98,7 +75,7 @@ impl UserStore for SqliteStore {
                         "SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND deleted_at IS NULL"
                     ),
                     params![id.to_string()],
-                    user,
+                    |r| user_from(r),
                 )
                 .optional()
             })
