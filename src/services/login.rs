@@ -4,38 +4,21 @@
 //! time as wrong passwords and get the same answer. `email_not_verified` is
 //! only said after a correct password, so it reveals nothing to a guesser.
 
-use std::time::Duration;
-
 use secrecy::SecretString;
 use serde::Serialize;
-use suma_auth_actors::{ActorError, FailureOutcome, Reservation};
-use uuid::Uuid;
 
+use super::credentials::{self, record_failure};
+use super::tokens::open_session;
+pub use super::tokens::TokenPair;
 use super::{AuthError, Services};
-use crate::auth::tokens;
 use crate::domain::Email;
-use crate::mail::templates;
 use crate::security;
-use crate::storage::{ClientContext, NewSession, UserRecord};
+use crate::storage::ClientContext;
 
 pub struct LoginInput {
     pub email: String,
     pub password: SecretString,
     pub device_id: Option<String>,
-}
-
-/// The token pair of API.md.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TokenPair {
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: &'static str,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-    pub refresh_token: String,
-    /// Seconds until the session's absolute end.
-    pub refresh_expires_in: u64,
-    pub session_id: Uuid,
 }
 
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
@@ -58,23 +41,11 @@ pub async fn login(
 
     // Reserve the attempt before verifying: at most MAX_LOGIN_ATTEMPTS
     // verifications per window, whatever the concurrency or instance count.
-    let now = security::to_timestamp(svc.clock.now());
-    match svc
-        .actors
-        .reserve_login(&key, now)
-        .await
-        .map_err(actor_error)?
-    {
-        Reservation::Allowed { .. } => {}
-        Reservation::Locked { retry_after_ms } => {
-            svc.metrics.login_failure("account_locked");
-            let user_id = user.as_ref().map(|u| u.id);
-            let reason = serde_json::json!({"reason": "account_locked"});
-            svc.audit("login", false, user_id, &client, reason).await;
-            return Err(AuthError::AccountLocked {
-                retry_after: Duration::from_millis(retry_after_ms.max(1000) as u64),
-            });
+    if let Err(e) = credentials::reserve(svc, &key).await {
+        if matches!(e, AuthError::AccountLocked { .. }) {
+            refused(svc, "account_locked", user.as_ref().map(|u| u.id), &client).await;
         }
+        return Err(e);
     }
 
     let stored = user.as_ref().map(|u| u.password_hash.clone());
@@ -83,44 +54,24 @@ pub async fn login(
         (Some(user), true) => user,
         (user, _) => {
             let user_id = user.as_ref().map(|u| u.id);
-            svc.metrics.login_failure("invalid_credentials");
             tracing::info!(
                 known_account = user_id.is_some(),
                 "login failed: invalid credentials"
             );
-            let reason = serde_json::json!({"reason": "invalid_credentials"});
-            svc.audit("login", false, user_id, &client, reason).await;
+            refused(svc, "invalid_credentials", user_id, &client).await;
             record_failure(svc, &key, user.as_ref(), &client).await;
             return Err(AuthError::InvalidCredentials);
         }
     };
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
     // The password is proven: the window starts afresh.
-    if let Err(e) = svc.actors.record_login_success(&key).await {
-        tracing::warn!(error = %e, "lockout reset not recorded");
-    }
+    credentials::record_success(svc, &key).await;
     if !user.is_active {
-        svc.metrics.login_failure("inactive");
-        svc.audit(
-            "login",
-            false,
-            Some(user.id),
-            &client,
-            serde_json::json!({"reason": "inactive"}),
-        )
-        .await;
+        refused(svc, "inactive", Some(user.id), &client).await;
         return Err(AuthError::AccountDisabled);
     }
     if !user.email_verified {
-        svc.metrics.login_failure("email_not_verified");
-        svc.audit(
-            "login",
-            false,
-            Some(user.id),
-            &client,
-            serde_json::json!({"reason": "email_not_verified"}),
-        )
-        .await;
+        refused(svc, "email_not_verified", Some(user.id), &client).await;
         return Err(AuthError::EmailNotVerified);
     }
     let rehash = if verified.needs_rehash {
@@ -165,107 +116,14 @@ pub enum LoginOutcome {
     MfaRequired(super::mfa::MfaRequired),
 }
 
-pub(crate) fn actor_error(e: ActorError) -> AuthError {
-    match e {
-        ActorError::Overloaded => AuthError::Busy {
-            retry_after: Duration::from_secs(1),
-        },
-        ActorError::Unavailable => {
-            AuthError::Unavailable("the security actors did not answer".into())
-        }
-    }
-}
-
-/// Counts a failed verification; when it locks the account, says so once:
-/// metric, audit row, the owner's mail, and the user row.
-pub(crate) async fn record_failure(
+/// A refused sign-in, said once: the metric by reason and the audit row.
+async fn refused(
     svc: &Services,
-    key: &str,
-    user: Option<&UserRecord>,
+    reason: &'static str,
+    user_id: Option<uuid::Uuid>,
     client: &ClientContext,
 ) {
-    let now = security::to_timestamp(svc.clock.now());
-    let outcome = match svc.actors.record_login_failure(key, now).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            tracing::warn!(error = %e, "login failure not recorded by the actor");
-            return;
-        }
-    };
-    let (failures, locked_until) = match outcome {
-        FailureOutcome::Counted { failures } => (failures, None),
-        FailureOutcome::Locked { until } => {
-            svc.metrics.account_lockout();
-            tracing::warn!(
-                known_account = user.is_some(),
-                "account locked after repeated failures"
-            );
-            svc.audit(
-                "account_locked",
-                true,
-                user.map(|u| u.id),
-                client,
-                serde_json::json!({"until": security::from_timestamp(until)}),
-            )
-            .await;
-            if let Some(user) = user {
-                svc.mailer
-                    .dispatch(templates::account_locked(
-                        user.email.as_str(),
-                        svc.config.security.lockout_duration.as_secs().div_ceil(60),
-                    ))
-                    .await;
-            }
-            (
-                svc.config.security.max_login_attempts,
-                Some(security::from_timestamp(until)),
-            )
-        }
-    };
-    if let Some(user) = user {
-        if let Err(e) = svc
-            .store
-            .record_login_failure(user.id, failures, locked_until)
-            .await
-        {
-            tracing::warn!(error = %e, "failed-login counters not updated");
-        }
-    }
-}
-
-/// Opens a session with its first refresh token and signs an access token.
-pub async fn open_session(
-    svc: &Services,
-    user: &UserRecord,
-    device_id: Option<String>,
-    client: &ClientContext,
-    amr: &[&str],
-) -> Result<TokenPair, AuthError> {
-    let now = svc.clock.now();
-    let absolute = svc.config.security.session_absolute_timeout;
-    let session_id = Uuid::new_v4();
-    let refresh_token = tokens::random_token();
-    svc.store
-        .create_session(NewSession {
-            id: session_id,
-            user_id: user.id,
-            refresh_token_id: Uuid::new_v4(),
-            refresh_token_hash: tokens::token_hash(&refresh_token),
-            device_id,
-            client: client.clone(),
-            amr: amr.join(" "),
-            created_at: now,
-            expires_at: now
-                + chrono::Duration::from_std(absolute).unwrap_or(chrono::Duration::hours(8)),
-        })
-        .await?;
-    let (access_token, _) = svc.jwt.issue(user.id, session_id, amr, now.timestamp())?;
-    Ok(TokenPair {
-        access_token,
-        token_type: "Bearer",
-        expires_in: svc.jwt.ttl().as_secs(),
-        refresh_token,
-        refresh_expires_in: absolute.as_secs(),
-        session_id,
-    })
+    svc.metrics.login_failure(reason);
+    let detail = serde_json::json!({"reason": reason});
+    svc.audit("login", false, user_id, client, detail).await;
 }

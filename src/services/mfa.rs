@@ -7,13 +7,14 @@
 //! increment), so at most five codes are ever checked against one challenge,
 //! whatever the concurrency, and then it is dead. A success spends it.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::login::{open_session, TokenPair};
+use super::credentials;
 use super::me::Principal;
+use super::tokens::{open_session, TokenPair};
 use super::{AuthError, Services};
 use crate::auth::{tokens, totp};
 use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
@@ -452,27 +453,7 @@ pub async fn disable(
     client: &ClientContext,
 ) -> Result<(), AuthError> {
     let user = current_user(svc, principal).await?;
-    let key = user.email.as_str().to_string();
-    let now_ts = crate::security::to_timestamp(svc.clock.now());
-    if let suma_auth_actors::Reservation::Locked { retry_after_ms } = svc
-        .actors
-        .reserve_login(&key, now_ts)
-        .await
-        .map_err(super::login::actor_error)?
-    {
-        return Err(AuthError::AccountLocked {
-            retry_after: std::time::Duration::from_millis(retry_after_ms.max(1000) as u64),
-        });
-    }
-    let verified = svc
-        .hasher
-        .verify(password, Some(user.password_hash.clone()))
-        .await?;
-    if !verified.matches || password.expose_secret().is_empty() {
-        super::login::record_failure(svc, &key, Some(&user), client).await;
-        return Err(AuthError::InvalidCredentials);
-    }
-    let _ = svc.actors.record_login_success(&key).await;
+    credentials::prove_password(svc, &user, password, client, None).await?;
     let off: SecondFactorChange = Box::new(|_| Some(SecondFactors::disabled()));
     svc.store
         .update_second_factors(

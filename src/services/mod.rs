@@ -2,6 +2,7 @@
 //! Services speak in domain terms and [`AuthError`]; HTTP is not their concern.
 
 pub mod clock;
+pub mod credentials;
 pub mod error;
 pub mod login;
 pub mod me;
@@ -9,6 +10,7 @@ pub mod mfa;
 pub mod password_reset;
 pub mod registration;
 pub mod sessions;
+pub mod tokens;
 pub mod verification;
 
 use std::sync::Arc;

@@ -6,14 +6,14 @@ use secrecy::SecretString;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::login::TokenPair;
+use super::credentials;
 use super::me::Principal;
+use super::tokens::{issue_pair, TokenPair};
 use super::{AuthError, RefreshError, Services};
 use crate::auth::tokens;
 use crate::domain::refresh::RefreshPolicy;
 use crate::domain::{FieldError, NewPassword};
 use crate::mail::templates;
-use crate::security;
 use crate::storage::{end_reason, ClientContext, PasswordChange, RotateOutcome, Rotation};
 
 /// Password hashes a new password may not repeat (the current one included).
@@ -102,17 +102,10 @@ pub async fn refresh(
     tracing::Span::current().record("user_id", tracing::field::display(session.user_id));
     svc.metrics.token_refresh("rotated");
     let amr: Vec<&str> = session.amr.split_whitespace().collect();
-    let (access_token, _) = svc
-        .jwt
-        .issue(session.user_id, session.id, &amr, now.timestamp())?;
-    Ok(TokenPair {
-        access_token,
-        token_type: "Bearer",
-        expires_in: svc.jwt.ttl().as_secs(),
-        refresh_token: new_token,
-        refresh_expires_in: (session.expires_at - now).num_seconds().max(0) as u64,
-        session_id: session.id,
-    })
+    let (user_id, session_id, end) = (session.user_id, session.id, session.expires_at);
+    Ok(issue_pair(
+        svc, user_id, session_id, &amr, new_token, end, now,
+    )?)
 }
 
 /// Ends the caller's session (and the session of `refresh_token`, when it is the caller's).
@@ -279,40 +272,7 @@ pub async fn change_password(
         .find_user_by_id(principal.user_id)
         .await?
         .ok_or(AuthError::Unauthorized("the account no longer exists"))?;
-    let key = user.email.as_str().to_string();
-    let now_ts = security::to_timestamp(svc.clock.now());
-    match svc
-        .actors
-        .reserve_login(&key, now_ts)
-        .await
-        .map_err(super::login::actor_error)?
-    {
-        suma_auth_actors::Reservation::Allowed { .. } => {}
-        suma_auth_actors::Reservation::Locked { retry_after_ms } => {
-            return Err(AuthError::AccountLocked {
-                retry_after: std::time::Duration::from_millis(retry_after_ms.max(1000) as u64),
-            })
-        }
-    }
-    let verified = svc
-        .hasher
-        .verify(current, Some(user.password_hash.clone()))
-        .await?;
-    if !verified.matches {
-        svc.audit(
-            "password_change",
-            false,
-            Some(user.id),
-            client,
-            serde_json::json!({"reason": "invalid_credentials"}),
-        )
-        .await;
-        super::login::record_failure(svc, &key, Some(&user), client).await;
-        return Err(AuthError::InvalidCredentials);
-    }
-    if let Err(e) = svc.actors.record_login_success(&key).await {
-        tracing::warn!(error = %e, "lockout reset not recorded");
-    }
+    credentials::prove_password(svc, &user, current, client, Some("password_change")).await?;
     let new_password = NewPassword::parse(new, Some(&user.email), "new_password")
         .map_err(AuthError::Validation)?;
     ensure_not_reused(svc, user.id, &user.password_hash, new_password.secret()).await?;

@@ -1,0 +1,136 @@
+//! Credentials: the protocols every proof of a password shares. A check is
+//! reserved with the lockout actors before the hash is verified (at most
+//! `MAX_LOGIN_ATTEMPTS` verifications per window, whatever the concurrency or
+//! instance count), and its outcome is recorded after: a success clears the
+//! window, a failure counts and, when it locks the account, says so once
+//! (metric, audit row, log line, the owner's mail).
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use suma_auth_actors::{ActorError, FailureOutcome, Reservation};
+
+use super::{AuthError, Services};
+use crate::mail::templates;
+use crate::security;
+use crate::storage::{ClientContext, UserRecord};
+
+/// Reserves a verification for `key`; a locked account answers `AccountLocked`.
+pub async fn reserve(svc: &Services, key: &str) -> Result<(), AuthError> {
+    let now = security::to_timestamp(svc.clock.now());
+    match svc
+        .actors
+        .reserve_login(key, now)
+        .await
+        .map_err(actor_error)?
+    {
+        Reservation::Allowed { .. } => Ok(()),
+        Reservation::Locked { retry_after_ms } => Err(AuthError::AccountLocked {
+            retry_after: Duration::from_millis(retry_after_ms.max(1000) as u64),
+        }),
+    }
+}
+
+/// The whole protocol for a signed-in user proving their password again
+/// (password change, turning second factors off): reserve, verify, record.
+/// A wrong or empty password counts toward the lockout and answers
+/// `InvalidCredentials`; `audit_event`, when given, is written for it.
+pub async fn prove_password(
+    svc: &Services,
+    user: &UserRecord,
+    password: &SecretString,
+    client: &ClientContext,
+    audit_event: Option<&'static str>,
+) -> Result<(), AuthError> {
+    let key = user.email.as_str();
+    reserve(svc, key).await?;
+    let verified = svc
+        .hasher
+        .verify(password, Some(user.password_hash.clone()))
+        .await?;
+    if !verified.matches || password.expose_secret().is_empty() {
+        if let Some(event) = audit_event {
+            let reason = serde_json::json!({"reason": "invalid_credentials"});
+            svc.audit(event, false, Some(user.id), client, reason).await;
+        }
+        record_failure(svc, key, Some(user), client).await;
+        return Err(AuthError::InvalidCredentials);
+    }
+    record_success(svc, key).await;
+    Ok(())
+}
+
+/// The password was proven: the window starts afresh.
+pub async fn record_success(svc: &Services, key: &str) {
+    if let Err(e) = svc.actors.record_login_success(key).await {
+        tracing::warn!(error = %e, "lockout reset not recorded");
+    }
+}
+
+pub fn actor_error(e: ActorError) -> AuthError {
+    match e {
+        ActorError::Overloaded => AuthError::Busy {
+            retry_after: Duration::from_secs(1),
+        },
+        ActorError::Unavailable => {
+            AuthError::Unavailable("the security actors did not answer".into())
+        }
+    }
+}
+
+/// Counts a failed verification; when it locks the account, says so once:
+/// metric, audit row, the owner's mail, and the user row.
+pub async fn record_failure(
+    svc: &Services,
+    key: &str,
+    user: Option<&UserRecord>,
+    client: &ClientContext,
+) {
+    let now = security::to_timestamp(svc.clock.now());
+    let outcome = match svc.actors.record_login_failure(key, now).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::warn!(error = %e, "login failure not recorded by the actor");
+            return;
+        }
+    };
+    let (failures, locked_until) = match outcome {
+        FailureOutcome::Counted { failures } => (failures, None),
+        FailureOutcome::Locked { until } => {
+            svc.metrics.account_lockout();
+            tracing::warn!(
+                known_account = user.is_some(),
+                "account locked after repeated failures"
+            );
+            svc.audit(
+                "account_locked",
+                true,
+                user.map(|u| u.id),
+                client,
+                serde_json::json!({"until": security::from_timestamp(until)}),
+            )
+            .await;
+            if let Some(user) = user {
+                svc.mailer
+                    .dispatch(templates::account_locked(
+                        user.email.as_str(),
+                        svc.config.security.lockout_duration.as_secs().div_ceil(60),
+                    ))
+                    .await;
+            }
+            (
+                svc.config.security.max_login_attempts,
+                Some(security::from_timestamp(until)),
+            )
+        }
+    };
+    if let Some(user) = user {
+        if let Err(e) = svc
+            .store
+            .record_login_failure(user.id, failures, locked_until)
+            .await
+        {
+            tracing::warn!(error = %e, "failed-login counters not updated");
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The token pair every sign-in and refresh answers with: a session's RS256
+//! access token and its opaque refresh token.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{AuthError, Services};
+use crate::auth::{jwt::TokenError, tokens};
+use crate::storage::{ClientContext, NewSession, UserRecord};
+
+/// The token pair of API.md.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    /// Seconds until the session's absolute end.
+    pub refresh_expires_in: u64,
+    pub session_id: Uuid,
+}
+
+/// Signs an access token for a session and pairs it with its refresh token.
+pub fn issue_pair(
+    svc: &Services,
+    user_id: Uuid,
+    session_id: Uuid,
+    amr: &[&str],
+    refresh_token: String,
+    session_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<TokenPair, TokenError> {
+    let (access_token, _) = svc.jwt.issue(user_id, session_id, amr, now.timestamp())?;
+    Ok(TokenPair {
+        access_token,
+        token_type: "Bearer",
+        expires_in: svc.jwt.ttl().as_secs(),
+        refresh_token,
+        refresh_expires_in: (session_end - now).num_seconds().max(0) as u64,
+        session_id,
+    })
+}
+
+/// Opens a session with its first refresh token and signs an access token.
+pub async fn open_session(
+    svc: &Services,
+    user: &UserRecord,
+    device_id: Option<String>,
+    client: &ClientContext,
+    amr: &[&str],
+) -> Result<TokenPair, AuthError> {
+    let now = svc.clock.now();
+    let absolute = svc.config.security.session_absolute_timeout;
+    let session_id = Uuid::new_v4();
+    let refresh_token = tokens::random_token();
+    let expires_at =
+        now + chrono::Duration::from_std(absolute).unwrap_or(chrono::Duration::hours(8));
+    svc.store
+        .create_session(NewSession {
+            id: session_id,
+            user_id: user.id,
+            refresh_token_id: Uuid::new_v4(),
+            refresh_token_hash: tokens::token_hash(&refresh_token),
+            device_id,
+            client: client.clone(),
+            amr: amr.join(" "),
+            created_at: now,
+            expires_at,
+        })
+        .await?;
+    Ok(issue_pair(
+        svc,
+        user.id,
+        session_id,
+        amr,
+        refresh_token,
+        expires_at,
+        now,
+    )?)
+}
