@@ -388,6 +388,19 @@ class Workflows(unittest.TestCase):
     def workflows(self):
         return {p.name: yaml.safe_load(p.read_text()) for p in sorted(WORKFLOWS.glob("*.yml"))}
 
+    def test_deploy_runs_only_after_the_checks_pass_on_develop_or_main(self):
+        workflows = self.workflows()
+        deploy = workflows["deploy.yml"]
+        triggers = deploy.get("on", deploy.get(True))  # YAML 1.1 reads the key `on` as true
+        self.assertEqual(list(triggers), ["workflow_call"], "deploy.yml runs only when called")
+        callers = [(name, job) for name, w in workflows.items() for job in w["jobs"].values()
+                   if job.get("uses") == "./.github/workflows/deploy.yml"]
+        self.assertEqual(len(callers), 1)
+        name, job = callers[0]
+        checks = set(workflows[name]["jobs"]) - {k for k, j in workflows[name]["jobs"].items() if "uses" in j}
+        self.assertEqual(set(job["needs"]), checks, "the deployment needs every check job")
+        self.assertIn("github.event_name == 'push'", job["if"])
+
     def test_actions_are_pinned_by_commit(self):
         for name, text in ((p.name, p.read_text()) for p in sorted(WORKFLOWS.glob("*.yml"))):
             for ref in re.findall(r"uses:\s*(\S+)", text):
@@ -402,6 +415,8 @@ class Workflows(unittest.TestCase):
                 permissions = job.get("permissions")
                 self.assertIsInstance(permissions, dict, f"{name}/{job_name} declares its permissions")
                 self.assertNotIn("write-all", str(permissions))
+                if "uses" in job:
+                    continue  # a reusable workflow's call: its own jobs are checked in its file
                 uses_aws = any("configure-aws-credentials" in s.get("uses", "") for s in job.get("steps", []))
                 self.assertEqual(permissions.get("id-token") == "write", uses_aws,
                                  f"{name}/{job_name}: id-token: write exactly where OIDC to AWS is used")
