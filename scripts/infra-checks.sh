@@ -39,7 +39,7 @@ check() {
 # `${VAR:?}` refuses to render without them.
 sed -E 's/^([A-Z_][A-Z0-9_]*)=$/\1=placeholder/' .env.example >"$work/compose.env"
 
-shell_scripts=(scripts/infra-checks.sh scripts/checks/*.sh deploy/compose/*.sh)
+shell_scripts=(scripts/test.sh .ci/run scripts/infra-checks.sh scripts/checks/*.sh deploy/compose/*.sh)
 
 check "hadolint Dockerfile" hadolint Dockerfile
 check "shellcheck scripts" shellcheck "${shell_scripts[@]}"

@@ -24,7 +24,7 @@ trap cleanup EXIT
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 need_pkg() {
-  if ! command -v "$1" >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/"$1" >/dev/null 2>&1; then
+  if ! command -v "$1" >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null; then
     echo "installing $2 ..."
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2") >/dev/null
   fi
@@ -38,7 +38,7 @@ if port_open "$PG_PORT"; then
   export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/postgres}"
 else
   need_pkg initdb postgresql
-  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  bin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
   PG_PORT=55432
   pgdir=$(mktemp -d /tmp/suma-pg.XXXXXX)
   chown -R postgres "$pgdir" 2>/dev/null || true
