@@ -22,7 +22,7 @@ terraform {
 
   # State in S3, locked in DynamoDB (both created by ../../bootstrap). The
   # bucket and its KMS key carry the account id, so they are passed at init:
-  #   terraform init -backend-config=../../bootstrap/backend.hcl
+  #   terraform init -backend-config=../../backend.hcl   (written by ../../bootstrap)
   backend "s3" {
     key            = "suma-auth/dev.tfstate"
     region         = "us-east-1"

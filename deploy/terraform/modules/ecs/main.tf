@@ -33,9 +33,11 @@ locals {
     # The agent sidecar shares the task's network namespace.
     DD_AGENT_HOST     = "127.0.0.1"
     DD_DOGSTATSD_PORT = "8125"
-    DD_SERVICE        = "suma-auth"
-    DD_ENV            = var.environment
-    DD_VERSION        = var.image_tag
+    # DD_VERSION is left to the server, which tags its build version and git
+    # sha: CI deploys by registering a revision with only the image replaced
+    # (.github/workflows/deploy.yml), and a version set here would go stale.
+    DD_SERVICE = "suma-auth"
+    DD_ENV     = var.environment
   }
   app_environment = { for k, v in local.app_environment_all : k => v if v != "" }
 
@@ -55,7 +57,7 @@ locals {
   # check fails, and /ready fails on every task at once when the shared database
   # or Redis is down, which no replacement can fix (the server keeps serving from
   # PostgreSQL while Redis is down). The image has no shell or curl.
-  health_check_command = ["CMD", "suma-auth", "health", "--url", "http://127.0.0.1:${var.container_port}/health"]
+  health_check_command = ["CMD", "/usr/local/bin/suma-auth", "health", "--url", "http://127.0.0.1:${var.container_port}/health"]
 
   # ALBRequestCountPerTarget target (requests per task per minute) from the
   # per-task capacity of each scenario weighted by the traffic mix.
@@ -280,7 +282,6 @@ resource "aws_ecs_task_definition" "app" {
         { name = "DD_SITE", value = var.datadog_site },
         { name = "DD_ENV", value = var.environment },
         { name = "DD_SERVICE", value = "suma-auth" },
-        { name = "DD_VERSION", value = var.image_tag },
         { name = "DD_DOGSTATSD_TAG_CARDINALITY", value = "orchestrator" },
         { name = "DD_APM_ENABLED", value = "false" },
         { name = "DD_LOGS_ENABLED", value = "false" },

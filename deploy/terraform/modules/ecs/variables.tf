@@ -31,7 +31,7 @@ variable "image_repository" {
 }
 
 variable "image_tag" {
-  description = "Image tag to run: the git sha CI pushed. Also the Datadog version tag (DD_VERSION)."
+  description = "Image tag to run: the git sha CI pushed (the server reports its own version and sha as the Datadog version tag)."
   type        = string
 
   validation {
