@@ -104,6 +104,29 @@ def module_doc(module: str) -> dict:
     return out
 
 
+_configs: dict = {}
+
+
+def config_dir(path: str) -> dict:
+    """Names a Terraform directory declares: variables, locals, outputs, resources, data, modules."""
+    path = os.path.normpath(path)
+    if path not in _configs:
+        doc: dict = {}
+        for f in sorted(glob.glob(os.path.join(path, "*.tf"))):
+            for kind, items in load_hcl(f).items():
+                doc.setdefault(kind, []).extend(items)
+        _configs[path] = {
+            "doc": doc,
+            "variables": blocks(doc, "variable"),
+            "locals": set(blocks(doc, "locals")),
+            "outputs": set(blocks(doc, "output")),
+            "modules": blocks(doc, "module"),
+            "resources": {(t, n) for b in doc.get("resource", []) for t, r in b.items() for n in r},
+            "data": {(t, n) for b in doc.get("data", []) for t, r in b.items() for n in r},
+        }
+    return _configs[path]
+
+
 def locals_of(module: str) -> dict:
     return blocks(module_doc(module), "locals")
 
@@ -513,6 +536,45 @@ class Layout(unittest.TestCase):
             values = load_hcl(os.path.join(TF, "environments", env, "terraform.tfvars"))
             self.assertLessEqual(set(values), set(declared), env)
             self.assertEqual(values["environment"], env)
+
+    def test_every_reference_resolves(self) -> None:
+        """What `terraform validate` would say about names, which cannot run here."""
+        problems = []
+        dirs = sorted({os.path.dirname(f) for f in glob.glob(os.path.join(TF, "**", "*.tf"), recursive=True)})
+        for d in dirs:
+            c = config_dir(d)
+            for s in (v for _, v in walk_strings(c["doc"])):
+                for m in re.finditer(r"\bvar\.([A-Za-z_][\w-]*)(?:\.([A-Za-z_]\w*))?", s):
+                    name, attr = m.groups()
+                    if name not in c["variables"]:
+                        problems.append(f"{d}: var.{name}")
+                    elif attr and "object(" in str(c["variables"][name].get("type", "")) \
+                            and f'"{attr}"' not in c["variables"][name]["type"]:
+                        problems.append(f"{d}: var.{name} has no attribute {attr}")
+                for m in re.finditer(r"\blocal\.([A-Za-z_][\w-]*)", s):
+                    if m.group(1) not in c["locals"]:
+                        problems.append(f"{d}: local.{m.group(1)}")
+                for m in re.finditer(r"\bmodule\.([A-Za-z_][\w-]*)(?:\[\d+\])?\.([A-Za-z_][\w-]*)", s):
+                    mod, out = m.groups()
+                    if mod not in c["modules"]:
+                        problems.append(f"{d}: module.{mod}")
+                    elif out not in config_dir(os.path.join(d, c["modules"][mod]["source"]))["outputs"]:
+                        problems.append(f"{d}: module.{mod} has no output {out}")
+                for m in re.finditer(r"(?<![\w.])data\.([a-z0-9_]+)\.([A-Za-z_][\w-]*)", s):
+                    if (m.group(1), m.group(2)) not in c["data"]:
+                        problems.append(f"{d}: data.{m.group(1)}.{m.group(2)}")
+                for m in re.finditer(r"(?<![\w.])((?:aws|random|datadog)_[a-z0-9_]+|terraform_data)\.([A-Za-z_][\w-]*)", s):
+                    if (m.group(1), m.group(2)) not in c["resources"]:
+                        problems.append(f"{d}: {m.group(1)}.{m.group(2)}")
+            for name, call in c["modules"].items():
+                callee = config_dir(os.path.join(d, call["source"]))["variables"]
+                for arg in set(call) - {"source", "providers", "count", "for_each", "depends_on"}:
+                    if arg not in callee:
+                        problems.append(f"{d}: module {name} has no variable {arg}")
+                for v, spec in callee.items():
+                    if "default" not in spec and v not in call:
+                        problems.append(f"{d}: module {name} misses {v}")
+        self.assertEqual(sorted(set(problems)), [])
 
     def test_environment_roots_are_the_same_code(self) -> None:
         for f in ("main.tf", "variables.tf", "outputs.tf", "providers.tf"):

@@ -39,8 +39,8 @@ resource "aws_db_subnet_group" "main" {
 }
 
 resource "aws_db_parameter_group" "main" {
-  name   = "${var.name_prefix}-postgres15"
-  family = "postgres15"
+  name_prefix = "${var.name_prefix}-postgres15-"
+  family      = "postgres15"
 
   # The seed logged every statement (log_statement=all) to CloudWatch. The
   # server's statements carry emails, IP addresses and token digests as bind

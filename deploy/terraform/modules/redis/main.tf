@@ -56,10 +56,6 @@ resource "aws_elasticache_parameter_group" "main" {
   }
 
   tags = var.tags
-
-  lifecycle {
-    create_before_destroy = true
-  }
 }
 
 resource "aws_cloudwatch_log_group" "redis" {

@@ -14,10 +14,6 @@ resource "aws_security_group" "alb" {
   vpc_id      = aws_vpc.main.id
 
   tags = merge(var.tags, { Name = "${var.name_prefix}-alb" })
-
-  lifecycle {
-    create_before_destroy = true
-  }
 }
 
 # One rule only: a managed prefix list counts its maximum size (about 55 entries)
@@ -49,10 +45,6 @@ resource "aws_security_group" "tasks" {
   vpc_id      = aws_vpc.main.id
 
   tags = merge(var.tags, { Name = "${var.name_prefix}-tasks" })
-
-  lifecycle {
-    create_before_destroy = true
-  }
 }
 
 resource "aws_vpc_security_group_ingress_rule" "tasks_from_alb" {
@@ -114,10 +106,6 @@ resource "aws_security_group" "database" {
   vpc_id      = aws_vpc.main.id
 
   tags = merge(var.tags, { Name = "${var.name_prefix}-database" })
-
-  lifecycle {
-    create_before_destroy = true
-  }
 }
 
 resource "aws_vpc_security_group_ingress_rule" "database_from_tasks" {
@@ -136,10 +124,6 @@ resource "aws_security_group" "redis" {
   vpc_id      = aws_vpc.main.id
 
   tags = merge(var.tags, { Name = "${var.name_prefix}-redis" })
-
-  lifecycle {
-    create_before_destroy = true
-  }
 }
 
 resource "aws_vpc_security_group_ingress_rule" "redis_from_tasks" {
