@@ -1,7 +1,7 @@
-#trivy:ignore:AVD-AWS-0089 Access to the state is recorded by CloudTrail data events
+#trivy:ignore:AVD-AWS-0089 The state bucket of a few operators; record access with the account's CloudTrail (S3 data events), not a second bucket
 resource "aws_s3_bucket" "this" {
   #checkov:skip=CKV_AWS_144:The failover deployment has its own bucket in the recovery region; the primary state is not needed there
-  #checkov:skip=CKV_AWS_18:Access to the state is recorded by CloudTrail data events; server access logs would need another bucket for a handful of operators
+  #checkov:skip=CKV_AWS_18:The state bucket of a few operators; record access with the account's CloudTrail (S3 data events), not a second bucket
   #checkov:skip=CKV2_AWS_62:Nothing consumes events of the state bucket
   bucket = var.name
 

@@ -4,7 +4,7 @@ locals {
 }
 
 resource "aws_route53_zone" "main" {
-  #checkov:skip=CKV2_AWS_38:DNSSEC signing needs a KMS key in us-east-1 and a DS record at the registrar; enable it with the registrar step (deploy/README.md)
+  #checkov:skip=CKV2_AWS_38:DNSSEC signing needs a KMS key in us-east-1 and a DS record at the registrar, a decision for the whole domain; not configured here
   #checkov:skip=CKV2_AWS_39:Query logging of a public zone adds nothing the CloudFront and ALB logs do not have
   count = var.create_zone ? 1 : 0
   name  = var.zone_name

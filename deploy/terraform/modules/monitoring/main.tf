@@ -147,10 +147,10 @@ locals {
       query = "max(last_5m):min:auth.dependency.up{${local.f}} by {dependency}"
       op    = "<"
       # Every task reports this gauge on a timer, traffic or not: missing
-      # data means no task is reporting.
+      # data means no task is reporting, where tasks always run.
       critical       = 1
       warning        = null
-      notify_no_data = true
+      notify_no_data = var.expected_min_tasks != null
       notify         = local.critical
       section        = "database-or-redis-unreachable"
     }
