@@ -5,7 +5,7 @@ pub mod email;
 pub mod password;
 
 pub use email::Email;
-pub use password::{NewPassword, PasswordRule};
+pub use password::{NewPassword, PasswordContext, PasswordRule};
 
 /// One rule a field broke, reported in a 422 problem's `errors` list.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

@@ -10,7 +10,7 @@ use super::login::TokenPair;
 use super::me::Principal;
 use super::{AuthError, Services};
 use crate::auth::tokens;
-use crate::domain::{FieldError, NewPassword};
+use crate::domain::{FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
 use crate::security;
 use crate::storage::{end_reason, ClientContext, RotateOutcome, Rotation};
@@ -303,8 +303,13 @@ pub async fn change_password(
     if let Err(e) = svc.actors.record_login_success(&key).await {
         tracing::warn!(error = %e, "lockout reset not recorded");
     }
-    let new_password = NewPassword::parse(new, Some(&user.email), "new_password")
-        .map_err(AuthError::Validation)?;
+    let context = PasswordContext::new(
+        Some(&user.email),
+        user.first_name.as_deref(),
+        user.last_name.as_deref(),
+    );
+    let new_password =
+        NewPassword::parse(new, &context, "new_password").map_err(AuthError::Validation)?;
     ensure_not_reused(svc, user.id, &user.password_hash, new_password.secret()).await?;
     let hash = svc.hasher.hash(new_password.secret()).await?;
     let now = svc.clock.now();
