@@ -18,13 +18,16 @@ there, apart from checkov's fork of the same package name).
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import unittest
+import urllib.parse
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEPLOY = os.path.join(ROOT, "deploy")
@@ -580,6 +583,85 @@ class Layout(unittest.TestCase):
         for f in ("main.tf", "variables.tf", "outputs.tf", "providers.tf"):
             texts = {read_text(os.path.join(TF, "environments", e, f)) for e in ENVIRONMENTS}
             self.assertEqual(len(texts), 1, f"environments differ in {f}: put differences in terraform.tfvars")
+
+
+class DatabaseBootstrap(unittest.TestCase):
+    """The db-admin task's bootstrap script, run with psql against the suite's PostgreSQL
+    (TEST_DATABASE_URL) as a database owner with CREATEROLE standing in for the RDS master
+    user: the login roles act as the schema owner, the server migrates as one of them, and
+    a rotation moves to the other."""
+
+    LOGINS = ("suma_auth_a", "suma_auth_b")
+
+    def setUp(self) -> None:
+        url = os.environ.get("TEST_DATABASE_URL")
+        if not url or not shutil.which("psql"):
+            self.skipTest("needs TEST_DATABASE_URL (scripts/test.sh sets it) and psql")
+        u = urllib.parse.urlparse(url)
+        self.base_env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/"),
+                         "PGHOST": u.hostname or "127.0.0.1", "PGPORT": str(u.port or 5432)}
+        self.superuser = u.username or "postgres"
+        self.db = f"suma_bootstrap_check_{os.getpid()}"
+        self.admin = f"suma_bootstrap_admin_{os.getpid()}"
+        lock_dir = os.path.join(os.path.expanduser("~"), ".cache", "suma-auth")
+        os.makedirs(lock_dir, exist_ok=True)
+        # The login roles are cluster-wide names: one run at a time on this server.
+        lock = open(os.path.join(lock_dir, "bootstrap-test.lock"), "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        self.addCleanup(lock.close)
+        existing = self.sql(self.superuser, "postgres",
+                            "SELECT string_agg(rolname, ',') FROM pg_roles WHERE rolname IN ('suma_auth', 'suma_auth_a', 'suma_auth_b')")
+        if existing:
+            self.fail(f"roles {existing} already exist on the test server; this test creates and drops them")
+        self.addCleanup(self.drop_everything)
+        self.sql(self.superuser, "postgres", f"CREATE ROLE {self.admin} LOGIN CREATEROLE")
+        self.sql(self.superuser, "postgres", f"CREATE DATABASE {self.db} OWNER {self.admin}")
+
+    def drop_everything(self) -> None:
+        for statement in (f"DROP DATABASE IF EXISTS {self.db}", "DROP ROLE IF EXISTS suma_auth_a",
+                          "DROP ROLE IF EXISTS suma_auth_b", "DROP ROLE IF EXISTS suma_auth",
+                          f"DROP ROLE IF EXISTS {self.admin}"):
+            self.sql(self.superuser, "postgres", statement)
+
+    def sql(self, user: str, db: str, statement: str, check: bool = True) -> str:
+        out = subprocess.run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", db, "-c", statement],
+                             capture_output=True, text=True, env=self.base_env, timeout=60)
+        if check and out.returncode != 0:
+            raise AssertionError(f"{statement}: {out.stderr}")
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    def bootstrap(self, login: str, password: str) -> subprocess.CompletedProcess:
+        script = blocks(module_doc("ecs"), "locals")["db_bootstrap_script"]
+        env = dict(self.base_env, PGUSER=self.admin, PGDATABASE=self.db, APP_GROUP_ROLE="suma_auth",
+                   APP_DB_USER=login, APP_DB_PASSWORD=password)
+        return subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+
+    def server(self, login: str, password: str, *args: str) -> str:
+        env = dict(self.base_env, DB_HOST=self.base_env["PGHOST"], DB_PORT=self.base_env["PGPORT"],
+                   DB_NAME=self.db, DB_USER=login, DB_PASSWORD=password, DB_SSLMODE="disable")
+        out = subprocess.run([server_binary(), *args], capture_output=True, text=True, env=env, timeout=120)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout
+
+    def test_logins_act_as_the_schema_owner_and_rotate(self) -> None:
+        for _ in range(2):  # idempotent
+            run = self.bootstrap("suma_auth_a", "first-password")
+            self.assertEqual(run.returncode, 0, run.stderr)
+        self.server("suma_auth_a", "first-password", "migrate", "apply")
+        owners = self.sql(self.superuser, self.db, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")
+        self.assertEqual(owners, "suma_auth", "tables must belong to the group role, not to a login")
+
+        run = self.bootstrap("suma_auth_b", "second-password")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.sql(self.admin, self.db, "ALTER ROLE suma_auth_a NOLOGIN PASSWORD NULL")
+        self.assertIn("pending: none", self.server("suma_auth_b", "second-password", "migrate", "status"))
+        self.sql("suma_auth_b", self.db, "INSERT INTO login_lockouts (account_key) VALUES ('bootstrap-check')")
+        self.assertEqual(self.sql("suma_auth_a", self.db, "SELECT 1", check=False), "", "the old login still works")
+
+    def test_only_the_two_logins_are_accepted(self) -> None:
+        run = self.bootstrap(self.admin, "x")
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("must be suma_auth_a or suma_auth_b", run.stderr)
 
 
 class Runbooks(unittest.TestCase):
