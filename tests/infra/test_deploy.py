@@ -323,10 +323,12 @@ class TaskDefinition(unittest.TestCase):
     def test_unified_service_tagging_matches_the_monitors(self) -> None:
         self.assertEqual(self.environment["DD_SERVICE"], Server.env["DD_SERVICE"]["default"])
         self.assertEqual(self.environment["DD_ENV"], "${var.environment}")
-        # The binary reports its own version and sha: a revision CI renders with only
-        # the image replaced must not carry a stale DD_VERSION.
-        self.assertNotIn("DD_VERSION", self.environment)
-        self.assertNotIn("DD_VERSION", self.agent_container)
+        # The version tag is the image tag, in the task and the agent; CI replaces
+        # both together when it renders a revision.
+        self.assertEqual(self.environment["DD_VERSION"], "${var.image_tag}")
+        self.assertIn('{"name": "DD_VERSION", "value": "${var.image_tag}"}', self.agent_container)
+        with open(os.path.join(ROOT, ".github", "workflows", "deploy.yml")) as f:
+            self.assertIn("environment-variables: DD_VERSION=${{ github.sha }}", f.read())
         self.assertEqual(self.environment["DD_AGENT_HOST"], "127.0.0.1")
         self.assertEqual(self.environment["DD_DOGSTATSD_PORT"], Server.env["DD_DOGSTATSD_PORT"]["default"])
         mon = variables_of(os.path.join(MODULES, "monitoring", "variables.tf"))

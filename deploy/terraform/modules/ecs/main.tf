@@ -33,11 +33,12 @@ locals {
     # The agent sidecar shares the task's network namespace.
     DD_AGENT_HOST     = "127.0.0.1"
     DD_DOGSTATSD_PORT = "8125"
-    # DD_VERSION is left to the server, which tags its build version and git
-    # sha: CI deploys by registering a revision with only the image replaced
-    # (.github/workflows/deploy.yml), and a version set here would go stale.
+    # Unified service tagging. DD_VERSION is the image tag (the git sha); CI
+    # renders each new revision with the image and DD_VERSION replaced together
+    # (.github/workflows/deploy.yml), so the two never disagree.
     DD_SERVICE = "suma-auth"
     DD_ENV     = var.environment
+    DD_VERSION = var.image_tag
   }
   app_environment = { for k, v in local.app_environment_all : k => v if v != "" }
 
@@ -282,6 +283,7 @@ resource "aws_ecs_task_definition" "app" {
         { name = "DD_SITE", value = var.datadog_site },
         { name = "DD_ENV", value = var.environment },
         { name = "DD_SERVICE", value = "suma-auth" },
+        { name = "DD_VERSION", value = var.image_tag },
         { name = "DD_DOGSTATSD_TAG_CARDINALITY", value = "orchestrator" },
         { name = "DD_APM_ENABLED", value = "false" },
         { name = "DD_LOGS_ENABLED", value = "false" },
