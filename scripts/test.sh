@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and API tests against real
-# PostgreSQL and Redis. Uses the ones on 127.0.0.1 when they answer; otherwise
-# starts throwaway ones (installing the Debian packages when missing) and
+# PostgreSQL and Redis, then the offline infrastructure checks and the browser
+# test of the pages (their tools are installed once into ~/.cache/suma-auth).
+# Uses the PostgreSQL and Redis on 127.0.0.1 when they answer; otherwise starts
+# throwaway ones (installing the Debian packages when missing) and
 # stops them afterwards. Each test creates and drops its own database and uses
 # its own Redis key prefix, so tests run in parallel and leave nothing behind.
 set -euo pipefail
@@ -22,17 +24,21 @@ trap cleanup EXIT
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 need_pkg() {
-  if ! command -v "$1" >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/"$1" >/dev/null 2>&1; then
+  if ! command -v "$1" >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null; then
     echo "installing $2 ..."
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2") >/dev/null
   fi
 }
 
+# The TLS test runs a PostgreSQL cluster of its own (server binaries, openssl).
+need_pkg initdb postgresql
+need_pkg openssl openssl
+
 if port_open "$PG_PORT"; then
   export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:$PG_PORT/postgres}"
 else
   need_pkg initdb postgresql
-  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  bin=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
   PG_PORT=55432
   pgdir=$(mktemp -d /tmp/suma-pg.XXXXXX)
   chown -R postgres "$pgdir" 2>/dev/null || true
@@ -58,3 +64,9 @@ echo "postgres: $TEST_DATABASE_URL  redis: $TEST_REDIS_URL"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --quiet "$@"
+
+# Checks beyond cargo, against the binary the tests just built: the infrastructure
+# (Dockerfile, compose, workflows, Terraform, dashboards) and the pages in a browser.
+export SUMA_AUTH_BIN="$CARGO_TARGET_DIR/debug/suma-auth"
+./scripts/infra-checks.sh
+./scripts/checks/browser.sh

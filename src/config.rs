@@ -683,6 +683,12 @@ impl Config {
                 ));
             }
         }
+        if self.trusted_proxies.is_empty() {
+            return Err(ConfigError::new(
+                "TRUSTED_PROXIES",
+                "required in production: the load balancer's (and CDN's) address ranges, so that rate limits and audit see the client's address, not the proxy's",
+            ));
+        }
         if !self.public_url.starts_with("https://") {
             return Err(ConfigError::new(
                 "PUBLIC_URL",
@@ -756,6 +762,25 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.var, "DB_HOST");
+        let complete = [
+            ("ENVIRONMENT", "production"),
+            ("JWT_PRIVATE_KEY_PATH", "/k.pem"),
+            (
+                "DATA_ENCRYPTION_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
+            ("DB_HOST", "db"),
+            ("DB_NAME", "auth"),
+            ("DB_USER", "u"),
+            ("DB_SSLMODE", "verify-full"),
+            ("SENDGRID_API_KEY", "k"),
+            ("PUBLIC_URL", "https://auth.example"),
+        ];
+        let err = config(&complete).unwrap_err();
+        assert_eq!(err.var, "TRUSTED_PROXIES");
+        let mut with_proxies = complete.to_vec();
+        with_proxies.push(("TRUSTED_PROXIES", "10.0.0.0/16"));
+        assert!(config(&with_proxies).is_ok());
     }
 
     #[test]

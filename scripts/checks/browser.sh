@@ -80,6 +80,7 @@ done
 curl -fs "http://127.0.0.1:$port/ready" >/dev/null || { cat "$work/server.err" >&2; exit 1; }
 
 mkdir -p "$ARTIFACTS"
+echo "browser test: screenshots go to $ARTIFACTS"
 status=0
 SUMA_API="http://127.0.0.1:$port" SUMA_MAIL_DIR="$work/data/mail" SUMA_ARTIFACTS="$ARTIFACTS" \
   SUMA_NODE_MODULES="$NODE_DIR/node_modules" CHROMIUM="$CHROMIUM" \
@@ -88,5 +89,4 @@ if [ "$status" != 0 ]; then
   echo "--- server stderr ---" >&2
   tail -50 "$work/server.err" >&2
 fi
-echo "browser screenshots: $ARTIFACTS"
 exit "$status"

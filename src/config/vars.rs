@@ -60,7 +60,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     required(var("PUBLIC_URL", Some("http://localhost:$PORT"), "base of links in mails; https:// in production"), &[]),
     var("HTTP_WORKERS", Some("cores"), "HTTP worker threads"),
     var("SHUTDOWN_TIMEOUT_SECONDS", Some("25"), "graceful drain on SIGTERM (keep below the orchestrator's stop timeout)"),
-    var("TRUSTED_PROXIES", None, "CIDRs whose X-Forwarded-For is believed (the load balancer's subnets)"),
+    required(var("TRUSTED_PROXIES", None, "CIDRs whose X-Forwarded-For is believed: the load balancer's subnets and the CDN's origin-facing ranges"), &[]),
     // Database
     required(secret("DATABASE_URL", "postgres://… (or sqlite://path); alternative to DB_*; may carry sslmode/sslrootcert"), &["DB_HOST"]),
     required(var("DB_HOST", None, "PostgreSQL host; unset (and no DATABASE_URL) = embedded SQLite"), &["DATABASE_URL"]),

@@ -8,7 +8,7 @@ pub mod reset;
 pub mod second_factor;
 
 pub use email::Email;
-pub use password::{NewPassword, PasswordRule};
+pub use password::{NewPassword, PasswordContext, PasswordRule};
 
 /// One rule a field broke, reported in a 422 problem's `errors` list.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

@@ -6,7 +6,7 @@ use secrecy::SecretString;
 
 use super::{AuthError, Services};
 use crate::auth::tokens;
-use crate::domain::{reset, Email, NewPassword};
+use crate::domain::{reset, Email, NewPassword, PasswordContext};
 use crate::mail::templates;
 use crate::storage::{ClientContext, NewResetToken};
 
@@ -80,7 +80,12 @@ pub async fn confirm(
         .await?
         .ok_or(AuthError::InvalidToken)?;
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
-    let new_password = NewPassword::parse(new_password, Some(&user.email), "new_password")
+    let context = PasswordContext::new(
+        Some(&user.email),
+        user.first_name.as_deref(),
+        user.last_name.as_deref(),
+    );
+    let new_password = NewPassword::parse(new_password, &context, "new_password")
         .map_err(AuthError::Validation)?;
     super::sessions::ensure_not_reused(svc, user.id, &user.password_hash, new_password.secret())
         .await?;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{AuthError, Services};
 use crate::auth::tokens;
-use crate::domain::{Email, FieldError, NewPassword};
+use crate::domain::{Email, FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
 use crate::storage::{ClientContext, CreateUserOutcome, NewConsent, NewUser};
 
@@ -66,11 +66,14 @@ pub async fn register(
     let email = Email::parse(&input.email, "email")
         .map_err(|e| errors.push(e))
         .ok();
-    let password = NewPassword::parse(&input.password, email.as_ref(), "password")
+    let mut name_errors = Vec::new();
+    let first_name = optional_name(input.first_name, "first_name", &mut name_errors);
+    let last_name = optional_name(input.last_name, "last_name", &mut name_errors);
+    let context = PasswordContext::new(email.as_ref(), first_name.as_deref(), last_name.as_deref());
+    let password = NewPassword::parse(&input.password, &context, "password")
         .map_err(|mut e| errors.append(&mut e))
         .ok();
-    let first_name = optional_name(input.first_name, "first_name", &mut errors);
-    let last_name = optional_name(input.last_name, "last_name", &mut errors);
+    errors.append(&mut name_errors);
     if !input.consents.terms {
         errors.push(FieldError::new(
             "consents.terms",

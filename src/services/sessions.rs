@@ -12,7 +12,7 @@ use super::tokens::{issue_pair, TokenPair};
 use super::{AuthError, RefreshError, Services};
 use crate::auth::tokens;
 use crate::domain::refresh::RefreshPolicy;
-use crate::domain::{FieldError, NewPassword};
+use crate::domain::{FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
 use crate::storage::{end_reason, ClientContext, PasswordChange, RotateOutcome, Rotation};
 
@@ -273,8 +273,13 @@ pub async fn change_password(
         .await?
         .ok_or(AuthError::Unauthorized("the account no longer exists"))?;
     credentials::prove_password(svc, &user, current, client, Some("password_change")).await?;
-    let new_password = NewPassword::parse(new, Some(&user.email), "new_password")
-        .map_err(AuthError::Validation)?;
+    let context = PasswordContext::new(
+        Some(&user.email),
+        user.first_name.as_deref(),
+        user.last_name.as_deref(),
+    );
+    let new_password =
+        NewPassword::parse(new, &context, "new_password").map_err(AuthError::Validation)?;
     ensure_not_reused(svc, user.id, &user.password_hash, new_password.secret()).await?;
     let hash = svc.hasher.hash(new_password.secret()).await?;
     let now = svc.clock.now();

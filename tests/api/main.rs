@@ -14,6 +14,7 @@ mod metrics;
 mod ops;
 mod outbox;
 mod pages;
+mod password_policy;
 mod password_reset;
 mod rate_limit;
 mod readme;

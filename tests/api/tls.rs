@@ -169,6 +169,7 @@ fn production_refuses_unverified_database_tls() {
         ("DATA_ENCRYPTION_KEY", "k"),
         ("SENDGRID_API_KEY", "k"),
         ("PUBLIC_URL", "https://auth.example"),
+        ("TRUSTED_PROXIES", "10.0.0.0/16"),
     ];
     let config = |extra: &[(&str, &str)]| {
         let map: std::collections::HashMap<String, String> = base

@@ -1,0 +1,11 @@
+terraform {
+  required_version = ">= 1.9.0, < 2.0.0"
+
+  required_providers {
+    aws = {
+      source                = "hashicorp/aws"
+      version               = "5.80.0"
+      configuration_aliases = [aws.dr]
+    }
+  }
+}
