@@ -5,6 +5,7 @@
 //! Every multi-row change (an account with its consents, token and audit row)
 //! is one transaction, so a crash never leaves half an account behind.
 
+pub mod migrations;
 pub mod models;
 pub mod postgres;
 pub mod sql;

@@ -11,32 +11,7 @@ use tokio_postgres::Client;
 
 use crate::storage::{BoxError, StorageError};
 
-/// One migration: `migrations/NNNNNN_name.{up,down}.sql`.
-pub struct Migration {
-    pub version: i64,
-    pub name: &'static str,
-    pub up: &'static str,
-    pub down: &'static str,
-}
-
-macro_rules! migration {
-    ($version:literal, $name:literal) => {
-        Migration {
-            version: $version,
-            name: $name,
-            up: include_str!(concat!("../../../migrations/", $name, ".up.sql")),
-            down: include_str!(concat!("../../../migrations/", $name, ".down.sql")),
-        }
-    };
-}
-
-/// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[
-    migration!(1, "000001_create_users_table"),
-    migration!(2, "000002_hash_tokens_and_sessions"),
-    migration!(3, "000003_mail_outbox"),
-    migration!(4, "000004_two_factor"),
-];
+use crate::storage::migrations::MIGRATIONS;
 
 /// The advisory lock key taken while migrating ("suma-auth" in ASCII).
 const LOCK_KEY: i64 = 0x73_75_6d_61_2d_61_75_74;

@@ -26,13 +26,9 @@ use outbox::insert_outbox;
 use pool::{dialect, Pool};
 use user_cache::UserCache;
 
-const SCHEMA: &str = include_str!("schema.sql");
-/// Steps after the initial schema, applied in order: (version reached, SQL).
-const UPGRADES: &[(i64, &str)] = &[
-    (2, include_str!("002_mail_outbox.sql")),
-    (3, include_str!("003_two_factor.sql")),
-];
-const SCHEMA_VERSION: i64 = 3;
+use crate::storage::migrations::{
+    SQLITE_SCHEMA as SCHEMA, SQLITE_UPGRADES as UPGRADES, SQLITE_VERSION as SCHEMA_VERSION,
+};
 
 #[derive(Clone)]
 pub struct SqliteStore {

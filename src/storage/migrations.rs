@@ -1,0 +1,46 @@
+//! Every schema change of both backends, in order, in one list each. Adding a
+//! column: write the SQL files and add a line to each list here (and the field
+//! to its record in `models.rs`).
+//!
+//! PostgreSQL's files live in `migrations/` in golang-migrate's format (applied
+//! by `postgres::migrate`); SQLite's next to its backend, applied when the file
+//! is opened (`PRAGMA user_version` holds the version reached).
+
+/// One PostgreSQL migration: `migrations/NNNNNN_name.{up,down}.sql`.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub up: &'static str,
+    pub down: &'static str,
+}
+
+macro_rules! migration {
+    ($version:literal, $name:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            up: include_str!(concat!("../../migrations/", $name, ".up.sql")),
+            down: include_str!(concat!("../../migrations/", $name, ".down.sql")),
+        }
+    };
+}
+
+/// Every PostgreSQL migration, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "000001_create_users_table"),
+    migration!(2, "000002_hash_tokens_and_sessions"),
+    migration!(3, "000003_mail_outbox"),
+    migration!(4, "000004_two_factor"),
+];
+
+/// The embedded database's first schema (version 1).
+pub const SQLITE_SCHEMA: &str = include_str!("sqlite/schema.sql");
+
+/// The embedded database's steps after its first schema: (version reached, SQL).
+pub const SQLITE_UPGRADES: &[(i64, &str)] = &[
+    (2, include_str!("sqlite/002_mail_outbox.sql")),
+    (3, include_str!("sqlite/003_two_factor.sql")),
+];
+
+/// The embedded schema version this binary writes.
+pub const SQLITE_VERSION: i64 = SQLITE_UPGRADES[SQLITE_UPGRADES.len() - 1].0;
