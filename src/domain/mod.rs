@@ -1,12 +1,14 @@
 //! Domain types parsed at the edge: once a value is an [`Email`] or a
 //! [`NewPassword`] it has passed every rule. No I/O happens here.
 
+pub mod client;
 pub mod email;
 pub mod password;
 pub mod refresh;
 pub mod reset;
 pub mod second_factor;
 
+pub use client::ClientContext;
 pub use email::Email;
 pub use password::{NewPassword, PasswordContext, PasswordRule};
 

@@ -12,7 +12,7 @@ use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 use ipnet::IpNet;
 
-use crate::storage::ClientContext;
+use crate::domain::ClientContext;
 
 /// The trusted proxy networks, shared as app data.
 #[derive(Debug, Clone, Default)]

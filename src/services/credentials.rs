@@ -11,9 +11,10 @@ use secrecy::{ExposeSecret, SecretString};
 use suma_auth_actors::{ActorError, FailureOutcome, Reservation};
 
 use super::{AuthError, Services};
+use crate::domain::ClientContext;
 use crate::mail::templates;
 use crate::security;
-use crate::storage::{ClientContext, UserRecord};
+use crate::storage::UserRecord;
 
 /// Reserves a verification for `key`; a locked account answers `AccountLocked`.
 pub async fn reserve(svc: &Services, key: &str) -> Result<(), AuthError> {

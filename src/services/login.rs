@@ -11,9 +11,9 @@ use super::credentials::{self, record_failure};
 use super::tokens::open_session;
 pub use super::tokens::TokenPair;
 use super::{AuthError, Services};
+use crate::domain::ClientContext;
 use crate::domain::Email;
 use crate::security;
-use crate::storage::ClientContext;
 
 pub struct LoginInput {
     pub email: String,

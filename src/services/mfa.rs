@@ -18,9 +18,10 @@ use super::tokens::{open_session, TokenPair};
 use super::{AuthError, Services};
 use crate::auth::{tokens, totp};
 use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
+use crate::domain::ClientContext;
 use crate::domain::FieldError;
 use crate::mail::templates;
-use crate::storage::{ClientContext, NewMfaChallenge, SecondFactorUpdate, UserRecord};
+use crate::storage::{NewMfaChallenge, SecondFactorUpdate, UserRecord};
 
 /// Wrong or right, codes checked per challenge at most.
 pub const MAX_ATTEMPTS: u32 = 5;

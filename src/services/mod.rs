@@ -21,10 +21,11 @@ pub use error::{AuthError, RefreshError};
 use crate::auth::hashing::PasswordHasher;
 use crate::auth::jwt::JwtService;
 use crate::config::Config;
+use crate::domain::ClientContext;
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
 use crate::security::{RateLimiter, SessionGuard};
-use crate::storage::{AuditEvent, ClientContext, DynStore};
+use crate::storage::{AuditEvent, DynStore};
 use crate::telemetry::metrics::Metrics;
 
 /// Everything the use cases need, built once at start and shared by every

@@ -6,9 +6,10 @@ use secrecy::SecretString;
 
 use super::{AuthError, Services};
 use crate::auth::tokens;
+use crate::domain::ClientContext;
 use crate::domain::{reset, Email, NewPassword, PasswordContext};
 use crate::mail::templates;
-use crate::storage::{ClientContext, NewResetToken};
+use crate::storage::NewResetToken;
 
 /// Reset links mailed per account per hour, at most.
 pub const MAX_PER_HOUR: u32 = 3;

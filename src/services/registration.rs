@@ -10,9 +10,10 @@ use uuid::Uuid;
 
 use super::{AuthError, Services};
 use crate::auth::tokens;
+use crate::domain::ClientContext;
 use crate::domain::{Email, FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
-use crate::storage::{ClientContext, CreateUserOutcome, NewConsent, NewUser};
+use crate::storage::{CreateUserOutcome, NewConsent, NewUser};
 
 /// The consent version recorded when the client does not name one.
 pub const DEFAULT_CONSENT_VERSION: &str = "1.0";

@@ -12,9 +12,10 @@ use super::tokens::{issue_pair, TokenPair};
 use super::{AuthError, RefreshError, Services};
 use crate::auth::tokens;
 use crate::domain::refresh::RefreshPolicy;
+use crate::domain::ClientContext;
 use crate::domain::{FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
-use crate::storage::{end_reason, ClientContext, PasswordChange, RotateOutcome, Rotation};
+use crate::storage::{end_reason, PasswordChange, RotateOutcome, Rotation};
 
 /// Password hashes a new password may not repeat (the current one included).
 pub const PASSWORD_HISTORY: u32 = 6;

@@ -7,7 +7,8 @@ use uuid::Uuid;
 
 use super::{AuthError, Services};
 use crate::auth::{jwt::TokenError, tokens};
-use crate::storage::{ClientContext, NewSession, UserRecord};
+use crate::domain::ClientContext;
+use crate::storage::{NewSession, UserRecord};
 
 /// The token pair of API.md.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

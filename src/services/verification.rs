@@ -2,9 +2,9 @@
 
 use super::{AuthError, Services};
 use crate::auth::tokens;
+use crate::domain::ClientContext;
 use crate::domain::Email;
 use crate::mail::templates;
-use crate::storage::ClientContext;
 
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn verify_email(

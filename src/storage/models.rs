@@ -7,14 +7,8 @@ use uuid::Uuid;
 
 use crate::domain::refresh::{RefreshDecision, RefreshState};
 use crate::domain::second_factor::SecondFactorChange;
+pub use crate::domain::ClientContext;
 use crate::domain::Email;
-
-/// Where a request came from, recorded with consents, sessions and audit rows.
-#[derive(Debug, Clone, Default)]
-pub struct ClientContext {
-    pub ip: Option<IpAddr>,
-    pub user_agent: Option<String>,
-}
 
 #[derive(Debug, Clone)]
 pub struct NewConsent {
