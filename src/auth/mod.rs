@@ -1,8 +1,10 @@
-//! Credentials: the Argon2id hashing pool, random tokens and their hashes,
-//! and the RS256 keys that sign and verify access tokens.
+//! Credentials and secrets: the Argon2id hashing pool, random tokens and their
+//! hashes, the RS256 keys that sign and verify access tokens, TOTP, and the
+//! sealing of data at rest (TOTP secrets, outbox payloads).
 
 pub mod hashing;
 pub mod jwt;
 pub mod keys;
+pub mod seal;
 pub mod tokens;
 pub mod totp;

@@ -13,7 +13,6 @@
 //! Delivery is off the request path, so a slow relay never slows a response
 //! and "new account" and "already registered" answers take the same time.
 
-pub mod seal;
 pub mod templates;
 mod transport;
 
@@ -25,7 +24,7 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-pub use seal::{SealError, Sealer};
+pub use crate::auth::seal::{SealError, Sealer};
 pub use templates::Template;
 pub use transport::{Transport, TransportError};
 

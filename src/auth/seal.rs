@@ -1,5 +1,5 @@
-//! Sealing data at rest with AES-256-GCM (outbox payloads carry links and
-//! codes). The key comes from `DATA_ENCRYPTION_KEY` (base64 of 32 bytes); in
+//! Sealing data at rest with AES-256-GCM (TOTP secrets; outbox payloads,
+//! which carry links and codes). The key comes from `DATA_ENCRYPTION_KEY` (base64 of 32 bytes); in
 //! development without one, a key is generated into the data directory.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
