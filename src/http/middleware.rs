@@ -15,8 +15,18 @@ use tracing::Instrument;
 
 use super::errors::{ApiError, PROBLEM_JSON};
 use super::request_id;
-use super::routes::MatchedRoute;
+use crate::security::RateRoute;
 use crate::services::Services;
+
+/// What the router knows of the route a request matched: its pattern (the
+/// `endpoint` of metrics and logs) and its rate class. Every per-route
+/// decision is taken on this, after routing — never on the raw path, which
+/// another spelling (`logi%6E`) would slip past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatchedRoute {
+    pub pattern: &'static str,
+    pub rate: Option<RateRoute>,
+}
 
 pub async fn observe(
     req: ServiceRequest,

@@ -12,7 +12,7 @@ use super::handlers;
         handlers::ops::health,
         handlers::ops::ready,
         handlers::ops::jwks,
-        handlers::ops::openapi,
+        serve,
         handlers::auth::register,
         handlers::auth::verify_email,
         handlers::auth::resend_verification,
@@ -65,4 +65,16 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc
+}
+
+/// `GET /openapi.json`: the document, served from where it is built.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", operation_id = "openapi",
+    responses((status = 200, description = "This API's OpenAPI 3.1 document")))]
+pub async fn serve() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CACHE_CONTROL,
+            "public, max-age=300",
+        ))
+        .json(document())
 }

@@ -9,18 +9,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{guard, web};
 
 use super::handlers::{auth, me, ops};
-use super::{middleware, pages};
+use super::{middleware, openapi, pages};
 use crate::security::RateRoute;
 
-/// What the router knows of the route a request matched: its pattern (the
-/// `endpoint` of metrics and logs) and its rate class. Every per-route
-/// decision is taken on this, after routing — never on the raw path, which
-/// another spelling (`logi%6E`) would slip past.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MatchedRoute {
-    pub pattern: &'static str,
-    pub rate: Option<RateRoute>,
-}
+pub use super::middleware::MatchedRoute;
 
 /// One declaration per route: method, path, optional `[rate class]`, handler.
 /// It mounts the route (with the guard that records [`MatchedRoute`] and
@@ -85,7 +77,7 @@ routes! {
         get "/health" => ops::health,
         get "/ready" => ops::ready,
         get "/.well-known/jwks.json" => ops::jwks,
-        get "/openapi.json" => ops::openapi,
+        get "/openapi.json" => openapi::serve,
         post "/api/v1/auth/register" [Register] => auth::register,
         post "/api/v1/auth/verify-email" => auth::verify_email,
         post "/api/v1/auth/verify-email/resend" [ResendVerification] => auth::resend_verification,

@@ -43,11 +43,3 @@ pub async fn jwks(svc: web::Data<Services>) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(svc.jwt.jwks())
 }
-
-#[utoipa::path(get, path = "/openapi.json", tag = "ops",
-    responses((status = 200, description = "This API's OpenAPI 3.1 document")))]
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(crate::http::openapi::document())
-}
