@@ -181,6 +181,8 @@ pub struct RateLimits {
     pub register: u32,
     pub password_reset: u32,
     pub otp: u32,
+    /// Data exports (`GET /me/export`).
+    pub export: u32,
     pub window: Duration,
     /// IPv6 clients are limited per network of this many bits (a /64 by default).
     pub ipv6_prefix: u8,
@@ -226,6 +228,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub rate_limits: RateLimits,
     pub security: SecurityPolicy,
+    /// The current version of each consent text; sign-in waits for the
+    /// current terms and privacy versions to be accepted.
+    pub consents: crate::domain::consent::ConsentVersions,
     pub hashing: HashingConfig,
     /// HTTP worker threads (defaults to the number of cores).
     pub http_workers: usize,
@@ -259,6 +264,9 @@ pub const LONG_VERSION: &str = concat!(
 /// The build's version and the commit it was built from: `0.1.0+1a2b3c4d5e6f`.
 pub const BUILD_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("SUMA_AUTH_GIT_SHA"));
 
+/// The version of every consent text when its variable is unset.
+pub const DEFAULT_CONSENT_VERSION: &str = "1.0";
+
 /// Reads variables from a source: the process environment, or a map in tests.
 struct Vars<'a> {
     get: &'a dyn Fn(&str) -> Option<String>,
@@ -287,6 +295,20 @@ impl Vars<'_> {
                 .parse::<T>()
                 .map_err(|e| ConfigError::new(var, format!("invalid value {v:?}: {e}"))),
         }
+    }
+
+    /// A consent version: 1–20 printable characters, `1.0` when unset.
+    fn version(&self, var: &'static str) -> Result<String, ConfigError> {
+        let v = self
+            .opt(var)
+            .unwrap_or_else(|| DEFAULT_CONSENT_VERSION.to_string());
+        if v.chars().count() > 20 || v.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                var,
+                "use at most 20 printable characters (e.g. 2.0 or 2026-01)",
+            ));
+        }
+        Ok(v)
     }
 
     /// A whole number within `[min, max]`.
@@ -445,6 +467,7 @@ impl Config {
             register: v.bounded("RATE_LIMIT_REGISTER", 3, 1, 10_000_000)? as u32,
             password_reset: v.bounded("RATE_LIMIT_PASSWORD_RESET", 3, 1, 10_000_000)? as u32,
             otp: v.bounded("RATE_LIMIT_OTP", 5, 1, 10_000_000)? as u32,
+            export: v.bounded("RATE_LIMIT_EXPORT", 3, 1, 10_000_000)? as u32,
             window: Duration::from_secs(v.bounded("RATE_LIMIT_WINDOW_SECONDS", 300, 1, 86_400)?),
             ipv6_prefix: v.bounded("RATE_LIMIT_IPV6_PREFIX", 64, 32, 128)? as u8,
         };
@@ -468,6 +491,13 @@ impl Config {
                 0,
                 30,
             )?),
+        };
+
+        let consents = crate::domain::consent::ConsentVersions {
+            terms: v.version("CONSENT_TERMS_VERSION")?,
+            privacy: v.version("CONSENT_PRIVACY_VERSION")?,
+            marketing: v.version("CONSENT_MARKETING_VERSION")?,
+            data_processing: v.version("CONSENT_DATA_PROCESSING_VERSION")?,
         };
 
         let cores = std::thread::available_parallelism()
@@ -512,6 +542,7 @@ impl Config {
             trusted_proxies,
             rate_limits,
             security,
+            consents,
             hashing,
             http_workers,
             shutdown_timeout,
@@ -734,6 +765,23 @@ mod tests {
         assert_eq!(c.security.session_timeout, Duration::from_secs(900));
         assert_eq!(c.rate_limits.register, 3);
         assert_eq!(c.hashing.memory_kib, 19_456);
+        assert_eq!(c.consents.terms, "1.0");
+        assert_eq!(c.rate_limits.export, 3);
+    }
+
+    #[test]
+    fn consent_versions_are_read_and_checked() {
+        let c = config(&[
+            ("CONSENT_TERMS_VERSION", "2026-01"),
+            ("CONSENT_PRIVACY_VERSION", " 3 "),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.consents.terms.as_str(), c.consents.privacy.as_str()),
+            ("2026-01", "3")
+        );
+        let err = config(&[("CONSENT_PRIVACY_VERSION", &"9".repeat(21))]).unwrap_err();
+        assert_eq!(err.var, "CONSENT_PRIVACY_VERSION");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! development without one, a key is generated into the data directory.
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::hmac;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use secrecy::ExposeSecret;
@@ -19,6 +20,9 @@ pub enum SealError {
 
 pub struct Sealer {
     key: LessSafeKey,
+    /// HMAC-SHA256 key for [`Sealer::tag`], derived from the data key (never
+    /// the AES key itself).
+    tag_key: hmac::Key,
 }
 
 impl Sealer {
@@ -35,8 +39,13 @@ impl Sealer {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SealError> {
         let unbound = UnboundKey::new(&AES_256_GCM, bytes)
             .map_err(|_| SealError::Key("must be 32 bytes".into()))?;
+        let derived = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, bytes),
+            b"suma-auth tag key v1",
+        );
         Ok(Self {
             key: LessSafeKey::new(unbound),
+            tag_key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
         })
     }
 
@@ -53,6 +62,18 @@ impl Sealer {
         crate::auth::keys::write_private(&path, &STANDARD.encode(key))
             .map_err(|e| SealError::Key(e.to_string()))?;
         Ok(key.to_vec())
+    }
+
+    /// A keyed digest (HMAC-SHA256, hex) of `value` under `purpose`: equal
+    /// values give equal tags, so rows can be found by it, but without the
+    /// key a tag says nothing of its value (unlike a bare hash of an email
+    /// address, which a dictionary reverses).
+    pub fn tag(&self, purpose: &str, value: &str) -> String {
+        let mut ctx = hmac::Context::with_key(&self.tag_key);
+        ctx.update(purpose.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(value.as_bytes());
+        hex::encode(ctx.sign().as_ref())
     }
 
     /// base64(nonce ‖ ciphertext ‖ tag)
@@ -98,5 +119,16 @@ mod tests {
         let other = Sealer::from_bytes(&[8u8; 32]).unwrap();
         assert!(other.open(&sealed).is_err());
         assert!(Sealer::from_bytes(&[1u8; 16]).is_err());
+    }
+
+    #[test]
+    fn tags_are_keyed_stable_and_bound_to_their_purpose() {
+        let s = Sealer::from_bytes(&[7u8; 32]).unwrap();
+        let t = s.tag("mail", "ana@example.com");
+        assert_eq!(t, s.tag("mail", "ana@example.com"));
+        assert_eq!(t.len(), 64);
+        assert_ne!(t, s.tag("other", "ana@example.com"));
+        let other = Sealer::from_bytes(&[8u8; 32]).unwrap();
+        assert_ne!(t, other.tag("mail", "ana@example.com"));
     }
 }

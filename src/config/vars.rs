@@ -106,6 +106,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("RATE_LIMIT_REGISTER", Some("3"), "registrations per client IP per window"),
     var("RATE_LIMIT_PASSWORD_RESET", Some("3"), "reset requests per client IP per window"),
     var("RATE_LIMIT_OTP", Some("5"), "OTP requests per client IP per window"),
+    var("RATE_LIMIT_EXPORT", Some("3"), "data exports (GET /me/export) per client IP per window"),
     var("RATE_LIMIT_WINDOW_SECONDS", Some("300"), "rate-limit window"),
     var("RATE_LIMIT_IPV6_PREFIX", Some("64"), "IPv6 clients are limited per network of this many bits (32-128)"),
     var("MAX_LOGIN_ATTEMPTS", Some("5"), "password verifications per account per lockout window"),
@@ -113,6 +114,10 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("SESSION_TIMEOUT_MINUTES", Some("15"), "idle timeout of a session"),
     var("SESSION_ABSOLUTE_TIMEOUT_HOURS", Some("8"), "absolute lifetime of a session"),
     var("OTP_EXPIRY_MINUTES", Some("5"), "email OTP lifetime"),
+    var("CONSENT_TERMS_VERSION", Some("1.0"), "current version of the terms of service; sign-in asks users who have not accepted it (403 consent_required)"),
+    var("CONSENT_PRIVACY_VERSION", Some("1.0"), "current version of the privacy policy; sign-in asks users who have not accepted it"),
+    var("CONSENT_MARKETING_VERSION", Some("1.0"), "current version of the marketing consent text (recorded with each grant)"),
+    var("CONSENT_DATA_PROCESSING_VERSION", Some("1.0"), "current version of the optional data-processing consent text (recorded with each grant)"),
     var("REFRESH_REUSE_GRACE_SECONDS", Some("0"), "a spent refresh token retried within this time is refused without revoking (max 30)"),
     // Password hashing and actors
     var("ARGON2_MEMORY_KIB", Some("19456"), "Argon2id memory (production refuses less)"),

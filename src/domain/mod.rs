@@ -2,10 +2,12 @@
 //! [`NewPassword`] it has passed every rule. No I/O happens here.
 
 pub mod client;
+pub mod consent;
 pub mod email;
 pub mod password;
 pub mod refresh;
 pub mod reset;
+pub mod retention;
 pub mod second_factor;
 
 pub use client::ClientContext;

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::request_id;
 use crate::domain::FieldError;
+use crate::services::consents::RequiredVersions;
 use crate::services::{AuthError, RefreshError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -31,6 +32,12 @@ pub struct Problem {
     /// Field errors of a 422.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// `consent_required`: the single-use token for `POST /consents/accept`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_token: Option<String>,
+    /// `consent_required`: the versions to accept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required: Option<RequiredVersions>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +125,30 @@ impl ApiError {
                     "Unauthorized",
                     Some((*why).to_string()),
                 ),
+                A::ConsentRequired(_) => (
+                    StatusCode::FORBIDDEN,
+                    "consent_required",
+                    "Consent required",
+                    Some("accept the current terms of service and privacy policy: POST /api/v1/auth/consents/accept with consent_token and the versions in required".into()),
+                ),
+                A::InvalidConsentToken => (
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_consent_token",
+                    "Invalid consent token",
+                    Some("the consent token is unknown, already used or expired; sign in again".into()),
+                ),
+                A::WithdrawalRequiresErasure(kind) => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "withdrawal_requires_erasure",
+                    "Consent cannot be withdrawn",
+                    Some(format!("{kind} consent is the basis of the account and ends only with it: delete the account instead (DELETE /api/v1/auth/me)")),
+                ),
+                A::StepUpRequired => (
+                    StatusCode::FORBIDDEN,
+                    "step_up_required",
+                    "Second factor required",
+                    Some("sign in again with your second factor, then retry".into()),
+                ),
                 A::RateLimited { .. } => (
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
@@ -199,6 +230,12 @@ impl ApiError {
             ApiError::Auth(AuthError::Validation(errors)) => Some(errors.clone()),
             _ => None,
         };
+        let (consent_token, required) = match self {
+            ApiError::Auth(AuthError::ConsentRequired(c)) => {
+                (Some(c.consent_token.clone()), Some(c.required.clone()))
+            }
+            _ => (None, None),
+        };
         let problem = Problem {
             type_: format!("{TYPE_BASE}{code}"),
             title: title.to_string(),
@@ -207,6 +244,8 @@ impl ApiError {
             detail,
             request_id: request_id.to_string(),
             errors,
+            consent_token,
+            required,
         };
         let mut res = HttpResponse::build(status);
         res.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));

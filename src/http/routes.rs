@@ -8,7 +8,7 @@ use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{guard, web};
 
-use super::handlers::{auth, me, ops};
+use super::handlers::{auth, me, ops, privacy};
 use super::{middleware, openapi, pages};
 use crate::security::RateRoute;
 
@@ -97,6 +97,11 @@ routes! {
         post "/api/v1/auth/me/2fa/totp/setup" => me::totp_setup,
         post "/api/v1/auth/me/2fa/totp/enable" => me::totp_enable,
         post "/api/v1/auth/me/2fa/disable" => me::disable_two_factor,
+        post "/api/v1/auth/consents/accept" [Otp] => privacy::accept_consents,
+        get "/api/v1/auth/me/consents" => privacy::get_consents,
+        put "/api/v1/auth/me/consents" => privacy::put_consents,
+        get "/api/v1/auth/me/export" [Export] => privacy::export,
+        delete "/api/v1/auth/me" => privacy::delete_me,
     }
 }
 

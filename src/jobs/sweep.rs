@@ -1,14 +1,17 @@
 //! The expiry sweep: deletes sessions past their end (and their refresh
-//! tokens), long-ended sessions, and used or expired one-time tokens. The
-//! deletes are idempotent and batched, so instances running it at the same
-//! time only share the work.
+//! tokens), long-ended sessions, and used or expired one-time tokens, and
+//! enforces the retention table (`docs/retention.md`, `domain::retention`):
+//! audit rows and erased accounts past their period. The deletes are
+//! idempotent and batched, so instances running it at the same time only
+//! share the work.
 
 use std::time::Duration;
 
+use crate::domain::retention;
 use crate::services::Services;
 
 /// Ended sessions stay this long (their spent tokens keep detecting reuse).
-const KEEP_ENDED: chrono::Duration = chrono::Duration::days(1);
+const KEEP_ENDED: chrono::Duration = retention::ENDED_RECORDS;
 
 pub async fn run(services: Services) {
     let interval = services.config.sweep_interval;
@@ -26,11 +29,8 @@ pub async fn run(services: Services) {
 
 /// One pass; returns the rows deleted.
 pub async fn sweep_once(services: &Services) -> u64 {
-    match services
-        .store
-        .sweep_expired(services.clock.now(), KEEP_ENDED)
-        .await
-    {
+    let now = services.clock.now();
+    let expired = match services.store.sweep_expired(now, KEEP_ENDED).await {
         Ok(n) => {
             if n > 0 {
                 tracing::info!(deleted = n, "expired sessions and tokens pruned");
@@ -41,5 +41,22 @@ pub async fn sweep_once(services: &Services) -> u64 {
             tracing::warn!(error = %e, "expiry sweep failed; will retry");
             0
         }
-    }
+    };
+    let retained = match services
+        .store
+        .sweep_retention(retention::Cutoffs::at(now))
+        .await
+    {
+        Ok(n) => {
+            if n > 0 {
+                tracing::info!(deleted = n, "records past their retention period deleted");
+            }
+            n
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "retention sweep failed; will retry");
+            0
+        }
+    };
+    expired + retained
 }

@@ -120,6 +120,15 @@ impl Mailer {
         &self.inner.sealer
     }
 
+    /// The keyed digest of an address that its outbox rows carry, so that
+    /// erasing an account finds the mail queued to it without storing the
+    /// address in the clear.
+    pub fn recipient_tag(&self, address: &str) -> String {
+        self.inner
+            .sealer
+            .tag("mail-recipient", &address.trim().to_lowercase())
+    }
+
     /// Seals a mail into an outbox row, for a store method that writes it in
     /// the same transaction as the event causing it; call [`Mailer::queued`]
     /// after that transaction commits.
@@ -137,6 +146,7 @@ impl Mailer {
             payload: self.inner.sealer.seal(&json)?,
             attempts: 0,
             created_at: Utc::now(),
+            recipient_tag: Some(self.recipient_tag(&mail.to)),
         })
     }
 
@@ -151,6 +161,7 @@ impl Mailer {
     /// ([`Mailer::prepare`]).
     /// Delivery, retries and backoff happen in [`Mailer::run_worker`].
     pub async fn dispatch(&self, mail: OutgoingMail) {
+        let recipient_tag = Some(self.recipient_tag(&mail.to));
         let payload = Payload {
             to: mail.to,
             subject: mail.subject,
@@ -171,6 +182,7 @@ impl Mailer {
                         payload,
                         attempts: 0,
                         created_at: Utc::now(),
+                        recipient_tag,
                     },
                     Utc::now(),
                 )
@@ -287,6 +299,7 @@ fn template_name(name: &str) -> &'static str {
         Template::PasswordReset,
         Template::OtpCode,
         Template::NewTwoFactor,
+        Template::AccountErased,
     ]
     .into_iter()
     .map(Template::name)

@@ -13,6 +13,7 @@ pub enum Template {
     PasswordReset,
     OtpCode,
     NewTwoFactor,
+    AccountErased,
 }
 
 impl Template {
@@ -27,6 +28,7 @@ impl Template {
             Template::PasswordReset => "password_reset",
             Template::OtpCode => "otp_code",
             Template::NewTwoFactor => "new_two_factor",
+            Template::AccountErased => "account_erased",
         }
     }
 }
@@ -239,6 +241,20 @@ pub fn password_changed(to: &str) -> OutgoingMail {
     )
 }
 
+/// The farewell: sent once an account has been erased.
+pub fn account_erased(to: &str) -> OutgoingMail {
+    simple(
+        to,
+        Template::AccountErased,
+        "Your account was deleted",
+        &[
+            "Your SUMA Finance account was deleted at your request: you were signed out everywhere, and your name, email address and sign-in history were erased.",
+            "Records the law requires us to keep (such as the security log, without your address) are kept for the periods of our retention policy, then deleted.",
+            "If this was not you, contact support at once.",
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +271,7 @@ mod tests {
             otp_code("a@example.com", "123456", 5),
             new_two_factor("a@example.com", "an authenticator app"),
             password_changed("a@example.com"),
+            account_erased("a@example.com"),
         ]
     }
 

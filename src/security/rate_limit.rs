@@ -23,6 +23,8 @@ pub enum RateRoute {
     ResendVerification,
     PasswordReset,
     Otp,
+    /// `GET /me/export`: a whole account's data, costly to assemble.
+    Export,
 }
 
 impl RateRoute {
@@ -33,15 +35,17 @@ impl RateRoute {
             RateRoute::ResendVerification => "verify_resend",
             RateRoute::PasswordReset => "password_reset",
             RateRoute::Otp => "otp",
+            RateRoute::Export => "export",
         }
     }
 
-    const ALL: [RateRoute; 5] = [
+    const ALL: [RateRoute; 6] = [
         RateRoute::Login,
         RateRoute::Register,
         RateRoute::ResendVerification,
         RateRoute::PasswordReset,
         RateRoute::Otp,
+        RateRoute::Export,
     ];
 }
 
@@ -106,6 +110,7 @@ impl RateLimiter {
             RateRoute::Register | RateRoute::ResendVerification => config.register,
             RateRoute::PasswordReset => config.password_reset,
             RateRoute::Otp => config.otp,
+            RateRoute::Export => config.export,
         }
     }
 

@@ -28,6 +28,14 @@ pub enum AuthError {
     InvalidCode,
     #[error("the access token is not valid: {0}")]
     Unauthorized(&'static str),
+    #[error("new versions of the terms or privacy policy must be accepted")]
+    ConsentRequired(super::consents::ConsentRequired),
+    #[error("the consent token is unknown, spent or expired")]
+    InvalidConsentToken,
+    #[error("{0} consent ends only with the account")]
+    WithdrawalRequiresErasure(&'static str),
+    #[error("this action needs a session opened with the second factor")]
+    StepUpRequired,
     #[error("too many requests")]
     RateLimited {
         limit: u32,

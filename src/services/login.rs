@@ -79,6 +79,16 @@ pub async fn login(
     } else {
         None
     };
+    // New terms or privacy versions are accepted before anything else.
+    if let Some(required) = super::consents::gate(svc, &user, device_id.clone()).await? {
+        if let Some(hash) = rehash {
+            svc.store
+                .record_login_success(user.id, svc.clock.now(), Some(hash))
+                .await?;
+        }
+        refused(svc, "consent_required", Some(user.id), &client).await;
+        return Err(AuthError::ConsentRequired(required));
+    }
     if super::mfa::required(&user) {
         if let Some(hash) = rehash {
             svc.store

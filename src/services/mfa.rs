@@ -484,3 +484,45 @@ async fn current_user(svc: &Services, principal: &Principal) -> Result<UserRecor
         .await?
         .ok_or(AuthError::Unauthorized("the account no longer exists"))
 }
+
+/// Checks a code of the user's enrolled TOTP for an action on the account
+/// (not a login): a current TOTP code (each step once) or an unused recovery
+/// code, which is then spent. False when TOTP is not enrolled or the code is wrong.
+pub async fn check_totp_or_recovery(
+    svc: &Services,
+    user: &UserRecord,
+    code: &str,
+) -> Result<bool, AuthError> {
+    if !user.totp_enabled {
+        return Ok(false);
+    }
+    let code = code.trim();
+    let now = svc.clock.now();
+    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+        let Some(secret) = totp_secret(svc, user)? else {
+            return Ok(false);
+        };
+        let Some(step) = totp::matching_step(&secret, code, now.timestamp()) else {
+            return Ok(false);
+        };
+        return Ok(svc
+            .store
+            .update_second_factors(
+                user.id,
+                SecondFactorUpdate {
+                    change: Box::new(move |f| f.accept_step(step)),
+                    recovery: None,
+                    now,
+                    mail: None,
+                },
+            )
+            .await?);
+    }
+    if code.len() >= 10 {
+        return Ok(svc
+            .store
+            .use_recovery_code(user.id, &recovery_hash(user.id, code), now)
+            .await?);
+    }
+    Ok(false)
+}

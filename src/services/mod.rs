@@ -2,12 +2,14 @@
 //! Services speak in domain terms and [`AuthError`]; HTTP is not their concern.
 
 pub mod clock;
+pub mod consents;
 pub mod credentials;
 pub mod error;
 pub mod login;
 pub mod me;
 pub mod mfa;
 pub mod password_reset;
+pub mod privacy;
 pub mod registration;
 pub mod sessions;
 pub mod tokens;

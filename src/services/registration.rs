@@ -10,13 +10,11 @@ use uuid::Uuid;
 
 use super::{AuthError, Services};
 use crate::auth::tokens;
+use crate::domain::consent::ConsentType;
 use crate::domain::ClientContext;
 use crate::domain::{Email, FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
 use crate::storage::{CreateUserOutcome, NewConsent, NewUser};
-
-/// The consent version recorded when the client does not name one.
-pub const DEFAULT_CONSENT_VERSION: &str = "1.0";
 
 pub struct Consents {
     pub terms: bool,
@@ -30,7 +28,6 @@ pub struct Registration {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub consents: Consents,
-    pub consent_version: Option<String>,
 }
 
 fn optional_name(
@@ -89,18 +86,6 @@ pub async fn register(
             "the privacy policy must be accepted",
         ));
     }
-    let version = input
-        .consent_version
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| DEFAULT_CONSENT_VERSION.to_string());
-    if version.chars().count() > 20 || version.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            "consent_version",
-            "invalid",
-            "use at most 20 printable characters",
-        ));
-    }
     let (Some(email), Some(password), true) = (email, password, errors.is_empty()) else {
         return Err(AuthError::Validation(errors));
     };
@@ -108,24 +93,19 @@ pub async fn register(
     let password_hash = svc.hasher.hash(password.secret()).await?;
     let token = tokens::random_token();
     let now = svc.clock.now();
+    // The versions are the service's current ones, never the client's word.
+    let current = &svc.config.consents;
+    let statement = |t: ConsentType, consented: bool| NewConsent {
+        consent_type: t.as_str(),
+        version: current.of(t).to_string(),
+        consented,
+    };
     let mut consents = vec![
-        NewConsent {
-            consent_type: "terms",
-            version: version.clone(),
-            consented: true,
-        },
-        NewConsent {
-            consent_type: "privacy",
-            version: version.clone(),
-            consented: true,
-        },
+        statement(ConsentType::Terms, true),
+        statement(ConsentType::Privacy, true),
     ];
     if let Some(marketing) = input.consents.marketing {
-        consents.push(NewConsent {
-            consent_type: "marketing",
-            version,
-            consented: marketing,
-        });
+        consents.push(statement(ConsentType::Marketing, marketing));
     }
     let user_id = Uuid::new_v4();
     let mail = templates::verification(email.as_str(), svc.mailer.public_url(), &token);

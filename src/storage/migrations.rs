@@ -31,16 +31,34 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "000002_hash_tokens_and_sessions"),
     migration!(3, "000003_mail_outbox"),
     migration!(4, "000004_two_factor"),
+    migration!(5, "000005_gdpr"),
 ];
 
 /// The embedded database's first schema (version 1).
 pub const SQLITE_SCHEMA: &str = include_str!("sqlite/schema.sql");
 
-/// The embedded database's steps after its first schema: (version reached, SQL).
+/// The embedded database's steps after its first schema: (version reached, SQL),
+/// in increasing order. From version 5 on, a step's version is the number of
+/// the PostgreSQL migration it mirrors, so that schema changes made on
+/// different branches never claim the same version.
 pub const SQLITE_UPGRADES: &[(i64, &str)] = &[
     (2, include_str!("sqlite/002_mail_outbox.sql")),
     (3, include_str!("sqlite/003_two_factor.sql")),
+    (5, include_str!("sqlite/005_gdpr.sql")),
 ];
 
 /// The embedded schema version this binary writes.
 pub const SQLITE_VERSION: i64 = SQLITE_UPGRADES[SQLITE_UPGRADES.len() - 1].0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file at version v skips every step up to v: the steps must increase.
+    #[test]
+    fn versions_increase() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+        assert!(SQLITE_UPGRADES.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(SQLITE_UPGRADES.iter().all(|(v, _)| *v > 1));
+    }
+}

@@ -2,7 +2,10 @@
 //! `$1`-style parameters; the SQLite backend numbers them as `?1` when it
 //! prepares them (see `sqlite::pool`).
 
-use super::CHALLENGE_COLUMNS;
+use super::{
+    AUDIT_COLUMNS, CHALLENGE_COLUMNS, CONSENT_CHALLENGE_COLUMNS, CONSENT_COLUMNS, DEVICE_COLUMNS,
+    MAIL_RECORD_COLUMNS, SESSION_COLUMNS, USER_COLUMNS,
+};
 
 // Sessions and refresh tokens.
 
@@ -85,6 +88,120 @@ pub const INSERT_RESET_TOKEN: &str = "INSERT INTO password_reset_tokens (id, use
 
 // Outbox.
 
-/// Queues a mail: $1 id, $2 template, $3 payload, $4 time.
+/// Queues a mail: $1 id, $2 template, $3 payload, $4 time, $5 recipient tag.
 pub const INSERT_OUTBOX: &str = "INSERT INTO mail_outbox (id, template, payload, next_attempt_at, \
-     created_at) VALUES ($1, $2, $3, $4, $4)";
+     created_at, recipient_tag) VALUES ($1, $2, $3, $4, $4, $5)";
+
+// Consents.
+
+/// Appends a consent statement: $1 id, $2 user, $3 type, $4 version, $5 answer,
+/// $6 ip, $7 user agent, $8 time.
+pub const INSERT_CONSENT: &str = "INSERT INTO consent_records (id, user_id, consent_type, \
+     consent_version, consented, ip_address, user_agent, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
+
+/// A user's consent statements, oldest first: $1 user.
+pub fn consent_history() -> String {
+    format!("SELECT {CONSENT_COLUMNS} FROM consent_records WHERE user_id = $1 ORDER BY created_at")
+}
+
+/// $1 id, $2 user, $3 hash, $4 device, $5 end, $6 time.
+pub const INSERT_CONSENT_CHALLENGE: &str = "INSERT INTO consent_challenges (id, user_id, \
+     token_hash, device_id, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// A live consent challenge: $1 token hash, $2 time.
+pub fn find_consent_challenge() -> String {
+    format!(
+        "SELECT {CONSENT_CHALLENGE_COLUMNS} FROM consent_challenges \
+         WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2"
+    )
+}
+
+/// Spends a live consent challenge of a user: $1 id, $2 time, $3 user.
+pub const SPEND_CONSENT_CHALLENGE: &str = "UPDATE consent_challenges SET consumed_at = $2 \
+     WHERE id = $1 AND user_id = $3 AND consumed_at IS NULL AND expires_at > $2";
+
+// Export ($1 user, or $1 recipient tag for mail).
+
+pub fn export_user() -> String {
+    format!("SELECT {USER_COLUMNS}, password_changed_at FROM users WHERE id = $1 AND deleted_at IS NULL")
+}
+
+pub fn export_sessions() -> String {
+    format!(
+        "SELECT {SESSION_COLUMNS}, revoked_reason FROM sessions WHERE user_id = $1 \
+         ORDER BY created_at DESC"
+    )
+}
+
+pub fn export_devices() -> String {
+    format!("SELECT {DEVICE_COLUMNS} FROM device_fingerprints WHERE user_id = $1 ORDER BY first_seen_at")
+}
+
+pub fn export_audit() -> String {
+    format!("SELECT {AUDIT_COLUMNS} FROM audit_logs WHERE user_id = $1 ORDER BY created_at DESC")
+}
+
+pub fn export_mail() -> String {
+    format!(
+        "SELECT {MAIL_RECORD_COLUMNS} FROM mail_outbox WHERE recipient_tag = $1 \
+         ORDER BY created_at DESC"
+    )
+}
+
+pub const COUNT_UNUSED_RECOVERY_CODES: &str =
+    "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL";
+pub const COUNT_USED_RECOVERY_CODES: &str =
+    "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NOT NULL";
+pub const COUNT_PASSWORD_HISTORY: &str = "SELECT COUNT(*) FROM password_history WHERE user_id = $1";
+
+// Erasure.
+
+/// The live sessions of a user: $1 user.
+pub const LIVE_SESSIONS_OF_USER: &str =
+    "SELECT id FROM sessions WHERE user_id = $1 AND invalidated_at IS NULL";
+
+/// What an erasure deletes or strips of personal data, in order: $1 user.
+pub const ERASE_USER_ROWS: &[&str] = &[
+    "DELETE FROM refresh_tokens WHERE user_id = $1",
+    "DELETE FROM sessions WHERE user_id = $1",
+    "DELETE FROM email_verification_tokens WHERE user_id = $1",
+    "DELETE FROM password_reset_tokens WHERE user_id = $1",
+    "DELETE FROM mfa_challenges WHERE user_id = $1",
+    "DELETE FROM consent_challenges WHERE user_id = $1",
+    "DELETE FROM recovery_codes WHERE user_id = $1",
+    "DELETE FROM password_history WHERE user_id = $1",
+    "DELETE FROM device_fingerprints WHERE user_id = $1",
+    "UPDATE consent_records SET ip_address = NULL, user_agent = NULL WHERE user_id = $1",
+    "UPDATE audit_logs SET ip_address = NULL, user_agent = NULL WHERE user_id = $1",
+];
+
+/// The lockout window of the erased address: $1 key.
+pub const ERASE_LOCKOUT: &str = "DELETE FROM login_lockouts WHERE account_key = $1";
+
+/// Mail queued (or kept) for the erased address: $1 recipient tag.
+pub const ERASE_MAIL: &str = "DELETE FROM mail_outbox WHERE recipient_tag = $1";
+
+/// The user row reduced to its id, times and a placeholder address: $1 id,
+/// $2 placeholder, $3 time.
+pub const ERASE_USER: &str = "UPDATE users SET email = $2, email_verified = false, \
+     password_hash = '', first_name = NULL, last_name = NULL, two_factor_enabled = false, \
+     two_factor_method = NULL, email_otp_enabled = false, totp_enabled = false, \
+     totp_secret_sealed = NULL, totp_pending_sealed = NULL, totp_last_step = NULL, \
+     is_active = false, is_locked = false, failed_login_attempts = 0, locked_until = NULL, \
+     last_login_at = NULL, password_changed_at = NULL, deleted_at = $3, updated_at = $3 \
+     WHERE id = $1";
+
+// Retention (see `domain::retention`).
+
+/// Expired consent challenges: $1 time.
+pub const RETENTION_CONSENT_CHALLENGES: &str = "DELETE FROM consent_challenges WHERE id IN \
+     (SELECT id FROM consent_challenges WHERE expires_at < $1 LIMIT 5000)";
+
+/// Audit rows past their period, in batches: $1 cut-off.
+pub const RETENTION_AUDIT: &str = "DELETE FROM audit_logs WHERE id IN \
+     (SELECT id FROM audit_logs WHERE created_at < $1 LIMIT 5000)";
+
+/// Erased accounts past their period (their consent history goes with them): $1 cut-off.
+pub const RETENTION_ERASED: &str = "DELETE FROM users WHERE id IN \
+     (SELECT id FROM users WHERE deleted_at IS NOT NULL AND deleted_at < $1 LIMIT 1000)";

@@ -229,6 +229,50 @@ pub trait AuditStore: Send + Sync {
     async fn insert_audit(&self, event: AuditEvent) -> StoreResult<()>;
 }
 
+/// Consents: the append-only history, and the sign-in step that waits for the
+/// current terms and privacy policy to be accepted.
+#[async_trait]
+pub trait ConsentStore: Send + Sync {
+    /// A user's consent statements, oldest first.
+    async fn consent_history(&self, user_id: Uuid) -> StoreResult<Vec<ConsentRecord>>;
+
+    /// Appends statements (a record is never updated). With a challenge, it
+    /// is spent first in the same transaction; false (nothing written) when
+    /// it was already spent or has expired.
+    async fn append_consents(&self, change: ConsentChange) -> StoreResult<bool>;
+
+    async fn create_consent_challenge(&self, c: NewConsentChallenge) -> StoreResult<()>;
+
+    /// A live (unspent, unexpired) consent challenge.
+    async fn find_consent_challenge(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<ConsentChallengeRecord>>;
+}
+
+/// What the service holds about a person: export, erasure and retention
+/// (GDPR Art. 15, 17, 20; `docs/retention.md`).
+#[async_trait]
+pub trait PrivacyStore: Send + Sync {
+    /// Everything held about a live account; `recipient_tag` finds its mail.
+    async fn export_user(
+        &self,
+        user_id: Uuid,
+        recipient_tag: &str,
+    ) -> StoreResult<Option<UserExport>>;
+
+    /// Erases an account in one transaction (see [`Erasure`]); returns the
+    /// sessions that were live, or `None` when there is no such live account.
+    async fn erase_user(&self, erasure: Erasure) -> StoreResult<Option<Vec<Uuid>>>;
+
+    /// Deletes what the retention table keeps no longer: audit rows and
+    /// erased accounts (with their consent history) past their period.
+    /// Idempotent and batched, so instances may overlap.
+    async fn sweep_retention(&self, cutoffs: crate::domain::retention::Cutoffs)
+        -> StoreResult<u64>;
+}
+
 /// The system of record: every aggregate, plus what spans them.
 #[async_trait]
 pub trait Store:
@@ -239,6 +283,8 @@ pub trait Store:
     + OutboxStore
     + LockoutStore
     + AuditStore
+    + ConsentStore
+    + PrivacyStore
     + Send
     + Sync
     + 'static

@@ -68,7 +68,7 @@ catalogue! {
     LOGIN_SUCCESS = "auth.login.success", Counter, ["mfa"],
         "Successful sign-ins (mfa true/false).";
     LOGIN_FAILURE = "auth.login.failure", Counter, ["reason"],
-        "Failed sign-ins: invalid_credentials, email_not_verified, account_locked, inactive.";
+        "Failed sign-ins: invalid_credentials, email_not_verified, account_locked, inactive, consent_required.";
     ACCOUNT_LOCKOUT = "auth.account_lockout", Counter, [],
         "An account (or unknown email) locked after too many failures.";
     TOKEN_REFRESH = "auth.token.refresh", Counter, ["outcome"],
@@ -76,7 +76,7 @@ catalogue! {
     REFRESH_TOKEN_REUSE = "auth.refresh_token_reuse", Counter, [],
         "A spent refresh token presented again (its session was revoked).";
     SESSION_ENDED = "auth.session.ended", Counter, ["reason"],
-        "Sessions ended: logout, logout_all, revoked, password_changed, refresh_token_reuse, idle_timeout.";
+        "Sessions ended: logout, logout_all, revoked, password_changed, refresh_token_reuse, idle_timeout, account_erased.";
     REGISTRATION = "auth.registration", Counter, ["outcome"],
         "Registrations: created, existing.";
     EMAIL_VERIFICATION = "auth.email_verification", Counter, ["outcome"],

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod consents;
 mod hygiene;
 mod keys;
 mod lockout;
@@ -16,6 +17,7 @@ mod outbox;
 mod pages;
 mod password_policy;
 mod password_reset;
+mod privacy;
 mod rate_limit;
 mod readme;
 mod registration;

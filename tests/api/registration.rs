@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestApp, PASSWORD};
+use crate::support::{Backend, TestApp, TestSetup, PASSWORD};
 
 fn unique_email() -> String {
     format!("new-{}@example.com", uuid::Uuid::new_v4().simple())
@@ -102,9 +102,14 @@ on_both_backends!(
 );
 
 on_both_backends!(
-    consents_are_recorded_with_version_ip_and_agent,
+    consents_are_recorded_with_the_configured_versions_ip_and_agent,
     |backend: Backend| async move {
-        let app = TestApp::spawn(backend).await;
+        let app = TestSetup::new(backend)
+            .env("CONSENT_TERMS_VERSION", "2026-01")
+            .env("CONSENT_PRIVACY_VERSION", "p7")
+            .env("CONSENT_MARKETING_VERSION", "m3")
+            .spawn()
+            .await;
         let email = unique_email();
         let res = app
             .send(
@@ -112,7 +117,8 @@ on_both_backends!(
                     .post(app.url("/api/v1/auth/register"))
                     .insert_header(("User-Agent", "consent-test/1.0")),
                 Some(
-                    json!({"email": email, "password": PASSWORD, "consent_version": "2026-01",
+                    // A version named by the client is not what is recorded.
+                    json!({"email": email, "password": PASSWORD, "consent_version": "0.1",
                         "consents": {"terms": true, "privacy": true, "marketing": false}}),
                 ),
             )
@@ -139,7 +145,19 @@ on_both_backends!(
                 ("terms".into(), true)
             ]
         );
-        assert!(consents.iter().all(|c| c.consent_version == "2026-01"));
+        let mut versions: Vec<(String, String)> = consents
+            .iter()
+            .map(|c| (c.consent_type.clone(), c.consent_version.clone()))
+            .collect();
+        versions.sort();
+        assert_eq!(
+            versions,
+            vec![
+                ("marketing".into(), "m3".into()),
+                ("privacy".into(), "p7".into()),
+                ("terms".into(), "2026-01".into())
+            ]
+        );
         assert!(consents
             .iter()
             .all(|c| c.user_agent.as_deref() == Some("consent-test/1.0")));

@@ -37,6 +37,7 @@ fn new_user(email: &str, token_hash: &str) -> NewUser {
             payload: "sealed".into(),
             attempts: 0,
             created_at: Utc::now(),
+            recipient_tag: None,
         }),
     }
 }

@@ -34,7 +34,10 @@ pub struct RegisterRequest {
     #[serde(default)]
     pub last_name: Option<String>,
     pub consents: ConsentsRequest,
+    /// Accepted for compatibility and ignored: the versions recorded are the
+    /// service's current ones (`CONSENT_*_VERSION`).
     #[serde(default)]
+    #[schema(deprecated)]
     pub consent_version: Option<String>,
 }
 
@@ -66,7 +69,6 @@ pub async fn register(
                 privacy: body.consents.privacy,
                 marketing: body.consents.marketing,
             },
-            consent_version: body.consent_version,
         },
         client,
     )

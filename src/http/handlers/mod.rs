@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod me;
 pub mod ops;
+pub mod privacy;
 
 use serde::Serialize;
 

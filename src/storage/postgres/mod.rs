@@ -19,8 +19,10 @@ use uuid::Uuid;
 use super::*;
 
 mod audit;
+mod consents;
 mod lockout;
 mod outbox;
+mod privacy;
 mod second_factor;
 mod sessions;
 mod tokens;
@@ -84,6 +86,10 @@ impl Columns for Row {
     }
 
     fn ip(&self, i: usize) -> StoreResult<Option<std::net::IpAddr>> {
+        get(self, i)
+    }
+
+    fn json(&self, i: usize) -> StoreResult<Option<serde_json::Value>> {
         get(self, i)
     }
 }

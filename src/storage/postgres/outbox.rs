@@ -9,7 +9,13 @@ pub(super) async fn insert_outbox(
     mail: Option<&OutboxMail>,
 ) -> StoreResult<()> {
     if let Some(m) = mail {
-        let row: [Param; 4] = [&m.id, &m.template, &m.payload, &m.created_at];
+        let row: [Param; 5] = [
+            &m.id,
+            &m.template,
+            &m.payload,
+            &m.created_at,
+            &m.recipient_tag,
+        ];
         tx.execute(sql::INSERT_OUTBOX, &row).await.map_err(q)?;
     }
     Ok(())
@@ -19,8 +25,8 @@ pub(super) async fn insert_outbox(
 impl OutboxStore for PgStore {
     async fn enqueue_mail(&self, m: OutboxMail, now: DateTime<Utc>) -> StoreResult<()> {
         self.exec(
-            "INSERT INTO mail_outbox (id, template, payload, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $4)",
-            &[&m.id, &m.template, &m.payload, &now],
+            sql::INSERT_OUTBOX,
+            &[&m.id, &m.template, &m.payload, &now, &m.recipient_tag],
         )
         .await?;
         Ok(())

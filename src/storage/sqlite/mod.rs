@@ -13,9 +13,11 @@ use uuid::Uuid;
 use super::*;
 
 mod audit;
+mod consents;
 mod lockout;
 mod outbox;
 mod pool;
+mod privacy;
 mod second_factor;
 mod sessions;
 mod tokens;
@@ -91,6 +93,12 @@ impl Columns for Row<'_> {
 
     fn ip(&self, i: usize) -> rusqlite::Result<Option<IpAddr>> {
         Ok(ip(self.get(i)?))
+    }
+
+    fn json(&self, i: usize) -> rusqlite::Result<Option<serde_json::Value>> {
+        Ok(self
+            .get::<_, Option<String>>(i)?
+            .and_then(|s| serde_json::from_str(&s).ok()))
     }
 }
 

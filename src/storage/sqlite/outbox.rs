@@ -8,7 +8,13 @@ pub(super) fn insert_outbox(c: &Connection, mail: Option<&OutboxMail>) -> rusqli
     if let Some(m) = mail {
         c.execute(
             &dialect(sql::INSERT_OUTBOX),
-            params![m.id.to_string(), m.template, m.payload, ms(m.created_at)],
+            params![
+                m.id.to_string(),
+                m.template,
+                m.payload,
+                ms(m.created_at),
+                m.recipient_tag
+            ],
         )?;
     }
     Ok(())
@@ -19,8 +25,14 @@ impl OutboxStore for SqliteStore {
     async fn enqueue_mail(&self, m: OutboxMail, now: DateTime<Utc>) -> StoreResult<()> {
         self.run(move |c| {
             c.execute(
-                "INSERT INTO mail_outbox (id, template, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![m.id.to_string(), m.template, m.payload, ms(now)],
+                &dialect(sql::INSERT_OUTBOX),
+                params![
+                    m.id.to_string(),
+                    m.template,
+                    m.payload,
+                    ms(now),
+                    m.recipient_tag
+                ],
             )
             .map(|_| ())
         })

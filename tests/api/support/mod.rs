@@ -198,6 +198,7 @@ impl TestSetup {
             ("RATE_LIMIT_REGISTER", "1000"),
             ("RATE_LIMIT_PASSWORD_RESET", "1000"),
             ("RATE_LIMIT_OTP", "1000"),
+            ("RATE_LIMIT_EXPORT", "1000"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -363,6 +364,28 @@ impl TestApp {
         .await
     }
 
+    /// A request with a bearer token (and a JSON body when given).
+    pub async fn with_token(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> Resp {
+        let req = match method {
+            "GET" => self.client.get(self.url(path)),
+            "POST" => self.client.post(self.url(path)),
+            "PUT" => self.client.put(self.url(path)),
+            "DELETE" => self.client.delete(self.url(path)),
+            other => panic!("unexpected method {other}"),
+        };
+        self.send(
+            req.insert_header((header::AUTHORIZATION, format!("Bearer {token}"))),
+            body,
+        )
+        .await
+    }
+
     pub async fn register(&self, email: &str, password: &str) -> Resp {
         self.post(
             "/api/v1/auth/register",
@@ -469,5 +492,47 @@ impl Drop for TestApp {
             }
         })
         .join();
+    }
+}
+
+/// One database (and mail sink) that successive servers run on: a deployment
+/// whose settings change between releases (new consent versions, say).
+pub struct Deployment {
+    pub smtp: SmtpSink,
+    db: Option<TestDatabase>,
+    dir: TempDir,
+    prefix: String,
+}
+
+impl Deployment {
+    pub async fn new(backend: Backend) -> Self {
+        Self {
+            smtp: SmtpSink::start().await,
+            db: match backend {
+                Backend::Postgres => Some(TestDatabase::create().await),
+                Backend::Sqlite => None,
+            },
+            dir: TempDir::new(),
+            prefix: format!("test:{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// A server of this deployment with these settings. Stop the previous one
+    /// first (an embedded database has one server at a time).
+    pub async fn spawn(&self, env: &[(&str, &str)]) -> TestApp {
+        let mut setup = match &self.db {
+            Some(db) => {
+                TestSetup::new(Backend::Postgres).sharing(&db.url, &self.prefix, &self.smtp)
+            }
+            None => {
+                let mut setup = TestSetup::new(Backend::Sqlite).in_dir(&self.dir.0);
+                setup.smtp_sink = Some(self.smtp.clone());
+                setup
+            }
+        };
+        for (k, v) in env {
+            setup = setup.env(k, v);
+        }
+        setup.spawn().await
     }
 }

@@ -189,3 +189,136 @@ impl Probe {
         })
     }
 }
+
+impl Probe {
+    /// Every `table.column` of every table whose value, as text, contains
+    /// `needle` (case-insensitive): the tables and columns are listed from the
+    /// database's own catalogue (information_schema; sqlite_master and
+    /// table_info), so a table or column added later is searched too.
+    pub async fn find_everywhere(&self, needle: &str) -> Vec<String> {
+        let mut hits = Vec::new();
+        match self {
+            Probe::Postgres(url) => {
+                let c = Self::pg(url).await;
+                let columns = c
+                    .query(
+                        "SELECT c.table_name::text, c.column_name::text FROM information_schema.columns c
+                         JOIN information_schema.tables t
+                           ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+                         WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
+                         ORDER BY 1, 2",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                assert!(columns.len() > 50, "the catalogue lists the columns");
+                for row in columns {
+                    let (table, column): (String, String) = (row.get(0), row.get(1));
+                    let sql = format!(
+                        "SELECT COUNT(*) FROM \"{table}\" WHERE strpos(lower(\"{column}\"::text), lower($1)) > 0"
+                    );
+                    let n: i64 = c.query_one(&sql, &[&needle]).await.unwrap().get(0);
+                    if n > 0 {
+                        hits.push(format!("{table}.{column}"));
+                    }
+                }
+            }
+            Probe::Sqlite(path) => {
+                let c = Self::sqlite(path);
+                let tables: Vec<String> = {
+                    let mut stmt = c
+                        .prepare(
+                            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+                        )
+                        .unwrap();
+                    let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+                    rows.collect::<Result<_, _>>().unwrap()
+                };
+                let mut searched = 0;
+                for table in tables {
+                    let columns: Vec<String> = {
+                        let mut stmt = c
+                            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                            .unwrap();
+                        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+                        rows.collect::<Result<_, _>>().unwrap()
+                    };
+                    for column in columns {
+                        searched += 1;
+                        let sql = format!(
+                            "SELECT COUNT(*) FROM \"{table}\" WHERE instr(lower(CAST(\"{column}\" AS TEXT)), lower(?1)) > 0"
+                        );
+                        let n: i64 = c.query_row(&sql, [needle], |r| r.get(0)).unwrap();
+                        if n > 0 {
+                            hits.push(format!("{table}.{column}"));
+                        }
+                    }
+                }
+                assert!(searched > 50, "the catalogue lists the columns");
+            }
+        }
+        hits
+    }
+
+    /// (template, status) of the outbox rows carrying a recipient tag.
+    pub async fn mail_tagged(&self, tag: &str) -> Vec<(String, String)> {
+        const SQL: &str =
+            "SELECT template, status FROM mail_outbox WHERE recipient_tag = $1 ORDER BY created_at";
+        match self {
+            Probe::Postgres(url) => Self::pg(url)
+                .await
+                .query(SQL, &[&tag])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect(),
+            Probe::Sqlite(path) => {
+                let c = Self::sqlite(path);
+                let mut stmt = c.prepare(&SQL.replace('$', "?")).unwrap();
+                let rows = stmt
+                    .query_map([tag], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .unwrap();
+                rows.collect::<Result<_, _>>().unwrap()
+            }
+        }
+    }
+
+    /// Rows of `table` whose `column` is `id` (a user id).
+    pub async fn count_of(&self, table: &str, column: &str, id: Uuid) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1");
+        match self {
+            Probe::Postgres(url) => Self::pg(url)
+                .await
+                .query_one(&sql, &[&id])
+                .await
+                .unwrap()
+                .get(0),
+            Probe::Sqlite(path) => Self::sqlite(path)
+                .query_row(&sql.replace('$', "?"), [id.to_string()], |r| r.get(0))
+                .unwrap(),
+        }
+    }
+
+    /// (email, password hash, sealed TOTP secret, deleted) of a user row, live or erased.
+    pub async fn user_row(&self, id: Uuid) -> Option<(String, String, Option<String>, bool)> {
+        const SQL: &str = "SELECT email, password_hash, totp_secret_sealed, deleted_at IS NOT NULL FROM users WHERE id = $1";
+        match self {
+            Probe::Postgres(url) => Self::pg(url)
+                .await
+                .query_opt(SQL, &[&id])
+                .await
+                .unwrap()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))),
+            Probe::Sqlite(path) => {
+                use rusqlite::OptionalExtension;
+                Self::sqlite(path)
+                    .query_row(&SQL.replace('$', "?"), [id.to_string()], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()
+                    .unwrap()
+            }
+        }
+    }
+}

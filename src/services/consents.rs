@@ -1,0 +1,312 @@
+//! Consents: the state a user reads and changes (`/me/consents`), and the
+//! sign-in step that waits for the current terms and privacy policy
+//! (`403 consent_required`, then `POST /consents/accept`).
+//!
+//! Every change appends a statement (type, the current version, the answer,
+//! time, IP address, user agent) to `consent_records`; nothing is updated.
+//! The versions are configuration (`CONSENT_*_VERSION`); a version a client
+//! names must be the current one. Terms and privacy end only with the account.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::login::LoginOutcome;
+use super::me::Principal;
+use super::tokens::open_session;
+use super::{AuthError, Services};
+use crate::auth::tokens;
+use crate::domain::consent::{self, ConsentRefusal, ConsentType, Requested, Statement};
+use crate::domain::{ClientContext, FieldError};
+use crate::storage::{ConsentChange, ConsentRecord, NewConsent, NewConsentChallenge, UserRecord};
+
+/// How long a consent token lives: time to read the new texts.
+pub const CHALLENGE_TTL: chrono::Duration = chrono::Duration::minutes(15);
+
+/// The state of one consent type.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConsentView {
+    /// The latest answer (false when never given).
+    pub granted: bool,
+    /// The version of the latest answer.
+    pub version: Option<String>,
+    /// When the latest answer was given.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The service's current version of this text.
+    pub current_version: String,
+}
+
+/// `GET /me/consents`: the current state of every type.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConsentState {
+    pub terms: ConsentView,
+    pub privacy: ConsentView,
+    pub marketing: ConsentView,
+    pub data_processing: ConsentView,
+}
+
+/// The versions a `consent_required` answer asks the user to accept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RequiredVersions {
+    pub terms: String,
+    pub privacy: String,
+}
+
+/// The body extension of `403 consent_required`.
+#[derive(Debug, Clone)]
+pub struct ConsentRequired {
+    pub consent_token: String,
+    pub required: RequiredVersions,
+}
+
+/// The statements of a history the rules understand (unknown types are skipped).
+pub fn statements(records: &[ConsentRecord]) -> Vec<Statement> {
+    records
+        .iter()
+        .filter_map(|r| {
+            Some(Statement {
+                consent_type: ConsentType::parse(&r.consent_type)?,
+                version: r.version.clone(),
+                granted: r.consented,
+                at: r.created_at,
+            })
+        })
+        .collect()
+}
+
+/// The state a history (oldest first) adds up to.
+pub fn state_of(svc: &Services, history: &[Statement]) -> ConsentState {
+    let view = |t: ConsentType| {
+        let latest = consent::latest(history, t);
+        ConsentView {
+            granted: latest.is_some_and(|s| s.granted),
+            version: latest.map(|s| s.version.clone()),
+            updated_at: latest.map(|s| s.at),
+            current_version: svc.config.consents.of(t).to_string(),
+        }
+    };
+    ConsentState {
+        terms: view(ConsentType::Terms),
+        privacy: view(ConsentType::Privacy),
+        marketing: view(ConsentType::Marketing),
+        data_processing: view(ConsentType::DataProcessing),
+    }
+}
+
+async fn history(svc: &Services, user_id: Uuid) -> Result<Vec<Statement>, AuthError> {
+    Ok(statements(&svc.store.consent_history(user_id).await?))
+}
+
+async fn current_user(svc: &Services, principal: &Principal) -> Result<UserRecord, AuthError> {
+    svc.store
+        .find_user_by_id(principal.user_id)
+        .await?
+        .ok_or(AuthError::Unauthorized("the account no longer exists"))
+}
+
+/// `GET /me/consents`.
+pub async fn current(svc: &Services, principal: &Principal) -> Result<ConsentState, AuthError> {
+    let user = current_user(svc, principal).await?;
+    Ok(state_of(svc, &history(svc, user.id).await?))
+}
+
+/// Records each real change and audits it; the statements appended.
+async fn record(
+    svc: &Services,
+    user_id: Uuid,
+    changes: Vec<(ConsentType, String, bool)>,
+    client: &ClientContext,
+    challenge: Option<Uuid>,
+) -> Result<Option<Vec<Statement>>, AuthError> {
+    let now = svc.clock.now();
+    let appended = svc
+        .store
+        .append_consents(ConsentChange {
+            user_id,
+            consents: changes
+                .iter()
+                .map(|(t, version, granted)| NewConsent {
+                    consent_type: t.as_str(),
+                    version: version.clone(),
+                    consented: *granted,
+                })
+                .collect(),
+            client: client.clone(),
+            now,
+            challenge,
+        })
+        .await?;
+    if !appended {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for (t, version, granted) in changes {
+        svc.audit(
+            "consent_changed",
+            true,
+            Some(user_id),
+            client,
+            serde_json::json!({"type": t.as_str(), "granted": granted, "version": version}),
+        )
+        .await;
+        out.push(Statement {
+            consent_type: t,
+            version,
+            granted,
+            at: now,
+        });
+    }
+    Ok(Some(out))
+}
+
+/// `PUT /me/consents`: grants or withdraws; only real changes are recorded.
+pub async fn update(
+    svc: &Services,
+    principal: &Principal,
+    requested: Vec<Requested>,
+    client: &ClientContext,
+) -> Result<ConsentState, AuthError> {
+    let user = current_user(svc, principal).await?;
+    let mut history = history(svc, user.id).await?;
+    let changes =
+        consent::changes(&history, &requested, &svc.config.consents).map_err(|refusal| {
+            match refusal {
+                ConsentRefusal::WithdrawalRequiresErasure(t) => {
+                    AuthError::WithdrawalRequiresErasure(t.as_str())
+                }
+                ConsentRefusal::Invalid(errors) => AuthError::Validation(errors),
+            }
+        })?;
+    if !changes.is_empty() {
+        if let Some(mut appended) = record(svc, user.id, changes, client, None).await? {
+            history.append(&mut appended);
+        }
+    }
+    Ok(state_of(svc, &history))
+}
+
+/// After a correct password: when the user has not accepted the current terms
+/// or privacy version, opens a consent challenge (single use, stored hashed)
+/// and says what to accept.
+pub async fn gate(
+    svc: &Services,
+    user: &UserRecord,
+    device_id: Option<String>,
+) -> Result<Option<ConsentRequired>, AuthError> {
+    let current = &svc.config.consents;
+    let history = history(svc, user.id).await?;
+    if consent::missing_acceptances(&history, current).is_empty() {
+        return Ok(None);
+    }
+    let token = tokens::random_token();
+    let now = svc.clock.now();
+    svc.store
+        .create_consent_challenge(NewConsentChallenge {
+            id: Uuid::new_v4(),
+            user_id: user.id,
+            token_hash: tokens::token_hash(&token),
+            device_id,
+            expires_at: now + CHALLENGE_TTL,
+            now,
+        })
+        .await?;
+    Ok(Some(ConsentRequired {
+        consent_token: token,
+        required: RequiredVersions {
+            terms: current.terms.clone(),
+            privacy: current.privacy.clone(),
+        },
+    }))
+}
+
+/// `POST /consents/accept`.
+pub struct Acceptance {
+    pub consent_token: String,
+    pub terms: Option<String>,
+    pub privacy: Option<String>,
+}
+
+/// Spends a consent token, records the acceptance of the current versions,
+/// and continues the sign-in: the token pair, or the second-factor step.
+#[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
+pub async fn accept(
+    svc: &Services,
+    input: Acceptance,
+    client: &ClientContext,
+) -> Result<LoginOutcome, AuthError> {
+    let token = input.consent_token.trim();
+    if !tokens::well_formed(token) {
+        return Err(AuthError::InvalidConsentToken);
+    }
+    let now = svc.clock.now();
+    let challenge = svc
+        .store
+        .find_consent_challenge(&tokens::token_hash(token), now)
+        .await?
+        .ok_or(AuthError::InvalidConsentToken)?;
+    let user = svc
+        .store
+        .find_user_by_id(challenge.user_id)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or(AuthError::InvalidConsentToken)?;
+    tracing::Span::current().record("user_id", tracing::field::display(user.id));
+    let current = &svc.config.consents;
+    let history = history(svc, user.id).await?;
+    let missing = consent::missing_acceptances(&history, current);
+    let mut errors = Vec::new();
+    for (t, named) in [
+        (ConsentType::Terms, &input.terms),
+        (ConsentType::Privacy, &input.privacy),
+    ] {
+        let version = current.of(t);
+        match named.as_deref().map(str::trim) {
+            Some(v) if v == version => {}
+            Some(_) => errors.push(FieldError::new(
+                t.as_str(),
+                "version_mismatch",
+                format!("the current version is {version}"),
+            )),
+            None if missing.contains(&t) => errors.push(FieldError::new(
+                t.as_str(),
+                "required",
+                format!("accept version {version}"),
+            )),
+            None => {}
+        }
+    }
+    if !errors.is_empty() {
+        return Err(AuthError::Validation(errors));
+    }
+    let changes: Vec<(ConsentType, String, bool)> = missing
+        .iter()
+        .map(|t| (*t, current.of(*t).to_string(), true))
+        .collect();
+    if record(svc, user.id, changes, client, Some(challenge.id))
+        .await?
+        .is_none()
+    {
+        return Err(AuthError::InvalidConsentToken);
+    }
+    if super::mfa::required(&user) {
+        let step = super::mfa::challenge(svc, &user, challenge.device_id).await?;
+        let detail = serde_json::json!({"mfa_required": true, "methods": step.methods});
+        svc.audit("login_password", true, Some(user.id), client, detail)
+            .await;
+        return Ok(LoginOutcome::MfaRequired(step));
+    }
+    let pair = open_session(svc, &user, challenge.device_id, client, &["pwd"]).await?;
+    svc.store
+        .record_login_success(user.id, svc.clock.now(), None)
+        .await?;
+    svc.metrics.login_success(false);
+    svc.audit(
+        "login",
+        true,
+        Some(user.id),
+        client,
+        serde_json::json!({"session_id": pair.session_id, "amr": ["pwd"]}),
+    )
+    .await;
+    Ok(LoginOutcome::Tokens(pair))
+}

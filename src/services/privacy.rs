@@ -1,0 +1,394 @@
+//! What the service holds about a person: the export (GDPR Art. 15/20) and
+//! the erasure (Art. 17) of an account. What is kept, and for how long, is
+//! `docs/retention.md` (`domain::retention`), enforced by the expiry sweep.
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::consents::{self, ConsentState};
+use super::credentials;
+use super::me::Principal;
+use super::{mfa, AuthError, Services};
+use crate::domain::{ClientContext, FieldError};
+use crate::mail::templates;
+use crate::storage::{end_reason, Erasure, UserExport, UserRecord};
+
+/// The `format` of the export document.
+pub const EXPORT_FORMAT: &str = "suma-auth.export.v1";
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportProfile {
+    pub id: Uuid,
+    pub email: String,
+    pub email_verified: bool,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+/// One statement of the consent history.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportConsent {
+    #[serde(rename = "type")]
+    pub consent_type: String,
+    pub granted: bool,
+    pub version: String,
+    pub at: DateTime<Utc>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportConsents {
+    pub current: ConsentState,
+    /// Every statement, oldest first.
+    pub history: Vec<ExportConsent>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportSession {
+    pub id: Uuid,
+    pub device_id: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip_address: Option<String>,
+    /// How the session was opened: `pwd`, `otp`.
+    pub amr: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub ended_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportDevice {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub trusted: bool,
+    pub first_seen_at: Option<DateTime<Utc>>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub flagged_at: Option<DateTime<Utc>>,
+    pub flagged_reason: Option<String>,
+}
+
+/// Second-factor settings: never a secret, a code or a hash.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportSecondFactor {
+    pub enabled: bool,
+    pub methods: Vec<String>,
+    /// A TOTP secret was set up and awaits confirmation.
+    pub totp_setup_pending: bool,
+    pub recovery_codes_unused: u64,
+    pub recovery_codes_used: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportCredentials {
+    pub password_changed_at: Option<DateTime<Utc>>,
+    /// Earlier passwords kept (as hashes, never exported) to refuse their reuse.
+    pub previous_passwords_kept: u64,
+    pub failed_login_attempts: i32,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportAuditEvent {
+    pub id: Uuid,
+    pub event: String,
+    /// `success` or `failure`.
+    pub outcome: String,
+    pub at: DateTime<Utc>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+/// A mail queued or recently sent to the account's address (its content is
+/// never kept once sent).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExportMail {
+    pub template: String,
+    pub status: String,
+    pub queued_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// `GET /me/export`: everything held about the signed-in user, as one document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DataExport {
+    /// `suma-auth.export.v1`.
+    pub format: &'static str,
+    pub exported_at: DateTime<Utc>,
+    pub profile: ExportProfile,
+    pub consents: ExportConsents,
+    pub sessions: Vec<ExportSession>,
+    /// Devices seen at sign-in.
+    pub devices: Vec<ExportDevice>,
+    pub second_factor: ExportSecondFactor,
+    pub credentials: ExportCredentials,
+    /// Security events about the user, newest first.
+    pub audit_events: Vec<ExportAuditEvent>,
+    pub mail: Vec<ExportMail>,
+}
+
+fn document(svc: &Services, e: UserExport, now: DateTime<Utc>) -> DataExport {
+    let u = e.user;
+    let mut methods = Vec::new();
+    if u.totp_enabled {
+        methods.push("totp".to_string());
+    }
+    if u.email_otp_enabled {
+        methods.push("email_otp".to_string());
+    }
+    let statements = consents::statements(&e.consents);
+    DataExport {
+        format: EXPORT_FORMAT,
+        exported_at: now,
+        profile: ExportProfile {
+            id: u.id,
+            email: u.email.as_str().to_string(),
+            email_verified: u.email_verified,
+            first_name: u.first_name,
+            last_name: u.last_name,
+            active: u.is_active,
+            created_at: u.created_at,
+            last_login_at: u.last_login_at,
+        },
+        consents: ExportConsents {
+            current: consents::state_of(svc, &statements),
+            history: e
+                .consents
+                .into_iter()
+                .map(|c| ExportConsent {
+                    consent_type: c.consent_type,
+                    granted: c.consented,
+                    version: c.version,
+                    at: c.created_at,
+                    ip_address: c.ip_address.map(|i| i.to_string()),
+                    user_agent: c.user_agent,
+                })
+                .collect(),
+        },
+        sessions: e
+            .sessions
+            .into_iter()
+            .map(|h| ExportSession {
+                id: h.session.id,
+                device_id: h.session.device_id,
+                user_agent: h.session.user_agent,
+                ip_address: h.session.ip_address.map(|i| i.to_string()),
+                amr: h
+                    .session
+                    .amr
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect(),
+                created_at: h.session.created_at,
+                last_activity_at: h.session.last_activity_at,
+                expires_at: h.session.expires_at,
+                ended_at: h.session.invalidated_at,
+                ended_reason: h.ended_reason,
+            })
+            .collect(),
+        devices: e
+            .devices
+            .into_iter()
+            .map(|d| ExportDevice {
+                id: d.id,
+                name: d.device_name,
+                trusted: d.is_trusted,
+                first_seen_at: d.first_seen_at,
+                last_seen_at: d.last_seen_at,
+                flagged_at: d.flagged_at,
+                flagged_reason: d.flagged_reason,
+            })
+            .collect(),
+        second_factor: ExportSecondFactor {
+            enabled: u.two_factor_enabled || !methods.is_empty(),
+            methods,
+            totp_setup_pending: u.totp_pending_sealed.is_some(),
+            recovery_codes_unused: e.recovery_codes_unused,
+            recovery_codes_used: e.recovery_codes_used,
+        },
+        credentials: ExportCredentials {
+            password_changed_at: e.password_changed_at,
+            previous_passwords_kept: e.previous_passwords,
+            failed_login_attempts: u.failed_login_attempts,
+            locked_until: u.locked_until,
+        },
+        audit_events: e
+            .audit
+            .into_iter()
+            .map(|a| ExportAuditEvent {
+                id: a.id,
+                event: a.event_type,
+                outcome: a.event_status,
+                at: a.created_at,
+                ip_address: a.ip_address.map(|i| i.to_string()),
+                user_agent: a.user_agent,
+                details: a.metadata,
+            })
+            .collect(),
+        mail: e
+            .mail
+            .into_iter()
+            .map(|m| ExportMail {
+                template: m.template,
+                status: m.status,
+                queued_at: m.created_at,
+                sent_at: m.sent_at,
+            })
+            .collect(),
+    }
+}
+
+/// `GET /me/export` (audited as `data_export`).
+pub async fn export(
+    svc: &Services,
+    principal: &Principal,
+    client: &ClientContext,
+) -> Result<DataExport, AuthError> {
+    let user = current_user(svc, principal).await?;
+    let tag = svc.mailer.recipient_tag(user.email.as_str());
+    let held = svc
+        .store
+        .export_user(user.id, &tag)
+        .await?
+        .ok_or(AuthError::Unauthorized("the account no longer exists"))?;
+    let now = svc.clock.now();
+    let doc = document(svc, held, now);
+    svc.audit(
+        "data_export",
+        true,
+        Some(user.id),
+        client,
+        serde_json::json!({"audit_events": doc.audit_events.len(), "sessions": doc.sessions.len()}),
+    )
+    .await;
+    Ok(doc)
+}
+
+async fn current_user(svc: &Services, principal: &Principal) -> Result<UserRecord, AuthError> {
+    svc.store
+        .find_user_by_id(principal.user_id)
+        .await?
+        .ok_or(AuthError::Unauthorized("the account no longer exists"))
+}
+
+/// The non-routable address (RFC 2606 `.invalid`) an erased account keeps, so
+/// that its own address can register again.
+pub fn placeholder_email(user_id: Uuid) -> String {
+    format!("erased-{}@erased.invalid", user_id.simple())
+}
+
+/// `DELETE /me`: proves the password (a wrong one counts toward the login
+/// lockout, as for a password change) and the second factor, then ends
+/// every session at once on every instance and erases the account (see
+/// [`Erasure`]). The farewell mail is queued after the outbox was purged of
+/// everything else queued to the address.
+#[tracing::instrument(skip_all, fields(user_id = %principal.user_id))]
+pub async fn erase(
+    svc: &Services,
+    principal: &Principal,
+    password: &SecretString,
+    code: Option<&str>,
+    client: &ClientContext,
+) -> Result<(), AuthError> {
+    let user = current_user(svc, principal).await?;
+    let code = code.map(str::trim).filter(|c| !c.is_empty());
+    // The second factor is part of the proof: asked for before anything counts.
+    if user.totp_enabled && code.is_none() {
+        return Err(AuthError::Validation(vec![FieldError::new(
+            "code",
+            "required",
+            "a code of your authenticator app, or a recovery code",
+        )]));
+    }
+    // Email codes cannot be produced on demand: the session must have been
+    // opened with one.
+    if !user.totp_enabled
+        && user.email_otp_enabled
+        && !principal.claims.amr.iter().any(|m| m == "otp")
+    {
+        return Err(AuthError::StepUpRequired);
+    }
+    let key = user.email.as_str().to_string();
+    credentials::reserve(svc, &key).await?;
+    let verified = svc
+        .hasher
+        .verify(password, Some(user.password_hash.clone()))
+        .await?;
+    let password_ok = verified.matches && !password.expose_secret().is_empty();
+    let factor_ok = match (password_ok, code) {
+        (true, Some(code)) if user.totp_enabled => {
+            mfa::check_totp_or_recovery(svc, &user, code).await?
+        }
+        _ => true,
+    };
+    if !(password_ok && factor_ok) {
+        let reason = if password_ok {
+            "invalid_code"
+        } else {
+            "invalid_credentials"
+        };
+        let detail = serde_json::json!({ "reason": reason });
+        svc.audit("account_erasure", false, Some(user.id), client, detail)
+            .await;
+        credentials::record_failure(svc, &key, Some(&user), client).await;
+        return Err(if password_ok {
+            AuthError::InvalidCode
+        } else {
+            AuthError::InvalidCredentials
+        });
+    }
+    credentials::record_success(svc, &key).await;
+
+    let now = svc.clock.now();
+    // Every session ends through the revocation path (database, then this
+    // instance's cache and Redis, which every instance asks).
+    let mut ended = svc
+        .store
+        .revoke_user_sessions(user.id, None, end_reason::ACCOUNT_ERASED, now)
+        .await?;
+    svc.sessions.revoked(&ended, now).await;
+
+    let farewell = templates::account_erased(user.email.as_str());
+    let queued = svc
+        .mailer
+        .prepare(&farewell)
+        .map_err(|e| AuthError::Internal(e.into()))?;
+    let late = svc
+        .store
+        .erase_user(Erasure {
+            user_id: user.id,
+            placeholder_email: placeholder_email(user.id),
+            recipient_tag: svc.mailer.recipient_tag(user.email.as_str()),
+            lockout_key: key,
+            now,
+            farewell: Some(queued),
+        })
+        .await?
+        .ok_or(AuthError::Unauthorized("the account no longer exists"))?;
+    // Sessions opened between the revocation and the erasure end too.
+    svc.sessions.revoked(&late, now).await;
+    ended.extend(late);
+    svc.mailer.queued(farewell.template);
+    svc.metrics
+        .session_ended(end_reason::ACCOUNT_ERASED, ended.len());
+    tracing::info!(sessions_ended = ended.len(), "account erased");
+    // Only the pseudonymous id remains: no address, no agent.
+    svc.audit(
+        "account_erased",
+        true,
+        Some(user.id),
+        &ClientContext::default(),
+        serde_json::json!({"sessions_ended": ended.len()}),
+    )
+    .await;
+    Ok(())
+}
