@@ -83,7 +83,12 @@ impl LockoutStore {
             Decision::Done => Box::new(|_| LockoutRecord::default()),
             _ => return,
         };
-        if let Err(e) = self.store.update_lockout(key.as_str(), transition).await {
+        let at = from_timestamp(now);
+        if let Err(e) = self
+            .store
+            .update_lockout(key.as_str(), at, transition)
+            .await
+        {
             tracing::warn!(error = %e, "lockout not mirrored to the database");
         }
     }
@@ -159,6 +164,7 @@ impl LockoutStore {
         self.store
             .update_lockout(
                 key.as_str(),
+                from_timestamp(now),
                 Box::new(move |record| {
                     let mut state = to_state(&record);
                     let decision = match op {

@@ -102,16 +102,17 @@ impl UserStore for PgStore {
         user_id: Uuid,
         attempts: u32,
         locked_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
     ) -> StoreResult<()> {
         self.exec(
             // Failures of one window finish in any order across instances: while
             // a lock holds, the count never goes down.
             "UPDATE users SET
-                 failed_login_attempts = CASE WHEN locked_until > NOW() THEN GREATEST(failed_login_attempts, $2) ELSE $2 END,
+                 failed_login_attempts = CASE WHEN locked_until > $4 THEN GREATEST(failed_login_attempts, $2) ELSE $2 END,
                  locked_until = COALESCE($3, locked_until),
-                 is_locked = ($3 IS NOT NULL OR COALESCE(locked_until > NOW(), false))
+                 is_locked = ($3 IS NOT NULL OR COALESCE(locked_until > $4, false))
              WHERE id = $1",
-            &[&user_id, &(attempts as i32), &locked_until],
+            &[&user_id, &(attempts as i32), &locked_until, &now],
         )
         .await?;
         Ok(())

@@ -109,6 +109,7 @@ impl UserStore for SqliteStore {
         user_id: Uuid,
         attempts: u32,
         locked_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
     ) -> StoreResult<()> {
         self.run_users(move |c| {
             c.execute(
@@ -117,7 +118,7 @@ impl UserStore for SqliteStore {
                      locked_until = COALESCE(?3, locked_until),
                      is_locked = (?3 IS NOT NULL), updated_at = ?4
                  WHERE id = ?1",
-                params![user_id.to_string(), attempts, ms_opt(locked_until), ms(Utc::now())],
+                params![user_id.to_string(), attempts, ms_opt(locked_until), ms(now)],
             )
             .map(|_| ())
         })
