@@ -25,6 +25,7 @@ pub use error::{ActorError, BackingError, StartError};
 pub use handle::{SecurityActors, SecurityHandle};
 pub use key::UserKey;
 pub use policy::lockout::{FailureOutcome, LockoutPolicy, LockoutState, Reservation};
+pub use policy::otp::{OtpChallenge, OtpOutcome};
 pub use rate_limit::{RateDecision, RateLimits, RateQuota};
 pub use stats::ActorStats;
 pub use time::Timestamp;

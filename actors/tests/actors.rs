@@ -10,8 +10,8 @@ use std::time::Duration;
 use suma_auth_actors::clock::wall_clock_now;
 use suma_auth_actors::{
     ActorError, Backing, BackingError, BackingFuture, FailureOutcome, LockoutBacking,
-    LockoutPolicy, MemoryBacking, RateLimits, RateQuota, Reservation, SecurityActors,
-    SecurityConfig, SecurityHandle, StartError, Timestamp, UserKey,
+    LockoutPolicy, MemoryBacking, OtpChallenge, OtpOutcome, RateLimits, RateQuota, Reservation,
+    SecurityActors, SecurityConfig, SecurityHandle, StartError, Timestamp, UserKey,
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -109,7 +109,7 @@ async fn idle_actors_are_reaped_and_a_later_request_gets_a_fresh_one() {
 }
 
 #[actix::test]
-async fn local_open_windows_keep_their_actors_alive() {
+async fn a_local_open_window_or_live_challenge_keeps_its_actor_alive() {
     let actors = start(
         SecurityConfig {
             idle_timeout: Duration::from_millis(20),
@@ -122,8 +122,9 @@ async fn local_open_windows_keep_their_actors_alive() {
         .reserve_login("window@example.com", now)
         .await
         .unwrap();
+    let challenge = OtpChallenge::new([1; 32], now.plus_ms(60_000));
     actors
-        .reserve_login("window2@example.com", now)
+        .put_otp_challenge("otp@example.com", "c1", challenge)
         .await
         .unwrap();
     actors
@@ -141,9 +142,10 @@ async fn local_open_windows_keep_their_actors_alive() {
         "reaping must never forget an open window"
     );
     assert_eq!(
-        actors.reserve_login("window2@example.com", now).await,
-        Ok(Reservation::Allowed { attempt: 2 }),
-        "reaping must never forget an open window"
+        actors
+            .verify_otp("otp@example.com", "c1", now, &[1; 32])
+            .await,
+        Ok(OtpOutcome::Accepted)
     );
 }
 
@@ -185,6 +187,29 @@ async fn failures_lock_once_and_success_resets() {
         actors.reserve_login(key, NOW.plus_ms(11)).await,
         Ok(Reservation::Allowed { attempt: 1 })
     );
+}
+
+#[actix::test]
+async fn otp_challenges_are_single_use_and_per_id() {
+    let actors = start(config(), Backing::Local);
+    let key = "carol@example.com";
+    let challenge = OtpChallenge::new([5; 32], NOW.plus_ms(300_000));
+    actors
+        .put_otp_challenge(key, "c1", challenge)
+        .await
+        .unwrap();
+
+    let verify = |id: &'static str, code: [u8; 32]| {
+        let actors = actors.clone();
+        async move { actors.verify_otp(key, id, NOW, &code).await.unwrap() }
+    };
+    assert_eq!(
+        verify("c1", [6; 32]).await,
+        OtpOutcome::Wrong { remaining: 4 }
+    );
+    assert_eq!(verify("c2", [5; 32]).await, OtpOutcome::Unknown);
+    assert_eq!(verify("c1", [5; 32]).await, OtpOutcome::Accepted);
+    assert_eq!(verify("c1", [5; 32]).await, OtpOutcome::Dead);
 }
 
 /// Holds every backing call until the test opens the gate; counts overlapping calls.

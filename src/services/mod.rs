@@ -41,7 +41,7 @@ pub struct Services {
     pub clock: Clock,
     /// Shared hot state, when `REDIS_ENDPOINT` is configured.
     pub redis: Option<RedisStore>,
-    /// The per-user actors (the lockout window of each account).
+    /// The per-user actors (lockout, OTP challenges).
     pub actors: suma_auth_actors::SecurityHandle,
     pub rate_limiter: RateLimiter,
     /// Session liveness and revocation on every instance.

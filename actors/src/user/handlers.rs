@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 
-use super::messages::{RecordLoginFailure, RecordLoginSuccess, Reply, ReserveLogin};
+use super::messages::{
+    PutOtpChallenge, RecordLoginFailure, RecordLoginSuccess, Reply, ReserveLogin, VerifyOtp,
+};
 use super::UserActor;
 use crate::backing::{BackingFuture, LockoutBacking};
 use crate::error::BackingError;
 use crate::key::UserKey;
 use crate::policy::lockout::LockoutState;
+use crate::policy::otp::OtpOutcome;
 
 impl UserActor {
     /// Asks the shared backing (if any) and answers with its decision mirrored into the
@@ -101,5 +104,28 @@ impl Handler<RecordLoginSuccess> for UserActor {
             |state, _| state.record_success(),
             |state| state.record_success(),
         );
+    }
+}
+
+impl Handler<PutOtpChallenge> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PutOtpChallenge, _ctx: &mut Context<Self>) {
+        let max = self.settings.max_otp_challenges;
+        self.state_mut()
+            .put_otp(&msg.challenge_id, msg.challenge, max);
+        msg.reply.send(());
+    }
+}
+
+impl Handler<VerifyOtp> for UserActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: VerifyOtp, _ctx: &mut Context<Self>) {
+        let outcome = match self.state.as_mut() {
+            Some(state) => state.verify_otp(&msg.challenge_id, msg.now, &msg.candidate_hash),
+            None => OtpOutcome::Unknown,
+        };
+        msg.reply.send(outcome);
     }
 }

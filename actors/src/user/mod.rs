@@ -1,4 +1,5 @@
-//! Owns `UserActor`: one account's hot security state (its lockout window), serialising that account's operations. Created on demand by its shard,
+//! Owns `UserActor`: one account's hot security state (lockout window, pending OTP
+//! challenges), serialising that account's operations. Created on demand by its shard,
 //! stopped when idle. Split into state (pure), lifecycle, handlers and messages.
 
 mod handlers;
@@ -26,6 +27,7 @@ pub(crate) struct UserSettings {
     pub(crate) backing: Backing,
     pub(crate) idle_timeout: Duration,
     pub(crate) backing_timeout: Duration,
+    pub(crate) max_otp_challenges: usize,
     pub(crate) user_mailbox: usize,
     pub(crate) counters: Arc<Counters>,
 }
