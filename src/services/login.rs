@@ -167,7 +167,9 @@ pub enum LoginOutcome {
 
 pub(crate) fn actor_error(e: ActorError) -> AuthError {
     match e {
-        ActorError::Overloaded => AuthError::Busy {
+        // Every attempt of the window is being checked and none settled in
+        // time: busy, not locked, and not a failure.
+        ActorError::Overloaded | ActorError::AttemptsInFlight => AuthError::Busy {
             retry_after: Duration::from_secs(1),
         },
         ActorError::Unavailable => {
