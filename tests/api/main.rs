@@ -11,6 +11,7 @@ mod login;
 mod me;
 mod metrics;
 mod ops;
+mod outage;
 mod outbox;
 mod pages;
 mod password_policy;
