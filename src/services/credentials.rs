@@ -70,7 +70,9 @@ pub async fn record_success(svc: &Services, key: &str) {
 
 pub fn actor_error(e: ActorError) -> AuthError {
     match e {
-        ActorError::Overloaded => AuthError::Busy {
+        // Every attempt of the window is being checked and none settled in
+        // time: busy, not locked, and not a failure.
+        ActorError::Overloaded | ActorError::AttemptsInFlight => AuthError::Busy {
             retry_after: Duration::from_secs(1),
         },
         ActorError::Unavailable => {
