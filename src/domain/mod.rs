@@ -4,6 +4,7 @@
 pub mod client;
 pub mod consent;
 pub mod email;
+pub mod login_counters;
 pub mod password;
 pub mod refresh;
 pub mod reset;
