@@ -390,6 +390,7 @@ async fn control_characters_in_any_field_are_422(backend: crate::support::Backen
                 let req = match *method {
                     "get" => app.client.get(app.url(&url)),
                     "post" => app.client.post(app.url(&url)),
+                    "put" => app.client.put(app.url(&url)),
                     "delete" => app.client.delete(app.url(&url)),
                     other => panic!("unexpected method {other}"),
                 }

@@ -425,6 +425,11 @@ on_both_backends!(
                     .status,
                 401
             );
+            // A route that reads no user row: the session itself is refused.
+            let sessions = app
+                .get_with_token("/api/v1/auth/me/sessions", &access(pair))
+                .await;
+            assert_eq!(sessions.status, 401);
             let refreshed = app
                 .post(
                     "/api/v1/auth/refresh",

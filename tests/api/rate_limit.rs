@@ -139,6 +139,7 @@ async fn every_limited_route_keeps_its_limit_under_any_spelling() {
         .env("RATE_LIMIT_REGISTER", "2")
         .env("RATE_LIMIT_PASSWORD_RESET", "2")
         .env("RATE_LIMIT_OTP", "2")
+        .env("RATE_LIMIT_EXPORT", "2")
         .with_statsd()
         .spawn()
         .await;
@@ -150,21 +151,28 @@ async fn every_limited_route_keeps_its_limit_under_any_spelling() {
     assert!(limited.len() >= 7, "{limited:?}");
     // Routes that share a class share one window: count per class.
     let mut used: std::collections::HashMap<&str, u32> = Default::default();
+    let call = |method: &str, path: &str| {
+        let req = match method {
+            "get" => app.client.get(app.url(path)),
+            "post" => app.client.post(app.url(path)),
+            other => panic!("unexpected method {other}"),
+        };
+        app.send(req, Some(json!({})))
+    };
     for (method, path, class) in &limited {
-        assert_eq!(*method, "post");
         let spelled = encoded_spelling(path);
         let n = used.entry(class.name()).or_default();
         let mut statuses = Vec::new();
         while *n < 2 {
-            let r = app.post(&spelled, json!({})).await;
+            let r = call(method, &spelled).await;
             assert_ne!(r.status, 404, "{spelled} must reach its handler");
             statuses.push(r.status);
             *n += 1;
         }
-        let r = app.post(&spelled, json!({})).await;
+        let r = call(method, &spelled).await;
         assert_eq!(r.status, 429, "{spelled} after {statuses:?}");
         // The plain spelling is refused too: one window per route class.
-        assert_eq!(app.post(path, json!({})).await.status, 429, "{path}");
+        assert_eq!(call(method, path).await.status, 429, "{path}");
     }
     // Metrics name the matched route, not "unmatched".
     let statsd = app.statsd.clone().unwrap();
