@@ -218,6 +218,7 @@ impl Chart {
             MT + ph / 2.0,
             esc(&self.y_label)
         );
+        let mut legend_x = ML + 8.0;
         for (i, s) in self.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let mut d = String::new();
@@ -254,7 +255,8 @@ impl Chart {
                     r#"<path d="{d}" fill="none" stroke="{color}" stroke-width="1.6"/>"#
                 );
             }
-            let lx = ML + 8.0 + (i as f64) * 150.0;
+            let lx = legend_x;
+            legend_x += 34.0 + 6.5 * s.name.chars().count() as f64;
             let ly = H - 12.0;
             let _ = write!(
                 svg,

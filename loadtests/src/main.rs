@@ -770,13 +770,47 @@ fn cmd_bench(args: &BenchArgs) -> BoxResult<()> {
         &env.report.setup.backend.replace('+', "-"),
         env.report.started_unix,
     );
-    env.finish(&args.env.out_dir, &stem)?;
+    let full = env.finish(&args.env.out_dir, &stem)?;
     if l.json {
         print_json(&report)
     } else {
         report.print_human();
+        print_server_summary(&full);
         Ok(())
     }
+}
+
+/// Start-up time, memory and machine load of a session, from its report.
+fn print_server_summary(full: &report::FullReport) {
+    println!();
+    for (i, ms) in full.setup.ready_ms.iter().enumerate() {
+        println!("server #{i} ready after {ms:.0} ms");
+    }
+    if let Some(server) = &full.server {
+        for p in &server.processes {
+            let first = p.points.first().map_or(0, |x| x.rss_bytes);
+            let peak = p.points.iter().map(|x| x.rss_bytes).max().unwrap_or(0);
+            println!(
+                "{} (pid {}): RSS {:.1} MB at first sample, {:.1} MB at peak",
+                p.name,
+                p.pid,
+                first as f64 / 1e6,
+                peak as f64 / 1e6
+            );
+        }
+    }
+    if let Some(r) = &full.redis {
+        println!(
+            "Redis: {:.0} bytes per session key, {:.0} per lockout key (MEMORY USAGE)",
+            r.bytes_per_session.unwrap_or(0.0),
+            r.bytes_per_lockout_key.unwrap_or(0.0)
+        );
+    }
+    println!(
+        "load average: {:.2} before, {:.2} after",
+        full.machine.load_before.unwrap_or(0.0),
+        full.machine.load_after.unwrap_or(0.0)
+    );
 }
 
 fn cmd_capacity(args: &CapacityArgs) -> BoxResult<()> {

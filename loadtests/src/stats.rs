@@ -406,8 +406,10 @@ pub fn details(tally: &Tally, window: Duration) -> Details {
         .iter_mut()
         .zip(&errs)
         .enumerate()
+        // The last interval may be cut short by the end of the window: a sliver
+        // of it would plot as a spike or a dip.
+        .filter(|(i, _)| secs - *i as f64 * width >= width / 2.0 || *i == 0)
         .map(|(i, (lat, &e))| {
-            // The last interval may be cut short by the end of the window.
             let start = i as f64 * width;
             let span = (secs - start).min(width).max(1e-3);
             let p = Percentiles::of(lat);
