@@ -339,6 +339,7 @@ impl Env {
             };
             let idx = self.run(&label, &spec, &mut sessions)?;
             let s = &self.report.runs[idx].summary;
+            let iterations = self.report.runs[idx].details.iteration_ok_rps;
             let error_share = if s.requests > 0 {
                 s.errors as f64 / s.requests as f64
             } else {
@@ -351,6 +352,7 @@ impl Env {
             steps.push(RampStep {
                 load,
                 ok_rps: s.ok_rps,
+                iteration_ok_rps: iterations,
                 p50_ms: s.p50_ms,
                 p95_ms: s.p95_ms,
                 p99_ms: s.p99_ms,
@@ -359,7 +361,8 @@ impl Env {
             });
             knee_steps.push(Step {
                 load,
-                ok_rps: s.ok_rps,
+                // The open model offers iterations: compare like with like.
+                ok_rps: if open { iterations } else { s.ok_rps },
                 p95_ms: s.p95_ms,
                 error_share,
             });
@@ -382,7 +385,8 @@ impl Env {
             confirm_run: None,
             confirm_share: None,
         };
-        if let (Some(share), Some(rps)) = (confirm, section.knee_ok_rps) {
+        let knee_iterations = found.map(|k| section.steps[k.index].iteration_ok_rps);
+        if let (Some(share), Some(rps)) = (confirm, knee_iterations) {
             let rate = (rps * share).max(0.5);
             std::thread::sleep(step_pause);
             // Enough connections to absorb jitter at the knee's concurrency

@@ -819,7 +819,7 @@ fn cmd_capacity(args: &CapacityArgs) -> BoxResult<()> {
     let mut scenarios = Vec::new();
     for name in args.scenarios.split(',').filter(|s| !s.trim().is_empty()) {
         scenarios.push(
-            Scenario::from_str(name.trim(), true)
+            Scenario::from_str(&name.trim().replace('_', "-"), true)
                 .map_err(|_| format!("unknown scenario {name:?}"))?,
         );
     }
@@ -932,12 +932,15 @@ fn cmd_plan(args: &PlanArgs) -> BoxResult<()> {
         return print_json(&plan);
     }
     plan.print_human();
-    if !figures.scenarios.is_empty() {
+    let routes: Vec<&(String, f64)> = figures
+        .scenarios
+        .iter()
+        .filter(|(name, _)| ["login", "register", "refresh", "me"].contains(&name.as_str()))
+        .collect();
+    if !routes.is_empty() {
         println!("  per_task_capacity_rps      = {{");
-        for (name, rps) in &figures.scenarios {
-            if ["login", "register", "refresh", "me"].contains(&name.as_str()) {
-                println!("    {name:<8} = {rps}");
-            }
+        for (name, rps) in routes {
+            println!("    {name:<8} = {rps}");
         }
         println!("  }}");
     }
@@ -1151,6 +1154,21 @@ mod cli_tests {
         assert!(ok.targets.is_empty());
         assert_eq!(ok.instances, 3);
         assert!(parse(&["--task-cores", "0"]).is_err());
+    }
+
+    #[test]
+    fn capacity_names_scenarios_either_way() {
+        let cli = Cli::try_parse_from(["x", "capacity"]).unwrap();
+        let Command::Capacity(c) = cli.command else {
+            panic!("not capacity");
+        };
+        let names: Vec<Scenario> = c
+            .scenarios
+            .split(',')
+            .map(|n| Scenario::from_str(&n.replace('_', "-"), true).unwrap())
+            .collect();
+        assert_eq!(names.len(), 7);
+        assert!(names.contains(&Scenario::LoginOtp));
     }
 
     #[test]
