@@ -8,6 +8,7 @@
 pub mod migrations;
 pub mod models;
 pub mod postgres;
+mod privacy_records;
 pub mod sql;
 pub mod sqlite;
 mod traits;
@@ -15,6 +16,7 @@ mod traits;
 use std::sync::Arc;
 
 pub use models::*;
+pub use privacy_records::*;
 pub use traits::*;
 
 /// Any error a driver returns, kept as the cause.
