@@ -122,7 +122,7 @@ pub async fn logout(
         .store
         .revoke_session(
             principal.session_id,
-            Some(principal.user_id),
+            principal.user_id,
             end_reason::LOGOUT,
             now,
         )
@@ -130,23 +130,22 @@ pub async fn logout(
     {
         ended.push(principal.session_id);
     }
+    // Only a session of the caller's own: another user's token changes nothing.
     if let Some(token) = refresh_token
         .map(str::trim)
         .filter(|t| tokens::well_formed(t))
     {
         if let Some(other) = svc
             .store
-            .find_session_by_refresh(&tokens::token_hash(token))
+            .revoke_session_by_refresh(
+                &tokens::token_hash(token),
+                principal.user_id,
+                end_reason::LOGOUT,
+                now,
+            )
             .await?
         {
-            if other != principal.session_id
-                && svc
-                    .store
-                    .revoke_session(other, Some(principal.user_id), end_reason::LOGOUT, now)
-                    .await?
-            {
-                ended.push(other);
-            }
+            ended.push(other);
         }
     }
     svc.sessions.revoked(&ended, now).await;
@@ -236,12 +235,7 @@ pub async fn revoke(
     let now = svc.clock.now();
     let ended = svc
         .store
-        .revoke_session(
-            session_id,
-            Some(principal.user_id),
-            end_reason::REVOKED,
-            now,
-        )
+        .revoke_session(session_id, principal.user_id, end_reason::REVOKED, now)
         .await?;
     if ended {
         svc.sessions.revoked(&[session_id], now).await;

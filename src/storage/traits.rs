@@ -63,14 +63,27 @@ pub trait SessionStore: Send + Sync {
         decide: RefreshRule,
     ) -> StoreResult<RotateOutcome>;
 
-    /// Ends one session (of `user_id` when given); true when it was live.
+    /// Ends one live session of `owner` with its unspent refresh tokens; true
+    /// when it was live. Scoped to the owner: another user's session id
+    /// changes nothing (no token of theirs is spent).
     async fn revoke_session(
         &self,
         session_id: Uuid,
-        user_id: Option<Uuid>,
+        owner: Uuid,
         reason: &'static str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+
+    /// Ends the live session of `owner` that the refresh token (spent or not)
+    /// belongs to, as [`SessionStore::revoke_session`]; its id when it was live.
+    /// Another user's token changes nothing.
+    async fn revoke_session_by_refresh(
+        &self,
+        token_hash: &str,
+        owner: Uuid,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>>;
 
     /// Ends every live session of a user but `except`; returns their ids.
     async fn revoke_user_sessions(

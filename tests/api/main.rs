@@ -19,6 +19,7 @@ mod password_reset;
 mod rate_limit;
 mod readme;
 mod registration;
+mod revocation;
 mod sessions;
 mod storage_contract;
 mod tls;
