@@ -38,8 +38,9 @@ pub async fn refresh(
     }
     let presented_hash = tokens::token_hash(token);
     let now = svc.clock.now();
+    // Activity other instances saw may not have reached the row yet.
     let hint = match svc.store.find_session_by_refresh(&presented_hash).await? {
-        Some(session_id) => svc.sessions.activity_hint(session_id),
+        Some(session_id) => svc.sessions.last_activity(session_id).await,
         None => None,
     };
     let new_token = tokens::random_token();
@@ -101,6 +102,7 @@ pub async fn refresh(
         }
     };
     tracing::Span::current().record("user_id", tracing::field::display(session.user_id));
+    svc.sessions.refreshed(&session, now).await;
     svc.metrics.token_refresh("rotated");
     let amr: Vec<&str> = session.amr.split_whitespace().collect();
     let (user_id, session_id, end) = (session.user_id, session.id, session.expires_at);
@@ -203,15 +205,17 @@ pub async fn list(svc: &Services, principal: &Principal) -> Result<Vec<SessionVi
     let now = svc.clock.now();
     let idle = chrono(svc.config.security.session_timeout);
     let sessions = svc.store.list_sessions(principal.user_id, now).await?;
-    Ok(sessions
+    let mut known = Vec::with_capacity(sessions.len());
+    for s in sessions {
+        let last = svc
+            .sessions
+            .last_activity(s.id)
+            .await
+            .map_or(s.last_activity_at, |h| h.max(s.last_activity_at));
+        known.push((s, last));
+    }
+    Ok(known
         .into_iter()
-        .map(|s| {
-            let last = svc
-                .sessions
-                .activity_hint(s.id)
-                .map_or(s.last_activity_at, |h| h.max(s.last_activity_at));
-            (s, last)
-        })
         .filter(|(_, last)| *last + idle > now)
         .map(|(s, last)| SessionView {
             id: s.id,

@@ -5,6 +5,7 @@
 mod support;
 
 mod hygiene;
+mod idle_timeout;
 mod keys;
 mod lockout;
 mod lockout_conformance;
