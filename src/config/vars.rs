@@ -114,6 +114,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("SESSION_ABSOLUTE_TIMEOUT_HOURS", Some("8"), "absolute lifetime of a session"),
     var("OTP_EXPIRY_MINUTES", Some("5"), "email OTP lifetime"),
     var("REFRESH_REUSE_GRACE_SECONDS", Some("0"), "a spent refresh token retried within this time is refused without revoking (max 30)"),
+    var("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS", Some("7"), "accounts still unverified this many days after their latest registration are deleted by the sweep"),
     // Password hashing and actors
     var("ARGON2_MEMORY_KIB", Some("19456"), "Argon2id memory (production refuses less)"),
     var("ARGON2_ITERATIONS", Some("2"), "Argon2id passes"),

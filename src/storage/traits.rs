@@ -15,6 +15,19 @@ pub trait UserStore: Send + Sync {
     /// audit row, atomically. An already-registered email creates nothing.
     async fn create_user(&self, new: NewUser) -> StoreResult<CreateUserOutcome>;
 
+    /// Replaces the pending registration of the address's account when it is
+    /// unverified and active: password, names, consents, password history
+    /// and a verification token that voids every earlier one, with the audit
+    /// row (`registration_replaced`) and the mail, atomically. The account
+    /// keeps its id; its age counts from now. `None` (nothing written) when
+    /// the address has no such account.
+    async fn replace_unverified_user(&self, new: NewUser) -> StoreResult<Option<Uuid>>;
+
+    /// Deletes accounts still unverified that were registered before
+    /// `registered_before` (their tokens, consents and history go with them,
+    /// their audit rows stay without a user); returns how many.
+    async fn delete_unverified_users(&self, registered_before: DateTime<Utc>) -> StoreResult<u64>;
+
     async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>>;
 
     async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;

@@ -17,6 +17,7 @@ mod outbox;
 mod pages;
 mod password_policy;
 mod password_reset;
+mod pre_hijacking;
 mod rate_limit;
 mod readme;
 mod registration;
