@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "000002_hash_tokens_and_sessions"),
     migration!(3, "000003_mail_outbox"),
     migration!(4, "000004_two_factor"),
+    migration!(8, "000008_rate_windows"),
 ];
 
 /// The embedded database's first schema (version 1).

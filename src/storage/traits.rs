@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::*;
+use crate::domain::rate_window::{SlidingWindow, WindowHit};
 use crate::domain::Email;
 
 /// Accounts: the user row, its password history and consents.
@@ -249,6 +250,23 @@ pub trait LockoutStore: Send + Sync {
     async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()>;
 }
 
+/// Rate-limit windows kept where every instance sees them: the fallback of
+/// the limiter while Redis is unreachable (or not configured).
+#[async_trait]
+pub trait RateStore: Send + Sync {
+    /// Counts one request under `key` against `window` in one short
+    /// transaction holding the key's row: the logged times are read, the pure
+    /// rule decides ([`SlidingWindow::hit`]) and the log is written. `None`
+    /// where the backend is not shared (the embedded database has one
+    /// instance, whose memory decides).
+    async fn rate_hit(
+        &self,
+        key: &str,
+        window: SlidingWindow,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<WindowHit>>;
+}
+
 /// The audit log (written here, read by operators and tests straight from the database).
 #[async_trait]
 pub trait AuditStore: Send + Sync {
@@ -264,6 +282,7 @@ pub trait Store:
     + SecondFactorStore
     + OutboxStore
     + LockoutStore
+    + RateStore
     + AuditStore
     + Send
     + Sync

@@ -19,6 +19,7 @@ mod password_policy;
 mod password_reset;
 mod pre_hijacking;
 mod rate_limit;
+mod rate_limit_fallback;
 mod readme;
 mod registration;
 mod revocation;
