@@ -63,7 +63,13 @@ pub async fn resend(svc: &Services, email: &str, client: ClientContext) -> Resul
         .prepare(&mail)
         .map_err(|e| AuthError::Internal(e.into()))?;
     svc.store
-        .add_verification_token(user.id, &tokens::token_hash(&token), expires, Some(queued))
+        .add_verification_token(
+            user.id,
+            &tokens::token_hash(&token),
+            expires,
+            svc.clock.now(),
+            Some(queued),
+        )
         .await?;
     svc.mailer.queued(mail.template);
     svc.audit(

@@ -48,6 +48,7 @@ pub trait UserStore: Send + Sync {
         user_id: Uuid,
         attempts: u32,
         locked_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
     ) -> StoreResult<()>;
 
     /// Sets a new password hash, records it in the history, clears the lockout counters.
@@ -128,6 +129,7 @@ pub trait TokenStore: Send + Sync {
         user_id: Uuid,
         token_hash: &str,
         expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
         mail: Option<OutboxMail>,
     ) -> StoreResult<()>;
 
@@ -247,7 +249,12 @@ pub trait LockoutStore: Send + Sync {
     /// Applies `transition` to the lockout window of `key` atomically: the
     /// row is locked (Postgres `FOR UPDATE`; SQLite's single writer) from the
     /// read to the write, so instances sharing the database agree.
-    async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()>;
+    async fn update_lockout(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        transition: LockoutTransition,
+    ) -> StoreResult<()>;
 }
 
 /// Rate-limit windows kept where every instance sees them: the fallback of
