@@ -134,8 +134,8 @@ async fn a_client_that_uses_its_token_and_refreshes_stays_signed_in() {
     steady_use_with_refreshes(&apps).await;
 }
 
-/// The same on one instance of each backend without Redis (the embedded
-/// default decides from its own map; PostgreSQL alone reads the row).
+// The same on one instance of each backend without Redis (the embedded
+// default decides from its own map; PostgreSQL alone reads the row).
 crate::on_both_backends!(
     a_client_that_uses_its_token_and_refreshes_stays_signed_in_without_redis,
     |backend: Backend| async move {

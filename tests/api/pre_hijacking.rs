@@ -89,9 +89,9 @@ on_both_backends!(
     }
 );
 
-/// An account still unverified past `UNVERIFIED_ACCOUNT_MAX_AGE_DAYS` (7 by
-/// default) is deleted by the sweep, with its links; a verified one of the
-/// same age and a younger unverified one stay.
+// An account still unverified past `UNVERIFIED_ACCOUNT_MAX_AGE_DAYS` (7 by
+// default) is deleted by the sweep, with its links; a verified one of the
+// same age and a younger unverified one stay.
 on_both_backends!(
     the_sweep_deletes_accounts_left_unverified,
     |backend: Backend| async move {

@@ -136,7 +136,7 @@ on_both_backends!(
     }
 );
 
-/// A caller's own session, ended by id or through its refresh token, still ends.
+// A caller's own session, ended by id or through its refresh token, still ends.
 on_both_backends!(
     own_sessions_are_revoked_by_id_and_by_refresh_token,
     |backend: Backend| async move {
