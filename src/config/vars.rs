@@ -119,6 +119,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("CONSENT_MARKETING_VERSION", Some("1.0"), "current version of the marketing consent text (recorded with each grant)"),
     var("CONSENT_DATA_PROCESSING_VERSION", Some("1.0"), "current version of the optional data-processing consent text (recorded with each grant)"),
     var("REFRESH_REUSE_GRACE_SECONDS", Some("0"), "a spent refresh token retried within this time is refused without revoking (max 30)"),
+    var("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS", Some("7"), "accounts still unverified this many days after their latest registration are deleted by the sweep"),
     // Password hashing and actors
     var("ARGON2_MEMORY_KIB", Some("19456"), "Argon2id memory (production refuses less)"),
     var("ARGON2_ITERATIONS", Some("2"), "Argon2id passes"),

@@ -6,6 +6,7 @@ pub mod consent;
 pub mod email;
 pub mod login_counters;
 pub mod password;
+pub mod rate_window;
 pub mod refresh;
 pub mod reset;
 pub mod retention;

@@ -1,5 +1,6 @@
 //! The expiry sweep: deletes sessions past their end (and their refresh
-//! tokens), long-ended sessions, and used or expired one-time tokens, and
+//! tokens), long-ended sessions, used or expired one-time tokens, and
+//! accounts left unverified past `UNVERIFIED_ACCOUNT_MAX_AGE_DAYS`, and
 //! enforces the retention table (`docs/retention.md`, `domain::retention`):
 //! audit rows and erased accounts past their period. The deletes are
 //! idempotent and batched, so instances running it at the same time only
@@ -42,7 +43,30 @@ pub async fn sweep_once(services: &Services) -> u64 {
             0
         }
     };
-    let retained = match services
+    expired + sweep_unverified(services, now).await + sweep_retention(services, now).await
+}
+
+/// Deletes accounts left unverified past `UNVERIFIED_ACCOUNT_MAX_AGE_DAYS`.
+async fn sweep_unverified(services: &Services, now: chrono::DateTime<chrono::Utc>) -> u64 {
+    let max_age = chrono::Duration::from_std(services.config.security.unverified_account_max_age)
+        .unwrap_or(chrono::Duration::days(7));
+    match services.store.delete_unverified_users(now - max_age).await {
+        Ok(n) => {
+            if n > 0 {
+                tracing::info!(deleted = n, "unverified accounts past their age deleted");
+            }
+            n
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "unverified account sweep failed; will retry");
+            0
+        }
+    }
+}
+
+/// Deletes what the retention table (`docs/retention.md`) keeps no longer.
+async fn sweep_retention(services: &Services, now: chrono::DateTime<chrono::Utc>) -> u64 {
+    match services
         .store
         .sweep_retention(retention::Cutoffs::at(now))
         .await
@@ -57,6 +81,5 @@ pub async fn sweep_once(services: &Services) -> u64 {
             tracing::warn!(error = %e, "retention sweep failed; will retry");
             0
         }
-    };
-    expired + retained
+    }
 }

@@ -23,6 +23,7 @@ mod consents;
 mod lockout;
 mod outbox;
 mod privacy;
+mod rate;
 mod second_factor;
 mod sessions;
 mod tokens;
@@ -254,6 +255,7 @@ impl Store for PgStore {
             "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox WHERE status <> 'pending' AND created_at < $2 LIMIT 5000) AND $1::timestamptz IS NOT NULL",
             "DELETE FROM mfa_challenges WHERE id IN (SELECT id FROM mfa_challenges WHERE expires_at < $1 LIMIT 5000) AND $2::timestamptz IS NOT NULL",
             "DELETE FROM login_lockouts WHERE account_key IN (SELECT account_key FROM login_lockouts WHERE updated_at < $2 AND (locked_until IS NULL OR locked_until < $1) LIMIT 5000)",
+            "DELETE FROM rate_windows WHERE key IN (SELECT key FROM rate_windows WHERE expires_at < $1 LIMIT 5000) AND $2::timestamptz IS NOT NULL",
         ] {
             total += conn.execute(sql, &[&now, &ended_before]).await.map_err(q)?;
         }

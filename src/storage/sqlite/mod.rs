@@ -18,6 +18,7 @@ mod lockout;
 mod outbox;
 mod pool;
 mod privacy;
+mod rate;
 mod second_factor;
 mod sessions;
 mod tokens;
