@@ -53,6 +53,10 @@ pub const RULES: &[Rule] = &[
         kept: "1 day after their last change; deleted at once by `DELETE /me`",
     },
     Rule {
+        data: "Rate-limit windows (client IP address or IPv6 network, per route)",
+        kept: "one window (`RATE_LIMIT_WINDOW_SECONDS`) after the client's last request; linked to no account",
+    },
+    Rule {
         data: "Mail outbox",
         kept: "pending mail until sent (payload cleared when sent or dead), then 1 day; mail queued to an erased account is deleted at once",
     },
