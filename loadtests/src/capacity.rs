@@ -74,6 +74,9 @@ pub fn capacity(env: &mut Env, opts: &CapacityOpts) -> Result<CapacitySection, S
             opts.pause,
         )?;
         let confirm = ramp.confirm_run.map(|i| env.report.runs[i].summary.clone());
+        let confirm_throttled = ramp
+            .confirm_run
+            .and_then(|i| env.report.runs[i].throttled_share);
         let knee_step = ramp.knee.map(|k| &ramp.steps[k.index]);
         let (measured, flows, p95, note) = match (knee_step, ramp.knee_p95_ms) {
             (Some(step), Some(p)) => (
@@ -119,6 +122,7 @@ pub fn capacity(env: &mut Env, opts: &CapacityOpts) -> Result<CapacitySection, S
             confirm_ok_rps: confirm.as_ref().map(|c| c.ok_rps),
             confirm_p95_ms: confirm.as_ref().map(|c| c.p95_ms),
             confirm_p99_ms: confirm.as_ref().map(|c| c.p99_ms),
+            confirm_throttled_share: confirm_throttled,
             note,
         });
         env.report.ramp = Some(ramp);
@@ -206,7 +210,13 @@ pub fn markdown(section: &CapacitySection, limits: Option<&Limits>, mix: &Mix) -
             r.per_task_flows,
             r.p95_ms,
             match (r.confirm_rate, r.confirm_p95_ms) {
-                (Some(rate), Some(p)) => format!("{rate:.1}/s → {p:.2}"),
+                (Some(rate), Some(p)) => format!(
+                    "{rate:.1}/s → {p:.2}{}",
+                    r.confirm_throttled_share.map_or(String::new(), |t| format!(
+                        " ({:.0} % of periods throttled)",
+                        t * 100.0
+                    ))
+                ),
                 _ => "—".to_owned(),
             },
             limit,
@@ -241,6 +251,7 @@ mod tests {
                     confirm_ok_rps: Some(9.6),
                     confirm_p95_ms: Some(60.0),
                     confirm_p99_ms: Some(80.0),
+                    confirm_throttled_share: None,
                     note: String::new(),
                 },
                 CapacityRow {
@@ -254,6 +265,7 @@ mod tests {
                     confirm_ok_rps: None,
                     confirm_p95_ms: None,
                     confirm_p99_ms: None,
+                    confirm_throttled_share: None,
                     note: String::new(),
                 },
             ],
