@@ -15,6 +15,8 @@ pub const REGISTER: &str = "/api/v1/auth/register";
 pub const VERIFY_EMAIL: &str = "/api/v1/auth/verify-email";
 pub const LOGIN: &str = "/api/v1/auth/login";
 pub const REFRESH: &str = "/api/v1/auth/refresh";
+pub const OTP_VERIFY: &str = "/api/v1/auth/otp/verify";
+pub const ENABLE_EMAIL_OTP: &str = "/api/v1/auth/me/2fa/email";
 pub const ME: &str = "/api/v1/auth/me";
 pub const HEALTH: &str = "/health";
 pub const READY: &str = "/ready";
@@ -105,6 +107,18 @@ pub fn parse_token_pair(body: &[u8]) -> Result<TokenPair, &'static str> {
     }
 }
 
+/// The challenge token of a login answered with `{"mfa_required": true, "mfa_token"}`.
+pub fn parse_mfa_token(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Challenge {
+        #[serde(default)]
+        mfa_required: bool,
+        mfa_token: Option<String>,
+    }
+    let c: Challenge = serde_json::from_slice(body).ok()?;
+    c.mfa_required.then_some(c.mfa_token).flatten()
+}
+
 /// Outcome of one call: the status and body, or a transport error label.
 pub async fn post_json(
     client: &Client,
@@ -189,6 +203,8 @@ mod tests {
         assert_eq!(parse_token_pair(mfa).unwrap_err(), "mfa_required");
         assert_eq!(parse_token_pair(b"nope").unwrap_err(), "bad_body");
         assert_eq!(parse_token_pair(b"{}").unwrap_err(), "bad_body");
+        assert_eq!(parse_mfa_token(mfa).as_deref(), Some("m"));
+        assert_eq!(parse_mfa_token(ok), None);
     }
 
     #[test]

@@ -7,10 +7,6 @@
 //! `=3D` escapes, base64, or plain 7bit/8bit), and then looks for
 //! `verify-email?...token=<URL-safe token>` in the decoded text.
 
-use std::fs;
-use std::path::Path;
-use std::time::SystemTime;
-
 /// Tokens shorter than this are taken for a truncated read (a file still being written)
 /// and ignored; real tokens are high-entropy and much longer.
 const MIN_TOKEN_LEN: usize = 16;
@@ -41,54 +37,79 @@ pub fn extract_verify_tokens(raw: &[u8]) -> Vec<String> {
     tokens
 }
 
-/// Whether the raw message names `address` (case-insensitively), e.g. in its `To:` header.
-pub fn mentions_address(raw: &[u8], address: &str) -> bool {
-    find_ci(raw, address.as_bytes(), 0).is_some()
+/// Every decoded leaf body of a raw message, joined: the text a reader sees.
+pub fn decoded_text(raw: &[u8]) -> String {
+    let segments = decoded_segments(raw);
+    let joined: Vec<u8> = segments.join(&b"\n"[..]);
+    String::from_utf8_lossy(&joined).into_owned()
 }
 
-/// A mail file found under the mail directory.
-#[derive(Debug)]
-pub struct MailFile {
-    pub modified: SystemTime,
-    pub raw: Vec<u8>,
-}
-
-/// All `.eml` files under `dir` (recursively, a few levels deep), newest first.
-/// A directory that does not exist yet yields no files.
-pub fn read_mail_dir(dir: &Path) -> Vec<MailFile> {
-    let mut out = Vec::new();
-    collect_eml(dir, 0, &mut out);
-    out.sort_by_key(|f| std::cmp::Reverse(f.modified));
-    out
-}
-
-fn collect_eml(dir: &Path, depth: u32, out: &mut Vec<MailFile>) {
-    if depth > 4 {
-        return;
-    }
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(meta) = entry.metadata() else {
+/// The value of the first top-level header `name` (unfolded), if any.
+pub fn header(raw: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let mut found: Option<String> = None;
+    for line in text.split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(v) = found.as_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
             continue;
-        };
-        if meta.is_dir() {
-            collect_eml(&path, depth + 1, out);
-        } else if meta.is_file()
-            && path
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("eml"))
-        {
-            if let Ok(raw) = fs::read(&path) {
-                out.push(MailFile {
-                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    raw,
-                });
+        }
+        if found.is_some() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.trim().eq_ignore_ascii_case(name) {
+                found = Some(v.trim().to_owned());
             }
         }
     }
+    found
+}
+
+/// The six-digit sign-in code of a one-time-code mail: the first run of exactly
+/// six digits after "code" in the subject or the text.
+pub fn otp_code(subject: &str, text: &str) -> Option<String> {
+    for source in [subject, text] {
+        let lower = source.to_ascii_lowercase();
+        let mut from = 0;
+        while let Some(at) = lower[from..].find("code") {
+            let start = from + at + 4;
+            if let Some(code) = first_six_digits(&source[start..]) {
+                return Some(code);
+            }
+            from = start;
+        }
+    }
+    None
+}
+
+fn first_six_digits(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let run = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+            if run == 6 {
+                return Some(s[i..i + 6].to_owned());
+            }
+            i += run;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Whether the raw message names `address` (case-insensitively), e.g. in its `To:` header.
+#[cfg(test)]
+pub fn mentions_address(raw: &[u8], address: &str) -> bool {
+    find_ci(raw, address.as_bytes(), 0).is_some()
 }
 
 /// Splits the message into its leaf bodies, each decoded per its transfer encoding.
@@ -609,24 +630,31 @@ mod tests {
     }
 
     #[test]
-    fn reads_mail_dir_recursively() {
-        let dir = std::env::temp_dir().join(format!(
-            "suma-loadtests-mail-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        let sub = dir.join("outbox");
-        fs::create_dir_all(&sub).unwrap();
-        fs::write(
-            sub.join("1.eml"),
-            format!("\n\nverify-email?token={TOKEN}\n"),
-        )
-        .unwrap();
-        fs::write(dir.join("ignored.txt"), "x").unwrap();
-        let files = read_mail_dir(&dir);
-        assert_eq!(files.len(), 1);
-        assert_eq!(extract_verify_tokens(&files[0].raw), vec![TOKEN.to_owned()]);
-        assert!(read_mail_dir(&dir.join("missing")).is_empty());
-        fs::remove_dir_all(&dir).unwrap();
+    fn headers_text_and_sign_in_codes() {
+        let eml = "To: <a@example.com>\r\nSubject: Your sign-in code:\r\n 042917\r\n\
+                   Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+                   Your SUMA Finance sign-in code is 042917=\r\n.\r\n";
+        assert_eq!(
+            header(eml.as_bytes(), "subject").as_deref(),
+            Some("Your sign-in code: 042917")
+        );
+        assert_eq!(
+            header(eml.as_bytes(), "to").as_deref(),
+            Some("<a@example.com>")
+        );
+        assert_eq!(header(eml.as_bytes(), "from"), None);
+        assert!(decoded_text(eml.as_bytes()).contains("code is 042917."));
+        assert_eq!(
+            otp_code("Your sign-in code: 042917", "").as_deref(),
+            Some("042917")
+        );
+        assert_eq!(
+            otp_code("Sign in", "expires in 5 minutes; your code is 123456.").as_deref(),
+            Some("123456")
+        );
+        assert_eq!(
+            otp_code("Confirm your email", "code 1234567 or 12345"),
+            None
+        );
     }
 }

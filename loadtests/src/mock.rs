@@ -1,10 +1,12 @@
 //! A tiny stand-in for suma-auth, for the harness's own tests: a hand-written
 //! HTTP/1.1 keep-alive server on 127.0.0.1 (tokio only) that implements just the calls
-//! the harness makes, and writes verification mails as quoted-printable `.eml` files
-//! the way the real server does in embedded mode.
+//! the harness makes, and writes mails as files the way the real server does in
+//! embedded mode: a `.eml` (verification mails quoted-printable, with a soft line
+//! break inside the token) and the readable `.txt` beside it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -16,6 +18,10 @@ use tokio::net::{TcpListener, TcpStream};
 struct State {
     /// email → (password, verified)
     users: HashMap<String, (String, bool)>,
+    /// emails with sign-in codes by mail on
+    otp: std::collections::HashSet<String>,
+    /// challenge token → (email, code)
+    challenges: HashMap<String, (String, String)>,
     /// verification token → email
     verify_tokens: HashMap<String, String>,
     /// access token → email
@@ -29,6 +35,8 @@ struct State {
 pub struct MockServer {
     pub base_url: String,
     pub mail_dir: PathBuf,
+    /// Requests served.
+    pub hits: Arc<AtomicU64>,
 }
 
 /// Starts the mock on its own thread (runs until the test process ends).
@@ -37,6 +45,8 @@ pub fn start(mail_dir: PathBuf) -> MockServer {
     std_listener.set_nonblocking(true).unwrap();
     let port = std_listener.local_addr().unwrap().port();
     let dir = mail_dir.clone();
+    let hits = Arc::new(AtomicU64::new(0));
+    let hits2 = Arc::clone(&hits);
     thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -51,8 +61,9 @@ pub fn start(mail_dir: PathBuf) -> MockServer {
                 };
                 let state = Arc::clone(&state);
                 let dir = dir.clone();
+                let hits = Arc::clone(&hits2);
                 tokio::spawn(async move {
-                    let _ = serve(stream, state, dir).await;
+                    let _ = serve(stream, state, dir, hits).await;
                 });
             }
         });
@@ -60,6 +71,7 @@ pub fn start(mail_dir: PathBuf) -> MockServer {
     MockServer {
         base_url: format!("http://127.0.0.1:{port}"),
         mail_dir,
+        hits,
     }
 }
 
@@ -67,6 +79,7 @@ async fn serve(
     mut stream: TcpStream,
     state: Arc<Mutex<State>>,
     dir: PathBuf,
+    hits: Arc<AtomicU64>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -110,6 +123,7 @@ async fn serve(
         let mut parts = request_line.split(' ');
         let method = parts.next().unwrap_or_default();
         let path = parts.next().unwrap_or_default();
+        hits.fetch_add(1, Ordering::Relaxed);
         let (status, answer) = handle(&state, &dir, method, path, &body, &auth);
         let text = answer.to_string();
         let response = format!(
@@ -153,6 +167,13 @@ fn handle(
             );
             std::fs::create_dir_all(dir).unwrap();
             std::fs::write(dir.join(format!("{:06}.eml", s.mail_seq)), eml).unwrap();
+            std::fs::write(
+                dir.join(format!("{:06}.txt", s.mail_seq)),
+                format!(
+                    "To: {email}\nSubject: Confirm\n\nOpen\nhttp://127.0.0.1/verify-email?token={token}\n"
+                ),
+            )
+            .unwrap();
             (202, json!({"status": "verification_pending"}))
         }
         ("POST", "/api/v1/auth/verify-email") => match s.verify_tokens.remove(&field("token")) {
@@ -167,6 +188,33 @@ fn handle(
         ("POST", "/api/v1/auth/login") => {
             let email = field("email");
             match s.users.get(&email) {
+                Some((pw, true)) if *pw == field("password") && s.otp.contains(&email) => {
+                    s.mail_seq += 1;
+                    let code = format!("{:06}", (s.mail_seq * 7919) % 1_000_000);
+                    let token = format!("mfa-{}-{}", s.mail_seq, "m".repeat(30));
+                    s.challenges
+                        .insert(token.clone(), (email.clone(), code.clone()));
+                    std::fs::create_dir_all(dir).unwrap();
+                    let stem = format!("{:06}", s.mail_seq);
+                    std::fs::write(
+                        dir.join(format!("{stem}.eml")),
+                        format!(
+                            "To: <{email}>\r\nSubject: Your sign-in code: {code}\r\n\r\ncode {code}\r\n"
+                        ),
+                    )
+                    .unwrap();
+                    std::fs::write(
+                        dir.join(format!("{stem}.txt")),
+                        format!(
+                            "To: {email}\nSubject: Your sign-in code: {code}\n\nYour code is {code}.\n"
+                        ),
+                    )
+                    .unwrap();
+                    (
+                        200,
+                        json!({"mfa_required": true, "mfa_token": token, "methods": ["email_otp"]}),
+                    )
+                }
                 Some((pw, true)) if *pw == field("password") => pair(&mut s, email),
                 Some((pw, false)) if *pw == field("password") => {
                     (403, json!({"code": "email_not_verified"}))
@@ -178,6 +226,20 @@ fn handle(
             Some(email) => pair(&mut s, email),
             None => (401, json!({"code": "invalid_token"})),
         },
+        ("POST", "/api/v1/auth/otp/verify") => match s.challenges.remove(&field("mfa_token")) {
+            Some((email, code)) if code == field("code") => pair(&mut s, email),
+            _ => (401, json!({"code": "invalid_code"})),
+        },
+        ("POST", "/api/v1/auth/me/2fa/email") => {
+            let token = auth.strip_prefix("Bearer ").unwrap_or_default();
+            match s.access.get(token).cloned() {
+                Some(email) => {
+                    s.otp.insert(email);
+                    (200, json!({}))
+                }
+                None => (401, json!({"code": "unauthorized"})),
+            }
+        }
         ("GET", "/api/v1/auth/me") => {
             let token = auth.strip_prefix("Bearer ").unwrap_or_default();
             match s.access.get(token) {

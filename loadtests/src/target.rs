@@ -1,5 +1,6 @@
 //! The only place a base URL is accepted: every request this harness sends goes to the
-//! loopback interface of this machine, never anywhere else.
+//! loopback interface of this machine, unless another target is named twice: as the
+//! base URL and, word for word, as `--confirm-target HOST:PORT`.
 
 use std::net::IpAddr;
 
@@ -15,6 +16,12 @@ impl BaseUrl {
     /// Accepts `http://127.x.y.z:PORT`, `http://localhost:PORT` or `http://[::1]:PORT`
     /// (an optional trailing `/` is dropped). Anything else is refused.
     pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::parse_confirmed(raw, None)
+    }
+
+    /// As [`BaseUrl::parse`], but a host off the loopback interface is accepted
+    /// when `confirm` names exactly its `HOST:PORT`.
+    pub fn parse_confirmed(raw: &str, confirm: Option<&str>) -> Result<Self, String> {
         let trimmed = raw.trim().trim_end_matches('/');
         let uri: Uri = trimmed
             .parse()
@@ -26,10 +33,13 @@ impl BaseUrl {
         let host = uri
             .host()
             .ok_or_else(|| format!("base URL {raw:?} has no host"))?;
-        if !is_loopback_host(host) {
+        let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        let confirmed = confirm.is_some_and(|c| c.trim().eq_ignore_ascii_case(&authority));
+        if !is_loopback_host(host) && !confirmed {
             return Err(format!(
                 "refusing base URL {raw:?}: this harness only sends traffic to the loopback \
-                 interface (127.0.0.0/8, localhost, [::1])"
+                 interface (127.0.0.0/8, localhost, [::1]); to load another server, name it \
+                 again with --confirm-target {authority}"
             ));
         }
         if uri
@@ -59,6 +69,12 @@ impl BaseUrl {
 
     pub fn as_str(&self) -> &str {
         &self.base
+    }
+}
+
+impl std::fmt::Display for BaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.base)
     }
 }
 
@@ -97,6 +113,26 @@ mod tests {
         ] {
             assert!(BaseUrl::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn another_target_only_when_confirmed_by_name() {
+        let url = "http://10.1.2.3:8080";
+        assert!(BaseUrl::parse(url).is_err());
+        assert!(BaseUrl::parse_confirmed(url, None).is_err());
+        assert!(BaseUrl::parse_confirmed(url, Some("10.1.2.3")).is_err());
+        assert!(BaseUrl::parse_confirmed(url, Some("10.1.2.3:8081")).is_err());
+        assert!(BaseUrl::parse_confirmed(url, Some("10.9.9.9:8080")).is_err());
+        assert!(BaseUrl::parse_confirmed(url, Some("10.1.2.3:8080")).is_ok());
+        assert!(
+            BaseUrl::parse_confirmed("http://staging.example:80", Some("STAGING.example:80"))
+                .is_ok()
+        );
+        assert!(
+            BaseUrl::parse_confirmed("http://staging.example", Some("staging.example:80")).is_ok()
+        );
+        let err = BaseUrl::parse(url).unwrap_err();
+        assert!(err.contains("--confirm-target 10.1.2.3:8080"), "{err}");
     }
 
     #[test]

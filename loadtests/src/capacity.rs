@@ -1,0 +1,259 @@
+//! `capacity`: what one task of the seed's size (half a core) sustains, per
+//! scenario and on the mix, next to the machine's limits measured in the same
+//! session. Each scenario is ramped (closed model, doubling workers) to its knee,
+//! then confirmed in the open model at 80 % of the knee's throughput.
+
+use std::time::Duration;
+
+use crate::argon2_limit::{self, Argon2Opts};
+use crate::harness::{Env, RunSpec};
+use crate::knee::KneeRule;
+use crate::limits;
+use crate::report::{CapacityRow, CapacitySection, HealthLimit, Limits};
+use crate::run::{Mix, Model, Scenario};
+
+#[derive(Debug, Clone)]
+pub struct CapacityOpts {
+    pub scenarios: Vec<Scenario>,
+    /// Worker counts of the ramp.
+    pub loads: Vec<f64>,
+    pub step_duration: Duration,
+    pub warmup: Duration,
+    pub max_requests: u64,
+    pub confirm_share: f64,
+    pub connections: usize,
+    pub mix: Mix,
+    pub argon2: Argon2Opts,
+    pub rs256_duration: Duration,
+    pub task_cores: f64,
+    pub pause: Duration,
+}
+
+pub fn capacity(env: &mut Env, opts: &CapacityOpts) -> Result<CapacitySection, String> {
+    eprintln!("capacity: the machine's limits first (servers idle)…");
+    let argon2 = argon2_limit::measure(&opts.argon2)?;
+    let rs256 = limits::measure_rs256(opts.rs256_duration, None, 10_000_000)?;
+    let task_scale = env.report.setup.task_scale;
+    let method = env
+        .report
+        .setup
+        .cpu
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |c| c.method.clone());
+    let mut rows = Vec::new();
+    let mut health = None;
+    for &scenario in &opts.scenarios {
+        if scenario.needs_mail(&opts.mix) && env.mailbox.is_none() {
+            eprintln!("capacity: {} skipped (needs the mail)", scenario.name());
+            continue;
+        }
+        eprintln!("capacity: ramping {}…", scenario.name());
+        let base = RunSpec {
+            scenario,
+            model: Model::Closed,
+            concurrency: 1,
+            duration: opts.step_duration,
+            warmup: opts.warmup,
+            max_requests: opts.max_requests,
+            mix: opts.mix.clone(),
+        };
+        let loads: Vec<f64> = if scenario.needs_otp_users(&opts.mix) {
+            // One account with email codes per worker.
+            let max = env.otp_users.len() as f64;
+            opts.loads.iter().copied().filter(|l| *l <= max).collect()
+        } else {
+            opts.loads.clone()
+        };
+        let ramp = env.ramp(
+            &base,
+            &loads,
+            false,
+            opts.connections,
+            &KneeRule::default(),
+            Some(opts.confirm_share),
+            opts.pause,
+        )?;
+        let confirm = ramp.confirm_run.map(|i| env.report.runs[i].summary.clone());
+        let (measured, p95, note) = match (ramp.knee_ok_rps, ramp.knee_p95_ms) {
+            (Some(r), Some(p)) => (
+                r,
+                p,
+                ramp.knee_reason
+                    .clone()
+                    .map(|r| format!("next step: {r}"))
+                    .unwrap_or_default(),
+            ),
+            _ => {
+                // No knee within the ramp: its best step is a lower bound.
+                let best = ramp
+                    .steps
+                    .iter()
+                    .max_by(|a, b| a.ok_rps.total_cmp(&b.ok_rps));
+                (
+                    best.map_or(0.0, |s| s.ok_rps),
+                    best.map_or(0.0, |s| s.p95_ms),
+                    "no knee within the ramp: a lower bound".to_owned(),
+                )
+            }
+        };
+        if scenario == Scenario::Health {
+            health = Some(HealthLimit {
+                concurrency: ramp.knee_load.unwrap_or(0.0) as usize,
+                ok_rps: measured * task_scale,
+                p95_ms: p95,
+            });
+        }
+        rows.push(CapacityRow {
+            scenario: scenario.name().to_owned(),
+            knee_load: ramp.knee_load,
+            measured_ok_rps: measured,
+            p95_ms: p95,
+            per_task_rps: (measured * task_scale * 10.0).round() / 10.0,
+            confirm_rate: confirm
+                .as_ref()
+                .map(|_| ramp.knee_ok_rps.unwrap_or(0.0) * ramp.confirm_share.unwrap_or(0.0)),
+            confirm_ok_rps: confirm.as_ref().map(|c| c.ok_rps),
+            confirm_p95_ms: confirm.as_ref().map(|c| c.p95_ms),
+            confirm_p99_ms: confirm.as_ref().map(|c| c.p99_ms),
+            note,
+        });
+        env.report.ramp = Some(ramp);
+    }
+    env.report.ramp = None;
+    env.report.limits = Some(Limits {
+        argon2: Some(argon2),
+        rs256: Some(rs256),
+        health,
+    });
+    let section = CapacitySection {
+        task_cores: opts.task_cores,
+        method,
+        task_scale,
+        scenarios: rows,
+    };
+    env.report.capacity = Some(section.clone());
+    Ok(section)
+}
+
+/// The per-task limits a scenario is compared with, and the ratio.
+pub fn limit_for(scenario: &str, task_cores: f64, limits: &Limits) -> Option<(String, f64)> {
+    match scenario {
+        "login" | "register" | "login_otp" => limits.argon2.as_ref().map(|a| {
+            (
+                "Argon2id".to_owned(),
+                task_cores / (a.single_hash_ms / 1000.0),
+            )
+        }),
+        "refresh" => limits
+            .rs256
+            .as_ref()
+            .map(|r| ("RS256".to_owned(), task_cores * r.per_core_sps)),
+        "me" | "mix" => limits
+            .health
+            .as_ref()
+            .map(|h| ("/health".to_owned(), h.ok_rps)),
+        _ => None,
+    }
+}
+
+/// The capacity table as Markdown (for RESULTS.md).
+pub fn markdown(section: &CapacitySection, limits: Option<&Limits>) -> String {
+    let mut out = String::new();
+    out.push_str("| scenario | knee (workers) | per task ok/s | p95 at knee ms | 80 % of knee: rate → p95 ms | limit of a task | share of the limit |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    for r in &section.scenarios {
+        let (limit, share) =
+            match limits.and_then(|l| limit_for(&r.scenario, section.task_cores, l)) {
+                Some((name, v)) if v > 0.0 => (
+                    format!("{name} {v:.0}/s"),
+                    format!("{:.0} %", r.per_task_rps / v * 100.0),
+                ),
+                _ => ("—".to_owned(), "—".to_owned()),
+            };
+        out.push_str(&format!(
+            "| {} | {} | {:.1} | {:.2} | {} | {} | {} |\n",
+            r.scenario,
+            r.knee_load.map_or("—".to_owned(), |v| format!("{v:.0}")),
+            r.per_task_rps,
+            r.p95_ms,
+            match (r.confirm_rate, r.confirm_p95_ms) {
+                (Some(rate), Some(p)) => format!("{rate:.1}/s → {p:.2}"),
+                _ => "—".to_owned(),
+            },
+            limit,
+            share
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::argon2_limit::Argon2Report;
+
+    #[test]
+    fn markdown_compares_each_scenario_with_its_limit() {
+        let section = CapacitySection {
+            task_cores: 0.5,
+            method: "cgroup v1 cfs quota".into(),
+            task_scale: 1.0,
+            scenarios: vec![
+                CapacityRow {
+                    scenario: "login".into(),
+                    knee_load: Some(2.0),
+                    measured_ok_rps: 12.0,
+                    p95_ms: 90.0,
+                    per_task_rps: 12.0,
+                    confirm_rate: Some(9.6),
+                    confirm_ok_rps: Some(9.6),
+                    confirm_p95_ms: Some(60.0),
+                    confirm_p99_ms: Some(80.0),
+                    note: String::new(),
+                },
+                CapacityRow {
+                    scenario: "refresh".into(),
+                    knee_load: None,
+                    measured_ok_rps: 100.0,
+                    p95_ms: 5.0,
+                    per_task_rps: 100.0,
+                    confirm_rate: None,
+                    confirm_ok_rps: None,
+                    confirm_p95_ms: None,
+                    confirm_p99_ms: None,
+                    note: String::new(),
+                },
+            ],
+        };
+        let limits = Limits {
+            argon2: Some(Argon2Report {
+                cores: 2,
+                threads: 2,
+                m_cost_kib: 19456,
+                t_cost: 2,
+                p_cost: 1,
+                reuse_memory: false,
+                single_hash_ms: 40.0,
+                parallel_hash_ms: 45.0,
+                parallel_hash_p95_ms: 50.0,
+                hashes: 10,
+                elapsed_s: 1.0,
+                measured_hps: 44.0,
+                limit_hps: 44.4,
+            }),
+            rs256: None,
+            health: None,
+        };
+        let md = markdown(&section, Some(&limits));
+        // Half a core over 40 ms per hash: 12.5 hashes/s; 12 is 96 %.
+        assert!(
+            md.contains("| login | 2 | 12.0 | 90.00 | 9.6/s → 60.00 | Argon2id 12/s | 96 % |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| refresh | — | 100.0 | 5.00 | — | — | — |"),
+            "{md}"
+        );
+    }
+}
