@@ -91,6 +91,7 @@ env -u DATABASE_URL -u DB_HOST -u DB_PORT -u DB_NAME -u DB_USER -u DB_PASSWORD -
     RATE_LIMIT_REGISTER=1000000 \
     RATE_LIMIT_PASSWORD_RESET=1000000 \
     RATE_LIMIT_OTP=1000000 \
+    MFA_CHALLENGES_PER_HOUR=1000000 \
     "$server_bin" serve >"$server_log" 2>&1 &
 server_pid=$!
 

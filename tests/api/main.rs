@@ -4,6 +4,7 @@
 
 mod support;
 
+mod factor_changes;
 mod hygiene;
 mod keys;
 mod lockout;
@@ -19,6 +20,8 @@ mod password_reset;
 mod rate_limit;
 mod readme;
 mod registration;
+mod same_answer;
+mod second_factor_limits;
 mod sessions;
 mod storage_contract;
 mod tls;
