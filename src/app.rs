@@ -175,6 +175,7 @@ impl Application {
                 .app_data(data.clone())
                 .app_data(trusted.clone())
                 .app_data(extract::json_config())
+                .wrap(from_fn(extract::edge_checks))
                 .wrap(from_fn(middleware::observe))
                 .configure(http::configure)
                 .default_service(web::to(http::fallback))

@@ -28,6 +28,17 @@ pub struct SecurityConfig {
     pub backing_timeout: Duration,
     /// Pending OTP challenges kept per user; putting one more evicts the oldest.
     pub max_otp_challenges: usize,
+    /// How long a reservation that finds every attempt of the window held by
+    /// verifications in flight waits for their outcome (a success reopens the window)
+    /// before the caller gets `AttemptsInFlight` (default 2 s; zero: never wait).
+    pub pending_wait: Duration,
+    /// How often a waiting reservation asks the shared backing again, to see outcomes
+    /// recorded by other instances (default 25 ms). Outcomes recorded by this instance
+    /// retry it at once.
+    pub pending_poll: Duration,
+    /// Reservations waiting per user (default 64); one more is answered
+    /// `AttemptsInFlight` at once. With the mailbox, this bounds what one user holds.
+    pub max_pending: usize,
 }
 
 impl Default for SecurityConfig {
@@ -42,6 +53,9 @@ impl Default for SecurityConfig {
             request_timeout: Duration::from_secs(2),
             backing_timeout: Duration::from_millis(250),
             max_otp_challenges: 4,
+            pending_wait: Duration::from_secs(2),
+            pending_poll: Duration::from_millis(25),
+            max_pending: 64,
         }
     }
 }
@@ -68,6 +82,7 @@ impl SecurityConfig {
                 "max_otp_challenges must be at least 1",
             ),
             (self.lockout.lockout_ms <= 0, "lockout must be positive"),
+            (self.pending_poll.is_zero(), "pending_poll must be positive"),
         ];
         match checks.iter().find(|(bad, _)| *bad) {
             Some((_, why)) => Err(StartError::InvalidConfig(why)),

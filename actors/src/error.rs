@@ -3,7 +3,8 @@
 
 use std::error::Error as StdError;
 
-/// Why an actor could not answer. Map `Overloaded` to 503 + `Retry-After`.
+/// Why an actor could not answer. Map `Overloaded` and `AttemptsInFlight` to
+/// 503 + `Retry-After`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ActorError {
     /// The user's (or its shard's) mailbox is full; nothing was done.
@@ -12,6 +13,11 @@ pub enum ActorError {
     /// The actor system is stopping or did not answer in time.
     #[error("actor system unavailable")]
     Unavailable,
+    /// Every login attempt of the account's window is held by a verification still in
+    /// flight, and none settled within `pending_wait`: nothing was reserved, the account
+    /// is not locked. Map to 503 + `Retry-After`, never to "locked".
+    #[error("every login attempt is in flight")]
+    AttemptsInFlight,
 }
 
 /// A shared lockout backing (Redis, database) failed; the actor decides locally instead.

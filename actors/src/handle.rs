@@ -43,6 +43,9 @@ impl SecurityActors {
             idle_timeout: config.idle_timeout,
             backing_timeout: config.backing_timeout,
             max_otp_challenges: config.max_otp_challenges,
+            pending_wait: config.pending_wait,
+            pending_poll: config.pending_poll,
+            max_pending: config.max_pending,
             user_mailbox: config.user_mailbox,
             counters: Arc::clone(&counters),
         });
@@ -62,6 +65,7 @@ impl SecurityActors {
                 shards,
                 counters,
                 request_timeout: config.request_timeout,
+                pending_wait: config.pending_wait,
             }),
         })
     }
@@ -71,7 +75,8 @@ impl SecurityActors {
 ///
 /// Every method answers `Err(ActorError::Overloaded)` at once when a mailbox is full
 /// (answer 503 + `Retry-After`), and `Err(ActorError::Unavailable)` when the actors are
-/// stopping or do not answer within `request_timeout`.
+/// stopping or do not answer within `request_timeout` (`reserve_login`: plus
+/// `pending_wait`).
 #[derive(Clone)]
 pub struct SecurityHandle {
     inner: Arc<Inner>,
@@ -92,17 +97,26 @@ struct Inner {
     shards: Box<[Addr<Shard>]>,
     counters: Arc<Counters>,
     request_timeout: Duration,
+    pending_wait: Duration,
 }
 
 impl SecurityHandle {
     /// Reserves one password verification for `key` at `now`. Verify only on `Allowed`,
-    /// then record the outcome.
+    /// then record the outcome. `Locked` means a real lockout: `max_attempts` failures.
+    ///
+    /// When every attempt of the window is held by verifications still in flight, the
+    /// answer waits (up to `pending_wait`) for their outcome: a success reopens the
+    /// window, a last failure locks it. If none comes in time the answer is
+    /// `Err(ActorError::AttemptsInFlight)`: nothing was reserved; answer 503 +
+    /// `Retry-After`, not "locked".
     pub async fn reserve_login(
         &self,
         key: &str,
         now: Timestamp,
     ) -> Result<Reservation, ActorError> {
-        self.request(key, |reply| ReserveLogin { now, reply }).await
+        let limit = self.inner.request_timeout + self.inner.pending_wait;
+        self.request_within(key, limit, |reply| ReserveLogin { now, reply })
+            .await
     }
 
     /// Records that a reserved verification for `key` failed. `Locked` is returned once
@@ -165,6 +179,20 @@ impl SecurityHandle {
         M: UserRequest,
         UserActor: actix::Handler<M>,
     {
+        self.request_within(key, self.inner.request_timeout, make)
+            .await
+    }
+
+    async fn request_within<M, T>(
+        &self,
+        key: &str,
+        limit: Duration,
+        make: impl Fn(Reply<T>) -> M,
+    ) -> Result<T, ActorError>
+    where
+        M: UserRequest,
+        UserActor: actix::Handler<M>,
+    {
         let shards = &self.inner.shards;
         let shard = shards
             .get(shard_of(key, shards.len()))
@@ -186,7 +214,7 @@ impl SecurityHandle {
                 }
                 Err(SendError::Closed(_)) => return Err(ActorError::Unavailable),
             }
-            match actix::clock::timeout(self.inner.request_timeout, answer).await {
+            match actix::clock::timeout(limit, answer).await {
                 Ok(Ok(result)) => return result,
                 Ok(Err(_dropped_unprocessed)) => continue,
                 // no answer in time: it may still be processed, so never resend

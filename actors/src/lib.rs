@@ -24,7 +24,9 @@ pub use config::SecurityConfig;
 pub use error::{ActorError, BackingError, StartError};
 pub use handle::{SecurityActors, SecurityHandle};
 pub use key::UserKey;
-pub use policy::lockout::{FailureOutcome, LockoutPolicy, LockoutState, Reservation};
+pub use policy::lockout::{
+    FailureOutcome, LockoutPolicy, LockoutState, Reservation, ReserveOutcome,
+};
 pub use policy::otp::{OtpChallenge, OtpOutcome};
 pub use rate_limit::{RateDecision, RateLimits, RateQuota};
 pub use stats::ActorStats;

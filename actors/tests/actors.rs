@@ -1,5 +1,6 @@
 //! Actor tests through the public handles: on-demand creation, idle reaping, bounded
-//! mailboxes, per-user serialisation, and the shared backing with its local fallback.
+//! mailboxes, per-user serialisation, the shared backing with its local fallback, and
+//! reservations that wait for verifications in flight.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::future::{pending, Future};
@@ -11,17 +12,28 @@ use suma_auth_actors::clock::wall_clock_now;
 use suma_auth_actors::{
     ActorError, Backing, BackingError, BackingFuture, FailureOutcome, LockoutBacking,
     LockoutPolicy, MemoryBacking, OtpChallenge, OtpOutcome, RateLimits, RateQuota, Reservation,
-    SecurityActors, SecurityConfig, SecurityHandle, StartError, Timestamp, UserKey,
+    ReserveOutcome, SecurityActors, SecurityConfig, SecurityHandle, StartError, Timestamp, UserKey,
 };
 use tokio::sync::{Notify, Semaphore};
 
 const NOW: Timestamp = Timestamp(1_700_000_000_000);
 
+/// Reservations left pending (no outcome is ever recorded) are answered after 100 ms.
 fn config() -> SecurityConfig {
     SecurityConfig {
         lockout: LockoutPolicy::new(5, Duration::from_secs(15 * 60)),
         shards: 4,
+        pending_wait: Duration::from_millis(100),
         ..SecurityConfig::default()
+    }
+}
+
+/// Waiting reservations are decided by outcomes long before they could give up.
+fn patient() -> SecurityConfig {
+    SecurityConfig {
+        pending_wait: Duration::from_secs(30),
+        request_timeout: Duration::from_secs(30),
+        ..config()
     }
 }
 
@@ -58,6 +70,13 @@ fn allowed(results: &[Result<Reservation, ActorError>]) -> usize {
     results
         .iter()
         .filter(|r| matches!(r, Ok(Reservation::Allowed { .. })))
+        .count()
+}
+
+fn in_flight(results: &[Result<Reservation, ActorError>]) -> usize {
+    results
+        .iter()
+        .filter(|r| **r == Err(ActorError::AttemptsInFlight))
         .count()
 }
 
@@ -159,8 +178,10 @@ async fn fifty_concurrent_reservations_for_one_user_allow_exactly_max_attempts()
     })
     .await;
 
+    // nothing was recorded: the others waited for the five in flight, and were never
+    // told "locked"
     assert_eq!(allowed(&results), 5);
-    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(in_flight(&results), 45, "{results:?}");
 }
 
 #[actix::test]
@@ -258,7 +279,7 @@ impl LockoutBacking for GatedBacking {
         key: &UserKey,
         policy: LockoutPolicy,
         now: Timestamp,
-    ) -> BackingFuture<Reservation> {
+    ) -> BackingFuture<ReserveOutcome> {
         self.hold(self.store.reserve(key, policy, now))
     }
 
@@ -288,6 +309,8 @@ async fn a_shared_backing_sees_one_call_at_a_time_per_user() {
     .await;
 
     assert_eq!(allowed(&results), 5);
+    assert_eq!(in_flight(&results), 45);
+    // the waiting ones were asked for again, one backing call at a time
     assert_eq!(backing.max_in_flight.load(Ordering::SeqCst), 1);
     assert_eq!(actors.stats().backing_failures, 0);
 }
@@ -305,6 +328,7 @@ async fn two_instances_sharing_a_backing_allow_max_attempts_in_total() {
     .await;
 
     assert_eq!(allowed(&results), 5);
+    assert_eq!(in_flight(&results), 35);
     assert_eq!(shared.state("erin@example.com").unwrap().attempts, 5);
 }
 
@@ -323,7 +347,12 @@ impl BrokenBacking {
 }
 
 impl LockoutBacking for BrokenBacking {
-    fn reserve(&self, _: &UserKey, _: LockoutPolicy, _: Timestamp) -> BackingFuture<Reservation> {
+    fn reserve(
+        &self,
+        _: &UserKey,
+        _: LockoutPolicy,
+        _: Timestamp,
+    ) -> BackingFuture<ReserveOutcome> {
         self.fail()
     }
 
@@ -352,9 +381,9 @@ async fn a_failing_backing_falls_back_to_the_local_policy() {
     .await;
 
     assert_eq!(allowed(&results), 5, "still answered, still bounded");
-    assert_eq!(results.len(), 8);
-    assert!(results.iter().all(Result::is_ok));
-    assert_eq!(actors.stats().backing_failures, 8);
+    assert_eq!(in_flight(&results), 3, "{results:?}");
+    // every retry of a waiting reservation asked the backing again
+    assert!(actors.stats().backing_failures >= 8);
 }
 
 /// A shared store that can go down (a Redis outage).
@@ -379,7 +408,7 @@ impl LockoutBacking for FlakyBacking {
         key: &UserKey,
         policy: LockoutPolicy,
         now: Timestamp,
-    ) -> BackingFuture<Reservation> {
+    ) -> BackingFuture<ReserveOutcome> {
         self.guard(self.store.reserve(key, policy, now))
     }
 
@@ -504,6 +533,151 @@ async fn a_full_user_mailbox_answers_overloaded_at_once() {
     assert_eq!(overloaded + answered, 31);
     assert_eq!(actors.stats().mailbox_rejections, overloaded as u64);
     assert_eq!(allowed(&results), answered.min(5));
+}
+
+/// One sign-in with the right password: reserve, verify (a yield), record the success.
+async fn correct_password(actors: SecurityHandle, key: &'static str) -> Result<u32, ActorError> {
+    match actors.reserve_login(key, NOW).await? {
+        Reservation::Allowed { attempt } => {
+            actix::clock::sleep(Duration::from_millis(1)).await;
+            actors.record_login_success(key).await?;
+            Ok(attempt)
+        }
+        Reservation::Locked { .. } => Err(ActorError::Unavailable),
+    }
+}
+
+#[actix::test]
+async fn forty_concurrent_correct_passwords_all_verify_and_none_is_locked() {
+    let actors = start(patient(), Backing::Local);
+    let results = concurrently(40, |_| correct_password(actors.clone(), "judy@example.com")).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    // every attempt of every window was used, never more than five
+    assert!(results
+        .iter()
+        .all(|r| (1..=5).contains(r.as_ref().unwrap())));
+    let stats = actors.stats();
+    assert!(stats.pending_waits > 0, "{stats:?}");
+    assert_eq!(stats.pending_refusals, 0);
+}
+
+#[actix::test]
+async fn a_success_on_one_instance_gives_places_to_reservations_waiting_on_another() {
+    let shared = Arc::new(MemoryBacking::new());
+    let one = start(patient(), Backing::Shared(shared.clone()));
+    let two = start(patient(), Backing::Shared(shared.clone()));
+    let key = "kim@example.com";
+    // five checks in flight on instance one
+    for _ in 0..5 {
+        assert!(one.reserve_login(key, NOW).await.unwrap().is_allowed());
+    }
+    // ten sign-ins with the right password wait on instance two: only its poll of the
+    // shared state can see the success recorded by instance one
+    let waiting: Vec<_> = (0..10)
+        .map(|_| actix::spawn(correct_password(two.clone(), key)))
+        .collect();
+    assert!(eventually(|| two.stats().pending_waits == 10).await);
+    one.record_login_success(key).await.unwrap();
+
+    for task in waiting {
+        assert!(task.await.unwrap().is_ok());
+    }
+    assert_eq!(two.stats().pending_refusals, 0);
+}
+
+#[actix::test]
+async fn waiting_reservations_are_told_locked_only_by_the_last_failure() {
+    let actors = start(patient(), Backing::Local);
+    let key = "lena@example.com";
+    for _ in 0..5 {
+        assert!(actors.reserve_login(key, NOW).await.unwrap().is_allowed());
+    }
+    let waiting: Vec<_> = (0..10)
+        .map(|_| {
+            let actors = actors.clone();
+            actix::spawn(async move { actors.reserve_login(key, NOW).await })
+        })
+        .collect();
+    assert!(eventually(|| actors.stats().pending_waits == 10).await);
+
+    for n in 0..4 {
+        assert_eq!(
+            actors.record_login_failure(key, NOW.plus_ms(n)).await,
+            Ok(FailureOutcome::Counted {
+                failures: n as u32 + 1
+            })
+        );
+    }
+    actix::clock::sleep(Duration::from_millis(50)).await;
+    assert!(
+        waiting.iter().all(|task| !task.is_finished()),
+        "answered before the outcome of every check in flight"
+    );
+
+    assert!(matches!(
+        actors.record_login_failure(key, NOW.plus_ms(4)).await,
+        Ok(FailureOutcome::Locked { .. })
+    ));
+    for task in waiting {
+        assert!(matches!(
+            task.await.unwrap(),
+            Ok(Reservation::Locked { .. })
+        ));
+    }
+}
+
+#[actix::test]
+async fn a_reservation_waits_at_most_pending_wait_and_is_not_told_locked() {
+    let actors = start(config(), Backing::Local);
+    let key = "mia@example.com";
+    for _ in 0..5 {
+        assert!(actors.reserve_login(key, NOW).await.unwrap().is_allowed());
+    }
+    // no outcome ever comes
+    assert_eq!(
+        actors.reserve_login(key, NOW).await,
+        Err(ActorError::AttemptsInFlight)
+    );
+    let stats = actors.stats();
+    assert_eq!((stats.pending_waits, stats.pending_refusals), (1, 1));
+    // the account is not locked: a success reopens the window
+    actors.record_login_success(key).await.unwrap();
+    assert_eq!(
+        actors.reserve_login(key, NOW).await,
+        Ok(Reservation::Allowed { attempt: 1 })
+    );
+}
+
+#[actix::test]
+async fn at_most_max_pending_reservations_wait_per_user() {
+    let actors = start(
+        SecurityConfig {
+            max_pending: 3,
+            ..patient()
+        },
+        Backing::Local,
+    );
+    let key = "noor@example.com";
+    for _ in 0..5 {
+        assert!(actors.reserve_login(key, NOW).await.unwrap().is_allowed());
+    }
+    // ten more while the five are in flight: three wait, seven are refused at once
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let actors = actors.clone();
+            actix::spawn(async move { actors.reserve_login(key, NOW).await })
+        })
+        .collect();
+    assert!(eventually(|| actors.stats().pending_refusals == 7).await);
+    assert_eq!(actors.stats().pending_waits, 3);
+    actors.record_login_success(key).await.unwrap();
+
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    assert_eq!(allowed(&results), 3, "{results:?}");
+    assert_eq!(in_flight(&results), 7, "{results:?}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod email;
+pub mod login_counters;
 pub mod password;
 pub mod refresh;
 pub mod reset;

@@ -1,12 +1,21 @@
 //! Request extraction: the JSON body rules (64 KiB, `application/json`,
-//! errors as problems) and the bearer-token principal.
+//! errors as problems), the checks every request passes before routing
+//! ([`edge_checks`]: header size, control characters in bodies) and the
+//! bearer-token principal.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::dev::Payload;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::{JsonPayloadError, PayloadError};
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::mime;
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest};
+use futures_util::StreamExt;
 
 use super::errors::ApiError;
 use crate::domain::FieldError;
@@ -18,8 +27,151 @@ pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(super::MAX_BODY_BYTES)
         .content_type_required(true)
-        .content_type(|mime| mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+        .content_type(is_json)
         .error_handler(|err, _req| json_error(err).into())
+}
+
+fn is_json(mime: mime::Mime) -> bool {
+    mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json")
+}
+
+/// The most header bytes a request may send (names, values and their
+/// separators, as on the wire); more is refused with 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Checks every request passes before routing, so that no handler and no
+/// store ever sees what they refuse:
+///
+/// - request headers over [`MAX_HEADER_BYTES`]: 431;
+/// - a JSON body with a control character (Unicode `Cc`: NUL, the C0 and C1
+///   controls, DEL) in any string, key or value, at any depth: 422
+///   `invalid_characters`, naming the field. PostgreSQL refuses NUL in text,
+///   and no field of this API is free text that could need a control.
+///
+/// A body that is too large or not well-formed is left for the extractor,
+/// which answers it as before (413, 400). Form posts are the HTML pages'
+/// own: they answer bad input with a page.
+pub async fn edge_checks(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    if header_bytes(req.headers()) > MAX_HEADER_BYTES {
+        return Ok(refuse(
+            req,
+            ApiError::Http(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        ));
+    }
+    if !req.mime_type().ok().flatten().is_some_and(is_json) {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > super::MAX_BODY_BYTES) {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let mut payload = req.take_payload();
+    let mut body = BytesMut::new();
+    let mut complete = true;
+    while let Some(chunk) = payload.next().await {
+        match chunk {
+            Ok(chunk) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > super::MAX_BODY_BYTES {
+                    complete = false;
+                    break;
+                }
+            }
+            Err(e) => {
+                // Handed on as it came: the extractor reports it.
+                let head = futures_util::stream::iter([Ok(body.freeze()), Err(e)]);
+                req.set_payload(Payload::from(Box::pin(head.chain(payload)) as BodyStream));
+                return Ok(next.call(req).await?.map_into_boxed_body());
+            }
+        }
+    }
+    let body = body.freeze();
+    if complete {
+        let found = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| control_in_json(&v, ""));
+        if let Some(field) = found {
+            return Ok(refuse(
+                req,
+                ApiError::Auth(AuthError::Validation(vec![FieldError::new(
+                    &field,
+                    "invalid_characters",
+                    "control characters (such as NUL) are not allowed",
+                )])),
+            ));
+        }
+        req.set_payload(Payload::from(body));
+    } else {
+        let head = futures_util::stream::once(async move { Ok::<Bytes, PayloadError>(body) });
+        req.set_payload(Payload::from(Box::pin(head.chain(payload)) as BodyStream));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// A request body as actix streams it.
+type BodyStream = Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, PayloadError>>>>;
+
+fn refuse(req: ServiceRequest, error: ApiError) -> ServiceResponse<BoxBody> {
+    let (http_req, _) = req.into_parts();
+    ServiceResponse::new(http_req, actix_web::ResponseError::error_response(&error))
+}
+
+/// Header bytes as sent: `name: value\r\n` for each.
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// The path (`consents.terms`, `codes[2]`) of the first string or key with a
+/// control character; a key that has one is shown with U+FFFD in its place.
+fn control_in_json(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let join = |key: &str| {
+        let key: String = key
+            .chars()
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect();
+        if path.is_empty() {
+            key
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) if has_control(s) => Some(if path.is_empty() {
+            "body".into()
+        } else {
+            path.into()
+        }),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+            control_in_json(
+                v,
+                &format!("{}[{i}]", if path.is_empty() { "body" } else { path }),
+            )
+        }),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let field = join(k);
+            if has_control(k) {
+                Some(field)
+            } else {
+                control_in_json(v, &field)
+            }
+        }),
+        _ => None,
+    }
 }
 
 fn json_error(err: JsonPayloadError) -> ApiError {
@@ -128,6 +280,31 @@ mod tests {
         let fe = data_error(&e);
         assert_eq!(fe.code, "invalid_type");
         assert!(!fe.message.contains("123456789"));
+    }
+
+    #[test]
+    fn control_characters_are_found_with_their_path() {
+        let v: serde_json::Value = serde_json::from_str(
+            r#"{"email":"a@b.co","consents":{"terms":true,"version":"1\u0007"}}"#,
+        )
+        .unwrap();
+        assert_eq!(control_in_json(&v, "").as_deref(), Some("consents.version"));
+        let v: serde_json::Value = serde_json::from_str(r#"{"codes":["1","2\u0000"]}"#).unwrap();
+        assert_eq!(control_in_json(&v, "").as_deref(), Some("codes[1]"));
+        let v: serde_json::Value = serde_json::from_str(r#"["\u007f"]"#).unwrap();
+        assert_eq!(control_in_json(&v, "").as_deref(), Some("body[0]"));
+        let v: serde_json::Value = serde_json::from_str(r#"{"a\u0000":1}"#).unwrap();
+        assert_eq!(control_in_json(&v, "").as_deref(), Some("a\u{fffd}"));
+        // Format characters (a right-to-left mark) are not controls.
+        let v: serde_json::Value = serde_json::from_str(r#"{"e":"\u202ex é"}"#).unwrap();
+        assert_eq!(control_in_json(&v, ""), None);
+    }
+
+    #[test]
+    fn header_bytes_count_names_values_and_separators() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, header::HeaderValue::from_static("example"));
+        assert_eq!(header_bytes(&headers), "host: example\r\n".len());
     }
 
     #[test]

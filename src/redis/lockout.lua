@@ -1,6 +1,9 @@
 -- The lockout window of one account, decided atomically. The transitions are
 -- exactly those of LockoutState in the actors crate (policy/lockout.rs).
 -- KEYS[1] the account's hash; ARGV: op ('reserve'|'failure'|'success'|'lock'), now (ms), max, lockout (ms), [lock: until (ms)]
+-- Returns: reserve {1, attempt} allowed | {0, retry ms} locked | {2, 0} pending;
+--          failure {1, until ms} locked by this failure | {0, failures} counted;
+--          success {1, 0}; lock {0, retry ms}.
 local key = KEYS[1]
 local op = ARGV[1]
 if op == 'success' then
@@ -46,9 +49,9 @@ if op == 'reserve' then
   end
   expire()
   if a >= max then
-    if not l then l = now + lock end
-    save()
-    return {0, l - now}
+    -- No lock in force, so fewer than max failures: every attempt of the
+    -- window is held by a check still in flight. Pending: nothing changes.
+    return {2, 0}
   end
   a = a + 1
   if not w then w = now end

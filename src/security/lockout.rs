@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use suma_auth_actors::{
     BackingError, BackingFuture, FailureOutcome, LockoutBacking, LockoutPolicy, LockoutState,
-    Reservation, Timestamp, UserKey,
+    ReserveOutcome, Timestamp, UserKey,
 };
 
 use super::{from_timestamp, to_timestamp};
@@ -29,7 +29,7 @@ enum Op {
 /// What a transition decided, whichever store took it.
 #[derive(Clone, Copy)]
 enum Decision {
-    Reserved(Reservation),
+    Reserved(ReserveOutcome),
     Failed(FailureOutcome),
     Done,
 }
@@ -83,7 +83,12 @@ impl LockoutStore {
             Decision::Done => Box::new(|_| LockoutRecord::default()),
             _ => return,
         };
-        if let Err(e) = self.store.update_lockout(key.as_str(), transition).await {
+        let at = from_timestamp(now);
+        if let Err(e) = self
+            .store
+            .update_lockout(key.as_str(), at, transition)
+            .await
+        {
             tracing::warn!(error = %e, "lockout not mirrored to the database");
         }
     }
@@ -124,17 +129,18 @@ impl LockoutStore {
                             until.0,
                         )
                         .await?;
-                    return Ok(Decision::Reserved(Reservation::Locked {
+                    return Ok(Decision::Reserved(ReserveOutcome::Locked {
                         retry_after_ms: retry,
                     }));
                 }
             }
         }
         Ok(match op {
-            Op::Reserve if flag == 1 => Decision::Reserved(Reservation::Allowed {
+            Op::Reserve if flag == 1 => Decision::Reserved(ReserveOutcome::Allowed {
                 attempt: value.max(0) as u32,
             }),
-            Op::Reserve => Decision::Reserved(Reservation::Locked {
+            Op::Reserve if flag == 2 => Decision::Reserved(ReserveOutcome::Pending),
+            Op::Reserve => Decision::Reserved(ReserveOutcome::Locked {
                 retry_after_ms: value,
             }),
             Op::Failure if flag == 1 => Decision::Failed(FailureOutcome::Locked {
@@ -159,6 +165,7 @@ impl LockoutStore {
         self.store
             .update_lockout(
                 key.as_str(),
+                from_timestamp(now),
                 Box::new(move |record| {
                     let mut state = to_state(&record);
                     let decision = match op {
@@ -213,7 +220,7 @@ impl LockoutBacking for LockoutStore {
         key: &UserKey,
         policy: LockoutPolicy,
         now: Timestamp,
-    ) -> BackingFuture<Reservation> {
+    ) -> BackingFuture<ReserveOutcome> {
         let (this, key) = (self.clone(), key.clone());
         Box::pin(async move {
             match this.apply(key, Op::Reserve, policy, now).await? {

@@ -70,7 +70,9 @@ pub async fn record_success(svc: &Services, key: &str) {
 
 pub fn actor_error(e: ActorError) -> AuthError {
     match e {
-        ActorError::Overloaded => AuthError::Busy {
+        // Every attempt of the window is being checked and none settled in
+        // time: busy, not locked, and not a failure.
+        ActorError::Overloaded | ActorError::AttemptsInFlight => AuthError::Busy {
             retry_after: Duration::from_secs(1),
         },
         ActorError::Unavailable => {
@@ -128,7 +130,7 @@ pub async fn record_failure(
     if let Some(user) = user {
         if let Err(e) = svc
             .store
-            .record_login_failure(user.id, failures, locked_until)
+            .record_login_failure(user.id, failures, locked_until, svc.clock.now())
             .await
         {
             tracing::warn!(error = %e, "failed-login counters not updated");

@@ -76,7 +76,13 @@ async fn mail_link(svc: &Services, email: Email, client: &ClientContext) -> Resu
         .prepare(&mail)
         .map_err(|e| AuthError::Internal(e.into()))?;
     svc.store
-        .add_verification_token(user.id, &tokens::token_hash(&token), expires, Some(queued))
+        .add_verification_token(
+            user.id,
+            &tokens::token_hash(&token),
+            expires,
+            svc.clock.now(),
+            Some(queued),
+        )
         .await?;
     svc.mailer.queued(mail.template);
     svc.audit(

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::domain::login_counters::LoginCounters;
 use crate::domain::refresh::{RefreshDecision, RefreshState};
 use crate::domain::second_factor::SecondFactorChange;
 pub use crate::domain::ClientContext;
@@ -287,6 +288,22 @@ pub fn user_from<R: Columns>(r: &R) -> Result<UserRecord, R::Error> {
         totp_secret_sealed: r.text(15)?,
         totp_pending_sealed: r.text(16)?,
     })
+}
+
+/// The failed-login counters of a user row (see [`LOGIN_COUNTERS`](super::sql::LOGIN_COUNTERS)).
+pub fn counters_from<R: Columns>(r: &R) -> Result<LoginCounters, R::Error> {
+    Ok(LoginCounters {
+        failed_attempts: r.int(0)?.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
+        locked_until: r.time(1)?,
+    })
+}
+
+/// A failure as the lockout reported it: the window's failures and the lock it caused.
+pub fn reported(failed_attempts: u32, locked_until: Option<DateTime<Utc>>) -> LoginCounters {
+    LoginCounters {
+        failed_attempts,
+        locked_until,
+    }
 }
 
 /// The columns of [`SessionRecord`], in the order [`session_from`] reads them.

@@ -4,6 +4,20 @@
 
 use super::{CHALLENGE_COLUMNS, STEP_UP};
 
+// Users.
+
+/// The failed-login counters of a user: $1 id.
+pub const LOGIN_COUNTERS: &str =
+    "SELECT failed_login_attempts, locked_until FROM users WHERE id = $1";
+
+/// The same, locked until the transaction ends (PostgreSQL).
+pub const LOGIN_COUNTERS_FOR_UPDATE: &str =
+    "SELECT failed_login_attempts, locked_until FROM users WHERE id = $1 FOR UPDATE";
+
+/// Writes the failed-login counters: $1 id, $2 failures, $3 locked until, $4 locked now.
+pub const SET_LOGIN_COUNTERS: &str =
+    "UPDATE users SET failed_login_attempts = $2, locked_until = $3, is_locked = $4 WHERE id = $1";
+
 // Sessions and refresh tokens.
 
 /// A refresh token (id, spent time) with its session's columns from index 2.

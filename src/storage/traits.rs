@@ -34,6 +34,7 @@ pub trait UserStore: Send + Sync {
         user_id: Uuid,
         attempts: u32,
         locked_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
     ) -> StoreResult<()>;
 
     /// Sets a new password hash, records it in the history, clears the lockout counters.
@@ -101,6 +102,7 @@ pub trait TokenStore: Send + Sync {
         user_id: Uuid,
         token_hash: &str,
         expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
         mail: Option<OutboxMail>,
     ) -> StoreResult<()>;
 
@@ -237,7 +239,12 @@ pub trait LockoutStore: Send + Sync {
     /// Applies `transition` to the lockout window of `key` atomically: the
     /// row is locked (Postgres `FOR UPDATE`; SQLite's single writer) from the
     /// read to the write, so instances sharing the database agree.
-    async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()>;
+    async fn update_lockout(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        transition: LockoutTransition,
+    ) -> StoreResult<()>;
 }
 
 /// The audit log (written here, read by operators and tests straight from the database).

@@ -1,7 +1,10 @@
 //! Brute-force lockout: at most MAX_LOGIN_ATTEMPTS verifications per account
-//! per window, on one instance or three sharing PostgreSQL and Redis.
+//! per window, on one instance or three sharing PostgreSQL and Redis; 423
+//! only once they have all failed, never for a correct password.
 
 use serde_json::json;
+use suma_auth::security::LockoutStore;
+use suma_auth_actors::{LockoutBacking, LockoutPolicy, LockoutState, Timestamp, UserKey};
 
 use crate::support::redis_server::RedisServer;
 use crate::support::{redis_url, Backend, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD};
@@ -48,18 +51,20 @@ fn sqlite_count_reason(app: &TestApp, reason: &str) -> u64 {
 }
 
 async fn three_instances(redis: &str) -> (TestDatabase, Vec<TestApp>) {
+    three_instances_with(redis, false).await
+}
+
+async fn three_instances_with(redis: &str, statsd: bool) -> (TestDatabase, Vec<TestApp>) {
     let db = TestDatabase::create().await;
     let smtp = SmtpSink::start().await;
     let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
     let mut apps = Vec::new();
     for _ in 0..3 {
-        apps.push(
-            TestSetup::new(Backend::Postgres)
-                .sharing(&db.url, &prefix, &smtp)
-                .env("REDIS_ENDPOINT", redis)
-                .spawn()
-                .await,
-        );
+        let setup = TestSetup::new(Backend::Postgres)
+            .sharing(&db.url, &prefix, &smtp)
+            .env("REDIS_ENDPOINT", redis);
+        let setup = if statsd { setup.with_statsd() } else { setup };
+        apps.push(setup.spawn().await);
     }
     (db, apps)
 }
@@ -253,4 +258,198 @@ async fn a_redis_outage_falls_back_to_the_database_and_recovers() {
             .status,
         401
     );
+}
+
+/// Sum of the counter `name` over the lines of every instance's agent whose
+/// tags include all of `tags`.
+fn counted(apps: &[TestApp], name: &str, tags: &[&str]) -> u64 {
+    let prefix = format!("{name}:");
+    apps.iter()
+        .flat_map(|app| app.statsd.as_ref().unwrap().lines())
+        .filter(|line| line.starts_with(&prefix) && tags.iter().all(|t| line.contains(t)))
+        .map(|line| {
+            let value = line[prefix.len()..].split('|').next().unwrap();
+            value.parse::<u64>().unwrap()
+        })
+        .sum()
+}
+
+/// `n` sign-ins with the right password at once, spread over `apps`: each
+/// is answered 200, or 503 `service_busy` when the in-flight checks it
+/// waited for did not settle in time; never 423. None is counted or
+/// audited as a lockout.
+async fn correct_passwords_at_once(apps: &[TestApp], n: usize) {
+    let email = apps[0].verified_user().await;
+    let email = email.as_str();
+    let attempts = (0..n).map(|i| async move {
+        let started = std::time::Instant::now();
+        let res = apps[i % apps.len()].login(email, PASSWORD).await;
+        (res, started.elapsed())
+    });
+    let (answers, times): (Vec<_>, Vec<_>) = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .unzip();
+    let slowest = times.iter().max().unwrap();
+    let ok = answers.iter().filter(|r| r.status == 200).count();
+    let busy = answers.iter().filter(|r| r.status == 503).count();
+    let locked = answers.iter().filter(|r| r.status == 423).count();
+    println!(
+        "{n} correct passwords at once on {} instance(s): {ok} × 200, {busy} × 503, \
+         {locked} × 423; slowest answer {slowest:?}",
+        apps.len()
+    );
+    for res in &answers {
+        assert!(
+            res.status == 200 || res.status == 503,
+            "{} {}",
+            res.status,
+            String::from_utf8_lossy(&res.body)
+        );
+        if res.status == 503 {
+            assert_eq!(res.code(), "service_busy");
+            assert_eq!(res.header("retry-after").as_deref(), Some("1"));
+        }
+    }
+    assert!(ok > 0);
+    // Every success has reached the agents: the absence of lockout lines is not
+    // a matter of waiting.
+    for _ in 0..100 {
+        if counted(apps, "auth.login.success", &[]) >= ok as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(counted(apps, "auth.login.success", &[]), ok as u64);
+    assert_eq!(
+        counted(apps, "auth.login.failure", &["reason:account_locked"]),
+        0
+    );
+    assert_eq!(counted(apps, "auth.account_lockout", &[]), 0);
+    // Audit rows, read straight from the database.
+    let store = apps[0].probe();
+    assert_eq!(count_reason(&apps[0], "account_locked").await, 0);
+    assert_eq!(store.count_audit("login", "failure").await.unwrap(), 0);
+    assert_eq!(
+        store
+            .count_audit("account_locked", "success")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .count_audit("account_locked", "failure")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.count_audit("login", "success").await.unwrap(),
+        ok as u64
+    );
+    // The window is not left exhausted: the next sign-in goes straight through.
+    assert_eq!(apps[0].login(email, PASSWORD).await.status, 200);
+}
+
+#[actix_web::test]
+async fn forty_concurrent_correct_passwords_are_never_locked_embedded() {
+    let app = TestSetup::new(Backend::Sqlite).with_statsd().spawn().await;
+    correct_passwords_at_once(std::slice::from_ref(&app), 40).await;
+}
+
+#[actix_web::test]
+async fn forty_concurrent_correct_passwords_are_never_locked_over_three_instances() {
+    let (_db, apps) = three_instances_with(&redis_url(), true).await;
+    correct_passwords_at_once(&apps, 40).await;
+}
+
+/// The Redis script, the database transaction (PostgreSQL and SQLite) and the
+/// pure policy take the same decision at every step of random sequences of
+/// reservations, failures and successes, with time jumping across windows
+/// and locks.
+#[actix_web::test]
+async fn the_redis_script_and_the_database_decide_like_the_policy() {
+    let pg = TestSetup::new(Backend::Postgres)
+        .env("REDIS_ENDPOINT", &redis_url())
+        .spawn()
+        .await;
+    let sqlite = TestApp::spawn(Backend::Sqlite).await;
+    // Redis answers, so the script decides (not the database fallback)
+    assert!(pg.services.redis.as_ref().unwrap().ping().await);
+    let store = |app: &TestApp| app.services.store.clone();
+    let backings = [
+        (
+            "redis",
+            LockoutStore::new(pg.services.redis.clone(), store(&pg)),
+        ),
+        ("postgres", LockoutStore::new(None, store(&pg))),
+        ("sqlite", LockoutStore::new(None, store(&sqlite))),
+    ];
+    let policy = LockoutPolicy::new(3, std::time::Duration::from_secs(15 * 60));
+    let window = policy.lockout_ms;
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        seed >> 33
+    };
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut seen = std::collections::HashSet::new();
+    for round in 0..12 {
+        let mut model = LockoutState::default();
+        let mut now = Timestamp(1_700_000_000_000);
+        for step in 0..40 {
+            let r = next();
+            now = now.plus_ms(match r % 16 {
+                0 => window,
+                1 => window / 2,
+                _ => (r >> 8) as i64 % 2_000,
+            });
+            let op = (r >> 24) % 8;
+            let expected = match op {
+                0..=3 => format!("{:?}", model.reserve(&policy, now)),
+                4..=6 => format!("{:?}", model.record_failure(&policy, now)),
+                _ => {
+                    model.record_success();
+                    "()".to_string()
+                }
+            };
+            let kind = [
+                "reserve", "reserve", "reserve", "reserve", "failure", "failure", "failure",
+                "success",
+            ][op as usize];
+            seen.insert(format!(
+                "{kind} {}",
+                expected.split([' ', '{']).next().unwrap()
+            ));
+            for (name, backing) in &backings {
+                let key = UserKey::new(&format!("{name}-{run}-{round}@example.com"));
+                let got = match op {
+                    0..=3 => format!("{:?}", backing.reserve(&key, policy, now).await.unwrap()),
+                    4..=6 => format!(
+                        "{:?}",
+                        backing.record_failure(&key, policy, now).await.unwrap()
+                    ),
+                    _ => {
+                        backing.record_success(&key).await.unwrap();
+                        "()".to_string()
+                    }
+                };
+                assert_eq!(got, expected, "{name}, round {round}, step {step}");
+            }
+        }
+    }
+    // the sequences went through every kind of decision
+    for kind in [
+        "reserve Allowed",
+        "reserve Locked",
+        "reserve Pending",
+        "failure Counted",
+        "failure Locked",
+        "success ()",
+    ] {
+        assert!(seen.contains(kind), "{kind} never decided: {seen:?}");
+    }
 }

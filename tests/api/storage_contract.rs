@@ -111,7 +111,7 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
             .email_verified
     );
     store
-        .add_verification_token(id, &"d".repeat(64), now + Duration::hours(1), None)
+        .add_verification_token(id, &"d".repeat(64), now + Duration::hours(1), now, None)
         .await
         .unwrap();
 
@@ -146,7 +146,7 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
         locked_until: Some(Utc::now() + Duration::minutes(15)),
     };
     store
-        .update_lockout("k@example.com", Box::new(move |_| rec))
+        .update_lockout("k@example.com", Utc::now(), Box::new(move |_| rec))
         .await
         .unwrap();
     let back = store.load_lockout("k@example.com").await.unwrap().unwrap();
@@ -158,6 +158,7 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
             store
                 .update_lockout(
                     "race@example.com",
+                    Utc::now(),
                     Box::new(|r| LockoutRecord {
                         attempts: r.attempts + 1,
                         ..r
@@ -183,7 +184,10 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
     );
 
     // Login bookkeeping and audit.
-    store.record_login_failure(id, 2, None).await.unwrap();
+    store
+        .record_login_failure(id, 2, None, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(
         store
             .find_user_by_id(id)

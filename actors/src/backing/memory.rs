@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::{BackingFuture, LockoutBacking};
 use crate::key::UserKey;
-use crate::policy::lockout::{FailureOutcome, LockoutPolicy, LockoutState, Reservation};
+use crate::policy::lockout::{FailureOutcome, LockoutPolicy, LockoutState, ReserveOutcome};
 use crate::time::Timestamp;
 
 /// An in-process shared lockout store.
@@ -43,7 +43,7 @@ impl LockoutBacking for MemoryBacking {
         key: &UserKey,
         policy: LockoutPolicy,
         now: Timestamp,
-    ) -> BackingFuture<Reservation> {
+    ) -> BackingFuture<ReserveOutcome> {
         let decided =
             self.with_states(|states| states.entry(key.clone()).or_default().reserve(&policy, now));
         Box::pin(ready(Ok(decided)))

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::error::BackingError;
 use crate::key::UserKey;
-use crate::policy::lockout::{FailureOutcome, LockoutPolicy, Reservation};
+use crate::policy::lockout::{FailureOutcome, LockoutPolicy, ReserveOutcome};
 use crate::time::Timestamp;
 
 /// A backing call in flight. `'static`: implementations clone what they need
@@ -28,13 +28,13 @@ pub type BackingFuture<T> = Pin<Box<dyn Future<Output = Result<T, BackingError>>
 /// `record_success`), atomically per key (a Lua script, a row lock). The actor calls at
 /// most one method per key at a time on this instance.
 pub trait LockoutBacking: Send + Sync + 'static {
-    /// `LockoutState::reserve` on the shared state of `key`.
+    /// `LockoutState::reserve` on the shared state of `key` (`Pending` changes nothing).
     fn reserve(
         &self,
         key: &UserKey,
         policy: LockoutPolicy,
         now: Timestamp,
-    ) -> BackingFuture<Reservation>;
+    ) -> BackingFuture<ReserveOutcome>;
 
     /// `LockoutState::record_failure` on the shared state of `key`.
     fn record_failure(

@@ -5,28 +5,36 @@
 //! reserves, verifies only on `Allowed`, then records the outcome.
 //!
 //! ```text
-//!                        reserve [attempts < max] / attempts += 1
-//!                              +--------+
-//!                              |        v
-//!   +------+  reserve    +--------------------+  reserve [attempts == max]
-//!   | Open |------------>|  Counting (window) |---------------------------+
-//!   +------+  window     +--------------------+  locked_until = now+lockout |
-//!      ^      starts         |     |       |     (enforced, not announced)  |
-//!      |                     |     |       | record_failure [failures == max]
-//!      |<-- record_success --+     |       | locked_until = now+lockout      |
-//!      |<-- window elapsed --------+       | -> FailureOutcome::Locked (ONCE)|
-//!      |                                   v                                 |
-//!      |                             +----------+<---------------------------+
-//!      |<----- record_success -------|  Locked  |  reserve -> Locked{retry_after}
-//!      |<----- lock served ----------+----------+  record_failure -> Counted
+//!                      reserve [attempts < max] / attempts += 1 -> Allowed
+//!                            +--------+
+//!                            |        v
+//!   +------+  reserve   +--------------------+ reserve [attempts == max]  +-------------+
+//!   | Open |----------->|  Counting (window) |--------------------------->|  Exhausted  |
+//!   +------+  window    +--------------------+  -> Pending                | (in flight) |
+//!      ^      starts       |      |       |     (nothing changes)         +-------------+
+//!      |                   |      |       |                               reserve -> Pending
+//!      |<- record_success -+      |       |                               record_failure
+//!      |<- window elapsed --------+       |                               [failures < max]
+//!      |<- record_success / window elapsed ---- from Exhausted ------------- -> Counted
+//!      |                                  |                                       |
+//!      |                                  | record_failure [failures == max]      |
+//!      |                                  | locked_until = now + lockout          |
+//!      |                                  | -> FailureOutcome::Locked (ONCE)      |
+//!      |                                  v                                       |
+//!      |                            +----------+<---------------------------------+
+//!      |<----- record_success ------|  Locked  |  reserve -> Locked{retry_after}
+//!      |<----- lock served ---------+----------+  record_failure -> Counted
 //!              (the first reserve/record at now >= locked_until resets all)
 //! ```
 //!
-//! `attempts` counts reservations, `failures` counts recorded failures. The lock is
-//! *announced* (`FailureOutcome::Locked`) exactly once per window: when `failures` reaches
-//! `max_attempts`, i.e. when every verification the window allowed has failed. A lock set
-//! by an exhausting reservation (requests still in flight) is enforced but not announced,
-//! so an in-flight success can still lift it and a lock is never reported twice.
+//! `attempts` counts reservations, `failures` counts recorded failures. A lock is set
+//! only by failures: when `failures` reaches `max_attempts`, i.e. when every verification
+//! the window allowed has failed, and it is *announced* (`FailureOutcome::Locked`) then,
+//! exactly once per window. A reservation that finds every attempt of the window held by
+//! verifications still in flight (`attempts == max`, `failures < max`, no lock) is
+//! **`Pending`**: nothing is reserved and nothing changes; ask again once one of them has
+//! recorded its outcome (a success reopens the window, the last failure locks it). So a
+//! correct password is never answered "locked" because others were being checked.
 //!
 //! The window is fixed: it starts at the first reservation and lasts `lockout_ms`.
 //! A Redis (Lua) or database backing must implement exactly these transitions.
@@ -61,7 +69,7 @@ impl Default for LockoutPolicy {
     }
 }
 
-/// The answer to "may I verify this password now?".
+/// The answer to "may I verify this password now?", as callers of the actors get it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reservation {
     /// Verify; this is the `attempt`-th verification of the window (1-based).
@@ -74,6 +82,32 @@ impl Reservation {
     /// Whether the caller may verify the password.
     pub fn is_allowed(&self) -> bool {
         matches!(self, Self::Allowed { .. })
+    }
+}
+
+/// What the window says to one reservation request ([`LockoutState::reserve`], and every
+/// backing): a [`Reservation`], or `Pending`. The actors wait on `Pending` and answer
+/// callers with a `Reservation` only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// Verify; this is the `attempt`-th verification of the window (1-based).
+    Allowed { attempt: u32 },
+    /// Do not verify: the account is locked for this many more milliseconds.
+    Locked { retry_after_ms: i64 },
+    /// Do not verify yet: every attempt of the window is held by a verification still in
+    /// flight and none of them has locked the account. Nothing was reserved or changed;
+    /// ask again once one of them has recorded its outcome.
+    Pending,
+}
+
+impl ReserveOutcome {
+    /// The caller's answer, or `None` while pending.
+    pub fn decided(self) -> Option<Reservation> {
+        match self {
+            Self::Allowed { attempt } => Some(Reservation::Allowed { attempt }),
+            Self::Locked { retry_after_ms } => Some(Reservation::Locked { retry_after_ms }),
+            Self::Pending => None,
+        }
     }
 }
 
@@ -101,23 +135,20 @@ pub struct LockoutState {
 }
 
 impl LockoutState {
-    /// Reserves one verification, or refuses while locked or when the window is used up.
-    pub fn reserve(&mut self, policy: &LockoutPolicy, now: Timestamp) -> Reservation {
+    /// Reserves one verification; refuses while locked; is `Pending` (and changes
+    /// nothing) while every attempt of the window is held by a verification in flight.
+    pub fn reserve(&mut self, policy: &LockoutPolicy, now: Timestamp) -> ReserveOutcome {
         if let Some(retry_after_ms) = self.is_locked(now) {
-            return Reservation::Locked { retry_after_ms };
+            return ReserveOutcome::Locked { retry_after_ms };
         }
         self.expire(policy, now);
         if self.attempts >= policy.max_attempts {
-            let until = *self
-                .locked_until
-                .get_or_insert(now.plus_ms(policy.lockout_ms));
-            return Reservation::Locked {
-                retry_after_ms: now.ms_until(until),
-            };
+            // No lock in force, so fewer than `max` failures: some are still in flight.
+            return ReserveOutcome::Pending;
         }
         self.attempts += 1;
         self.window_started.get_or_insert(now);
-        Reservation::Allowed {
+        ReserveOutcome::Allowed {
             attempt: self.attempts,
         }
     }
@@ -164,10 +195,10 @@ impl LockoutState {
         &mut self,
         policy: &LockoutPolicy,
         now: Timestamp,
-        decided: Reservation,
+        decided: ReserveOutcome,
     ) {
         match decided {
-            Reservation::Allowed { attempt } => {
+            ReserveOutcome::Allowed { attempt } => {
                 self.expire(policy, now);
                 if attempt <= 1 {
                     *self = Self::default();
@@ -177,8 +208,16 @@ impl LockoutState {
                 self.window_started.get_or_insert(now);
                 self.locked_until = None;
             }
-            Reservation::Locked { retry_after_ms } => {
+            ReserveOutcome::Locked { retry_after_ms } => {
                 self.locked_until = Some(now.plus_ms(retry_after_ms));
+            }
+            ReserveOutcome::Pending => {
+                // every attempt in flight, no lock in force (one may have been lifted)
+                self.expire(policy, now);
+                self.locked_until = None;
+                self.attempts = self.attempts.max(policy.max_attempts);
+                self.failures = self.failures.min(policy.max_attempts.saturating_sub(1));
+                self.window_started.get_or_insert(now);
             }
         }
     }
@@ -232,21 +271,87 @@ mod tests {
     }
 
     #[test]
-    fn five_reservations_then_the_sixth_is_locked() {
+    fn five_reservations_then_the_sixth_is_pending_and_nothing_is_locked() {
         let (p, mut s) = (policy(), LockoutState::default());
         for n in 1..=5 {
             assert_eq!(
                 s.reserve(&p, t(n)),
-                Reservation::Allowed { attempt: n as u32 }
+                ReserveOutcome::Allowed { attempt: n as u32 }
             );
         }
+        let before = s.clone();
+        assert_eq!(s.reserve(&p, t(6)), ReserveOutcome::Pending);
+        assert_eq!(s.reserve(&p, t(7)), ReserveOutcome::Pending);
+        assert_eq!(s, before, "a pending reservation changes nothing");
+        assert_eq!(s.is_locked(t(7)), None);
+        assert_eq!(s.locked_until, None);
+    }
+
+    #[test]
+    fn a_pending_reservation_gets_a_place_once_one_in_flight_succeeds() {
+        let (p, mut s) = (policy(), LockoutState::default());
+        for n in 0..5 {
+            s.reserve(&p, t(n));
+        }
+        assert_eq!(s.reserve(&p, t(5)), ReserveOutcome::Pending);
+        s.record_success();
+        assert_eq!(s.reserve(&p, t(5)), ReserveOutcome::Allowed { attempt: 1 });
+    }
+
+    #[test]
+    fn a_pending_reservation_stays_pending_through_failures_then_is_locked_by_the_last() {
+        let (p, mut s) = (policy(), LockoutState::default());
+        for n in 0..5 {
+            s.reserve(&p, t(n));
+        }
+        for n in 0..4 {
+            assert_eq!(
+                s.record_failure(&p, t(10 + n)),
+                FailureOutcome::Counted {
+                    failures: n as u32 + 1
+                }
+            );
+            assert_eq!(s.reserve(&p, t(10 + n)), ReserveOutcome::Pending);
+        }
         assert_eq!(
-            s.reserve(&p, t(6)),
-            Reservation::Locked {
-                retry_after_ms: 15 * MINUTE
+            s.record_failure(&p, t(20)),
+            FailureOutcome::Locked {
+                until: t(20 + 15 * MINUTE)
             }
         );
-        assert_eq!(s.is_locked(t(7)), Some(15 * MINUTE - 1));
+        assert_eq!(
+            s.reserve(&p, t(21)),
+            ReserveOutcome::Locked {
+                retry_after_ms: 15 * MINUTE - 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_pending_reservation_gets_a_place_when_the_window_elapses() {
+        let (p, mut s) = (policy(), LockoutState::default());
+        for n in 0..5 {
+            s.reserve(&p, t(n));
+        }
+        // outcomes never recorded (requests dropped mid-check): the window still ends
+        assert_eq!(s.reserve(&p, t(15 * MINUTE - 1)), ReserveOutcome::Pending);
+        assert_eq!(
+            s.reserve(&p, t(15 * MINUTE)),
+            ReserveOutcome::Allowed { attempt: 1 }
+        );
+    }
+
+    #[test]
+    fn decided_maps_to_the_callers_reservation() {
+        assert_eq!(
+            ReserveOutcome::Allowed { attempt: 2 }.decided(),
+            Some(Reservation::Allowed { attempt: 2 })
+        );
+        assert_eq!(
+            ReserveOutcome::Locked { retry_after_ms: 9 }.decided(),
+            Some(Reservation::Locked { retry_after_ms: 9 })
+        );
+        assert_eq!(ReserveOutcome::Pending.decided(), None);
     }
 
     #[test]
@@ -259,20 +364,20 @@ mod tests {
         s.reserve(&p, t(10));
         s.record_success();
         assert_eq!(s, LockoutState::default());
-        assert_eq!(s.reserve(&p, t(11)), Reservation::Allowed { attempt: 1 });
+        assert_eq!(s.reserve(&p, t(11)), ReserveOutcome::Allowed { attempt: 1 });
     }
 
     #[test]
     fn five_failures_lock_and_the_lock_expires_after_lockout() {
         let (p, mut s) = (policy(), LockoutState::default());
         for n in 0..5 {
-            assert!(s.reserve(&p, t(n)).is_allowed());
+            assert!(s.reserve(&p, t(n)).decided().unwrap().is_allowed());
             s.record_failure(&p, t(n));
         }
         // locked at t(4) until t(4) + 15 min
         assert_eq!(
             s.reserve(&p, t(14 * MINUTE)),
-            Reservation::Locked {
+            ReserveOutcome::Locked {
                 retry_after_ms: MINUTE + 4
             }
         );
@@ -280,7 +385,7 @@ mod tests {
         assert_eq!(s.is_locked(t(4 + 15 * MINUTE)), None);
         assert_eq!(
             s.reserve(&p, t(4 + 15 * MINUTE)),
-            Reservation::Allowed { attempt: 1 }
+            ReserveOutcome::Allowed { attempt: 1 }
         );
         assert_eq!(s.failures, 0);
     }
@@ -294,11 +399,11 @@ mod tests {
         }
         assert_eq!(
             s.reserve(&p, t(15 * MINUTE - 1)),
-            Reservation::Allowed { attempt: 4 }
+            ReserveOutcome::Allowed { attempt: 4 }
         );
         assert_eq!(
             s.reserve(&p, t(15 * MINUTE)),
-            Reservation::Allowed { attempt: 1 }
+            ReserveOutcome::Allowed { attempt: 1 }
         );
         assert_eq!(s.failures, 0);
         assert_eq!(s.window_started, Some(t(15 * MINUTE)));
@@ -327,13 +432,13 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_attempts_lock_exactly_once_even_when_a_reservation_locked_first() {
+    fn concurrent_failures_lock_exactly_once_and_only_on_the_last_failure() {
         let (p, mut s) = (policy(), LockoutState::default());
         for n in 0..5 {
-            assert!(s.reserve(&p, t(n)).is_allowed());
+            assert!(s.reserve(&p, t(n)).decided().unwrap().is_allowed());
         }
         // a sixth request arrives while five verifications are in flight
-        assert!(!s.reserve(&p, t(5)).is_allowed());
+        assert_eq!(s.reserve(&p, t(5)), ReserveOutcome::Pending);
         let outcomes: Vec<_> = (0..5).map(|n| s.record_failure(&p, t(10 + n))).collect();
         let locks = outcomes
             .iter()
@@ -346,18 +451,6 @@ mod tests {
                 until: t(14 + 15 * MINUTE)
             }
         );
-    }
-
-    #[test]
-    fn an_in_flight_success_lifts_an_exhaustion_lock() {
-        let (p, mut s) = (policy(), LockoutState::default());
-        for n in 0..5 {
-            s.reserve(&p, t(n));
-        }
-        assert!(!s.reserve(&p, t(5)).is_allowed());
-        s.record_success();
-        assert_eq!(s.is_locked(t(6)), None);
-        assert!(s.reserve(&p, t(6)).is_allowed());
     }
 
     #[test]
@@ -376,7 +469,7 @@ mod tests {
                 if in_flight > 0 && (seed >> 33) % 2 == 0 {
                     in_flight -= 1;
                     s.record_failure(&p, now);
-                } else if s.reserve(&p, now).is_allowed() {
+                } else if s.reserve(&p, now).decided().is_some_and(|r| r.is_allowed()) {
                     allowed += 1;
                     in_flight += 1;
                 }
@@ -385,6 +478,61 @@ mod tests {
                 allowed <= p.max_attempts,
                 "{allowed} verifications in one window"
             );
+        }
+    }
+
+    /// Any interleaving of reservations and outcomes (successes included): `Locked` is
+    /// answered only once `max` failures have been recorded since the last success,
+    /// `Pending` only while the window's attempts are used up without that many
+    /// failures, and nothing stays pending once every verification in flight has
+    /// recorded its outcome.
+    #[test]
+    fn locked_only_after_max_failures_and_pending_only_while_checks_are_in_flight() {
+        let p = policy();
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        for _round in 0..500 {
+            let mut s = LockoutState::default();
+            // in flight overall; reservations and failures since the last success
+            let (mut in_flight, mut attempts, mut failures) = (0u32, 0u32, 0u32);
+            for step in 0..60 {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let now = t(step);
+                match (seed >> 33) % 4 {
+                    0 if in_flight > 0 => {
+                        in_flight -= 1;
+                        failures += 1;
+                        s.record_failure(&p, now);
+                    }
+                    1 if in_flight > 0 => {
+                        in_flight -= 1;
+                        (attempts, failures) = (0, 0);
+                        s.record_success();
+                    }
+                    _ => match s.reserve(&p, now) {
+                        ReserveOutcome::Allowed { attempt } => {
+                            in_flight += 1;
+                            attempts += 1;
+                            assert_eq!(attempt, attempts);
+                        }
+                        ReserveOutcome::Locked { .. } => {
+                            assert!(failures >= p.max_attempts, "locked after {failures}")
+                        }
+                        ReserveOutcome::Pending => {
+                            assert!(failures < p.max_attempts);
+                            assert_eq!(attempts, p.max_attempts);
+                            assert!(in_flight > 0);
+                        }
+                    },
+                }
+            }
+            // the checks in flight all fail: whoever waited is now decided
+            while in_flight > 0 {
+                in_flight -= 1;
+                s.record_failure(&p, t(100));
+            }
+            assert_ne!(s.reserve(&p, t(100)), ReserveOutcome::Pending);
         }
     }
 
@@ -406,15 +554,15 @@ mod tests {
     #[test]
     fn adopting_backing_decisions_lets_local_fallback_continue() {
         let (p, mut s) = (policy(), LockoutState::default());
-        s.adopt_reservation(&p, t(0), Reservation::Allowed { attempt: 4 });
+        s.adopt_reservation(&p, t(0), ReserveOutcome::Allowed { attempt: 4 });
         s.adopt_failure(&p, t(1), FailureOutcome::Counted { failures: 4 });
         // backing now down: local policy allows the fifth, then locks on its failure
-        assert_eq!(s.reserve(&p, t(2)), Reservation::Allowed { attempt: 5 });
+        assert_eq!(s.reserve(&p, t(2)), ReserveOutcome::Allowed { attempt: 5 });
         assert!(matches!(
             s.record_failure(&p, t(3)),
             FailureOutcome::Locked { .. }
         ));
-        assert!(!s.reserve(&p, t(4)).is_allowed());
+        assert!(matches!(s.reserve(&p, t(4)), ReserveOutcome::Locked { .. }));
     }
 
     #[test]
@@ -423,13 +571,32 @@ mod tests {
         s.adopt_reservation(
             &p,
             t(0),
-            Reservation::Locked {
+            ReserveOutcome::Locked {
                 retry_after_ms: MINUTE,
             },
         );
         assert_eq!(s.is_locked(t(1)), Some(MINUTE - 1));
-        s.adopt_reservation(&p, t(MINUTE), Reservation::Allowed { attempt: 1 });
+        s.adopt_reservation(&p, t(MINUTE), ReserveOutcome::Allowed { attempt: 1 });
         assert_eq!(s.is_locked(t(MINUTE)), None);
         assert_eq!(s.attempts, 1);
+    }
+
+    #[test]
+    fn adopting_a_remote_pending_mirrors_an_exhausted_window_without_a_lock() {
+        let (p, mut s) = (policy(), LockoutState::default());
+        s.adopt_reservation(
+            &p,
+            t(0),
+            ReserveOutcome::Locked {
+                retry_after_ms: MINUTE,
+            },
+        );
+        // the lock was lifted elsewhere and five checks are in flight there
+        s.adopt_reservation(&p, t(1), ReserveOutcome::Pending);
+        assert_eq!(s.is_locked(t(1)), None);
+        // backing now down: the local policy keeps waiting, it does not allow a sixth
+        assert_eq!(s.reserve(&p, t(2)), ReserveOutcome::Pending);
+        s.record_success();
+        assert_eq!(s.reserve(&p, t(3)), ReserveOutcome::Allowed { attempt: 1 });
     }
 }

@@ -1,11 +1,13 @@
 //! Owns `UserActor`: one account's hot security state (lockout window, pending OTP
-//! challenges), serialising that account's operations. Created on demand by its shard,
-//! stopped when idle. Split into state (pure), lifecycle, handlers and messages.
+//! challenges, reservations waiting for verifications in flight), serialising that
+//! account's operations. Created on demand by its shard, stopped when idle. Split into
+//! state (pure), waiting, lifecycle, handlers and messages.
 
 mod handlers;
 mod lifecycle;
 pub(crate) mod messages;
 mod state;
+mod waiting;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +30,15 @@ pub(crate) struct UserSettings {
     pub(crate) idle_timeout: Duration,
     pub(crate) backing_timeout: Duration,
     pub(crate) max_otp_challenges: usize,
+    pub(crate) pending_wait: Duration,
+    pub(crate) pending_poll: Duration,
+    pub(crate) max_pending: usize,
     pub(crate) user_mailbox: usize,
     pub(crate) counters: Arc<Counters>,
 }
 
-/// One account's actor, kept small (48 bytes, plus its state only while it has some):
+/// One account's actor, kept small (48 bytes, plus its state only while it has some:
+/// the lockout mirror, OTP challenges, reservations waiting for verifications in flight):
 /// an idle actor, with actix's context, task and mailbox, stays under 1 KiB.
 pub(crate) struct UserActor {
     key: UserKey,

@@ -1,6 +1,7 @@
 //! Owns `UserState`, the plain data a user actor caches, and its pure operations:
 //! OTP challenge bookkeeping and the "may this actor be reaped?" rule.
 
+use super::waiting::Waiting;
 use crate::policy::lockout::{LockoutPolicy, LockoutState};
 use crate::policy::otp::{OtpChallenge, OtpOutcome};
 use crate::time::Timestamp;
@@ -11,6 +12,8 @@ pub(super) struct UserState {
     pub(super) lockout: LockoutState,
     /// Pending challenges by id, oldest first (a handful at most).
     otps: Vec<(Box<str>, OtpChallenge)>,
+    /// Reservations waiting for verifications in flight (at most `max_pending`).
+    pub(super) waiting: Waiting,
 }
 
 impl UserState {
@@ -37,9 +40,10 @@ impl UserState {
         }
     }
 
-    /// Whether there is nothing worth keeping (a default window and no challenge).
+    /// Whether there is nothing worth keeping (a default window, no challenge, no
+    /// waiting reservation).
     pub(super) fn is_empty(&self) -> bool {
-        self.otps.is_empty() && self.lockout == LockoutState::default()
+        self.otps.is_empty() && self.lockout == LockoutState::default() && self.waiting.is_idle()
     }
 
     /// Drops challenges that can no longer accept a code.
@@ -48,7 +52,8 @@ impl UserState {
     }
 
     /// Whether the actor may stop at `now` without losing state that exists nowhere else:
-    /// no live OTP challenge, and (when lockout decisions are local) no lock or open window.
+    /// no live OTP challenge, no waiting reservation, and (when lockout decisions are
+    /// local) no lock or open window.
     pub(super) fn is_reapable(
         &self,
         lockout_is_local: bool,
@@ -57,7 +62,7 @@ impl UserState {
     ) -> bool {
         let otp_pending = self.otps.iter().any(|(_, c)| c.is_live(now));
         let lockout_pending = lockout_is_local && !self.lockout.is_disposable(policy, now);
-        !otp_pending && !lockout_pending
+        !otp_pending && !lockout_pending && self.waiting.is_idle()
     }
 }
 
@@ -101,6 +106,20 @@ mod tests {
         assert!(s.is_reapable(false, &p, t(1000)));
         s.prune_otps(t(1000));
         assert!(s.otps.is_empty());
+    }
+
+    #[test]
+    fn a_waiting_reservation_keeps_the_actor_and_its_state() {
+        let p = LockoutPolicy::default();
+        let mut s = UserState::default();
+        let (reply, _answer) = crate::user::messages::Reply::channel();
+        s.waiting
+            .push_back(crate::user::waiting::Waiter::new(t(0), reply));
+        assert!(!s.is_reapable(false, &p, t(1)));
+        assert!(!s.is_empty());
+        assert!(s.waiting.pop_front().is_some());
+        assert!(s.is_reapable(false, &p, t(1)));
+        assert!(s.is_empty());
     }
 
     #[test]

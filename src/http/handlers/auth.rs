@@ -137,9 +137,9 @@ pub struct LoginRequest {
         (status = 200, description = "Signed in (a token pair), or `{mfa_required, mfa_token, methods}` when a second factor is on", body = TokenPair),
         (status = 401, description = "Invalid credentials (same for unknown email)", body = Problem),
         (status = 403, description = "Email not verified (only after a correct password)", body = Problem),
-        (status = 423, description = "Account locked", body = Problem),
+        (status = 423, description = "Account locked: MAX_LOGIN_ATTEMPTS failed passwords in the window", body = Problem),
         (status = 429, description = "Rate limited", body = Problem),
-        (status = 503, description = "Hashing pool full", body = Problem),
+        (status = 503, description = "Busy: the hashing pool is full, or every attempt of the window is still being checked (retry after `Retry-After`)", body = Problem),
     )
 )]
 pub async fn login(

@@ -16,12 +16,17 @@ impl LockoutStore for PgStore {
         row.as_ref().map(lockout_from).transpose()
     }
 
-    async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()> {
+    async fn update_lockout(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        transition: LockoutTransition,
+    ) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         tx.execute(
-            "INSERT INTO login_lockouts (account_key, updated_at) VALUES ($1, NOW()) ON CONFLICT (account_key) DO NOTHING",
-            &[&key],
+            "INSERT INTO login_lockouts (account_key, updated_at) VALUES ($1, $2) ON CONFLICT (account_key) DO NOTHING",
+            &[&key, &now],
         )
         .await
         .map_err(q)?;
@@ -34,9 +39,9 @@ impl LockoutStore for PgStore {
             .map_err(q)?;
         let next = transition(lockout_from(&row)?);
         tx.execute(
-            "UPDATE login_lockouts SET attempts = $2, failures = $3, window_started_at = $4, locked_until = $5, updated_at = NOW()
+            "UPDATE login_lockouts SET attempts = $2, failures = $3, window_started_at = $4, locked_until = $5, updated_at = $6
              WHERE account_key = $1",
-            &[&key, &(next.attempts as i32), &(next.failures as i32), &next.window_started_at, &next.locked_until],
+            &[&key, &(next.attempts as i32), &(next.failures as i32), &next.window_started_at, &next.locked_until, &now],
         )
         .await
         .map_err(q)?;

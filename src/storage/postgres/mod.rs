@@ -37,7 +37,15 @@ pub struct PgStore {
 }
 
 fn q(e: tokio_postgres::Error) -> StorageError {
-    if e.is_closed() || e.as_db_error().is_none() {
+    // SQLSTATE classes of an outage, not of a bad query: connection exception
+    // (08), insufficient resources (53), operator intervention such as a
+    // shutdown terminating the session (57P), system error (58).
+    let outage = |code: &str| {
+        ["08", "53", "57P", "58"]
+            .iter()
+            .any(|c| code.starts_with(c))
+    };
+    if e.is_closed() || e.as_db_error().is_none_or(|db| outage(db.code().code())) {
         StorageError::unavailable(e)
     } else {
         StorageError::query(e)
@@ -98,6 +106,12 @@ fn config_host(config: &tokio_postgres::Config) -> String {
     }
 }
 
+/// The longest a request waits for a pooled connection. While the database
+/// is down every checkout fails after this (a 503 with `Retry-After`), so no
+/// request waits on it longer; start-up retries past it until its own
+/// deadline.
+pub const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(1);
+
 fn pool_err(e: bb8::RunError<tokio_postgres::Error>) -> StorageError {
     StorageError::unavailable(e)
 }
@@ -125,7 +139,7 @@ impl PgStore {
         let pool = bb8::Pool::builder()
             .max_size(max_size)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(5))
+            .connection_timeout(POOL_CHECKOUT_TIMEOUT)
             .test_on_check_out(false)
             .build_unchecked(manager);
         let store = Self { pool };

@@ -10,13 +10,14 @@ impl TokenStore for PgStore {
         user_id: Uuid,
         token_hash: &str,
         expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
         mail: Option<OutboxMail>,
     ) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         tx.execute(
-            "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, NOW())",
-            &[&Uuid::new_v4(), &user_id, &token_hash, &expires_at],
+            "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&Uuid::new_v4(), &user_id, &token_hash, &expires_at, &now],
         )
         .await
         .map_err(q)?;

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::domain::Email;
+use crate::storage::sql;
 
 #[async_trait]
 impl UserStore for PgStore {
@@ -102,19 +103,25 @@ impl UserStore for PgStore {
         user_id: Uuid,
         attempts: u32,
         locked_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        self.exec(
-            // Failures of one window finish in any order across instances: while
-            // a lock holds, the count never goes down.
-            "UPDATE users SET
-                 failed_login_attempts = CASE WHEN locked_until > NOW() THEN GREATEST(failed_login_attempts, $2) ELSE $2 END,
-                 locked_until = COALESCE($3, locked_until),
-                 is_locked = ($3 IS NOT NULL OR COALESCE(locked_until > NOW(), false))
-             WHERE id = $1",
-            &[&user_id, &(attempts as i32), &locked_until],
-        )
-        .await?;
-        Ok(())
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let Some(row) = tx
+            .query_opt(sql::LOGIN_COUNTERS_FOR_UPDATE, &[&user_id])
+            .await
+            .map_err(q)?
+        else {
+            return Ok(());
+        };
+        let next = counters_from(&row)?.after_failure(reported(attempts, locked_until), now);
+        let failed = next.failed_attempts.min(i32::MAX as u32) as i32;
+        let is_locked = next.is_locked(now);
+        let columns: [Param; 4] = [&user_id, &failed, &next.locked_until, &is_locked];
+        tx.execute(sql::SET_LOGIN_COUNTERS, &columns)
+            .await
+            .map_err(q)?;
+        tx.commit().await.map_err(q)
     }
 
     async fn set_password(&self, change: PasswordChange) -> StoreResult<()> {

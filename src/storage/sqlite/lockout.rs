@@ -17,7 +17,12 @@ impl LockoutStore for SqliteStore {
         .await
     }
 
-    async fn update_lockout(&self, key: &str, transition: LockoutTransition) -> StoreResult<()> {
+    async fn update_lockout(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        transition: LockoutTransition,
+    ) -> StoreResult<()> {
         let key = key.to_string();
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -34,7 +39,7 @@ impl LockoutStore for SqliteStore {
                 "INSERT INTO login_lockouts (account_key, attempts, failures, window_started_at, locked_until, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (account_key) DO UPDATE SET attempts = ?2, failures = ?3, window_started_at = ?4, locked_until = ?5, updated_at = ?6",
-                params![key, next.attempts, next.failures, ms_opt(next.window_started_at), ms_opt(next.locked_until), ms(Utc::now())],
+                params![key, next.attempts, next.failures, ms_opt(next.window_started_at), ms_opt(next.locked_until), ms(now)],
             )?;
             tx.commit()
         })

@@ -10,6 +10,7 @@ impl TokenStore for SqliteStore {
         user_id: Uuid,
         token_hash: &str,
         expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
         mail: Option<OutboxMail>,
     ) -> StoreResult<()> {
         let token_hash = token_hash.to_string();
@@ -17,7 +18,7 @@ impl TokenStore for SqliteStore {
             let tx = c.transaction()?;
             tx.execute(
                 "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![Uuid::new_v4().to_string(), user_id.to_string(), token_hash, ms(expires_at), ms(Utc::now())],
+                params![Uuid::new_v4().to_string(), user_id.to_string(), token_hash, ms(expires_at), ms(now)],
             )?;
             insert_outbox(&tx, mail.as_ref())?;
             tx.commit()

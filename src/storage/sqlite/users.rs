@@ -1,6 +1,7 @@
 //! Accounts: the user row, its password history and consents.
 
 use super::*;
+use crate::storage::sql;
 
 use crate::domain::Email;
 
@@ -109,17 +110,30 @@ impl UserStore for SqliteStore {
         user_id: Uuid,
         attempts: u32,
         locked_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
     ) -> StoreResult<()> {
+        let id = user_id.to_string();
         self.run_users(move |c| {
-            c.execute(
-                "UPDATE users SET
-                     failed_login_attempts = CASE WHEN locked_until > ?4 THEN MAX(failed_login_attempts, ?2) ELSE ?2 END,
-                     locked_until = COALESCE(?3, locked_until),
-                     is_locked = (?3 IS NOT NULL), updated_at = ?4
-                 WHERE id = ?1",
-                params![user_id.to_string(), attempts, ms_opt(locked_until), ms(Utc::now())],
-            )
-            .map(|_| ())
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current = tx
+                .query_row(&dialect(sql::LOGIN_COUNTERS), params![id], |r| {
+                    counters_from(r)
+                })
+                .optional()?;
+            let Some(current) = current else {
+                return Ok(());
+            };
+            let next = current.after_failure(reported(attempts, locked_until), now);
+            tx.execute(
+                &dialect(sql::SET_LOGIN_COUNTERS),
+                params![
+                    id,
+                    next.failed_attempts,
+                    ms_opt(next.locked_until),
+                    next.is_locked(now)
+                ],
+            )?;
+            tx.commit()
         })
         .await
     }

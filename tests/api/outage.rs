@@ -1,0 +1,295 @@
+//! A PostgreSQL outage: while the database is down every request answers
+//! quickly — 503 with `Retry-After` where it needs the database, never a 500,
+//! never a hang — and the service recovers by itself when it returns.
+//!
+//! The test runs a PostgreSQL cluster of its own (plain TCP, trust) with the
+//! server binaries under `/usr/lib/postgresql/*/bin`, so that it can stop it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use awc::http::header;
+use serde_json::json;
+
+use crate::support::{Backend, Resp, SmtpSink, TestApp, TestSetup, PASSWORD};
+
+/// A bound on a hang, not a performance figure: the service promises an
+/// answer within 2 s; the margin absorbs a loaded test machine.
+const ANSWER_BOUND: Duration = Duration::from_millis(2500);
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs a PostgreSQL binary, as the `postgres` user when the tests run as
+/// root (initdb refuses root).
+fn as_postgres(bin: &Path, args: &[String]) {
+    if is_root() {
+        let line = std::iter::once(bin.display().to_string())
+            .chain(args.iter().map(|a| format!("'{a}'")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        run(Command::new("su")
+            .args(["postgres", "-s", "/bin/sh", "-c", &line])
+            .stdout(Stdio::null()));
+    } else {
+        run(Command::new(bin).args(args).stdout(Stdio::null()));
+    }
+}
+
+fn postgres_bin() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("initdb under /usr/lib/postgresql/*/bin")
+}
+
+/// A throwaway PostgreSQL cluster on a free port, which a test may stop and
+/// start again.
+struct PlainPostgres {
+    port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl PlainPostgres {
+    fn start() -> Self {
+        let bin = postgres_bin();
+        let dir =
+            std::env::temp_dir().join(format!("suma-outage-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if is_root() {
+            run(Command::new("chown").args(["-R", "postgres"]).arg(&dir));
+        }
+        let data = dir.join("data");
+        as_postgres(
+            &bin.join("initdb"),
+            &[
+                "-D".into(),
+                data.display().to_string(),
+                "-U".into(),
+                "postgres".into(),
+                "-A".into(),
+                "trust".into(),
+            ],
+        );
+        let conf = format!(
+            "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{d}'\nfsync = off\n",
+            d = dir.display()
+        );
+        let mut pg_conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        pg_conf.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), pg_conf).unwrap();
+        if is_root() {
+            run(Command::new("chown").args(["-R", "postgres"]).arg(&dir));
+        }
+        let pg = Self { port, dir, bin };
+        pg.pg_ctl(&["-w", "start"]);
+        pg
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, action: &[&str]) {
+        let mut args = vec![
+            "-D".to_string(),
+            self.dir.join("data").display().to_string(),
+            "-l".into(),
+            self.dir.join("log").display().to_string(),
+        ];
+        args.extend(action.iter().map(|a| a.to_string()));
+        as_postgres(&self.bin.join("pg_ctl"), &args);
+    }
+
+    /// A fast shutdown: sessions are terminated, new connections refused.
+    fn stop(&self) {
+        self.pg_ctl(&["-m", "fast", "-w", "stop"]);
+    }
+
+    fn resume(&self) {
+        self.pg_ctl(&["-w", "start"]);
+    }
+}
+
+impl Drop for PlainPostgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data").display().to_string();
+        let line = format!(
+            "{} -D {data} -m immediate stop",
+            self.bin.join("pg_ctl").display()
+        );
+        if is_root() {
+            let _ = Command::new("su")
+                .args(["postgres", "-s", "/bin/sh", "-c", &line])
+                .output();
+        } else {
+            let _ = Command::new(self.bin.join("pg_ctl"))
+                .args(["-D", &data, "-m", "immediate", "stop"])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One kind of request, sent as a client would.
+async fn send(app: &TestApp, kind: &str, access: &str, refresh: &str, email: &str) -> Resp {
+    let bearer = format!("Bearer {access}");
+    match kind {
+        "login" => app.login(email, PASSWORD).await,
+        "register" => {
+            let new = format!("outage-{}@example.com", uuid::Uuid::new_v4().simple());
+            app.register(&new, PASSWORD).await
+        }
+        "refresh" => {
+            app.post("/api/v1/auth/refresh", json!({"refresh_token": refresh}))
+                .await
+        }
+        "me" => app.get_with_token("/api/v1/auth/me", access).await,
+        "sessions" => app.get_with_token("/api/v1/auth/me/sessions", access).await,
+        "logout" => {
+            let req = app
+                .client
+                .post(app.url("/api/v1/auth/logout"))
+                .insert_header((header::AUTHORIZATION, bearer));
+            app.send(req, Some(json!({"refresh_token": refresh}))).await
+        }
+        "password-reset" => {
+            app.post("/api/v1/auth/password-reset", json!({"email": email}))
+                .await
+        }
+        "verify-email" => {
+            app.post(
+                "/api/v1/auth/verify-email",
+                json!({"token": "A".repeat(43)}),
+            )
+            .await
+        }
+        "ready" => app.get("/ready").await,
+        other => panic!("unknown request kind {other}"),
+    }
+}
+
+/// Requests that need the database, and must say so with a 503.
+const NEED_THE_DATABASE: &[&str] = &[
+    "login",
+    "register",
+    "refresh",
+    "me",
+    "sessions",
+    "logout",
+    "verify-email",
+    "ready",
+];
+
+#[actix_web::test]
+async fn while_postgres_is_down_every_request_answers_503_quickly() {
+    let pg = PlainPostgres::start();
+    let smtp = SmtpSink::start().await;
+    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let app = TestSetup::new(Backend::Postgres)
+        .sharing(&pg.url(), &prefix, &smtp)
+        .spawn()
+        .await;
+    let (email, pair) = app.signed_in().await;
+    let access = pair["access_token"].as_str().unwrap().to_string();
+    let refresh = pair["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(app.get("/ready").await.status, 200);
+
+    pg.stop();
+    let mut report = Vec::new();
+    // Twice: the first round meets the pool's broken connections, the second
+    // a pool that cannot open new ones.
+    for round in 0..2 {
+        for kind in NEED_THE_DATABASE {
+            let started = Instant::now();
+            let res = send(&app, kind, &access, &refresh, &email).await;
+            let elapsed = started.elapsed();
+            report.push(format!(
+                "round {round} {kind}: {} in {elapsed:?}",
+                res.status
+            ));
+            assert!(
+                elapsed < ANSWER_BOUND,
+                "{kind} took {elapsed:?} with the database down\n{}",
+                report.join("\n")
+            );
+            assert_eq!(
+                res.status,
+                503,
+                "{kind}: {}\n{}",
+                String::from_utf8_lossy(&res.body),
+                report.join("\n")
+            );
+            assert!(
+                res.header("retry-after").is_some(),
+                "{kind}: no Retry-After"
+            );
+            assert_eq!(
+                res.header("content-type").as_deref(),
+                Some("application/problem+json"),
+                "{kind}"
+            );
+        }
+        // The reset request answers the same 202 for every address, so it
+        // must not wait for the database either.
+        let started = Instant::now();
+        let res = send(&app, "password-reset", &access, &refresh, &email).await;
+        let elapsed = started.elapsed();
+        report.push(format!(
+            "round {round} password-reset: {} in {elapsed:?}",
+            res.status
+        ));
+        assert!(elapsed < ANSWER_BOUND, "{}", report.join("\n"));
+        assert!(
+            res.status == 202 || res.status == 503,
+            "{}",
+            report.join("\n")
+        );
+        // What needs no database still answers.
+        for path in ["/health", "/.well-known/jwks.json", "/openapi.json"] {
+            let started = Instant::now();
+            let res = app.get(path).await;
+            assert_eq!(res.status, 200, "{path}");
+            assert!(started.elapsed() < ANSWER_BOUND, "{path}");
+        }
+    }
+    println!("{}", report.join("\n"));
+
+    // Back up: the pool reconnects by itself.
+    pg.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let res = app.login(&email, PASSWORD).await;
+        if res.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: {}",
+            String::from_utf8_lossy(&res.body)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.get("/ready").await.status, 200);
+}
