@@ -1,8 +1,14 @@
-//! Measures the per-user actors: touches 100,000 distinct user keys through the handle,
-//! then reports live actors, memory per actor, message throughput at concurrency 16 and
-//! memory after the idle reap.
+//! Measures the per-user actors: touches distinct user keys through the handle (a
+//! login round trip each: reserve, then success), then reports live actors, memory
+//! per actor, message throughput at concurrency 16 and memory after the idle reap,
+//! against two targets: at most 1 KiB per live actor, and a resident size back within
+//! 10 % of the baseline once the idle actors are reaped.
 //!
-//! `cargo run -p suma-auth-actors --release --example actor_bench`
+//! `cargo run -p suma-auth-actors --release --example actor_bench -- [--keys 1000000]
+//!  [--idle-secs 3] [--no-steady]`
+//!
+//! `--keys` distinct users (default 100,000); `--idle-secs` the idle timeout after
+//! which actors are reaped; `--no-steady` skips the steady-state throughput runs.
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -13,10 +19,49 @@ use std::time::{Duration, Instant};
 use suma_auth_actors::clock::wall_clock_now;
 use suma_auth_actors::{Backing, SecurityActors, SecurityConfig, SecurityHandle};
 
-const KEYS: usize = 100_000;
 const CONCURRENCY: usize = 16;
 const STEADY_OPS: usize = 400_000;
-const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bytes per live actor the design allows.
+const TARGET_BYTES_PER_ACTOR: i64 = 1024;
+/// Resident size after the reap, over the baseline, at most (percent).
+const TARGET_RSS_GROWTH_PERCENT: f64 = 10.0;
+
+struct Opts {
+    keys: usize,
+    idle: Duration,
+    steady: bool,
+}
+
+fn parse_args() -> Result<Opts, String> {
+    let mut opts = Opts {
+        keys: 100_000,
+        idle: Duration::from_secs(3),
+        steady: true,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--keys" => {
+                opts.keys = args
+                    .next()
+                    .and_then(|v| v.replace('_', "").parse().ok())
+                    .filter(|&k: &usize| (1..=10_000_000).contains(&k))
+                    .ok_or("--keys takes a number from 1 to 10,000,000")?;
+            }
+            "--idle-secs" => {
+                let secs: u64 = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&s| (1..=600).contains(&s))
+                    .ok_or("--idle-secs takes a number from 1 to 600")?;
+                opts.idle = Duration::from_secs(secs);
+            }
+            "--no-steady" => opts.steady = false,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(opts)
+}
 
 /// Counts live heap bytes (requested sizes), to price an actor without allocator noise.
 struct Counting;
@@ -92,7 +137,14 @@ fn malloc_trim() {
 fn malloc_trim() {}
 
 fn key(n: usize) -> String {
-    format!("user{n:06}@example.com")
+    format!("user{n:07}@example.com")
+}
+
+/// The largest resident size seen while a load runs (sampled by the workers).
+static PEAK_RSS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn note_rss() {
+    PEAK_RSS.fetch_max(rss(), Ordering::Relaxed);
 }
 
 /// Runs `ops` login round trips (reserve + success: 2 messages each) spread over
@@ -109,6 +161,9 @@ async fn load(
             actix::spawn(async move {
                 let mut failures = 0usize;
                 for op in (worker..ops).step_by(CONCURRENCY) {
+                    if op % 50_000 == worker {
+                        note_rss();
+                    }
                     let key = key(op % key_space);
                     let now = wall_clock_now();
                     if handle.reserve_login(&key, now).await.is_err()
@@ -134,12 +189,12 @@ async fn load(
 
 /// The same steady-state load, issued from a second arbiter (thread), as actix-web
 /// workers do: every message crosses threads twice.
-async fn from_another_thread(handle: &SecurityHandle) -> Result<f64, Box<dyn Error>> {
+async fn from_another_thread(handle: &SecurityHandle, keys: usize) -> Result<f64, Box<dyn Error>> {
     let arbiter = actix::Arbiter::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let handle = handle.clone();
     arbiter.spawn(async move {
-        let rate = load(&handle, STEADY_OPS, KEYS)
+        let rate = load(&handle, STEADY_OPS, keys)
             .await
             .map_err(|e| e.to_string());
         let _ = tx.send(rate);
@@ -149,31 +204,45 @@ async fn from_another_thread(handle: &SecurityHandle) -> Result<f64, Box<dyn Err
     Ok(rate?)
 }
 
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT MET"
+    }
+}
+
 #[actix::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    let opts = parse_args()?;
+    let keys = opts.keys;
     let config = SecurityConfig {
-        idle_timeout: IDLE_TIMEOUT,
+        idle_timeout: opts.idle,
         ..SecurityConfig::default()
     };
     println!(
-        "shards {}, user mailbox {}, idle timeout {:?}, concurrency {CONCURRENCY}",
+        "{keys} distinct users; shards {}, user mailbox {}, idle timeout {:?}, concurrency {CONCURRENCY}",
         config.shards, config.user_mailbox, config.idle_timeout
     );
     let handle = SecurityActors::start(config, Backing::Local)?;
     actix::clock::sleep(Duration::from_millis(50)).await;
     let (rss0, heap0) = (rss(), heap());
+    PEAK_RSS.store(rss0, Ordering::Relaxed);
     println!("baseline: RSS {}, heap {}", mib(rss0), mib(heap0));
 
-    let created = load(&handle, KEYS, KEYS).await?;
+    let created = load(&handle, keys, keys).await?;
+    note_rss();
     let live = handle.stats().live_actors;
     let (rss1, heap1) = (rss(), heap());
+    let touch_peak = PEAK_RSS.load(Ordering::Relaxed).max(rss1);
     let per = |delta: i64| delta / i64::try_from(live.max(1)).unwrap_or(1);
-    println!("touched {KEYS} keys: {live} live actors, {created:.0} messages/s (creating actors)");
+    println!("touched {keys} users: {live} live actors, {created:.0} messages/s (creating actors)");
     println!(
-        "  RSS {} (+{}), {} bytes per live actor",
+        "  RSS {} (+{}; peak {}), {} bytes per live actor",
         mib(rss1),
         mib(rss1 - rss0),
-        per(rss1 - rss0)
+        mib(touch_peak),
+        per(touch_peak - rss0)
     );
     println!(
         "  heap {} (+{}), {} heap bytes per live actor",
@@ -182,16 +251,34 @@ async fn main() -> Result<(), Box<dyn Error>> {
         per(heap1 - heap0)
     );
 
-    let steady = load(&handle, STEADY_OPS, KEYS).await?;
-    println!("steady state over {KEYS} live actors: {steady:.0} messages/s");
-    let hot = load(&handle, STEADY_OPS, 1_000).await?;
-    println!("steady state over 1,000 hot keys: {hot:.0} messages/s");
-    let remote = from_another_thread(&handle).await?;
-    println!("steady state, callers on another thread (like HTTP workers): {remote:.0} messages/s");
+    if opts.steady {
+        let steady = load(&handle, STEADY_OPS, keys).await?;
+        println!("steady state over {keys} live actors: {steady:.0} messages/s");
+        let hot = load(&handle, STEADY_OPS, 1_000.min(keys)).await?;
+        println!("steady state over 1,000 hot keys: {hot:.0} messages/s");
+        let remote = from_another_thread(&handle, keys).await?;
+        println!(
+            "steady state, callers on another thread (like HTTP workers): {remote:.0} messages/s"
+        );
+    }
+    let peak = PEAK_RSS.load(Ordering::Relaxed).max(rss1);
 
+    // Wait until every actor is reaped, or the count stops falling (actors that
+    // hold state existing nowhere else are kept by design).
     let reap_started = Instant::now();
-    while handle.stats().live_actors > 0 && reap_started.elapsed() < Duration::from_secs(60) {
+    let reap_limit = Duration::from_secs(300) + opts.idle * 4;
+    let settle = (opts.idle * 3).max(Duration::from_secs(10));
+    let mut last_live = handle.stats().live_actors;
+    let mut last_change = Instant::now();
+    while handle.stats().live_actors > 0 && reap_started.elapsed() < reap_limit {
         actix::clock::sleep(Duration::from_millis(100)).await;
+        let now_live = handle.stats().live_actors;
+        if now_live != last_live {
+            last_live = now_live;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > settle && now_live < live / 100 {
+            break;
+        }
     }
     actix::clock::sleep(Duration::from_millis(200)).await;
     let (rss2, heap2) = (rss(), heap());
@@ -203,8 +290,37 @@ async fn main() -> Result<(), Box<dyn Error>> {
         mib(heap2),
         mib(heap2 - heap0)
     );
+    // The server hands freed memory back the same way, on a timer.
     malloc_trim();
-    println!("after malloc_trim(0): RSS {}", mib(rss()));
+    let rss3 = rss();
+    let growth = (rss3 - rss0) as f64 / rss0.max(1) as f64 * 100.0;
+    println!(
+        "after malloc_trim(0): RSS {} ({growth:+.1} % over the baseline)",
+        mib(rss3)
+    );
     println!("mailbox rejections: {}", handle.stats().mailbox_rejections);
+    println!();
+    let bytes_per_actor = per(touch_peak - rss0);
+    println!(
+        "summary: {keys} users, {live} live actors at peak; RSS baseline {} / peak {} / after reap {}",
+        mib(rss0),
+        mib(peak),
+        mib(rss3)
+    );
+    println!(
+        "  bytes per live actor (RSS)   {bytes_per_actor:>8}   target <= {TARGET_BYTES_PER_ACTOR}: {}",
+        verdict(bytes_per_actor <= TARGET_BYTES_PER_ACTOR)
+    );
+    println!("  heap bytes per live actor    {:>8}", per(heap1 - heap0));
+    println!(
+        "  RSS after reap over baseline {growth:>7.1} %  target <= {TARGET_RSS_GROWTH_PERCENT:.0} %: {}",
+        verdict(growth <= TARGET_RSS_GROWTH_PERCENT)
+    );
+    println!(
+        "  kept after the reap: RSS +{}, live heap +{} ({} actors still live)",
+        mib(rss3 - rss0),
+        mib(heap2 - heap0),
+        handle.stats().live_actors
+    );
     Ok(())
 }

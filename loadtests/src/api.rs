@@ -15,6 +15,7 @@ pub const REGISTER: &str = "/api/v1/auth/register";
 pub const VERIFY_EMAIL: &str = "/api/v1/auth/verify-email";
 pub const LOGIN: &str = "/api/v1/auth/login";
 pub const REFRESH: &str = "/api/v1/auth/refresh";
+pub const LOGOUT: &str = "/api/v1/auth/logout";
 pub const OTP_VERIFY: &str = "/api/v1/auth/otp/verify";
 pub const ENABLE_EMAIL_OTP: &str = "/api/v1/auth/me/2fa/email";
 pub const ME: &str = "/api/v1/auth/me";

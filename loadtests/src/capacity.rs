@@ -74,9 +74,11 @@ pub fn capacity(env: &mut Env, opts: &CapacityOpts) -> Result<CapacitySection, S
             opts.pause,
         )?;
         let confirm = ramp.confirm_run.map(|i| env.report.runs[i].summary.clone());
-        let (measured, p95, note) = match (ramp.knee_ok_rps, ramp.knee_p95_ms) {
-            (Some(r), Some(p)) => (
-                r,
+        let knee_step = ramp.knee.map(|k| &ramp.steps[k.index]);
+        let (measured, flows, p95, note) = match (knee_step, ramp.knee_p95_ms) {
+            (Some(step), Some(p)) => (
+                step.ok_rps,
+                step.iteration_ok_rps,
                 p,
                 ramp.knee_reason
                     .clone()
@@ -91,6 +93,7 @@ pub fn capacity(env: &mut Env, opts: &CapacityOpts) -> Result<CapacitySection, S
                     .max_by(|a, b| a.ok_rps.total_cmp(&b.ok_rps));
                 (
                     best.map_or(0.0, |s| s.ok_rps),
+                    best.map_or(0.0, |s| s.iteration_ok_rps),
                     best.map_or(0.0, |s| s.p95_ms),
                     "no knee within the ramp: a lower bound".to_owned(),
                 )
@@ -109,9 +112,10 @@ pub fn capacity(env: &mut Env, opts: &CapacityOpts) -> Result<CapacitySection, S
             measured_ok_rps: measured,
             p95_ms: p95,
             per_task_rps: (measured * task_scale * 10.0).round() / 10.0,
-            confirm_rate: confirm
-                .as_ref()
-                .map(|_| ramp.knee_ok_rps.unwrap_or(0.0) * ramp.confirm_share.unwrap_or(0.0)),
+            per_task_flows: (flows * task_scale * 10.0).round() / 10.0,
+            confirm_rate: confirm.as_ref().map(|_| {
+                knee_step.map_or(0.0, |s| s.iteration_ok_rps) * ramp.confirm_share.unwrap_or(0.0)
+            }),
             confirm_ok_rps: confirm.as_ref().map(|c| c.ok_rps),
             confirm_p95_ms: confirm.as_ref().map(|c| c.p95_ms),
             confirm_p99_ms: confirm.as_ref().map(|c| c.p99_ms),
@@ -159,22 +163,24 @@ pub fn limit_for(scenario: &str, task_cores: f64, limits: &Limits) -> Option<(St
 /// The capacity table as Markdown (for RESULTS.md).
 pub fn markdown(section: &CapacitySection, limits: Option<&Limits>) -> String {
     let mut out = String::new();
-    out.push_str("| scenario | knee (workers) | per task ok/s | p95 at knee ms | 80 % of knee: rate → p95 ms | limit of a task | share of the limit |\n");
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| scenario | knee (workers) | per task ok req/s | flows/s | p95 at knee ms | 80 % of knee: rate → p95 ms | limit of a task | share of the limit |\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in &section.scenarios {
         let (limit, share) =
             match limits.and_then(|l| limit_for(&r.scenario, section.task_cores, l)) {
                 Some((name, v)) if v > 0.0 => (
                     format!("{name} {v:.0}/s"),
-                    format!("{:.0} %", r.per_task_rps / v * 100.0),
+                    // Hash-bound flows (one hash each) are compared by flows.
+                    format!("{:.0} %", r.per_task_flows / v * 100.0),
                 ),
                 _ => ("—".to_owned(), "—".to_owned()),
             };
         out.push_str(&format!(
-            "| {} | {} | {:.1} | {:.2} | {} | {} | {} |\n",
+            "| {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} |\n",
             r.scenario,
             r.knee_load.map_or("—".to_owned(), |v| format!("{v:.0}")),
             r.per_task_rps,
+            r.per_task_flows,
             r.p95_ms,
             match (r.confirm_rate, r.confirm_p95_ms) {
                 (Some(rate), Some(p)) => format!("{rate:.1}/s → {p:.2}"),
@@ -206,6 +212,7 @@ mod tests {
                     measured_ok_rps: 12.0,
                     p95_ms: 90.0,
                     per_task_rps: 12.0,
+                    per_task_flows: 12.0,
                     confirm_rate: Some(9.6),
                     confirm_ok_rps: Some(9.6),
                     confirm_p95_ms: Some(60.0),
@@ -218,6 +225,7 @@ mod tests {
                     measured_ok_rps: 100.0,
                     p95_ms: 5.0,
                     per_task_rps: 100.0,
+                    per_task_flows: 100.0,
                     confirm_rate: None,
                     confirm_ok_rps: None,
                     confirm_p95_ms: None,
@@ -248,11 +256,13 @@ mod tests {
         let md = markdown(&section, Some(&limits));
         // Half a core over 40 ms per hash: 12.5 hashes/s; 12 is 96 %.
         assert!(
-            md.contains("| login | 2 | 12.0 | 90.00 | 9.6/s → 60.00 | Argon2id 12/s | 96 % |"),
+            md.contains(
+                "| login | 2 | 12.0 | 12.0 | 90.00 | 9.6/s → 60.00 | Argon2id 12/s | 96 % |"
+            ),
             "{md}"
         );
         assert!(
-            md.contains("| refresh | — | 100.0 | 5.00 | — | — | — |"),
+            md.contains("| refresh | — | 100.0 | 100.0 | 5.00 | — | — | — |"),
             "{md}"
         );
     }

@@ -339,6 +339,7 @@ impl Env {
             };
             let idx = self.run(&label, &spec, &mut sessions)?;
             let s = &self.report.runs[idx].summary;
+            let iterations = self.report.runs[idx].details.iteration_ok_rps;
             let error_share = if s.requests > 0 {
                 s.errors as f64 / s.requests as f64
             } else {
@@ -351,6 +352,7 @@ impl Env {
             steps.push(RampStep {
                 load,
                 ok_rps: s.ok_rps,
+                iteration_ok_rps: iterations,
                 p50_ms: s.p50_ms,
                 p95_ms: s.p95_ms,
                 p99_ms: s.p99_ms,
@@ -359,7 +361,8 @@ impl Env {
             });
             knee_steps.push(Step {
                 load,
-                ok_rps: s.ok_rps,
+                // The open model offers iterations: compare like with like.
+                ok_rps: if open { iterations } else { s.ok_rps },
                 p95_ms: s.p95_ms,
                 error_share,
             });
@@ -382,12 +385,20 @@ impl Env {
             confirm_run: None,
             confirm_share: None,
         };
-        if let (Some(share), Some(rps)) = (confirm, section.knee_ok_rps) {
+        let knee_iterations = found.map(|k| section.steps[k.index].iteration_ok_rps);
+        if let (Some(share), Some(rps)) = (confirm, knee_iterations) {
             let rate = (rps * share).max(0.5);
             std::thread::sleep(step_pause);
+            // Enough connections to absorb jitter at the knee's concurrency
+            // without piling far more requests on the server than it had there.
+            let knee_workers = if open {
+                connections
+            } else {
+                section.knee_load.unwrap_or(1.0).round() as usize
+            };
             let spec = RunSpec {
                 model: Model::Open { rate },
-                concurrency: connections,
+                concurrency: (4 * knee_workers).max(16).min(connections.max(1)),
                 ..base.clone()
             };
             let label = format!(
@@ -418,21 +429,34 @@ impl Env {
         };
         let mut redis = conn?;
         let db = fleet.redis_db().unwrap_or(0);
-        // Sessions in use and lockout windows after one failed attempt.
+        // Sessions in use, sessions ended (a revocation is kept for the token
+        // lifetime) and lockout windows after one failed attempt.
         let users: Vec<User> = self.users.iter().take(10).cloned().collect();
         let base = self.targets[0].clone();
         let timeout = self.timeout;
         actix_rt::System::new().block_on(async move {
             let client = api::client(timeout);
-            for u in &users {
+            for (i, u) in users.iter().enumerate() {
                 if let Ok(pair) = api::login(&client, &base, u).await {
+                    let bearer = format!("Bearer {}", pair.access_token);
                     if let Ok(mut r) = client
                         .get(base.join(api::ME))
-                        .insert_header(("Authorization", format!("Bearer {}", pair.access_token)))
+                        .insert_header(("Authorization", bearer.clone()))
                         .send()
                         .await
                     {
                         let _ = r.body().await;
+                    }
+                    if i % 2 == 1 {
+                        if let Ok(mut r) = client
+                            .post(base.join(api::LOGOUT))
+                            .insert_header(("Authorization", bearer))
+                            .content_type("application/json")
+                            .send_body("{}")
+                            .await
+                        {
+                            let _ = r.body().await;
+                        }
                     }
                 }
                 let wrong = User {

@@ -218,6 +218,7 @@ impl Chart {
             MT + ph / 2.0,
             esc(&self.y_label)
         );
+        let mut legend_x = ML + 8.0;
         for (i, s) in self.series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             let mut d = String::new();
@@ -254,7 +255,8 @@ impl Chart {
                     r#"<path d="{d}" fill="none" stroke="{color}" stroke-width="1.6"/>"#
                 );
             }
-            let lx = ML + 8.0 + (i as f64) * 150.0;
+            let lx = legend_x;
+            legend_x += 34.0 + 6.5 * s.name.chars().count() as f64;
             let ly = H - 12.0;
             let _ = write!(
                 svg,
@@ -542,6 +544,7 @@ pub fn render(r: &FullReport) -> String {
                     row.knee_load.map_or("-".into(), |v| format!("{v:.0}")),
                     f1(row.measured_ok_rps),
                     f1(row.per_task_rps),
+                    f1(row.per_task_flows),
                     f2(row.p95_ms),
                     row.confirm_rate.map_or("-".into(), f1),
                     row.confirm_p95_ms.map_or("-".into(), f2),
@@ -555,6 +558,7 @@ pub fn render(r: &FullReport) -> String {
                 "knee workers",
                 "measured ok/s",
                 "per task ok/s",
+                "flows/s",
                 "p95 ms",
                 "80 % rate",
                 "p95 ms there",
@@ -998,6 +1002,7 @@ mod tests {
                 RampStep {
                     load: 1.0,
                     ok_rps: 100.0,
+                    iteration_ok_rps: 100.0,
                     p50_ms: 1.0,
                     p95_ms: 2.0,
                     p99_ms: 3.0,
@@ -1007,6 +1012,7 @@ mod tests {
                 RampStep {
                     load: 2.0,
                     ok_rps: 101.0,
+                    iteration_ok_rps: 101.0,
                     p50_ms: 2.0,
                     p95_ms: 4.0,
                     p99_ms: 6.0,
@@ -1036,6 +1042,7 @@ mod tests {
                 measured_ok_rps: 100.0,
                 p95_ms: 2.0,
                 per_task_rps: 100.0,
+                per_task_flows: 100.0,
                 confirm_rate: Some(80.0),
                 confirm_ok_rps: Some(80.0),
                 confirm_p95_ms: Some(1.5),

@@ -480,6 +480,9 @@ impl Fleet {
         }
         env.extend(opts.extra_env.iter().cloned());
 
+        // One public URL for the fleet, as behind a load balancer: it is the
+        // tokens' issuer, which every instance must agree on.
+        let mut public_url: Option<String> = None;
         for i in 0..opts.instances.max(1) {
             let (wrapper, confinement) = confine(opts.cpu, &format!("suma-auth-lt-{tag}-{i}"));
             if let Wrapper::Cgroup(dir) = &wrapper {
@@ -488,6 +491,9 @@ impl Fleet {
             fleet.confinement = confinement;
             let port = free_port()?;
             let base = BaseUrl::parse(&format!("http://127.0.0.1:{port}"))?;
+            let public = public_url
+                .get_or_insert_with(|| base.as_str().to_owned())
+                .clone();
             let log = fleet.data_dir.join(format!("server-{i}.log"));
             let log_file = fs::File::create(&log).map_err(|e| e.to_string())?;
             let log_err = log_file.try_clone().map_err(|e| e.to_string())?;
@@ -538,7 +544,7 @@ impl Fleet {
             }
             cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .env("PORT", port.to_string())
-                .env("PUBLIC_URL", base.as_str())
+                .env("PUBLIC_URL", &public)
                 .stdin(Stdio::null())
                 .stdout(log_file)
                 .stderr(log_err);

@@ -770,13 +770,47 @@ fn cmd_bench(args: &BenchArgs) -> BoxResult<()> {
         &env.report.setup.backend.replace('+', "-"),
         env.report.started_unix,
     );
-    env.finish(&args.env.out_dir, &stem)?;
+    let full = env.finish(&args.env.out_dir, &stem)?;
     if l.json {
         print_json(&report)
     } else {
         report.print_human();
+        print_server_summary(&full);
         Ok(())
     }
+}
+
+/// Start-up time, memory and machine load of a session, from its report.
+fn print_server_summary(full: &report::FullReport) {
+    println!();
+    for (i, ms) in full.setup.ready_ms.iter().enumerate() {
+        println!("server #{i} ready after {ms:.0} ms");
+    }
+    if let Some(server) = &full.server {
+        for p in &server.processes {
+            let first = p.points.first().map_or(0, |x| x.rss_bytes);
+            let peak = p.points.iter().map(|x| x.rss_bytes).max().unwrap_or(0);
+            println!(
+                "{} (pid {}): RSS {:.1} MB at first sample, {:.1} MB at peak",
+                p.name,
+                p.pid,
+                first as f64 / 1e6,
+                peak as f64 / 1e6
+            );
+        }
+    }
+    if let Some(r) = &full.redis {
+        println!(
+            "Redis: {:.0} bytes per session key, {:.0} per lockout key (MEMORY USAGE)",
+            r.bytes_per_session.unwrap_or(0.0),
+            r.bytes_per_lockout_key.unwrap_or(0.0)
+        );
+    }
+    println!(
+        "load average: {:.2} before, {:.2} after",
+        full.machine.load_before.unwrap_or(0.0),
+        full.machine.load_after.unwrap_or(0.0)
+    );
 }
 
 fn cmd_capacity(args: &CapacityArgs) -> BoxResult<()> {
@@ -785,7 +819,7 @@ fn cmd_capacity(args: &CapacityArgs) -> BoxResult<()> {
     let mut scenarios = Vec::new();
     for name in args.scenarios.split(',').filter(|s| !s.trim().is_empty()) {
         scenarios.push(
-            Scenario::from_str(name.trim(), true)
+            Scenario::from_str(&name.trim().replace('_', "-"), true)
                 .map_err(|_| format!("unknown scenario {name:?}"))?,
         );
     }
@@ -898,12 +932,15 @@ fn cmd_plan(args: &PlanArgs) -> BoxResult<()> {
         return print_json(&plan);
     }
     plan.print_human();
-    if !figures.scenarios.is_empty() {
+    let routes: Vec<&(String, f64)> = figures
+        .scenarios
+        .iter()
+        .filter(|(name, _)| ["login", "register", "refresh", "me"].contains(&name.as_str()))
+        .collect();
+    if !routes.is_empty() {
         println!("  per_task_capacity_rps      = {{");
-        for (name, rps) in &figures.scenarios {
-            if ["login", "register", "refresh", "me"].contains(&name.as_str()) {
-                println!("    {name:<8} = {rps}");
-            }
+        for (name, rps) in routes {
+            println!("    {name:<8} = {rps}");
         }
         println!("  }}");
     }
@@ -1117,6 +1154,21 @@ mod cli_tests {
         assert!(ok.targets.is_empty());
         assert_eq!(ok.instances, 3);
         assert!(parse(&["--task-cores", "0"]).is_err());
+    }
+
+    #[test]
+    fn capacity_names_scenarios_either_way() {
+        let cli = Cli::try_parse_from(["x", "capacity"]).unwrap();
+        let Command::Capacity(c) = cli.command else {
+            panic!("not capacity");
+        };
+        let names: Vec<Scenario> = c
+            .scenarios
+            .split(',')
+            .map(|n| Scenario::from_str(&n.replace('_', "-"), true).unwrap())
+            .collect();
+        assert_eq!(names.len(), 7);
+        assert!(names.contains(&Scenario::LoginOtp));
     }
 
     #[test]

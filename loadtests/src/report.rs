@@ -96,6 +96,8 @@ pub struct RunSection {
 pub struct RampStep {
     pub load: f64,
     pub ok_rps: f64,
+    /// Iterations (flows of `register` and `login_otp`) per second.
+    pub iteration_ok_rps: f64,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
@@ -130,7 +132,10 @@ pub struct CapacityRow {
     pub p95_ms: f64,
     /// `measured_ok_rps` x task scale: one task's figure.
     pub per_task_rps: f64,
-    /// The open-model confirmation at 80 % of the knee.
+    /// One task's completed flows per second (`register` and `login_otp` iterations
+    /// of two requests; equal to `per_task_rps` for the others).
+    pub per_task_flows: f64,
+    /// The open-model confirmation at 80 % of the knee (iterations per second).
     pub confirm_rate: Option<f64>,
     pub confirm_ok_rps: Option<f64>,
     pub confirm_p95_ms: Option<f64>,

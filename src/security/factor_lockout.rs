@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use suma_auth_actors::{
     ActorError, Backing, FailureOutcome, LockoutBacking, LockoutPolicy, Reservation,
-    SecurityActors, SecurityConfig, SecurityHandle, StartError, Timestamp, UserKey,
+    ReserveOutcome, SecurityActors, SecurityConfig, SecurityHandle, StartError, Timestamp,
+    UserKey,
 };
 use uuid::Uuid;
 
@@ -100,8 +101,9 @@ impl FactorLockout {
             .reserve(&Self::day_key(user_id), self.day_check, now)
             .await;
         match day {
-            Ok(Reservation::Locked { retry_after_ms }) => return Ok(locked(retry_after_ms)),
-            Ok(Reservation::Allowed { .. }) => {}
+            Ok(ReserveOutcome::Locked { retry_after_ms }) => return Ok(locked(retry_after_ms)),
+            // (never pending: the check's budget of reservations is unbounded)
+            Ok(ReserveOutcome::Allowed { .. } | ReserveOutcome::Pending) => {}
             // The window still bounds every check; the day resumes with its store.
             Err(e) => tracing::warn!(error = %e, "second-factor day limit unavailable"),
         }
