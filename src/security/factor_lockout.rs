@@ -27,8 +27,7 @@ use std::time::Duration;
 
 use suma_auth_actors::{
     ActorError, Backing, FailureOutcome, LockoutBacking, LockoutPolicy, Reservation,
-    ReserveOutcome, SecurityActors, SecurityConfig, SecurityHandle, StartError, Timestamp,
-    UserKey,
+    ReserveOutcome, SecurityActors, SecurityConfig, SecurityHandle, StartError, Timestamp, UserKey,
 };
 use uuid::Uuid;
 
