@@ -134,7 +134,7 @@ impl Application {
             },
             Backing::shared(lockout),
         )?;
-        let rate_limiter = RateLimiter::start(config.rate_limits, redis.clone())?;
+        let rate_limiter = RateLimiter::start(config.rate_limits, redis.clone(), store.clone())?;
         let sessions = SessionGuard::new(
             redis.clone(),
             store.clone(),

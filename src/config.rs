@@ -197,6 +197,9 @@ pub struct SecurityPolicy {
     /// A spent refresh token presented again within this time is refused
     /// without revoking its session (a client retrying one request); 0 = off.
     pub refresh_reuse_grace: Duration,
+    /// Accounts still unverified this long after their (latest) registration
+    /// are deleted by the expiry sweep.
+    pub unverified_account_max_age: Duration,
 }
 
 /// How second factors are limited per account (on every instance).
@@ -486,6 +489,9 @@ impl Config {
                 0,
                 30,
             )?),
+            unverified_account_max_age: Duration::from_secs(
+                86_400 * v.bounded("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS", 7, 1, 3650)?,
+            ),
         };
 
         let cores = std::thread::available_parallelism()

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::Serialize;
 
+use crate::monitor::thread_cpu_ns;
 use crate::stats::{round1, round3};
 
 #[derive(Debug, Clone)]
@@ -37,17 +38,22 @@ pub struct Argon2Report {
     pub t_cost: u32,
     pub p_cost: u32,
     pub reuse_memory: bool,
-    /// Median time of one hash with the rest of the machine idle.
+    /// Median wall time of one hash with no other hashing thread.
     pub single_hash_ms: f64,
-    /// Median time of one hash while every thread hashes (memory bandwidth shared):
-    /// the hash time the limit is computed from.
+    /// Median wall time of one hash while every thread hashes (memory bandwidth
+    /// shared).
     pub parallel_hash_ms: f64,
     pub parallel_hash_p95_ms: f64,
+    /// CPU time of one hash (mean), alone and with every thread hashing: what a
+    /// hash costs, whatever else runs on the machine. The limit is computed from
+    /// the parallel one (the wall times where CPU time cannot be read).
+    pub single_cpu_hash_ms: f64,
+    pub parallel_cpu_hash_ms: f64,
     pub hashes: u64,
     pub elapsed_s: f64,
     /// Hashes actually completed per second by all threads together.
     pub measured_hps: f64,
-    /// threads ÷ parallel hash time (hashes per second).
+    /// threads ÷ parallel CPU time of a hash (hashes per second).
     pub limit_hps: f64,
 }
 
@@ -67,12 +73,12 @@ impl Argon2Report {
             }
         );
         println!(
-            "  single hash, machine idle        {:.2} ms",
-            self.single_hash_ms
+            "  one hash alone                   {:.2} ms CPU ({:.2} ms wall)",
+            self.single_cpu_hash_ms, self.single_hash_ms
         );
         println!(
-            "  one hash, all threads busy       {:.2} ms (p95 {:.2} ms)",
-            self.parallel_hash_ms, self.parallel_hash_p95_ms
+            "  one hash, all threads busy       {:.2} ms CPU ({:.2} ms wall, p95 {:.2} ms)",
+            self.parallel_cpu_hash_ms, self.parallel_hash_ms, self.parallel_hash_p95_ms
         );
         println!(
             "  measured  {} hashes in {:.2} s = {:.1} hashes/s",
@@ -80,7 +86,7 @@ impl Argon2Report {
         );
         println!(
             "  limit = {} threads / {:.2} ms = {:.1} hashes/s",
-            self.threads, self.parallel_hash_ms, self.limit_hps
+            self.threads, self.parallel_cpu_hash_ms, self.limit_hps
         );
     }
 }
@@ -150,10 +156,15 @@ pub fn measure(opts: &Argon2Opts) -> Result<Argon2Report, String> {
     // Alone: one warm-up hash (page faults of the first allocation), then a few timed.
     hash_once(&mut alone_hasher, password)?;
     let mut alone = Vec::new();
-    let alone_deadline = Instant::now() + Duration::from_millis(500);
-    while alone.len() < 5 && (alone.len() < 2 || Instant::now() < alone_deadline) {
+    let alone_deadline = Instant::now() + Duration::from_millis(600);
+    let cpu0 = thread_cpu_ns();
+    while alone.len() < 20 && (alone.len() < 5 || Instant::now() < alone_deadline) {
         alone.push(hash_once(&mut alone_hasher, password)?);
     }
+    let single_cpu_ns = match (cpu0, thread_cpu_ns()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / alone.len() as f64),
+        _ => None,
+    };
     let single_hash_ms = median_ms(&mut alone);
     drop(alone_hasher);
 
@@ -165,30 +176,41 @@ pub fn measure(opts: &Argon2Opts) -> Result<Argon2Report, String> {
         let opts = opts.clone();
         let budget = Arc::clone(&budget);
         let barrier = Arc::clone(&barrier);
-        handles.push(thread::spawn(move || -> Result<Vec<Duration>, String> {
-            // Warm-up hash, not timed. Wait at the barrier whatever happened, so that
-            // an error here cannot leave the other threads waiting forever.
-            let prepared =
-                Hasher::new(&opts).and_then(|mut h| hash_once(&mut h, password).map(|_| h));
-            barrier.wait();
-            let mut h = prepared?;
-            let deadline = Instant::now() + opts.duration;
-            let mut times = Vec::new();
-            while Instant::now() < deadline
-                && budget.fetch_add(1, Ordering::Relaxed) < opts.max_hashes
-            {
-                times.push(hash_once(&mut h, password)?);
-            }
-            Ok(times)
-        }));
+        handles.push(thread::spawn(
+            move || -> Result<(Vec<Duration>, Option<u64>), String> {
+                // Warm-up hash, not timed. Wait at the barrier whatever happened, so that
+                // an error here cannot leave the other threads waiting forever.
+                let prepared =
+                    Hasher::new(&opts).and_then(|mut h| hash_once(&mut h, password).map(|_| h));
+                barrier.wait();
+                let mut h = prepared?;
+                let deadline = Instant::now() + opts.duration;
+                let mut times = Vec::new();
+                let cpu0 = thread_cpu_ns();
+                while Instant::now() < deadline
+                    && budget.fetch_add(1, Ordering::Relaxed) < opts.max_hashes
+                {
+                    times.push(hash_once(&mut h, password)?);
+                }
+                let cpu = match (cpu0, thread_cpu_ns()) {
+                    (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                    _ => None,
+                };
+                Ok((times, cpu))
+            },
+        ));
     }
     barrier.wait();
     let start = Instant::now();
     let mut all = Vec::new();
+    let mut cpu_total: Option<u64> = Some(0);
     let mut first_err = None;
     for h in handles {
         match h.join() {
-            Ok(Ok(times)) => all.extend(times),
+            Ok(Ok((times, cpu))) => {
+                all.extend(times);
+                cpu_total = cpu_total.zip(cpu).map(|(a, b)| a + b);
+            }
             Ok(Err(e)) => first_err = first_err.or(Some(e)),
             Err(_) => first_err = first_err.or(Some("a hashing thread panicked".to_owned())),
         }
@@ -203,7 +225,10 @@ pub fn measure(opts: &Argon2Opts) -> Result<Argon2Report, String> {
     let hashes = all.len() as u64;
     let parallel_hash_ms = median_ms(&mut all);
     let parallel_hash_p95_ms = p95_ms(&all);
-    let limit_hps = threads as f64 / (parallel_hash_ms / 1000.0);
+    let parallel_cpu_hash_ms =
+        cpu_total.map_or(parallel_hash_ms, |ns| ns as f64 / hashes as f64 / 1e6);
+    let single_cpu_hash_ms = single_cpu_ns.map_or(single_hash_ms, |ns| ns / 1e6);
+    let limit_hps = threads as f64 / (parallel_cpu_hash_ms.max(1e-6) / 1000.0);
     Ok(Argon2Report {
         cores,
         threads,
@@ -212,6 +237,8 @@ pub fn measure(opts: &Argon2Opts) -> Result<Argon2Report, String> {
         p_cost: opts.p_cost,
         reuse_memory: opts.reuse_memory,
         single_hash_ms: round3(single_hash_ms),
+        single_cpu_hash_ms: round3(single_cpu_hash_ms),
+        parallel_cpu_hash_ms: round3(parallel_cpu_hash_ms),
         parallel_hash_ms: round3(parallel_hash_ms),
         parallel_hash_p95_ms: round3(parallel_hash_p95_ms),
         hashes,

@@ -139,42 +139,65 @@ pub fn capacity(env: &mut Env, opts: &CapacityOpts) -> Result<CapacitySection, S
     Ok(section)
 }
 
-/// The per-task limits a scenario is compared with, and the ratio.
-pub fn limit_for(scenario: &str, task_cores: f64, limits: &Limits) -> Option<(String, f64)> {
+/// The limit of one task for a scenario, in flows per second: for login, register
+/// and login_otp (one hash each) task cores ÷ the CPU time of a hash; for refresh
+/// task cores × one core's RS256 rate; for me the task's `/health`; for the mix the
+/// weighted harmonic combination of its actions' limits (what a task could do if
+/// each action ran at its own limit).
+pub fn limit_for(
+    scenario: &str,
+    task_cores: f64,
+    limits: &Limits,
+    mix: &Mix,
+) -> Option<(String, f64)> {
     match scenario {
         "login" | "register" | "login_otp" => limits.argon2.as_ref().map(|a| {
             (
                 "Argon2id".to_owned(),
-                task_cores / (a.single_hash_ms / 1000.0),
+                task_cores / (a.single_cpu_hash_ms.max(1e-6) / 1000.0),
             )
         }),
         "refresh" => limits
             .rs256
             .as_ref()
             .map(|r| ("RS256".to_owned(), task_cores * r.per_core_sps)),
-        "me" | "mix" => limits
+        "me" | "health" => limits
             .health
             .as_ref()
             .map(|h| ("/health".to_owned(), h.ok_rps)),
+        "mix" => {
+            let total = f64::from(mix.total().max(1));
+            let mut cost = 0.0;
+            for (action, w) in &mix.weights {
+                let (_, l) = limit_for(action.name(), task_cores, limits, mix)?;
+                if l <= 0.0 {
+                    return None;
+                }
+                cost += f64::from(*w) / total / l;
+            }
+            (cost > 0.0).then(|| ("its actions' limits".to_owned(), 1.0 / cost))
+        }
         _ => None,
     }
 }
 
 /// The capacity table as Markdown (for RESULTS.md).
-pub fn markdown(section: &CapacitySection, limits: Option<&Limits>) -> String {
+pub fn markdown(section: &CapacitySection, limits: Option<&Limits>, mix: &Mix) -> String {
     let mut out = String::new();
     out.push_str("| scenario | knee (workers) | per task ok req/s | flows/s | p95 at knee ms | 80 % of knee: rate → p95 ms | limit of a task | share of the limit |\n");
     out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in &section.scenarios {
-        let (limit, share) =
-            match limits.and_then(|l| limit_for(&r.scenario, section.task_cores, l)) {
-                Some((name, v)) if v > 0.0 => (
-                    format!("{name} {v:.0}/s"),
-                    // Hash-bound flows (one hash each) are compared by flows.
-                    format!("{:.0} %", r.per_task_flows / v * 100.0),
-                ),
-                _ => ("—".to_owned(), "—".to_owned()),
-            };
+        let (limit, share) = match limits
+            .filter(|_| r.scenario != "health")
+            .and_then(|l| limit_for(&r.scenario, section.task_cores, l, mix))
+        {
+            Some((name, v)) if v > 0.0 => (
+                format!("{name} {v:.0}/s"),
+                // Hash-bound flows (one hash each) are compared by flows.
+                format!("{:.0} %", r.per_task_flows / v * 100.0),
+            ),
+            _ => ("—".to_owned(), "—".to_owned()),
+        };
         out.push_str(&format!(
             "| {} | {} | {:.1} | {:.1} | {:.2} | {} | {} | {} |\n",
             r.scenario,
@@ -198,6 +221,7 @@ pub fn markdown(section: &CapacitySection, limits: Option<&Limits>) -> String {
 mod tests {
     use super::*;
     use crate::argon2_limit::Argon2Report;
+    use crate::limits::Rs256Report;
 
     #[test]
     fn markdown_compares_each_scenario_with_its_limit() {
@@ -242,8 +266,10 @@ mod tests {
                 t_cost: 2,
                 p_cost: 1,
                 reuse_memory: false,
-                single_hash_ms: 40.0,
-                parallel_hash_ms: 45.0,
+                single_hash_ms: 80.0,
+                parallel_hash_ms: 90.0,
+                single_cpu_hash_ms: 40.0,
+                parallel_cpu_hash_ms: 45.0,
                 parallel_hash_p95_ms: 50.0,
                 hashes: 10,
                 elapsed_s: 1.0,
@@ -253,7 +279,7 @@ mod tests {
             rs256: None,
             health: None,
         };
-        let md = markdown(&section, Some(&limits));
+        let md = markdown(&section, Some(&limits), &Mix::default());
         // Half a core over 40 ms per hash: 12.5 hashes/s; 12 is 96 %.
         assert!(
             md.contains(
@@ -265,5 +291,31 @@ mod tests {
             md.contains("| refresh | — | 100.0 | 100.0 | 5.00 | — | — | — |"),
             "{md}"
         );
+        // The mix: 10 % of its iterations hash at 12.5/s, 90 % run at 1000/s.
+        let limits = Limits {
+            health: Some(HealthLimit {
+                concurrency: 8,
+                ok_rps: 1000.0,
+                p95_ms: 1.0,
+            }),
+            rs256: Some(Rs256Report {
+                cores: 2,
+                threads: 2,
+                single_sign_us: 1000.0,
+                parallel_sign_us: 1000.0,
+                single_cpu_sign_us: 500.0,
+                parallel_cpu_sign_us: 500.0,
+                signatures: 1,
+                elapsed_s: 1.0,
+                measured_sps: 2000.0,
+                limit_sps: 4000.0,
+                per_core_sps: 2000.0,
+            }),
+            ..limits
+        };
+        let mix: Mix = "me=70,refresh=20,login=8,register=2".parse().unwrap();
+        let (_, l) = limit_for("mix", 0.5, &limits, &mix).unwrap();
+        // 1 / (0.7/1000 + 0.2/1000 + 0.1/12.5) = 112.4
+        assert!((l - 112.4).abs() < 0.1, "{l}");
     }
 }

@@ -13,22 +13,29 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use serde::Serialize;
 
+use crate::monitor::thread_cpu_ns;
 use crate::stats::{round1, round3};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Rs256Report {
     pub cores: usize,
     pub threads: usize,
-    /// Median time of one signature with nothing else signing, microseconds.
+    /// Median wall time of one signature with nothing else signing, microseconds.
     pub single_sign_us: f64,
-    /// Median time of one signature while every thread signs, microseconds.
+    /// Median wall time of one signature while every thread signs, microseconds.
     pub parallel_sign_us: f64,
+    /// CPU time of one signature (mean), alone and with every thread signing: what
+    /// a signature costs whatever else runs on the machine. The limit and the
+    /// one-core rate are computed from them (from the wall times where CPU time
+    /// cannot be read).
+    pub single_cpu_sign_us: f64,
+    pub parallel_cpu_sign_us: f64,
     pub signatures: u64,
     pub elapsed_s: f64,
     pub measured_sps: f64,
-    /// threads ÷ parallel signature time (signatures per second).
+    /// threads ÷ parallel CPU time of a signature (signatures per second).
     pub limit_sps: f64,
-    /// One core's rate: 1 ÷ single signature time.
+    /// One core's rate: 1 ÷ the CPU time of a signature alone.
     pub per_core_sps: f64,
 }
 
@@ -74,9 +81,14 @@ pub fn measure_rs256(
     sign_once(&key, &rng, &msg, &mut sig)?;
     let mut alone = Vec::new();
     let until = Instant::now() + Duration::from_millis(300);
+    let cpu0 = thread_cpu_ns();
     while alone.len() < 20 || (Instant::now() < until && alone.len() < 2000) {
         alone.push(sign_once(&key, &rng, &msg, &mut sig)?);
     }
+    let single_cpu_ns = match (cpu0, thread_cpu_ns()) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / alone.len() as f64),
+        _ => None,
+    };
     let single_sign_us = median_us(&mut alone);
 
     let budget = Arc::new(AtomicU64::new(0));
@@ -89,26 +101,35 @@ pub fn measure_rs256(
             Arc::clone(&budget),
             Arc::clone(&barrier),
         );
-        handles.push(thread::spawn(move || -> Result<Vec<Duration>, String> {
-            let rng = SystemRandom::new();
-            let mut sig = vec![0u8; key.public_modulus_len()];
-            barrier.wait();
-            let deadline = Instant::now() + duration;
-            let mut times = Vec::new();
-            while Instant::now() < deadline && budget.fetch_add(1, Ordering::Relaxed) < max {
-                times.push(sign_once(&key, &rng, &msg, &mut sig)?);
-            }
-            Ok(times)
-        }));
+        handles.push(thread::spawn(
+            move || -> Result<(Vec<Duration>, Option<u64>), String> {
+                let rng = SystemRandom::new();
+                let mut sig = vec![0u8; key.public_modulus_len()];
+                barrier.wait();
+                let deadline = Instant::now() + duration;
+                let mut times = Vec::new();
+                let cpu0 = thread_cpu_ns();
+                while Instant::now() < deadline && budget.fetch_add(1, Ordering::Relaxed) < max {
+                    times.push(sign_once(&key, &rng, &msg, &mut sig)?);
+                }
+                let cpu = match (cpu0, thread_cpu_ns()) {
+                    (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+                    _ => None,
+                };
+                Ok((times, cpu))
+            },
+        ));
     }
     barrier.wait();
     let started = Instant::now();
     let mut all = Vec::new();
+    let mut cpu_total: Option<u64> = Some(0);
     for h in handles {
-        all.extend(
-            h.join()
-                .map_err(|_| "a signing thread panicked".to_owned())??,
-        );
+        let (times, cpu) = h
+            .join()
+            .map_err(|_| "a signing thread panicked".to_owned())??;
+        all.extend(times);
+        cpu_total = cpu_total.zip(cpu).map(|(a, b)| a + b);
     }
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     if all.is_empty() {
@@ -116,16 +137,21 @@ pub fn measure_rs256(
     }
     let signatures = all.len() as u64;
     let parallel_sign_us = median_us(&mut all);
+    let parallel_cpu_sign_us =
+        cpu_total.map_or(parallel_sign_us, |ns| ns as f64 / signatures as f64 / 1e3);
+    let single_cpu_sign_us = single_cpu_ns.map_or(single_sign_us, |ns| ns / 1e3);
     Ok(Rs256Report {
         cores,
         threads,
         single_sign_us: round3(single_sign_us),
         parallel_sign_us: round3(parallel_sign_us),
+        single_cpu_sign_us: round3(single_cpu_sign_us),
+        parallel_cpu_sign_us: round3(parallel_cpu_sign_us),
         signatures,
         elapsed_s: round3(elapsed),
         measured_sps: round1(signatures as f64 / elapsed),
-        limit_sps: round1(threads as f64 / (parallel_sign_us / 1e6)),
-        per_core_sps: round1(1e6 / single_sign_us.max(1e-9)),
+        limit_sps: round1(threads as f64 / (parallel_cpu_sign_us.max(1e-6) / 1e6)),
+        per_core_sps: round1(1e6 / single_cpu_sign_us.max(1e-6)),
     })
 }
 
@@ -136,12 +162,12 @@ impl Rs256Report {
             self.cores, self.threads
         );
         println!(
-            "  one signature, machine idle      {:.1} µs  ({:.0}/s on one core)",
-            self.single_sign_us, self.per_core_sps
+            "  one signature alone              {:.1} µs CPU ({:.1} µs wall; {:.0}/s on one core)",
+            self.single_cpu_sign_us, self.single_sign_us, self.per_core_sps
         );
         println!(
-            "  one signature, all threads busy  {:.1} µs",
-            self.parallel_sign_us
+            "  one signature, all threads busy  {:.1} µs CPU ({:.1} µs wall)",
+            self.parallel_cpu_sign_us, self.parallel_sign_us
         );
         println!(
             "  measured  {} signatures in {:.2} s = {:.0}/s",
@@ -149,7 +175,7 @@ impl Rs256Report {
         );
         println!(
             "  limit = {} threads / {:.1} µs = {:.0} signatures/s",
-            self.threads, self.parallel_sign_us, self.limit_sps
+            self.threads, self.parallel_cpu_sign_us, self.limit_sps
         );
     }
 }

@@ -64,6 +64,19 @@ fn read_ticks(pid: u32) -> Option<u64> {
         .and_then(|s| parse_stat_ticks(&s))
 }
 
+/// CPU time the calling thread has run, in nanoseconds (the first field of
+/// `/proc/thread-self/schedstat`), or None where it cannot be read. Unlike the
+/// wall clock, it does not grow while the thread waits for a CPU, so costs
+/// measured with it do not depend on what else the machine runs.
+pub fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The 1-minute load average.
 pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
@@ -407,6 +420,13 @@ mod tests {
         assert_eq!(parse_stat_ticks("garbage"), None);
         // This process can be read.
         assert!(read_rss(std::process::id()).unwrap() > 0);
+        let a = thread_cpu_ns().unwrap();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(thread_cpu_ns().unwrap() > a);
         assert!(read_ticks(std::process::id()).is_some());
     }
 

@@ -503,6 +503,23 @@ fn run_thread(shared: Shared, inits: Vec<WorkerInit>) -> ThreadResult {
     })
 }
 
+/// Below this, the open model does not sleep until a slot is due (tokio's timer
+/// works in whole milliseconds).
+const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
+
+/// Where an open-model request's latency starts. A connection that was still busy
+/// when the slot fell due kept the request waiting for the server: the latency
+/// counts from the due time (no coordinated omission). A connection that was free
+/// before it only waited for the timetable, and the timer's own lateness is the
+/// generator's, not the server's: the latency counts from the send.
+pub fn origin_of(due: Instant, free_at: Instant, sent: Instant) -> Instant {
+    if free_at >= due {
+        due
+    } else {
+        sent
+    }
+}
+
 fn status_label(status: StatusCode) -> String {
     format!("status_{}", status.as_u16())
 }
@@ -713,6 +730,7 @@ impl Worker {
                     Instant::now()
                 }
                 Some(schedule) => {
+                    let free_at = Instant::now();
                     let slot = self.shared.next_slot.fetch_add(1, Ordering::Relaxed);
                     let end = self
                         .shared
@@ -722,18 +740,22 @@ impl Worker {
                         Claim::Done => break,
                         Claim::At(offset) => {
                             let due = self.shared.start + offset;
-                            if due > Instant::now() {
+                            let early = due.saturating_duration_since(free_at);
+                            // The timer wakes on whole milliseconds: a slot due
+                            // within one is sent at once.
+                            if early > TIMER_GRANULARITY {
                                 actix_rt::time::sleep_until(tokio::time::Instant::from_std(due))
                                     .await;
                             }
+                            let sent = Instant::now();
                             if due >= self.shared.measure_start {
                                 let lag = schedule::send_lag(
                                     offset,
-                                    Instant::now().saturating_duration_since(self.shared.start),
+                                    sent.saturating_duration_since(self.shared.start),
                                 );
                                 self.tally.send_lags_us.push(stats::micros(lag));
                             }
-                            due
+                            origin_of(due, free_at, sent)
                         }
                     }
                 }
@@ -1021,6 +1043,18 @@ mod tests {
         for bad in ["", "me", "me=x", "me=1,me=2", "nap=3", "me=0"] {
             assert!(bad.parse::<Mix>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn open_model_latency_starts_at_the_due_time_only_when_the_server_held_it() {
+        let t0 = Instant::now();
+        let ms = |v: u64| t0 + Duration::from_millis(v);
+        // Busy until 30 ms with a slot due at 10: the 20 ms wait is the server's.
+        assert_eq!(origin_of(ms(10), ms(30), ms(30)), ms(10));
+        // Free at 5, due at 10, the timer fired at 11: counted from the send.
+        assert_eq!(origin_of(ms(10), ms(5), ms(11)), ms(11));
+        // Free exactly when due.
+        assert_eq!(origin_of(ms(10), ms(10), ms(10)), ms(10));
     }
 
     #[test]

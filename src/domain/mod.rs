@@ -5,6 +5,7 @@ pub mod client;
 pub mod email;
 pub mod login_counters;
 pub mod password;
+pub mod rate_window;
 pub mod refresh;
 pub mod reset;
 pub mod second_factor;

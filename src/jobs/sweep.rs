@@ -1,5 +1,6 @@
 //! The expiry sweep: deletes sessions past their end (and their refresh
-//! tokens), long-ended sessions, and used or expired one-time tokens; and
+//! tokens), long-ended sessions, used or expired one-time tokens, and
+//! accounts left unverified past `UNVERIFIED_ACCOUNT_MAX_AGE_DAYS`; and
 //! converts recovery codes left from before keyed hashes. The
 //! deletes are idempotent and batched, so instances running it at the same
 //! time only share the work.
@@ -29,11 +30,8 @@ pub async fn run(services: Services) {
 /// stored as a bare digest to their keyed form (see `auth::codes`).
 pub async fn sweep_once(services: &Services) -> u64 {
     rekey_recovery_codes(services).await;
-    match services
-        .store
-        .sweep_expired(services.clock.now(), KEEP_ENDED)
-        .await
-    {
+    let now = services.clock.now();
+    let expired = match services.store.sweep_expired(now, KEEP_ENDED).await {
         Ok(n) => {
             if n > 0 {
                 tracing::info!(deleted = n, "expired sessions and tokens pruned");
@@ -42,6 +40,25 @@ pub async fn sweep_once(services: &Services) -> u64 {
         }
         Err(e) => {
             tracing::warn!(error = %e, "expiry sweep failed; will retry");
+            0
+        }
+    };
+    expired + sweep_unverified(services, now).await
+}
+
+/// Deletes accounts left unverified past `UNVERIFIED_ACCOUNT_MAX_AGE_DAYS`.
+async fn sweep_unverified(services: &Services, now: chrono::DateTime<chrono::Utc>) -> u64 {
+    let max_age = chrono::Duration::from_std(services.config.security.unverified_account_max_age)
+        .unwrap_or(chrono::Duration::days(7));
+    match services.store.delete_unverified_users(now - max_age).await {
+        Ok(n) => {
+            if n > 0 {
+                tracing::info!(deleted = n, "unverified accounts past their age deleted");
+            }
+            n
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "unverified account sweep failed; will retry");
             0
         }
     }

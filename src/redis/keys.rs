@@ -27,9 +27,11 @@ pub fn rate(prefix: &str, route: &str, client: &str) -> String {
 }
 
 /// `{prefix}:session:{<session id>}` — a hash with `la` (last activity,
-/// unix ms), `ex` (absolute end), `rv` (revoked). A cache of the database's
-/// session row: it expires a minute after its last use (or its revocation is
-/// kept for the token lifetime), and is rebuilt from the database when absent.
+/// unix ms), `ex` (absolute end), `rv` (revoked), `ck` (when the database
+/// last confirmed it). A cache of the database's session row, rebuilt from
+/// the database when absent and checked against it again a minute after `ck`;
+/// it expires a minute after its last use (every use renews that), and a
+/// revocation is kept for the access-token lifetime.
 pub fn session(prefix: &str, session_id: &str) -> String {
     format!("{prefix}:session:{{{session_id}}}")
 }

@@ -133,13 +133,13 @@ impl RedisStore {
         .await
     }
 
-    /// Runs the session script (see `session.lua`).
+    /// Runs the session script (see `session.lua`): `(code, last activity ms)`.
     pub async fn session(
         &self,
         session_id: &str,
         op: &str,
-        args: [i64; 5],
-    ) -> Result<i64, RedisError> {
+        args: [i64; 6],
+    ) -> Result<(i64, i64), RedisError> {
         let key = keys::session(&self.prefix, session_id);
         let script = self.session_script.clone();
         self.guarded(async move |conn| {
@@ -148,7 +148,7 @@ impl RedisStore {
             for a in args {
                 call.arg(a);
             }
-            call.invoke_async::<i64>(conn).await
+            call.invoke_async::<(i64, i64)>(conn).await
         })
         .await
     }

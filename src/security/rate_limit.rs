@@ -3,8 +3,11 @@
 //!
 //! With Redis a sliding-window log kept there is the global truth, so three
 //! instances allow what one would, and no window edge lets twice the limit
-//! through. Without Redis (the single-instance embedded default) the
-//! in-memory governor limiter of the actors crate decides. IPv6 clients are
+//! through. While Redis is unreachable (or when none is configured) a shared
+//! database keeps the same log (`RateStore::rate_hit`, PostgreSQL), so the
+//! limits stay fleet-wide rather than one quota per instance. The embedded
+//! single-instance default, or a database that does not answer either, falls
+//! to the in-memory governor limiter of the actors crate. IPv6 clients are
 //! limited per network (a /64 by default), not per address.
 
 use std::net::IpAddr;
@@ -13,7 +16,9 @@ use std::time::Duration;
 use suma_auth_actors::{RateDecision, RateLimits, RateQuota, StartError};
 
 use crate::config::RateLimits as RateConfig;
+use crate::domain::rate_window::{SlidingWindow, WindowHit};
 use crate::redis::RedisStore;
+use crate::storage::DynStore;
 
 /// The rate-limited routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,16 +78,44 @@ pub struct RateVerdict {
     pub retry_after: Duration,
 }
 
+impl RateVerdict {
+    /// The verdict of a sliding-window log (Redis's or the database's).
+    fn of_window(
+        admitted: bool,
+        limit: u32,
+        count: i64,
+        oldest_ms: i64,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> Self {
+        // The oldest request leaving the window frees the next place.
+        let reset = Duration::from_millis((oldest_ms + window_ms - now_ms).max(0) as u64);
+        RateVerdict {
+            allowed: admitted,
+            limit,
+            remaining: (i64::from(limit) - count).max(0) as u32,
+            reset,
+            retry_after: if admitted { Duration::ZERO } else { reset },
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct RateLimiter {
     local: RateLimits,
     redis: Option<RedisStore>,
+    /// The system of record; keeps the windows when it is shared (PostgreSQL).
+    store: DynStore,
     config: RateConfig,
 }
 
 impl RateLimiter {
     /// Starts the in-memory limiters (pruned every minute). Call inside the actix system.
-    pub fn start(config: RateConfig, redis: Option<RedisStore>) -> Result<Self, StartError> {
+    pub fn start(
+        config: RateConfig,
+        redis: Option<RedisStore>,
+        store: DynStore,
+    ) -> Result<Self, StartError> {
         let quotas: Vec<(&str, RateQuota)> = RateRoute::ALL
             .iter()
             .map(|r| {
@@ -96,6 +129,7 @@ impl RateLimiter {
         Ok(Self {
             local,
             redis,
+            store,
             config,
         })
     }
@@ -120,15 +154,35 @@ impl RateLimiter {
                 .rate_hit(route.name(), ip, now_ms, window_ms, limit)
                 .await
             {
-                // The oldest request leaving the window frees the next place.
-                let reset = Duration::from_millis((oldest_ms + window_ms - now_ms).max(0) as u64);
-                return RateVerdict {
-                    allowed,
+                return RateVerdict::of_window(allowed, limit, count, oldest_ms, window_ms, now_ms);
+            }
+        }
+        // No Redis to ask: a shared database keeps the limit fleet-wide.
+        let window = SlidingWindow { limit, window_ms };
+        let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+        match self
+            .store
+            .rate_hit(&format!("{}:{ip}", route.name()), window, now)
+            .await
+        {
+            Ok(Some(WindowHit {
+                admitted,
+                count,
+                oldest_ms,
+                ..
+            })) => {
+                return RateVerdict::of_window(
+                    admitted,
                     limit,
-                    remaining: (i64::from(limit) - count).max(0) as u32,
-                    reset,
-                    retry_after: if allowed { Duration::ZERO } else { reset },
-                };
+                    i64::from(count),
+                    oldest_ms,
+                    window_ms,
+                    now_ms,
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, route = route.name(), "rate window not counted in the database; this instance decides alone");
             }
         }
         match self.local.check(route.name(), ip) {

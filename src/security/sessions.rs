@@ -5,15 +5,21 @@
 //! its last activity). Checking it on every request would put a query on the
 //! hot path, so:
 //! - with Redis, one script call per request decides and records activity
-//!   (`redis/session.lua`); a session Redis does not know is read from the
-//!   database once and seeded;
+//!   (`redis/session.lua`). Redis's copy of a session is built from the
+//!   database row when absent and confirmed against the row again once it is
+//!   a minute old (`RECHECK_MS`), so a revocation that never reached Redis
+//!   still ends the session within a minute; an idle verdict is confirmed
+//!   with the row too (it may hold activity seen while Redis was down);
 //! - on the embedded single-node default, this process's map decides (it is
 //!   the only instance, and revocations go through it);
 //! - with PostgreSQL but no Redis (or while Redis is down), the database row
-//!   is read on every request, which is slower but exact across instances.
+//!   is read on every request, which is slower but exact across instances
+//!   up to the activity other instances have not flushed yet.
 //!
 //! Activity reaches the database in batches (`flush_activity`, every few
-//! seconds), never as a write per request.
+//! seconds), never as a write per request. A refresh is activity too: the
+//! rotation writes it to the row, and [`SessionGuard::refreshed`] tells Redis
+//! and the map.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -67,8 +73,12 @@ pub struct SessionGuard {
     revoke_ttl_ms: i64,
 }
 
-/// Redis keeps a session a minute after its last use; then the database is asked again.
+/// Redis keeps a session a minute after its last use (each use renews it).
 const REDIS_TTL_MS: i64 = 60_000;
+
+/// Redis's copy of a session is checked against the database row once it is
+/// this old, however often the session is used.
+const RECHECK_MS: i64 = 60_000;
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
@@ -101,13 +111,44 @@ impl SessionGuard {
         m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Most recent activity this instance knows and has not yet flushed.
-    pub fn activity_hint(&self, session_id: Uuid) -> Option<DateTime<Utc>> {
+    /// The newest activity known outside the database row (which other
+    /// instances update in batches): this instance's unflushed activity and
+    /// map, and Redis's copy.
+    pub async fn last_activity(&self, session_id: Uuid) -> Option<DateTime<Utc>> {
         let pending = Self::lock(&self.pending).get(&session_id).copied();
         let local = Self::lock(&self.local)
             .get(&session_id)
             .map(|c| c.last_activity_ms);
-        pending.max(local).map(time)
+        let shared = match self.redis.as_ref().filter(|r| r.looks_up()) {
+            Some(redis) => match redis.session(&session_id.to_string(), "peek", [0; 6]).await {
+                Ok((1, la)) => Some(la),
+                _ => None,
+            },
+            None => None,
+        };
+        pending.max(local).max(shared).map(time)
+    }
+
+    /// Records a refresh as activity where requests are judged (the rotation
+    /// wrote it to the row under lock, so Redis may take it as confirmed).
+    pub async fn refreshed(&self, session: &SessionRecord, now: DateTime<Utc>) {
+        let now_ms = ms(now);
+        if let Some(c) = Self::lock(&self.local).get_mut(&session.id) {
+            c.last_activity_ms = c.last_activity_ms.max(now_ms);
+        }
+        if let Some(redis) = self.redis.as_ref().filter(|r| r.looks_up()) {
+            let seed = [
+                now_ms,
+                self.idle_ms,
+                REDIS_TTL_MS,
+                now_ms,
+                ms(session.expires_at),
+                0,
+            ];
+            if let Err(e) = redis.session(&session.id.to_string(), "seed", seed).await {
+                tracing::warn!(error = %e, "session refresh not written to redis");
+            }
+        }
     }
 
     fn touch(&self, session_id: Uuid, now_ms: i64) {
@@ -126,36 +167,46 @@ impl SessionGuard {
         let now_ms = ms(now);
         if let Some(redis) = self.redis.as_ref().filter(|r| r.looks_up()) {
             let sid = session_id.to_string();
-            if let Ok(code) = redis
-                .session(&sid, "touch", [now_ms, self.idle_ms, REDIS_TTL_MS, 0, 0])
-                .await
-            {
-                let verdict = match code {
-                    1 => Some(Ok(())),
-                    -1 => Some(Err(SessionEnd::Revoked)),
-                    -2 => Some(Err(SessionEnd::Idle)),
-                    -3 => Some(Err(SessionEnd::Expired)),
-                    _ => None,
-                };
-                if let Some(verdict) = verdict {
-                    if verdict.is_ok() {
+            let touch = [now_ms, self.idle_ms, REDIS_TTL_MS, 0, 0, RECHECK_MS];
+            if let Ok((code, redis_la)) = redis.session(&sid, "touch", touch).await {
+                match code {
+                    1 => {
                         self.touch(session_id, now_ms);
+                        return Ok(Ok(()));
                     }
-                    return Ok(verdict);
+                    -1 => return Ok(Err(SessionEnd::Revoked)),
+                    -3 => return Ok(Err(SessionEnd::Expired)),
+                    _ => {}
                 }
-                // Unknown to Redis: the database decides, then Redis learns it.
+                // Unknown to Redis, due for a check, or idle by Redis's
+                // account: the row decides, with the activity Redis knows.
                 let row = self.store.find_session(session_id).await?;
-                let verdict = self.judge(row.as_ref(), user_id, now_ms);
-                if let (Ok(()), Some(row)) = (verdict, row) {
-                    let la = ms(row.last_activity_at).max(now_ms);
-                    let _ = redis
-                        .session(
-                            &sid,
-                            "seed",
-                            [now_ms, self.idle_ms, REDIS_TTL_MS, la, ms(row.expires_at)],
-                        )
-                        .await;
-                    self.touch(session_id, now_ms);
+                let mut verdict = self.judge(row.as_ref(), user_id, now_ms, redis_la);
+                match (verdict, &row) {
+                    (Ok(()), Some(row)) => {
+                        let la = ms(row.last_activity_at).max(redis_la).max(now_ms);
+                        let seed = [
+                            now_ms,
+                            self.idle_ms,
+                            REDIS_TTL_MS,
+                            la,
+                            ms(row.expires_at),
+                            0,
+                        ];
+                        if let Ok((-1, _)) = redis.session(&sid, "seed", seed).await {
+                            // Revoked while the row was read.
+                            verdict = Err(SessionEnd::Revoked);
+                        } else {
+                            self.touch(session_id, now_ms);
+                        }
+                    }
+                    (Err(_), Some(row)) if row.invalidated_at.is_some() && code != 0 => {
+                        // Redis held a live copy of an ended session: a
+                        // revocation that did not reach it. It learns it now.
+                        let revoke = [now_ms, self.idle_ms, self.revoke_ttl_ms, 0, 0, 0];
+                        let _ = redis.session(&sid, "revoke", revoke).await;
+                    }
+                    _ => {}
                 }
                 return Ok(verdict);
             }
@@ -188,18 +239,21 @@ impl SessionGuard {
             return Ok(verdict);
         }
         let row = self.store.find_session(session_id).await?;
-        let verdict = self.judge(row.as_ref(), user_id, now_ms);
+        let verdict = self.judge(row.as_ref(), user_id, now_ms, 0);
         if verdict.is_ok() {
             self.touch(session_id, now_ms);
         }
         Ok(verdict)
     }
 
+    /// Judges the row with the newest activity known: the row's, this
+    /// instance's unflushed activity, and `known_ms` (Redis's).
     fn judge(
         &self,
         row: Option<&SessionRecord>,
         user_id: Uuid,
         now_ms: i64,
+        known_ms: i64,
     ) -> Result<(), SessionEnd> {
         let Some(row) = row else {
             return Err(SessionEnd::Unknown);
@@ -209,7 +263,7 @@ impl SessionGuard {
             &Cached {
                 user_id: row.user_id,
                 expires_ms: ms(row.expires_at),
-                last_activity_ms: ms(row.last_activity_at).max(pending),
+                last_activity_ms: ms(row.last_activity_at).max(pending).max(known_ms),
                 revoked: row.invalidated_at.is_some(),
             },
             user_id,
@@ -248,12 +302,12 @@ impl SessionGuard {
                     .session(
                         &id.to_string(),
                         "revoke",
-                        [ms(now), self.idle_ms, self.revoke_ttl_ms, 0, 0],
+                        [ms(now), self.idle_ms, self.revoke_ttl_ms, 0, 0, 0],
                     )
                     .await
                 {
-                    // The database already says revoked; Redis's copy of a live
-                    // session expires within a minute of its last use.
+                    // The database already says revoked; Redis's copy, live
+                    // while in use, is checked against it within a minute.
                     tracing::warn!(error = %e, "session revocation not written to redis");
                 }
             }

@@ -1,7 +1,11 @@
 //! Registration: one answer for new and already-registered emails.
 //!
 //! The password is hashed in both cases so that both take the same time; the
-//! owner of an existing address gets a notice instead of a second account.
+//! owner of a verified address gets a notice instead of a second account. A
+//! registration for an address whose account is still unverified replaces
+//! its pending registration (password, names, consents) and voids its
+//! earlier verification links: whoever proves the mailbox chooses the
+//! password. Every case answers alike (202).
 //! Twenty concurrent registrations of one email create one account: the
 //! database's unique email decides, inside the creating transaction.
 
@@ -55,6 +59,12 @@ fn optional_name(
         ));
     }
     Some(value)
+}
+
+enum Outcome {
+    Created,
+    Replaced(Uuid),
+    Existing,
 }
 
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
@@ -133,32 +143,45 @@ pub async fn register(
         .mailer
         .prepare(&mail)
         .map_err(|e| AuthError::Internal(e.into()))?;
-    let outcome = svc
-        .store
-        .create_user(NewUser {
-            id: user_id,
-            email: email.clone(),
-            password_hash,
-            first_name,
-            last_name,
-            consents,
-            verification_token_hash: tokens::token_hash(&token),
-            verification_expires_at: now
-                + chrono::Duration::from_std(svc.config.security.verification_token_ttl)
-                    .unwrap_or(chrono::Duration::hours(24)),
-            client: client.clone(),
-            now,
-            mail: Some(queued),
-        })
-        .await?;
+    let new_user = NewUser {
+        id: user_id,
+        email: email.clone(),
+        password_hash,
+        first_name,
+        last_name,
+        consents,
+        verification_token_hash: tokens::token_hash(&token),
+        verification_expires_at: now
+            + chrono::Duration::from_std(svc.config.security.verification_token_ttl)
+                .unwrap_or(chrono::Duration::hours(24)),
+        client: client.clone(),
+        now,
+        mail: Some(queued),
+    };
+    let outcome = match svc.store.create_user(new_user.clone()).await? {
+        CreateUserOutcome::Created => Outcome::Created,
+        // An unverified account: this registration replaces its pending one
+        // (nothing the earlier registrant chose survives, and its links die),
+        // so whoever proves the mailbox chooses the password.
+        CreateUserOutcome::EmailTaken => match svc.store.replace_unverified_user(new_user).await? {
+            Some(id) => Outcome::Replaced(id),
+            None => Outcome::Existing,
+        },
+    };
     match outcome {
-        CreateUserOutcome::Created => {
+        Outcome::Created => {
             tracing::Span::current().record("user_id", tracing::field::display(user_id));
             tracing::info!("account registered");
             svc.metrics.registration("created");
             svc.mailer.queued(mail.template);
         }
-        CreateUserOutcome::EmailTaken => {
+        Outcome::Replaced(id) => {
+            tracing::Span::current().record("user_id", tracing::field::display(id));
+            tracing::info!("pending registration of an unverified account replaced");
+            svc.metrics.registration("replaced");
+            svc.mailer.queued(mail.template);
+        }
+        Outcome::Existing => {
             tracing::info!("registration for an existing address; notice sent");
             svc.metrics.registration("existing");
             let existing = svc.store.find_user_by_email(&email).await?;

@@ -38,8 +38,9 @@ pub async fn refresh(
     }
     let presented_hash = tokens::token_hash(token);
     let now = svc.clock.now();
+    // Activity other instances saw may not have reached the row yet.
     let hint = match svc.store.find_session_by_refresh(&presented_hash).await? {
-        Some(session_id) => svc.sessions.activity_hint(session_id),
+        Some(session_id) => svc.sessions.last_activity(session_id).await,
         None => None,
     };
     let new_token = tokens::random_token();
@@ -101,6 +102,7 @@ pub async fn refresh(
         }
     };
     tracing::Span::current().record("user_id", tracing::field::display(session.user_id));
+    svc.sessions.refreshed(&session, now).await;
     svc.metrics.token_refresh("rotated");
     let amr: Vec<&str> = session.amr.split_whitespace().collect();
     let (user_id, session_id, end) = (session.user_id, session.id, session.expires_at);
@@ -122,7 +124,7 @@ pub async fn logout(
         .store
         .revoke_session(
             principal.session_id,
-            Some(principal.user_id),
+            principal.user_id,
             end_reason::LOGOUT,
             now,
         )
@@ -130,23 +132,22 @@ pub async fn logout(
     {
         ended.push(principal.session_id);
     }
+    // Only a session of the caller's own: another user's token changes nothing.
     if let Some(token) = refresh_token
         .map(str::trim)
         .filter(|t| tokens::well_formed(t))
     {
         if let Some(other) = svc
             .store
-            .find_session_by_refresh(&tokens::token_hash(token))
+            .revoke_session_by_refresh(
+                &tokens::token_hash(token),
+                principal.user_id,
+                end_reason::LOGOUT,
+                now,
+            )
             .await?
         {
-            if other != principal.session_id
-                && svc
-                    .store
-                    .revoke_session(other, Some(principal.user_id), end_reason::LOGOUT, now)
-                    .await?
-            {
-                ended.push(other);
-            }
+            ended.push(other);
         }
     }
     svc.sessions.revoked(&ended, now).await;
@@ -204,15 +205,17 @@ pub async fn list(svc: &Services, principal: &Principal) -> Result<Vec<SessionVi
     let now = svc.clock.now();
     let idle = chrono(svc.config.security.session_timeout);
     let sessions = svc.store.list_sessions(principal.user_id, now).await?;
-    Ok(sessions
+    let mut known = Vec::with_capacity(sessions.len());
+    for s in sessions {
+        let last = svc
+            .sessions
+            .last_activity(s.id)
+            .await
+            .map_or(s.last_activity_at, |h| h.max(s.last_activity_at));
+        known.push((s, last));
+    }
+    Ok(known
         .into_iter()
-        .map(|s| {
-            let last = svc
-                .sessions
-                .activity_hint(s.id)
-                .map_or(s.last_activity_at, |h| h.max(s.last_activity_at));
-            (s, last)
-        })
         .filter(|(_, last)| *last + idle > now)
         .map(|(s, last)| SessionView {
             id: s.id,
@@ -236,12 +239,7 @@ pub async fn revoke(
     let now = svc.clock.now();
     let ended = svc
         .store
-        .revoke_session(
-            session_id,
-            Some(principal.user_id),
-            end_reason::REVOKED,
-            now,
-        )
+        .revoke_session(session_id, principal.user_id, end_reason::REVOKED, now)
         .await?;
     if ended {
         svc.sessions.revoked(&[session_id], now).await;

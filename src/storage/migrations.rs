@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "000003_mail_outbox"),
     migration!(4, "000004_two_factor"),
     migration!(7, "000007_second_factor_limits"),
+    migration!(8, "000008_rate_windows"),
 ];
 
 /// The embedded database's first schema (version 1).

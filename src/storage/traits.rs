@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::*;
+use crate::domain::rate_window::{SlidingWindow, WindowHit};
 use crate::domain::Email;
 
 /// Accounts: the user row, its password history and consents.
@@ -14,6 +15,19 @@ pub trait UserStore: Send + Sync {
     /// Creates an account with its consents, first verification token and
     /// audit row, atomically. An already-registered email creates nothing.
     async fn create_user(&self, new: NewUser) -> StoreResult<CreateUserOutcome>;
+
+    /// Replaces the pending registration of the address's account when it is
+    /// unverified and active: password, names, consents, password history
+    /// and a verification token that voids every earlier one, with the audit
+    /// row (`registration_replaced`) and the mail, atomically. The account
+    /// keeps its id; its age counts from now. `None` (nothing written) when
+    /// the address has no such account.
+    async fn replace_unverified_user(&self, new: NewUser) -> StoreResult<Option<Uuid>>;
+
+    /// Deletes accounts still unverified that were registered before
+    /// `registered_before` (their tokens, consents and history go with them,
+    /// their audit rows stay without a user); returns how many.
+    async fn delete_unverified_users(&self, registered_before: DateTime<Utc>) -> StoreResult<u64>;
 
     async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>>;
 
@@ -64,14 +78,27 @@ pub trait SessionStore: Send + Sync {
         decide: RefreshRule,
     ) -> StoreResult<RotateOutcome>;
 
-    /// Ends one session (of `user_id` when given); true when it was live.
+    /// Ends one live session of `owner` with its unspent refresh tokens; true
+    /// when it was live. Scoped to the owner: another user's session id
+    /// changes nothing (no token of theirs is spent).
     async fn revoke_session(
         &self,
         session_id: Uuid,
-        user_id: Option<Uuid>,
+        owner: Uuid,
         reason: &'static str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+
+    /// Ends the live session of `owner` that the refresh token (spent or not)
+    /// belongs to, as [`SessionStore::revoke_session`]; its id when it was live.
+    /// Another user's token changes nothing.
+    async fn revoke_session_by_refresh(
+        &self,
+        token_hash: &str,
+        owner: Uuid,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>>;
 
     /// Ends every live session of a user but `except`; returns their ids.
     async fn revoke_user_sessions(
@@ -247,6 +274,23 @@ pub trait LockoutStore: Send + Sync {
     ) -> StoreResult<()>;
 }
 
+/// Rate-limit windows kept where every instance sees them: the fallback of
+/// the limiter while Redis is unreachable (or not configured).
+#[async_trait]
+pub trait RateStore: Send + Sync {
+    /// Counts one request under `key` against `window` in one short
+    /// transaction holding the key's row: the logged times are read, the pure
+    /// rule decides ([`SlidingWindow::hit`]) and the log is written. `None`
+    /// where the backend is not shared (the embedded database has one
+    /// instance, whose memory decides).
+    async fn rate_hit(
+        &self,
+        key: &str,
+        window: SlidingWindow,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<WindowHit>>;
+}
+
 /// The audit log (written here, read by operators and tests straight from the database).
 #[async_trait]
 pub trait AuditStore: Send + Sync {
@@ -262,6 +306,7 @@ pub trait Store:
     + SecondFactorStore
     + OutboxStore
     + LockoutStore
+    + RateStore
     + AuditStore
     + Send
     + Sync

@@ -78,7 +78,7 @@ catalogue! {
     SESSION_ENDED = "auth.session.ended", Counter, ["reason"],
         "Sessions ended: logout, logout_all, revoked, password_changed, refresh_token_reuse, idle_timeout, two_factor_changed.";
     REGISTRATION = "auth.registration", Counter, ["outcome"],
-        "Registrations: created, existing.";
+        "Registrations: created, replaced (an unverified account's pending registration), existing (verified; a notice is mailed).";
     EMAIL_VERIFICATION = "auth.email_verification", Counter, ["outcome"],
         "Email verifications: verified, invalid.";
     MAIL_QUEUED = "auth.mail.queued", Counter, ["template"],

@@ -42,7 +42,7 @@ pub struct RegisterRequest {
     post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
     responses(
-        (status = 202, description = "Verification pending (the same answer for registered emails)", body = StatusResponse),
+        (status = 202, description = "Verification pending: the same answer for every address (a verified one is mailed a notice; an unverified one's pending registration is replaced and its earlier links voided)", body = StatusResponse),
         (status = 422, description = "Invalid email, weak password or missing consent", body = Problem),
         (status = 429, description = "Rate limited", body = Problem),
         (status = 503, description = "Hashing pool full", body = Problem),
@@ -192,6 +192,8 @@ pub async fn refresh(
 
 #[derive(Deserialize, ToSchema, Default)]
 pub struct LogoutRequest {
+    /// The refresh token of another of the caller's sessions, to end it too
+    /// (another user's token is ignored).
     #[serde(default)]
     pub refresh_token: Option<String>,
 }

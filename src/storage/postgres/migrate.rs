@@ -120,10 +120,10 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_in_order_with_both_directions() {
-        // Ascending, not necessarily contiguous: golang-migrate allows gaps,
-        // and numbers are handed out to changes before they land.
         let mut previous = 0;
         for m in MIGRATIONS {
+            // Numbers are assigned ahead to changes made side by side, so a
+            // number may be missing until its change lands; never out of order.
             assert!(m.version > previous, "{} after {previous}", m.version);
             previous = m.version;
             assert!(m.name.starts_with(&format!("{:06}_", m.version)));

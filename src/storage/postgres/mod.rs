@@ -21,6 +21,7 @@ use super::*;
 mod audit;
 mod lockout;
 mod outbox;
+mod rate;
 mod second_factor;
 mod sessions;
 mod tokens;
@@ -249,6 +250,7 @@ impl Store for PgStore {
             // Challenges stay a day after they start: the hourly cap counts them.
             "DELETE FROM mfa_challenges WHERE id IN (SELECT id FROM mfa_challenges WHERE expires_at < $1 AND created_at < $2 LIMIT 5000)",
             "DELETE FROM login_lockouts WHERE account_key IN (SELECT account_key FROM login_lockouts WHERE updated_at < $2 AND (locked_until IS NULL OR locked_until < $1) LIMIT 5000)",
+            "DELETE FROM rate_windows WHERE key IN (SELECT key FROM rate_windows WHERE expires_at < $1 LIMIT 5000) AND $2::timestamptz IS NOT NULL",
         ] {
             total += conn.execute(sql, &[&now, &ended_before]).await.map_err(q)?;
         }

@@ -4,6 +4,21 @@ use super::*;
 use crate::domain::refresh::RefreshDecision;
 use crate::storage::sql;
 
+/// Ends a live session of its owner and revokes its unspent refresh tokens,
+/// in one statement scoped to the owner; returns the session's id when it was
+/// live. `session` is the SQL naming the session ($1); $2 owner, $3 time, $4 reason.
+fn revoke_own_session(session: &str) -> String {
+    format!(
+        "WITH ended AS (
+           UPDATE sessions SET invalidated_at = $3, revoked_reason = $4
+           WHERE id = {session} AND user_id = $2 AND invalidated_at IS NULL RETURNING id),
+         spent AS (
+           UPDATE refresh_tokens SET revoked_at = $3
+           WHERE session_id IN (SELECT id FROM ended) AND user_id = $2 AND revoked_at IS NULL)
+         SELECT id FROM ended"
+    )
+}
+
 #[async_trait]
 impl SessionStore for PgStore {
     async fn create_session(&self, s: NewSession) -> StoreResult<()> {
@@ -124,25 +139,40 @@ impl SessionStore for PgStore {
     async fn revoke_session(
         &self,
         session_id: Uuid,
-        user_id: Option<Uuid>,
+        owner: Uuid,
         reason: &'static str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(q)?;
-        let n = tx
-            .execute(
-                "UPDATE sessions SET invalidated_at = $3, revoked_reason = $4
-                 WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND invalidated_at IS NULL",
-                &[&session_id, &user_id, &now, &reason],
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(
+                &revoke_own_session("$1"),
+                &[&session_id, &owner, &now, &reason],
             )
             .await
             .map_err(q)?;
-        tx.execute(sql::REVOKE_SESSION_TOKENS, &[&session_id, &now])
+        Ok(!rows.is_empty())
+    }
+
+    async fn revoke_session_by_refresh(
+        &self,
+        token_hash: &str,
+        owner: Uuid,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>> {
+        let conn = self.conn().await?;
+        // The session of a token among the owner's own.
+        let session =
+            "(SELECT session_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2)";
+        let row = conn
+            .query_opt(
+                &revoke_own_session(session),
+                &[&token_hash, &owner, &now, &reason],
+            )
             .await
             .map_err(q)?;
-        tx.commit().await.map_err(q)?;
-        Ok(n > 0)
+        row.map(|r| get(&r, 0)).transpose()
     }
 
     async fn revoke_user_sessions(

@@ -22,38 +22,58 @@ impl UserStore for PgStore {
             tx.rollback().await.map_err(q)?;
             return Ok(CreateUserOutcome::EmailTaken);
         }
-        for consent in &new.consents {
-            tx.execute(
-                "INSERT INTO consent_records (id, user_id, consent_type, consent_version, consented, ip_address, user_agent, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-                &[&Uuid::new_v4(), &new.id, &consent.consent_type, &consent.version, &consent.consented,
-                  &new.client.ip, &new.client.user_agent, &new.now],
+        insert_registration(&tx, &new, new.id, "registration").await?;
+        tx.commit().await.map_err(q)?;
+        Ok(CreateUserOutcome::Created)
+    }
+
+    async fn replace_unverified_user(&self, new: NewUser) -> StoreResult<Option<Uuid>> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let row = tx
+            .query_opt(
+                "UPDATE users SET password_hash = $2, first_name = $3, last_name = $4,
+                     created_at = $5, updated_at = $5, password_changed_at = $5,
+                     failed_login_attempts = 0, locked_until = NULL, is_locked = FALSE
+                 WHERE email = $1 AND email_verified IS NOT TRUE AND is_active IS NOT FALSE
+                   AND deleted_at IS NULL
+                 RETURNING id",
+                &[
+                    &new.email.as_str(),
+                    &new.password_hash,
+                    &new.first_name,
+                    &new.last_name,
+                    &new.now,
+                ],
             )
             .await
             .map_err(q)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(q)?;
+            return Ok(None);
+        };
+        let id: Uuid = get(&row, 0)?;
+        // Whoever registered before chose nothing that survives: links,
+        // consents and password history are those of this registration.
+        for sql in [
+            "DELETE FROM email_verification_tokens WHERE user_id = $1",
+            "DELETE FROM consent_records WHERE user_id = $1",
+            "DELETE FROM password_history WHERE user_id = $1",
+        ] {
+            tx.execute(sql, &[&id]).await.map_err(q)?;
         }
-        tx.execute(
-            "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES ($1, $2, $3, $4)",
-            &[&Uuid::new_v4(), &new.id, &new.password_hash, &new.now],
-        )
-        .await
-        .map_err(q)?;
-        tx.execute(
-            "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
-            &[&Uuid::new_v4(), &new.id, &new.verification_token_hash, &new.verification_expires_at, &new.now],
-        )
-        .await
-        .map_err(q)?;
-        tx.execute(
-            "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
-             VALUES ($1, $2, 'registration', 'success', $3, $4, '{}'::jsonb, $5)",
-            &[&Uuid::new_v4(), &new.id, &new.client.ip, &new.client.user_agent, &new.now],
-        )
-        .await
-        .map_err(q)?;
-        insert_outbox(&tx, new.mail.as_ref()).await?;
+        insert_registration(&tx, &new, id, "registration_replaced").await?;
         tx.commit().await.map_err(q)?;
-        Ok(CreateUserOutcome::Created)
+        Ok(Some(id))
+    }
+
+    async fn delete_unverified_users(&self, registered_before: DateTime<Utc>) -> StoreResult<u64> {
+        self.exec(
+            "DELETE FROM users WHERE id IN (SELECT id FROM users
+                 WHERE email_verified IS NOT TRUE AND deleted_at IS NULL AND created_at < $1 LIMIT 5000)",
+            &[&registered_before],
+        )
+        .await
     }
 
     async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
@@ -162,4 +182,44 @@ impl UserStore for PgStore {
             .map_err(q)?;
         rows.iter().map(|r| get(r, 0)).collect()
     }
+}
+
+/// The rows a registration writes beside the user's: consents, password
+/// history, the verification token, the audit row (`event`) and the mail.
+async fn insert_registration(
+    tx: &tokio_postgres::Transaction<'_>,
+    new: &NewUser,
+    user_id: Uuid,
+    event: &str,
+) -> StoreResult<()> {
+    for consent in &new.consents {
+        tx.execute(
+            "INSERT INTO consent_records (id, user_id, consent_type, consent_version, consented, ip_address, user_agent, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            &[&Uuid::new_v4(), &user_id, &consent.consent_type, &consent.version, &consent.consented,
+              &new.client.ip, &new.client.user_agent, &new.now],
+        )
+        .await
+        .map_err(q)?;
+    }
+    tx.execute(
+        "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+        &[&Uuid::new_v4(), &user_id, &new.password_hash, &new.now],
+    )
+    .await
+    .map_err(q)?;
+    tx.execute(
+        "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+        &[&Uuid::new_v4(), &user_id, &new.verification_token_hash, &new.verification_expires_at, &new.now],
+    )
+    .await
+    .map_err(q)?;
+    tx.execute(
+        "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
+         VALUES ($1, $2, $3, 'success', $4, $5, '{}'::jsonb, $6)",
+        &[&Uuid::new_v4(), &user_id, &event, &new.client.ip, &new.client.user_agent, &new.now],
+    )
+    .await
+    .map_err(q)?;
+    insert_outbox(tx, new.mail.as_ref()).await
 }

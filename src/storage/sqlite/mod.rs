@@ -16,6 +16,7 @@ mod audit;
 mod lockout;
 mod outbox;
 mod pool;
+mod rate;
 mod second_factor;
 mod sessions;
 mod tokens;

@@ -4,6 +4,31 @@ use super::*;
 use crate::domain::refresh::RefreshDecision;
 use crate::storage::sql;
 
+/// Ends a live session of its owner and revokes its unspent refresh tokens;
+/// every statement is scoped to the owner (the writer lock makes the pair
+/// atomic). True when the session was live.
+fn revoke_own_session(
+    tx: &rusqlite::Transaction<'_>,
+    session_id: &str,
+    owner: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let (owner, now) = (owner.to_string(), ms(now));
+    tx.execute(
+        "UPDATE refresh_tokens SET revoked_at = ?3
+         WHERE revoked_at IS NULL AND user_id = ?2 AND session_id IN
+           (SELECT id FROM sessions WHERE id = ?1 AND user_id = ?2 AND invalidated_at IS NULL)",
+        params![session_id, owner, now],
+    )?;
+    let n = tx.execute(
+        "UPDATE sessions SET invalidated_at = ?3, revoked_reason = ?4
+         WHERE id = ?1 AND user_id = ?2 AND invalidated_at IS NULL",
+        params![session_id, owner, now, reason],
+    )?;
+    Ok(n > 0)
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, s: NewSession) -> StoreResult<()> {
@@ -130,28 +155,46 @@ impl SessionStore for SqliteStore {
     async fn revoke_session(
         &self,
         session_id: Uuid,
-        user_id: Option<Uuid>,
+        owner: Uuid,
         reason: &'static str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            let n = tx.execute(
-                "UPDATE sessions SET invalidated_at = ?3, revoked_reason = ?4
-                 WHERE id = ?1 AND (?2 IS NULL OR user_id = ?2) AND invalidated_at IS NULL",
-                params![
-                    session_id.to_string(),
-                    user_id.map(|u| u.to_string()),
-                    ms(now),
-                    reason
-                ],
-            )?;
-            tx.execute(
-                &dialect(sql::REVOKE_SESSION_TOKENS),
-                params![session_id.to_string(), ms(now)],
-            )?;
+            let ended = revoke_own_session(&tx, &session_id.to_string(), owner, reason, now)?;
             tx.commit()?;
-            Ok(n > 0)
+            Ok(ended)
+        })
+        .await
+    }
+
+    async fn revoke_session_by_refresh(
+        &self,
+        token_hash: &str,
+        owner: Uuid,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Uuid>> {
+        let token_hash = token_hash.to_string();
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            // The session of a token among the owner's own.
+            let session: Option<String> = tx
+                .query_row(
+                    "SELECT session_id FROM refresh_tokens WHERE token_hash = ?1 AND user_id = ?2",
+                    params![token_hash, owner.to_string()],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            let ended = match session {
+                Some(id) if revoke_own_session(&tx, &id, owner, reason, now)? => {
+                    Uuid::parse_str(&id).ok()
+                }
+                _ => None,
+            };
+            tx.commit()?;
+            Ok(ended)
         })
         .await
     }

@@ -12,7 +12,6 @@ impl UserStore for SqliteStore {
             let tx = c.transaction()?;
             let now = ms(new.now);
             let id = new.id.to_string();
-            let ip = new.client.ip.map(|i| i.to_string());
             let inserted = tx.execute(
                 "INSERT INTO users (id, email, password_hash, first_name, last_name, created_at, updated_at, password_changed_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6) ON CONFLICT (email) DO NOTHING",
@@ -21,30 +20,53 @@ impl UserStore for SqliteStore {
             if inserted == 0 {
                 return Ok(CreateUserOutcome::EmailTaken);
             }
-            for consent in &new.consents {
-                tx.execute(
-                    "INSERT INTO consent_records (id, user_id, consent_type, consent_version, consented, ip_address, user_agent, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-                    params![Uuid::new_v4().to_string(), id, consent.consent_type, consent.version, consent.consented,
-                            ip, new.client.user_agent, now],
-                )?;
-            }
-            tx.execute(
-                "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![Uuid::new_v4().to_string(), id, new.password_hash, now],
-            )?;
-            tx.execute(
-                "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![Uuid::new_v4().to_string(), id, new.verification_token_hash, ms(new.verification_expires_at), now],
-            )?;
-            tx.execute(
-                "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
-                 VALUES (?1, ?2, 'registration', 'success', ?3, ?4, '{}', ?5)",
-                params![Uuid::new_v4().to_string(), id, ip, new.client.user_agent, now],
-            )?;
-            insert_outbox(&tx, new.mail.as_ref())?;
+            insert_registration(&tx, &new, &id, "registration")?;
             tx.commit()?;
             Ok(CreateUserOutcome::Created)
+        })
+        .await
+    }
+
+    async fn replace_unverified_user(&self, new: NewUser) -> StoreResult<Option<Uuid>> {
+        self.run_users(move |c| {
+            let tx = c.transaction()?;
+            let id: Option<String> = tx
+                .query_row(
+                    "UPDATE users SET password_hash = ?2, first_name = ?3, last_name = ?4,
+                         created_at = ?5, updated_at = ?5, password_changed_at = ?5,
+                         failed_login_attempts = 0, locked_until = NULL, is_locked = 0
+                     WHERE email = ?1 AND email_verified = 0 AND is_active = 1 AND deleted_at IS NULL
+                     RETURNING id",
+                    params![new.email.as_str(), new.password_hash, new.first_name, new.last_name, ms(new.now)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            // Whoever registered before chose nothing that survives: links,
+            // consents and password history are those of this registration.
+            for sql in [
+                "DELETE FROM email_verification_tokens WHERE user_id = ?1",
+                "DELETE FROM consent_records WHERE user_id = ?1",
+                "DELETE FROM password_history WHERE user_id = ?1",
+            ] {
+                tx.execute(sql, params![id])?;
+            }
+            insert_registration(&tx, &new, &id, "registration_replaced")?;
+            tx.commit()?;
+            Ok(Uuid::parse_str(&id).ok())
+        })
+        .await
+    }
+
+    async fn delete_unverified_users(&self, registered_before: DateTime<Utc>) -> StoreResult<u64> {
+        self.run_users(move |c| {
+            c.execute(
+                "DELETE FROM users WHERE email_verified = 0 AND deleted_at IS NULL AND created_at < ?1",
+                params![ms(registered_before)],
+            )
+            .map(|n| n as u64)
         })
         .await
     }
@@ -172,4 +194,38 @@ impl UserStore for SqliteStore {
         })
         .await
     }
+}
+
+/// The rows a registration writes beside the user's: consents, password
+/// history, the verification token, the audit row (`event`) and the mail.
+fn insert_registration(
+    tx: &rusqlite::Transaction<'_>,
+    new: &NewUser,
+    id: &str,
+    event: &str,
+) -> rusqlite::Result<()> {
+    let now = ms(new.now);
+    let ip = new.client.ip.map(|i| i.to_string());
+    for consent in &new.consents {
+        tx.execute(
+            "INSERT INTO consent_records (id, user_id, consent_type, consent_version, consented, ip_address, user_agent, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            params![Uuid::new_v4().to_string(), id, consent.consent_type, consent.version, consent.consented,
+                    ip, new.client.user_agent, now],
+        )?;
+    }
+    tx.execute(
+        "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![Uuid::new_v4().to_string(), id, new.password_hash, now],
+    )?;
+    tx.execute(
+        "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![Uuid::new_v4().to_string(), id, new.verification_token_hash, ms(new.verification_expires_at), now],
+    )?;
+    tx.execute(
+        "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
+         VALUES (?1, ?2, ?3, 'success', ?4, ?5, '{}', ?6)",
+        params![Uuid::new_v4().to_string(), id, event, ip, new.client.user_agent, now],
+    )?;
+    insert_outbox(tx, new.mail.as_ref())
 }
