@@ -1,8 +1,13 @@
 //! Sealing data at rest with AES-256-GCM (TOTP secrets; outbox payloads,
 //! which carry links and codes). The key comes from `DATA_ENCRYPTION_KEY` (base64 of 32 bytes); in
 //! development without one, a key is generated into the data directory.
+//!
+//! The same key also yields, by HMAC-SHA-256 with a fixed label, the
+//! separate key of the keyed hashes of one-time codes and recovery codes
+//! ([`Sealer::code_mac`], see `auth::codes`).
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::hmac;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use secrecy::ExposeSecret;
@@ -19,7 +24,13 @@ pub enum SealError {
 
 pub struct Sealer {
     key: LessSafeKey,
+    /// HMAC-SHA-256 key of the code hashes, derived from the data key.
+    code_key: hmac::Key,
 }
+
+/// The label the code-hash key is derived under (changing it re-keys every
+/// stored code hash).
+const CODE_KEY_LABEL: &[u8] = b"suma-auth/code-hash/v1";
 
 impl Sealer {
     pub fn from_config(config: &Config) -> Result<Self, SealError> {
@@ -35,9 +46,21 @@ impl Sealer {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SealError> {
         let unbound = UnboundKey::new(&AES_256_GCM, bytes)
             .map_err(|_| SealError::Key("must be 32 bytes".into()))?;
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, bytes), CODE_KEY_LABEL);
         Ok(Self {
             key: LessSafeKey::new(unbound),
+            code_key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
         })
+    }
+
+    /// HMAC-SHA-256 of `data` under the code-hash key.
+    pub fn code_mac(&self, data: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let tag = hmac::sign(&self.code_key, data);
+        for (o, t) in out.iter_mut().zip(tag.as_ref()) {
+            *o = *t;
+        }
+        out
     }
 
     fn development_key(config: &Config) -> Result<Vec<u8>, SealError> {
@@ -98,5 +121,15 @@ mod tests {
         let other = Sealer::from_bytes(&[8u8; 32]).unwrap();
         assert!(other.open(&sealed).is_err());
         assert!(Sealer::from_bytes(&[1u8; 16]).is_err());
+    }
+
+    #[test]
+    fn the_code_key_depends_on_the_data_key_and_differs_from_it() {
+        let a = Sealer::from_bytes(&[7u8; 32]).unwrap();
+        let b = Sealer::from_bytes(&[8u8; 32]).unwrap();
+        assert_eq!(a.code_mac(b"x"), a.code_mac(b"x"));
+        assert_ne!(a.code_mac(b"x"), b.code_mac(b"x"));
+        let plain = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]), b"x");
+        assert_ne!(&a.code_mac(b"x")[..], plain.as_ref());
     }
 }

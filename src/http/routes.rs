@@ -94,8 +94,10 @@ routes! {
         get "/api/v1/auth/me/sessions" => me::list_sessions,
         delete "/api/v1/auth/me/sessions/{id}" => me::delete_session,
         post "/api/v1/auth/me/2fa/email" => me::enable_email_otp,
+        post "/api/v1/auth/me/2fa/email/code" [Otp] => me::email_step_up_code,
         post "/api/v1/auth/me/2fa/totp/setup" => me::totp_setup,
         post "/api/v1/auth/me/2fa/totp/enable" => me::totp_enable,
+        post "/api/v1/auth/me/2fa/recovery-codes" => me::regenerate_recovery_codes,
         post "/api/v1/auth/me/2fa/disable" => me::disable_two_factor,
     }
 }

@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "000002_hash_tokens_and_sessions"),
     migration!(3, "000003_mail_outbox"),
     migration!(4, "000004_two_factor"),
+    migration!(7, "000007_second_factor_limits"),
     migration!(8, "000008_rate_windows"),
 ];
 
@@ -41,6 +42,7 @@ pub const SQLITE_SCHEMA: &str = include_str!("sqlite/schema.sql");
 pub const SQLITE_UPGRADES: &[(i64, &str)] = &[
     (2, include_str!("sqlite/002_mail_outbox.sql")),
     (3, include_str!("sqlite/003_two_factor.sql")),
+    (7, include_str!("sqlite/007_second_factor_limits.sql")),
 ];
 
 /// The embedded schema version this binary writes.
