@@ -57,18 +57,25 @@ pub fn capacity(env: &mut Env, opts: &CapacityOpts) -> Result<CapacitySection, S
             max_requests: opts.max_requests,
             mix: opts.mix.clone(),
         };
-        let loads: Vec<f64> = if scenario.needs_otp_users(&opts.mix) {
-            // One account with email codes per worker.
-            let max = env.otp_users.len() as f64;
-            opts.loads.iter().copied().filter(|l| *l <= max).collect()
+        // One account with email codes per worker or connection.
+        let (loads, connections): (Vec<f64>, usize) = if scenario.needs_otp_users(&opts.mix) {
+            let max = env.otp_users.len();
+            (
+                opts.loads
+                    .iter()
+                    .copied()
+                    .filter(|l| *l <= max as f64)
+                    .collect(),
+                opts.connections.min(max).max(1),
+            )
         } else {
-            opts.loads.clone()
+            (opts.loads.clone(), opts.connections)
         };
         let ramp = env.ramp(
             &base,
             &loads,
             false,
-            opts.connections,
+            connections,
             &KneeRule::default(),
             Some(opts.confirm_share),
             opts.pause,
