@@ -17,7 +17,8 @@ use crate::domain::password;
 use crate::http::{self, client::TrustedProxies, extract, middleware};
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
-use crate::security::{LockoutStore, RateLimiter, SessionGuard};
+use crate::security::{FactorLockout, LockoutStore, RateLimiter, SessionGuard};
+use crate::services::background::Background;
 use crate::services::{Clock, Services};
 use crate::storage::postgres::PgStore;
 use crate::storage::sqlite::SqliteStore;
@@ -56,6 +57,9 @@ pub struct Options {
     pub redis_prefix: Option<String>,
     /// The clock services read (tests advance it).
     pub clock: Option<Clock>,
+    /// Holds the work done after an answer until a permit is added (tests
+    /// look at what a request did before it answered).
+    pub hold_background: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 pub struct Application {
@@ -112,6 +116,11 @@ impl Application {
             None => None,
         };
         let lockout = LockoutStore::new(redis.clone(), store.clone());
+        let factor_lockout = FactorLockout::start(
+            &config.second_factor,
+            config.actor_idle_timeout,
+            lockout.clone(),
+        )?;
         let actors = SecurityActors::start(
             SecurityConfig {
                 lockout: LockoutPolicy::new(
@@ -145,6 +154,8 @@ impl Application {
             actors,
             rate_limiter,
             sessions,
+            factor_lockout,
+            background: Background::new(options.hold_background.clone()),
         };
 
         let addr = format!("{}:{}", config.host, config.port);

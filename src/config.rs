@@ -204,6 +204,22 @@ pub struct SecurityPolicy {
     pub unverified_account_max_age: Duration,
 }
 
+/// How second factors are limited per account (on every instance).
+#[derive(Debug, Clone, Copy)]
+pub struct SecondFactorPolicy {
+    /// Wrong codes per account per window before the second-factor step
+    /// locks (`SECOND_FACTOR_MAX_ATTEMPTS`, at most 10).
+    pub max_attempts: u32,
+    /// The window and the lock (`SECOND_FACTOR_LOCKOUT_MINUTES`).
+    pub lockout_duration: Duration,
+    /// Wrong codes per account per day before the step locks for a day
+    /// (`SECOND_FACTOR_MAX_FAILURES_PER_DAY`); a success does not reset it.
+    pub max_failures_per_day: u32,
+    /// Login challenges (and step-up codes) opened per account per hour
+    /// (`MFA_CHALLENGES_PER_HOUR`).
+    pub challenges_per_hour: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct StatsdConfig {
     pub host: String,
@@ -245,6 +261,8 @@ pub struct Config {
     pub version: &'static str,
     /// Datadog unified service tags on every metric.
     pub tags: ServiceTags,
+    /// Per-account limits of second factors.
+    pub second_factor: SecondFactorPolicy,
 }
 
 /// `service`, `env` and `version` as Datadog's unified service tagging names
@@ -529,6 +547,15 @@ impl Config {
             Duration::from_secs(v.bounded("ACTOR_IDLE_SECONDS", 60, 1, 86_400)?);
         let sweep_interval =
             Duration::from_secs(v.bounded("SWEEP_INTERVAL_SECONDS", 600, 1, 86_400)?);
+        let second_factor = SecondFactorPolicy {
+            max_attempts: v.bounded("SECOND_FACTOR_MAX_ATTEMPTS", 5, 1, 10)? as u32,
+            lockout_duration: Duration::from_secs(
+                60 * v.bounded("SECOND_FACTOR_LOCKOUT_MINUTES", 15, 1, 24 * 60)?,
+            ),
+            max_failures_per_day: v.bounded("SECOND_FACTOR_MAX_FAILURES_PER_DAY", 20, 1, 100)?
+                as u32,
+            challenges_per_hour: v.bounded("MFA_CHALLENGES_PER_HOUR", 10, 1, 10_000_000)? as u32,
+        };
 
         let config = Config {
             environment,
@@ -566,6 +593,7 @@ impl Config {
                     .opt("DD_VERSION")
                     .unwrap_or_else(|| BUILD_VERSION.to_string()),
             },
+            second_factor,
         };
         config.refuse_production_shortcuts()?;
         Ok(config)

@@ -156,9 +156,9 @@ pub fn measure(opts: &Argon2Opts) -> Result<Argon2Report, String> {
     // Alone: one warm-up hash (page faults of the first allocation), then a few timed.
     hash_once(&mut alone_hasher, password)?;
     let mut alone = Vec::new();
-    let alone_deadline = Instant::now() + Duration::from_millis(500);
+    let alone_deadline = Instant::now() + Duration::from_millis(600);
     let cpu0 = thread_cpu_ns();
-    while alone.len() < 5 && (alone.len() < 2 || Instant::now() < alone_deadline) {
+    while alone.len() < 20 && (alone.len() < 5 || Instant::now() < alone_deadline) {
         alone.push(hash_once(&mut alone_hasher, password)?);
     }
     let single_cpu_ns = match (cpu0, thread_cpu_ns()) {

@@ -57,23 +57,33 @@ pub fn capacity(env: &mut Env, opts: &CapacityOpts) -> Result<CapacitySection, S
             max_requests: opts.max_requests,
             mix: opts.mix.clone(),
         };
-        let loads: Vec<f64> = if scenario.needs_otp_users(&opts.mix) {
-            // One account with email codes per worker.
-            let max = env.otp_users.len() as f64;
-            opts.loads.iter().copied().filter(|l| *l <= max).collect()
+        // One account with email codes per worker or connection.
+        let (loads, connections): (Vec<f64>, usize) = if scenario.needs_otp_users(&opts.mix) {
+            let max = env.otp_users.len();
+            (
+                opts.loads
+                    .iter()
+                    .copied()
+                    .filter(|l| *l <= max as f64)
+                    .collect(),
+                opts.connections.min(max).max(1),
+            )
         } else {
-            opts.loads.clone()
+            (opts.loads.clone(), opts.connections)
         };
         let ramp = env.ramp(
             &base,
             &loads,
             false,
-            opts.connections,
+            connections,
             &KneeRule::default(),
             Some(opts.confirm_share),
             opts.pause,
         )?;
         let confirm = ramp.confirm_run.map(|i| env.report.runs[i].summary.clone());
+        let confirm_throttled = ramp
+            .confirm_run
+            .and_then(|i| env.report.runs[i].throttled_share);
         let knee_step = ramp.knee.map(|k| &ramp.steps[k.index]);
         let (measured, flows, p95, note) = match (knee_step, ramp.knee_p95_ms) {
             (Some(step), Some(p)) => (
@@ -119,6 +129,7 @@ pub fn capacity(env: &mut Env, opts: &CapacityOpts) -> Result<CapacitySection, S
             confirm_ok_rps: confirm.as_ref().map(|c| c.ok_rps),
             confirm_p95_ms: confirm.as_ref().map(|c| c.p95_ms),
             confirm_p99_ms: confirm.as_ref().map(|c| c.p99_ms),
+            confirm_throttled_share: confirm_throttled,
             note,
         });
         env.report.ramp = Some(ramp);
@@ -206,7 +217,13 @@ pub fn markdown(section: &CapacitySection, limits: Option<&Limits>, mix: &Mix) -
             r.per_task_flows,
             r.p95_ms,
             match (r.confirm_rate, r.confirm_p95_ms) {
-                (Some(rate), Some(p)) => format!("{rate:.1}/s → {p:.2}"),
+                (Some(rate), Some(p)) => format!(
+                    "{rate:.1}/s → {p:.2}{}",
+                    r.confirm_throttled_share.map_or(String::new(), |t| format!(
+                        " ({:.0} % of periods throttled)",
+                        t * 100.0
+                    ))
+                ),
                 _ => "—".to_owned(),
             },
             limit,
@@ -241,6 +258,7 @@ mod tests {
                     confirm_ok_rps: Some(9.6),
                     confirm_p95_ms: Some(60.0),
                     confirm_p99_ms: Some(80.0),
+                    confirm_throttled_share: None,
                     note: String::new(),
                 },
                 CapacityRow {
@@ -254,6 +272,7 @@ mod tests {
                     confirm_ok_rps: None,
                     confirm_p95_ms: None,
                     confirm_p99_ms: None,
+                    confirm_throttled_share: None,
                     note: String::new(),
                 },
             ],

@@ -263,6 +263,7 @@ impl Env {
     ) -> Result<usize, String> {
         self.progress.set_label(label);
         let t_start = self.monitor.now_s();
+        let cpu_before = self.fleet.as_ref().and_then(Fleet::cpu_stat);
         let outcome = run::run_full(&RunOpts {
             targets: self.targets.clone(),
             scenario: spec.scenario,
@@ -286,6 +287,13 @@ impl Env {
                 return Err("a server instance exited during the run".into());
             }
         }
+        let throttling = match (cpu_before, self.fleet.as_ref().and_then(Fleet::cpu_stat)) {
+            (Some((p0, t0, ns0)), Some((p1, t1, ns1))) if p1 > p0 => Some((
+                (t1.saturating_sub(t0)) as f64 / (p1 - p0) as f64,
+                ns1.saturating_sub(ns0) as f64 / 1e9,
+            )),
+            _ => None,
+        };
         // The window opened after the sessions were set up and the warm-up ran:
         // place it on the monitor's clock from its end.
         let t_end = self.monitor.now_s();
@@ -299,6 +307,8 @@ impl Env {
             t0_s,
             summary: outcome.report,
             details: outcome.details,
+            throttled_share: throttling.map(|t| (t.0 * 1000.0).round() / 1000.0),
+            throttled_s: throttling.map(|t| (t.1 * 1000.0).round() / 1000.0),
         });
         Ok(self.report.runs.len() - 1)
     }

@@ -657,12 +657,22 @@ pub fn render(r: &FullReport) -> String {
                 f2(s.max_ms),
                 s.errors.to_string(),
                 format!("{:.1}", s.duration_s),
+                run.throttled_share
+                    .map_or("-".into(), |t| format!("{:.0} %", t * 100.0)),
             ]
         })
         .collect();
     h.push_str(&table(
         &[
-            "run", "ok req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "window s",
+            "run",
+            "ok req/s",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "max ms",
+            "errors",
+            "window s",
+            "CPU-throttled periods",
         ],
         &rows,
     ));
@@ -1005,6 +1015,8 @@ mod tests {
             t0_s: 1.5,
             summary,
             details,
+            throttled_share: Some(0.25),
+            throttled_s: Some(0.5),
         });
         r.ramp = Some(RampSection {
             scenario: "mix".into(),
@@ -1058,6 +1070,7 @@ mod tests {
                 confirm_ok_rps: Some(80.0),
                 confirm_p95_ms: Some(1.5),
                 confirm_p99_ms: Some(2.5),
+                confirm_throttled_share: Some(0.3),
                 note: String::new(),
             }],
         });

@@ -428,6 +428,8 @@ impl Fleet {
             ("RATE_LIMIT_REGISTER".into(), "1000000".into()),
             ("RATE_LIMIT_PASSWORD_RESET".into(), "1000000".into()),
             ("RATE_LIMIT_OTP".into(), "1000000".into()),
+            // login_otp signs the same users in many times an hour.
+            ("MFA_CHALLENGES_PER_HOUR".into(), "1000000".into()),
         ];
         if let Some(port) = opts.statsd_port {
             env.push(("DD_AGENT_HOST".into(), "127.0.0.1".into()));
@@ -590,6 +592,21 @@ impl Fleet {
         }))
     }
 
+    /// CFS counters of the instances' CPU groups, summed: (periods, throttled
+    /// periods, throttled nanoseconds). None without a cgroup.
+    pub fn cpu_stat(&self) -> Option<(u64, u64, u64)> {
+        if self.cgroups.is_empty() {
+            return None;
+        }
+        let mut total = (0, 0, 0);
+        for dir in &self.cgroups {
+            let text = fs::read_to_string(dir.join("cpu.stat")).ok()?;
+            let (p, t, ns) = parse_cpu_stat(&text)?;
+            total = (total.0 + p, total.1 + t, total.2 + ns);
+        }
+        Some(total)
+    }
+
     pub fn redis_db(&self) -> Option<u32> {
         self.redis.as_ref().map(|r| r.db)
     }
@@ -623,6 +640,31 @@ impl Fleet {
             }
         }
     }
+}
+
+/// `nr_periods`, `nr_throttled` and the throttled time in nanoseconds from a
+/// cgroup's `cpu.stat` (v1 `throttled_time` in ns, v2 `throttled_usec`).
+pub fn parse_cpu_stat(text: &str) -> Option<(u64, u64, u64)> {
+    let mut periods = None;
+    let mut throttled = None;
+    let mut ns = None;
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(k), Some(v)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let Ok(v) = v.parse::<u64>() else {
+            continue;
+        };
+        match k {
+            "nr_periods" => periods = Some(v),
+            "nr_throttled" => throttled = Some(v),
+            "throttled_time" => ns = Some(v),
+            "throttled_usec" => ns = Some(v * 1000),
+            _ => {}
+        }
+    }
+    Some((periods?, throttled?, ns.unwrap_or(0)))
 }
 
 fn remove_cgroup(dir: &Path) {
@@ -697,6 +739,15 @@ mod tests {
         let only_cpuset =
             "36 30 0:32 / /sys/fs/cgroup/cpuset rw shared:15 - cgroup cgroup rw,cpuset\n";
         assert_eq!(cgroup_mount(only_cpuset, false), None);
+    }
+
+    #[test]
+    fn cfs_counters_are_read_from_either_version() {
+        let v1 = "nr_periods 200\nnr_throttled 50\nthrottled_time 2500000000\n";
+        assert_eq!(parse_cpu_stat(v1), Some((200, 50, 2_500_000_000)));
+        let v2 = "usage_usec 10\nuser_usec 5\nsystem_usec 5\nnr_periods 10\nnr_throttled 1\nthrottled_usec 300\n";
+        assert_eq!(parse_cpu_stat(v2), Some((10, 1, 300_000)));
+        assert_eq!(parse_cpu_stat("usage_usec 1\n"), None);
     }
 
     #[test]

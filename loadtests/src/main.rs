@@ -422,6 +422,10 @@ struct Argon2BenchArgs {
     /// Argon2id hashing threads [default: one per core].
     #[arg(long)]
     argon2_threads: Option<usize>,
+    /// Allocate the Argon2id memory for every hash instead of reusing one area per
+    /// thread (as the server does).
+    #[arg(long)]
+    allocate_per_hash: bool,
 }
 
 impl Argon2BenchArgs {
@@ -433,7 +437,9 @@ impl Argon2BenchArgs {
             duration: positive_secs(self.argon2_duration, "--argon2-duration")?,
             threads: self.argon2_threads,
             max_hashes: 100_000,
-            reuse_memory: false,
+            // The server hashes into a scratch area kept per hashing worker: the
+            // limit is the cost of the hash itself.
+            reuse_memory: !self.allocate_per_hash,
         })
     }
 }

@@ -90,6 +90,10 @@ pub struct RunSection {
     pub t0_s: f64,
     pub summary: Report,
     pub details: Details,
+    /// With a CPU quota: the share of CFS periods in which the servers were
+    /// throttled during the run, and the time they spent throttled.
+    pub throttled_share: Option<f64>,
+    pub throttled_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,6 +144,8 @@ pub struct CapacityRow {
     pub confirm_ok_rps: Option<f64>,
     pub confirm_p95_ms: Option<f64>,
     pub confirm_p99_ms: Option<f64>,
+    /// Share of CFS periods throttled during the confirmation.
+    pub confirm_throttled_share: Option<f64>,
     pub note: String,
 }
 

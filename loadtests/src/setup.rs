@@ -314,7 +314,8 @@ async fn enable_otp(opts: &PrepareOpts, users: &[User]) -> Result<Vec<User>, Str
         let resp = client
             .post(url.as_str())
             .insert_header(("Authorization", format!("Bearer {}", pair.access_token)))
-            .send()
+            // a change of second factors carries the password
+            .send_json(&serde_json::json!({"password": user.password}))
             .await
             .map_err(|e| format!("POST {url}: {e}"))?;
         if resp.status() == StatusCode::NO_CONTENT || resp.status() == StatusCode::OK {

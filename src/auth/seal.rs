@@ -1,6 +1,10 @@
 //! Sealing data at rest with AES-256-GCM (TOTP secrets; outbox payloads,
 //! which carry links and codes). The key comes from `DATA_ENCRYPTION_KEY` (base64 of 32 bytes); in
 //! development without one, a key is generated into the data directory.
+//!
+//! The same key also yields, by HMAC-SHA-256 with a fixed label, the
+//! separate key of the keyed hashes of one-time codes and recovery codes
+//! ([`Sealer::code_mac`], see `auth::codes`).
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::hmac;
@@ -20,10 +24,19 @@ pub enum SealError {
 
 pub struct Sealer {
     key: LessSafeKey,
-    /// HMAC-SHA256 key for [`Sealer::tag`], derived from the data key (never
+    /// HMAC-SHA-256 key of the code hashes, derived from the data key.
+    code_key: hmac::Key,
+    /// HMAC-SHA-256 key for [`Sealer::tag`], derived from the data key (never
     /// the AES key itself).
     tag_key: hmac::Key,
 }
+
+/// The label the code-hash key is derived under (changing it re-keys every
+/// stored code hash).
+const CODE_KEY_LABEL: &[u8] = b"suma-auth/code-hash/v1";
+
+/// The label the tag key is derived under (changing it re-keys every stored tag).
+const TAG_KEY_LABEL: &[u8] = b"suma-auth/tag/v1";
 
 impl Sealer {
     pub fn from_config(config: &Config) -> Result<Self, SealError> {
@@ -39,14 +52,23 @@ impl Sealer {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SealError> {
         let unbound = UnboundKey::new(&AES_256_GCM, bytes)
             .map_err(|_| SealError::Key("must be 32 bytes".into()))?;
-        let derived = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA256, bytes),
-            b"suma-auth tag key v1",
-        );
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, bytes), CODE_KEY_LABEL);
+        let tag_derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, bytes), TAG_KEY_LABEL);
         Ok(Self {
             key: LessSafeKey::new(unbound),
-            tag_key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            code_key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+            tag_key: hmac::Key::new(hmac::HMAC_SHA256, tag_derived.as_ref()),
         })
+    }
+
+    /// HMAC-SHA-256 of `data` under the code-hash key.
+    pub fn code_mac(&self, data: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        let tag = hmac::sign(&self.code_key, data);
+        for (o, t) in out.iter_mut().zip(tag.as_ref()) {
+            *o = *t;
+        }
+        out
     }
 
     fn development_key(config: &Config) -> Result<Vec<u8>, SealError> {
@@ -130,5 +152,15 @@ mod tests {
         assert_ne!(t, s.tag("other", "ana@example.com"));
         let other = Sealer::from_bytes(&[8u8; 32]).unwrap();
         assert_ne!(t, other.tag("mail", "ana@example.com"));
+    }
+
+    #[test]
+    fn the_code_key_depends_on_the_data_key_and_differs_from_it() {
+        let a = Sealer::from_bytes(&[7u8; 32]).unwrap();
+        let b = Sealer::from_bytes(&[8u8; 32]).unwrap();
+        assert_eq!(a.code_mac(b"x"), a.code_mac(b"x"));
+        assert_ne!(a.code_mac(b"x"), b.code_mac(b"x"));
+        let plain = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]), b"x");
+        assert_ne!(&a.code_mac(b"x")[..], plain.as_ref());
     }
 }

@@ -118,6 +118,10 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("CONSENT_PRIVACY_VERSION", Some("1.0"), "current version of the privacy policy; sign-in asks users who have not accepted it"),
     var("CONSENT_MARKETING_VERSION", Some("1.0"), "current version of the marketing consent text (recorded with each grant)"),
     var("CONSENT_DATA_PROCESSING_VERSION", Some("1.0"), "current version of the optional data-processing consent text (recorded with each grant)"),
+    var("SECOND_FACTOR_MAX_ATTEMPTS", Some("5"), "wrong second-factor codes (email, TOTP, recovery) per account per window before that step locks (1-10)"),
+    var("SECOND_FACTOR_LOCKOUT_MINUTES", Some("15"), "second-factor window and lock length"),
+    var("SECOND_FACTOR_MAX_FAILURES_PER_DAY", Some("20"), "wrong second-factor codes per account per day before the step locks for a day"),
+    var("MFA_CHALLENGES_PER_HOUR", Some("10"), "sign-in challenges and step-up codes opened per account per hour (then 429)"),
     var("REFRESH_REUSE_GRACE_SECONDS", Some("0"), "a spent refresh token retried within this time is refused without revoking (max 30)"),
     var("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS", Some("7"), "accounts still unverified this many days after their latest registration are deleted by the sweep"),
     // Password hashing and actors

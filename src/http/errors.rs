@@ -143,12 +143,6 @@ impl ApiError {
                     "Consent cannot be withdrawn",
                     Some(format!("{kind} consent is the basis of the account and ends only with it: delete the account instead (DELETE /api/v1/auth/me)")),
                 ),
-                A::StepUpRequired => (
-                    StatusCode::FORBIDDEN,
-                    "step_up_required",
-                    "Second factor required",
-                    Some("sign in again with your second factor, then retry".into()),
-                ),
                 A::RateLimited { .. } => (
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",

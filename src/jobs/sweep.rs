@@ -1,10 +1,10 @@
 //! The expiry sweep: deletes sessions past their end (and their refresh
 //! tokens), long-ended sessions, used or expired one-time tokens, and
-//! accounts left unverified past `UNVERIFIED_ACCOUNT_MAX_AGE_DAYS`, and
-//! enforces the retention table (`docs/retention.md`, `domain::retention`):
-//! audit rows and erased accounts past their period. The deletes are
-//! idempotent and batched, so instances running it at the same time only
-//! share the work.
+//! accounts left unverified past `UNVERIFIED_ACCOUNT_MAX_AGE_DAYS`; enforces
+//! the retention table (`docs/retention.md`, `domain::retention`): audit rows
+//! and erased accounts past their period; and converts recovery codes left
+//! from before keyed hashes. The deletes are idempotent and batched, so
+//! instances running it at the same time only share the work.
 
 use std::time::Duration;
 
@@ -28,8 +28,10 @@ pub async fn run(services: Services) {
     }
 }
 
-/// One pass; returns the rows deleted.
+/// One pass; returns the rows deleted. Also converts recovery codes still
+/// stored as a bare digest to their keyed form (see `auth::codes`).
 pub async fn sweep_once(services: &Services) -> u64 {
+    rekey_recovery_codes(services).await;
     let now = services.clock.now();
     let expired = match services.store.sweep_expired(now, KEEP_ENDED).await {
         Ok(n) => {
@@ -80,6 +82,27 @@ async fn sweep_retention(services: &Services, now: chrono::DateTime<chrono::Utc>
         Err(e) => {
             tracing::warn!(error = %e, "retention sweep failed; will retry");
             0
+        }
+    }
+}
+
+/// Converts legacy recovery-code hashes, a batch at a time, until none is left.
+pub async fn rekey_recovery_codes(services: &Services) -> u64 {
+    let mut total = 0;
+    loop {
+        let mailer = services.mailer.clone();
+        let rekey: crate::storage::CodeRekey =
+            Box::new(move |legacy| crate::auth::codes::rekey(mailer.sealer(), legacy));
+        match services.store.rekey_recovery_codes(rekey).await {
+            Ok(0) => return total,
+            Ok(n) => {
+                total += n;
+                tracing::info!(converted = n, "recovery codes moved to keyed hashes");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "recovery codes not converted; will retry");
+                return total;
+            }
         }
     }
 }

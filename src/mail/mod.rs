@@ -5,8 +5,8 @@
 //! Every mail is first written, sealed, to the durable outbox (`mail_outbox`)
 //! and then delivered by a background worker with retries and exponential
 //! backoff. Mails carrying a token or code (verification, reset, OTP) and the
-//! password-changed and new-2FA notices are written in the same transaction
-//! as their event ([`Mailer::prepare`]); the lock, token-reuse and
+//! password-changed and second-factor notices are written in the same
+//! transaction as their event ([`Mailer::prepare`]); the lock, token-reuse and
 //! already-registered notices are queued just after theirs ([`Mailer::dispatch`]): an SMTP outage delays mail and loses none; permanent refusals
 //! (5xx) are marked dead and never block other mail; with several instances
 //! each mail is sent once (claims lease rows with `FOR UPDATE SKIP LOCKED`).
@@ -300,6 +300,8 @@ fn template_name(name: &str) -> &'static str {
         Template::OtpCode,
         Template::NewTwoFactor,
         Template::AccountErased,
+        Template::SecondFactorLocked,
+        Template::TwoFactorChanged,
     ]
     .into_iter()
     .map(Template::name)

@@ -14,6 +14,8 @@ pub enum Template {
     OtpCode,
     NewTwoFactor,
     AccountErased,
+    SecondFactorLocked,
+    TwoFactorChanged,
 }
 
 impl Template {
@@ -29,6 +31,8 @@ impl Template {
             Template::OtpCode => "otp_code",
             Template::NewTwoFactor => "new_two_factor",
             Template::AccountErased => "account_erased",
+            Template::SecondFactorLocked => "second_factor_locked",
+            Template::TwoFactorChanged => "two_factor_changed",
         }
     }
 }
@@ -215,8 +219,9 @@ pub fn otp_code(to: &str, code: &str, minutes: u64) -> OutgoingMail {
 
 /// Sent when a second factor is turned on.
 pub fn new_two_factor(to: &str, method: &str) -> OutgoingMail {
-    let first =
-        format!("Two-step sign-in with {method} was turned on for your SUMA Finance account.");
+    let first = format!(
+        "Two-step sign-in with {method} was turned on for your SUMA Finance account, and your other sessions were ended."
+    );
     simple(
         to,
         Template::NewTwoFactor,
@@ -224,6 +229,36 @@ pub fn new_two_factor(to: &str, method: &str) -> OutgoingMail {
         &[
             &first,
             "If this was not you, reset your password and contact support.",
+        ],
+    )
+}
+
+/// Sent when a second factor is replaced or turned off, or recovery codes
+/// are made anew; `what` is the sentence that says which.
+pub fn two_factor_changed(to: &str, what: &str) -> OutgoingMail {
+    simple(
+        to,
+        Template::TwoFactorChanged,
+        "Your two-step sign-in changed",
+        &[
+            what,
+            "Your other sessions were ended. If this was not you, reset your password and contact support.",
+        ],
+    )
+}
+
+/// Sent when repeated wrong sign-in codes lock the second step of sign-in.
+pub fn second_factor_locked(to: &str, minutes: u64) -> OutgoingMail {
+    let first = format!(
+        "Several wrong sign-in codes were entered for your SUMA Finance account after a correct password, so the code step of sign-in is locked for {minutes} minutes."
+    );
+    simple(
+        to,
+        Template::SecondFactorLocked,
+        "Sign-in codes were locked on your account",
+        &[
+            &first,
+            "If this was not you, someone may know your password: change it once the lock ends.",
         ],
     )
 }
@@ -270,6 +305,8 @@ mod tests {
             password_reset("a@example.com", url, &token),
             otp_code("a@example.com", "123456", 5),
             new_two_factor("a@example.com", "an authenticator app"),
+            two_factor_changed("a@example.com", "Two-step sign-in was turned off."),
+            second_factor_locked("a@example.com", 15),
             password_changed("a@example.com"),
             account_erased("a@example.com"),
         ]

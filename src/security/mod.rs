@@ -1,10 +1,12 @@
 //! Security state shared by every instance: the login lockout (through the
-//! per-user actors of `suma-auth-actors`) and per-IP rate limits.
+//! per-user actors of `suma-auth-actors`), the second-factor limit (the same
+//! machinery under keys of its own) and per-IP rate limits.
 //!
 //! Decisions are taken atomically in Redis when it is configured and up; in
 //! the database (row-locked) when it is not or while it is down — so N
 //! instances enforce exactly the limits of one, and a restart forgets nothing.
 
+pub mod factor_lockout;
 pub mod lockout;
 pub mod rate_limit;
 pub mod sessions;
@@ -12,6 +14,7 @@ pub mod sessions;
 use chrono::{DateTime, TimeZone, Utc};
 use suma_auth_actors::Timestamp;
 
+pub use factor_lockout::{FactorCheck, FactorLockout};
 pub use lockout::LockoutStore;
 pub use rate_limit::{RateLimiter, RateRoute};
 pub use sessions::{SessionEnd, SessionGuard};

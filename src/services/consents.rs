@@ -289,7 +289,7 @@ pub async fn accept(
         return Err(AuthError::InvalidConsentToken);
     }
     if super::mfa::required(&user) {
-        let step = super::mfa::challenge(svc, &user, challenge.device_id).await?;
+        let step = super::mfa::challenge(svc, &user, challenge.device_id, client).await?;
         let detail = serde_json::json!({"mfa_required": true, "methods": step.methods});
         svc.audit("login_password", true, Some(user.id), client, detail)
             .await;

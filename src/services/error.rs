@@ -34,8 +34,6 @@ pub enum AuthError {
     InvalidConsentToken,
     #[error("{0} consent ends only with the account")]
     WithdrawalRequiresErasure(&'static str),
-    #[error("this action needs a session opened with the second factor")]
-    StepUpRequired,
     #[error("too many requests")]
     RateLimited {
         limit: u32,

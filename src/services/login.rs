@@ -95,7 +95,7 @@ pub async fn login(
                 .record_login_success(user.id, svc.clock.now(), Some(hash))
                 .await?;
         }
-        let challenge = super::mfa::challenge(svc, &user, device_id).await?;
+        let challenge = super::mfa::challenge(svc, &user, device_id, &client).await?;
         let detail = serde_json::json!({"mfa_required": true, "methods": challenge.methods});
         svc.audit("login_password", true, Some(user.id), &client, detail)
             .await;

@@ -3,25 +3,35 @@
 //! A correct password on an account with a second factor opens a login
 //! challenge (`mfa_token`, 256 bits, stored hashed, valid `OTP_EXPIRY_MINUTES`)
 //! instead of a session. The challenge lives in the database, so any instance
-//! can verify it; each verification reserves an attempt first (an atomic
-//! increment), so at most five codes are ever checked against one challenge,
-//! whatever the concurrency, and then it is dead. A success spends it.
+//! can verify it. At most `MFA_CHALLENGES_PER_HOUR` challenges (and step-up
+//! codes) are opened per account per hour; beyond that the answer is 429.
+//!
+//! Codes are limited twice: per challenge (at most five checks, reserved by
+//! an atomic increment before the code is compared; then it is dead) and per
+//! account, across challenges and instances (see [`super::factor_check`]):
+//! past the account's limit the step answers 423 `account_locked`.
+//!
+//! Turning factors on, replacing or turning them off and making recovery
+//! codes anew need a fresh proof within the request ([`super::reauth`]).
 
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::credentials;
+use super::factor_check::{self, Checked};
 use super::me::Principal;
+use super::reauth::{self, Proof};
 use super::tokens::{open_session, TokenPair};
-use super::{AuthError, Services};
-use crate::auth::{tokens, totp};
+use super::{credentials, AuthError, Services};
+use crate::auth::{codes, tokens, totp};
 use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
-use crate::domain::ClientContext;
-use crate::domain::FieldError;
+use crate::domain::{reset, ClientContext, FieldError};
 use crate::mail::templates;
-use crate::storage::{NewMfaChallenge, SecondFactorUpdate, UserRecord};
+use crate::storage::{NewMfaChallenge, SecondFactorUpdate, UserRecord, STEP_UP};
 
 /// Wrong or right, codes checked per challenge at most.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -53,22 +63,69 @@ pub fn required(user: &UserRecord) -> bool {
     user.totp_enabled || user.email_otp_enabled
 }
 
-/// A code's digest, bound to its challenge so equal codes never share a hash.
-fn code_hash(challenge_id: Uuid, code: &str) -> String {
-    hex::encode(Sha256::digest(format!("{challenge_id}:{code}").as_bytes()))
-}
-
-fn recovery_hash(user_id: Uuid, code: &str) -> String {
-    let normalized: String = code
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_lowercase();
-    hex::encode(Sha256::digest(format!("{user_id}:{normalized}").as_bytes()))
-}
-
 fn six_digits() -> String {
     format!("{:06}", rand::random_range(0..1_000_000u32))
+}
+
+fn otp_expiry(svc: &Services) -> chrono::Duration {
+    chrono::Duration::from_std(svc.config.security.otp_expiry)
+        .unwrap_or(chrono::Duration::minutes(5))
+}
+
+/// Stores a challenge for `user` under the hourly cap; `RateLimited` beyond it.
+async fn open_challenge(
+    svc: &Services,
+    user: &UserRecord,
+    token: &str,
+    methods: String,
+    device_id: Option<String>,
+) -> Result<Uuid, AuthError> {
+    let id = Uuid::new_v4();
+    let now = svc.clock.now();
+    let cap = svc.config.second_factor.challenges_per_hour;
+    // When refused, how long until the oldest challenge of the hour ages out.
+    let wait: Arc<Mutex<Option<Duration>>> = Arc::default();
+    let slot = Arc::clone(&wait);
+    let admit = Box::new(move |created: &[DateTime<Utc>]| {
+        let admitted = reset::under_hourly_cap(created, now, cap);
+        if !admitted {
+            let hour = chrono::Duration::hours(1);
+            let oldest = created.iter().filter(|t| **t > now - hour).min();
+            let left = oldest.map_or(hour, |t| *t + hour - now);
+            if let Ok(mut slot) = slot.lock() {
+                *slot = left.to_std().ok();
+            }
+        }
+        admitted
+    });
+    let stored = svc
+        .store
+        .create_mfa_challenge(NewMfaChallenge {
+            id,
+            user_id: user.id,
+            token_hash: tokens::token_hash(token),
+            device_id,
+            methods,
+            expires_at: now + otp_expiry(svc),
+            now,
+            admit,
+        })
+        .await?;
+    if !stored {
+        let retry_after = wait
+            .lock()
+            .ok()
+            .and_then(|w| *w)
+            .unwrap_or(Duration::from_secs(3600))
+            .max(Duration::from_secs(1));
+        return Err(AuthError::RateLimited {
+            limit: cap,
+            remaining: 0,
+            reset: retry_after,
+            retry_after,
+        });
+    }
+    Ok(id)
 }
 
 /// Opens the challenge of a login whose password was correct.
@@ -76,24 +133,22 @@ pub async fn challenge(
     svc: &Services,
     user: &UserRecord,
     device_id: Option<String>,
+    client: &ClientContext,
 ) -> Result<MfaRequired, AuthError> {
     let methods = methods_of(user);
     let token = tokens::random_token();
-    let id = Uuid::new_v4();
-    let now = svc.clock.now();
-    let expiry = chrono::Duration::from_std(svc.config.security.otp_expiry)
-        .unwrap_or(chrono::Duration::minutes(5));
-    svc.store
-        .create_mfa_challenge(NewMfaChallenge {
-            id,
-            user_id: user.id,
-            token_hash: tokens::token_hash(&token),
-            device_id,
-            methods: methods.join(" "),
-            expires_at: now + expiry,
-            now,
-        })
-        .await?;
+    let id = match open_challenge(svc, user, &token, methods.join(" "), device_id).await {
+        Ok(id) => id,
+        Err(e) => {
+            if matches!(e, AuthError::RateLimited { .. }) {
+                svc.metrics.login_failure("too_many_challenges");
+                let reason = serde_json::json!({"reason": "too_many_challenges"});
+                svc.audit("login", false, Some(user.id), client, reason)
+                    .await;
+            }
+            return Err(e);
+        }
+    };
     // Email codes go out at once when email is the only factor.
     if methods == ["email_otp"] {
         send_code(svc, id, user).await?;
@@ -112,20 +167,19 @@ async fn send_code(
 ) -> Result<bool, AuthError> {
     let code = six_digits();
     let now = svc.clock.now();
-    let expiry = chrono::Duration::from_std(svc.config.security.otp_expiry)
-        .unwrap_or(chrono::Duration::minutes(5));
     let minutes = svc.config.security.otp_expiry.as_secs().div_ceil(60);
     let mail = templates::otp_code(user.email.as_str(), &code, minutes);
     let queued = svc
         .mailer
         .prepare(&mail)
         .map_err(|e| AuthError::Internal(e.into()))?;
+    let hash = codes::keyed_hash(svc.mailer.sealer(), &challenge_id.to_string(), &code);
     let stored = svc
         .store
         .set_challenge_code(
             challenge_id,
-            &code_hash(challenge_id, &code),
-            now + expiry,
+            &hash,
+            now + otp_expiry(svc),
             MAX_SENDS,
             Some(queued),
         )
@@ -154,6 +208,25 @@ pub async fn resend(svc: &Services, mfa_token: &str) -> Result<(), AuthError> {
             retry_after: svc.config.security.otp_expiry,
         });
     }
+    Ok(())
+}
+
+/// `POST /me/2fa/email/code`: mails a step-up code to a signed-in user whose
+/// email codes are on, for the fresh proof of a change (counts toward the
+/// hourly challenge cap).
+pub async fn send_step_up(svc: &Services, principal: &Principal) -> Result<(), AuthError> {
+    let user = reauth::current_user(svc, principal).await?;
+    if !user.email_otp_enabled {
+        return Err(AuthError::Validation(vec![FieldError::new(
+            "email_otp",
+            "email_otp_not_enabled",
+            "email codes are off for this account: use the authenticator app or a recovery code",
+        )]));
+    }
+    // The challenge's token is never handed out: the code is looked up by user.
+    let token = tokens::random_token();
+    let id = open_challenge(svc, &user, &token, STEP_UP.to_string(), None).await?;
+    send_code(svc, id, &user).await?;
     Ok(())
 }
 
@@ -189,7 +262,8 @@ pub async fn verify(
 ) -> Result<TokenPair, AuthError> {
     let (challenge, user) = live_challenge(svc, mfa_token).await?;
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
-    // Reserve the attempt before checking: at most five checks per challenge.
+    // Reserve the attempt before checking: at most five checks per challenge
+    // (and, below, within the account's limit across challenges).
     if !svc
         .store
         .reserve_mfa_attempt(challenge.id, MAX_ATTEMPTS)
@@ -197,55 +271,29 @@ pub async fn verify(
     {
         return Err(AuthError::InvalidMfaToken);
     }
-    let code = code.trim();
-    let now = svc.clock.now();
     let methods: Vec<&str> = challenge.methods.split_whitespace().collect();
-    let mut accepted = false;
-    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-        if methods.contains(&"email_otp") {
-            if let (Some(hash), Some(expires)) =
-                (&challenge.otp_code_hash, challenge.otp_expires_at)
-            {
-                accepted = expires > now && constant_eq(hash, &code_hash(challenge.id, code));
-            }
-        }
-        if !accepted && methods.contains(&"totp") {
-            if let Some(secret) = totp_secret(svc, &user)? {
-                if let Some(step) = totp::matching_step(&secret, code, now.timestamp()) {
-                    // A code already used in its step is refused (replay).
-                    accepted = svc
-                        .store
-                        .update_second_factors(
-                            user.id,
-                            SecondFactorUpdate {
-                                change: Box::new(move |f| f.accept_step(step)),
-                                recovery: None,
-                                now,
-                                mail: None,
-                            },
-                        )
-                        .await?;
-                }
-            }
-        }
-    } else if methods.contains(&"totp") && code.len() >= 10 {
-        accepted = svc
-            .store
-            .use_recovery_code(user.id, &recovery_hash(user.id, code), now)
-            .await?;
+    let emailed = methods.contains(&"email_otp").then_some(&challenge);
+    let totp = methods.contains(&"totp");
+    let checked = factor_check::limited(svc, &user, client, || {
+        factor_check::compare_code(svc, &user, emailed, totp, code)
+    })
+    .await?;
+    let reason = match checked {
+        Checked::Accepted(_) => None,
+        Checked::Wrong => Some("invalid_code"),
+        Checked::Locked { .. } => Some("account_locked"),
+    };
+    if let Some(reason) = reason {
+        svc.metrics.login_failure(reason);
+        let detail = serde_json::json!({"reason": reason});
+        svc.audit("mfa_verify", false, Some(user.id), client, detail)
+            .await;
+        return Err(match checked {
+            Checked::Locked { retry_after } => AuthError::AccountLocked { retry_after },
+            _ => AuthError::InvalidCode,
+        });
     }
-    if !accepted {
-        svc.metrics.login_failure("invalid_code");
-        svc.audit(
-            "mfa_verify",
-            false,
-            Some(user.id),
-            client,
-            serde_json::json!({"reason": "invalid_code"}),
-        )
-        .await;
-        return Err(AuthError::InvalidCode);
-    }
+    let now = svc.clock.now();
     if !svc.store.consume_mfa_challenge(challenge.id, now).await? {
         return Err(AuthError::InvalidMfaToken);
     }
@@ -270,36 +318,19 @@ pub async fn verify(
     Ok(pair)
 }
 
-fn constant_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-fn totp_secret(svc: &Services, user: &UserRecord) -> Result<Option<Vec<u8>>, AuthError> {
-    match &user.totp_secret_sealed {
-        Some(sealed) => svc
-            .mailer
-            .sealer()
-            .open(sealed)
-            .map(Some)
-            .map_err(|e| AuthError::Internal(e.into())),
-        None => Ok(None),
-    }
-}
-
-/// `POST /me/2fa/email`.
+/// `POST /me/2fa/email`: email codes on (fresh proof; mails the owner, ends
+/// the other sessions).
 pub async fn enable_email(
     svc: &Services,
     principal: &Principal,
+    proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = current_user(svc, principal).await?;
+    let user = reauth::current_user(svc, principal).await?;
     if !user.email_verified {
         return Err(AuthError::EmailNotVerified);
     }
+    reauth::prove(svc, &user, proof, client, "two_factor_enabled").await?;
     let mail = templates::new_two_factor(user.email.as_str(), "one-time codes by email");
     let queued = svc
         .mailer
@@ -318,15 +349,8 @@ pub async fn enable_email(
         )
         .await?;
     svc.mailer.queued(mail.template);
-    svc.audit(
-        "two_factor_enabled",
-        true,
-        Some(user.id),
-        client,
-        serde_json::json!({"method": "email_otp"}),
-    )
-    .await;
-    Ok(())
+    let detail = serde_json::json!({"method": "email_otp"});
+    reauth::changed(svc, principal, client, "two_factor_enabled", detail).await
 }
 
 /// `POST /me/2fa/totp/setup` answer.
@@ -337,8 +361,16 @@ pub struct TotpSetup {
     pub otpauth_uri: String,
 }
 
-pub async fn totp_setup(svc: &Services, principal: &Principal) -> Result<TotpSetup, AuthError> {
-    let user = current_user(svc, principal).await?;
+/// `POST /me/2fa/totp/setup`: a new pending secret (fresh proof). Nothing is
+/// active until `/totp/enable` confirms it, so nothing is mailed yet.
+pub async fn totp_setup(
+    svc: &Services,
+    principal: &Principal,
+    proof: Proof<'_>,
+    client: &ClientContext,
+) -> Result<TotpSetup, AuthError> {
+    let user = reauth::current_user(svc, principal).await?;
+    reauth::prove(svc, &user, proof, client, "two_factor_setup").await?;
     let secret = totp::new_secret();
     let sealed = svc
         .mailer
@@ -357,6 +389,14 @@ pub async fn totp_setup(svc: &Services, principal: &Principal) -> Result<TotpSet
             },
         )
         .await?;
+    svc.audit(
+        "two_factor_setup",
+        true,
+        Some(user.id),
+        client,
+        serde_json::json!({"method": "totp"}),
+    )
+    .await;
     let b32 = totp::base32(&secret);
     Ok(TotpSetup {
         otpauth_uri: totp::otpauth_uri("SUMA Finance", user.email.as_str(), &b32),
@@ -364,40 +404,15 @@ pub async fn totp_setup(svc: &Services, principal: &Principal) -> Result<TotpSet
     })
 }
 
-/// `POST /me/2fa/totp/enable` answer.
+/// Ten single-use recovery codes, shown once.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecoveryCodes {
     /// Ten single-use codes; shown once.
     pub recovery_codes: Vec<String>,
 }
 
-pub async fn totp_enable(
-    svc: &Services,
-    principal: &Principal,
-    code: &str,
-    client: &ClientContext,
-) -> Result<RecoveryCodes, AuthError> {
-    let user = current_user(svc, principal).await?;
-    let invalid = || {
-        AuthError::Validation(vec![FieldError::new(
-            "code",
-            "invalid_code",
-            "the code does not match; check the device's clock",
-        )])
-    };
-    let Some(pending) = &user.totp_pending_sealed else {
-        return Err(AuthError::Validation(vec![FieldError::new(
-            "code",
-            "setup_required",
-            "call /me/2fa/totp/setup first",
-        )]));
-    };
-    let secret = svc
-        .mailer
-        .sealer()
-        .open(pending)
-        .map_err(|e| AuthError::Internal(e.into()))?;
-    let step = totp::matching_step(&secret, code.trim(), svc.clock.unix()).ok_or_else(invalid)?;
+/// New recovery codes for `user`: the codes and their keyed hashes.
+fn new_recovery_codes(svc: &Services, user: &UserRecord) -> (Vec<String>, Vec<String>) {
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| {
             let raw = totp::base32(&{
@@ -409,13 +424,70 @@ pub async fn totp_enable(
             format!("{}-{}", &raw[..5], &raw[5..10])
         })
         .collect();
-    let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(user.id, c)).collect();
-    let mail = templates::new_two_factor(user.email.as_str(), "an authenticator app");
+    let scope = user.id.to_string();
+    let hashes = codes
+        .iter()
+        .map(|c| codes::keyed_hash(svc.mailer.sealer(), &scope, &codes::normalize_recovery(c)))
+        .collect();
+    (codes, hashes)
+}
+
+/// `POST /me/2fa/totp/enable`: confirms the pending secret with one of its
+/// codes and the password. The current factor was proven when the secret
+/// was set up (only a fresh proof issues one); wrong codes count toward the
+/// second-factor limit. Mails the owner, ends the other sessions.
+pub async fn totp_enable(
+    svc: &Services,
+    principal: &Principal,
+    password: &SecretString,
+    code: &str,
+    client: &ClientContext,
+) -> Result<RecoveryCodes, AuthError> {
+    let user = reauth::current_user(svc, principal).await?;
+    let invalid = || {
+        AuthError::Validation(vec![FieldError::new(
+            "code",
+            "invalid_code",
+            "the code does not match; check the device's clock",
+        )])
+    };
+    let Some(pending) = user.totp_pending_sealed.clone() else {
+        return Err(AuthError::Validation(vec![FieldError::new(
+            "code",
+            "setup_required",
+            "call /me/2fa/totp/setup first",
+        )]));
+    };
+    credentials::prove_password(svc, &user, password, client, Some("two_factor_enabled")).await?;
+    let secret = svc
+        .mailer
+        .sealer()
+        .open(&pending)
+        .map_err(|e| AuthError::Internal(e.into()))?;
+    let now = svc.clock.unix();
+    let checked = factor_check::limited(svc, &user, client, || async {
+        Ok(totp::matching_step(&secret, code.trim(), now))
+    })
+    .await?;
+    let step = match checked {
+        Checked::Accepted(step) => step,
+        Checked::Wrong => return Err(invalid()),
+        Checked::Locked { retry_after } => return Err(AuthError::AccountLocked { retry_after }),
+    };
+    let replacing = user.totp_enabled;
+    let (codes, hashes) = new_recovery_codes(svc, &user);
+    let mail = if replacing {
+        templates::two_factor_changed(
+            user.email.as_str(),
+            "A new authenticator app replaced the earlier one on your SUMA Finance account, with new recovery codes.",
+        )
+    } else {
+        templates::new_two_factor(user.email.as_str(), "an authenticator app")
+    };
     let queued = svc
         .mailer
         .prepare(&mail)
         .map_err(|e| AuthError::Internal(e.into()))?;
-    let pending = pending.clone();
     let confirm: SecondFactorChange = Box::new(move |f| f.confirm_totp(&pending, step));
     if !svc
         .store
@@ -433,28 +505,97 @@ pub async fn totp_enable(
         return Err(invalid());
     }
     svc.mailer.queued(mail.template);
-    svc.audit(
-        "two_factor_enabled",
-        true,
-        Some(user.id),
-        client,
-        serde_json::json!({"method": "totp"}),
-    )
-    .await;
+    let detail = serde_json::json!({"method": "totp", "replaced": replacing});
+    reauth::changed(svc, principal, client, "two_factor_enabled", detail).await?;
     Ok(RecoveryCodes {
         recovery_codes: codes,
     })
 }
 
-/// `POST /me/2fa/disable`: needs the password (a wrong one counts toward the lockout).
+/// `POST /me/2fa/recovery-codes`: ten new recovery codes replace the earlier
+/// ones (fresh proof; TOTP must be on). Mails the owner, ends the other sessions.
+pub async fn regenerate_recovery_codes(
+    svc: &Services,
+    principal: &Principal,
+    proof: Proof<'_>,
+    client: &ClientContext,
+) -> Result<RecoveryCodes, AuthError> {
+    let user = reauth::current_user(svc, principal).await?;
+    let not_enabled = || {
+        AuthError::Validation(vec![FieldError::new(
+            "code",
+            "totp_not_enabled",
+            "recovery codes come with an authenticator app: turn TOTP on first",
+        )])
+    };
+    if !user.totp_enabled {
+        return Err(not_enabled());
+    }
+    reauth::prove(svc, &user, proof, client, "recovery_codes_regenerated").await?;
+    let (codes, hashes) = new_recovery_codes(svc, &user);
+    let mail = templates::two_factor_changed(
+        user.email.as_str(),
+        "New recovery codes were made for your SUMA Finance account; the earlier ones no longer work.",
+    );
+    let queued = svc
+        .mailer
+        .prepare(&mail)
+        .map_err(|e| AuthError::Internal(e.into()))?;
+    let keep: SecondFactorChange = Box::new(|f| f.totp.then_some(f));
+    if !svc
+        .store
+        .update_second_factors(
+            user.id,
+            SecondFactorUpdate {
+                change: keep,
+                recovery: Some(hashes),
+                now: svc.clock.now(),
+                mail: Some(queued),
+            },
+        )
+        .await?
+    {
+        return Err(not_enabled());
+    }
+    svc.mailer.queued(mail.template);
+    reauth::changed(
+        svc,
+        principal,
+        client,
+        "recovery_codes_regenerated",
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok(RecoveryCodes {
+        recovery_codes: codes,
+    })
+}
+
+/// `POST /me/2fa/disable`: every factor off, recovery codes forgotten (fresh
+/// proof: the password and a current code). Mails the owner, ends the other
+/// sessions.
 pub async fn disable(
     svc: &Services,
     principal: &Principal,
-    password: &SecretString,
+    proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = current_user(svc, principal).await?;
-    credentials::prove_password(svc, &user, password, client, None).await?;
+    let user = reauth::current_user(svc, principal).await?;
+    reauth::prove(svc, &user, proof, client, "two_factor_disabled").await?;
+    let was_on = required(&user);
+    let mail = templates::two_factor_changed(
+        user.email.as_str(),
+        "Two-step sign-in was turned off for your SUMA Finance account.",
+    );
+    let queued = if was_on {
+        Some(
+            svc.mailer
+                .prepare(&mail)
+                .map_err(|e| AuthError::Internal(e.into()))?,
+        )
+    } else {
+        None
+    };
     let off: SecondFactorChange = Box::new(|_| Some(SecondFactors::disabled()));
     svc.store
         .update_second_factors(
@@ -463,66 +604,20 @@ pub async fn disable(
                 change: off,
                 recovery: Some(Vec::new()),
                 now: svc.clock.now(),
-                mail: None,
+                mail: queued,
             },
         )
         .await?;
-    svc.audit(
-        "two_factor_disabled",
-        true,
-        Some(user.id),
-        client,
-        serde_json::json!({}),
-    )
-    .await;
+    if was_on {
+        svc.mailer.queued(mail.template);
+        reauth::changed(
+            svc,
+            principal,
+            client,
+            "two_factor_disabled",
+            serde_json::json!({}),
+        )
+        .await?;
+    }
     Ok(())
-}
-
-async fn current_user(svc: &Services, principal: &Principal) -> Result<UserRecord, AuthError> {
-    svc.store
-        .find_user_by_id(principal.user_id)
-        .await?
-        .ok_or(AuthError::Unauthorized("the account no longer exists"))
-}
-
-/// Checks a code of the user's enrolled TOTP for an action on the account
-/// (not a login): a current TOTP code (each step once) or an unused recovery
-/// code, which is then spent. False when TOTP is not enrolled or the code is wrong.
-pub async fn check_totp_or_recovery(
-    svc: &Services,
-    user: &UserRecord,
-    code: &str,
-) -> Result<bool, AuthError> {
-    if !user.totp_enabled {
-        return Ok(false);
-    }
-    let code = code.trim();
-    let now = svc.clock.now();
-    if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-        let Some(secret) = totp_secret(svc, user)? else {
-            return Ok(false);
-        };
-        let Some(step) = totp::matching_step(&secret, code, now.timestamp()) else {
-            return Ok(false);
-        };
-        return Ok(svc
-            .store
-            .update_second_factors(
-                user.id,
-                SecondFactorUpdate {
-                    change: Box::new(move |f| f.accept_step(step)),
-                    recovery: None,
-                    now,
-                    mail: None,
-                },
-            )
-            .await?);
-    }
-    if code.len() >= 10 {
-        return Ok(svc
-            .store
-            .use_recovery_code(user.id, &recovery_hash(user.id, code), now)
-            .await?);
-    }
-    Ok(false)
 }

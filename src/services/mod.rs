@@ -1,15 +1,18 @@
 //! Use cases: registration, email verification, login, the signed-in user.
 //! Services speak in domain terms and [`AuthError`]; HTTP is not their concern.
 
+pub mod background;
 pub mod clock;
 pub mod consents;
 pub mod credentials;
 pub mod error;
+pub mod factor_check;
 pub mod login;
 pub mod me;
 pub mod mfa;
 pub mod password_reset;
 pub mod privacy;
+pub mod reauth;
 pub mod registration;
 pub mod sessions;
 pub mod tokens;
@@ -26,7 +29,7 @@ use crate::config::Config;
 use crate::domain::ClientContext;
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
-use crate::security::{RateLimiter, SessionGuard};
+use crate::security::{FactorLockout, RateLimiter, SessionGuard};
 use crate::storage::{AuditEvent, DynStore};
 use crate::telemetry::metrics::Metrics;
 
@@ -48,6 +51,10 @@ pub struct Services {
     pub rate_limiter: RateLimiter,
     /// Session liveness and revocation on every instance.
     pub sessions: SessionGuard,
+    /// Wrong second-factor codes per account, on every instance.
+    pub factor_lockout: FactorLockout,
+    /// Work done after the answer (see [`background`]).
+    pub background: background::Background,
 }
 
 impl Services {

@@ -1,6 +1,8 @@
-//! Password reset: one answer for every email; a single-use 256-bit token,
-//! stored hashed, valid one hour, at most a few per account per hour. The
-//! confirmation sets the password, ends every session, clears the lockout.
+//! Password reset: one answer, in the same time, for every email (the
+//! account is looked up after the answer); a single-use 256-bit token,
+//! stored hashed, valid one hour, at most a few per account per hour, and
+//! only the newest one works. The confirmation sets the password, ends every
+//! session, clears the lockout.
 
 use secrecy::SecretString;
 
@@ -15,9 +17,23 @@ use crate::storage::NewResetToken;
 pub const MAX_PER_HOUR: u32 = 3;
 const TOKEN_TTL: chrono::Duration = chrono::Duration::hours(1);
 
-#[tracing::instrument(skip_all)]
+/// `POST /password-reset`: checks the address and answers; whether it has
+/// an account is looked at only after the answer (see [`super::background`]),
+/// so known and unknown addresses do the same work before answering.
 pub async fn request(svc: &Services, email: &str, client: &ClientContext) -> Result<(), AuthError> {
     let email = Email::parse(email, "email").map_err(|e| AuthError::Validation(vec![e]))?;
+    let (svc2, client) = (svc.clone(), client.clone());
+    svc.background.run(async move {
+        if let Err(e) = mail_link(&svc2, email, &client).await {
+            tracing::warn!(error = %e, "password reset request not completed");
+        }
+    })
+}
+
+/// Mails a reset link to an active account (under the hourly cap); a new
+/// link ends the earlier ones.
+#[tracing::instrument(skip_all)]
+async fn mail_link(svc: &Services, email: Email, client: &ClientContext) -> Result<(), AuthError> {
     let Some(user) = svc.store.find_user_by_email(&email).await? else {
         return Ok(());
     };

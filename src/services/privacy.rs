@@ -3,17 +3,16 @@
 //! `docs/retention.md` (`domain::retention`), enforced by the expiry sweep.
 
 use chrono::{DateTime, Utc};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::consents::{self, ConsentState};
-use super::credentials;
 use super::me::Principal;
-use super::{mfa, AuthError, Services};
-use crate::domain::{ClientContext, FieldError};
+use super::{reauth, AuthError, Services};
+use crate::domain::ClientContext;
 use crate::mail::templates;
-use crate::storage::{end_reason, Erasure, UserExport, UserRecord};
+use crate::storage::{end_reason, Erasure, UserExport};
 
 /// The `format` of the export document.
 pub const EXPORT_FORMAT: &str = "suma-auth.export.v1";
@@ -253,7 +252,7 @@ pub async fn export(
     principal: &Principal,
     client: &ClientContext,
 ) -> Result<DataExport, AuthError> {
-    let user = current_user(svc, principal).await?;
+    let user = reauth::current_user(svc, principal).await?;
     let tag = svc.mailer.recipient_tag(user.email.as_str());
     let held = svc
         .store
@@ -273,24 +272,18 @@ pub async fn export(
     Ok(doc)
 }
 
-async fn current_user(svc: &Services, principal: &Principal) -> Result<UserRecord, AuthError> {
-    svc.store
-        .find_user_by_id(principal.user_id)
-        .await?
-        .ok_or(AuthError::Unauthorized("the account no longer exists"))
-}
-
 /// The non-routable address (RFC 2606 `.invalid`) an erased account keeps, so
 /// that its own address can register again.
 pub fn placeholder_email(user_id: Uuid) -> String {
     format!("erased-{}@erased.invalid", user_id.simple())
 }
 
-/// `DELETE /me`: proves the password (a wrong one counts toward the login
-/// lockout, as for a password change) and the second factor, then ends
-/// every session at once on every instance and erases the account (see
-/// [`Erasure`]). The farewell mail is queued after the outbox was purged of
-/// everything else queued to the address.
+/// `DELETE /me`: a fresh proof as for changing second factors
+/// ([`reauth::prove`]: the password, a wrong one counting toward the login
+/// lockout, and while a second factor is enrolled a current code of one),
+/// then every session ends at once on every instance and the account is
+/// erased (see [`Erasure`]). The farewell mail is queued after the outbox was
+/// purged of everything else queued to the address.
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id))]
 pub async fn erase(
     svc: &Services,
@@ -299,55 +292,15 @@ pub async fn erase(
     code: Option<&str>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = current_user(svc, principal).await?;
-    let code = code.map(str::trim).filter(|c| !c.is_empty());
-    // The second factor is part of the proof: asked for before anything counts.
-    if user.totp_enabled && code.is_none() {
-        return Err(AuthError::Validation(vec![FieldError::new(
-            "code",
-            "required",
-            "a code of your authenticator app, or a recovery code",
-        )]));
-    }
-    // Email codes cannot be produced on demand: the session must have been
-    // opened with one.
-    if !user.totp_enabled
-        && user.email_otp_enabled
-        && !principal.claims.amr.iter().any(|m| m == "otp")
-    {
-        return Err(AuthError::StepUpRequired);
-    }
-    let key = user.email.as_str().to_string();
-    credentials::reserve(svc, &key).await?;
-    let verified = svc
-        .hasher
-        .verify(password, Some(user.password_hash.clone()))
-        .await?;
-    let password_ok = verified.matches && !password.expose_secret().is_empty();
-    let factor_ok = match (password_ok, code) {
-        (true, Some(code)) if user.totp_enabled => {
-            mfa::check_totp_or_recovery(svc, &user, code).await?
-        }
-        _ => true,
-    };
-    if !(password_ok && factor_ok) {
-        let reason = if password_ok {
-            "invalid_code"
-        } else {
-            "invalid_credentials"
-        };
-        let detail = serde_json::json!({ "reason": reason });
-        svc.audit("account_erasure", false, Some(user.id), client, detail)
-            .await;
-        credentials::record_failure(svc, &key, Some(&user), client).await;
-        return Err(if password_ok {
-            AuthError::InvalidCode
-        } else {
-            AuthError::InvalidCredentials
-        });
-    }
-    credentials::record_success(svc, &key).await;
-
+    let user = reauth::current_user(svc, principal).await?;
+    reauth::prove(
+        svc,
+        &user,
+        reauth::Proof { password, code },
+        client,
+        "account_erasure",
+    )
+    .await?;
     let now = svc.clock.now();
     // Every session ends through the revocation path (database, then this
     // instance's cache and Redis, which every instance asks).
@@ -368,7 +321,7 @@ pub async fn erase(
             user_id: user.id,
             placeholder_email: placeholder_email(user.id),
             recipient_tag: svc.mailer.recipient_tag(user.email.as_str()),
-            lockout_key: key,
+            lockout_key: user.email.as_str().to_string(),
             now,
             farewell: Some(queued),
         })

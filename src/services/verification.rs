@@ -43,10 +43,23 @@ pub async fn verify_email(
     }
 }
 
-/// Sends a fresh link to an unverified account; the same answer otherwise.
-#[tracing::instrument(skip_all)]
+/// `POST /verify-email/resend`: checks the address and answers; a fresh
+/// link goes to an unverified account after the answer (see
+/// [`super::background`]), so every address does the same work before
+/// answering.
 pub async fn resend(svc: &Services, email: &str, client: ClientContext) -> Result<(), AuthError> {
     let email = Email::parse(email, "email").map_err(|e| AuthError::Validation(vec![e]))?;
+    let svc2 = svc.clone();
+    svc.background.run(async move {
+        if let Err(e) = mail_link(&svc2, email, &client).await {
+            tracing::warn!(error = %e, "verification resend not completed");
+        }
+    })
+}
+
+/// Sends a fresh link to an unverified, active account.
+#[tracing::instrument(skip_all)]
+async fn mail_link(svc: &Services, email: Email, client: &ClientContext) -> Result<(), AuthError> {
     let Some(user) = svc.store.find_user_by_email(&email).await? else {
         return Ok(());
     };
@@ -76,7 +89,7 @@ pub async fn resend(svc: &Services, email: &str, client: ClientContext) -> Resul
         "email_verification_resend",
         true,
         Some(user.id),
-        &client,
+        client,
         serde_json::json!({}),
     )
     .await;

@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "000003_mail_outbox"),
     migration!(4, "000004_two_factor"),
     migration!(5, "000005_gdpr"),
+    migration!(7, "000007_second_factor_limits"),
     migration!(8, "000008_rate_windows"),
 ];
 
@@ -46,6 +47,7 @@ pub const SQLITE_UPGRADES: &[(i64, &str)] = &[
     (2, include_str!("sqlite/002_mail_outbox.sql")),
     (3, include_str!("sqlite/003_two_factor.sql")),
     (5, include_str!("sqlite/005_gdpr.sql")),
+    (7, include_str!("sqlite/007_second_factor_limits.sql")),
 ];
 
 /// The embedded schema version this binary writes.

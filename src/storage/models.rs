@@ -152,8 +152,8 @@ pub struct SecondFactorUpdate {
     pub mail: Option<OutboxMail>,
 }
 
-/// The hourly reset cap, applied by the store under lock to the creation
-/// times of the user's reset tokens (see [`crate::domain::reset`]).
+/// An hourly cap (reset links, challenges), applied by the store under lock
+/// to the creation times of the user's earlier ones (see [`crate::domain::reset`]).
 pub type ResetAdmission = Box<dyn FnOnce(&[DateTime<Utc>]) -> bool + Send>;
 
 impl SessionRecord {
@@ -193,6 +193,7 @@ pub mod end_reason {
     pub const REFRESH_TOKEN_REUSE: &str = "refresh_token_reuse";
     pub const IDLE_TIMEOUT: &str = "idle_timeout";
     pub const ACCOUNT_ERASED: &str = "account_erased";
+    pub const TWO_FACTOR_CHANGED: &str = "two_factor_changed";
 }
 
 /// A queued mail. The payload is sealed by the mail module; storage never reads it.
@@ -216,18 +217,30 @@ pub struct OutboxStats {
     pub oldest_pending_secs: f64,
 }
 
-/// A login challenge waiting for a second factor.
-#[derive(Debug, Clone)]
+/// A login challenge waiting for a second factor (or a step-up code of a
+/// signed-in user, `methods` = [`STEP_UP`]), stored if `admit` agrees.
 pub struct NewMfaChallenge {
     pub id: Uuid,
     pub user_id: Uuid,
     pub token_hash: String,
     pub device_id: Option<String>,
-    /// Space-separated: `totp`, `email_otp`.
+    /// Space-separated: `totp`, `email_otp`; or [`STEP_UP`].
     pub methods: String,
     pub expires_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
+    /// The hourly cap, applied by the store under the user's lock to the
+    /// creation times of the user's challenges.
+    pub admit: ResetAdmission,
 }
+
+/// The `methods` of a step-up challenge: an emailed code that confirms a
+/// change of second factors. Never a login challenge (its token is never
+/// handed out, and login lookups skip it).
+pub const STEP_UP: &str = "step_up";
+
+/// Turns a stored legacy recovery-code hash into its keyed form (`None`:
+/// leave the row as it is). See `auth::codes`.
+pub type CodeRekey = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 #[derive(Debug, Clone)]
 pub struct MfaChallengeRecord {

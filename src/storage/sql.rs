@@ -4,7 +4,7 @@
 
 use super::{
     AUDIT_COLUMNS, CHALLENGE_COLUMNS, CONSENT_CHALLENGE_COLUMNS, CONSENT_COLUMNS, DEVICE_COLUMNS,
-    MAIL_RECORD_COLUMNS, SESSION_COLUMNS, USER_COLUMNS,
+    MAIL_RECORD_COLUMNS, SESSION_COLUMNS, STEP_UP, USER_COLUMNS,
 };
 
 // Users.
@@ -66,13 +66,38 @@ pub const SESSION_OF_REFRESH: &str = "SELECT session_id FROM refresh_tokens WHER
 
 // Second factors.
 
-/// A live challenge: $1 token hash, $2 time, $3 attempts allowed.
+/// A live login challenge: $1 token hash, $2 time, $3 attempts allowed.
 pub fn find_challenge() -> String {
     format!(
         "SELECT {CHALLENGE_COLUMNS} FROM mfa_challenges \
-         WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND attempts < $3"
+         WHERE token_hash = $1 AND consumed_at IS NULL AND expires_at > $2 AND attempts < $3 \
+         AND methods <> '{STEP_UP}'"
     )
 }
+
+/// The newest live step-up challenge of a user: $1 user, $2 time, $3 attempts allowed.
+pub fn find_step_up_challenge() -> String {
+    format!(
+        "SELECT {CHALLENGE_COLUMNS} FROM mfa_challenges \
+         WHERE user_id = $1 AND methods = '{STEP_UP}' AND consumed_at IS NULL \
+         AND expires_at > $2 AND attempts < $3 ORDER BY created_at DESC LIMIT 1"
+    )
+}
+
+/// Creation times of a user's challenges: $1 user.
+pub const CHALLENGE_TIMES: &str = "SELECT created_at FROM mfa_challenges WHERE user_id = $1";
+
+/// $1 id, $2 user, $3 token hash, $4 device, $5 methods, $6 end, $7 time.
+pub const INSERT_CHALLENGE: &str = "INSERT INTO mfa_challenges (id, user_id, token_hash, \
+     device_id, methods, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Recovery codes still in their legacy (bare digest) form, a batch: id, hash.
+pub const LEGACY_RECOVERY_CODES: &str =
+    "SELECT id, code_hash FROM recovery_codes WHERE keyed = FALSE LIMIT 500";
+
+/// Converts one legacy recovery code: $1 id, $2 keyed hash.
+pub const REKEY_RECOVERY_CODE: &str =
+    "UPDATE recovery_codes SET code_hash = $2, keyed = TRUE WHERE id = $1 AND keyed = FALSE";
 
 /// The second-factor columns of a user: $1 id. PostgreSQL appends `FOR UPDATE`.
 pub const SECOND_FACTORS: &str = "SELECT email_otp_enabled, totp_enabled, totp_secret_sealed, \
@@ -86,15 +111,19 @@ pub const SET_SECOND_FACTORS: &str = "UPDATE users SET email_otp_enabled = $2, t
 
 pub const DELETE_RECOVERY_CODES: &str = "DELETE FROM recovery_codes WHERE user_id = $1";
 
-/// $1 id, $2 user, $3 hash, $4 time.
-pub const INSERT_RECOVERY_CODE: &str =
-    "INSERT INTO recovery_codes (id, user_id, code_hash, created_at) VALUES ($1, $2, $3, $4)";
+/// $1 id, $2 user, $3 keyed hash, $4 time.
+pub const INSERT_RECOVERY_CODE: &str = "INSERT INTO recovery_codes (id, user_id, code_hash, \
+     keyed, created_at) VALUES ($1, $2, $3, TRUE, $4)";
 
 // One-time tokens.
 
 /// Creation times of a user's reset tokens: $1 user.
 pub const RESET_TOKEN_TIMES: &str =
     "SELECT created_at FROM password_reset_tokens WHERE user_id = $1";
+
+/// Ends the live reset tokens of a user (a newer link replaces them): $1 user, $2 time.
+pub const SUPERSEDE_RESET_TOKENS: &str =
+    "UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL";
 
 /// $1 id, $2 user, $3 hash, $4 end, $5 time.
 pub const INSERT_RESET_TOKEN: &str = "INSERT INTO password_reset_tokens (id, user_id, token_hash, \

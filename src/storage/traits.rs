@@ -142,8 +142,8 @@ pub trait TokenStore: Send + Sync {
     ) -> StoreResult<Option<Uuid>>;
 
     /// Locks the user, hands the creation times of its reset tokens to
-    /// `admit`, and stores the new token (with its mail) when it agrees;
-    /// true when stored.
+    /// `admit`, and stores the new token (with its mail) when it agrees,
+    /// ending the user's earlier live reset tokens; true when stored.
     async fn add_reset_token(&self, token: NewResetToken) -> StoreResult<bool>;
 
     /// The user of a live (unused, unexpired) reset token, without spending it.
@@ -164,9 +164,11 @@ pub trait TokenStore: Send + Sync {
 /// Second factors: login challenges, email OTP, TOTP and recovery codes.
 #[async_trait]
 pub trait SecondFactorStore: Send + Sync {
-    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<()>;
+    /// Locks the user, hands the creation times of its challenges to
+    /// `c.admit`, and stores the challenge when it agrees; true when stored.
+    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<bool>;
 
-    /// A live challenge: unspent, unexpired, under `max_attempts` checks.
+    /// A live login challenge: unspent, unexpired, under `max_attempts` checks.
     async fn find_mfa_challenge(
         &self,
         token_hash: &str,
@@ -199,13 +201,28 @@ pub trait SecondFactorStore: Send + Sync {
         update: SecondFactorUpdate,
     ) -> StoreResult<bool>;
 
-    /// Spends an unused recovery code; false when there is none such.
+    /// The newest live step-up challenge of a user (see [`STEP_UP`]).
+    async fn find_step_up_challenge(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> StoreResult<Option<MfaChallengeRecord>>;
+
+    /// Spends an unused recovery code whose keyed hash is `keyed_hash` (or,
+    /// on a row not yet converted, whose legacy hash is `legacy_hash`);
+    /// false when there is none such.
     async fn use_recovery_code(
         &self,
         user_id: Uuid,
-        code_hash: &str,
+        keyed_hash: &str,
+        legacy_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
+
+    /// Converts a batch of legacy recovery-code hashes with `rekey`; returns
+    /// how many were converted (0: none is left). Safe on several instances.
+    async fn rekey_recovery_codes(&self, rekey: CodeRekey) -> StoreResult<u64>;
 }
 
 /// The durable mail outbox.

@@ -68,15 +68,15 @@ catalogue! {
     LOGIN_SUCCESS = "auth.login.success", Counter, ["mfa"],
         "Successful sign-ins (mfa true/false).";
     LOGIN_FAILURE = "auth.login.failure", Counter, ["reason"],
-        "Failed sign-ins: invalid_credentials, email_not_verified, account_locked, inactive, consent_required.";
-    ACCOUNT_LOCKOUT = "auth.account_lockout", Counter, [],
-        "An account (or unknown email) locked after too many failures.";
+        "Failed sign-ins: invalid_credentials, email_not_verified, account_locked, inactive, invalid_code, too_many_challenges, consent_required.";
+    ACCOUNT_LOCKOUT = "auth.account_lockout", Counter, ["factor"],
+        "An account (or unknown email) locked after too many failures; factor password (wrong passwords) or second_factor (wrong email, TOTP or recovery codes).";
     TOKEN_REFRESH = "auth.token.refresh", Counter, ["outcome"],
         "Refresh attempts: rotated, invalid, reuse.";
     REFRESH_TOKEN_REUSE = "auth.refresh_token_reuse", Counter, [],
         "A spent refresh token presented again (its session was revoked).";
     SESSION_ENDED = "auth.session.ended", Counter, ["reason"],
-        "Sessions ended: logout, logout_all, revoked, password_changed, refresh_token_reuse, idle_timeout, account_erased.";
+        "Sessions ended: logout, logout_all, revoked, password_changed, refresh_token_reuse, idle_timeout, two_factor_changed, account_erased.";
     REGISTRATION = "auth.registration", Counter, ["outcome"],
         "Registrations: created, replaced (an unverified account's pending registration), existing (verified; a notice is mailed).";
     EMAIL_VERIFICATION = "auth.email_verification", Counter, ["outcome"],
@@ -245,8 +245,14 @@ impl Metrics {
         self.count(LOGIN_FAILURE, &[("reason", reason.to_string())]);
     }
 
+    /// A password lockout.
     pub fn account_lockout(&self) {
-        self.count(ACCOUNT_LOCKOUT, &[]);
+        self.count(ACCOUNT_LOCKOUT, &[("factor", "password".to_string())]);
+    }
+
+    /// A second-factor lockout.
+    pub fn second_factor_lockout(&self) {
+        self.count(ACCOUNT_LOCKOUT, &[("factor", "second_factor".to_string())]);
     }
 
     pub fn token_refresh(&self, outcome: &'static str) {

@@ -5,6 +5,7 @@
 mod support;
 
 mod consents;
+mod factor_changes;
 mod hygiene;
 mod idle_timeout;
 mod keys;
@@ -25,6 +26,8 @@ mod rate_limit_fallback;
 mod readme;
 mod registration;
 mod revocation;
+mod same_answer;
+mod second_factor_limits;
 mod sessions;
 mod storage_contract;
 mod tls;

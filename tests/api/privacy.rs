@@ -550,6 +550,7 @@ on_both_backends!(
         let missing = erase(&app, &token, json!({"password": PASSWORD})).await;
         assert_eq!(missing.status, 422);
         assert_eq!(missing.json()["errors"][0]["field"], "code");
+        assert_eq!(missing.json()["errors"][0]["code"], "code_required");
         let wrong = erase(
             &app,
             &token,
@@ -558,6 +559,13 @@ on_both_backends!(
         .await;
         assert_eq!(wrong.status, 401);
         assert_eq!(wrong.code(), "invalid_code");
+        assert_eq!(
+            app.probe()
+                .count_audit("account_erasure", "failure")
+                .await
+                .unwrap(),
+            1
+        );
         let ok = erase(
             &app,
             &token,
@@ -567,8 +575,8 @@ on_both_backends!(
         assert_eq!(ok.status, 204, "{}", String::from_utf8_lossy(&ok.body));
         assert_eq!(app.login(&email, PASSWORD).await.status, 401);
 
-        // Email codes: the session must have been opened with one.
-        let (_, pair) = app.signed_in().await;
+        // Email codes: a step-up code mailed on request.
+        let (email, pair) = app.signed_in().await;
         let token = access(&pair);
         let on = app
             .with_token(
@@ -578,10 +586,24 @@ on_both_backends!(
                 Some(json!({"password": PASSWORD})),
             )
             .await;
-        assert_eq!(on.status, 204);
+        assert_eq!(on.status, 204, "{}", String::from_utf8_lossy(&on.body));
         let res = erase(&app, &token, json!({"password": PASSWORD})).await;
-        assert_eq!(res.status, 403);
-        assert_eq!(res.code(), "step_up_required");
+        assert_eq!(res.status, 422);
+        let sent = app
+            .with_token(
+                "POST",
+                "/api/v1/auth/me/2fa/email/code",
+                &token,
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(sent.status, 202, "{}", String::from_utf8_lossy(&sent.body));
+        // mail 1: verification, 2: "turned on", 3: the code
+        let mail = app.smtp().wait_for_nth(&email, 3).await;
+        let code = mail.subject().rsplit(' ').next().unwrap().to_string();
+        let ok = erase(&app, &token, json!({"password": PASSWORD, "code": code})).await;
+        assert_eq!(ok.status, 204, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(app.login(&email, PASSWORD).await.status, 401);
     }
 );
 

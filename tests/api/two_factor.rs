@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use suma_auth::auth::totp;
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestApp, PASSWORD};
+use crate::support::{Backend, TestApp, TestSetup, PASSWORD};
 
 async fn post_bearer(app: &TestApp, path: &str, token: &str, body: Value) -> crate::support::Resp {
     app.send(
@@ -44,9 +44,14 @@ on_both_backends!(email_otp_login_end_to_end, |backend: Backend| async move {
     let (email, pair) = app.signed_in().await;
     let token = pair["access_token"].as_str().unwrap().to_string();
     assert_eq!(
-        post_bearer(&app, "/api/v1/auth/me/2fa/email", &token, json!({}))
-            .await
-            .status,
+        post_bearer(
+            &app,
+            "/api/v1/auth/me/2fa/email",
+            &token,
+            json!({"password": PASSWORD})
+        )
+        .await
+        .status,
         204
     );
     let me = app.get_with_token("/api/v1/auth/me", &token).await.json();
@@ -110,13 +115,17 @@ on_both_backends!(email_otp_login_end_to_end, |backend: Backend| async move {
 on_both_backends!(
     five_wrong_codes_kill_the_challenge_and_codes_expire,
     |backend: Backend| async move {
-        let app = TestApp::spawn(backend).await;
+        // Per challenge; the account's own limit (tests/api/second_factor_limits.rs) is set apart.
+        let app = TestSetup::new(backend)
+            .env("SECOND_FACTOR_MAX_ATTEMPTS", "10")
+            .spawn()
+            .await;
         let (email, pair) = app.signed_in().await;
         post_bearer(
             &app,
             "/api/v1/auth/me/2fa/email",
             pair["access_token"].as_str().unwrap(),
-            json!({}),
+            json!({"password": PASSWORD}),
         )
         .await;
         let mfa_token = app.login(&email, PASSWORD).await.json()["mfa_token"]
@@ -168,7 +177,7 @@ async fn resending_codes_is_limited() {
         &app,
         "/api/v1/auth/me/2fa/email",
         pair["access_token"].as_str().unwrap(),
-        json!({}),
+        json!({"password": PASSWORD}),
     )
     .await;
     let mfa_token = app.login(&email, PASSWORD).await.json()["mfa_token"]
@@ -225,9 +234,14 @@ on_both_backends!(
         let app = TestApp::spawn(backend).await;
         let (email, pair) = app.signed_in().await;
         let token = pair["access_token"].as_str().unwrap().to_string();
-        let setup = post_bearer(&app, "/api/v1/auth/me/2fa/totp/setup", &token, json!({}))
-            .await
-            .json();
+        let setup = post_bearer(
+            &app,
+            "/api/v1/auth/me/2fa/totp/setup",
+            &token,
+            json!({"password": PASSWORD}),
+        )
+        .await
+        .json();
         let secret = totp::from_base32(setup["secret"].as_str().unwrap()).unwrap();
         assert!(setup["otpauth_uri"]
             .as_str()
@@ -240,7 +254,7 @@ on_both_backends!(
             &app,
             "/api/v1/auth/me/2fa/totp/enable",
             &token,
-            json!({"code": "12345"}),
+            json!({"password": PASSWORD, "code": "12345"}),
         )
         .await;
         assert_eq!(bad.status, 422);
@@ -248,7 +262,7 @@ on_both_backends!(
             &app,
             "/api/v1/auth/me/2fa/totp/enable",
             &token,
-            json!({"code": code(now())}),
+            json!({"password": PASSWORD, "code": code(now())}),
         )
         .await;
         assert_eq!(
@@ -323,20 +337,31 @@ on_both_backends!(
             200
         );
 
-        // Both factors: TOTP first.
-        post_bearer(&app, "/api/v1/auth/me/2fa/email", &token, json!({})).await;
+        // Both factors: TOTP first (a change needs the password and a current code).
+        app.services.clock.advance(Duration::from_secs(30));
+        assert_eq!(
+            post_bearer(
+                &app,
+                "/api/v1/auth/me/2fa/email",
+                &token,
+                json!({"password": PASSWORD, "code": code(now())})
+            )
+            .await
+            .status,
+            204
+        );
         assert_eq!(
             app.login(&email, PASSWORD).await.json()["methods"],
             json!(["totp", "email_otp"])
         );
 
-        // Disabling needs the password.
+        // Disabling needs the password and a current code.
         assert_eq!(
             post_bearer(
                 &app,
                 "/api/v1/auth/me/2fa/disable",
                 &token,
-                json!({"password": "wrong password!"})
+                json!({"password": "wrong password!", "code": recovery[2]})
             )
             .await
             .status,
@@ -347,7 +372,7 @@ on_both_backends!(
                 &app,
                 "/api/v1/auth/me/2fa/disable",
                 &token,
-                json!({"password": PASSWORD})
+                json!({"password": PASSWORD, "code": recovery[2]})
             )
             .await
             .status,

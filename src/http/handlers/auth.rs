@@ -109,9 +109,10 @@ pub struct EmailRequest {
     post, path = "/api/v1/auth/verify-email/resend", tag = "auth",
     request_body = EmailRequest,
     responses(
-        (status = 202, description = "A new link was sent if the account exists and is unverified", body = StatusResponse),
+        (status = 202, description = "A new link is sent if the account exists and is unverified (looked up after the answer: the same answer in the same time for every address)", body = StatusResponse),
         (status = 422, description = "Invalid email", body = Problem),
         (status = 429, description = "Rate limited", body = Problem),
+        (status = 503, description = "Busy: too much work waiting on this instance (Retry-After), for every address alike", body = Problem),
     )
 )]
 pub async fn resend_verification(
@@ -140,7 +141,7 @@ pub struct LoginRequest {
         (status = 401, description = "Invalid credentials (same for unknown email)", body = Problem),
         (status = 403, description = "Only after a correct password: `email_not_verified`, `account_disabled`, or `consent_required` with `consent_token` and `required: {terms, privacy}` (accept them at `/consents/accept`)", body = Problem),
         (status = 423, description = "Account locked: MAX_LOGIN_ATTEMPTS failed passwords in the window", body = Problem),
-        (status = 429, description = "Rate limited", body = Problem),
+        (status = 429, description = "Rate limited, or (after a correct password) MFA_CHALLENGES_PER_HOUR sign-in challenges of the account this hour", body = Problem),
         (status = 503, description = "Busy: the hashing pool is full, or every attempt of the window is still being checked (retry after `Retry-After`)", body = Problem),
     )
 )]
@@ -276,9 +277,10 @@ pub async fn change_password(
     post, path = "/api/v1/auth/password-reset", tag = "auth",
     request_body = EmailRequest,
     responses(
-        (status = 202, description = "A reset link was mailed if the account exists (the same answer for every email)", body = StatusResponse),
+        (status = 202, description = "A reset link is mailed if the account exists, ending the earlier ones (looked up after the answer: the same answer in the same time for every email)", body = StatusResponse),
         (status = 422, description = "Invalid email", body = Problem),
         (status = 429, description = "Rate limited", body = Problem),
+        (status = 503, description = "Busy: too much work waiting on this instance (Retry-After), for every email alike", body = Problem),
     )
 )]
 pub async fn password_reset(
@@ -352,6 +354,7 @@ pub struct OtpVerifyRequest {
     responses(
         (status = 200, description = "Signed in; tokens carry amr [pwd, otp]", body = TokenPair),
         (status = 401, description = "invalid_code, or invalid_mfa_token once the challenge is dead (5 wrong codes)", body = Problem),
+        (status = 423, description = "account_locked: too many wrong codes for this account, across challenges (Retry-After)", body = Problem),
     )
 )]
 pub async fn otp_verify(

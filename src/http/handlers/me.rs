@@ -4,11 +4,13 @@ use actix_web::{web, HttpResponse};
 
 use uuid::Uuid;
 
+use super::StatusResponse;
 use crate::http::client::Client;
 use crate::http::errors::{ApiError, Problem};
 use crate::http::extract::Authenticated;
 use crate::services::me::{self, Profile};
 use crate::services::mfa::{self, RecoveryCodes, TotpSetup};
+use crate::services::reauth::Proof;
 use crate::services::sessions::{self, SessionView};
 use crate::services::Services;
 
@@ -67,83 +69,159 @@ pub async fn delete_session(
     }
 }
 
+/// The fresh proof a change of second factors carries.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub struct FactorProofRequest {
+    /// The account's password (a wrong one counts toward the lockout).
+    #[schema(value_type = String, format = Password)]
+    pub password: secrecy::SecretString,
+    /// While a second factor is on: a TOTP code, a recovery code, or the
+    /// code mailed by `POST /me/2fa/email/code`.
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+impl FactorProofRequest {
+    fn proof(&self) -> Proof<'_> {
+        Proof {
+            password: &self.password,
+            code: self.code.as_deref(),
+        }
+    }
+}
+
 #[utoipa::path(
     post, path = "/api/v1/auth/me/2fa/email", tag = "me",
     security(("bearer" = [])),
+    request_body = FactorProofRequest,
     responses(
-        (status = 204, description = "Email one-time codes are on"),
+        (status = 204, description = "Email one-time codes are on; the owner is mailed and the other sessions ended"),
+        (status = 401, description = "Wrong password (invalid_credentials) or wrong code (invalid_code)", body = Problem),
         (status = 403, description = "The email is not verified", body = Problem),
+        (status = 422, description = "A code of a current second factor is required", body = Problem),
+        (status = 423, description = "Locked after repeated wrong passwords or codes (Retry-After)", body = Problem),
     )
 )]
 pub async fn enable_email_otp(
     svc: web::Data<Services>,
     Client(client): Client,
     Authenticated(principal): Authenticated,
+    body: web::Json<FactorProofRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    mfa::enable_email(&svc, &principal, &client).await?;
+    mfa::enable_email(&svc, &principal, body.proof(), &client).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/auth/me/2fa/email/code", tag = "me",
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "A code was mailed to the owner, for the `code` of a change while email codes are on", body = StatusResponse),
+        (status = 422, description = "Email codes are off for this account", body = Problem),
+        (status = 429, description = "Too many codes or sign-in challenges this hour, or rate limited", body = Problem),
+    )
+)]
+pub async fn email_step_up_code(
+    svc: web::Data<Services>,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    mfa::send_step_up(&svc, &principal).await?;
+    Ok(HttpResponse::Accepted().json(StatusResponse { status: "sent" }))
 }
 
 #[utoipa::path(
     post, path = "/api/v1/auth/me/2fa/totp/setup", tag = "me",
     security(("bearer" = [])),
-    responses((status = 200, description = "A new secret, active once confirmed with a code", body = TotpSetup))
+    request_body = FactorProofRequest,
+    responses(
+        (status = 200, description = "A new secret, active once confirmed with a code", body = TotpSetup),
+        (status = 401, description = "Wrong password (invalid_credentials) or wrong code (invalid_code)", body = Problem),
+        (status = 422, description = "A code of a current second factor is required", body = Problem),
+        (status = 423, description = "Locked after repeated wrong passwords or codes (Retry-After)", body = Problem),
+    )
 )]
 pub async fn totp_setup(
     svc: web::Data<Services>,
+    Client(client): Client,
     Authenticated(principal): Authenticated,
+    body: web::Json<FactorProofRequest>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(mfa::totp_setup(&svc, &principal).await?))
+        .json(mfa::totp_setup(&svc, &principal, body.proof(), &client).await?))
 }
 
 #[derive(serde::Deserialize, utoipa::ToSchema)]
-pub struct CodeRequest {
+pub struct TotpEnableRequest {
+    /// The account's password (a wrong one counts toward the lockout).
+    #[schema(value_type = String, format = Password)]
+    pub password: secrecy::SecretString,
+    /// A code of the new authenticator (a wrong one counts toward the
+    /// second-factor limit).
     pub code: String,
 }
 
 #[utoipa::path(
     post, path = "/api/v1/auth/me/2fa/totp/enable", tag = "me",
     security(("bearer" = [])),
-    request_body = CodeRequest,
+    request_body = TotpEnableRequest,
     responses(
-        (status = 200, description = "TOTP is on; ten single-use recovery codes, shown once", body = RecoveryCodes),
+        (status = 200, description = "TOTP is on (or replaced the earlier app); ten single-use recovery codes, shown once; the owner is mailed and the other sessions ended", body = RecoveryCodes),
+        (status = 401, description = "Wrong password", body = Problem),
         (status = 422, description = "Wrong code, or no setup", body = Problem),
+        (status = 423, description = "Locked after repeated wrong passwords or codes (Retry-After)", body = Problem),
     )
 )]
 pub async fn totp_enable(
     svc: web::Data<Services>,
     Client(client): Client,
     Authenticated(principal): Authenticated,
-    body: web::Json<CodeRequest>,
+    body: web::Json<TotpEnableRequest>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(mfa::totp_enable(&svc, &principal, &body.code, &client).await?))
+        .json(mfa::totp_enable(&svc, &principal, &body.password, &body.code, &client).await?))
 }
 
-#[derive(serde::Deserialize, utoipa::ToSchema)]
-pub struct PasswordRequest {
-    #[schema(value_type = String, format = Password)]
-    pub password: secrecy::SecretString,
+#[utoipa::path(
+    post, path = "/api/v1/auth/me/2fa/recovery-codes", tag = "me",
+    security(("bearer" = [])),
+    request_body = FactorProofRequest,
+    responses(
+        (status = 200, description = "Ten new single-use recovery codes, shown once; the earlier ones stop working; the owner is mailed and the other sessions ended", body = RecoveryCodes),
+        (status = 401, description = "Wrong password (invalid_credentials) or wrong code (invalid_code)", body = Problem),
+        (status = 422, description = "TOTP is off, or the code is missing", body = Problem),
+        (status = 423, description = "Locked after repeated wrong passwords or codes (Retry-After)", body = Problem),
+    )
+)]
+pub async fn regenerate_recovery_codes(
+    svc: web::Data<Services>,
+    Client(client): Client,
+    Authenticated(principal): Authenticated,
+    body: web::Json<FactorProofRequest>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+        .json(mfa::regenerate_recovery_codes(&svc, &principal, body.proof(), &client).await?))
 }
 
 #[utoipa::path(
     post, path = "/api/v1/auth/me/2fa/disable", tag = "me",
     security(("bearer" = [])),
-    request_body = PasswordRequest,
+    request_body = FactorProofRequest,
     responses(
-        (status = 204, description = "Every second factor is off; recovery codes are forgotten"),
-        (status = 401, description = "Wrong password", body = Problem),
+        (status = 204, description = "Every second factor is off; recovery codes are forgotten; the owner is mailed and the other sessions ended"),
+        (status = 401, description = "Wrong password (invalid_credentials) or wrong code (invalid_code)", body = Problem),
+        (status = 422, description = "A code of a current second factor is required", body = Problem),
+        (status = 423, description = "Locked after repeated wrong passwords or codes (Retry-After)", body = Problem),
     )
 )]
 pub async fn disable_two_factor(
     svc: web::Data<Services>,
     Client(client): Client,
     Authenticated(principal): Authenticated,
-    body: web::Json<PasswordRequest>,
+    body: web::Json<FactorProofRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    mfa::disable(&svc, &principal, &body.password, &client).await?;
+    mfa::disable(&svc, &principal, body.proof(), &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -162,7 +162,8 @@ pub async fn export(
 pub struct EraseRequest {
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
-    /// With TOTP enrolled: a current code of the authenticator app, or a recovery code.
+    /// While a second factor is enrolled: a TOTP or recovery code (TOTP on), or
+    /// a step-up code from `POST /me/2fa/email/code` (email codes on).
     #[serde(default)]
     pub code: Option<String>,
 }
@@ -173,10 +174,9 @@ pub struct EraseRequest {
     request_body = EraseRequest,
     responses(
         (status = 204, description = "The account is erased (GDPR Art. 17): every session ended, personal data erased, the address free to register again; a farewell mail is sent"),
-        (status = 401, description = "Wrong password (counts toward the login lockout), wrong code, or invalid access token", body = Problem),
-        (status = 403, description = "`step_up_required`: email one-time codes are on and this session was not opened with one", body = Problem),
-        (status = 422, description = "A code is required (TOTP enrolled)", body = Problem),
-        (status = 423, description = "Locked after repeated wrong passwords", body = Problem),
+        (status = 401, description = "Wrong password (counts toward the login lockout), wrong code (counts toward the second-factor limit), or invalid access token", body = Problem),
+        (status = 422, description = "`code_required`: a second factor is enrolled", body = Problem),
+        (status = 423, description = "Locked after repeated wrong passwords or codes", body = Problem),
     )
 )]
 pub async fn delete_me(

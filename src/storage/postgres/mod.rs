@@ -253,7 +253,8 @@ impl Store for PgStore {
             "DELETE FROM email_verification_tokens WHERE id IN (SELECT id FROM email_verification_tokens WHERE expires_at < $1 OR (verified_at IS NOT NULL AND verified_at < $2) LIMIT 5000)",
             "DELETE FROM password_reset_tokens WHERE id IN (SELECT id FROM password_reset_tokens WHERE expires_at < $1 OR (used_at IS NOT NULL AND used_at < $2) LIMIT 5000)",
             "DELETE FROM mail_outbox WHERE id IN (SELECT id FROM mail_outbox WHERE status <> 'pending' AND created_at < $2 LIMIT 5000) AND $1::timestamptz IS NOT NULL",
-            "DELETE FROM mfa_challenges WHERE id IN (SELECT id FROM mfa_challenges WHERE expires_at < $1 LIMIT 5000) AND $2::timestamptz IS NOT NULL",
+            // Challenges stay a day after they start: the hourly cap counts them.
+            "DELETE FROM mfa_challenges WHERE id IN (SELECT id FROM mfa_challenges WHERE expires_at < $1 AND created_at < $2 LIMIT 5000)",
             "DELETE FROM login_lockouts WHERE account_key IN (SELECT account_key FROM login_lockouts WHERE updated_at < $2 AND (locked_until IS NULL OR locked_until < $1) LIMIT 5000)",
             "DELETE FROM rate_windows WHERE key IN (SELECT key FROM rate_windows WHERE expires_at < $1 LIMIT 5000) AND $2::timestamptz IS NOT NULL",
         ] {

@@ -6,13 +6,38 @@ use crate::storage::sql;
 
 #[async_trait]
 impl SecondFactorStore for PgStore {
-    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<()> {
-        self.exec(
-            "INSERT INTO mfa_challenges (id, user_id, token_hash, device_id, methods, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&c.id, &c.user_id, &c.token_hash, &c.device_id, &c.methods, &c.expires_at, &c.now],
+    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<bool> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        // Serialises concurrent challenges of one user so the cap holds.
+        tx.execute(
+            "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
+            &[&c.user_id],
         )
-        .await?;
-        Ok(())
+        .await
+        .map_err(q)?;
+        let created = tx
+            .query(sql::CHALLENGE_TIMES, &[&c.user_id])
+            .await
+            .map_err(q)?
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<StoreResult<Vec<DateTime<Utc>>>>()?;
+        if !(c.admit)(&created) {
+            return Ok(false);
+        }
+        let row: [Param; 7] = [
+            &c.id,
+            &c.user_id,
+            &c.token_hash,
+            &c.device_id,
+            &c.methods,
+            &c.expires_at,
+            &c.now,
+        ];
+        tx.execute(sql::INSERT_CHALLENGE, &row).await.map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(true)
     }
 
     async fn find_mfa_challenge(
@@ -136,19 +161,58 @@ impl SecondFactorStore for PgStore {
         Ok(true)
     }
 
+    async fn find_step_up_challenge(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> StoreResult<Option<MfaChallengeRecord>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                &sql::find_step_up_challenge(),
+                &[&user_id, &now, &(max_attempts as i32)],
+            )
+            .await
+            .map_err(q)?;
+        row.map(|r| challenge_from(&r)).transpose()
+    }
+
     async fn use_recovery_code(
         &self,
         user_id: Uuid,
-        code_hash: &str,
+        keyed_hash: &str,
+        legacy_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         let n = self
             .exec(
-                "UPDATE recovery_codes SET used_at = $3 WHERE id = (
-                     SELECT id FROM recovery_codes WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL LIMIT 1 FOR UPDATE)",
-                &[&user_id, &code_hash, &now],
+                "UPDATE recovery_codes SET used_at = $4 WHERE id = (
+                     SELECT id FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL
+                     AND ((keyed AND code_hash = $2) OR (NOT keyed AND code_hash = $3)) LIMIT 1 FOR UPDATE)",
+                &[&user_id, &keyed_hash, &legacy_hash, &now],
             )
             .await?;
         Ok(n > 0)
+    }
+
+    async fn rekey_recovery_codes(&self, rekey: CodeRekey) -> StoreResult<u64> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(sql::LEGACY_RECOVERY_CODES, &[])
+            .await
+            .map_err(q)?;
+        let mut converted = 0;
+        for row in &rows {
+            let id: Uuid = get(row, 0)?;
+            let legacy: String = get(row, 1)?;
+            if let Some(keyed) = rekey(&legacy) {
+                converted += conn
+                    .execute(sql::REKEY_RECOVERY_CODE, &[&id, &keyed])
+                    .await
+                    .map_err(q)?;
+            }
+        }
+        Ok(converted)
     }
 }

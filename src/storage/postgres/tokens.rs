@@ -87,6 +87,10 @@ impl TokenStore for PgStore {
         if !admit(&created) {
             return Ok(false);
         }
+        // A newer link replaces the earlier ones.
+        tx.execute(sql::SUPERSEDE_RESET_TOKENS, &[&user_id, &now])
+            .await
+            .map_err(q)?;
         let token: [Param; 5] = [&Uuid::new_v4(), &user_id, &token_hash, &expires_at, &now];
         tx.execute(sql::INSERT_RESET_TOKEN, &token)
             .await

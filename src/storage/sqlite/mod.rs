@@ -189,7 +189,8 @@ impl Store for SqliteStore {
                 "DELETE FROM email_verification_tokens WHERE expires_at < ?1 OR (verified_at IS NOT NULL AND verified_at < ?2)",
                 "DELETE FROM password_reset_tokens WHERE expires_at < ?1 OR (used_at IS NOT NULL AND used_at < ?2)",
                 "DELETE FROM mail_outbox WHERE status <> 'pending' AND created_at < ?2 AND ?1 IS NOT NULL",
-                "DELETE FROM mfa_challenges WHERE expires_at < ?1 AND ?2 IS NOT NULL",
+                // Challenges stay a day after they start: the hourly cap counts them.
+                "DELETE FROM mfa_challenges WHERE expires_at < ?1 AND created_at < ?2",
                 "DELETE FROM login_lockouts WHERE updated_at < ?2 AND (locked_until IS NULL OR locked_until < ?1)",
             ] {
                 total += c.execute(sql, params![now, before])? as u64;

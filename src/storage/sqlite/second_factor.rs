@@ -6,13 +6,34 @@ use crate::storage::sql;
 
 #[async_trait]
 impl SecondFactorStore for SqliteStore {
-    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<()> {
+    async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<bool> {
         self.run(move |conn| {
-            conn.execute(
-                "INSERT INTO mfa_challenges (id, user_id, token_hash, device_id, methods, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![c.id.to_string(), c.user_id.to_string(), c.token_hash, c.device_id, c.methods, ms(c.expires_at), ms(c.now)],
-            )
-            .map(|_| ())
+            // The writer lock serialises concurrent challenges, so the cap holds.
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let created = {
+                let mut stmt = tx.prepare(&dialect(sql::CHALLENGE_TIMES))?;
+                let rows = stmt.query_map(params![c.user_id.to_string()], |r| {
+                    r.get::<_, i64>(0).map(time)
+                })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            if !(c.admit)(&created) {
+                return Ok(false);
+            }
+            tx.execute(
+                &dialect(sql::INSERT_CHALLENGE),
+                params![
+                    c.id.to_string(),
+                    c.user_id.to_string(),
+                    c.token_hash,
+                    c.device_id,
+                    c.methods,
+                    ms(c.expires_at),
+                    ms(c.now)
+                ],
+            )?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
@@ -141,20 +162,61 @@ impl SecondFactorStore for SqliteStore {
         .await
     }
 
+    async fn find_step_up_challenge(
+        &self,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> StoreResult<Option<MfaChallengeRecord>> {
+        self.read(move |c| {
+            c.query_row(
+                &dialect(&sql::find_step_up_challenge()),
+                params![user_id.to_string(), ms(now), max_attempts],
+                |r| challenge_from(r),
+            )
+            .optional()
+        })
+        .await
+    }
+
     async fn use_recovery_code(
         &self,
         user_id: Uuid,
-        code_hash: &str,
+        keyed_hash: &str,
+        legacy_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let code_hash = code_hash.to_string();
+        let (keyed_hash, legacy_hash) = (keyed_hash.to_string(), legacy_hash.to_string());
         self.run(move |c| {
             c.execute(
-                "UPDATE recovery_codes SET used_at = ?3 WHERE id = (
-                     SELECT id FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2 AND used_at IS NULL LIMIT 1)",
-                params![user_id.to_string(), code_hash, ms(now)],
+                "UPDATE recovery_codes SET used_at = ?4 WHERE id = (
+                     SELECT id FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL
+                     AND ((keyed AND code_hash = ?2) OR (NOT keyed AND code_hash = ?3)) LIMIT 1)",
+                params![user_id.to_string(), keyed_hash, legacy_hash, ms(now)],
             )
             .map(|n| n > 0)
+        })
+        .await
+    }
+
+    async fn rekey_recovery_codes(&self, rekey: CodeRekey) -> StoreResult<u64> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let legacy = {
+                let mut stmt = tx.prepare(sql::LEGACY_RECOVERY_CODES)?;
+                let rows =
+                    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            let mut converted = 0u64;
+            for (id, hash) in legacy {
+                if let Some(keyed) = rekey(&hash) {
+                    converted +=
+                        tx.execute(&dialect(sql::REKEY_RECOVERY_CODE), params![id, keyed])? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(converted)
         })
         .await
     }

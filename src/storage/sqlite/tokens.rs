@@ -80,6 +80,8 @@ impl TokenStore for SqliteStore {
             if !admit(&created) {
                 return Ok(false);
             }
+            // A newer link replaces the earlier ones.
+            tx.execute(&dialect(sql::SUPERSEDE_RESET_TOKENS), params![id, ms(now)])?;
             tx.execute(
                 &dialect(sql::INSERT_RESET_TOKEN),
                 params![

@@ -124,6 +124,8 @@ pub struct TestSetup {
     /// Deliver mail to an SMTP sink (else `.eml` files in the data dir).
     pub smtp: bool,
     pub statsd: bool,
+    /// Work done after an answer waits for a permit here (see `holding`).
+    pub hold_background: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl TestSetup {
@@ -137,7 +139,15 @@ impl TestSetup {
             data_dir: None,
             smtp: true,
             statsd: false,
+            hold_background: None,
         }
+    }
+
+    /// Holds the work requests leave for after their answer until a permit
+    /// is added to `gate` (a semaphore created without permits).
+    pub fn holding(mut self, gate: &std::sync::Arc<tokio::sync::Semaphore>) -> Self {
+        self.hold_background = Some(gate.clone());
+        self
     }
 
     /// An instance on a database, Redis prefix and mail sink shared with others.
@@ -234,6 +244,7 @@ impl TestSetup {
                     .clone()
                     .unwrap_or_else(|| format!("test:{}", uuid::Uuid::new_v4().simple())),
             ),
+            hold_background: self.hold_background.clone(),
             ..Default::default()
         };
         let app = Application::build_with(config.clone(), options)

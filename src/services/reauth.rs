@@ -1,0 +1,127 @@
+//! A fresh proof for changing second factors. An access token alone never
+//! changes them: the request carries the password (a wrong one counts toward
+//! the password lockout) and, while a second factor is enrolled, a code of
+//! a current one — a TOTP code or a recovery code while TOTP is on, an
+//! emailed step-up code (`POST /me/2fa/email/code`) while email codes are on
+//! (a wrong one counts toward the second-factor limit).
+//!
+//! After a change, the owner is mailed (in the change's transaction), an
+//! audit row is written and every other session of the user ends through
+//! the revocation path (store, then every instance's session cache).
+
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use super::factor_check::{self, Checked, CodeKind};
+use super::me::Principal;
+use super::{credentials, mfa, AuthError, Services};
+use crate::domain::{ClientContext, FieldError};
+use crate::storage::{end_reason, UserRecord};
+
+/// What the request proves with.
+pub struct Proof<'a> {
+    pub password: &'a SecretString,
+    /// A current second factor's code (required while one is enrolled).
+    pub code: Option<&'a str>,
+}
+
+/// The signed-in user's record.
+pub async fn current_user(svc: &Services, principal: &Principal) -> Result<UserRecord, AuthError> {
+    svc.store
+        .find_user_by_id(principal.user_id)
+        .await?
+        .ok_or(AuthError::Unauthorized("the account no longer exists"))
+}
+
+/// Checks the proof for `user`; a refusal writes an audit row `event` (failure).
+pub async fn prove(
+    svc: &Services,
+    user: &UserRecord,
+    proof: Proof<'_>,
+    client: &ClientContext,
+    event: &'static str,
+) -> Result<(), AuthError> {
+    credentials::prove_password(svc, user, proof.password, client, Some(event)).await?;
+    if !mfa::required(user) {
+        return Ok(());
+    }
+    let code = proof
+        .code
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            AuthError::Validation(vec![FieldError::new(
+                "code",
+                "code_required",
+                "a code of a current second factor is required",
+            )])
+        })?;
+    let step_up = if user.email_otp_enabled {
+        svc.store
+            .find_step_up_challenge(user.id, svc.clock.now(), mfa::MAX_ATTEMPTS)
+            .await?
+    } else {
+        None
+    };
+    let checked = factor_check::limited(svc, user, client, || {
+        factor_check::compare_code(svc, user, step_up.as_ref(), user.totp_enabled, code)
+    })
+    .await?;
+    let refused = |reason: &'static str| serde_json::json!({"reason": reason});
+    match checked {
+        Checked::Accepted(kind) => {
+            if let (CodeKind::Emailed, Some(challenge)) = (kind, &step_up) {
+                svc.store
+                    .consume_mfa_challenge(challenge.id, svc.clock.now())
+                    .await?;
+            }
+            Ok(())
+        }
+        Checked::Wrong => {
+            svc.audit(event, false, Some(user.id), client, refused("invalid_code"))
+                .await;
+            Err(AuthError::InvalidCode)
+        }
+        Checked::Locked { retry_after } => {
+            svc.audit(
+                event,
+                false,
+                Some(user.id),
+                client,
+                refused("account_locked"),
+            )
+            .await;
+            Err(AuthError::AccountLocked { retry_after })
+        }
+    }
+}
+
+/// After a change of second factors: every other session of the user ends
+/// and the audit row `event` is written with `detail` (plus the count).
+pub async fn changed(
+    svc: &Services,
+    principal: &Principal,
+    client: &ClientContext,
+    event: &'static str,
+    mut detail: serde_json::Value,
+) -> Result<(), AuthError> {
+    let now = svc.clock.now();
+    let ended: Vec<Uuid> = svc
+        .store
+        .revoke_user_sessions(
+            principal.user_id,
+            Some(principal.session_id),
+            end_reason::TWO_FACTOR_CHANGED,
+            now,
+        )
+        .await?;
+    svc.sessions.revoked(&ended, now).await;
+    svc.metrics
+        .session_ended(end_reason::TWO_FACTOR_CHANGED, ended.len());
+    if let Some(map) = detail.as_object_mut() {
+        map.insert("sessions_ended".into(), ended.len().into());
+    }
+    svc.audit(event, true, Some(principal.user_id), client, detail)
+        .await;
+    Ok(())
+}
