@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::argon2_limit::{self, Argon2Opts, Argon2Report};
+use crate::capacity;
 use crate::harness::{Env, RunSpec};
 use crate::limits::{self, Rs256Report};
 use crate::report::{HealthLimit, Limits};
@@ -238,13 +239,18 @@ pub fn bench(env: &mut Env, opts: &BenchOpts, progress: bool) -> Result<BenchRep
             name: "refresh / health".into(),
             value: ratio(get("refresh", 16), health_rps),
         },
+        // What the machine gave the limit measurements in this run (wall clock,
+        // with whatever else ran): the figures under the same contention.
         Ratio {
-            name: "mix / health".into(),
-            value: ratio(get("mix", 16), health_rps),
+            name: format!("login c={login_c} / Argon2id measured now"),
+            value: ratio(get("login", login_c), argon2.measured_hps),
+        },
+        Ratio {
+            name: "refresh / RS256 measured now".into(),
+            value: ratio(get("refresh", 16), rs256.measured_sps),
         },
     ];
-    ratios.retain(|r| r.value > 0.0);
-    env.report.limits = Some(Limits {
+    let limits = Limits {
         argon2: Some(argon2.clone()),
         rs256: Some(rs256.clone()),
         health: health.as_ref().map(|h| HealthLimit {
@@ -252,7 +258,15 @@ pub fn bench(env: &mut Env, opts: &BenchOpts, progress: bool) -> Result<BenchRep
             ok_rps: h.ok_rps,
             p95_ms: h.p95_ms,
         }),
-    });
+    };
+    if let Some((_, mix_limit)) = capacity::limit_for("mix", cores as f64, &limits, &opts.mix) {
+        ratios.push(Ratio {
+            name: "mix iterations / its actions' limits".into(),
+            value: ratio(flows_of("mix", 16), mix_limit),
+        });
+    }
+    ratios.retain(|r| r.value > 0.0);
+    env.report.limits = Some(limits);
 
     let postgres = env.report.setup.backend.starts_with("postgres");
     let refresh_share_target = if postgres {

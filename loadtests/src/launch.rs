@@ -15,6 +15,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -86,7 +88,7 @@ pub struct Instance {
     child: Child,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct PgDb {
     host: String,
     port: u16,
@@ -94,7 +96,7 @@ struct PgDb {
     name: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RedisDb {
     host: String,
     port: u16,
@@ -115,7 +117,25 @@ pub struct Fleet {
     redis: Option<RedisDb>,
     cgroups: Vec<PathBuf>,
     keep: bool,
+    /// This fleet's entry in [`REGISTRY`].
+    id: u64,
 }
+
+/// What a fleet must undo, kept where a signal handler can reach it: when the
+/// harness is interrupted or terminated, the handler stops the servers and undoes
+/// the rest before the process exits (see [`install_signal_cleanup`]).
+#[derive(Debug, Clone, Default)]
+struct Leftovers {
+    pids: Vec<u32>,
+    cgroups: Vec<PathBuf>,
+    pg: Option<PgDb>,
+    redis: Option<RedisDb>,
+    data_dir: Option<PathBuf>,
+    keep: bool,
+}
+
+static REGISTRY: Mutex<Vec<(u64, Leftovers)>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The `suma-auth` binary next to this one (both are built into the same
 /// `target/<profile>/`).
@@ -417,7 +437,9 @@ impl Fleet {
             redis: None,
             cgroups: Vec::new(),
             keep: opts.keep,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
+        fleet.register();
         let mut env: Vec<(String, String)> = vec![
             ("HOST".into(), "127.0.0.1".into()),
             ("DATA_DIR".into(), fleet.data_dir.display().to_string()),
@@ -461,12 +483,14 @@ impl Fleet {
                 user: pg_user.clone(),
                 name: name.clone(),
             });
+            fleet.register();
             let db = claim_redis_db(redis_host, *redis_port, &tag)?;
             fleet.redis = Some(RedisDb {
                 host: redis_host.clone(),
                 port: *redis_port,
                 db,
             });
+            fleet.register();
             env.push((
                 "DATABASE_URL".into(),
                 format!("postgres://{pg_user}@{pg_host}:{pg_port}/{name}?sslmode=disable"),
@@ -487,6 +511,7 @@ impl Fleet {
             let (wrapper, confinement) = confine(opts.cpu, &format!("suma-auth-lt-{tag}-{i}"));
             if let Wrapper::Cgroup(dir) = &wrapper {
                 fleet.cgroups.push(dir.clone());
+                fleet.register();
             }
             fleet.confinement = confinement;
             let port = free_port()?;
@@ -556,6 +581,7 @@ impl Fleet {
             // data directory; the others start once it is ready and read them.
             let ready = wait_ready(&base, &mut child, opts.ready_timeout);
             fleet.instances.push(Instance { base, pid, child });
+            fleet.register();
             match ready {
                 Ok(ms) => fleet.ready_ms.push(ms),
                 Err(e) => {
@@ -620,6 +646,27 @@ impl Fleet {
         pg_max_connections(&p.host, p.port, &p.user)
     }
 
+    fn leftovers(&self) -> Leftovers {
+        Leftovers {
+            pids: self.instances.iter().map(|i| i.pid).collect(),
+            cgroups: self.cgroups.clone(),
+            pg: self.pg.clone(),
+            redis: self.redis.clone(),
+            data_dir: Some(self.data_dir.clone()),
+            keep: self.keep,
+        }
+    }
+
+    fn register(&self) {
+        if let Ok(mut r) = REGISTRY.lock() {
+            let l = self.leftovers();
+            match r.iter_mut().find(|(id, _)| *id == self.id) {
+                Some(entry) => entry.1 = l,
+                None => r.push((self.id, l)),
+            }
+        }
+    }
+
     /// Stops every instance (SIGTERM, SIGKILL after 10 s).
     fn stop_all(&mut self) {
         for i in &self.instances {
@@ -676,41 +723,121 @@ fn remove_cgroup(dir: &Path) {
     }
 }
 
+/// Removes what a fleet made besides its processes: its CPU groups, database,
+/// Redis data and data directory.
+fn undo(l: &Leftovers) {
+    for dir in &l.cgroups {
+        remove_cgroup(dir);
+    }
+    if let Some(pg) = &l.pg {
+        if let Err(e) = psql(
+            &pg.host,
+            pg.port,
+            &pg.user,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg.name),
+        ) {
+            eprintln!("suma-auth-loadtests: could not drop {}: {e}", pg.name);
+        }
+    }
+    if let Some(r) = &l.redis {
+        let flushed = Redis::connect(&r.host, r.port).and_then(|mut c| {
+            c.select(r.db)?;
+            c.cmd(&["FLUSHDB"])
+        });
+        if let Err(e) = flushed {
+            eprintln!(
+                "suma-auth-loadtests: could not flush Redis db {}: {e}",
+                r.db
+            );
+        }
+    }
+    if let Some(dir) = &l.data_dir {
+        if l.keep {
+            eprintln!(
+                "suma-auth-loadtests: kept {} (server logs, mail)",
+                dir.display()
+            );
+        } else {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Whether a process is gone or a zombie (it can no longer hold anything).
+fn gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .is_some_and(|state| state == 'Z' || state == 'X'),
+        Err(_) => true,
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: stops every server the harness started
+/// (SIGTERM, SIGKILL after 10 s), undoes the rest, and exits (128 + signal).
+pub fn install_signal_cleanup() {
+    let _ = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(|| {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            let code = rt.block_on(async {
+                use tokio::signal::unix::{signal, SignalKind};
+                let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::hangup()),
+                ) else {
+                    return None;
+                };
+                tokio::select! {
+                    _ = int.recv() => Some(130),
+                    _ = term.recv() => Some(143),
+                    _ = hup.recv() => Some(129),
+                }
+            });
+            let Some(code) = code else {
+                return;
+            };
+            eprintln!("\nsuma-auth-loadtests: interrupted; stopping the servers and cleaning up…");
+            let all: Vec<Leftovers> = REGISTRY
+                .lock()
+                .map(|mut r| r.drain(..).map(|(_, l)| l).collect())
+                .unwrap_or_default();
+            for l in &all {
+                for pid in &l.pids {
+                    signal(*pid, "-TERM");
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            for l in &all {
+                for &pid in &l.pids {
+                    while !gone(pid) && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    if !gone(pid) {
+                        signal(pid, "-KILL");
+                    }
+                }
+            }
+            for l in &all {
+                undo(l);
+            }
+            std::process::exit(code);
+        });
+}
+
 impl Drop for Fleet {
     fn drop(&mut self) {
         self.stop_all();
-        for dir in &self.cgroups {
-            remove_cgroup(dir);
-        }
-        if let Some(pg) = &self.pg {
-            if let Err(e) = psql(
-                &pg.host,
-                pg.port,
-                &pg.user,
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg.name),
-            ) {
-                eprintln!("suma-auth-loadtests: could not drop {}: {e}", pg.name);
-            }
-        }
-        if let Some(r) = &self.redis {
-            let flushed = Redis::connect(&r.host, r.port).and_then(|mut c| {
-                c.select(r.db)?;
-                c.cmd(&["FLUSHDB"])
-            });
-            if let Err(e) = flushed {
-                eprintln!(
-                    "suma-auth-loadtests: could not flush Redis db {}: {e}",
-                    r.db
-                );
-            }
-        }
-        if self.keep {
-            eprintln!(
-                "suma-auth-loadtests: kept {} (server logs, mail)",
-                self.data_dir.display()
-            );
-        } else {
-            let _ = fs::remove_dir_all(&self.data_dir);
+        undo(&self.leftovers());
+        if let Ok(mut r) = REGISTRY.lock() {
+            r.retain(|(id, _)| *id != self.id);
         }
     }
 }

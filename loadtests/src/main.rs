@@ -1019,6 +1019,7 @@ fn cmd_free_port() -> BoxResult<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    launch::install_signal_cleanup();
     let result = match &cli.command {
         Command::Argon2(a) => cmd_argon2(a),
         Command::Rs256(a) => cmd_rs256(a),

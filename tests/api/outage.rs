@@ -41,6 +41,7 @@ fn as_postgres(bin: &Path, args: &[String]) {
             .collect::<Vec<_>>()
             .join(" ");
         run(Command::new("su")
+            .current_dir("/")
             .args(["postgres", "-s", "/bin/sh", "-c", &line])
             .stdout(Stdio::null()));
     } else {
@@ -141,6 +142,7 @@ impl Drop for PlainPostgres {
         );
         if is_root() {
             let _ = Command::new("su")
+                .current_dir("/")
                 .args(["postgres", "-s", "/bin/sh", "-c", &line])
                 .output();
         } else {

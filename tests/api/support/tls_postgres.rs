@@ -38,6 +38,7 @@ fn as_postgres(bin: &Path, args: &[String]) {
             .collect::<Vec<_>>()
             .join(" ");
         run(Command::new("su")
+            .current_dir("/")
             .args(["postgres", "-s", "/bin/sh", "-c", &line])
             .stdout(Stdio::null()));
     } else {
@@ -207,6 +208,7 @@ impl Drop for TlsPostgres {
         if is_root() {
             let line = format!("{} {}", pg_ctl.display(), args.join(" "));
             let _ = Command::new("su")
+                .current_dir("/")
                 .args(["postgres", "-s", "/bin/sh", "-c", &line])
                 .output();
         } else {
