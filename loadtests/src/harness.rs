@@ -190,7 +190,12 @@ impl Env {
             _mail_source: mail_source,
             fleet,
         };
-        env.prepare_users(opts)?;
+        if let Err(e) = env.prepare_users(opts) {
+            return Err(match env.fleet.as_mut().and_then(Fleet::exits) {
+                Some(exits) => format!("{e}\n{exits}"),
+                None => e,
+            });
+        }
         if opts.progress {
             env.printer = Some(Printer::start(
                 Arc::clone(&env.progress),
@@ -280,13 +285,12 @@ impl Env {
             mailbox: self.mailbox.clone(),
             progress: Some(Arc::clone(&self.progress)),
             sessions: std::mem::take(sessions),
-        })?;
-        *sessions = outcome.sessions;
-        if let Some(f) = self.fleet.as_mut() {
-            if !f.all_running() {
-                return Err("a server instance exited during the run".into());
-            }
+        });
+        if let Some(exits) = self.fleet.as_mut().and_then(Fleet::exits) {
+            return Err(format!("during {label}: {exits}"));
         }
+        let outcome = outcome?;
+        *sessions = outcome.sessions;
         let throttling = match (cpu_before, self.fleet.as_ref().and_then(Fleet::cpu_stat)) {
             (Some((p0, t0, ns0)), Some((p1, t1, ns1))) if p1 > p0 => Some((
                 (t1.saturating_sub(t0)) as f64 / (p1 - p0) as f64,

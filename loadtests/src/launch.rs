@@ -85,6 +85,7 @@ pub struct FleetOpts {
 pub struct Instance {
     pub base: BaseUrl,
     pub pid: u32,
+    log: PathBuf,
     child: Child,
 }
 
@@ -580,7 +581,12 @@ impl Fleet {
             // The first instance generates the development keys into the shared
             // data directory; the others start once it is ready and read them.
             let ready = wait_ready(&base, &mut child, opts.ready_timeout);
-            fleet.instances.push(Instance { base, pid, child });
+            fleet.instances.push(Instance {
+                base,
+                pid,
+                log: log.clone(),
+                child,
+            });
             fleet.register();
             match ready {
                 Ok(ms) => fleet.ready_ms.push(ms),
@@ -602,11 +608,22 @@ impl Fleet {
         self.instances.iter().map(|i| i.base.clone()).collect()
     }
 
-    /// Whether every instance is still running.
-    pub fn all_running(&mut self) -> bool {
-        self.instances
-            .iter_mut()
-            .all(|i| matches!(i.child.try_wait(), Ok(None)))
+    /// The instances that exited, with their status and the end of their log.
+    pub fn exits(&mut self) -> Option<String> {
+        let mut out = Vec::new();
+        for (i, inst) in self.instances.iter_mut().enumerate() {
+            if let Ok(Some(status)) = inst.child.try_wait() {
+                let log = fs::read_to_string(&inst.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                out.push(format!(
+                    "instance {i} (pid {}) exited ({status}); last lines of its log:\n{}",
+                    inst.pid,
+                    tail.join("\n")
+                ));
+            }
+        }
+        (!out.is_empty()).then(|| out.join("\n"))
     }
 
     /// A Redis connection on the run's logical database.
