@@ -107,7 +107,8 @@ impl Application {
             config.jwt.access_ttl,
         );
         let hasher = PasswordHasher::new(&config.hashing)?;
-        let mailer = Mailer::new(&config, metrics.clone(), store.clone())?;
+        let clock = options.clock.clone().unwrap_or_default();
+        let mailer = Mailer::new(&config, metrics.clone(), store.clone(), clock.clone())?;
         let redis = match &config.redis {
             Some(redis) => Some(RedisStore::new(
                 redis,
@@ -149,7 +150,7 @@ impl Application {
             jwt,
             mailer,
             metrics,
-            clock: options.clock.unwrap_or_default(),
+            clock,
             redis,
             actors,
             rate_limiter,

@@ -2,7 +2,6 @@
 //! Services speak in domain terms and [`AuthError`]; HTTP is not their concern.
 
 pub mod background;
-pub mod clock;
 pub mod consents;
 pub mod credentials;
 pub mod error;
@@ -20,7 +19,7 @@ pub mod verification;
 
 use std::sync::Arc;
 
-pub use clock::Clock;
+pub use crate::clock::{self, Clock};
 pub use error::{AuthError, RefreshError};
 
 use crate::auth::hashing::PasswordHasher;
