@@ -340,3 +340,20 @@ on_both_backends!(
         );
     }
 );
+
+on_both_backends!(
+    concurrent_sign_ins_from_one_new_device_record_and_mail_it_once,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let email = app.verified_user().await;
+        let laptop = signed_in_from(&app, &email, LAPTOP, "laptop-1").await;
+
+        let logins = (0..4).map(|_| login_from(&app, &email, PHONE, "phone-1"));
+        for res in futures_util::future::join_all(logins).await {
+            assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        }
+        assert_eq!(devices(&app, &laptop).await.len(), 2);
+        assert_eq!(new_device_mails(&app, &email).await, 1);
+        assert_eq!(new_device_audits(&app).await, 1);
+    }
+);
