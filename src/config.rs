@@ -218,6 +218,9 @@ pub struct SecondFactorPolicy {
     /// Login challenges (and step-up codes) opened per account per hour
     /// (`MFA_CHALLENGES_PER_HOUR`).
     pub challenges_per_hour: u32,
+    /// A sign-in from a device new to an account without a second factor
+    /// must pass an emailed code first (`NEW_DEVICE_STEP_UP`, default off).
+    pub new_device_step_up: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -555,6 +558,7 @@ impl Config {
             max_failures_per_day: v.bounded("SECOND_FACTOR_MAX_FAILURES_PER_DAY", 20, 1, 100)?
                 as u32,
             challenges_per_hour: v.bounded("MFA_CHALLENGES_PER_HOUR", 10, 1, 10_000_000)? as u32,
+            new_device_step_up: v.parse("NEW_DEVICE_STEP_UP", false)?,
         };
 
         let config = Config {

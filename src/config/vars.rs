@@ -122,6 +122,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("SECOND_FACTOR_LOCKOUT_MINUTES", Some("15"), "second-factor window and lock length"),
     var("SECOND_FACTOR_MAX_FAILURES_PER_DAY", Some("20"), "wrong second-factor codes per account per day before the step locks for a day"),
     var("MFA_CHALLENGES_PER_HOUR", Some("10"), "sign-in challenges and step-up codes opened per account per hour (then 429)"),
+    var("NEW_DEVICE_STEP_UP", Some("false"), "true: a sign-in from a device new to an account without a second factor must pass an emailed code first"),
     var("REFRESH_REUSE_GRACE_SECONDS", Some("0"), "a spent refresh token retried within this time is refused without revoking (max 30)"),
     var("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS", Some("7"), "accounts still unverified this many days after their latest registration are deleted by the sweep"),
     // Password hashing and actors

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod consent;
+pub mod device;
 pub mod email;
 pub mod login_counters;
 pub mod password;

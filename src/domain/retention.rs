@@ -45,6 +45,10 @@ pub const RULES: &[Rule] = &[
         kept: "until the session ends, plus 1 day; deleted at once by `DELETE /me`",
     },
     Rule {
+        data: "Devices seen at sign-in (keyed fingerprint, user agent and IP address of the latest sign-in, first and last seen)",
+        kept: "while the account exists, or until the owner forgets the device (`DELETE /me/devices/{id}`); deleted at once by `DELETE /me`",
+    },
+    Rule {
         data: "Verification and reset tokens, login and consent challenges",
         kept: "until used or expired, plus 1 day; deleted at once by `DELETE /me`",
     },

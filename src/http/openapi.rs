@@ -28,6 +28,8 @@ use super::handlers;
         handlers::me::get_me,
         handlers::me::list_sessions,
         handlers::me::delete_session,
+        handlers::devices::list_devices,
+        handlers::devices::delete_device,
         handlers::me::enable_email_otp,
         handlers::me::email_step_up_code,
         handlers::me::totp_setup,

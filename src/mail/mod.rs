@@ -316,6 +316,7 @@ fn template_name(name: &str) -> &'static str {
         Template::AccountErased,
         Template::SecondFactorLocked,
         Template::TwoFactorChanged,
+        Template::NewDevice,
     ]
     .into_iter()
     .map(Template::name)

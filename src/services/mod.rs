@@ -4,6 +4,7 @@
 pub mod background;
 pub mod consents;
 pub mod credentials;
+pub mod devices;
 pub mod error;
 pub mod factor_check;
 pub mod login;

@@ -164,6 +164,36 @@ pub fn find_consent_challenge() -> String {
 pub const SPEND_CONSENT_CHALLENGE: &str = "UPDATE consent_challenges SET consumed_at = $2 \
      WHERE id = $1 AND user_id = $3 AND consumed_at IS NULL AND expires_at > $2";
 
+// Devices seen at sign-in.
+
+/// The device of a user with a fingerprint: $1 user, $2 fingerprint.
+pub const DEVICE_BY_FINGERPRINT: &str =
+    "SELECT id FROM device_fingerprints WHERE user_id = $1 AND fingerprint_hash = $2";
+
+/// How many devices a user has: $1 user.
+pub const COUNT_DEVICES: &str = "SELECT COUNT(*) FROM device_fingerprints WHERE user_id = $1";
+
+/// A known device seen again: $1 id, $2 time, $3 user agent, $4 ip.
+pub const TOUCH_DEVICE: &str = "UPDATE device_fingerprints SET last_seen_at = $2, \
+     user_agent = $3, ip_address = $4 WHERE id = $1";
+
+/// A new device: $1 id, $2 user, $3 fingerprint, $4 user agent, $5 ip, $6 time.
+pub const INSERT_DEVICE: &str = "INSERT INTO device_fingerprints (id, user_id, fingerprint_hash, \
+     user_agent, ip_address, first_seen_at, last_seen_at, is_trusted) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6, false)";
+
+/// A user's devices, first seen first, each with whether its fingerprint
+/// is $2 (NULL: none is): $1 user, $2 fingerprint.
+pub fn list_devices() -> String {
+    format!(
+        "SELECT {DEVICE_COLUMNS}, fingerprint_hash = $2 FROM device_fingerprints \
+         WHERE user_id = $1 ORDER BY first_seen_at, id"
+    )
+}
+
+/// Deletes a device of its owner: $1 id, $2 owner.
+pub const FORGET_DEVICE: &str = "DELETE FROM device_fingerprints WHERE id = $1 AND user_id = $2";
+
 // Export ($1 user, or $1 recipient tag for mail).
 
 pub fn export_user() -> String {

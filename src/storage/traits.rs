@@ -341,6 +341,38 @@ pub trait PrivacyStore: Send + Sync {
         -> StoreResult<u64>;
 }
 
+/// Devices seen at sign-in, per user, identified by a keyed fingerprint.
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Records a successful sign-in in one transaction holding the user's
+    /// row: a known fingerprint gets its last sighting (time, user agent,
+    /// IP) updated; an unknown one is inserted, and announced (the mail
+    /// queued with it) unless it is the first device of an account that had
+    /// never signed in.
+    async fn record_device(&self, sighting: DeviceSighting) -> StoreResult<DeviceSeen>;
+
+    /// Whether a sign-in from `fingerprint` would be announced: the device is
+    /// unknown to the account and the account has a device or `signed_in_before`.
+    async fn device_would_be_new(
+        &self,
+        user_id: Uuid,
+        fingerprint: &str,
+        signed_in_before: bool,
+    ) -> StoreResult<bool>;
+
+    /// The user's devices, first seen first; `current` marks the one whose
+    /// fingerprint is `current`.
+    async fn list_devices(
+        &self,
+        user_id: Uuid,
+        current: Option<String>,
+    ) -> StoreResult<Vec<ListedDevice>>;
+
+    /// Deletes one device of `owner`; false when `owner` has no such device
+    /// (another user's device is left alone).
+    async fn forget_device(&self, owner: Uuid, device_id: Uuid) -> StoreResult<bool>;
+}
+
 /// The system of record: every aggregate, plus what spans them.
 #[async_trait]
 pub trait Store:
@@ -354,6 +386,7 @@ pub trait Store:
     + AuditStore
     + ConsentStore
     + PrivacyStore
+    + DeviceStore
     + Send
     + Sync
     + 'static

@@ -71,6 +71,8 @@ catalogue! {
         "Failed sign-ins: invalid_credentials, email_not_verified, account_locked, inactive, invalid_code, too_many_challenges, consent_required.";
     ACCOUNT_LOCKOUT = "auth.account_lockout", Counter, ["factor"],
         "An account (or unknown email) locked after too many failures; factor password (wrong passwords) or second_factor (wrong email, TOTP or recovery codes).";
+    NEW_DEVICE = "auth.login.new_device", Counter, [],
+        "Sign-ins from a device new to an account that already had one (the owner is mailed).";
     TOKEN_REFRESH = "auth.token.refresh", Counter, ["outcome"],
         "Refresh attempts: rotated, invalid, reuse.";
     REFRESH_TOKEN_REUSE = "auth.refresh_token_reuse", Counter, [],
@@ -253,6 +255,11 @@ impl Metrics {
     /// A second-factor lockout.
     pub fn second_factor_lockout(&self) {
         self.count(ACCOUNT_LOCKOUT, &[("factor", "second_factor".to_string())]);
+    }
+
+    /// A sign-in from a device new to its account.
+    pub fn new_device(&self) {
+        self.count(NEW_DEVICE, &[]);
     }
 
     pub fn token_refresh(&self, outcome: &'static str) {

@@ -5,6 +5,7 @@
 mod support;
 
 mod consents;
+mod devices;
 mod factor_changes;
 mod hygiene;
 mod idle_timeout;
