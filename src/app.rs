@@ -60,6 +60,9 @@ pub struct Options {
     /// Holds the work done after an answer until a permit is added (tests
     /// look at what a request did before it answered).
     pub hold_background: Option<Arc<tokio::sync::Semaphore>>,
+    /// Revocations are written to Redis but not published to the other
+    /// instances (tests of the revalidation bound).
+    pub unpublished_revocations: bool,
 }
 
 pub struct Application {
@@ -135,13 +138,20 @@ impl Application {
             Backing::shared(lockout),
         )?;
         let rate_limiter = RateLimiter::start(config.rate_limits, redis.clone(), store.clone())?;
-        let sessions = SessionGuard::new(
+        let clock = options.clock.unwrap_or_default();
+        let mut sessions = SessionGuard::new(
             redis.clone(),
             store.clone(),
             config.security.session_timeout,
             config.is_embedded(),
             config.jwt.access_ttl,
+            config.security.session_revalidate,
+            clock.clone(),
         );
+        if options.unpublished_revocations {
+            sessions = sessions.without_publishing();
+        }
+        sessions.spawn_feed();
         let services = Services {
             config: config.clone(),
             store,
@@ -149,7 +159,7 @@ impl Application {
             jwt,
             mailer,
             metrics,
-            clock: options.clock.unwrap_or_default(),
+            clock,
             redis,
             actors,
             rate_limiter,
@@ -231,6 +241,7 @@ fn spawn_gauges(services: Services) {
             if n % 30 == 29 {
                 release_freed_memory();
             }
+            services.sessions.flush_shared(services.clock.now()).await;
             if n % 5 == 4 {
                 services.sessions.flush_activity(services.clock.now()).await;
             }

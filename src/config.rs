@@ -194,6 +194,9 @@ pub struct SecurityPolicy {
     pub lockout_duration: Duration,
     pub session_timeout: Duration,
     pub session_absolute_timeout: Duration,
+    /// With Redis, how long an instance decides a session from memory
+    /// before asking Redis again (bounds a lost revocation message).
+    pub session_revalidate: Duration,
     pub otp_expiry: Duration,
     pub verification_token_ttl: Duration,
     /// A spent refresh token presented again within this time is refused
@@ -504,6 +507,12 @@ impl Config {
             session_absolute_timeout: Duration::from_secs(
                 3600 * v.bounded("SESSION_ABSOLUTE_TIMEOUT_HOURS", 8, 1, 24 * 90)?,
             ),
+            session_revalidate: Duration::from_secs(v.bounded(
+                "SESSION_REVALIDATE_SECONDS",
+                5,
+                1,
+                60,
+            )?),
             otp_expiry: Duration::from_secs(60 * v.bounded("OTP_EXPIRY_MINUTES", 5, 1, 60)?),
             verification_token_ttl: Duration::from_secs(24 * 3600),
             refresh_reuse_grace: Duration::from_secs(v.bounded(
