@@ -17,7 +17,7 @@ use crate::domain::password;
 use crate::http::{self, client::TrustedProxies, extract, middleware};
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
-use crate::security::{FactorLockout, LockoutStore, RateLimiter, SessionGuard};
+use crate::security::{FactorLockout, LockoutStore, RateLimiter, SessionDecisions, SessionGuard};
 use crate::services::background::Background;
 use crate::services::{Clock, Services};
 use crate::storage::postgres::PgStore;
@@ -233,10 +233,18 @@ fn spawn_gauges(services: Services) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut n: u64 = 0;
+        let mut decided = SessionDecisions::default();
         loop {
             tick.tick().await;
             if n % 10 == 0 {
                 publish_gauges(&services).await;
+                let now = services.sessions.decisions();
+                services.metrics.session_checks(
+                    now.memory - decided.memory,
+                    now.redis - decided.redis,
+                    now.database - decided.database,
+                );
+                decided = now;
             }
             if n % 30 == 29 {
                 release_freed_memory();
@@ -275,6 +283,9 @@ async fn publish_gauges(services: &Services) {
             .await
             .unwrap_or(false);
         metrics.dependency_up("redis", up);
+        if !services.config.is_embedded() {
+            metrics.revocation_feed(services.sessions.revocations_subscribed());
+        }
     }
     if db_up {
         if let Some(outbox) = services.mailer.stats().await {

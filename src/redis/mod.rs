@@ -1,5 +1,6 @@
 //! Redis: the shared hot state of every instance (lockout windows, rate
-//! windows, session liveness). All key formats and TTLs live in this module.
+//! windows, session liveness) and the channel that tells every instance of a
+//! session revocation. All key formats and TTLs live in this module.
 
 pub mod keys;
 

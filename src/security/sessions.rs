@@ -142,6 +142,24 @@ struct Stamp {
     generation: u64,
 }
 
+/// How many session checks each source decided since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionDecisions {
+    /// This instance's map alone, without a round trip.
+    pub memory: u64,
+    /// Redis's answer (the session script).
+    pub redis: u64,
+    /// The database row.
+    pub database: u64,
+}
+
+#[derive(Default)]
+struct Decided {
+    memory: AtomicU64,
+    redis: AtomicU64,
+    database: AtomicU64,
+}
+
 #[derive(Clone)]
 pub struct SessionGuard {
     redis: Option<RedisStore>,
@@ -154,6 +172,7 @@ pub struct SessionGuard {
     embedded: bool,
     live: Arc<LiveMap>,
     feed: Arc<Feed>,
+    decided: Arc<Decided>,
     /// Revocations are published to the other instances (tests turn it off).
     publish: bool,
     /// Activity not yet written to the database.
@@ -213,6 +232,7 @@ impl SessionGuard {
             embedded,
             live: Arc::new(LiveMap::new()),
             feed: Arc::default(),
+            decided: Arc::default(),
             publish: true,
             pending: Arc::default(),
             shared_pending: Arc::default(),
@@ -405,6 +425,7 @@ impl SessionGuard {
         let now_ms = ms(now);
         if self.embedded || self.shared().is_some() {
             if let Some(verdict) = self.decide_in_memory(session_id, user_id, now_ms) {
+                Self::count(&self.decided.memory);
                 return Ok(verdict);
             }
         }
@@ -413,6 +434,9 @@ impl SessionGuard {
             let sid = session_id.to_string();
             let touch = [now_ms, self.idle_ms, REDIS_TTL_MS, 0, 0, RECHECK_MS];
             if let Ok((code, redis_la, redis_ex)) = redis.session(&sid, "touch", touch).await {
+                if matches!(code, 1 | -1 | -3) {
+                    Self::count(&self.decided.redis);
+                }
                 match code {
                     1 => {
                         self.touch(session_id, now_ms);
@@ -436,6 +460,7 @@ impl SessionGuard {
                 }
                 // Unknown to Redis, due for a check, or idle by Redis's
                 // account: the row decides, with the activity Redis knows.
+                Self::count(&self.decided.database);
                 let row = self.store.find_session(session_id).await?;
                 let mut verdict = self.judge(row.as_ref(), user_id, now_ms, redis_la);
                 match (verdict, &row) {
@@ -480,6 +505,7 @@ impl SessionGuard {
                 return Ok(verdict);
             }
         }
+        Self::count(&self.decided.database);
         if self.embedded {
             let Some(row) = self.store.find_session(session_id).await? else {
                 return Ok(Err(SessionEnd::Unknown));
@@ -580,6 +606,19 @@ impl SessionGuard {
                 }
             }
         }
+    }
+
+    /// The checks decided by each source since start.
+    pub fn decisions(&self) -> SessionDecisions {
+        SessionDecisions {
+            memory: self.decided.memory.load(Ordering::Relaxed),
+            redis: self.decided.redis.load(Ordering::Relaxed),
+            database: self.decided.database.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether this instance is subscribed to the revocation channel now.

@@ -290,7 +290,8 @@ impl Monitor {
 
 /// Thirty `GET /me` on three instances that already hold the session: not
 /// one asks Redis about it (no `touch`, `seed` or `peek` of the session
-/// script on its key); the activity reaches Redis in a batch (`bump`).
+/// script on its key, and every check counted as decided in memory); the
+/// activity reaches Redis in a batch (`bump`).
 #[actix_web::test]
 async fn get_me_on_the_common_path_does_not_call_redis() {
     let db = TestDatabase::create().await;
@@ -311,10 +312,23 @@ async fn get_me_on_the_common_path_does_not_call_redis() {
     }
     let key = format!("session:{{{}}}", session_id(&pair));
     let mut monitor = Monitor::start(&redis.url()).await;
+    let before: Vec<_> = apps
+        .iter()
+        .map(|a| a.services.sessions.decisions())
+        .collect();
     for _ in 0..10 {
         for app in &apps {
             assert_eq!(me(app, &pair).await.status, 200);
         }
+    }
+    // Each instance decided its ten requests from memory alone.
+    for (app, before) in apps.iter().zip(before) {
+        let after = app.services.sessions.decisions();
+        assert_eq!(after.memory - before.memory, 10, "{before:?} {after:?}");
+        assert_eq!(
+            (after.redis, after.database),
+            (before.redis, before.database)
+        );
     }
     monitor.mark("end").await;
     let asked = monitor.count(|l| {
