@@ -813,6 +813,18 @@ mod tests {
     }
 
     #[test]
+    fn session_revalidation_defaults_to_five_seconds_and_is_bounded() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.security.session_revalidate, Duration::from_secs(5));
+        let c = config(&[("SESSION_REVALIDATE_SECONDS", "1")]).unwrap();
+        assert_eq!(c.security.session_revalidate, Duration::from_secs(1));
+        for bad in ["0", "61"] {
+            let err = config(&[("SESSION_REVALIDATE_SECONDS", bad)]).unwrap_err();
+            assert_eq!(err.var, "SESSION_REVALIDATE_SECONDS");
+        }
+    }
+
+    #[test]
     fn consent_versions_are_read_and_checked() {
         let c = config(&[
             ("CONSENT_TERMS_VERSION", "2026-01"),
