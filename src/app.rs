@@ -17,7 +17,7 @@ use crate::domain::password;
 use crate::http::{self, client::TrustedProxies, extract, middleware};
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
-use crate::security::{FactorLockout, LockoutStore, RateLimiter, SessionGuard};
+use crate::security::{FactorLockout, LockoutStore, RateLimiter, SessionDecisions, SessionGuard};
 use crate::services::background::Background;
 use crate::services::{Clock, Services};
 use crate::storage::postgres::PgStore;
@@ -60,6 +60,9 @@ pub struct Options {
     /// Holds the work done after an answer until a permit is added (tests
     /// look at what a request did before it answered).
     pub hold_background: Option<Arc<tokio::sync::Semaphore>>,
+    /// Revocations are written to Redis but not published to the other
+    /// instances (tests of the revalidation bound).
+    pub unpublished_revocations: bool,
 }
 
 pub struct Application {
@@ -136,13 +139,20 @@ impl Application {
             Backing::shared(lockout),
         )?;
         let rate_limiter = RateLimiter::start(config.rate_limits, redis.clone(), store.clone())?;
-        let sessions = SessionGuard::new(
+        let clock = options.clock.unwrap_or_default();
+        let mut sessions = SessionGuard::new(
             redis.clone(),
             store.clone(),
             config.security.session_timeout,
             config.is_embedded(),
             config.jwt.access_ttl,
+            config.security.session_revalidate,
+            clock.clone(),
         );
+        if options.unpublished_revocations {
+            sessions = sessions.without_publishing();
+        }
+        sessions.spawn_feed();
         let services = Services {
             config: config.clone(),
             store,
@@ -224,14 +234,23 @@ fn spawn_gauges(services: Services) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut n: u64 = 0;
+        let mut decided = SessionDecisions::default();
         loop {
             tick.tick().await;
             if n % 10 == 0 {
                 publish_gauges(&services).await;
+                let now = services.sessions.decisions();
+                services.metrics.session_checks(
+                    now.memory - decided.memory,
+                    now.redis - decided.redis,
+                    now.database - decided.database,
+                );
+                decided = now;
             }
             if n % 30 == 29 {
                 release_freed_memory();
             }
+            services.sessions.flush_shared(services.clock.now()).await;
             if n % 5 == 4 {
                 services.sessions.flush_activity(services.clock.now()).await;
             }
@@ -265,6 +284,9 @@ async fn publish_gauges(services: &Services) {
             .await
             .unwrap_or(false);
         metrics.dependency_up("redis", up);
+        if !services.config.is_embedded() {
+            metrics.revocation_feed(services.sessions.revocations_subscribed());
+        }
     }
     if db_up {
         if let Some(outbox) = services.mailer.stats().await {

@@ -113,6 +113,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("LOCKOUT_DURATION_MINUTES", Some("15"), "lockout length"),
     var("SESSION_TIMEOUT_MINUTES", Some("15"), "idle timeout of a session"),
     var("SESSION_ABSOLUTE_TIMEOUT_HOURS", Some("8"), "absolute lifetime of a session"),
+    var("SESSION_REVALIDATE_SECONDS", Some("5"), "with Redis, how long an instance decides a session from memory before asking Redis again (1-60)"),
     var("OTP_EXPIRY_MINUTES", Some("5"), "email OTP lifetime"),
     var("CONSENT_TERMS_VERSION", Some("1.0"), "current version of the terms of service; sign-in asks users who have not accepted it (403 consent_required)"),
     var("CONSENT_PRIVACY_VERSION", Some("1.0"), "current version of the privacy policy; sign-in asks users who have not accepted it"),

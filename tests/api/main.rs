@@ -10,6 +10,7 @@ mod factor_changes;
 mod hygiene;
 mod idle_timeout;
 mod keys;
+mod live_sessions;
 mod lockout;
 mod login;
 mod me;
