@@ -139,7 +139,6 @@ impl Application {
             Backing::shared(lockout),
         )?;
         let rate_limiter = RateLimiter::start(config.rate_limits, redis.clone(), store.clone())?;
-        let clock = options.clock.unwrap_or_default();
         let mut sessions = SessionGuard::new(
             redis.clone(),
             store.clone(),
