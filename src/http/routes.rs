@@ -92,6 +92,7 @@ routes! {
         post "/api/v1/auth/password-reset/confirm" [PasswordReset] => auth::password_reset_confirm,
         get "/api/v1/auth/me" => me::get_me,
         get "/api/v1/auth/me/sessions" => me::list_sessions,
+        get "/api/v1/auth/me/audit" => me::list_audit,
         delete "/api/v1/auth/me/sessions/{id}" => me::delete_session,
         post "/api/v1/auth/me/2fa/email" => me::enable_email_otp,
         post "/api/v1/auth/me/2fa/email/code" [Otp] => me::email_step_up_code,

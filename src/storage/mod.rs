@@ -5,6 +5,7 @@
 //! Every multi-row change (an account with its consents, token and audit row)
 //! is one transaction, so a crash never leaves half an account behind.
 
+mod audit_records;
 pub mod migrations;
 pub mod models;
 pub mod postgres;
@@ -15,6 +16,7 @@ mod traits;
 
 use std::sync::Arc;
 
+pub use audit_records::*;
 pub use models::*;
 pub use privacy_records::*;
 pub use traits::*;

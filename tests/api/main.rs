@@ -4,6 +4,7 @@
 
 mod support;
 
+mod audit;
 mod consents;
 mod factor_changes;
 mod hygiene;
