@@ -249,6 +249,12 @@ pub const RETENTION_CONSENT_CHALLENGES: &str = "DELETE FROM consent_challenges W
 pub const RETENTION_AUDIT: &str =
     "SELECT MIN(seq) FROM audit_logs WHERE seq > $1 AND created_at >= $2";
 
+/// Rows at or below the anchor $1 that are past the cut-off $2: rows written
+/// before the chain existed (never chained, so no anchor moves for them).
+pub const RETENTION_AUDIT_BELOW_ANCHOR: &str = "DELETE FROM audit_logs WHERE id IN \
+     (SELECT id FROM audit_logs WHERE seq <= $1 AND (created_at < $2 OR created_at IS NULL) \
+     LIMIT 5000)";
+
 /// The most audit rows one sweep prunes.
 pub const AUDIT_PRUNE_BATCH: i64 = 5000;
 

@@ -642,3 +642,102 @@ async fn the_endpoint_is_in_the_openapi_document() {
     assert_eq!(params, ["before", "limit"]);
     assert!(op["responses"]["422"].is_object());
 }
+
+// Rows written before the chain existed (a database at the schema before it):
+// the upgrade numbers them below the first anchor, the chain starts after
+// them, and the sweep deletes them once past their period without breaking it.
+on_both_backends!(
+    rows_from_before_the_chain_sit_below_the_anchor,
+    |backend: Backend| async move {
+        let dir = crate::support::TempDir::new();
+        let db = match backend {
+            Backend::Postgres => Some(TestDatabase::create().await),
+            Backend::Sqlite => None,
+        };
+        // Six years old, and one recent; no user (their accounts are gone).
+        let legacy = "INSERT INTO audit_logs (id, user_id, event_type, event_status, metadata, created_at) VALUES";
+        match &db {
+            Some(db) => {
+                let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                client
+                    .batch_execute("CREATE TABLE schema_migrations (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL)")
+                    .await
+                    .unwrap();
+                for m in suma_auth::storage::migrations::MIGRATIONS
+                    .iter()
+                    .filter(|m| m.version < 9)
+                {
+                    client.batch_execute(m.up).await.unwrap();
+                }
+                client
+                    .batch_execute(&format!(
+                        "INSERT INTO schema_migrations VALUES (8, false); {legacy} \
+                         (gen_random_uuid(), NULL, 'login', 'success', '{{}}', now() - interval '6 years'), \
+                         (gen_random_uuid(), NULL, 'login', 'failure', '{{}}', now() - interval '6 years'), \
+                         (gen_random_uuid(), NULL, 'logout', 'success', '{{}}', now() - interval '1 day')"
+                    ))
+                    .await
+                    .unwrap();
+            }
+            None => {
+                let c = rusqlite::Connection::open(dir.0.join("suma-auth.db")).unwrap();
+                let mut sql = suma_auth::storage::migrations::SQLITE_SCHEMA.to_string();
+                for (v, step) in suma_auth::storage::migrations::SQLITE_UPGRADES {
+                    if *v < 9 {
+                        sql.push_str(step);
+                    }
+                }
+                let now = chrono::Utc::now().timestamp_millis();
+                let year = 365 * 24 * 3600 * 1000i64;
+                c.execute_batch(&format!(
+                    "{sql} PRAGMA user_version = 7; {legacy} \
+                     ('{}', NULL, 'login', 'success', '{{}}', {}), \
+                     ('{}', NULL, 'login', 'failure', '{{}}', {}), \
+                     ('{}', NULL, 'logout', 'success', '{{}}', {});",
+                    uuid::Uuid::new_v4(),
+                    now - 6 * year,
+                    uuid::Uuid::new_v4(),
+                    now - 6 * year,
+                    uuid::Uuid::new_v4(),
+                    now - year / 365
+                ))
+                .unwrap();
+            }
+        }
+        let setup = match &db {
+            Some(db) => TestSetup::new(Backend::Postgres).sharing(
+                &db.url,
+                &format!("test:{}", uuid::Uuid::new_v4().simple()),
+                &SmtpSink::start().await,
+            ),
+            None => TestSetup::new(Backend::Sqlite).in_dir(&dir.0),
+        };
+        let app = setup.spawn().await;
+        let rows = chain(&app).await;
+        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(rows.iter().all(|r| r.row_hash.is_none()));
+        let report = verify(&app).await;
+        assert_ok(&report);
+        assert_eq!(
+            (report.anchor_seq, report.head_seq, report.rows_checked),
+            (3, 3, 0)
+        );
+
+        busy_user(&app).await;
+        let report = verify(&app).await;
+        assert_ok(&report);
+        assert_eq!(report.rows_checked as usize, chain(&app).await.len() - 3);
+        // The two past their period go; the recent one and the chain stay.
+        assert!(sweep_once(&app.services).await >= 2);
+        let after = chain(&app).await;
+        assert_eq!(after[0].seq, 3);
+        assert!(after.iter().all(|r| r.event_type != "audit_pruned"));
+        assert_ok(&verify(&app).await);
+        app.stop().await;
+        drop(app);
+        drop(db);
+    }
+);

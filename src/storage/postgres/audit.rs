@@ -72,11 +72,15 @@ pub(super) async fn prune_audit(
             .map_err(q)?,
         0,
     )?;
+    let unchained = tx
+        .execute(sql::RETENTION_AUDIT_BELOW_ANCHOR, &[&anchor_seq, &before])
+        .await
+        .map_err(q)?;
     let upto = keep
         .map_or(head_seq, |k| k - 1)
         .min(anchor_seq + sql::AUDIT_PRUNE_BATCH);
     if upto <= anchor_seq {
-        return Ok(0);
+        return Ok(unchained);
     }
     let hash: Option<String> = match tx
         .query_opt(sql::AUDIT_ROW_HASH_AT, &[&upto])
@@ -117,7 +121,7 @@ pub(super) async fn prune_audit(
         },
     )
     .await?;
-    Ok(rows)
+    Ok(unchained + rows)
 }
 
 fn rows(rows: Vec<Row>) -> StoreResult<Vec<ChainRow>> {

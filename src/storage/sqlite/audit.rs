@@ -62,11 +62,15 @@ pub(super) fn prune_audit(
         params![anchor_seq, ms(before)],
         |r| r.get(0),
     )?;
+    let unchained = tx.execute(
+        &dialect(sql::RETENTION_AUDIT_BELOW_ANCHOR),
+        params![anchor_seq, ms(before)],
+    )? as u64;
     let upto = keep
         .map_or(head_seq, |k| k - 1)
         .min(anchor_seq + sql::AUDIT_PRUNE_BATCH);
     if upto <= anchor_seq {
-        return Ok(0);
+        return Ok(unchained);
     }
     let hash: Option<String> = tx
         .query_row(&dialect(sql::AUDIT_ROW_HASH_AT), params![upto], |r| {
@@ -98,7 +102,7 @@ pub(super) fn prune_audit(
             at: now,
         },
     )?;
-    Ok(prune.rows)
+    Ok(unchained + prune.rows)
 }
 
 fn chain_rows(
