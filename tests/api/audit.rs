@@ -741,3 +741,38 @@ on_both_backends!(
         drop(db);
     }
 );
+
+on_both_backends!(
+    the_export_lists_a_time_range_in_chain_order,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        busy_user(&app).await;
+        app.services.clock.advance(Duration::from_secs(60));
+        let start = app.services.clock.now();
+        busy_user(&app).await;
+        let end = app.services.clock.now() + chrono::Duration::seconds(1);
+        app.services.clock.advance(Duration::from_secs(60));
+        busy_user(&app).await;
+
+        let all = chain(&app).await;
+        let doc = suma_auth::services::audit::export(&*app.services.store, start, end)
+            .await
+            .unwrap();
+        let expected: Vec<i64> = all
+            .iter()
+            .filter(|r| r.created_at >= start && r.created_at < end)
+            .map(|r| r.seq)
+            .collect();
+        assert!(expected.len() >= 5);
+        assert_eq!(doc.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), expected);
+        assert_eq!(doc.head_seq, all.last().unwrap().seq);
+        let json = serde_json::to_value(&doc).unwrap();
+        assert!(json["rows"][0]["row_hash"].is_string());
+        assert!(json["rows"][0].get("client_salt").is_none());
+        assert!(
+            suma_auth::services::audit::export(&*app.services.store, end, start)
+                .await
+                .is_err()
+        );
+    }
+);
