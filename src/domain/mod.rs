@@ -1,6 +1,7 @@
 //! Domain types parsed at the edge: once a value is an [`Email`] or a
 //! [`NewPassword`] it has passed every rule. No I/O happens here.
 
+pub mod audit_chain;
 pub mod client;
 pub mod consent;
 pub mod device;

@@ -81,6 +81,8 @@ pub const RULES: &[Rule] = &[
 /// The cut-off times of one sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cutoffs {
+    /// The sweep's time (the audit prune's own row is written at it).
+    pub now: DateTime<Utc>,
     /// Consent challenges that expired before this go.
     pub expired_before: DateTime<Utc>,
     /// Audit rows older than this go.
@@ -92,6 +94,7 @@ pub struct Cutoffs {
 impl Cutoffs {
     pub fn at(now: DateTime<Utc>) -> Self {
         Self {
+            now,
             expired_before: now,
             audit_before: now - AUDIT_EVENTS,
             erased_before: now - ERASED_ACCOUNTS,

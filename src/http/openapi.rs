@@ -27,6 +27,7 @@ use super::handlers;
         handlers::auth::password_reset_confirm,
         handlers::me::get_me,
         handlers::me::list_sessions,
+        handlers::me::list_audit,
         handlers::me::delete_session,
         handlers::devices::list_devices,
         handlers::devices::delete_device,

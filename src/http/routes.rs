@@ -92,6 +92,7 @@ routes! {
         post "/api/v1/auth/password-reset/confirm" [PasswordReset] => auth::password_reset_confirm,
         get "/api/v1/auth/me" => me::get_me,
         get "/api/v1/auth/me/sessions" => me::list_sessions,
+        get "/api/v1/auth/me/audit" => me::list_audit,
         delete "/api/v1/auth/me/sessions/{id}" => me::delete_session,
         get "/api/v1/auth/me/devices" => devices::list_devices,
         delete "/api/v1/auth/me/devices/{id}" => devices::delete_device,

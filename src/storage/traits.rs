@@ -291,10 +291,41 @@ pub trait RateStore: Send + Sync {
     ) -> StoreResult<Option<WindowHit>>;
 }
 
-/// The audit log (written here, read by operators and tests straight from the database).
+/// The audit log: one hash chain of rows (`docs/audit.md`). Every row any
+/// write path adds is appended under the chain's lock (PostgreSQL: the
+/// `audit_chain` row, `FOR UPDATE`; SQLite: the write transaction).
 #[async_trait]
 pub trait AuditStore: Send + Sync {
+    /// Appends one row, in its own transaction.
     async fn insert_audit(&self, event: AuditEvent) -> StoreResult<()>;
+
+    /// The chain's head (last row appended) and anchor (last row pruned).
+    async fn audit_chain_state(&self) -> StoreResult<ChainState>;
+
+    /// Rows in chain order with `after < seq <= upto`, at most `limit`.
+    async fn audit_chain_rows(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>>;
+
+    /// A user's rows with `seq < before`, newest first, at most `limit`.
+    async fn audit_of_user(
+        &self,
+        user_id: Uuid,
+        before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>>;
+
+    /// Rows created in `[from, to)` with `seq > after`, in chain order, at most `limit`.
+    async fn audit_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>>;
 }
 
 /// Consents: the append-only history, and the sign-in step that waits for the
@@ -334,9 +365,11 @@ pub trait PrivacyStore: Send + Sync {
     /// sessions that were live, or `None` when there is no such live account.
     async fn erase_user(&self, erasure: Erasure) -> StoreResult<Option<Vec<Uuid>>>;
 
-    /// Deletes what the retention table keeps no longer: audit rows and
-    /// erased accounts (with their consent history) past their period.
-    /// Idempotent and batched, so instances may overlap.
+    /// Deletes what the retention table keeps no longer: audit rows (a
+    /// prune of the chain's oldest rows that records the new anchor and
+    /// appends an `audit_pruned` row) and erased accounts (with their consent
+    /// history) past their period. Idempotent and batched, so instances may
+    /// overlap.
     async fn sweep_retention(&self, cutoffs: crate::domain::retention::Cutoffs)
         -> StoreResult<u64>;
 }

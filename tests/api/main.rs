@@ -4,6 +4,7 @@
 
 mod support;
 
+mod audit;
 mod consents;
 mod devices;
 mod factor_changes;

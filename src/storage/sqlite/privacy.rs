@@ -118,11 +118,13 @@ impl PrivacyStore for SqliteStore {
             let mut total = 0;
             for (statement, cutoff) in [
                 (sql::RETENTION_CONSENT_CHALLENGES, cutoffs.expired_before),
-                (sql::RETENTION_AUDIT, cutoffs.audit_before),
                 (sql::RETENTION_ERASED, cutoffs.erased_before),
             ] {
                 total += c.execute(&dialect(statement), params![ms(cutoff)])? as u64;
             }
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            total += super::audit::prune_audit(&tx, cutoffs.audit_before, cutoffs.now)?;
+            tx.commit()?;
             Ok(total)
         })
         .await
