@@ -22,6 +22,7 @@
 //! and the map.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,6 +72,9 @@ pub struct SessionGuard {
     pending: Arc<Mutex<HashMap<Uuid, i64>>>,
     /// How long Redis keeps a revocation: the access-token lifetime.
     revoke_ttl_ms: i64,
+    /// The store's count of writes made by another process, when the map was
+    /// last trusted (embedded: the operator commands end sessions too).
+    external_seen: Arc<AtomicU64>,
 }
 
 /// Redis keeps a session a minute after its last use (each use renews it).
@@ -98,12 +102,13 @@ impl SessionGuard {
     ) -> Self {
         Self {
             redis,
-            store,
             idle_ms: idle.as_millis() as i64,
             embedded,
             local: Arc::default(),
             pending: Arc::default(),
             revoke_ttl_ms: (access_ttl.as_millis() as i64 + 60_000).max(REDIS_TTL_MS),
+            external_seen: Arc::new(AtomicU64::new(store.external_writes())),
+            store,
         }
     }
 
@@ -212,6 +217,12 @@ impl SessionGuard {
             }
         }
         if self.embedded {
+            // Another process (an operator command) wrote to the database:
+            // the map is rebuilt from the rows it committed.
+            let external = self.store.external_writes();
+            if self.external_seen.swap(external, Ordering::SeqCst) != external {
+                Self::lock(&self.local).clear();
+            }
             let cached = Self::lock(&self.local).get(&session_id).copied();
             let cached = match cached {
                 Some(c) => c,
@@ -219,10 +230,12 @@ impl SessionGuard {
                     let Some(row) = self.store.find_session(session_id).await? else {
                         return Ok(Err(SessionEnd::Unknown));
                     };
+                    // Activity not flushed yet is newer than the row's.
+                    let pending = Self::lock(&self.pending).get(&session_id).copied();
                     let c = Cached {
                         user_id: row.user_id,
                         expires_ms: ms(row.expires_at),
-                        last_activity_ms: ms(row.last_activity_at),
+                        last_activity_ms: ms(row.last_activity_at).max(pending.unwrap_or(0)),
                         revoked: row.invalidated_at.is_some(),
                     };
                     Self::lock(&self.local).insert(session_id, c);
