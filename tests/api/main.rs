@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admin;
 mod consents;
 mod factor_changes;
 mod hygiene;
