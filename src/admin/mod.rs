@@ -124,9 +124,7 @@ pub async fn run(config: Config, args: AdminArgs) -> ExitCode {
     };
     let ctx = Context {
         svc,
-        operator: Operator {
-            os_user: os_user(),
-        },
+        operator: Operator { os_user: os_user() },
         out,
     };
     match args.group.run(&ctx).await {

@@ -40,15 +40,14 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
                 .map_err(AdminError::failed)?;
             ("all".to_string(), ended)
         }
-        _ => {
-            return Err(AdminError::Usage(
-                "give either --user or --all".to_string(),
-            ))
-        }
+        _ => return Err(AdminError::Usage("give either --user or --all".to_string())),
     };
     ctx.out.record(
         &serde_json::json!({"scope": scope, "sessions_ended": ended}),
-        &[("scope", scope.clone()), ("sessions ended", ended.to_string())],
+        &[
+            ("scope", scope.clone()),
+            ("sessions ended", ended.to_string()),
+        ],
     );
     Ok(())
 }

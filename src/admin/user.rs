@@ -191,7 +191,10 @@ async fn show(ctx: &Context, user: &UserRecord) -> Result<(), AdminError> {
                 }
             }),
             ("created", shown.created_at.to_rfc3339()),
-            ("last login", or_dash(shown.last_login_at.map(|t| t.to_rfc3339()))),
+            (
+                "last login",
+                or_dash(shown.last_login_at.map(|t| t.to_rfc3339())),
+            ),
             (
                 "second factors",
                 if shown.two_factor_methods.is_empty() {

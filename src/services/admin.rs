@@ -256,7 +256,10 @@ pub async fn revoke_all_sessions(svc: &Services, op: &Operator) -> Result<usize,
     svc.sessions.revoked(&ended, now).await;
     svc.metrics
         .session_ended(end_reason::ADMIN_REVOKED, ended.len());
-    tracing::warn!(sessions_ended = ended.len(), "every session ended by an operator");
+    tracing::warn!(
+        sessions_ended = ended.len(),
+        "every session ended by an operator"
+    );
     audited(
         svc,
         op,

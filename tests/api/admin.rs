@@ -8,9 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::on_both_backends;
-use crate::support::{
-    redis_url, Backend, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD,
-};
+use crate::support::{redis_url, Backend, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD};
 
 const ME: &str = "/api/v1/auth/me";
 
@@ -367,20 +365,42 @@ async fn unknown_users_exit_1_and_bad_usage_exits_2() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     for args in [
         &["admin", "user", "show", "nobody@example.com"][..],
-        &["admin", "user", "disable", "00000000-0000-4000-8000-000000000000"],
-        &["admin", "sessions", "revoke", "--user", "nobody@example.com"],
+        &[
+            "admin",
+            "user",
+            "disable",
+            "00000000-0000-4000-8000-000000000000",
+        ],
+        &[
+            "admin",
+            "sessions",
+            "revoke",
+            "--user",
+            "nobody@example.com",
+        ],
     ] {
         let run = cli(&app, args).await;
         assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
         assert!(run.stderr.contains("no account"), "{}", run.stderr);
     }
-    let run = cli(&app, &["admin", "--json", "user", "show", "nobody@example.com"]).await;
+    let run = cli(
+        &app,
+        &["admin", "--json", "user", "show", "nobody@example.com"],
+    )
+    .await;
     assert_eq!(run.code, 1);
     assert_eq!(run.json()["error"], "not_found");
     for args in [
         &["admin", "user"][..],
         &["admin", "sessions", "revoke"],
-        &["admin", "sessions", "revoke", "--all", "--user", "x@example.com"],
+        &[
+            "admin",
+            "sessions",
+            "revoke",
+            "--all",
+            "--user",
+            "x@example.com",
+        ],
         &["admin", "nothing"],
     ] {
         assert_eq!(cli(&app, args).await.code, 2, "{args:?}");
