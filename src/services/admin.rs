@@ -92,8 +92,9 @@ pub struct Disabled {
 
 /// Disables an account: it may no longer sign in (a right password answers
 /// `account_disabled`, a reset link is not mailed) and every session ends at
-/// once on every instance. The flag is set first, so a sign-in that starts
-/// after it cannot open a session the revocation would miss.
+/// once on every instance. The flag is set first and the sessions ended
+/// after: a sign-in under way reads the account again once its session
+/// exists (`tokens::open_session`), so no session outlives the disabling.
 pub async fn disable(
     svc: &Services,
     op: &Operator,

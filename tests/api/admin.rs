@@ -461,3 +461,42 @@ on_both_backends!(
         );
     }
 );
+
+on_both_backends!(
+    a_sign_in_under_way_when_the_account_is_disabled_opens_no_session,
+    |backend: Backend| async move {
+        let fleet = Fleet::start(backend, &[]).await;
+        let app = fleet.first();
+        let email = app.verified_user().await;
+        // The sign-in read the account (active) and checked its password…
+        let read = app
+            .services
+            .store
+            .find_user_by_email(&suma_auth::domain::Email::parse(&email, "email").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        // …while the operator disabled it (ending the sessions there were).
+        admin(app, &["user", "disable", &email]).await;
+        let opened = suma_auth::services::tokens::open_session(
+            &app.services,
+            &read,
+            None,
+            &suma_auth::domain::ClientContext::default(),
+            &["pwd"],
+        )
+        .await;
+        assert!(
+            matches!(opened, Err(suma_auth::services::AuthError::AccountDisabled)),
+            "{opened:?}"
+        );
+        let now = app.services.clock.now();
+        assert!(app
+            .services
+            .store
+            .list_sessions(read.id, now)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+);
