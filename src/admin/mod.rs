@@ -122,6 +122,13 @@ pub async fn run(config: Config, args: AdminArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The actors the services start (a few shards per core) run their
+    // `started` when the runtime first polls them, a bounded number per turn;
+    // they must all have run before the runtime ends (an actor first polled
+    // while it shuts down cannot set its timers). Each yield is one turn.
+    for _ in 0..64 {
+        tokio::task::yield_now().await;
+    }
     let ctx = Context {
         svc,
         operator: Operator { os_user: os_user() },

@@ -108,11 +108,14 @@ async fn cli(app: &TestApp, args: &[&str]) -> Run {
     })
     .await
     .unwrap();
-    Run {
+    let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    };
+    // A panic (even one caught at shutdown) would abort a release build.
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    run
 }
 
 async fn admin(app: &TestApp, args: &[&str]) -> Run {
