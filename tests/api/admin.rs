@@ -503,3 +503,31 @@ on_both_backends!(
             .is_empty());
     }
 );
+
+on_both_backends!(
+    revoking_one_users_sessions_leaves_the_others,
+    |backend: Backend| async move {
+        let fleet = Fleet::start(backend, &[]).await;
+        let (a, b) = (fleet.first(), fleet.other());
+        let (email, mine) = a.signed_in().await;
+        let (_, theirs) = a.signed_in().await;
+        for pair in [&mine, &theirs] {
+            assert_eq!(b.get_with_token(ME, access(pair)).await.status, 200);
+        }
+        let run = admin(a, &["--json", "sessions", "revoke", "--user", &email]).await;
+        assert_eq!(run.json()["sessions_ended"], 1);
+        assert_eq!(b.get_with_token(ME, access(&mine)).await.status, 401);
+        assert_eq!(refresh(b, refresh_token(&mine)).await.status, 401);
+        assert_eq!(b.get_with_token(ME, access(&theirs)).await.status, 200);
+        assert_eq!(refresh(b, refresh_token(&theirs)).await.status, 200);
+        // Not disabled: the user signs in again.
+        assert_eq!(a.login(&email, PASSWORD).await.status, 200);
+        assert_eq!(
+            a.probe()
+                .count_audit("admin_sessions_revoked", "success")
+                .await
+                .unwrap(),
+            1
+        );
+    }
+);
