@@ -531,3 +531,43 @@ on_both_backends!(
         );
     }
 );
+
+on_both_backends!(
+    unlock_clears_the_second_factor_lockout,
+    |backend: Backend| async move {
+        let fleet = Fleet::start(backend, &[("SECOND_FACTOR_MAX_ATTEMPTS", "2")]).await;
+        let app = fleet.first();
+        let (email, secret, _) = crate::second_factor_limits::totp_user(app).await;
+        let right = crate::second_factor_limits::code_now(app, &secret);
+        let wrong = if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        let verify = |token: String, code: String| async move {
+            app.post(
+                "/api/v1/auth/otp/verify",
+                json!({"mfa_token": token, "code": code}),
+            )
+            .await
+        };
+        let challenge = || async {
+            let res = app.login(&email, PASSWORD).await;
+            assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+            res.json()["mfa_token"].as_str().unwrap().to_string()
+        };
+        let token = challenge().await;
+        for _ in 0..2 {
+            let res = verify(token.clone(), wrong.to_string()).await;
+            assert_eq!(res.code(), "invalid_code");
+        }
+        let res = verify(challenge().await, right.clone()).await;
+        assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+        let shown = admin(app, &["--json", "user", "show", &email]).await.json();
+        assert!(shown["second_factor_locked_until"].is_string(), "{shown}");
+
+        admin(app, &["user", "unlock", &email]).await;
+        let res = verify(challenge().await, right).await;
+        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    }
+);
