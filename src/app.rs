@@ -17,7 +17,7 @@ use crate::domain::password;
 use crate::http::{self, client::TrustedProxies, extract, middleware};
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
-use crate::security::{FactorLockout, LockoutStore, RateLimiter, SessionGuard};
+use crate::security::{FactorLockout, LockoutStore, RateLimiter, SessionDecisions, SessionGuard};
 use crate::services::background::Background;
 use crate::services::{Clock, Services};
 use crate::storage::postgres::PgStore;
@@ -63,6 +63,9 @@ pub struct Options {
     /// A tool beside a running server (the operator commands): its writes to
     /// the embedded database are announced to the server.
     pub beside_server: bool,
+    /// Revocations are written to Redis but not published to the other
+    /// instances (tests of the revalidation bound).
+    pub unpublished_revocations: bool,
 }
 
 pub struct Application {
@@ -95,9 +98,10 @@ pub async fn open_store(config: &Config, beside_server: bool) -> Result<DynStore
     })
 }
 
-/// Everything the use cases need, without the HTTP server, the mail worker or
-/// the periodic jobs: what `Application` serves with, and what the operator
-/// commands (`suma-auth admin`) act through.
+/// Everything the use cases need, without the HTTP server, the mail worker,
+/// the periodic jobs or the session revocation feed (which only a server
+/// judging requests subscribes to): what `Application` serves with, and what
+/// the operator commands (`suma-auth admin`) act through.
 pub async fn build_services(config: Config, options: Options) -> Result<Services, StartError> {
     let config = Arc::new(config);
     let metrics = Metrics::from_config(&config).map_err(StartError::Metrics)?;
@@ -112,7 +116,8 @@ pub async fn build_services(config: Config, options: Options) -> Result<Services
         config.jwt.access_ttl,
     );
     let hasher = PasswordHasher::new(&config.hashing)?;
-    let mailer = Mailer::new(&config, metrics.clone(), store.clone())?;
+    let clock = options.clock.clone().unwrap_or_default();
+    let mailer = Mailer::new(&config, metrics.clone(), store.clone(), clock.clone())?;
     let redis = match &config.redis {
         Some(redis) => Some(RedisStore::new(
             redis,
@@ -140,13 +145,18 @@ pub async fn build_services(config: Config, options: Options) -> Result<Services
         Backing::shared(lockout),
     )?;
     let rate_limiter = RateLimiter::start(config.rate_limits, redis.clone(), store.clone())?;
-    let sessions = SessionGuard::new(
+    let mut sessions = SessionGuard::new(
         redis.clone(),
         store.clone(),
         config.security.session_timeout,
         config.is_embedded(),
         config.jwt.access_ttl,
+        config.security.session_revalidate,
+        clock.clone(),
     );
+    if options.unpublished_revocations {
+        sessions = sessions.without_publishing();
+    }
     let services = Services {
         config: config.clone(),
         store,
@@ -154,7 +164,7 @@ pub async fn build_services(config: Config, options: Options) -> Result<Services
         jwt,
         mailer,
         metrics,
-        clock: options.clock.unwrap_or_default(),
+        clock,
         redis,
         actors,
         rate_limiter,
@@ -174,6 +184,7 @@ impl Application {
         password::warm_up();
         let services = build_services(config, options).await?;
         let config = services.config.clone();
+        services.sessions.spawn_feed();
 
         let addr = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
@@ -240,14 +251,23 @@ fn spawn_gauges(services: Services) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut n: u64 = 0;
+        let mut decided = SessionDecisions::default();
         loop {
             tick.tick().await;
             if n % 10 == 0 {
                 publish_gauges(&services).await;
+                let now = services.sessions.decisions();
+                services.metrics.session_checks(
+                    now.memory - decided.memory,
+                    now.redis - decided.redis,
+                    now.database - decided.database,
+                );
+                decided = now;
             }
             if n % 30 == 29 {
                 release_freed_memory();
             }
+            services.sessions.flush_shared(services.clock.now()).await;
             if n % 5 == 4 {
                 services.sessions.flush_activity(services.clock.now()).await;
             }
@@ -281,6 +301,9 @@ async fn publish_gauges(services: &Services) {
             .await
             .unwrap_or(false);
         metrics.dependency_up("redis", up);
+        if !services.config.is_embedded() {
+            metrics.revocation_feed(services.sessions.revocations_subscribed());
+        }
     }
     if db_up {
         if let Some(outbox) = services.mailer.stats().await {

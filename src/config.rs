@@ -198,6 +198,9 @@ pub struct SecurityPolicy {
     pub lockout_duration: Duration,
     pub session_timeout: Duration,
     pub session_absolute_timeout: Duration,
+    /// With Redis, how long an instance decides a session from memory
+    /// before asking Redis again (bounds a lost revocation message).
+    pub session_revalidate: Duration,
     pub otp_expiry: Duration,
     pub verification_token_ttl: Duration,
     /// A spent refresh token presented again within this time is refused
@@ -222,6 +225,9 @@ pub struct SecondFactorPolicy {
     /// Login challenges (and step-up codes) opened per account per hour
     /// (`MFA_CHALLENGES_PER_HOUR`).
     pub challenges_per_hour: u32,
+    /// A sign-in from a device new to an account without a second factor
+    /// must pass an emailed code first (`NEW_DEVICE_STEP_UP`, default off).
+    pub new_device_step_up: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -518,6 +524,12 @@ impl Config {
             session_absolute_timeout: Duration::from_secs(
                 3600 * v.bounded("SESSION_ABSOLUTE_TIMEOUT_HOURS", 8, 1, 24 * 90)?,
             ),
+            session_revalidate: Duration::from_secs(v.bounded(
+                "SESSION_REVALIDATE_SECONDS",
+                5,
+                1,
+                60,
+            )?),
             otp_expiry: Duration::from_secs(60 * v.bounded("OTP_EXPIRY_MINUTES", 5, 1, 60)?),
             verification_token_ttl: Duration::from_secs(24 * 3600),
             refresh_reuse_grace: Duration::from_secs(v.bounded(
@@ -569,6 +581,7 @@ impl Config {
             max_failures_per_day: v.bounded("SECOND_FACTOR_MAX_FAILURES_PER_DAY", 20, 1, 100)?
                 as u32,
             challenges_per_hour: v.bounded("MFA_CHALLENGES_PER_HOUR", 10, 1, 10_000_000)? as u32,
+            new_device_step_up: v.parse("NEW_DEVICE_STEP_UP", false)?,
         };
 
         let config = Config {
@@ -815,6 +828,18 @@ mod tests {
         assert_eq!(c.hashing.memory_kib, 19_456);
         assert_eq!(c.consents.terms, "1.0");
         assert_eq!(c.rate_limits.export, 3);
+    }
+
+    #[test]
+    fn session_revalidation_defaults_to_five_seconds_and_is_bounded() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.security.session_revalidate, Duration::from_secs(5));
+        let c = config(&[("SESSION_REVALIDATE_SECONDS", "1")]).unwrap();
+        assert_eq!(c.security.session_revalidate, Duration::from_secs(1));
+        for bad in ["0", "61"] {
+            let err = config(&[("SESSION_REVALIDATE_SECONDS", bad)]).unwrap_err();
+            assert_eq!(err.var, "SESSION_REVALIDATE_SECONDS");
+        }
     }
 
     #[test]

@@ -114,6 +114,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("LOCKOUT_DURATION_MINUTES", Some("15"), "lockout length"),
     var("SESSION_TIMEOUT_MINUTES", Some("15"), "idle timeout of a session"),
     var("SESSION_ABSOLUTE_TIMEOUT_HOURS", Some("8"), "absolute lifetime of a session"),
+    var("SESSION_REVALIDATE_SECONDS", Some("5"), "with Redis, how long an instance decides a session from memory before asking Redis again (1-60)"),
     var("OTP_EXPIRY_MINUTES", Some("5"), "email OTP lifetime"),
     var("CONSENT_TERMS_VERSION", Some("1.0"), "current version of the terms of service; sign-in asks users who have not accepted it (403 consent_required)"),
     var("CONSENT_PRIVACY_VERSION", Some("1.0"), "current version of the privacy policy; sign-in asks users who have not accepted it"),
@@ -123,6 +124,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("SECOND_FACTOR_LOCKOUT_MINUTES", Some("15"), "second-factor window and lock length"),
     var("SECOND_FACTOR_MAX_FAILURES_PER_DAY", Some("20"), "wrong second-factor codes per account per day before the step locks for a day"),
     var("MFA_CHALLENGES_PER_HOUR", Some("10"), "sign-in challenges and step-up codes opened per account per hour (then 429)"),
+    var("NEW_DEVICE_STEP_UP", Some("false"), "true: a sign-in from a device new to an account without a second factor must pass an emailed code first"),
     var("REFRESH_REUSE_GRACE_SECONDS", Some("0"), "a spent refresh token retried within this time is refused without revoking (max 30)"),
     var("UNVERIFIED_ACCOUNT_MAX_AGE_DAYS", Some("7"), "accounts still unverified this many days after their latest registration are deleted by the sweep"),
     // Password hashing and actors

@@ -1,8 +1,10 @@
 //! Domain types parsed at the edge: once a value is an [`Email`] or a
 //! [`NewPassword`] it has passed every rule. No I/O happens here.
 
+pub mod audit_chain;
 pub mod client;
 pub mod consent;
+pub mod device;
 pub mod email;
 pub mod login_counters;
 pub mod password;

@@ -45,6 +45,10 @@ pub const RULES: &[Rule] = &[
         kept: "until the session ends, plus 1 day; deleted at once by `DELETE /me`",
     },
     Rule {
+        data: "Devices seen at sign-in (keyed fingerprint, user agent and IP address of the latest sign-in, first and last seen)",
+        kept: "while the account exists, or until the owner forgets the device (`DELETE /me/devices/{id}`); deleted at once by `DELETE /me`",
+    },
+    Rule {
         data: "Verification and reset tokens, login and consent challenges",
         kept: "until used or expired, plus 1 day; deleted at once by `DELETE /me`",
     },
@@ -77,6 +81,8 @@ pub const RULES: &[Rule] = &[
 /// The cut-off times of one sweep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cutoffs {
+    /// The sweep's time (the audit prune's own row is written at it).
+    pub now: DateTime<Utc>,
     /// Consent challenges that expired before this go.
     pub expired_before: DateTime<Utc>,
     /// Audit rows older than this go.
@@ -88,6 +94,7 @@ pub struct Cutoffs {
 impl Cutoffs {
     pub fn at(now: DateTime<Utc>) -> Self {
         Self {
+            now,
             expired_before: now,
             audit_before: now - AUDIT_EVENTS,
             erased_before: now - ERASED_ACCOUNTS,

@@ -8,7 +8,7 @@ use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{guard, web};
 
-use super::handlers::{auth, me, ops, privacy};
+use super::handlers::{auth, devices, me, ops, privacy};
 use super::{middleware, openapi, pages};
 use crate::security::RateRoute;
 
@@ -92,7 +92,10 @@ routes! {
         post "/api/v1/auth/password-reset/confirm" [PasswordReset] => auth::password_reset_confirm,
         get "/api/v1/auth/me" => me::get_me,
         get "/api/v1/auth/me/sessions" => me::list_sessions,
+        get "/api/v1/auth/me/audit" => me::list_audit,
         delete "/api/v1/auth/me/sessions/{id}" => me::delete_session,
+        get "/api/v1/auth/me/devices" => devices::list_devices,
+        delete "/api/v1/auth/me/devices/{id}" => devices::delete_device,
         post "/api/v1/auth/me/2fa/email" => me::enable_email_otp,
         post "/api/v1/auth/me/2fa/email/code" [Otp] => me::email_step_up_code,
         post "/api/v1/auth/me/2fa/totp/setup" => me::totp_setup,

@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -28,6 +27,7 @@ pub use crate::auth::seal::{SealError, Sealer};
 pub use templates::Template;
 pub use transport::{Transport, TransportError};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::storage::{DynStore, OutboxMail};
 use crate::telemetry::metrics::Metrics;
@@ -63,6 +63,7 @@ struct Inner {
     public_url: String,
     metrics: Metrics,
     store: DynStore,
+    clock: Clock,
     sealer: Sealer,
     retry_base: Duration,
     wake: Notify,
@@ -83,7 +84,12 @@ const MAX_ATTEMPTS: u32 = 12;
 const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 
 impl Mailer {
-    pub fn new(config: &Config, metrics: Metrics, store: DynStore) -> Result<Self, SealError> {
+    pub fn new(
+        config: &Config,
+        metrics: Metrics,
+        store: DynStore,
+        clock: Clock,
+    ) -> Result<Self, SealError> {
         let transport = match &config.smtp {
             Some(smtp) => Transport::smtp(smtp.clone()),
             None => Transport::files(config.mail_dir()),
@@ -95,6 +101,7 @@ impl Mailer {
                 public_url: config.public_url.clone(),
                 metrics,
                 store,
+                clock,
                 sealer: Sealer::from_config(config)?,
                 retry_base: config.mail_retry_base,
                 wake: Notify::new(),
@@ -145,7 +152,7 @@ impl Mailer {
             template: mail.template.name().to_string(),
             payload: self.inner.sealer.seal(&json)?,
             attempts: 0,
-            created_at: Utc::now(),
+            created_at: self.inner.clock.now(),
             recipient_tag: Some(self.recipient_tag(&mail.to)),
         })
     }
@@ -181,10 +188,10 @@ impl Mailer {
                         template: mail.template.name().to_string(),
                         payload,
                         attempts: 0,
-                        created_at: Utc::now(),
+                        created_at: self.inner.clock.now(),
                         recipient_tag,
                     },
-                    Utc::now(),
+                    self.inner.clock.now(),
                 )
                 .await
                 .map_err(|e| e.to_string()),
@@ -218,7 +225,7 @@ impl Mailer {
     /// One pass over due mail; returns how many were handled.
     pub async fn deliver_due(&self) -> usize {
         let inner = &self.inner;
-        let batch = match inner.store.claim_mail(Utc::now(), LEASE, 20).await {
+        let batch = match inner.store.claim_mail(inner.clock.now(), LEASE, 20).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "mail outbox unavailable");
@@ -242,7 +249,10 @@ impl Mailer {
                         text: p.text,
                         html: p.html,
                     };
-                    inner.transport.send(&inner.from, &out).await
+                    inner
+                        .transport
+                        .send(&inner.from, &out, inner.clock.now())
+                        .await
                 }
                 // Sealed with another key (an instance configured differently):
                 // another instance may open it, so it is retried, not dead.
@@ -250,7 +260,7 @@ impl Mailer {
                     "the payload cannot be opened with this instance's DATA_ENCRYPTION_KEY".into(),
                 )),
             };
-            let now = Utc::now();
+            let now = inner.clock.now();
             let outcome = match result {
                 Ok(()) => {
                     inner.metrics.mail_sent(template);
@@ -279,7 +289,11 @@ impl Mailer {
 
     /// Outbox depth and age, for the gauges.
     pub async fn stats(&self) -> Option<crate::storage::OutboxStats> {
-        self.inner.store.outbox_stats(Utc::now()).await.ok()
+        self.inner
+            .store
+            .outbox_stats(self.inner.clock.now())
+            .await
+            .ok()
     }
 }
 
@@ -302,6 +316,7 @@ fn template_name(name: &str) -> &'static str {
         Template::AccountErased,
         Template::SecondFactorLocked,
         Template::TwoFactorChanged,
+        Template::NewDevice,
     ]
     .into_iter()
     .map(Template::name)

@@ -16,6 +16,7 @@ pub enum Template {
     AccountErased,
     SecondFactorLocked,
     TwoFactorChanged,
+    NewDevice,
 }
 
 impl Template {
@@ -33,6 +34,7 @@ impl Template {
             Template::AccountErased => "account_erased",
             Template::SecondFactorLocked => "second_factor_locked",
             Template::TwoFactorChanged => "two_factor_changed",
+            Template::NewDevice => "new_device",
         }
     }
 }
@@ -247,6 +249,26 @@ pub fn two_factor_changed(to: &str, what: &str) -> OutgoingMail {
     )
 }
 
+/// Sent when an account is signed in to from a device it did not know:
+/// when (UTC), from which IP address, and the device (its user-agent family).
+pub fn new_device(to: &str, when: &str, ip: &str, device: &str) -> OutgoingMail {
+    let when = format!("When: {when}");
+    let ip = format!("Where: IP address {ip}");
+    let device = format!("Device: {device}");
+    simple(
+        to,
+        Template::NewDevice,
+        "New sign-in to your SUMA account",
+        &[
+            "Your SUMA Finance account was just signed in to from a device it had not seen before.",
+            &when,
+            &ip,
+            &device,
+            "If this was you, there is nothing to do. If it was not, change your password now: that ends every session.",
+        ],
+    )
+}
+
 /// Sent when repeated wrong sign-in codes lock the second step of sign-in.
 pub fn second_factor_locked(to: &str, minutes: u64) -> OutgoingMail {
     let first = format!(
@@ -309,6 +331,12 @@ mod tests {
             second_factor_locked("a@example.com", 15),
             password_changed("a@example.com"),
             account_erased("a@example.com"),
+            new_device(
+                "a@example.com",
+                "2026-01-02 03:04 UTC",
+                "192.0.2.1",
+                "Firefox on Linux",
+            ),
         ]
     }
 

@@ -62,7 +62,13 @@ impl Transport {
         }
     }
 
-    pub async fn send(&self, from: &str, mail: &OutgoingMail) -> Result<(), TransportError> {
+    /// Sends one mail; `now` (the service clock) names a mail file.
+    pub async fn send(
+        &self,
+        from: &str,
+        mail: &OutgoingMail,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), TransportError> {
         let message = MessageBuilder::new()
             .from(parse_from(from))
             .to(mail.to.as_str())
@@ -75,7 +81,7 @@ impl Transport {
                 ],
             ));
         match self {
-            Transport::Files(dir) => write_file(dir, message, readable(mail)).await,
+            Transport::Files(dir) => write_file(dir, message, readable(mail), now).await,
             Transport::Smtp(config) => send_smtp(config, message).await,
         }
     }
@@ -130,6 +136,7 @@ async fn write_file(
     dir: &std::path::Path,
     message: MessageBuilder<'_>,
     text: String,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), TransportError> {
     let bytes = message
         .write_to_vec()
@@ -139,7 +146,7 @@ async fn write_file(
         std::fs::create_dir_all(&dir)?;
         let stem = format!(
             "{}-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ"),
+            now.format("%Y%m%dT%H%M%S%.6fZ"),
             uuid::Uuid::new_v4().simple()
         );
         // Write then rename, so a reader never sees half a message; the

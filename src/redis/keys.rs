@@ -30,10 +30,17 @@ pub fn rate(prefix: &str, route: &str, client: &str) -> String {
 /// unix ms), `ex` (absolute end), `rv` (revoked), `ck` (when the database
 /// last confirmed it). A cache of the database's session row, rebuilt from
 /// the database when absent and checked against it again a minute after `ck`;
-/// it expires a minute after its last use (every use renews that), and a
-/// revocation is kept for the access-token lifetime.
+/// it expires a minute after its last use (every use, and every batch of
+/// activity an instance writes, renews that), and a revocation is kept for
+/// the access-token lifetime plus a minute.
 pub fn session(prefix: &str, session_id: &str) -> String {
     format!("{prefix}:session:{{{session_id}}}")
+}
+
+/// `{prefix}:session-revocations` — the pub/sub channel on which each
+/// revocation is published (space-separated session ids) to every instance.
+pub fn session_revocations(prefix: &str) -> String {
+    format!("{prefix}:session-revocations")
 }
 
 #[cfg(test)]

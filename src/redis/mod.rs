@@ -1,5 +1,6 @@
 //! Redis: the shared hot state of every instance (lockout windows, rate
-//! windows, session liveness). All key formats and TTLs live in this module.
+//! windows, session liveness) and the channel that tells every instance of a
+//! session revocation. All key formats and TTLs live in this module.
 
 pub mod keys;
 
@@ -18,6 +19,8 @@ pub enum RedisError {
     Unavailable(String),
 }
 
+const SESSION_SCRIPT: &str = include_str!("session.lua");
+
 /// A pool of Redis connections. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -30,6 +33,9 @@ pub struct RedisStore {
     lockout_script: Arc<redis::Script>,
     rate_script: Arc<redis::Script>,
     session_script: Arc<redis::Script>,
+    /// For the connection that listens to the revocation channel (a
+    /// subscribed connection cannot serve the pool's commands).
+    client: redis::Client,
 }
 
 impl RedisStore {
@@ -40,6 +46,8 @@ impl RedisStore {
             Some(token) => with_password(&config.endpoint, token.expose_secret()),
             None => config.endpoint.clone(),
         };
+        let client = redis::Client::open(url.as_str())
+            .map_err(|e| RedisError::Unavailable(e.to_string()))?;
         let manager =
             RedisConnectionManager::new(url).map_err(|e| RedisError::Unavailable(e.to_string()))?;
         let pool = bb8::Pool::builder()
@@ -56,7 +64,8 @@ impl RedisStore {
             down_until: Arc::new(AtomicI64::new(0)),
             lockout_script: Arc::new(redis::Script::new(include_str!("lockout.lua"))),
             rate_script: Arc::new(redis::Script::new(include_str!("rate.lua"))),
-            session_script: Arc::new(redis::Script::new(include_str!("session.lua"))),
+            session_script: Arc::new(redis::Script::new(SESSION_SCRIPT)),
+            client,
         })
     }
 
@@ -133,13 +142,14 @@ impl RedisStore {
         .await
     }
 
-    /// Runs the session script (see `session.lua`): `(code, last activity ms)`.
+    /// Runs the session script (see `session.lua`):
+    /// `(code, last activity ms, absolute end ms)`.
     pub async fn session(
         &self,
         session_id: &str,
         op: &str,
         args: [i64; 6],
-    ) -> Result<(i64, i64), RedisError> {
+    ) -> Result<(i64, i64, i64), RedisError> {
         let key = keys::session(&self.prefix, session_id);
         let script = self.session_script.clone();
         self.guarded(async move |conn| {
@@ -148,9 +158,78 @@ impl RedisStore {
             for a in args {
                 call.arg(a);
             }
-            call.invoke_async::<(i64, i64)>(conn).await
+            call.invoke_async::<(i64, i64, i64)>(conn).await
         })
         .await
+    }
+
+    /// Marks sessions revoked (kept `ttl_ms`) and, when `publish`, tells
+    /// every instance on the revocation channel: one round trip.
+    pub async fn revoke_sessions(
+        &self,
+        session_ids: &[String],
+        ttl_ms: i64,
+        publish: bool,
+    ) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        for id in session_ids {
+            let key = keys::session(&self.prefix, id);
+            pipe.cmd("HSET").arg(&key).arg("rv").arg("1").ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
+        }
+        if publish {
+            pipe.cmd("PUBLISH")
+                .arg(keys::session_revocations(&self.prefix))
+                .arg(session_ids.join(" "))
+                .ignore();
+        }
+        self.guarded(async move |conn| pipe.query_async::<()>(conn).await)
+            .await
+    }
+
+    /// Writes activity seen in memory (`(session id, ms)`) with the session
+    /// script's `bump`: one round trip for the batch.
+    pub async fn session_activity(
+        &self,
+        activity: &[(String, i64)],
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        // Loaded with the batch, so that a restarted Redis knows it.
+        pipe.cmd("SCRIPT").arg("LOAD").arg(SESSION_SCRIPT).ignore();
+        for (id, at) in activity {
+            pipe.cmd("EVALSHA")
+                .arg(self.session_script.get_hash())
+                .arg(1)
+                .arg(keys::session(&self.prefix, id))
+                .arg("bump")
+                .arg(now_ms)
+                .arg(0)
+                .arg(ttl_ms)
+                .arg(*at)
+                .arg(0)
+                .arg(0)
+                .ignore();
+        }
+        self.guarded(async move |conn| pipe.query_async::<()>(conn).await)
+            .await
+    }
+
+    /// A connection subscribed to the revocation channel
+    /// (`{prefix}:session-revocations`).
+    pub async fn revocation_feed(&self) -> Result<redis::aio::PubSub, RedisError> {
+        let channel = keys::session_revocations(&self.prefix);
+        let attempt = async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(e)) => Err(RedisError::Unavailable(e.to_string())),
+            Err(_) => Err(RedisError::Unavailable("timed out".into())),
+        }
     }
 
     /// Counts a request in its fixed window; returns the count including it.

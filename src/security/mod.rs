@@ -17,7 +17,7 @@ use suma_auth_actors::Timestamp;
 pub use factor_lockout::{FactorCheck, FactorLockout};
 pub use lockout::LockoutStore;
 pub use rate_limit::{RateLimiter, RateRoute};
-pub use sessions::{SessionEnd, SessionGuard};
+pub use sessions::{SessionDecisions, SessionEnd, SessionGuard};
 
 /// The lockout key of a login attempt: the normalized email when it parses,
 /// else the trimmed, lowercased input (bounded), so unknown and malformed

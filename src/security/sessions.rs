@@ -2,34 +2,53 @@
 //! effect at once on every instance.
 //!
 //! The database holds the session (its absolute end, whether it was revoked,
-//! its last activity). Checking it on every request would put a query on the
-//! hot path, so:
-//! - with Redis, one script call per request decides and records activity
-//!   (`redis/session.lua`). Redis's copy of a session is built from the
-//!   database row when absent and confirmed against the row again once it is
-//!   a minute old (`RECHECK_MS`), so a revocation that never reached Redis
-//!   still ends the session within a minute; an idle verdict is confirmed
-//!   with the row too (it may hold activity seen while Redis was down);
-//! - on the embedded single-node default, this process's map decides (it is
-//!   the only instance, and revocations go through it);
+//! its last activity). Checking it, or Redis, on every request would put a
+//! round trip on the hot path, so each instance holds the liveness of the
+//! sessions it serves in memory ([`SessionGuard`]'s sharded map):
+//! - with Redis (and a database other than the embedded one), an entry is
+//!   confirmed with one call of `redis/session.lua` (which records the
+//!   activity and sends the session back to the database row once Redis's
+//!   copy is a minute old, `RECHECK_MS`) and then decides requests alone for
+//!   `SESSION_REVALIDATE_SECONDS`. Every revocation is written to Redis and
+//!   published on `{prefix}:session-revocations`; each instance's subscriber
+//!   marks the sessions revoked in its map at once. A lost message is bounded
+//!   by the revalidation interval; while the subscription is down (and until
+//!   it is back) no entry is trusted, so every request asks Redis (or, while
+//!   Redis is down, reads the row). An idle verdict from memory is never
+//!   final: Redis and the row are asked, since other instances' activity
+//!   reaches them in batches;
+//! - on the embedded single-node default, the map is authoritative (it is the
+//!   only instance, and revocations go through it), loaded from the row on
+//!   first use;
 //! - with PostgreSQL but no Redis (or while Redis is down), the database row
 //!   is read on every request, which is slower but exact across instances
 //!   up to the activity other instances have not flushed yet.
 //!
-//! Activity reaches the database in batches (`flush_activity`, every few
-//! seconds), never as a write per request. A refresh is activity too: the
-//! rotation writes it to the row, and [`SessionGuard::refreshed`] tells Redis
-//! and the map.
+//! Activity decided in memory reaches Redis in batches every second
+//! ([`SessionGuard::flush_shared`]) and the database every few seconds
+//! ([`SessionGuard::flush_activity`]), never as a write per request. A
+//! refresh is activity too: the rotation writes it to the row, and
+//! [`SessionGuard::refreshed`] tells Redis and the map.
+//!
+//! Why a sharded map owned by the guard rather than the per-user actors of
+//! `suma-auth-actors`: a check is a few field reads and one write under a
+//! lock held for nanoseconds and never across an `.await`, whereas an actor
+//! costs a mailbox send, a task wake-up and a reply channel per request, and
+//! is reaped when idle (losing what it held). The subscriber marks a
+//! revocation with one lock of one shard; 64 shards keep the HTTP workers
+//! from contending.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use futures_util::StreamExt;
 use uuid::Uuid;
 
 use crate::redis::RedisStore;
+use crate::services::Clock;
 use crate::storage::{DynStore, SessionRecord, StorageError};
 
 /// Why a session no longer admits requests.
@@ -52,25 +71,116 @@ impl SessionEnd {
     }
 }
 
+/// What an instance holds about one session.
 #[derive(Debug, Clone, Copy)]
-struct Cached {
+struct Live {
     user_id: Uuid,
     expires_ms: i64,
+    /// The newest activity this instance knows of.
     last_activity_ms: i64,
     revoked: bool,
+    /// When Redis or the row last confirmed the entry (for a revoked entry:
+    /// when it was marked). Service clock, ms.
+    confirmed_ms: i64,
+    /// The subscription the confirmation was made under (see [`Feed`]).
+    epoch: u64,
+}
+
+/// One shard of the map. `generation` counts the revocations applied to
+/// the shard: an entry read from Redis or the row is kept only if no
+/// revocation reached the shard meanwhile (it could predate the read).
+#[derive(Default)]
+struct Shard {
+    generation: u64,
+    map: HashMap<Uuid, Live>,
+}
+
+const SHARDS: usize = 64;
+
+struct LiveMap {
+    shards: Box<[Mutex<Shard>]>,
+}
+
+impl LiveMap {
+    fn new() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn shard(&self, id: &Uuid) -> MutexGuard<'_, Shard> {
+        let i = id.as_bytes()[15] as usize % SHARDS;
+        lock(&self.shards[i])
+    }
+}
+
+/// The state of this instance's subscription to the revocation channel.
+#[derive(Default)]
+struct Feed {
+    /// Bumped at each successful (re)subscription.
+    epoch: AtomicU64,
+    up: AtomicBool,
+}
+
+impl Feed {
+    /// The subscription entries confirmed now are made under; 0 while none
+    /// is up (such entries are never trusted).
+    fn current(&self) -> u64 {
+        if self.up.load(Ordering::SeqCst) {
+            self.epoch.load(Ordering::SeqCst)
+        } else {
+            0
+        }
+    }
+}
+
+/// Taken before Redis or the row is read: whether a revocation could have
+/// been missed since.
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    epoch: u64,
+    generation: u64,
+}
+
+/// How many session checks each source decided since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionDecisions {
+    /// This instance's map alone, without a round trip.
+    pub memory: u64,
+    /// Redis's answer (the session script).
+    pub redis: u64,
+    /// The database row.
+    pub database: u64,
+}
+
+#[derive(Default)]
+struct Decided {
+    memory: AtomicU64,
+    redis: AtomicU64,
+    database: AtomicU64,
 }
 
 #[derive(Clone)]
 pub struct SessionGuard {
     redis: Option<RedisStore>,
     store: DynStore,
+    clock: Clock,
     idle_ms: i64,
-    /// Single-node mode: this map is authoritative once loaded.
+    /// How long an entry decides alone before Redis is asked again.
+    revalidate_ms: i64,
+    /// Single-node mode: the map is authoritative once loaded.
     embedded: bool,
-    local: Arc<Mutex<HashMap<Uuid, Cached>>>,
+    live: Arc<LiveMap>,
+    feed: Arc<Feed>,
+    decided: Arc<Decided>,
+    /// Revocations are published to the other instances (tests turn it off).
+    publish: bool,
     /// Activity not yet written to the database.
     pending: Arc<Mutex<HashMap<Uuid, i64>>>,
-    /// How long Redis keeps a revocation: the access-token lifetime.
+    /// Activity decided in memory, not yet written to Redis.
+    shared_pending: Arc<Mutex<HashMap<Uuid, i64>>>,
+    /// How long Redis (and the map) keep a revocation: the access-token
+    /// lifetime plus a minute.
     revoke_ttl_ms: i64,
     /// The store's count of writes made by another process, when the map was
     /// last trusted (embedded: the operator commands end sessions too).
@@ -84,12 +194,26 @@ const REDIS_TTL_MS: i64 = 60_000;
 /// this old, however often the session is used.
 const RECHECK_MS: i64 = 60_000;
 
+/// The subscription is pinged this often (a silent partition ends it).
+const FEED_PING: Duration = Duration::from_secs(1);
+/// Reconnection delays of the subscription: doubling from the first to the last.
+const FEED_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(2));
+
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
 fn time(v: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(v).single().unwrap_or_default()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn merge(map: &mut HashMap<Uuid, i64>, id: Uuid, at: i64) {
+    let entry = map.entry(id).or_insert(at);
+    *entry = (*entry).max(at);
 }
 
 impl SessionGuard {
@@ -99,34 +223,55 @@ impl SessionGuard {
         idle: Duration,
         embedded: bool,
         access_ttl: Duration,
+        revalidate: Duration,
+        clock: Clock,
     ) -> Self {
         Self {
             redis,
+            clock,
             idle_ms: idle.as_millis() as i64,
+            revalidate_ms: revalidate.as_millis() as i64,
             embedded,
-            local: Arc::default(),
+            live: Arc::new(LiveMap::new()),
+            feed: Arc::default(),
+            decided: Arc::default(),
+            publish: true,
             pending: Arc::default(),
+            shared_pending: Arc::default(),
             revoke_ttl_ms: (access_ttl.as_millis() as i64 + 60_000).max(REDIS_TTL_MS),
             external_seen: Arc::new(AtomicU64::new(store.external_writes())),
             store,
         }
     }
 
-    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Writes revocations to Redis without publishing them (tests show what
+    /// the revalidation interval bounds when a message is lost).
+    pub fn without_publishing(mut self) -> Self {
+        self.publish = false;
+        self
+    }
+
+    /// Whether the map decides alone, before revalidation is due: with Redis
+    /// on a shared database (the embedded map is authoritative anyway).
+    fn shared(&self) -> Option<&RedisStore> {
+        self.redis.as_ref().filter(|_| !self.embedded)
     }
 
     /// The newest activity known outside the database row (which other
     /// instances update in batches): this instance's unflushed activity and
     /// map, and Redis's copy.
     pub async fn last_activity(&self, session_id: Uuid) -> Option<DateTime<Utc>> {
-        let pending = Self::lock(&self.pending).get(&session_id).copied();
-        let local = Self::lock(&self.local)
+        let pending = lock(&self.pending).get(&session_id).copied();
+        let local = self
+            .live
+            .shard(&session_id)
+            .map
             .get(&session_id)
-            .map(|c| c.last_activity_ms);
+            .filter(|e| !e.revoked)
+            .map(|e| e.last_activity_ms);
         let shared = match self.redis.as_ref().filter(|r| r.looks_up()) {
             Some(redis) => match redis.session(&session_id.to_string(), "peek", [0; 6]).await {
-                Ok((1, la)) => Some(la),
+                Ok((1, la, _)) => Some(la),
                 _ => None,
             },
             None => None,
@@ -138,8 +283,8 @@ impl SessionGuard {
     /// wrote it to the row under lock, so Redis may take it as confirmed).
     pub async fn refreshed(&self, session: &SessionRecord, now: DateTime<Utc>) {
         let now_ms = ms(now);
-        if let Some(c) = Self::lock(&self.local).get_mut(&session.id) {
-            c.last_activity_ms = c.last_activity_ms.max(now_ms);
+        if let Some(e) = self.live.shard(&session.id).map.get_mut(&session.id) {
+            e.last_activity_ms = e.last_activity_ms.max(now_ms);
         }
         if let Some(redis) = self.redis.as_ref().filter(|r| r.looks_up()) {
             let seed = [
@@ -156,10 +301,132 @@ impl SessionGuard {
         }
     }
 
+    /// Activity for the database's next batch.
     fn touch(&self, session_id: Uuid, now_ms: i64) {
-        let mut pending = Self::lock(&self.pending);
-        let entry = pending.entry(session_id).or_insert(now_ms);
-        *entry = (*entry).max(now_ms);
+        merge(&mut lock(&self.pending), session_id, now_ms);
+    }
+
+    fn stamp(&self, session_id: Uuid) -> Stamp {
+        // The generation first: a subscription lost after it shows in the epoch.
+        let generation = self.live.shard(&session_id).generation;
+        Stamp {
+            epoch: self.feed.current(),
+            generation,
+        }
+    }
+
+    /// Keeps what Redis or the row just confirmed, unless a revocation may
+    /// have been missed since `stamp` (then the next request asks again).
+    /// A revoked entry stays revoked.
+    fn remember(&self, session_id: Uuid, fresh: Live, stamp: Stamp) {
+        let mut shard = self.live.shard(&session_id);
+        if shard.generation != stamp.generation
+            || (!self.embedded && (stamp.epoch == 0 || stamp.epoch != self.feed.current()))
+        {
+            return;
+        }
+        match shard.map.get_mut(&session_id) {
+            Some(old) if old.revoked => {}
+            Some(old) => {
+                let la = old.last_activity_ms.max(fresh.last_activity_ms);
+                *old = Live {
+                    last_activity_ms: la,
+                    epoch: stamp.epoch,
+                    ..fresh
+                };
+            }
+            None => {
+                shard.map.insert(
+                    session_id,
+                    Live {
+                        epoch: stamp.epoch,
+                        ..fresh
+                    },
+                );
+            }
+        }
+    }
+
+    /// Drops every entry of the map (each is loaded again from its row; one
+    /// being loaded now is dropped by `remember`).
+    fn forget_all(&self) {
+        for shard in self.live.shards.iter() {
+            let mut shard = lock(shard);
+            shard.generation += 1;
+            shard.map.clear();
+        }
+    }
+
+    /// Marks sessions revoked in the map (those it holds: one it loads later
+    /// sees the revocation in Redis or the row, and one being loaded now is
+    /// dropped by `remember`).
+    fn mark_revoked(&self, session_ids: &[Uuid], now_ms: i64) {
+        for id in session_ids {
+            let mut shard = self.live.shard(id);
+            shard.generation += 1;
+            if let Some(e) = shard.map.get_mut(id) {
+                e.revoked = true;
+                e.confirmed_ms = now_ms;
+            }
+        }
+    }
+
+    /// A revocation learnt from Redis or the row, kept so that a revoked
+    /// token presented again costs no round trip.
+    fn remember_revoked(&self, session_id: Uuid, now_ms: i64) {
+        let mut shard = self.live.shard(&session_id);
+        let e = shard.map.entry(session_id).or_insert(Live {
+            user_id: Uuid::nil(),
+            expires_ms: 0,
+            last_activity_ms: 0,
+            revoked: true,
+            confirmed_ms: now_ms,
+            epoch: 0,
+        });
+        if !e.revoked {
+            e.revoked = true;
+            e.confirmed_ms = now_ms;
+        }
+    }
+
+    /// The map's verdict: `None` when it cannot decide alone (no entry, an
+    /// entry due for revalidation or confirmed under a lost subscription, or
+    /// idle by this instance's account while other instances may have seen
+    /// activity). A live verdict records the activity.
+    fn decide_in_memory(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        now_ms: i64,
+    ) -> Option<Result<(), SessionEnd>> {
+        let mut shard = self.live.shard(&session_id);
+        let e = shard.map.get_mut(&session_id)?;
+        if e.revoked || e.user_id != user_id {
+            return Some(Err(SessionEnd::Revoked));
+        }
+        if now_ms >= e.expires_ms {
+            return Some(Err(SessionEnd::Expired));
+        }
+        if !self.embedded {
+            let current = e.epoch != 0 && e.epoch == self.feed.current();
+            if !current || now_ms - e.confirmed_ms >= self.revalidate_ms {
+                return None;
+            }
+        }
+        if now_ms - e.last_activity_ms >= self.idle_ms {
+            return if self.embedded {
+                Some(Err(SessionEnd::Idle))
+            } else {
+                None
+            };
+        }
+        e.last_activity_ms = e.last_activity_ms.max(now_ms);
+        drop(shard);
+        self.touch(session_id, now_ms);
+        if self.shared().is_some() {
+            merge(&mut lock(&self.shared_pending), session_id, now_ms);
+        }
+        Some(Ok(()))
     }
 
     /// Checks that a session admits a request from `user_id` now, and records the activity.
@@ -170,21 +437,52 @@ impl SessionGuard {
         now: DateTime<Utc>,
     ) -> Result<Result<(), SessionEnd>, StorageError> {
         let now_ms = ms(now);
-        if let Some(redis) = self.redis.as_ref().filter(|r| r.looks_up()) {
+        if self.embedded {
+            // Another process (an operator command) wrote to the database:
+            // the map is rebuilt from the rows it committed.
+            let external = self.store.external_writes();
+            if self.external_seen.swap(external, Ordering::SeqCst) != external {
+                self.forget_all();
+            }
+        }
+        if self.embedded || self.shared().is_some() {
+            if let Some(verdict) = self.decide_in_memory(session_id, user_id, now_ms) {
+                Self::count(&self.decided.memory);
+                return Ok(verdict);
+            }
+        }
+        let stamp = self.stamp(session_id);
+        if let Some(redis) = self.shared().filter(|r| r.looks_up()) {
             let sid = session_id.to_string();
             let touch = [now_ms, self.idle_ms, REDIS_TTL_MS, 0, 0, RECHECK_MS];
-            if let Ok((code, redis_la)) = redis.session(&sid, "touch", touch).await {
+            if let Ok((code, redis_la, redis_ex)) = redis.session(&sid, "touch", touch).await {
+                if matches!(code, 1 | -1 | -3) {
+                    Self::count(&self.decided.redis);
+                }
                 match code {
                     1 => {
                         self.touch(session_id, now_ms);
+                        let fresh = Live {
+                            user_id,
+                            expires_ms: if redis_ex > 0 { redis_ex } else { i64::MAX },
+                            last_activity_ms: redis_la.max(now_ms),
+                            revoked: false,
+                            confirmed_ms: now_ms,
+                            epoch: 0,
+                        };
+                        self.remember(session_id, fresh, stamp);
                         return Ok(Ok(()));
                     }
-                    -1 => return Ok(Err(SessionEnd::Revoked)),
+                    -1 => {
+                        self.remember_revoked(session_id, now_ms);
+                        return Ok(Err(SessionEnd::Revoked));
+                    }
                     -3 => return Ok(Err(SessionEnd::Expired)),
                     _ => {}
                 }
                 // Unknown to Redis, due for a check, or idle by Redis's
                 // account: the row decides, with the activity Redis knows.
+                Self::count(&self.decided.database);
                 let row = self.store.find_session(session_id).await?;
                 let mut verdict = self.judge(row.as_ref(), user_id, now_ms, redis_la);
                 match (verdict, &row) {
@@ -198,54 +496,57 @@ impl SessionGuard {
                             ms(row.expires_at),
                             0,
                         ];
-                        if let Ok((-1, _)) = redis.session(&sid, "seed", seed).await {
+                        if let Ok((-1, _, _)) = redis.session(&sid, "seed", seed).await {
                             // Revoked while the row was read.
                             verdict = Err(SessionEnd::Revoked);
+                            self.remember_revoked(session_id, now_ms);
                         } else {
                             self.touch(session_id, now_ms);
+                            let fresh = Live {
+                                user_id: row.user_id,
+                                expires_ms: ms(row.expires_at),
+                                last_activity_ms: la,
+                                revoked: false,
+                                confirmed_ms: now_ms,
+                                epoch: 0,
+                            };
+                            self.remember(session_id, fresh, stamp);
                         }
                     }
-                    (Err(_), Some(row)) if row.invalidated_at.is_some() && code != 0 => {
-                        // Redis held a live copy of an ended session: a
-                        // revocation that did not reach it. It learns it now.
-                        let revoke = [now_ms, self.idle_ms, self.revoke_ttl_ms, 0, 0, 0];
-                        let _ = redis.session(&sid, "revoke", revoke).await;
+                    (Err(_), Some(row)) if row.invalidated_at.is_some() => {
+                        if code != 0 {
+                            // Redis held a live copy of an ended session: a
+                            // revocation that did not reach it. It learns it now.
+                            let revoke = [now_ms, self.idle_ms, self.revoke_ttl_ms, 0, 0, 0];
+                            let _ = redis.session(&sid, "revoke", revoke).await;
+                        }
+                        self.remember_revoked(session_id, now_ms);
                     }
                     _ => {}
                 }
                 return Ok(verdict);
             }
         }
+        Self::count(&self.decided.database);
         if self.embedded {
-            // Another process (an operator command) wrote to the database:
-            // the map is rebuilt from the rows it committed.
-            let external = self.store.external_writes();
-            if self.external_seen.swap(external, Ordering::SeqCst) != external {
-                Self::lock(&self.local).clear();
-            }
-            let cached = Self::lock(&self.local).get(&session_id).copied();
-            let cached = match cached {
-                Some(c) => c,
-                None => {
-                    let Some(row) = self.store.find_session(session_id).await? else {
-                        return Ok(Err(SessionEnd::Unknown));
-                    };
-                    // Activity not flushed yet is newer than the row's.
-                    let pending = Self::lock(&self.pending).get(&session_id).copied();
-                    let c = Cached {
-                        user_id: row.user_id,
-                        expires_ms: ms(row.expires_at),
-                        last_activity_ms: ms(row.last_activity_at).max(pending.unwrap_or(0)),
-                        revoked: row.invalidated_at.is_some(),
-                    };
-                    Self::lock(&self.local).insert(session_id, c);
-                    c
-                }
+            let Some(row) = self.store.find_session(session_id).await? else {
+                return Ok(Err(SessionEnd::Unknown));
             };
-            let verdict = self.judge_cached(&cached, user_id, now_ms);
+            // Activity not flushed yet (the map was dropped) is newer than the row's.
+            let pending = lock(&self.pending).get(&session_id).copied().unwrap_or(0);
+            let fresh = Live {
+                user_id: row.user_id,
+                expires_ms: ms(row.expires_at),
+                last_activity_ms: ms(row.last_activity_at).max(pending),
+                revoked: row.invalidated_at.is_some(),
+                confirmed_ms: now_ms,
+                epoch: 0,
+            };
+            self.remember(session_id, fresh, stamp);
+            let verdict = self.judge_live(&fresh, user_id, now_ms);
             if verdict.is_ok() {
-                if let Some(c) = Self::lock(&self.local).get_mut(&session_id) {
-                    c.last_activity_ms = c.last_activity_ms.max(now_ms);
+                if let Some(e) = self.live.shard(&session_id).map.get_mut(&session_id) {
+                    e.last_activity_ms = e.last_activity_ms.max(now_ms);
                 }
                 self.touch(session_id, now_ms);
             }
@@ -271,20 +572,22 @@ impl SessionGuard {
         let Some(row) = row else {
             return Err(SessionEnd::Unknown);
         };
-        let pending = Self::lock(&self.pending).get(&row.id).copied().unwrap_or(0);
-        self.judge_cached(
-            &Cached {
+        let pending = lock(&self.pending).get(&row.id).copied().unwrap_or(0);
+        self.judge_live(
+            &Live {
                 user_id: row.user_id,
                 expires_ms: ms(row.expires_at),
                 last_activity_ms: ms(row.last_activity_at).max(pending).max(known_ms),
                 revoked: row.invalidated_at.is_some(),
+                confirmed_ms: now_ms,
+                epoch: 0,
             },
             user_id,
             now_ms,
         )
     }
 
-    fn judge_cached(&self, c: &Cached, user_id: Uuid, now_ms: i64) -> Result<(), SessionEnd> {
+    fn judge_live(&self, c: &Live, user_id: Uuid, now_ms: i64) -> Result<(), SessionEnd> {
         if c.user_id != user_id || c.revoked {
             Err(SessionEnd::Revoked)
         } else if now_ms >= c.expires_ms {
@@ -296,60 +599,186 @@ impl SessionGuard {
         }
     }
 
-    /// Makes revoked sessions fail at once here and, through Redis, everywhere.
-    /// Call after the database has recorded the revocation.
+    /// Makes revoked sessions fail at once here and, through Redis (the
+    /// session's copy there and a message on the revocation channel),
+    /// everywhere. Call after the database has recorded the revocation.
     pub async fn revoked(&self, session_ids: &[Uuid], now: DateTime<Utc>) {
+        if session_ids.is_empty() {
+            return;
+        }
+        self.mark_revoked(session_ids, ms(now));
         {
-            let mut local = Self::lock(&self.local);
-            let mut pending = Self::lock(&self.pending);
+            let mut pending = lock(&self.pending);
+            let mut shared = lock(&self.shared_pending);
             for id in session_ids {
-                if let Some(c) = local.get_mut(id) {
-                    c.revoked = true;
-                }
                 pending.remove(id);
+                shared.remove(id);
             }
         }
         if let Some(redis) = &self.redis {
-            for id in session_ids {
+            let ids: Vec<String> = session_ids.iter().map(Uuid::to_string).collect();
+            for chunk in ids.chunks(1000) {
                 if let Err(e) = redis
-                    .session(
-                        &id.to_string(),
-                        "revoke",
-                        [ms(now), self.idle_ms, self.revoke_ttl_ms, 0, 0, 0],
-                    )
+                    .revoke_sessions(chunk, self.revoke_ttl_ms, self.publish)
                     .await
                 {
-                    // The database already says revoked; Redis's copy, live
-                    // while in use, is checked against it within a minute.
+                    // The database already says revoked. Other instances
+                    // whose subscription is up trust their map until their
+                    // revalidation, then Redis's copy until it is checked
+                    // against the row (within a minute).
                     tracing::warn!(error = %e, "session revocation not written to redis");
                 }
             }
         }
     }
 
-    /// Writes pending activity to the database, and forgets sessions idle
-    /// past their timeout from the local map.
+    /// The checks decided by each source since start.
+    pub fn decisions(&self) -> SessionDecisions {
+        SessionDecisions {
+            memory: self.decided.memory.load(Ordering::Relaxed),
+            redis: self.decided.redis.load(Ordering::Relaxed),
+            database: self.decided.database.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether this instance is subscribed to the revocation channel now.
+    pub fn revocations_subscribed(&self) -> bool {
+        self.feed.up.load(Ordering::SeqCst)
+    }
+
+    /// Subscribes to the revocation channel and keeps the subscription up
+    /// (reconnecting with backoff) for as long as the process runs. Until
+    /// it is first up, and whenever it is down, no entry is trusted.
+    pub fn spawn_feed(&self) {
+        let Some(redis) = self.shared().cloned() else {
+            return;
+        };
+        let guard = self.clone();
+        tokio::spawn(async move { guard.listen(redis).await });
+    }
+
+    async fn listen(self, redis: RedisStore) {
+        let mut backoff = FEED_BACKOFF.0;
+        let mut lost = false;
+        loop {
+            match redis.revocation_feed().await {
+                Ok(pubsub) => {
+                    self.feed.epoch.fetch_add(1, Ordering::SeqCst);
+                    self.feed.up.store(true, Ordering::SeqCst);
+                    if lost {
+                        tracing::info!("session revocation channel subscribed again");
+                    }
+                    backoff = FEED_BACKOFF.0;
+                    self.follow(pubsub).await;
+                    self.feed.up.store(false, Ordering::SeqCst);
+                    tracing::warn!(
+                        "session revocation channel lost; every session is revalidated on its next use until it is back"
+                    );
+                    lost = true;
+                }
+                Err(e) => {
+                    if !lost {
+                        tracing::warn!(error = %e, "cannot subscribe to the session revocation channel; retrying");
+                        lost = true;
+                    }
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(FEED_BACKOFF.1);
+        }
+    }
+
+    /// Applies messages until the connection ends or stops answering pings.
+    async fn follow(&self, pubsub: redis::aio::PubSub) {
+        let (mut sink, mut stream) = pubsub.split();
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + FEED_PING, FEED_PING);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = stream.next() => match msg {
+                    Some(msg) => {
+                        let payload: String = msg.get_payload().unwrap_or_default();
+                        let ids: Vec<Uuid> = payload
+                            .split_whitespace()
+                            .filter_map(|id| Uuid::parse_str(id).ok())
+                            .collect();
+                        self.mark_revoked(&ids, self.clock.now_ms());
+                    }
+                    None => return,
+                },
+                _ = ping.tick() => {
+                    let answered = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        sink.ping::<redis::Value>(),
+                    )
+                    .await;
+                    if !matches!(answered, Ok(Ok(_))) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the activity decided in memory to Redis (one round trip),
+    /// where other instances' revalidations and idle checks see it.
+    pub async fn flush_shared(&self, now: DateTime<Utc>) {
+        let Some(redis) = self.shared() else {
+            return;
+        };
+        let batch: Vec<(String, i64)> = {
+            let mut shared = lock(&self.shared_pending);
+            shared
+                .drain()
+                .map(|(id, at)| (id.to_string(), at))
+                .collect()
+        };
+        for chunk in batch.chunks(1000) {
+            if let Err(e) = redis.session_activity(chunk, ms(now), REDIS_TTL_MS).await {
+                tracing::debug!(error = %e, sessions = chunk.len(), "session activity not written to redis; will retry");
+                let mut shared = lock(&self.shared_pending);
+                for (id, at) in chunk {
+                    if let Ok(id) = Uuid::parse_str(id) {
+                        merge(&mut shared, id, *at);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes pending activity to the database, and forgets from the map
+    /// sessions idle past their timeout or past their end, and revocations
+    /// older than the access-token lifetime.
     pub async fn flush_activity(&self, now: DateTime<Utc>) {
         let batch: Vec<(Uuid, DateTime<Utc>)> = {
-            let mut pending = Self::lock(&self.pending);
+            let mut pending = lock(&self.pending);
             pending.drain().map(|(id, at)| (id, time(at))).collect()
         };
         if !batch.is_empty() {
             for chunk in batch.chunks(1000) {
                 if let Err(e) = self.store.touch_sessions(chunk).await {
                     tracing::warn!(error = %e, sessions = chunk.len(), "session activity not flushed; will retry");
-                    let mut pending = Self::lock(&self.pending);
+                    let mut pending = lock(&self.pending);
                     for (id, at) in chunk {
-                        let entry = pending.entry(*id).or_insert(ms(*at));
-                        *entry = (*entry).max(ms(*at));
+                        merge(&mut pending, *id, ms(*at));
                     }
                 }
             }
         }
         let now_ms = ms(now);
-        let idle = self.idle_ms;
-        Self::lock(&self.local).retain(|_, c| {
-            !c.revoked && now_ms - c.last_activity_ms < idle && now_ms < c.expires_ms
-        });
+        let (idle, revoke_ttl) = (self.idle_ms, self.revoke_ttl_ms);
+        for shard in self.live.shards.iter() {
+            lock(shard).map.retain(|_, e| {
+                if e.revoked {
+                    now_ms - e.confirmed_ms < revoke_ttl
+                } else {
+                    now_ms - e.last_activity_ms < idle && now_ms < e.expires_ms
+                }
+            });
+        }
     }
 }

@@ -288,14 +288,25 @@ pub async fn accept(
     {
         return Err(AuthError::InvalidConsentToken);
     }
-    if super::mfa::required(&user) {
-        let step = super::mfa::challenge(svc, &user, challenge.device_id, client).await?;
-        let detail = serde_json::json!({"mfa_required": true, "methods": step.methods});
+    let device_id = challenge.device_id;
+    let new_device =
+        super::devices::step_up_required(svc, &user, device_id.as_deref(), client).await?;
+    if super::mfa::required(&user) || new_device {
+        let step = if new_device {
+            super::mfa::new_device_challenge(svc, &user, device_id, client).await?
+        } else {
+            super::mfa::challenge(svc, &user, device_id, client).await?
+        };
+        let detail = serde_json::json!({
+            "mfa_required": true, "methods": step.methods, "new_device": new_device,
+        });
         svc.audit("login_password", true, Some(user.id), client, detail)
             .await;
         return Ok(LoginOutcome::MfaRequired(step));
     }
-    let pair = open_session(svc, &user, challenge.device_id, client, &["pwd"]).await?;
+    let pair = open_session(svc, &user, device_id.clone(), client, &["pwd"]).await?;
+    super::devices::record_sign_in(svc, &user, device_id.as_deref(), client, pair.session_id)
+        .await?;
     svc.store
         .record_login_success(user.id, svc.clock.now(), None)
         .await?;

@@ -89,19 +89,31 @@ pub async fn login(
         refused(svc, "consent_required", Some(user.id), &client).await;
         return Err(AuthError::ConsentRequired(required));
     }
-    if super::mfa::required(&user) {
+    // A device new to an account without a second factor may have to pass
+    // an emailed code first (NEW_DEVICE_STEP_UP).
+    let new_device =
+        super::devices::step_up_required(svc, &user, device_id.as_deref(), &client).await?;
+    if super::mfa::required(&user) || new_device {
         if let Some(hash) = rehash {
             svc.store
                 .record_login_success(user.id, svc.clock.now(), Some(hash))
                 .await?;
         }
-        let challenge = super::mfa::challenge(svc, &user, device_id, &client).await?;
-        let detail = serde_json::json!({"mfa_required": true, "methods": challenge.methods});
+        let challenge = if new_device {
+            super::mfa::new_device_challenge(svc, &user, device_id, &client).await?
+        } else {
+            super::mfa::challenge(svc, &user, device_id, &client).await?
+        };
+        let detail = serde_json::json!({
+            "mfa_required": true, "methods": challenge.methods, "new_device": new_device,
+        });
         svc.audit("login_password", true, Some(user.id), &client, detail)
             .await;
         return Ok(LoginOutcome::MfaRequired(challenge));
     }
-    let pair = open_session(svc, &user, device_id, &client, &["pwd"]).await?;
+    let pair = open_session(svc, &user, device_id.clone(), &client, &["pwd"]).await?;
+    super::devices::record_sign_in(svc, &user, device_id.as_deref(), &client, pair.session_id)
+        .await?;
     svc.store
         .record_login_success(user.id, svc.clock.now(), rehash)
         .await?;

@@ -135,7 +135,28 @@ pub async fn challenge(
     device_id: Option<String>,
     client: &ClientContext,
 ) -> Result<MfaRequired, AuthError> {
-    let methods = methods_of(user);
+    challenge_for(svc, user, methods_of(user), device_id, client).await
+}
+
+/// Opens the email-code challenge of a correct password from a new device
+/// on an account without a second factor (`NEW_DEVICE_STEP_UP`, see
+/// [`super::devices`]); the code is mailed at once.
+pub async fn new_device_challenge(
+    svc: &Services,
+    user: &UserRecord,
+    device_id: Option<String>,
+    client: &ClientContext,
+) -> Result<MfaRequired, AuthError> {
+    challenge_for(svc, user, vec!["email_otp"], device_id, client).await
+}
+
+async fn challenge_for(
+    svc: &Services,
+    user: &UserRecord,
+    methods: Vec<&'static str>,
+    device_id: Option<String>,
+    client: &ClientContext,
+) -> Result<MfaRequired, AuthError> {
     let token = tokens::random_token();
     let id = match open_challenge(svc, user, &token, methods.join(" "), device_id).await {
         Ok(id) => id,
@@ -303,6 +324,14 @@ pub async fn verify(
         challenge.device_id.clone(),
         client,
         &["pwd", "otp"],
+    )
+    .await?;
+    super::devices::record_sign_in(
+        svc,
+        &user,
+        challenge.device_id.as_deref(),
+        client,
+        pair.session_id,
     )
     .await?;
     svc.store.record_login_success(user.id, now, None).await?;

@@ -2,10 +2,11 @@
 //! Services speak in domain terms and [`AuthError`]; HTTP is not their concern.
 
 pub mod admin;
+pub mod audit;
 pub mod background;
-pub mod clock;
 pub mod consents;
 pub mod credentials;
+pub mod devices;
 pub mod error;
 pub mod factor_check;
 pub mod login;
@@ -21,7 +22,7 @@ pub mod verification;
 
 use std::sync::Arc;
 
-pub use clock::Clock;
+pub use crate::clock::{self, Clock};
 pub use error::{AuthError, RefreshError};
 
 use crate::auth::hashing::PasswordHasher;

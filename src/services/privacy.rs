@@ -72,6 +72,9 @@ pub struct ExportDevice {
     pub last_seen_at: Option<DateTime<Utc>>,
     pub flagged_at: Option<DateTime<Utc>>,
     pub flagged_reason: Option<String>,
+    /// The user agent and IP address of the latest sign-in from the device.
+    pub user_agent: Option<String>,
+    pub ip_address: Option<String>,
 }
 
 /// Second-factor settings: never a secret, a code or a hash.
@@ -205,6 +208,8 @@ fn document(svc: &Services, e: UserExport, now: DateTime<Utc>) -> DataExport {
                 last_seen_at: d.last_seen_at,
                 flagged_at: d.flagged_at,
                 flagged_reason: d.flagged_reason,
+                user_agent: d.user_agent,
+                ip_address: d.ip_address.map(|ip| ip.to_string()),
             })
             .collect(),
         second_factor: ExportSecondFactor {

@@ -34,6 +34,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(5, "000005_gdpr"),
     migration!(7, "000007_second_factor_limits"),
     migration!(8, "000008_rate_windows"),
+    migration!(9, "000009_audit_chain"),
+    migration!(10, "000010_devices"),
 ];
 
 /// The embedded database's first schema (version 1).
@@ -48,6 +50,8 @@ pub const SQLITE_UPGRADES: &[(i64, &str)] = &[
     (3, include_str!("sqlite/003_two_factor.sql")),
     (5, include_str!("sqlite/005_gdpr.sql")),
     (7, include_str!("sqlite/007_second_factor_limits.sql")),
+    (9, include_str!("sqlite/009_audit_chain.sql")),
+    (10, include_str!("sqlite/010_devices.sql")),
 ];
 
 /// The embedded schema version this binary writes.

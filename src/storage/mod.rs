@@ -5,6 +5,8 @@
 //! Every multi-row change (an account with its consents, token and audit row)
 //! is one transaction, so a crash never leaves half an account behind.
 
+mod audit_records;
+mod device_records;
 pub mod migrations;
 pub mod models;
 pub mod postgres;
@@ -15,6 +17,8 @@ mod traits;
 
 use std::sync::Arc;
 
+pub use audit_records::*;
+pub use device_records::*;
 pub use models::*;
 pub use privacy_records::*;
 pub use traits::*;

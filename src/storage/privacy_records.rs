@@ -85,11 +85,14 @@ pub struct DeviceRecord {
     pub last_seen_at: Option<DateTime<Utc>>,
     pub flagged_at: Option<DateTime<Utc>>,
     pub flagged_reason: Option<String>,
+    /// The user agent and address of the latest sign-in from the device.
+    pub user_agent: Option<String>,
+    pub ip_address: Option<IpAddr>,
 }
 
 /// The columns of [`DeviceRecord`], in the order [`device_from`] reads them.
-pub const DEVICE_COLUMNS: &str =
-    "id, device_name, is_trusted, first_seen_at, last_seen_at, flagged_at, flagged_reason";
+pub const DEVICE_COLUMNS: &str = "id, device_name, is_trusted, first_seen_at, last_seen_at, \
+     flagged_at, flagged_reason, user_agent, ip_address";
 
 pub fn device_from<R: Columns>(r: &R) -> Result<DeviceRecord, R::Error> {
     Ok(DeviceRecord {
@@ -100,6 +103,8 @@ pub fn device_from<R: Columns>(r: &R) -> Result<DeviceRecord, R::Error> {
         last_seen_at: r.time(4)?,
         flagged_at: r.time(5)?,
         flagged_reason: r.text(6)?,
+        user_agent: r.text(7)?,
+        ip_address: r.ip(8)?,
     })
 }
 

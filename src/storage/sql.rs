@@ -3,8 +3,8 @@
 //! prepares them (see `sqlite::pool`).
 
 use super::{
-    AUDIT_COLUMNS, CHALLENGE_COLUMNS, CONSENT_CHALLENGE_COLUMNS, CONSENT_COLUMNS, DEVICE_COLUMNS,
-    MAIL_RECORD_COLUMNS, SESSION_COLUMNS, STEP_UP, USER_COLUMNS,
+    AUDIT_COLUMNS, CHAIN_COLUMNS, CHALLENGE_COLUMNS, CONSENT_CHALLENGE_COLUMNS, CONSENT_COLUMNS,
+    DEVICE_COLUMNS, MAIL_RECORD_COLUMNS, SESSION_COLUMNS, STEP_UP, USER_COLUMNS,
 };
 
 // Users.
@@ -182,6 +182,36 @@ pub fn find_consent_challenge() -> String {
 pub const SPEND_CONSENT_CHALLENGE: &str = "UPDATE consent_challenges SET consumed_at = $2 \
      WHERE id = $1 AND user_id = $3 AND consumed_at IS NULL AND expires_at > $2";
 
+// Devices seen at sign-in.
+
+/// The device of a user with a fingerprint: $1 user, $2 fingerprint.
+pub const DEVICE_BY_FINGERPRINT: &str =
+    "SELECT id FROM device_fingerprints WHERE user_id = $1 AND fingerprint_hash = $2";
+
+/// How many devices a user has: $1 user.
+pub const COUNT_DEVICES: &str = "SELECT COUNT(*) FROM device_fingerprints WHERE user_id = $1";
+
+/// A known device seen again: $1 id, $2 time, $3 user agent, $4 ip.
+pub const TOUCH_DEVICE: &str = "UPDATE device_fingerprints SET last_seen_at = $2, \
+     user_agent = $3, ip_address = $4 WHERE id = $1";
+
+/// A new device: $1 id, $2 user, $3 fingerprint, $4 user agent, $5 ip, $6 time.
+pub const INSERT_DEVICE: &str = "INSERT INTO device_fingerprints (id, user_id, fingerprint_hash, \
+     user_agent, ip_address, first_seen_at, last_seen_at, is_trusted) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6, false)";
+
+/// A user's devices, first seen first, each with whether its fingerprint
+/// is $2 (NULL: none is): $1 user, $2 fingerprint.
+pub fn list_devices() -> String {
+    format!(
+        "SELECT {DEVICE_COLUMNS}, fingerprint_hash = $2 FROM device_fingerprints \
+         WHERE user_id = $1 ORDER BY first_seen_at, id"
+    )
+}
+
+/// Deletes a device of its owner: $1 id, $2 owner.
+pub const FORGET_DEVICE: &str = "DELETE FROM device_fingerprints WHERE id = $1 AND user_id = $2";
+
 // Export ($1 user, or $1 recipient tag for mail).
 
 pub fn export_user() -> String {
@@ -200,7 +230,7 @@ pub fn export_devices() -> String {
 }
 
 pub fn export_audit() -> String {
-    format!("SELECT {AUDIT_COLUMNS} FROM audit_logs WHERE user_id = $1 ORDER BY created_at DESC")
+    format!("SELECT {AUDIT_COLUMNS} FROM audit_logs WHERE user_id = $1 ORDER BY seq DESC")
 }
 
 pub fn export_mail() -> String {
@@ -234,7 +264,8 @@ pub const ERASE_USER_ROWS: &[&str] = &[
     "DELETE FROM password_history WHERE user_id = $1",
     "DELETE FROM device_fingerprints WHERE user_id = $1",
     "UPDATE consent_records SET ip_address = NULL, user_agent = NULL WHERE user_id = $1",
-    "UPDATE audit_logs SET ip_address = NULL, user_agent = NULL WHERE user_id = $1",
+    "UPDATE audit_logs SET ip_address = NULL, user_agent = NULL, client_salt = NULL \
+     WHERE user_id = $1",
 ];
 
 /// The lockout window of the erased address: $1 key.
@@ -259,10 +290,76 @@ pub const ERASE_USER: &str = "UPDATE users SET email = $2, email_verified = fals
 pub const RETENTION_CONSENT_CHALLENGES: &str = "DELETE FROM consent_challenges WHERE id IN \
      (SELECT id FROM consent_challenges WHERE expires_at < $1 LIMIT 5000)";
 
-/// Audit rows past their period, in batches: $1 cut-off.
-pub const RETENTION_AUDIT: &str = "DELETE FROM audit_logs WHERE id IN \
-     (SELECT id FROM audit_logs WHERE created_at < $1 LIMIT 5000)";
+/// Audit rows past their period go as a prune of the chain's oldest rows
+/// (see `docs/audit.md`): the first row to keep after the anchor $1, at or
+/// after the cut-off $2. Everything before it, up to [`AUDIT_PRUNE_BATCH`]
+/// rows a sweep, is pruned ([`PRUNE_AUDIT`]) under a new anchor.
+pub const RETENTION_AUDIT: &str =
+    "SELECT MIN(seq) FROM audit_logs WHERE seq > $1 AND created_at >= $2";
+
+/// Rows at or below the anchor $1 that are past the cut-off $2: rows written
+/// before the chain existed (never chained, so no anchor moves for them).
+pub const RETENTION_AUDIT_BELOW_ANCHOR: &str = "DELETE FROM audit_logs WHERE id IN \
+     (SELECT id FROM audit_logs WHERE seq <= $1 AND (created_at < $2 OR created_at IS NULL) \
+     LIMIT 5000)";
+
+/// The most audit rows one sweep prunes.
+pub const AUDIT_PRUNE_BATCH: i64 = 5000;
+
+/// The hash of the row at $1 (the new anchor's).
+pub const AUDIT_ROW_HASH_AT: &str = "SELECT row_hash FROM audit_logs WHERE seq = $1";
+
+/// Records the anchor: $1 seq, $2 hash of the last pruned row.
+pub const SET_AUDIT_ANCHOR: &str =
+    "UPDATE audit_chain SET anchor_seq = $1, anchor_hash = $2 WHERE id = 1";
+
+/// Deletes the rows at or below the anchor just recorded: $1 anchor seq.
+pub const PRUNE_AUDIT: &str = "DELETE FROM audit_logs WHERE seq <= $1";
 
 /// Erased accounts past their period (their consent history goes with them): $1 cut-off.
 pub const RETENTION_ERASED: &str = "DELETE FROM users WHERE id IN \
      (SELECT id FROM users WHERE deleted_at IS NOT NULL AND deleted_at < $1 LIMIT 1000)";
+
+// The audit chain (see `docs/audit.md`).
+
+/// The head of the chain (PostgreSQL appends `FOR UPDATE`; SQLite's write
+/// transaction serialises).
+pub const AUDIT_HEAD: &str = "SELECT head_seq, head_hash FROM audit_chain WHERE id = 1";
+
+/// Head and anchor.
+pub const AUDIT_CHAIN_STATE: &str =
+    "SELECT head_seq, head_hash, anchor_seq, anchor_hash FROM audit_chain WHERE id = 1";
+
+/// Moves the head to the row just appended: $1 seq, $2 hash.
+pub const ADVANCE_AUDIT_HEAD: &str =
+    "UPDATE audit_chain SET head_seq = $1, head_hash = $2 WHERE id = 1";
+
+/// One chained row: $1 seq, $2 id, $3 user, $4 event, $5 status, $6 ip, $7 agent,
+/// $8 salt, $9 client digest, $10 metadata, $11 time, $12 previous hash, $13 hash.
+pub const INSERT_AUDIT: &str = "INSERT INTO audit_logs (seq, id, user_id, event_type, \
+     event_status, ip_address, user_agent, client_salt, client_digest, metadata, created_at, \
+     prev_hash, row_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+/// Rows in chain order: after seq $1, up to seq $2, at most $3.
+pub fn audit_chain_rows() -> String {
+    format!(
+        "SELECT {CHAIN_COLUMNS} FROM audit_logs WHERE seq > $1 AND seq <= $2 \
+         ORDER BY seq LIMIT $3"
+    )
+}
+
+/// A user's rows, newest first: $1 user, before seq $2, at most $3.
+pub fn audit_of_user() -> String {
+    format!(
+        "SELECT {CHAIN_COLUMNS} FROM audit_logs WHERE user_id = $1 AND seq < $2 \
+         ORDER BY seq DESC LIMIT $3"
+    )
+}
+
+/// Rows in chain order created in [$1, $2), after seq $3, at most $4.
+pub fn audit_between() -> String {
+    format!(
+        "SELECT {CHAIN_COLUMNS} FROM audit_logs WHERE created_at >= $1 AND created_at < $2 \
+         AND seq > $3 ORDER BY seq LIMIT $4"
+    )
+}

@@ -317,10 +317,41 @@ pub trait RateStore: Send + Sync {
     ) -> StoreResult<Option<WindowHit>>;
 }
 
-/// The audit log (written here, read by operators and tests straight from the database).
+/// The audit log: one hash chain of rows (`docs/audit.md`). Every row any
+/// write path adds is appended under the chain's lock (PostgreSQL: the
+/// `audit_chain` row, `FOR UPDATE`; SQLite: the write transaction).
 #[async_trait]
 pub trait AuditStore: Send + Sync {
+    /// Appends one row, in its own transaction.
     async fn insert_audit(&self, event: AuditEvent) -> StoreResult<()>;
+
+    /// The chain's head (last row appended) and anchor (last row pruned).
+    async fn audit_chain_state(&self) -> StoreResult<ChainState>;
+
+    /// Rows in chain order with `after < seq <= upto`, at most `limit`.
+    async fn audit_chain_rows(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>>;
+
+    /// A user's rows with `seq < before`, newest first, at most `limit`.
+    async fn audit_of_user(
+        &self,
+        user_id: Uuid,
+        before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>>;
+
+    /// Rows created in `[from, to)` with `seq > after`, in chain order, at most `limit`.
+    async fn audit_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>>;
 }
 
 /// Consents: the append-only history, and the sign-in step that waits for the
@@ -360,11 +391,45 @@ pub trait PrivacyStore: Send + Sync {
     /// sessions that were live, or `None` when there is no such live account.
     async fn erase_user(&self, erasure: Erasure) -> StoreResult<Option<Vec<Uuid>>>;
 
-    /// Deletes what the retention table keeps no longer: audit rows and
-    /// erased accounts (with their consent history) past their period.
-    /// Idempotent and batched, so instances may overlap.
+    /// Deletes what the retention table keeps no longer: audit rows (a
+    /// prune of the chain's oldest rows that records the new anchor and
+    /// appends an `audit_pruned` row) and erased accounts (with their consent
+    /// history) past their period. Idempotent and batched, so instances may
+    /// overlap.
     async fn sweep_retention(&self, cutoffs: crate::domain::retention::Cutoffs)
         -> StoreResult<u64>;
+}
+
+/// Devices seen at sign-in, per user, identified by a keyed fingerprint.
+#[async_trait]
+pub trait DeviceStore: Send + Sync {
+    /// Records a successful sign-in in one transaction holding the user's
+    /// row: a known fingerprint gets its last sighting (time, user agent,
+    /// IP) updated; an unknown one is inserted, and announced (the mail
+    /// queued with it) unless it is the first device of an account that had
+    /// never signed in.
+    async fn record_device(&self, sighting: DeviceSighting) -> StoreResult<DeviceSeen>;
+
+    /// Whether a sign-in from `fingerprint` would be announced: the device is
+    /// unknown to the account and the account has a device or `signed_in_before`.
+    async fn device_would_be_new(
+        &self,
+        user_id: Uuid,
+        fingerprint: &str,
+        signed_in_before: bool,
+    ) -> StoreResult<bool>;
+
+    /// The user's devices, first seen first; `current` marks the one whose
+    /// fingerprint is `current`.
+    async fn list_devices(
+        &self,
+        user_id: Uuid,
+        current: Option<String>,
+    ) -> StoreResult<Vec<ListedDevice>>;
+
+    /// Deletes one device of `owner`; false when `owner` has no such device
+    /// (another user's device is left alone).
+    async fn forget_device(&self, owner: Uuid, device_id: Uuid) -> StoreResult<bool>;
 }
 
 /// The system of record: every aggregate, plus what spans them.
@@ -380,6 +445,7 @@ pub trait Store:
     + AuditStore
     + ConsentStore
     + PrivacyStore
+    + DeviceStore
     + Send
     + Sync
     + 'static

@@ -71,6 +71,8 @@ catalogue! {
         "Failed sign-ins: invalid_credentials, email_not_verified, account_locked, inactive, invalid_code, too_many_challenges, consent_required.";
     ACCOUNT_LOCKOUT = "auth.account_lockout", Counter, ["factor"],
         "An account (or unknown email) locked after too many failures; factor password (wrong passwords) or second_factor (wrong email, TOTP or recovery codes).";
+    NEW_DEVICE = "auth.login.new_device", Counter, [],
+        "Sign-ins from a device new to an account that already had one (the owner is mailed).";
     TOKEN_REFRESH = "auth.token.refresh", Counter, ["outcome"],
         "Refresh attempts: rotated, invalid, reuse.";
     REFRESH_TOKEN_REUSE = "auth.refresh_token_reuse", Counter, [],
@@ -113,6 +115,10 @@ catalogue! {
         "Idle Redis connections of this instance's pool.";
     DEPENDENCY_UP = "auth.dependency.up", Gauge, ["dependency"],
         "1 while a dependency answers its probe, else 0 (dependency: database, redis).";
+    SESSION_CHECKS = "auth.session.checks", Counter, ["by"],
+        "Session checks of authenticated requests by what decided them: memory (this instance's map, no round trip), redis, database.";
+    SESSION_REVOCATION_FEED = "auth.session.revocation_feed", Gauge, [],
+        "With Redis: 1 while this instance is subscribed to the session revocation channel, else 0 (every authenticated request then asks Redis).";
 }
 
 fn status_class(status: u16) -> &'static str {
@@ -255,6 +261,11 @@ impl Metrics {
         self.count(ACCOUNT_LOCKOUT, &[("factor", "second_factor".to_string())]);
     }
 
+    /// A sign-in from a device new to its account.
+    pub fn new_device(&self) {
+        self.count(NEW_DEVICE, &[]);
+    }
+
     pub fn token_refresh(&self, outcome: &'static str) {
         self.count(TOKEN_REFRESH, &[("outcome", outcome.to_string())]);
     }
@@ -323,6 +334,25 @@ impl Metrics {
             &[("dependency", dependency.to_string())],
             if up { 1.0 } else { 0.0 },
         );
+    }
+
+    /// Session checks decided by each source since the last call.
+    pub fn session_checks(&self, memory: u64, redis: u64, database: u64) {
+        if let Some(r) = &self.recorder {
+            for (by, n) in [("memory", memory), ("redis", redis), ("database", database)] {
+                if n > 0 {
+                    r.register_counter(
+                        &Self::key(SESSION_CHECKS, &[("by", by.to_string())]),
+                        &METADATA,
+                    )
+                    .increment(n);
+                }
+            }
+        }
+    }
+
+    pub fn revocation_feed(&self, up: bool) {
+        self.gauge(SESSION_REVOCATION_FEED, if up { 1.0 } else { 0.0 });
     }
 
     pub fn hash_pool_in_flight(&self, n: usize) {

@@ -5,11 +5,14 @@
 mod support;
 
 mod admin;
+mod audit;
 mod consents;
+mod devices;
 mod factor_changes;
 mod hygiene;
 mod idle_timeout;
 mod keys;
+mod live_sessions;
 mod lockout;
 mod login;
 mod me;

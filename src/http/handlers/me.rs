@@ -1,18 +1,20 @@
 //! `/api/v1/auth/me`: the signed-in user.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use uuid::Uuid;
 
 use super::StatusResponse;
+use crate::domain::FieldError;
 use crate::http::client::Client;
 use crate::http::errors::{ApiError, Problem};
 use crate::http::extract::Authenticated;
+use crate::services::audit::{self, AuditPage};
 use crate::services::me::{self, Profile};
 use crate::services::mfa::{self, RecoveryCodes, TotpSetup};
 use crate::services::reauth::Proof;
 use crate::services::sessions::{self, SessionView};
-use crate::services::Services;
+use crate::services::{AuthError, Services};
 
 #[utoipa::path(
     get, path = "/api/v1/auth/me", tag = "me",
@@ -43,6 +45,43 @@ pub async fn list_sessions(
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(sessions::list(&svc, &principal).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/auth/me/audit", tag = "me",
+    security(("bearer" = [])),
+    params(
+        ("before" = Option<String>, Query, description = "A cursor: the `next` of the previous page; events older than it"),
+        ("limit" = Option<u32>, Query, description = "Events per page, 1 to 100 (default 20)"),
+    ),
+    responses(
+        (status = 200, description = "The user's own security events, newest first, and the cursor of the next page", body = AuditPage),
+        (status = 401, description = "Missing or invalid access token", body = Problem),
+        (status = 422, description = "`validation_failed`: `limit` out of range or `before` not a cursor", body = Problem),
+    )
+)]
+pub async fn list_audit(
+    svc: web::Data<Services>,
+    req: HttpRequest,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|_| {
+            AuthError::Validation(vec![FieldError::new(
+                "query",
+                "invalid",
+                "the query string is malformed",
+            )])
+        })?;
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let page = audit::own_events(&svc, &principal, param("before"), param("limit")).await?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 #[utoipa::path(

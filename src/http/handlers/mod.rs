@@ -1,6 +1,7 @@
 //! Route handlers: parse the request, call one service, shape the response.
 
 pub mod auth;
+pub mod devices;
 pub mod me;
 pub mod ops;
 pub mod privacy;

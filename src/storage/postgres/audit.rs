@@ -1,19 +1,217 @@
-//! The audit log.
+//! The audit log: one hash chain, appended under the `audit_chain` row's lock
+//! (`docs/audit.md`).
 
 use super::*;
+use crate::domain::audit_chain::PRUNE_EVENT;
+
+/// A time at the precision PostgreSQL stores (microseconds), so that the hash
+/// computed before the insert is the one recomputed from the row.
+pub(super) fn stored_time(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
+}
+
+/// Appends one row to the chain inside `tx`: locks the head row (`FOR UPDATE`,
+/// held until `tx` ends, so appends from every instance queue one after the
+/// other), inserts the row linked to the head, and moves the head. Every
+/// audit row of this backend is written here.
+pub(super) async fn append_audit(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &AuditEntry<'_>,
+) -> StoreResult<()> {
+    let head = tx
+        .query_one(&format!("{} FOR UPDATE", sql::AUDIT_HEAD), &[])
+        .await
+        .map_err(q)?;
+    let (head_seq, head_hash): (i64, String) = (get(&head, 0)?, get(&head, 1)?);
+    let at = stored_time(e.at);
+    let entry = AuditEntry { at, ..e.clone() };
+    let link = NewLink::after(head_seq, &head_hash, &entry);
+    tx.execute(
+        sql::INSERT_AUDIT,
+        &[
+            &link.seq,
+            &link.id,
+            &e.user_id,
+            &e.event_type,
+            &link.event_status,
+            &e.ip,
+            &e.user_agent,
+            &link.client_salt,
+            &link.client_digest,
+            e.metadata,
+            &at,
+            &link.prev_hash,
+            &link.row_hash,
+        ],
+    )
+    .await
+    .map_err(q)?;
+    tx.execute(sql::ADVANCE_AUDIT_HEAD, &[&link.seq, &link.row_hash])
+        .await
+        .map_err(q)?;
+    Ok(())
+}
+
+/// The retention prune (inside `tx`): the oldest rows created before
+/// `before`, up to a batch, go; the anchor records the last of them and a
+/// chained `audit_pruned` row records the anchor. Returns the rows deleted.
+pub(super) async fn prune_audit(
+    tx: &tokio_postgres::Transaction<'_>,
+    before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> StoreResult<u64> {
+    let head = tx
+        .query_one(&format!("{} FOR UPDATE", sql::AUDIT_CHAIN_STATE), &[])
+        .await
+        .map_err(q)?;
+    let (head_seq, anchor_seq, anchor_hash): (i64, i64, String) =
+        (get(&head, 0)?, get(&head, 2)?, get(&head, 3)?);
+    let keep: Option<i64> = get(
+        &tx.query_one(sql::RETENTION_AUDIT, &[&anchor_seq, &before])
+            .await
+            .map_err(q)?,
+        0,
+    )?;
+    let unchained = tx
+        .execute(sql::RETENTION_AUDIT_BELOW_ANCHOR, &[&anchor_seq, &before])
+        .await
+        .map_err(q)?;
+    let upto = keep
+        .map_or(head_seq, |k| k - 1)
+        .min(anchor_seq + sql::AUDIT_PRUNE_BATCH);
+    if upto <= anchor_seq {
+        return Ok(unchained);
+    }
+    let hash: Option<String> = match tx
+        .query_opt(sql::AUDIT_ROW_HASH_AT, &[&upto])
+        .await
+        .map_err(q)?
+    {
+        Some(row) => get(&row, 0)?,
+        None => None,
+    };
+    let prune = Prune {
+        anchor_seq: upto,
+        // A row from before the chain has no hash: the anchor stays at genesis.
+        anchor_hash: hash.unwrap_or(anchor_hash),
+        rows: 0,
+    };
+    tx.execute(
+        sql::SET_AUDIT_ANCHOR,
+        &[&prune.anchor_seq, &prune.anchor_hash],
+    )
+    .await
+    .map_err(q)?;
+    let rows = tx
+        .execute(sql::PRUNE_AUDIT, &[&prune.anchor_seq])
+        .await
+        .map_err(q)?;
+    let prune = Prune { rows, ..prune };
+    let metadata = prune.metadata();
+    append_audit(
+        tx,
+        &AuditEntry {
+            user_id: None,
+            event_type: PRUNE_EVENT,
+            success: true,
+            ip: None,
+            user_agent: None,
+            metadata: &metadata,
+            at: now,
+        },
+    )
+    .await?;
+    Ok(unchained + rows)
+}
+
+fn rows(rows: Vec<Row>) -> StoreResult<Vec<ChainRow>> {
+    rows.iter().map(chain_row_from).collect()
+}
 
 #[async_trait]
 impl AuditStore for PgStore {
     async fn insert_audit(&self, e: AuditEvent) -> StoreResult<()> {
-        let conn = self.conn().await?;
-        let status = if e.success { "success" } else { "failure" };
-        conn.execute(
-            "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[&Uuid::new_v4(), &e.user_id, &e.event_type, &status, &e.client.ip, &e.client.user_agent, &e.metadata, &e.at],
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        append_audit(
+            &tx,
+            &AuditEntry {
+                user_id: e.user_id,
+                event_type: e.event_type,
+                success: e.success,
+                ip: e.client.ip,
+                user_agent: e.client.user_agent.as_deref(),
+                metadata: &e.metadata,
+                at: e.at,
+            },
         )
-        .await
-        .map_err(q)?;
-        Ok(())
+        .await?;
+        tx.commit().await.map_err(q)
+    }
+
+    async fn audit_chain_state(&self) -> StoreResult<ChainState> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_one(sql::AUDIT_CHAIN_STATE, &[])
+            .await
+            .map_err(q)?;
+        Ok(ChainState {
+            head_seq: get(&row, 0)?,
+            head_hash: get(&row, 1)?,
+            anchor_seq: get(&row, 2)?,
+            anchor_hash: get(&row, 3)?,
+        })
+    }
+
+    async fn audit_chain_rows(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>> {
+        let conn = self.conn().await?;
+        rows(
+            conn.query(
+                &sql::audit_chain_rows(),
+                &[&after, &upto, &i64::from(limit)],
+            )
+            .await
+            .map_err(q)?,
+        )
+    }
+
+    async fn audit_of_user(
+        &self,
+        user_id: Uuid,
+        before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>> {
+        let conn = self.conn().await?;
+        rows(
+            conn.query(
+                &sql::audit_of_user(),
+                &[&user_id, &before, &i64::from(limit)],
+            )
+            .await
+            .map_err(q)?,
+        )
+    }
+
+    async fn audit_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>> {
+        let conn = self.conn().await?;
+        rows(
+            conn.query(
+                &sql::audit_between(),
+                &[&from, &to, &after, &i64::from(limit)],
+            )
+            .await
+            .map_err(q)?,
+        )
     }
 }

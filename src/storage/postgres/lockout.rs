@@ -24,16 +24,15 @@ impl LockoutStore for PgStore {
     ) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
-        tx.execute(
-            "INSERT INTO login_lockouts (account_key, updated_at) VALUES ($1, $2) ON CONFLICT (account_key) DO NOTHING",
-            &[&key, &now],
-        )
-        .await
-        .map_err(q)?;
+        // One upsert that locks the row and returns it: a sweep or an erasure
+        // deleting the row between an insert and a separate `SELECT ... FOR
+        // UPDATE` would leave nothing to select.
         let row = tx
             .query_one(
-                "SELECT attempts, failures, window_started_at, locked_until FROM login_lockouts WHERE account_key = $1 FOR UPDATE",
-                &[&key],
+                "INSERT INTO login_lockouts (account_key, updated_at) VALUES ($1, $2)
+                 ON CONFLICT (account_key) DO UPDATE SET updated_at = EXCLUDED.updated_at
+                 RETURNING attempts, failures, window_started_at, locked_until",
+                &[&key, &now],
             )
             .await
             .map_err(q)?;

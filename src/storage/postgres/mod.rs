@@ -20,6 +20,7 @@ use super::*;
 
 mod audit;
 mod consents;
+mod devices;
 mod lockout;
 mod outbox;
 mod privacy;

@@ -141,15 +141,17 @@ impl PrivacyStore for PgStore {
     }
 
     async fn sweep_retention(&self, cutoffs: Cutoffs) -> StoreResult<u64> {
-        let conn = self.conn().await?;
+        let mut conn = self.conn().await?;
         let mut total = 0;
         for (statement, cutoff) in [
             (sql::RETENTION_CONSENT_CHALLENGES, cutoffs.expired_before),
-            (sql::RETENTION_AUDIT, cutoffs.audit_before),
             (sql::RETENTION_ERASED, cutoffs.erased_before),
         ] {
             total += conn.execute(statement, &[&cutoff]).await.map_err(q)?;
         }
+        let tx = conn.transaction().await.map_err(q)?;
+        total += super::audit::prune_audit(&tx, cutoffs.audit_before, cutoffs.now).await?;
+        tx.commit().await.map_err(q)?;
         Ok(total)
     }
 }

@@ -233,12 +233,18 @@ async fn insert_registration(
     )
     .await
     .map_err(q)?;
-    tx.execute(
-        "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
-         VALUES ($1, $2, $3, 'success', $4, $5, '{}'::jsonb, $6)",
-        &[&Uuid::new_v4(), &user_id, &event, &new.client.ip, &new.client.user_agent, &new.now],
+    super::audit::append_audit(
+        tx,
+        &AuditEntry {
+            user_id: Some(user_id),
+            event_type: event,
+            success: true,
+            ip: new.client.ip,
+            user_agent: new.client.user_agent.as_deref(),
+            metadata: &serde_json::json!({}),
+            at: new.now,
+        },
     )
-    .await
-    .map_err(q)?;
+    .await?;
     insert_outbox(tx, new.mail.as_ref()).await
 }

@@ -1,26 +1,195 @@
-//! The audit log.
+//! The audit log: one hash chain, appended inside the write transaction (the
+//! one writer of the embedded database serialises appends; `docs/audit.md`).
+
+use rusqlite::TransactionBehavior;
 
 use super::*;
+use crate::domain::audit_chain::PRUNE_EVENT;
+use crate::storage::sql;
+
+/// Appends one row to the chain inside `tx`: reads the head, inserts the row
+/// linked to it, and moves the head. Every audit row of this backend is
+/// written here.
+pub(super) fn append_audit(
+    tx: &rusqlite::Transaction<'_>,
+    e: &AuditEntry<'_>,
+) -> rusqlite::Result<()> {
+    let (head_seq, head_hash): (i64, String) =
+        tx.query_row(sql::AUDIT_HEAD, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    // The hash covers the time as stored: milliseconds.
+    let at = time(ms(e.at));
+    let entry = AuditEntry { at, ..e.clone() };
+    let link = NewLink::after(head_seq, &head_hash, &entry);
+    tx.execute(
+        &dialect(sql::INSERT_AUDIT),
+        params![
+            link.seq,
+            link.id.to_string(),
+            link.user_id,
+            e.event_type,
+            link.event_status,
+            e.ip.map(|i| i.to_string()),
+            e.user_agent,
+            link.client_salt,
+            link.client_digest,
+            e.metadata.to_string(),
+            ms(at),
+            link.prev_hash,
+            link.row_hash
+        ],
+    )?;
+    tx.execute(
+        &dialect(sql::ADVANCE_AUDIT_HEAD),
+        params![link.seq, link.row_hash],
+    )?;
+    Ok(())
+}
+
+/// The retention prune (inside `tx`): the oldest rows created before
+/// `before`, up to a batch, go; the anchor records the last of them and a
+/// chained `audit_pruned` row records the anchor. Returns the rows deleted.
+pub(super) fn prune_audit(
+    tx: &rusqlite::Transaction<'_>,
+    before: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<u64> {
+    let (head_seq, anchor_seq, anchor_hash): (i64, i64, String) =
+        tx.query_row(sql::AUDIT_CHAIN_STATE, [], |r| {
+            Ok((r.get(0)?, r.get(2)?, r.get(3)?))
+        })?;
+    let keep: Option<i64> = tx.query_row(
+        &dialect(sql::RETENTION_AUDIT),
+        params![anchor_seq, ms(before)],
+        |r| r.get(0),
+    )?;
+    let unchained = tx.execute(
+        &dialect(sql::RETENTION_AUDIT_BELOW_ANCHOR),
+        params![anchor_seq, ms(before)],
+    )? as u64;
+    let upto = keep
+        .map_or(head_seq, |k| k - 1)
+        .min(anchor_seq + sql::AUDIT_PRUNE_BATCH);
+    if upto <= anchor_seq {
+        return Ok(unchained);
+    }
+    let hash: Option<String> = tx
+        .query_row(&dialect(sql::AUDIT_ROW_HASH_AT), params![upto], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    let mut prune = Prune {
+        anchor_seq: upto,
+        // A row from before the chain has no hash: the anchor stays at genesis.
+        anchor_hash: hash.unwrap_or(anchor_hash),
+        rows: 0,
+    };
+    tx.execute(
+        &dialect(sql::SET_AUDIT_ANCHOR),
+        params![prune.anchor_seq, prune.anchor_hash],
+    )?;
+    prune.rows = tx.execute(&dialect(sql::PRUNE_AUDIT), params![prune.anchor_seq])? as u64;
+    let metadata = prune.metadata();
+    append_audit(
+        tx,
+        &AuditEntry {
+            user_id: None,
+            event_type: PRUNE_EVENT,
+            success: true,
+            ip: None,
+            user_agent: None,
+            metadata: &metadata,
+            at: now,
+        },
+    )?;
+    Ok(unchained + prune.rows)
+}
+
+fn chain_rows(
+    c: &Connection,
+    statement: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<ChainRow>> {
+    let mut stmt = c.prepare(&dialect(statement))?;
+    let rows = stmt.query_map(params, |r| chain_row_from(r))?;
+    rows.collect()
+}
 
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn insert_audit(&self, e: AuditEvent) -> StoreResult<()> {
         self.run(move |c| {
-            c.execute(
-                "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    Uuid::new_v4().to_string(),
-                    e.user_id.map(|u| u.to_string()),
-                    e.event_type,
-                    if e.success { "success" } else { "failure" },
-                    e.client.ip.map(|i| i.to_string()),
-                    e.client.user_agent,
-                    e.metadata.to_string(),
-                    ms(e.at)
-                ],
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            append_audit(
+                &tx,
+                &AuditEntry {
+                    user_id: e.user_id,
+                    event_type: e.event_type,
+                    success: e.success,
+                    ip: e.client.ip,
+                    user_agent: e.client.user_agent.as_deref(),
+                    metadata: &e.metadata,
+                    at: e.at,
+                },
+            )?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn audit_chain_state(&self) -> StoreResult<ChainState> {
+        self.read(|c| {
+            c.query_row(sql::AUDIT_CHAIN_STATE, [], |r| {
+                Ok(ChainState {
+                    head_seq: r.get(0)?,
+                    head_hash: r.get(1)?,
+                    anchor_seq: r.get(2)?,
+                    anchor_hash: r.get(3)?,
+                })
+            })
+        })
+        .await
+    }
+
+    async fn audit_chain_rows(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>> {
+        self.read(move |c| chain_rows(c, &sql::audit_chain_rows(), params![after, upto, limit]))
+            .await
+    }
+
+    async fn audit_of_user(
+        &self,
+        user_id: Uuid,
+        before: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>> {
+        self.read(move |c| {
+            chain_rows(
+                c,
+                &sql::audit_of_user(),
+                params![user_id.to_string(), before, limit],
             )
-            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn audit_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ChainRow>> {
+        self.read(move |c| {
+            chain_rows(
+                c,
+                &sql::audit_between(),
+                params![ms(from), ms(to), after, limit],
+            )
         })
         .await
     }

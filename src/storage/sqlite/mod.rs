@@ -14,6 +14,7 @@ use super::*;
 
 mod audit;
 mod consents;
+mod devices;
 mod external;
 mod lockout;
 mod outbox;

@@ -15,17 +15,6 @@ fn all<T>(
     rows.collect()
 }
 
-/// Whether the embedded schema has a table (devices are recorded only where
-/// their table exists).
-fn has_table(c: &Connection, name: &str) -> rusqlite::Result<bool> {
-    c.query_row(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        params![name],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
-}
-
 fn count(c: &Connection, statement: &str, user: &str) -> rusqlite::Result<u64> {
     c.query_row(&dialect(statement), params![user], |r| r.get::<_, i64>(0))
         .map(|n| n.max(0) as u64)
@@ -63,11 +52,7 @@ impl PrivacyStore for SqliteStore {
                     ended_reason: r.get(10)?,
                 })
             })?;
-            let devices = if has_table(&tx, "device_fingerprints")? {
-                all(&tx, &sql::export_devices(), &user, |r| device_from(r))?
-            } else {
-                Vec::new()
-            };
+            let devices = all(&tx, &sql::export_devices(), &user, |r| device_from(r))?;
             let audit = all(
                 &tx,
                 &format!("{}, rowid DESC", sql::export_audit()),
@@ -108,11 +93,7 @@ impl PrivacyStore for SqliteStore {
                 return Ok(None);
             }
             let sessions: Vec<String> = all(&tx, sql::LIVE_SESSIONS_OF_USER, &user, |r| r.get(0))?;
-            let devices = has_table(&tx, "device_fingerprints")?;
             for statement in sql::ERASE_USER_ROWS {
-                if !devices && statement.contains("device_fingerprints") {
-                    continue;
-                }
                 tx.execute(&dialect(statement), params![user])?;
             }
             tx.execute(&dialect(sql::ERASE_LOCKOUT), params![e.lockout_key])?;
@@ -137,11 +118,13 @@ impl PrivacyStore for SqliteStore {
             let mut total = 0;
             for (statement, cutoff) in [
                 (sql::RETENTION_CONSENT_CHALLENGES, cutoffs.expired_before),
-                (sql::RETENTION_AUDIT, cutoffs.audit_before),
                 (sql::RETENTION_ERASED, cutoffs.erased_before),
             ] {
                 total += c.execute(&dialect(statement), params![ms(cutoff)])? as u64;
             }
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            total += super::audit::prune_audit(&tx, cutoffs.audit_before, cutoffs.now)?;
+            tx.commit()?;
             Ok(total)
         })
         .await

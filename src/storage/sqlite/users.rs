@@ -252,10 +252,17 @@ fn insert_registration(
         "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![Uuid::new_v4().to_string(), id, new.verification_token_hash, ms(new.verification_expires_at), now],
     )?;
-    tx.execute(
-        "INSERT INTO audit_logs (id, user_id, event_type, event_status, ip_address, user_agent, metadata, created_at)
-         VALUES (?1, ?2, ?3, 'success', ?4, ?5, '{}', ?6)",
-        params![Uuid::new_v4().to_string(), id, event, ip, new.client.user_agent, now],
+    super::audit::append_audit(
+        tx,
+        &AuditEntry {
+            user_id: Uuid::parse_str(id).ok(),
+            event_type: event,
+            success: true,
+            ip: new.client.ip,
+            user_agent: new.client.user_agent.as_deref(),
+            metadata: &serde_json::json!({}),
+            at: new.now,
+        },
     )?;
     insert_outbox(tx, new.mail.as_ref())
 }

@@ -126,6 +126,8 @@ pub struct TestSetup {
     pub statsd: bool,
     /// Work done after an answer waits for a permit here (see `holding`).
     pub hold_background: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// Revocations are written to Redis but not published to other instances.
+    pub unpublished_revocations: bool,
 }
 
 impl TestSetup {
@@ -140,7 +142,15 @@ impl TestSetup {
             smtp: true,
             statsd: false,
             hold_background: None,
+            unpublished_revocations: false,
         }
+    }
+
+    /// An instance whose revocations reach Redis but send no message to the
+    /// other instances (a lost message).
+    pub fn unpublished_revocations(mut self) -> Self {
+        self.unpublished_revocations = true;
+        self
     }
 
     /// Holds the work requests leave for after their answer until a permit
@@ -245,6 +255,7 @@ impl TestSetup {
                     .unwrap_or_else(|| format!("test:{}", uuid::Uuid::new_v4().simple())),
             ),
             hold_background: self.hold_background.clone(),
+            unpublished_revocations: self.unpublished_revocations,
             ..Default::default()
         };
         let app = Application::build_with(config.clone(), options)

@@ -1,0 +1,404 @@
+//! Session liveness held in memory on every instance (PostgreSQL + Redis,
+//! three instances on one database and one Redis prefix): an authenticated
+//! request is decided without a round trip, a revocation reaches every
+//! instance through the revocation channel at once, a lost message is
+//! bounded by `SESSION_REVALIDATE_SECONDS`, a lost subscription (a Redis
+//! restart) makes every instance revalidate, and activity decided in memory
+//! reaches Redis in batches.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::support::redis_server::RedisServer;
+use crate::support::{
+    redis_url, Backend, Resp, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD,
+};
+
+fn access(pair: &Value) -> &str {
+    pair["access_token"].as_str().unwrap()
+}
+
+fn session_id(pair: &Value) -> &str {
+    pair["session_id"].as_str().unwrap()
+}
+
+struct Fleet<'a> {
+    db: &'a TestDatabase,
+    smtp: &'a SmtpSink,
+    redis: String,
+    env: Vec<(&'static str, &'static str)>,
+    /// The first instance publishes no revocation (a lost message).
+    first_unpublished: bool,
+}
+
+impl Fleet<'_> {
+    async fn spawn(self) -> Vec<TestApp> {
+        let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+        let mut apps = Vec::new();
+        for i in 0..3 {
+            let mut setup = TestSetup::new(Backend::Postgres)
+                .sharing(&self.db.url, &prefix, self.smtp)
+                .env("REDIS_ENDPOINT", &self.redis);
+            for (k, v) in &self.env {
+                setup = setup.env(k, v);
+            }
+            if i == 0 && self.first_unpublished {
+                setup = setup.unpublished_revocations();
+            }
+            apps.push(setup.spawn().await);
+        }
+        subscribed(&apps).await;
+        apps
+    }
+}
+
+/// Waits until every instance listens to the revocation channel.
+async fn subscribed(apps: &[TestApp]) {
+    for _ in 0..200 {
+        if apps
+            .iter()
+            .all(|a| a.services.sessions.revocations_subscribed())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the instances did not subscribe to the revocation channel");
+}
+
+fn advance(apps: &[TestApp], secs: u64) {
+    for app in apps {
+        app.services.clock.advance(Duration::from_secs(secs));
+    }
+}
+
+async fn me(app: &TestApp, pair: &Value) -> Resp {
+    app.get_with_token("/api/v1/auth/me", access(pair)).await
+}
+
+/// The token is refused on `app` within `within` (real time).
+async fn refused_within(app: &TestApp, pair: &Value, within: Duration) {
+    let start = std::time::Instant::now();
+    loop {
+        let res = me(app, pair).await;
+        if res.status == 401 {
+            return;
+        }
+        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert!(
+            start.elapsed() < within,
+            "a revoked session still admitted requests on {} after {within:?}",
+            app.address
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn logout(app: &TestApp, pair: &Value) {
+    let res = app
+        .with_token("POST", "/api/v1/auth/logout", access(pair), None)
+        .await;
+    assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+}
+
+/// With a minute of revalidation, only the revocation channel can end a
+/// session on the other instances within the two seconds allowed here.
+#[actix_web::test]
+async fn a_revocation_on_one_instance_is_refused_on_the_others_at_once() {
+    let db = TestDatabase::create().await;
+    let smtp = SmtpSink::start().await;
+    let apps = Fleet {
+        db: &db,
+        smtp: &smtp,
+        redis: redis_url(),
+        env: vec![("SESSION_REVALIDATE_SECONDS", "60")],
+        first_unpublished: false,
+    }
+    .spawn()
+    .await;
+    let (email, first) = apps[0].signed_in().await;
+    let second = apps[0].login(&email, PASSWORD).await.json();
+    let third = apps[0].login(&email, PASSWORD).await.json();
+    // Every instance holds every session (the second request is decided in memory).
+    for app in &apps {
+        for pair in [&first, &second, &third] {
+            for _ in 0..2 {
+                assert_eq!(me(app, pair).await.status, 200);
+            }
+        }
+    }
+
+    // Logout on the first instance.
+    logout(&apps[0], &first).await;
+    for app in &apps {
+        refused_within(app, &first, Duration::from_secs(2)).await;
+    }
+
+    // DELETE /me/sessions/{id} on the second instance.
+    let path = format!("/api/v1/auth/me/sessions/{}", session_id(&second));
+    let res = apps[1]
+        .with_token("DELETE", &path, access(&third), None)
+        .await;
+    assert_eq!(res.status, 204);
+    for app in &apps {
+        refused_within(app, &second, Duration::from_secs(2)).await;
+    }
+
+    // The user's other session goes on everywhere.
+    for app in &apps {
+        assert_eq!(me(app, &third).await.status, 200);
+    }
+}
+
+/// A revocation whose message never arrives (the first instance publishes
+/// none) is still written to Redis: the other instances decide from memory
+/// until their entry is `SESSION_REVALIDATE_SECONDS` old, then ask Redis.
+#[actix_web::test]
+async fn without_the_message_a_revoked_session_ends_within_the_revalidation_interval() {
+    let db = TestDatabase::create().await;
+    let smtp = SmtpSink::start().await;
+    let apps = Fleet {
+        db: &db,
+        smtp: &smtp,
+        redis: redis_url(),
+        env: vec![("SESSION_REVALIDATE_SECONDS", "30")],
+        first_unpublished: true,
+    }
+    .spawn()
+    .await;
+    let (_, pair) = apps[0].signed_in().await;
+    for app in &apps[1..] {
+        assert_eq!(me(app, &pair).await.status, 200);
+    }
+    logout(&apps[0], &pair).await;
+    assert_eq!(me(&apps[0], &pair).await.status, 401);
+    // The message was lost: the others still decide from memory...
+    for app in &apps[1..] {
+        assert_eq!(me(app, &pair).await.status, 200);
+    }
+    // ...until the interval has passed since they last asked Redis.
+    advance(&apps, 30);
+    for app in &apps[1..] {
+        let res = me(app, &pair).await;
+        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.json()["detail"], "the session has ended");
+    }
+}
+
+/// Redis killed, a session revoked meanwhile (only the database learns it),
+/// Redis restarted empty: no instance admits the session, neither while the
+/// subscription is lost nor after it is back, though none has reached its
+/// (minute-long) revalidation interval; another session goes on.
+#[actix_web::test]
+async fn a_redis_restart_leaves_no_revoked_session_usable() {
+    let db = TestDatabase::create().await;
+    let smtp = SmtpSink::start().await;
+    let mut redis = RedisServer::start().await;
+    let apps = Fleet {
+        db: &db,
+        smtp: &smtp,
+        redis: redis.url(),
+        env: vec![("SESSION_REVALIDATE_SECONDS", "60")],
+        first_unpublished: false,
+    }
+    .spawn()
+    .await;
+    let (email, pair) = apps[0].signed_in().await;
+    let other = apps[0].login(&email, PASSWORD).await.json();
+    for app in &apps {
+        for p in [&pair, &other] {
+            assert_eq!(me(app, p).await.status, 200);
+            assert_eq!(me(app, p).await.status, 200);
+        }
+    }
+
+    redis.kill();
+    logout(&apps[0], &pair).await;
+    for app in &apps {
+        refused_within(app, &pair, Duration::from_secs(5)).await;
+        assert_eq!(me(app, &other).await.status, 200);
+    }
+
+    redis.resume().await;
+    subscribed(&apps).await;
+    for app in &apps {
+        let res = me(app, &pair).await;
+        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(me(app, &other).await.status, 200);
+    }
+
+    // Published again once Redis is back.
+    logout(&apps[1], &other).await;
+    for app in &apps {
+        refused_within(app, &other, Duration::from_secs(2)).await;
+    }
+}
+
+/// Every command Redis runs, as `MONITOR` reports it.
+struct Monitor {
+    lines: Arc<Mutex<Vec<String>>>,
+    conn: redis::aio::MultiplexedConnection,
+}
+
+impl Monitor {
+    async fn start(url: &str) -> Self {
+        let client = redis::Client::open(url).unwrap();
+        let monitor = client.get_async_monitor().await.unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            let mut stream = monitor.into_on_message::<String>();
+            while let Some(line) = stream.next().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut m = Self { lines, conn };
+        m.mark("start").await;
+        m
+    }
+
+    /// Sends a marker through Redis and waits until the monitor has seen it:
+    /// every command sent before it has been seen too.
+    async fn mark(&mut self, marker: &str) {
+        let marker = format!("monitor-marker-{marker}");
+        let _: String = redis::cmd("ECHO")
+            .arg(&marker)
+            .query_async(&mut self.conn)
+            .await
+            .unwrap();
+        self.wait_for(|l| l.contains(&marker)).await;
+    }
+
+    async fn wait_for(&self, f: impl Fn(&str) -> bool) {
+        for _ in 0..250 {
+            if self.lines.lock().unwrap().iter().any(|l| f(l)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("not seen by MONITOR: {:#?}", self.lines.lock().unwrap());
+    }
+
+    fn count(&self, f: impl Fn(&str) -> bool) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| f(l)).count()
+    }
+}
+
+/// Thirty `GET /me` on three instances that already hold the session: not
+/// one asks Redis about it (no `touch`, `seed` or `peek` of the session
+/// script on its key, and every check counted as decided in memory); the
+/// activity reaches Redis in a batch (`bump`).
+#[actix_web::test]
+async fn get_me_on_the_common_path_does_not_call_redis() {
+    let db = TestDatabase::create().await;
+    let smtp = SmtpSink::start().await;
+    let redis = RedisServer::start().await;
+    let apps = Fleet {
+        db: &db,
+        smtp: &smtp,
+        redis: redis.url(),
+        env: vec![("SESSION_REVALIDATE_SECONDS", "60")],
+        first_unpublished: false,
+    }
+    .spawn()
+    .await;
+    let (_, pair) = apps[0].signed_in().await;
+    for app in &apps {
+        assert_eq!(me(app, &pair).await.status, 200);
+    }
+    let key = format!("session:{{{}}}", session_id(&pair));
+    let mut monitor = Monitor::start(&redis.url()).await;
+    let before: Vec<_> = apps
+        .iter()
+        .map(|a| a.services.sessions.decisions())
+        .collect();
+    for _ in 0..10 {
+        for app in &apps {
+            assert_eq!(me(app, &pair).await.status, 200);
+        }
+    }
+    // Each instance decided its ten requests from memory alone.
+    for (app, before) in apps.iter().zip(before) {
+        let after = app.services.sessions.decisions();
+        assert_eq!(after.memory - before.memory, 10, "{before:?} {after:?}");
+        assert_eq!(
+            (after.redis, after.database),
+            (before.redis, before.database)
+        );
+    }
+    monitor.mark("end").await;
+    let asked = monitor.count(|l| {
+        l.contains(&key)
+            && (l.contains("\"touch\"") || l.contains("\"seed\"") || l.contains("\"peek\""))
+    });
+    assert_eq!(asked, 0, "{:#?}", monitor.lines.lock().unwrap());
+    // The activity reaches Redis in a batch.
+    monitor
+        .wait_for(|l| l.contains(&key) && l.contains("\"bump\""))
+        .await;
+}
+
+/// Activity one instance decides in memory reaches Redis within the batch
+/// interval, so an instance that never saw the session finds it alive where
+/// Redis's copy alone (last confirmed before) would call it idle.
+#[actix_web::test]
+async fn activity_decided_in_memory_reaches_the_other_instances() {
+    let db = TestDatabase::create().await;
+    let smtp = SmtpSink::start().await;
+    let apps = Fleet {
+        db: &db,
+        smtp: &smtp,
+        redis: redis_url(),
+        env: vec![
+            ("SESSION_REVALIDATE_SECONDS", "60"),
+            ("SESSION_TIMEOUT_MINUTES", "1"),
+            ("ACCESS_TOKEN_TTL_SECONDS", "600"),
+        ],
+        first_unpublished: false,
+    }
+    .spawn()
+    .await;
+    let (_, pair) = apps[0].signed_in().await;
+    assert_eq!(me(&apps[1], &pair).await.status, 200);
+    advance(&apps, 30);
+    assert_eq!(me(&apps[1], &pair).await.status, 200);
+    advance(&apps, 25);
+    let last = apps[1].services.clock.now_ms();
+    assert_eq!(me(&apps[1], &pair).await.status, 200);
+
+    // Redis's copy learns the last request (decided in memory) from the batch.
+    let key = format!(
+        "{}:session:{{{}}}",
+        apps[1].services.redis.as_ref().unwrap().prefix(),
+        session_id(&pair)
+    );
+    let client = redis::Client::open(redis_url().as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut seen = 0;
+    for _ in 0..250 {
+        let la: Option<i64> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("la")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        seen = la.unwrap_or(0);
+        if seen >= last {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        seen >= last,
+        "redis holds {seen}, the last request was at {last}"
+    );
+
+    // 50 s after that request (105 s after the first): alive on the third instance.
+    advance(&apps, 50);
+    let res = me(&apps[2], &pair).await;
+    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+}
