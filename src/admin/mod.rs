@@ -10,6 +10,7 @@
 //! 0 done, 1 not found or failed, 2 bad usage (clap's own, and configuration
 //! errors).
 
+mod audit;
 mod keys;
 mod outbox;
 mod output;
@@ -106,6 +107,8 @@ groups! {
     Outbox => outbox,
     /// Signing keys: what verifies tokens now (public facts only).
     Keys => keys,
+    /// The audit trail: verify its hash chain, export a time range.
+    Audit => audit,
 }
 
 /// Runs one admin command; the exit code says how it went.
