@@ -98,14 +98,28 @@ impl SessionStore for PgStore {
         decide: RefreshRule,
     ) -> StoreResult<RotateOutcome> {
         // Four round trips: BEGIN, the locked read, one statement for every
-        // write of a rotation, COMMIT. Typed statements skip the separate
-        // prepare round trip.
+        // write of a rotation, COMMIT; both statements stay prepared on the
+        // connection (parsed and planned once).
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(q)?;
-        let row = tx
-            .query_typed_opt(&LOCK_REFRESH, &[(&r.presented_hash, Type::VARCHAR)])
+        let lock = conn
+            .prepare_cached(LOCK_REFRESH.as_str(), &[Type::VARCHAR])
             .await
             .map_err(q)?;
+        let rotate = conn
+            .prepare_cached(
+                ROTATE,
+                &[
+                    Type::UUID,
+                    Type::VARCHAR,
+                    Type::TIMESTAMPTZ,
+                    Type::UUID,
+                    Type::UUID,
+                ],
+            )
+            .await
+            .map_err(q)?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let row = tx.query_opt(&lock, &[&r.presented_hash]).await.map_err(q)?;
         let Some(row) = row else {
             return Ok(RotateOutcome::Invalid);
         };
@@ -136,18 +150,8 @@ impl SessionStore for PgStore {
                 RotateOutcome::Expired
             }
             RefreshDecision::Rotate => {
-                tx.execute_typed(
-                    ROTATE,
-                    &[
-                        (&r.new_id, Type::UUID),
-                        (&r.new_hash, Type::VARCHAR),
-                        (&r.now, Type::TIMESTAMPTZ),
-                        (&token_id, Type::UUID),
-                        (&s.id, Type::UUID),
-                    ],
-                )
-                .await
-                .map_err(q)?;
+                let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
+                tx.execute(&rotate, &params).await.map_err(q)?;
                 RotateOutcome::Rotated(SessionRecord {
                     last_activity_at: r.now,
                     ..s
