@@ -1,6 +1,9 @@
 //! Sessions and tokens: refresh rotation with reuse detection, logout,
 //! logout everywhere, the session list, and password change.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -11,7 +14,7 @@ use super::me::Principal;
 use super::tokens::{issue_pair, TokenPair};
 use super::{AuthError, RefreshError, Services};
 use crate::auth::tokens;
-use crate::domain::refresh::RefreshPolicy;
+use crate::domain::refresh::{RefreshDecision, RefreshPolicy};
 use crate::domain::ClientContext;
 use crate::domain::{FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
@@ -38,11 +41,6 @@ pub async fn refresh(
     }
     let presented_hash = tokens::token_hash(token);
     let now = svc.clock.now();
-    // Activity other instances saw may not have reached the row yet.
-    let hint = match svc.store.find_session_by_refresh(&presented_hash).await? {
-        Some(session_id) => svc.sessions.last_activity(session_id).await,
-        None => None,
-    };
     let new_token = tokens::random_token();
     let policy = RefreshPolicy {
         idle_timeout: chrono(svc.config.security.session_timeout),
@@ -54,13 +52,44 @@ pub async fn refresh(
         new_hash: tokens::token_hash(&new_token),
         now,
     };
-    let outcome = svc
-        .store
-        .rotate_refresh_token(
-            rotation,
-            Box::new(move |state| policy.decide(state, hint, now)),
-        )
-        .await?;
+    // The row decides alone unless it says the session is idle: activity
+    // other instances saw may not have reached it yet, so only then is that
+    // activity looked up (a query and a Redis call) and the rotation decided
+    // again with it. The first attempt changes nothing when it defers.
+    let deferred = Arc::new(AtomicBool::new(false));
+    let first = {
+        let deferred = deferred.clone();
+        svc.store
+            .rotate_refresh_token(
+                rotation.clone(),
+                Box::new(move |state| match policy.decide(state, None, now) {
+                    RefreshDecision::EndIdle => {
+                        deferred.store(true, Ordering::Relaxed);
+                        RefreshDecision::Refuse
+                    }
+                    decision => decision,
+                }),
+            )
+            .await?
+    };
+    let outcome = if deferred.load(Ordering::Relaxed) {
+        let hint = match svc
+            .store
+            .find_session_by_refresh(&rotation.presented_hash)
+            .await?
+        {
+            Some(session_id) => svc.sessions.last_activity(session_id).await,
+            None => None,
+        };
+        svc.store
+            .rotate_refresh_token(
+                rotation,
+                Box::new(move |state| policy.decide(state, hint, now)),
+            )
+            .await?
+    } else {
+        first
+    };
     let session = match outcome {
         RotateOutcome::Rotated(session) => session,
         RotateOutcome::Invalid => {
@@ -102,13 +131,14 @@ pub async fn refresh(
         }
     };
     tracing::Span::current().record("user_id", tracing::field::display(session.user_id));
-    svc.sessions.refreshed(&session, now).await;
     svc.metrics.token_refresh("rotated");
     let amr: Vec<&str> = session.amr.split_whitespace().collect();
     let (user_id, session_id, end) = (session.user_id, session.id, session.expires_at);
-    Ok(issue_pair(
-        svc, user_id, session_id, &amr, new_token, end, now,
-    )?)
+    // Telling Redis of the activity overlaps with the signature.
+    let ((), pair) = tokio::join!(svc.sessions.refreshed(&session, now), async {
+        issue_pair(svc, user_id, session_id, &amr, new_token, end, now)
+    });
+    Ok(pair?)
 }
 
 /// Ends the caller's session (and the session of `refresh_token`, when it is the caller's).

@@ -32,8 +32,78 @@ mod users;
 
 use outbox::insert_outbox;
 
-type Manager = PostgresConnectionManager<MakeRustlsConnect>;
 type Pool = bb8::Pool<Manager>;
+
+/// The pool's connections: tokio-postgres clients that keep the statements
+/// of the hot paths prepared for as long as they live.
+pub struct Manager(PostgresConnectionManager<MakeRustlsConnect>);
+
+/// A client with its prepared statements (see [`CachedClient::prepare_cached`]).
+pub struct CachedClient {
+    client: tokio_postgres::Client,
+    statements:
+        std::sync::Mutex<std::collections::HashMap<&'static str, tokio_postgres::Statement>>,
+}
+
+impl std::ops::Deref for CachedClient {
+    type Target = tokio_postgres::Client;
+
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for CachedClient {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.client
+    }
+}
+
+impl CachedClient {
+    /// The statement prepared on this connection (parsed and planned by the
+    /// server once, not at every execution).
+    async fn prepare_cached(
+        &self,
+        sql: &'static str,
+        types: &[tokio_postgres::types::Type],
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        let cached = self
+            .statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sql)
+            .cloned();
+        if let Some(statement) = cached {
+            return Ok(statement);
+        }
+        let statement = self.client.prepare_typed(sql, types).await?;
+        self.statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sql, statement.clone());
+        Ok(statement)
+    }
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = CachedClient;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        Ok(CachedClient {
+            client: self.0.connect().await?,
+            statements: Default::default(),
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        self.0.is_valid(&mut conn.client).await
+    }
+
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -143,7 +213,10 @@ impl PgStore {
             .connector()
             .map_err(|e| StorageError::unavailable(e.to_string()))?;
         let host = config_host(&config);
-        let manager = PostgresConnectionManager::new(config.clone(), connector.clone());
+        let manager = Manager(PostgresConnectionManager::new(
+            config.clone(),
+            connector.clone(),
+        ));
         let pool = bb8::Pool::builder()
             .max_size(max_size)
             .min_idle(Some(1))

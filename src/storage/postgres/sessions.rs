@@ -3,6 +3,26 @@
 use super::*;
 use crate::domain::refresh::RefreshDecision;
 use crate::storage::sql;
+use tokio_postgres::types::Type;
+
+/// The presented refresh token and its session, locked: $1 token hash.
+static LOCK_REFRESH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("{} FOR UPDATE OF rt, s", sql::REFRESH_WITH_SESSION));
+
+/// Every write of a rotation in one statement: spends the token, issues its
+/// successor (a copy of the spent row with a new id and hash) and records
+/// the activity on the session. $1 successor id, $2 its hash, $3 time,
+/// $4 spent token, $5 session.
+const ROTATE: &str = "WITH spent AS (
+       UPDATE refresh_tokens SET revoked_at = $3, last_used_at = $3, replaced_by = $1
+       WHERE id = $4
+       RETURNING user_id, session_id, device_id, user_agent, ip_address, expires_at, rotation_count),
+     successor AS (
+       INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent,
+         ip_address, expires_at, created_at, rotation_count)
+       SELECT $1, user_id, session_id, $2, device_id, user_agent, ip_address, expires_at, $3,
+         COALESCE(rotation_count, 0) + 1 FROM spent)
+     UPDATE sessions SET last_activity_at = $3 WHERE id = $5";
 
 /// Ends a live session of its owner and revokes its unspent refresh tokens,
 /// in one statement scoped to the owner; returns the session's id when it was
@@ -77,15 +97,29 @@ impl SessionStore for PgStore {
         r: Rotation,
         decide: RefreshRule,
     ) -> StoreResult<RotateOutcome> {
+        // Four round trips: BEGIN, the locked read, one statement for every
+        // write of a rotation, COMMIT; both statements stay prepared on the
+        // connection (parsed and planned once).
         let mut conn = self.conn().await?;
-        let tx = conn.transaction().await.map_err(q)?;
-        let row = tx
-            .query_opt(
-                &format!("{} FOR UPDATE OF rt, s", sql::REFRESH_WITH_SESSION),
-                &[&r.presented_hash],
+        let lock = conn
+            .prepare_cached(LOCK_REFRESH.as_str(), &[Type::VARCHAR])
+            .await
+            .map_err(q)?;
+        let rotate = conn
+            .prepare_cached(
+                ROTATE,
+                &[
+                    Type::UUID,
+                    Type::VARCHAR,
+                    Type::TIMESTAMPTZ,
+                    Type::UUID,
+                    Type::UUID,
+                ],
             )
             .await
             .map_err(q)?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let row = tx.query_opt(&lock, &[&r.presented_hash]).await.map_err(q)?;
         let Some(row) = row else {
             return Ok(RotateOutcome::Invalid);
         };
@@ -116,16 +150,8 @@ impl SessionStore for PgStore {
                 RotateOutcome::Expired
             }
             RefreshDecision::Rotate => {
-                tx.execute(sql::SPEND_REFRESH_TOKEN, &[&token_id, &r.now, &r.new_id])
-                    .await
-                    .map_err(q)?;
-                let successor = [&r.new_id as Param, &r.new_hash, &r.now, &token_id];
-                tx.execute(sql::ISSUE_SUCCESSOR, &successor)
-                    .await
-                    .map_err(q)?;
-                tx.execute(sql::SET_SESSION_ACTIVITY, &[&s.id, &r.now])
-                    .await
-                    .map_err(q)?;
+                let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
+                tx.execute(&rotate, &params).await.map_err(q)?;
                 RotateOutcome::Rotated(SessionRecord {
                     last_activity_at: r.now,
                     ..s

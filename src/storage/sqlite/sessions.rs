@@ -29,6 +29,21 @@ fn revoke_own_session(
     Ok(n > 0)
 }
 
+/// The statements of a rotation in SQLite's spelling, spelled once.
+struct RotateSql {
+    find: String,
+    spend: String,
+    successor: String,
+    activity: String,
+}
+
+static ROTATE_SQL: std::sync::LazyLock<RotateSql> = std::sync::LazyLock::new(|| RotateSql {
+    find: dialect(sql::REFRESH_WITH_SESSION).into_owned(),
+    spend: dialect(sql::SPEND_REFRESH_TOKEN).into_owned(),
+    successor: dialect(sql::ISSUE_SUCCESSOR).into_owned(),
+    activity: dialect(sql::SET_SESSION_ACTIVITY).into_owned(),
+});
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, s: NewSession) -> StoreResult<()> {
@@ -95,16 +110,14 @@ impl SessionStore for SqliteStore {
     ) -> StoreResult<RotateOutcome> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            // The refresh hot path: its statements stay prepared on the writer.
             let found = tx
-                .query_row(
-                    &dialect(sql::REFRESH_WITH_SESSION),
-                    params![r.presented_hash],
-                    |row| {
-                        let token_id: String = row.get(0)?;
-                        let spent: Option<i64> = row.get(1)?;
-                        Ok((token_id, time_opt(spent), session_from(row, 2)?))
-                    },
-                )
+                .prepare_cached(&ROTATE_SQL.find)?
+                .query_row(params![r.presented_hash], |row| {
+                    let token_id: String = row.get(0)?;
+                    let spent: Option<i64> = row.get(1)?;
+                    Ok((token_id, time_opt(spent), session_from(row, 2)?))
+                })
                 .optional()?;
             let Some((token_id, spent_at, s)) = found else {
                 return Ok(RotateOutcome::Invalid);
@@ -131,15 +144,12 @@ impl SessionStore for SqliteStore {
                 }
                 RefreshDecision::Rotate => {
                     let new_id = r.new_id.to_string();
-                    tx.execute(
-                        &dialect(sql::SPEND_REFRESH_TOKEN),
-                        params![token_id, now, new_id],
-                    )?;
-                    tx.execute(
-                        &dialect(sql::ISSUE_SUCCESSOR),
-                        params![new_id, r.new_hash, now, token_id],
-                    )?;
-                    tx.execute(&dialect(sql::SET_SESSION_ACTIVITY), params![sid, now])?;
+                    tx.prepare_cached(&ROTATE_SQL.spend)?
+                        .execute(params![token_id, now, new_id])?;
+                    tx.prepare_cached(&ROTATE_SQL.successor)?
+                        .execute(params![new_id, r.new_hash, now, token_id])?;
+                    tx.prepare_cached(&ROTATE_SQL.activity)?
+                        .execute(params![sid, now])?;
                     RotateOutcome::Rotated(SessionRecord {
                         last_activity_at: r.now,
                         ..s
