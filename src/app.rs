@@ -18,6 +18,7 @@ use crate::http::{self, client::TrustedProxies, extract, middleware};
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
 use crate::security::{FactorLockout, LockoutStore, RateLimiter, SessionDecisions, SessionGuard};
+use crate::services::audit_writer::AuditWriter;
 use crate::services::background::Background;
 use crate::services::{Clock, Services};
 use crate::storage::postgres::PgStore;
@@ -154,11 +155,11 @@ impl Application {
         sessions.spawn_feed();
         let services = Services {
             config: config.clone(),
-            store,
+            store: store.clone(),
             hasher,
             jwt,
             mailer,
-            metrics,
+            metrics: metrics.clone(),
             clock,
             redis,
             actors,
@@ -166,6 +167,7 @@ impl Application {
             sessions,
             factor_lockout,
             background: Background::new(options.hold_background.clone()),
+            audit_writer: AuditWriter::start(store.clone(), metrics.clone()),
         };
 
         let addr = format!("{}:{}", config.host, config.port);
@@ -222,9 +224,12 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM/SIGINT (then drains within the shutdown timeout).
+    /// Serves until SIGTERM/SIGINT (then drains within the shutdown timeout),
+    /// then writes the audit rows still queued.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.services.audit_writer.shutdown().await;
+        served
     }
 }
 

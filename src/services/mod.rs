@@ -2,6 +2,7 @@
 //! Services speak in domain terms and [`AuthError`]; HTTP is not their concern.
 
 pub mod audit;
+pub mod audit_writer;
 pub mod background;
 pub mod consents;
 pub mod credentials;
@@ -56,11 +57,15 @@ pub struct Services {
     pub factor_lockout: FactorLockout,
     /// Work done after the answer (see [`background`]).
     pub background: background::Background,
+    /// This instance's audit writer (group commit, see [`audit_writer`]).
+    pub audit_writer: audit_writer::AuditWriter,
 }
 
 impl Services {
-    /// Writes an audit row; a failure is logged, never shown to the client
-    /// (the action it records has already happened).
+    /// Writes an audit row and returns once it is committed (through this
+    /// instance's audit writer, in a transaction with the other rows queued
+    /// at the time); a failure is logged, never shown to the client (the
+    /// action it records has already happened).
     pub async fn audit(
         &self,
         event_type: &'static str,
@@ -77,7 +82,7 @@ impl Services {
             metadata,
             at: self.clock.now(),
         };
-        if let Err(e) = self.store.insert_audit(event).await {
+        if let Err(e) = self.audit_writer.append(event).await {
             tracing::error!(event_type, error = %e, "audit row not written");
         }
     }
