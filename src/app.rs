@@ -61,6 +61,9 @@ pub struct Options {
     /// Holds the work done after an answer until a permit is added (tests
     /// look at what a request did before it answered).
     pub hold_background: Option<Arc<tokio::sync::Semaphore>>,
+    /// A tool beside a running server (the operator commands): its writes to
+    /// the embedded database are announced to the server.
+    pub beside_server: bool,
     /// Revocations are written to Redis but not published to the other
     /// instances (tests of the revalidation bound).
     pub unpublished_revocations: bool,
@@ -73,7 +76,9 @@ pub struct Application {
 }
 
 /// Opens the configured store; Postgres is migrated under the advisory lock.
-pub async fn open_store(config: &Config) -> Result<DynStore, StartError> {
+/// `beside_server`: this process is a tool next to a running server, whose
+/// embedded database it announces its writes to (see `sqlite::external`).
+pub async fn open_store(config: &Config, beside_server: bool) -> Result<DynStore, StartError> {
     Ok(match &config.database {
         DatabaseConfig::Postgres {
             url,
@@ -87,8 +92,90 @@ pub async fn open_store(config: &Config) -> Result<DynStore, StartError> {
             }
             Arc::new(store)
         }
+        DatabaseConfig::Sqlite { path } if beside_server => {
+            Arc::new(SqliteStore::open_beside_server(path)?)
+        }
         DatabaseConfig::Sqlite { path } => Arc::new(SqliteStore::open(path)?),
     })
+}
+
+/// Everything the use cases need, without the HTTP server, the mail worker,
+/// the periodic jobs or the session revocation feed (which only a server
+/// judging requests subscribes to): what `Application` serves with, and what
+/// the operator commands (`suma-auth admin`) act through.
+pub async fn build_services(config: Config, options: Options) -> Result<Services, StartError> {
+    let config = Arc::new(config);
+    let metrics = Metrics::from_config(&config).map_err(StartError::Metrics)?;
+    let store = open_store(&config, options.beside_server).await?;
+    let key = keys::load(&config)?;
+    let verify_only = keys::load_additional(&config.jwt.keys)?;
+    let jwt = JwtService::with_keys(
+        key,
+        verify_only,
+        &config.jwt.issuer,
+        &config.jwt.audience,
+        config.jwt.access_ttl,
+    );
+    let hasher = PasswordHasher::new(&config.hashing)?;
+    let clock = options.clock.clone().unwrap_or_default();
+    let mailer = Mailer::new(&config, metrics.clone(), store.clone(), clock.clone())?;
+    let redis = match &config.redis {
+        Some(redis) => Some(RedisStore::new(
+            redis,
+            options.redis_prefix.as_deref().unwrap_or(&redis.key_prefix),
+        )?),
+        None => None,
+    };
+    let lockout = LockoutStore::new(redis.clone(), store.clone());
+    let factor_lockout = FactorLockout::start(
+        &config.second_factor,
+        config.actor_idle_timeout,
+        lockout.clone(),
+    )?;
+    let actors = SecurityActors::start(
+        SecurityConfig {
+            lockout: LockoutPolicy::new(
+                config.security.max_login_attempts,
+                config.security.lockout_duration,
+            ),
+            idle_timeout: config.actor_idle_timeout,
+            request_timeout: Duration::from_secs(5),
+            backing_timeout: Duration::from_secs(3),
+            ..SecurityConfig::default()
+        },
+        Backing::shared(lockout),
+    )?;
+    let rate_limiter = RateLimiter::start(config.rate_limits, redis.clone(), store.clone())?;
+    let mut sessions = SessionGuard::new(
+        redis.clone(),
+        store.clone(),
+        config.security.session_timeout,
+        config.is_embedded(),
+        config.jwt.access_ttl,
+        config.security.session_revalidate,
+        clock.clone(),
+    );
+    if options.unpublished_revocations {
+        sessions = sessions.without_publishing();
+    }
+    let audit_writer = AuditWriter::start(store.clone(), metrics.clone());
+    let services = Services {
+        config: config.clone(),
+        store,
+        hasher,
+        jwt,
+        mailer,
+        metrics,
+        clock,
+        redis,
+        actors,
+        rate_limiter,
+        sessions,
+        factor_lockout,
+        background: Background::new(options.hold_background.clone()),
+        audit_writer,
+    };
+    Ok(services)
 }
 
 impl Application {
@@ -97,78 +184,10 @@ impl Application {
     }
 
     pub async fn build_with(config: Config, options: Options) -> Result<Self, StartError> {
-        let config = Arc::new(config);
-        let metrics = Metrics::from_config(&config).map_err(StartError::Metrics)?;
         password::warm_up();
-        let store = open_store(&config).await?;
-        let key = keys::load(&config)?;
-        let verify_only = keys::load_additional(&config.jwt.keys)?;
-        let jwt = JwtService::with_keys(
-            key,
-            verify_only,
-            &config.jwt.issuer,
-            &config.jwt.audience,
-            config.jwt.access_ttl,
-        );
-        let hasher = PasswordHasher::new(&config.hashing)?;
-        let clock = options.clock.clone().unwrap_or_default();
-        let mailer = Mailer::new(&config, metrics.clone(), store.clone(), clock.clone())?;
-        let redis = match &config.redis {
-            Some(redis) => Some(RedisStore::new(
-                redis,
-                options.redis_prefix.as_deref().unwrap_or("suma-auth"),
-            )?),
-            None => None,
-        };
-        let lockout = LockoutStore::new(redis.clone(), store.clone());
-        let factor_lockout = FactorLockout::start(
-            &config.second_factor,
-            config.actor_idle_timeout,
-            lockout.clone(),
-        )?;
-        let actors = SecurityActors::start(
-            SecurityConfig {
-                lockout: LockoutPolicy::new(
-                    config.security.max_login_attempts,
-                    config.security.lockout_duration,
-                ),
-                idle_timeout: config.actor_idle_timeout,
-                request_timeout: Duration::from_secs(5),
-                backing_timeout: Duration::from_secs(3),
-                ..SecurityConfig::default()
-            },
-            Backing::shared(lockout),
-        )?;
-        let rate_limiter = RateLimiter::start(config.rate_limits, redis.clone(), store.clone())?;
-        let mut sessions = SessionGuard::new(
-            redis.clone(),
-            store.clone(),
-            config.security.session_timeout,
-            config.is_embedded(),
-            config.jwt.access_ttl,
-            config.security.session_revalidate,
-            clock.clone(),
-        );
-        if options.unpublished_revocations {
-            sessions = sessions.without_publishing();
-        }
-        sessions.spawn_feed();
-        let services = Services {
-            config: config.clone(),
-            store: store.clone(),
-            hasher,
-            jwt,
-            mailer,
-            metrics: metrics.clone(),
-            clock,
-            redis,
-            actors,
-            rate_limiter,
-            sessions,
-            factor_lockout,
-            background: Background::new(options.hold_background.clone()),
-            audit_writer: AuditWriter::start(store.clone(), metrics.clone()),
-        };
+        let services = build_services(config, options).await?;
+        let config = services.config.clone();
+        services.sessions.spawn_feed();
 
         let addr = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {

@@ -105,6 +105,10 @@ pub struct RedisConfig {
     /// `redis://host:port` or `rediss://host:port` (TLS, as ElastiCache in transit).
     pub endpoint: String,
     pub auth_token: Option<SecretString>,
+    /// The first part of every key this service writes (`REDIS_KEY_PREFIX`):
+    /// deployments sharing one Redis keep apart, and the operator commands
+    /// act on the keys of the server they share it with.
+    pub key_prefix: String,
 }
 
 /// How SMTP connections are secured.
@@ -407,9 +411,19 @@ impl Config {
                         "must be host:port, redis://host:port or rediss://host:port",
                     ));
                 }
+                let key_prefix = v
+                    .opt("REDIS_KEY_PREFIX")
+                    .unwrap_or_else(|| "suma-auth".to_string());
+                if key_prefix.contains(['{', '}', ' ']) {
+                    return Err(ConfigError::new(
+                        "REDIS_KEY_PREFIX",
+                        "must not contain braces or spaces",
+                    ));
+                }
                 Some(RedisConfig {
                     endpoint,
                     auth_token: v.raw("REDIS_AUTH_TOKEN").map(SecretString::from),
+                    key_prefix,
                 })
             }
         };

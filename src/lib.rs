@@ -4,8 +4,10 @@
 //! A request goes `http` (routes, handlers, errors, middleware) → `services`
 //! (use cases) → `domain` (parsed values), `auth` (hashing, tokens, keys),
 //! `storage` (Postgres / SQLite), `redis` (shared hot state), `mail`, and the
-//! `suma-auth-actors` crate (per-user state). `app` wires them together.
+//! `suma-auth-actors` crate (per-user state). `app` wires them together;
+//! `admin` is the operator command line over the same services.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod clock;

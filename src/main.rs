@@ -1,6 +1,7 @@
 //! The `suma-auth` command line: `serve` (the default), `migrate`, `keys`,
-//! `health` (for container health checks), and `env`, `metrics`, `openapi`
-//! (what the server reads and emits, for operators and consistency tests).
+//! `admin` (operator commands, `suma_auth::admin`), `health` (for container
+//! health checks), and `env`, `metrics`, `openapi` (what the server reads and
+//! emits, for operators and consistency tests).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,8 @@ enum Command {
     },
     /// Print the OpenAPI document (the same as GET /openapi.json).
     Openapi,
+    /// Operator commands: accounts, sessions, the mail outbox, keys.
+    Admin(suma_auth::admin::AdminArgs),
 }
 
 #[derive(Subcommand)]
@@ -127,8 +130,14 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init_logging(&config);
+    let command = match cli.command {
+        Some(Command::Admin(args)) => {
+            return actix_web::rt::System::new().block_on(suma_auth::admin::run(config, args));
+        }
+        other => other,
+    };
     let result = actix_web::rt::System::new().block_on(async move {
-        match cli.command {
+        match command {
             None | Some(Command::Serve) => serve(config).await,
             Some(Command::Migrate { action }) => {
                 migrate_cmd(config, action.unwrap_or(MigrateAction::Apply)).await
@@ -138,7 +147,8 @@ fn main() -> ExitCode {
                 | Command::Health { .. }
                 | Command::Env { .. }
                 | Command::Metrics { .. }
-                | Command::Openapi,
+                | Command::Openapi
+                | Command::Admin(_),
             ) => Ok(()),
         }
     });

@@ -20,14 +20,12 @@ pub struct SecurityConfig {
     pub shard_mailbox: usize,
     /// A user actor no request reached for this long is told so by its shard's sweep
     /// (every half timeout) and stops itself, unless it still holds state that exists
-    /// nowhere else (a lock or open window in local mode, a live OTP challenge).
+    /// nowhere else (a lock or open window in local mode, a waiting reservation).
     pub idle_timeout: Duration,
     /// How long a handle waits for an actor's answer before `Unavailable`.
     pub request_timeout: Duration,
     /// How long an actor waits for the shared backing before deciding locally.
     pub backing_timeout: Duration,
-    /// Pending OTP challenges kept per user; putting one more evicts the oldest.
-    pub max_otp_challenges: usize,
     /// How long a reservation that finds every attempt of the window held by
     /// verifications in flight waits for their outcome (a success reopens the window)
     /// before the caller gets `AttemptsInFlight` (default 2 s; zero: never wait).
@@ -52,7 +50,6 @@ impl Default for SecurityConfig {
             idle_timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(2),
             backing_timeout: Duration::from_millis(250),
-            max_otp_challenges: 4,
             pending_wait: Duration::from_secs(2),
             pending_poll: Duration::from_millis(25),
             max_pending: 64,
@@ -76,10 +73,6 @@ impl SecurityConfig {
             (
                 self.backing_timeout.is_zero(),
                 "backing_timeout must be positive",
-            ),
-            (
-                self.max_otp_challenges == 0,
-                "max_otp_challenges must be at least 1",
             ),
             (self.lockout.lockout_ms <= 0, "lockout must be positive"),
             (self.pending_poll.is_zero(), "pending_poll must be positive"),

@@ -13,14 +13,12 @@ use crate::config::SecurityConfig;
 use crate::error::{ActorError, StartError};
 use crate::key::{shard_of, UserKey};
 use crate::policy::lockout::{FailureOutcome, Reservation};
-use crate::policy::otp::{OtpChallenge, OtpOutcome};
 use crate::shard::messages::Route;
 use crate::shard::Shard;
 use crate::stats::{ActorStats, Counters};
 use crate::time::Timestamp;
 use crate::user::messages::{
-    PutOtpChallenge, RecordLoginFailure, RecordLoginSuccess, Reply, ReserveLogin, UserRequest,
-    VerifyOtp,
+    RecordLoginFailure, RecordLoginSuccess, Reply, ReserveLogin, UserRequest,
 };
 use crate::user::{UserActor, UserSettings};
 
@@ -42,7 +40,6 @@ impl SecurityActors {
             backing,
             idle_timeout: config.idle_timeout,
             backing_timeout: config.backing_timeout,
-            max_otp_challenges: config.max_otp_challenges,
             pending_wait: config.pending_wait,
             pending_poll: config.pending_poll,
             max_pending: config.max_pending,
@@ -134,39 +131,6 @@ impl SecurityHandle {
     pub async fn record_login_success(&self, key: &str) -> Result<(), ActorError> {
         self.request(key, |reply| RecordLoginSuccess { reply })
             .await
-    }
-
-    /// Keeps a pending OTP challenge for `key` under `challenge_id` (replacing one with
-    /// the same id). The actor is a cache: keep the durable copy elsewhere.
-    pub async fn put_otp_challenge(
-        &self,
-        key: &str,
-        challenge_id: &str,
-        challenge: OtpChallenge,
-    ) -> Result<(), ActorError> {
-        self.request(key, |reply| PutOtpChallenge {
-            challenge_id: challenge_id.into(),
-            challenge: challenge.clone(),
-            reply,
-        })
-        .await
-    }
-
-    /// Checks `candidate_hash` against challenge `challenge_id` of `key` at `now`.
-    pub async fn verify_otp(
-        &self,
-        key: &str,
-        challenge_id: &str,
-        now: Timestamp,
-        candidate_hash: &[u8; 32],
-    ) -> Result<OtpOutcome, ActorError> {
-        self.request(key, |reply| VerifyOtp {
-            challenge_id: challenge_id.into(),
-            now,
-            candidate_hash: *candidate_hash,
-            reply,
-        })
-        .await
     }
 
     /// Live actors and rejection counters, for gauges published on a timer.

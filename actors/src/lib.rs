@@ -27,7 +27,6 @@ pub use key::UserKey;
 pub use policy::lockout::{
     FailureOutcome, LockoutPolicy, LockoutState, Reservation, ReserveOutcome,
 };
-pub use policy::otp::{OtpChallenge, OtpOutcome};
 pub use rate_limit::{RateDecision, RateLimits, RateQuota};
 pub use stats::ActorStats;
 pub use time::Timestamp;

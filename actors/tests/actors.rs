@@ -11,8 +11,8 @@ use std::time::Duration;
 use suma_auth_actors::clock::wall_clock_now;
 use suma_auth_actors::{
     ActorError, Backing, BackingError, BackingFuture, FailureOutcome, LockoutBacking,
-    LockoutPolicy, MemoryBacking, OtpChallenge, OtpOutcome, RateLimits, RateQuota, Reservation,
-    ReserveOutcome, SecurityActors, SecurityConfig, SecurityHandle, StartError, Timestamp, UserKey,
+    LockoutPolicy, MemoryBacking, RateLimits, RateQuota, Reservation, ReserveOutcome,
+    SecurityActors, SecurityConfig, SecurityHandle, StartError, Timestamp, UserKey,
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -128,7 +128,7 @@ async fn idle_actors_are_reaped_and_a_later_request_gets_a_fresh_one() {
 }
 
 #[actix::test]
-async fn a_local_open_window_or_live_challenge_keeps_its_actor_alive() {
+async fn a_local_open_window_keeps_its_actor_alive() {
     let actors = start(
         SecurityConfig {
             idle_timeout: Duration::from_millis(20),
@@ -141,30 +141,19 @@ async fn a_local_open_window_or_live_challenge_keeps_its_actor_alive() {
         .reserve_login("window@example.com", now)
         .await
         .unwrap();
-    let challenge = OtpChallenge::new([1; 32], now.plus_ms(60_000));
-    actors
-        .put_otp_challenge("otp@example.com", "c1", challenge)
-        .await
-        .unwrap();
     actors
         .record_login_success("clean@example.com")
         .await
         .unwrap();
 
-    assert!(eventually(|| actors.stats().live_actors == 2).await);
+    assert!(eventually(|| actors.stats().live_actors == 1).await);
     actix::clock::sleep(Duration::from_millis(200)).await;
 
-    assert_eq!(actors.stats().live_actors, 2);
+    assert_eq!(actors.stats().live_actors, 1);
     assert_eq!(
         actors.reserve_login("window@example.com", now).await,
         Ok(Reservation::Allowed { attempt: 2 }),
         "reaping must never forget an open window"
-    );
-    assert_eq!(
-        actors
-            .verify_otp("otp@example.com", "c1", now, &[1; 32])
-            .await,
-        Ok(OtpOutcome::Accepted)
     );
 }
 
@@ -208,29 +197,6 @@ async fn failures_lock_once_and_success_resets() {
         actors.reserve_login(key, NOW.plus_ms(11)).await,
         Ok(Reservation::Allowed { attempt: 1 })
     );
-}
-
-#[actix::test]
-async fn otp_challenges_are_single_use_and_per_id() {
-    let actors = start(config(), Backing::Local);
-    let key = "carol@example.com";
-    let challenge = OtpChallenge::new([5; 32], NOW.plus_ms(300_000));
-    actors
-        .put_otp_challenge(key, "c1", challenge)
-        .await
-        .unwrap();
-
-    let verify = |id: &'static str, code: [u8; 32]| {
-        let actors = actors.clone();
-        async move { actors.verify_otp(key, id, NOW, &code).await.unwrap() }
-    };
-    assert_eq!(
-        verify("c1", [6; 32]).await,
-        OtpOutcome::Wrong { remaining: 4 }
-    );
-    assert_eq!(verify("c2", [5; 32]).await, OtpOutcome::Unknown);
-    assert_eq!(verify("c1", [5; 32]).await, OtpOutcome::Accepted);
-    assert_eq!(verify("c1", [5; 32]).await, OtpOutcome::Dead);
 }
 
 /// Holds every backing call until the test opens the gate; counts overlapping calls.

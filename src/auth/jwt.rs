@@ -61,6 +61,15 @@ struct VerifyKey {
     e: Vec<u8>,
 }
 
+/// A key that verifies access tokens, as `suma-auth admin keys list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub algorithm: &'static str,
+    /// The key that signs new tokens (the others only verify).
+    pub signing: bool,
+}
+
 /// Signs and verifies access tokens. Cheap to clone.
 #[derive(Clone)]
 pub struct JwtService {
@@ -205,6 +214,22 @@ impl JwtService {
             return Err(TokenError::Invalid);
         }
         Ok(claims)
+    }
+
+    /// Every key that verifies live tokens, by kid: public facts only.
+    pub fn keys(&self) -> Vec<KeyInfo> {
+        let mut keys: Vec<KeyInfo> = self
+            .inner
+            .verify
+            .keys()
+            .map(|kid| KeyInfo {
+                kid: kid.clone(),
+                algorithm: "RS256",
+                signing: *kid == self.inner.signing.kid,
+            })
+            .collect();
+        keys.sort_by(|a, b| b.signing.cmp(&a.signing).then(a.kid.cmp(&b.kid)));
+        keys
     }
 
     /// The JWK Set (RFC 7517) of every key that verifies live tokens.

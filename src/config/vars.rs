@@ -75,6 +75,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     // Redis
     var("REDIS_ENDPOINT", None, "host:port, redis://… or rediss://… (TLS); unset = in-process state (single instance)"),
     secret("REDIS_AUTH_TOKEN", "Redis AUTH token (ElastiCache auth token)"),
+    var("REDIS_KEY_PREFIX", Some("suma-auth"), "first part of every Redis key; the server and its operator commands (`suma-auth admin`) must agree"),
     // Tokens and keys
     required(secret("JWT_PRIVATE_KEY", "RS256 signing key, PEM value"), &["JWT_PRIVATE_KEY_PATH"]),
     var("JWT_PUBLIC_KEY", None, "its public key, PEM value (derived from the private key when unset)"),

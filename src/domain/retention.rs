@@ -62,7 +62,7 @@ pub const RULES: &[Rule] = &[
     },
     Rule {
         data: "Mail outbox",
-        kept: "pending mail until sent (payload cleared when sent or dead), then 1 day; mail queued to an erased account is deleted at once",
+        kept: "pending mail until sent (payload cleared when sent; a dead mail keeps its sealed payload so that `suma-auth admin outbox retry-dead` can queue it again), then 1 day; mail queued to an erased account is deleted at once",
     },
     Rule {
         data: "Consent history (type, version, answer, time, IP address, user agent)",

@@ -86,11 +86,13 @@ impl FactorLockout {
         format!("2FA:{}", user_id.simple().to_string().to_uppercase())
     }
 
+    /// The day's key of a user.
+    pub fn day_key_of(user_id: Uuid) -> String {
+        format!("2FA-DAY:{}", user_id.simple().to_string().to_uppercase())
+    }
+
     fn day_key(user_id: Uuid) -> UserKey {
-        UserKey::new(&format!(
-            "2FA-DAY:{}",
-            user_id.simple().to_string().to_uppercase()
-        ))
+        UserKey::new(&Self::day_key_of(user_id))
     }
 
     /// Reserves one check of a code for `user_id` at `now`.

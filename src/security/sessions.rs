@@ -182,6 +182,9 @@ pub struct SessionGuard {
     /// How long Redis (and the map) keep a revocation: the access-token
     /// lifetime plus a minute.
     revoke_ttl_ms: i64,
+    /// The store's count of writes made by another process, when the map was
+    /// last trusted (embedded: the operator commands end sessions too).
+    external_seen: Arc<AtomicU64>,
 }
 
 /// Redis keeps a session a minute after its last use (each use renews it).
@@ -225,7 +228,6 @@ impl SessionGuard {
     ) -> Self {
         Self {
             redis,
-            store,
             clock,
             idle_ms: idle.as_millis() as i64,
             revalidate_ms: revalidate.as_millis() as i64,
@@ -237,6 +239,8 @@ impl SessionGuard {
             pending: Arc::default(),
             shared_pending: Arc::default(),
             revoke_ttl_ms: (access_ttl.as_millis() as i64 + 60_000).max(REDIS_TTL_MS),
+            external_seen: Arc::new(AtomicU64::new(store.external_writes())),
+            store,
         }
     }
 
@@ -343,6 +347,16 @@ impl SessionGuard {
         }
     }
 
+    /// Drops every entry of the map (each is loaded again from its row; one
+    /// being loaded now is dropped by `remember`).
+    fn forget_all(&self) {
+        for shard in self.live.shards.iter() {
+            let mut shard = lock(shard);
+            shard.generation += 1;
+            shard.map.clear();
+        }
+    }
+
     /// Marks sessions revoked in the map (those it holds: one it loads later
     /// sees the revocation in Redis or the row, and one being loaded now is
     /// dropped by `remember`).
@@ -423,6 +437,14 @@ impl SessionGuard {
         now: DateTime<Utc>,
     ) -> Result<Result<(), SessionEnd>, StorageError> {
         let now_ms = ms(now);
+        if self.embedded {
+            // Another process (an operator command) wrote to the database:
+            // the map is rebuilt from the rows it committed.
+            let external = self.store.external_writes();
+            if self.external_seen.swap(external, Ordering::SeqCst) != external {
+                self.forget_all();
+            }
+        }
         if self.embedded || self.shared().is_some() {
             if let Some(verdict) = self.decide_in_memory(session_id, user_id, now_ms) {
                 Self::count(&self.decided.memory);
@@ -510,10 +532,12 @@ impl SessionGuard {
             let Some(row) = self.store.find_session(session_id).await? else {
                 return Ok(Err(SessionEnd::Unknown));
             };
+            // Activity not flushed yet (the map was dropped) is newer than the row's.
+            let pending = lock(&self.pending).get(&session_id).copied().unwrap_or(0);
             let fresh = Live {
                 user_id: row.user_id,
                 expires_ms: ms(row.expires_at),
-                last_activity_ms: ms(row.last_activity_at),
+                last_activity_ms: ms(row.last_activity_at).max(pending),
                 revoked: row.invalidated_at.is_some(),
                 confirmed_ms: now_ms,
                 epoch: 0,

@@ -1,6 +1,7 @@
 //! Use cases: registration, email verification, login, the signed-in user.
 //! Services speak in domain terms and [`AuthError`]; HTTP is not their concern.
 
+pub mod admin;
 pub mod audit;
 pub mod audit_writer;
 pub mod background;

@@ -91,10 +91,12 @@ pub async fn confirm(
         .peek_reset_token(&hash, now)
         .await?
         .ok_or(AuthError::InvalidToken)?;
+    // A link mailed before the account was disabled sets nothing.
     let user = svc
         .store
         .find_user_by_id(user_id)
         .await?
+        .filter(|u| u.is_active)
         .ok_or(AuthError::InvalidToken)?;
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
     let context = PasswordContext::new(

@@ -12,7 +12,7 @@ use super::me::Principal;
 use super::{reauth, AuthError, Services};
 use crate::domain::ClientContext;
 use crate::mail::templates;
-use crate::storage::{end_reason, Erasure, UserExport};
+use crate::storage::{end_reason, Erasure, UserExport, UserRecord};
 
 /// The `format` of the export document.
 pub const EXPORT_FORMAT: &str = "suma-auth.export.v1";
@@ -286,9 +286,9 @@ pub fn placeholder_email(user_id: Uuid) -> String {
 /// `DELETE /me`: a fresh proof as for changing second factors
 /// ([`reauth::prove`]: the password, a wrong one counting toward the login
 /// lockout, and while a second factor is enrolled a current code of one),
-/// then every session ends at once on every instance and the account is
-/// erased (see [`Erasure`]). The farewell mail is queued after the outbox was
-/// purged of everything else queued to the address.
+/// then [`erase_account`]: every session ends at once on every instance and
+/// the account is erased (see [`Erasure`]). The farewell mail is queued after
+/// the outbox was purged of everything else queued to the address.
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id))]
 pub async fn erase(
     svc: &Services,
@@ -306,6 +306,14 @@ pub async fn erase(
         "account_erasure",
     )
     .await?;
+    erase_account(svc, &user).await.map(|_| ())
+}
+
+/// The erasure itself, once whoever asks for it is entitled to (the owner's
+/// fresh proof, or an operator): every session ends at once on every
+/// instance, the account is erased (see [`Erasure`]) and the farewell mail
+/// queued. Returns how many sessions ended.
+pub async fn erase_account(svc: &Services, user: &UserRecord) -> Result<usize, AuthError> {
     let now = svc.clock.now();
     // Every session ends through the revocation path (database, then this
     // instance's cache and Redis, which every instance asks).
@@ -348,5 +356,5 @@ pub async fn erase(
         serde_json::json!({"sessions_ended": ended.len()}),
     )
     .await;
-    Ok(())
+    Ok(ended.len())
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{AuthError, Services};
 use crate::auth::{jwt::TokenError, tokens};
 use crate::domain::ClientContext;
-use crate::storage::{NewSession, UserRecord};
+use crate::storage::{end_reason, NewSession, UserRecord};
 
 /// The token pair of API.md.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -72,6 +72,24 @@ pub async fn open_session(
             expires_at,
         })
         .await?;
+    // An account disabled while this sign-in was under way (its password
+    // being checked) may have had its sessions ended before this one
+    // existed: the account is read again now that it does. Disabling sets
+    // the flag before it ends the sessions, so either this read sees the
+    // flag, or that ending sees this session.
+    match svc.store.find_user_by_id(user.id).await? {
+        Some(current) if current.is_active => {}
+        current => {
+            svc.store
+                .revoke_session(session_id, user.id, end_reason::ACCOUNT_DISABLED, now)
+                .await?;
+            svc.sessions.revoked(&[session_id], now).await;
+            return Err(match current {
+                Some(_) => AuthError::AccountDisabled,
+                None => AuthError::InvalidCredentials,
+            });
+        }
+    }
     Ok(issue_pair(
         svc,
         user.id,

@@ -194,6 +194,10 @@ pub mod end_reason {
     pub const IDLE_TIMEOUT: &str = "idle_timeout";
     pub const ACCOUNT_ERASED: &str = "account_erased";
     pub const TWO_FACTOR_CHANGED: &str = "two_factor_changed";
+    /// An operator disabled the account (`suma-auth admin user disable`).
+    pub const ACCOUNT_DISABLED: &str = "account_disabled";
+    /// An operator ended the session (`suma-auth admin sessions revoke`).
+    pub const ADMIN_REVOKED: &str = "admin_revoked";
 }
 
 /// A queued mail. The payload is sealed by the mail module; storage never reads it.

@@ -21,6 +21,11 @@ pub const LOGIN_COUNTERS_FOR_UPDATE: &str =
 pub const SET_LOGIN_COUNTERS: &str =
     "UPDATE users SET failed_login_attempts = $2, locked_until = $3, is_locked = $4 WHERE id = $1";
 
+/// Whether an account may sign in: $1 id, $2 active, $3 time. An erased
+/// account is left as it is.
+pub const SET_USER_ACTIVE: &str =
+    "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1 AND deleted_at IS NULL";
+
 // Sessions and refresh tokens.
 
 /// A refresh token (id, spent time) with its session's columns from index 2.
@@ -32,6 +37,14 @@ pub const REFRESH_WITH_SESSION: &str = "SELECT rt.id, rt.revoked_at, s.id, s.use
 /// Ends a live session: $1 id, $2 time, $3 reason.
 pub const END_LIVE_SESSION: &str =
     "UPDATE sessions SET invalidated_at = $2, revoked_reason = $3 WHERE id = $1 AND invalidated_at IS NULL";
+
+/// Ends every live session of every user: $1 time, $2 reason.
+pub const END_ALL_LIVE_SESSIONS: &str =
+    "UPDATE sessions SET invalidated_at = $1, revoked_reason = $2 WHERE invalidated_at IS NULL RETURNING id";
+
+/// Revokes every unspent refresh token (their sessions have all ended): $1 time.
+pub const REVOKE_ALL_UNSPENT_TOKENS: &str =
+    "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL";
 
 /// Revokes the unspent refresh tokens of a session: $1 session, $2 time.
 pub const REVOKE_SESSION_TOKENS: &str =
@@ -134,6 +147,11 @@ pub const INSERT_RESET_TOKEN: &str = "INSERT INTO password_reset_tokens (id, use
 /// Queues a mail: $1 id, $2 template, $3 payload, $4 time, $5 recipient tag.
 pub const INSERT_OUTBOX: &str = "INSERT INTO mail_outbox (id, template, payload, next_attempt_at, \
      created_at, recipient_tag) VALUES ($1, $2, $3, $4, $4, $5)";
+
+/// Dead mail that still holds its payload goes back to the queue, due now:
+/// $1 time.
+pub const RETRY_DEAD_MAIL: &str = "UPDATE mail_outbox SET status = 'pending', attempts = 0, \
+     next_attempt_at = $1, leased_until = NULL WHERE status = 'dead' AND payload <> ''";
 
 // Consents.
 

@@ -54,6 +54,18 @@ pub trait UserStore: Send + Sync {
     /// Sets a new password hash, records it in the history, clears the lockout counters.
     async fn set_password(&self, change: PasswordChange) -> StoreResult<()>;
 
+    /// Whether the account may sign in (`users.is_active`); false when there
+    /// is no such account (or it was erased).
+    async fn set_user_active(
+        &self,
+        user_id: Uuid,
+        active: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+
+    /// Clears `users.failed_login_attempts` / `locked_until` (an operator's unlock).
+    async fn clear_login_counters(&self, user_id: Uuid) -> StoreResult<()>;
+
     /// The last `limit` password hashes of a user, newest first.
     async fn password_history(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<String>>;
 }
@@ -105,6 +117,15 @@ pub trait SessionStore: Send + Sync {
         &self,
         user_id: Uuid,
         except: Option<Uuid>,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>>;
+
+    /// Ends every live session of every user with its unspent refresh tokens
+    /// (revoked with their session, so presenting one later is no theft
+    /// alarm); returns the sessions ended.
+    async fn revoke_all_sessions(
+        &self,
         reason: &'static str,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Uuid>>;
@@ -251,10 +272,15 @@ pub trait OutboxStore: Send + Sync {
         error: &str,
     ) -> StoreResult<()>;
 
-    /// Gives up on a mail for good (its payload is cleared).
+    /// Gives up on a mail (its sealed payload stays until the sweep deletes
+    /// the row, so an operator can queue it again).
     async fn mail_dead(&self, id: Uuid, error: &str) -> StoreResult<()>;
 
     async fn outbox_stats(&self, now: DateTime<Utc>) -> StoreResult<OutboxStats>;
+
+    /// Puts dead mail back in the queue, due now, with its attempts counted
+    /// afresh; returns how many. Only mail that still holds its payload can.
+    async fn retry_dead_mail(&self, now: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// Lockout windows keyed by account (normalized email).
@@ -433,6 +459,14 @@ pub trait Store:
 
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Grows whenever another process wrote to this database and said so
+    /// (the operator commands beside an embedded server); constant where
+    /// every instance reads the rows anyway. In-memory copies of rows are
+    /// dropped when it moves.
+    fn external_writes(&self) -> u64 {
+        0
+    }
 
     /// Open and idle pooled connections, where the backend pools them (gauges).
     fn pool_state(&self) -> Option<(u32, u32)> {

@@ -33,7 +33,7 @@ async fn verify(app: &TestApp) -> ChainReport {
     verify_chain(&*app.services.store).await.unwrap()
 }
 
-async fn chain(app: &TestApp) -> Vec<ChainRow> {
+pub(crate) async fn chain(app: &TestApp) -> Vec<ChainRow> {
     app.services
         .store
         .audit_chain_rows(-1, i64::MAX, 10_000)
@@ -45,7 +45,7 @@ async fn chain(app: &TestApp) -> Vec<ChainRow> {
 /// would. With `bypass`, the append-only triggers do not fire (PostgreSQL:
 /// `session_replication_role = replica` as superuser; SQLite: the triggers
 /// are dropped and recreated around the statements).
-async fn raw(app: &TestApp, sql: &str, bypass: bool) -> Result<(), String> {
+pub(crate) async fn raw(app: &TestApp, sql: &str, bypass: bool) -> Result<(), String> {
     match app.probe() {
         Probe::Postgres(url) => {
             let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
@@ -90,7 +90,7 @@ async fn raw(app: &TestApp, sql: &str, bypass: bool) -> Result<(), String> {
 
 /// A user with a few audited actions: registration, verification, sign-in,
 /// a failed sign-in, a second sign-in.
-async fn busy_user(app: &TestApp) -> (String, Value) {
+pub(crate) async fn busy_user(app: &TestApp) -> (String, Value) {
     let (email, pair) = app.signed_in().await;
     assert_eq!(
         app.login(&email, "not the password at all").await.status,

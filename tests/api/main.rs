@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admin;
 mod audit;
 mod consents;
 mod devices;

@@ -52,7 +52,7 @@ AGENT_TAGS = {
 }
 # Metrics that do not come from the server: the Datadog AWS integration.
 INTEGRATION_PREFIXES = ("aws.",)
-SERVER_SUBCOMMANDS = {"serve", "migrate", "keys", "env", "metrics", "openapi", "health"}
+SERVER_SUBCOMMANDS = {"serve", "migrate", "keys", "env", "metrics", "openapi", "health", "admin"}
 
 
 def server_binary() -> str:

@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use actix::{ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 
-use super::messages::{
-    PutOtpChallenge, RecordLoginFailure, RecordLoginSuccess, ReserveLogin, VerifyOtp,
-};
+use super::messages::{RecordLoginFailure, RecordLoginSuccess, ReserveLogin};
 use super::waiting::Waiter;
 use super::UserActor;
 use crate::backing::{BackingFuture, LockoutBacking};
@@ -23,7 +21,6 @@ use crate::clock::monotonic_now;
 use crate::error::{ActorError, BackingError};
 use crate::key::UserKey;
 use crate::policy::lockout::{LockoutState, ReserveOutcome};
-use crate::policy::otp::OtpOutcome;
 
 impl UserActor {
     /// Asks the shared backing (if any), mirrors its decision into the local state and
@@ -207,28 +204,5 @@ impl Handler<RecordLoginSuccess> for UserActor {
                 act.next_waiter(ctx);
             },
         );
-    }
-}
-
-impl Handler<PutOtpChallenge> for UserActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: PutOtpChallenge, _ctx: &mut Context<Self>) {
-        let max = self.settings.max_otp_challenges;
-        self.state_mut()
-            .put_otp(&msg.challenge_id, msg.challenge, max);
-        msg.reply.send(());
-    }
-}
-
-impl Handler<VerifyOtp> for UserActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: VerifyOtp, _ctx: &mut Context<Self>) {
-        let outcome = match self.state.as_mut() {
-            Some(state) => state.verify_otp(&msg.challenge_id, msg.now, &msg.candidate_hash),
-            None => OtpOutcome::Unknown,
-        };
-        msg.reply.send(outcome);
     }
 }

@@ -1,6 +1,6 @@
 //! Owns a user actor's life: on its shard's idle notice it re-checks that it holds
-//! nothing that must survive (a live OTP challenge; a lock or open window when lockout is
-//! decided locally) and stops itself; on stopping it tells its shard to forget it.
+//! nothing that must survive (a waiting reservation; a lock or open window when lockout
+//! is decided locally) and stops itself; on stopping it tells its shard to forget it.
 
 use actix::{Actor, ActorContext, Context, Handler, Running};
 
@@ -36,7 +36,6 @@ impl Handler<IdleCheck> for UserActor {
             return;
         };
         let now = wall_clock_now();
-        state.prune_otps(now);
         let lockout_is_local = self.settings.backing.shared_store().is_none();
         if state.is_reapable(lockout_is_local, &self.settings.lockout, now) {
             ctx.stop();

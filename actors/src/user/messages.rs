@@ -6,7 +6,6 @@ use tokio::sync::oneshot;
 
 use crate::error::ActorError;
 use crate::policy::lockout::{FailureOutcome, Reservation};
-use crate::policy::otp::{OtpChallenge, OtpOutcome};
 use crate::time::Timestamp;
 
 /// Where an actor sends its answer.
@@ -69,23 +68,6 @@ pub(crate) struct RecordLoginSuccess {
     pub(crate) reply: Reply<()>,
 }
 user_request!(RecordLoginSuccess);
-
-/// Keep a pending OTP challenge.
-pub(crate) struct PutOtpChallenge {
-    pub(crate) challenge_id: Box<str>,
-    pub(crate) challenge: OtpChallenge,
-    pub(crate) reply: Reply<()>,
-}
-user_request!(PutOtpChallenge);
-
-/// Check a candidate code against a pending challenge.
-pub(crate) struct VerifyOtp {
-    pub(crate) challenge_id: Box<str>,
-    pub(crate) now: Timestamp,
-    pub(crate) candidate_hash: [u8; 32],
-    pub(crate) reply: Reply<OtpOutcome>,
-}
-user_request!(VerifyOtp);
 
 /// From the shard: nothing was routed to this actor for `idle_timeout`. The actor stops
 /// if it holds nothing that must survive; otherwise it ignores the notice.

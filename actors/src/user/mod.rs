@@ -1,5 +1,5 @@
-//! Owns `UserActor`: one account's hot security state (lockout window, pending OTP
-//! challenges, reservations waiting for verifications in flight), serialising that
+//! Owns `UserActor`: one account's hot security state (lockout window,
+//! reservations waiting for verifications in flight), serialising that
 //! account's operations. Created on demand by its shard, stopped when idle. Split into
 //! state (pure), waiting, lifecycle, handlers and messages.
 
@@ -29,7 +29,6 @@ pub(crate) struct UserSettings {
     pub(crate) backing: Backing,
     pub(crate) idle_timeout: Duration,
     pub(crate) backing_timeout: Duration,
-    pub(crate) max_otp_challenges: usize,
     pub(crate) pending_wait: Duration,
     pub(crate) pending_poll: Duration,
     pub(crate) max_pending: usize,
@@ -38,7 +37,7 @@ pub(crate) struct UserSettings {
 }
 
 /// One account's actor, kept small (48 bytes, plus its state only while it has some:
-/// the lockout mirror, OTP challenges, reservations waiting for verifications in flight):
+/// the lockout mirror, reservations waiting for verifications in flight):
 /// an idle actor, with actix's context, task and mailbox, stays under 1 KiB.
 pub(crate) struct UserActor {
     key: UserKey,

@@ -80,11 +80,15 @@ impl OutboxStore for PgStore {
 
     async fn mail_dead(&self, id: Uuid, error: &str) -> StoreResult<()> {
         self.exec(
-            "UPDATE mail_outbox SET status = 'dead', payload = '', leased_until = NULL, last_error = $2 WHERE id = $1",
+            "UPDATE mail_outbox SET status = 'dead', leased_until = NULL, last_error = $2 WHERE id = $1",
             &[&id, &error],
         )
         .await?;
         Ok(())
+    }
+
+    async fn retry_dead_mail(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.exec(sql::RETRY_DEAD_MAIL, &[&now]).await
     }
 
     async fn outbox_stats(&self, now: DateTime<Utc>) -> StoreResult<OutboxStats> {

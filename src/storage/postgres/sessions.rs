@@ -207,6 +207,28 @@ impl SessionStore for PgStore {
         Ok(ids)
     }
 
+    async fn revoke_all_sessions(
+        &self,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let rows = tx
+            .query(sql::END_ALL_LIVE_SESSIONS, &[&now, &reason])
+            .await
+            .map_err(q)?;
+        let ids = rows
+            .iter()
+            .map(|r| get(r, 0))
+            .collect::<StoreResult<Vec<Uuid>>>()?;
+        tx.execute(sql::REVOKE_ALL_UNSPENT_TOKENS, &[&now])
+            .await
+            .map_err(q)?;
+        tx.commit().await.map_err(q)?;
+        Ok(ids)
+    }
+
     async fn list_sessions(
         &self,
         user_id: Uuid,

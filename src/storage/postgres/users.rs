@@ -118,6 +118,25 @@ impl UserStore for PgStore {
         Ok(())
     }
 
+    async fn set_user_active(
+        &self,
+        user_id: Uuid,
+        active: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .exec(sql::SET_USER_ACTIVE, &[&user_id, &active, &now])
+            .await?
+            == 1)
+    }
+
+    async fn clear_login_counters(&self, user_id: Uuid) -> StoreResult<()> {
+        let none: Option<DateTime<Utc>> = None;
+        self.exec(sql::SET_LOGIN_COUNTERS, &[&user_id, &0i32, &none, &false])
+            .await?;
+        Ok(())
+    }
+
     async fn record_login_failure(
         &self,
         user_id: Uuid,

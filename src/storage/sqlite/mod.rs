@@ -15,6 +15,7 @@ use super::*;
 mod audit;
 mod consents;
 mod devices;
+mod external;
 mod lockout;
 mod outbox;
 mod pool;
@@ -26,6 +27,7 @@ mod tokens;
 mod user_cache;
 mod users;
 
+use external::ExternalWrites;
 use outbox::insert_outbox;
 use pool::{dialect, Pool};
 use user_cache::UserCache;
@@ -38,6 +40,7 @@ use crate::storage::migrations::{
 pub struct SqliteStore {
     pool: Pool,
     users: UserCache,
+    external: ExternalWrites,
 }
 
 fn q(e: rusqlite::Error) -> StorageError {
@@ -107,6 +110,17 @@ impl Columns for Row<'_> {
 impl SqliteStore {
     /// Opens (creating when absent) the database file and applies the schema.
     pub fn open(path: &Path) -> StoreResult<Self> {
+        Self::open_with(path, false)
+    }
+
+    /// Opens the file of a server that may be running, as a tool (the
+    /// operator commands): every write is announced to the server, which
+    /// then rebuilds what it keeps in memory from the rows (see [`external`]).
+    pub fn open_beside_server(path: &Path) -> StoreResult<Self> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, beside_server: bool) -> StoreResult<Self> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StorageError::unavailable(format!("{}: {e}", parent.display())))?;
@@ -132,9 +146,11 @@ impl SqliteStore {
                 "the database file is at schema version {version}, newer than this binary ({SCHEMA_VERSION})"
             )));
         }
+        let external = ExternalWrites::new(path, beside_server);
         Ok(Self {
-            pool: Pool::new(conn, path)?,
+            pool: Pool::new(conn, path, external.clone())?,
             users: UserCache::default(),
+            external,
         })
     }
 
@@ -174,6 +190,10 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+    }
+
+    fn external_writes(&self) -> u64 {
+        self.external.generation()
     }
 
     async fn sweep_expired(

@@ -98,10 +98,18 @@ impl OutboxStore for SqliteStore {
         let error = error.to_string();
         self.run(move |c| {
             c.execute(
-                "UPDATE mail_outbox SET status = 'dead', payload = '', leased_until = NULL, last_error = ?2 WHERE id = ?1",
+                "UPDATE mail_outbox SET status = 'dead', leased_until = NULL, last_error = ?2 WHERE id = ?1",
                 params![id.to_string(), error],
             )
             .map(|_| ())
+        })
+        .await
+    }
+
+    async fn retry_dead_mail(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+        self.run(move |c| {
+            c.execute(&dialect(sql::RETRY_DEAD_MAIL), params![ms(now)])
+                .map(|n| n as u64)
         })
         .await
     }

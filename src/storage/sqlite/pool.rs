@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::external::ExternalWrites;
 use super::user_cache::UserCache;
 use super::{q, StorageError, StoreResult};
 
@@ -20,11 +21,16 @@ pub(super) struct Pool {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<AtomicUsize>,
+    external: ExternalWrites,
 }
 
 impl Pool {
     /// Wraps the (already migrated) writer and opens the read connections.
-    pub(super) fn new(writer: Connection, path: &Path) -> StoreResult<Self> {
+    pub(super) fn new(
+        writer: Connection,
+        path: &Path,
+        external: ExternalWrites,
+    ) -> StoreResult<Self> {
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = Connection::open_with_flags(
@@ -43,6 +49,7 @@ impl Pool {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(readers),
             next_reader: Arc::new(AtomicUsize::new(0)),
+            external,
         })
     }
 
@@ -70,13 +77,15 @@ impl Pool {
     }
 
     /// Runs `f` on the writer; a given user cache is invalidated before and
-    /// after it, so that it stays exact.
+    /// after it, so that it stays exact, and a tool beside the server
+    /// announces the write ([`ExternalWrites`]).
     pub(super) async fn write<T, F>(&self, f: F, users: Option<UserCache>) -> StoreResult<T>
     where
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let writer = self.writer.clone();
+        let external = self.external.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = writer
                 .lock()
@@ -88,6 +97,7 @@ impl Pool {
             if let Some(users) = &users {
                 users.invalidate();
             }
+            external.wrote().map_err(StorageError::unavailable)?;
             result
         })
         .await?

@@ -231,6 +231,25 @@ impl SessionStore for SqliteStore {
         .await
     }
 
+    async fn revoke_all_sessions(
+        &self,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        self.run(move |c| {
+            let tx = c.transaction()?;
+            let ids: Vec<String> = {
+                let mut stmt = tx.prepare(&dialect(sql::END_ALL_LIVE_SESSIONS))?;
+                let rows = stmt.query_map(params![ms(now), reason], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            tx.execute(&dialect(sql::REVOKE_ALL_UNSPENT_TOKENS), params![ms(now)])?;
+            tx.commit()?;
+            ids.into_iter().map(uuid).collect()
+        })
+        .await
+    }
+
     async fn list_sessions(
         &self,
         user_id: Uuid,

@@ -87,6 +87,9 @@ impl UserStore for SqliteStore {
     }
 
     async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        if self.external.changed_since_seen() {
+            self.users.invalidate();
+        }
         if let Some(hit) = self.users.get(id) {
             return Ok(Some(hit));
         }
@@ -107,6 +110,33 @@ impl UserStore for SqliteStore {
             self.users.fill(before, record);
         }
         Ok(found)
+    }
+
+    async fn set_user_active(
+        &self,
+        user_id: Uuid,
+        active: bool,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.run_users(move |c| {
+            c.execute(
+                &dialect(sql::SET_USER_ACTIVE),
+                params![user_id.to_string(), active, ms(now)],
+            )
+            .map(|n| n == 1)
+        })
+        .await
+    }
+
+    async fn clear_login_counters(&self, user_id: Uuid) -> StoreResult<()> {
+        self.run_users(move |c| {
+            c.execute(
+                &dialect(sql::SET_LOGIN_COUNTERS),
+                params![user_id.to_string(), 0, None::<i64>, false],
+            )
+            .map(|_| ())
+        })
+        .await
     }
 
     async fn record_login_success(

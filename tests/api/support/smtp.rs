@@ -42,6 +42,8 @@ impl Received {
 pub struct SmtpSink {
     pub port: u16,
     messages: Arc<Mutex<Vec<Received>>>,
+    /// Recipients refused for good (`bounce…`), once per attempt.
+    refused: Arc<Mutex<Vec<String>>>,
 }
 
 impl SmtpSink {
@@ -56,20 +58,35 @@ impl SmtpSink {
             .expect("bind smtp");
         let port = listener.local_addr().unwrap().port();
         let messages = Arc::new(Mutex::new(Vec::new()));
-        let store = messages.clone();
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let (store, bounced) = (messages.clone(), refused.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let store = store.clone();
+                let (store, bounced) = (store.clone(), bounced.clone());
                 tokio::spawn(async move {
-                    let _ = session(stream, store).await;
+                    let _ = session(stream, store, bounced).await;
                 });
             }
         });
-        Self { port, messages }
+        Self {
+            port,
+            messages,
+            refused,
+        }
     }
 
     pub fn all(&self) -> Vec<Received> {
         self.messages.lock().unwrap().clone()
+    }
+
+    /// How many deliveries to `to` were refused for good.
+    pub fn refused_to(&self, to: &str) -> usize {
+        self.refused
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| *r == to)
+            .count()
     }
 
     pub fn count_to(&self, to: &str) -> usize {
@@ -106,6 +123,7 @@ impl SmtpSink {
 async fn session(
     stream: tokio::net::TcpStream,
     store: Arc<Mutex<Vec<Received>>>,
+    refused: Arc<Mutex<Vec<String>>>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
@@ -140,6 +158,7 @@ async fn session(
                 .unwrap_or_default();
             if addr.starts_with("bounce") {
                 // A permanent refusal, as for a mailbox that does not exist.
+                refused.lock().unwrap().push(addr.to_lowercase());
                 write.write_all(b"550 5.1.1 no such mailbox\r\n").await?;
                 continue;
             }
