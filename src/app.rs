@@ -18,6 +18,7 @@ use crate::http::{self, client::TrustedProxies, extract, middleware};
 use crate::mail::Mailer;
 use crate::redis::RedisStore;
 use crate::security::{FactorLockout, LockoutStore, RateLimiter, SessionDecisions, SessionGuard};
+use crate::services::audit_writer::AuditWriter;
 use crate::services::background::Background;
 use crate::services::{Clock, Services};
 use crate::storage::postgres::PgStore;
@@ -157,6 +158,7 @@ pub async fn build_services(config: Config, options: Options) -> Result<Services
     if options.unpublished_revocations {
         sessions = sessions.without_publishing();
     }
+    let audit_writer = AuditWriter::start(store.clone(), metrics.clone());
     let services = Services {
         config: config.clone(),
         store,
@@ -171,6 +173,7 @@ pub async fn build_services(config: Config, options: Options) -> Result<Services
         sessions,
         factor_lockout,
         background: Background::new(options.hold_background.clone()),
+        audit_writer,
     };
     Ok(services)
 }
@@ -240,9 +243,12 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM/SIGINT (then drains within the shutdown timeout).
+    /// Serves until SIGTERM/SIGINT (then drains within the shutdown timeout),
+    /// then writes the audit rows still queued.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        self.services.audit_writer.shutdown().await;
+        served
     }
 }
 

@@ -137,7 +137,10 @@ pub async fn run(config: Config, args: AdminArgs) -> ExitCode {
         operator: Operator { os_user: os_user() },
         out,
     };
-    match args.group.run(&ctx).await {
+    let result = args.group.run(&ctx).await;
+    // Every audit row was awaited; the writer ends before the runtime does.
+    ctx.svc.audit_writer.shutdown().await;
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             ctx.out.error(e.code(), &e.to_string());

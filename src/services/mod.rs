@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod audit_writer;
 pub mod background;
 pub mod consents;
 pub mod credentials;
@@ -57,11 +58,15 @@ pub struct Services {
     pub factor_lockout: FactorLockout,
     /// Work done after the answer (see [`background`]).
     pub background: background::Background,
+    /// This instance's audit writer (group commit, see [`audit_writer`]).
+    pub audit_writer: audit_writer::AuditWriter,
 }
 
 impl Services {
-    /// Writes an audit row; a failure is logged, never shown to the client
-    /// (the action it records has already happened).
+    /// Writes an audit row and returns once it is committed (through this
+    /// instance's audit writer, in a transaction with the other rows queued
+    /// at the time); a failure is logged, never shown to the client (the
+    /// action it records has already happened).
     pub async fn audit(
         &self,
         event_type: &'static str,
@@ -78,7 +83,7 @@ impl Services {
             metadata,
             at: self.clock.now(),
         };
-        if let Err(e) = self.store.insert_audit(event).await {
+        if let Err(e) = self.audit_writer.append(event).await {
             tracing::error!(event_type, error = %e, "audit row not written");
         }
     }

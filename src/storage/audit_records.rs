@@ -91,6 +91,21 @@ pub struct AuditEntry<'a> {
     pub at: DateTime<Utc>,
 }
 
+impl<'a> AuditEntry<'a> {
+    /// What `event` says (its time not yet at the backend's precision).
+    pub fn of(event: &'a super::models::AuditEvent) -> Self {
+        Self {
+            user_id: event.user_id,
+            event_type: event.event_type,
+            success: event.success,
+            ip: event.client.ip,
+            user_agent: event.client.user_agent.as_deref(),
+            metadata: &event.metadata,
+            at: event.at,
+        }
+    }
+}
+
 /// A row ready to insert after the head `(seq, hash)`.
 #[derive(Debug, Clone)]
 pub struct NewLink {

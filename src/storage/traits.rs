@@ -325,6 +325,10 @@ pub trait AuditStore: Send + Sync {
     /// Appends one row, in its own transaction.
     async fn insert_audit(&self, event: AuditEvent) -> StoreResult<()>;
 
+    /// Appends `events` in this order, all in one transaction under one
+    /// acquisition of the chain's lock: all are written or none.
+    async fn insert_audit_batch(&self, events: &[AuditEvent]) -> StoreResult<()>;
+
     /// The chain's head (last row appended) and anchor (last row pruned).
     async fn audit_chain_state(&self) -> StoreResult<ChainState>;
 

@@ -117,6 +117,8 @@ catalogue! {
         "1 while a dependency answers its probe, else 0 (dependency: database, redis).";
     SESSION_CHECKS = "auth.session.checks", Counter, ["by"],
         "Session checks of authenticated requests by what decided them: memory (this instance's map, no round trip), redis, database.";
+    AUDIT_BATCH_SIZE = "auth.audit.batch_size", Distribution, [],
+        "Audit rows appended per transaction by an instance's audit writer (group commit; direct appends are not counted).";
     SESSION_REVOCATION_FEED = "auth.session.revocation_feed", Gauge, [],
         "With Redis: 1 while this instance is subscribed to the session revocation channel, else 0 (every authenticated request then asks Redis).";
 }
@@ -241,6 +243,14 @@ impl Metrics {
         ];
         r.register_histogram(&Self::key(ENDPOINT_DURATION, &labels), &METADATA)
             .record(elapsed.as_secs_f64() * 1000.0);
+    }
+
+    /// One transaction of the audit writer, with `rows` rows.
+    pub fn audit_batch(&self, rows: usize) {
+        if let Some(r) = &self.recorder {
+            r.register_histogram(&Self::key(AUDIT_BATCH_SIZE, &[]), &METADATA)
+                .record(rows as f64);
+        }
     }
 
     pub fn login_success(&self, mfa: bool) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use suma_auth::jobs::sweep::sweep_once;
 use suma_auth::services::audit::{verify_chain, BreakReason, ChainReport};
-use suma_auth::storage::ChainRow;
+use suma_auth::storage::{AuditEvent, ChainRow};
 
 use crate::on_both_backends;
 use crate::support::probe::Probe;
@@ -403,8 +403,23 @@ on_both_backends!(
     }
 );
 
+fn revoked(services: &suma_auth::services::Services, user: uuid::Uuid, n: usize) -> AuditEvent {
+    AuditEvent {
+        user_id: Some(user),
+        event_type: "session_revoked",
+        success: n % 2 == 0,
+        client: suma_auth::domain::ClientContext {
+            ip: Some("198.51.100.7".parse().unwrap()),
+            user_agent: Some("concurrency test".to_string()),
+        },
+        metadata: json!({"n": n}),
+        at: services.clock.now(),
+    }
+}
+
 /// Many audited actions at once on three instances sharing one PostgreSQL
-/// database: every row is written, each with its own seq, in one chain.
+/// database: every row is written, each with its own seq, in one chain, and
+/// rows queued together on an instance share a transaction.
 #[actix_web::test]
 async fn concurrent_appends_on_three_instances_never_fork() {
     let db = TestDatabase::create().await;
@@ -422,58 +437,43 @@ async fn concurrent_appends_on_three_instances_never_fork() {
     let (email, _) = apps[0].signed_in().await;
     let id = user_id(&apps[0], &email).await;
     let before = chain(&apps[0]).await.len();
-    // Four writers per instance, each appending one row after another: twelve
-    // appends in flight at any time (more would only wait for a pooled
-    // connection, since appends queue on one lock).
-    const WRITERS: usize = 4;
-    const EACH: usize = 15;
-    let client = suma_auth::domain::ClientContext {
-        ip: Some("198.51.100.7".parse().unwrap()),
-        user_agent: Some("concurrency test".to_string()),
-    };
-    let writers = apps.iter().flat_map(|app| {
-        let client = client.clone();
-        (0..WRITERS).map(move |w| {
+    // Fifty appends per instance, all in flight at once: 150 against one
+    // chain, more than the pools' connections.
+    const EACH: usize = 50;
+    let appends = apps.iter().flat_map(|app| {
+        (0..EACH).map(move |n| {
             let services = app.services.clone();
-            let client = client.clone();
             async move {
-                let mut failed = Vec::new();
-                for i in 0..EACH {
-                    if let Err(e) = services
-                        .store
-                        .insert_audit(suma_auth::storage::AuditEvent {
-                            user_id: Some(id),
-                            event_type: "session_revoked",
-                            success: i % 2 == 0,
-                            client: client.clone(),
-                            metadata: json!({"writer": w, "n": i}),
-                            at: services.clock.now(),
-                        })
-                        .await
-                    {
-                        failed.push(format!("{e:?}"));
-                    }
-                }
-                failed
+                services
+                    .audit_writer
+                    .append(revoked(&services, id, n))
+                    .await
+                    .map_err(|e| format!("{e:?}"))
             }
         })
     });
-    // Sign-ins on every instance at the same time as the direct writes.
+    // Sign-ins on every instance at the same time.
     let logins = apps.iter().map(|app| app.login(&email, PASSWORD));
-    let (failed, statuses) = futures_util::future::join(
-        futures_util::future::join_all(writers),
+    let started = std::time::Instant::now();
+    let (results, statuses) = futures_util::future::join(
+        futures_util::future::join_all(appends),
         futures_util::future::join_all(logins),
     )
     .await;
+    eprintln!(
+        "{} concurrent appends and 3 sign-ins: {:?}",
+        3 * EACH,
+        started.elapsed()
+    );
     assert!(statuses.iter().all(|r| r.status == 200));
-    let failed: Vec<String> = failed.into_iter().flatten().collect();
+    let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
     assert!(
         failed.is_empty(),
         "{} failed: {:?}",
         failed.len(),
         failed.first()
     );
-    const ALL: usize = 3 * WRITERS * EACH;
+    const ALL: usize = 3 * EACH;
 
     let rows = chain(&apps[0]).await;
     assert!(
@@ -501,7 +501,114 @@ async fn concurrent_appends_on_three_instances_never_fork() {
     assert_ok(&report);
     assert_eq!(report.rows_checked, rows.len() as u64);
     assert_eq!(report.head_seq, rows.len() as i64);
+
+    // Group commit, as the database saw it: rows inserted by one transaction
+    // share its id (`xmin`); fewer transactions than rows.
+    let Probe::Postgres(url) = apps[0].probe() else {
+        unreachable!()
+    };
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let transactions: i64 = client
+        .query_one(
+            "SELECT COUNT(DISTINCT xmin::text) FROM audit_logs WHERE event_type = 'session_revoked'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    eprintln!("{ALL} rows in {transactions} transactions");
+    assert!(
+        (transactions as usize) < ALL,
+        "{transactions} transactions for {ALL} rows"
+    );
+    let written: u64 = apps
+        .iter()
+        .map(|a| a.services.audit_writer.stats().rows)
+        .sum();
+    assert!(written >= ALL as u64);
 }
+
+on_both_backends!(
+    the_audit_writer_commits_queued_events_together,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (email, _) = app.signed_in().await;
+        let id = user_id(&app, &email).await;
+        let writer = &app.services.audit_writer;
+        let start = writer.stats();
+        const N: usize = 40;
+        let results = futures_util::future::join_all(
+            (0..N).map(|n| writer.append(revoked(&app.services, id, n))),
+        )
+        .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let end = writer.stats();
+        let (batches, rows) = (end.batches - start.batches, end.rows - start.rows);
+        assert_eq!(rows, N as u64, "every event went through the writer");
+        assert!(
+            batches < rows,
+            "{batches} transactions for {rows} rows: no group commit"
+        );
+        assert!(end.largest > 1);
+        let all = chain(&app).await;
+        assert_eq!(
+            all.iter()
+                .filter(|r| r.event_type == "session_revoked")
+                .count(),
+            N
+        );
+        let mut ns: Vec<u64> = all
+            .iter()
+            .filter(|r| r.event_type == "session_revoked")
+            .map(|r| r.metadata["n"].as_u64().unwrap())
+            .collect();
+        ns.sort_unstable();
+        assert_eq!(ns, (0..N as u64).collect::<Vec<_>>());
+        assert_ok(&verify(&app).await);
+    }
+);
+
+on_both_backends!(
+    shutdown_writes_the_queued_audit_events,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (email, _) = app.signed_in().await;
+        let id = user_id(&app, &email).await;
+        let writer = app.services.audit_writer.clone();
+        let start = writer.stats();
+        const N: usize = 30;
+        // The appends are queued before the shutdown starts: the writer
+        // writes them as it stops, in one transaction.
+        let (results, ()) = futures_util::future::join(
+            futures_util::future::join_all(
+                (0..N).map(|n| writer.append(revoked(&app.services, id, n))),
+            ),
+            writer.shutdown(),
+        )
+        .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let end = writer.stats();
+        assert_eq!(
+            (end.batches - start.batches, end.rows - start.rows),
+            (1, N as u64),
+            "the queue was drained by the writer"
+        );
+        // After the shutdown, an append goes straight to the store.
+        writer.append(revoked(&app.services, id, N)).await.unwrap();
+        assert_eq!(writer.stats(), end);
+        let all = chain(&app).await;
+        assert_eq!(
+            all.iter()
+                .filter(|r| r.event_type == "session_revoked")
+                .count(),
+            N + 1
+        );
+        assert_ok(&verify(&app).await);
+    }
+);
 
 async fn page(app: &TestApp, token: &str, query: &str) -> Value {
     let res = app

@@ -10,19 +10,23 @@ pub(super) fn stored_time(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }
 
-/// Appends one row to the chain inside `tx`: locks the head row (`FOR UPDATE`,
-/// held until `tx` ends, so appends from every instance queue one after the
-/// other), inserts the row linked to the head, and moves the head. Every
-/// audit row of this backend is written here.
-pub(super) async fn append_audit(
-    tx: &tokio_postgres::Transaction<'_>,
-    e: &AuditEntry<'_>,
-) -> StoreResult<()> {
+/// Locks the head row (`FOR UPDATE`, held until `tx` ends, so appends from
+/// every instance queue one after the other) and reads it.
+async fn lock_head(tx: &tokio_postgres::Transaction<'_>) -> StoreResult<(i64, String)> {
     let head = tx
         .query_one(&format!("{} FOR UPDATE", sql::AUDIT_HEAD), &[])
         .await
         .map_err(q)?;
-    let (head_seq, head_hash): (i64, String) = (get(&head, 0)?, get(&head, 1)?);
+    Ok((get(&head, 0)?, get(&head, 1)?))
+}
+
+/// Inserts the row that follows `head` (locked by [`lock_head`] in `tx`)
+/// and returns the new head; the caller moves the stored head.
+async fn insert_after(
+    tx: &tokio_postgres::Transaction<'_>,
+    (head_seq, head_hash): (i64, String),
+    e: &AuditEntry<'_>,
+) -> StoreResult<(i64, String)> {
     let at = stored_time(e.at);
     let entry = AuditEntry { at, ..e.clone() };
     let link = NewLink::after(head_seq, &head_hash, &entry);
@@ -46,10 +50,44 @@ pub(super) async fn append_audit(
     )
     .await
     .map_err(q)?;
-    tx.execute(sql::ADVANCE_AUDIT_HEAD, &[&link.seq, &link.row_hash])
+    Ok((link.seq, link.row_hash))
+}
+
+async fn advance_head(
+    tx: &tokio_postgres::Transaction<'_>,
+    head: &(i64, String),
+) -> StoreResult<()> {
+    tx.execute(sql::ADVANCE_AUDIT_HEAD, &[&head.0, &head.1])
         .await
         .map_err(q)?;
     Ok(())
+}
+
+/// Appends one row to the chain inside `tx`: locks the head row (held until
+/// `tx` ends), inserts the row linked to the head, and moves the head.
+/// Every audit row of this backend is written here or by
+/// [`append_audit_batch`], with the same steps.
+pub(super) async fn append_audit(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &AuditEntry<'_>,
+) -> StoreResult<()> {
+    append_audit_batch(tx, std::slice::from_ref(e)).await
+}
+
+/// Appends `entries` in order inside `tx` under one lock of the head: each
+/// row links to the one before it, and the head moves once, to the last.
+pub(super) async fn append_audit_batch(
+    tx: &tokio_postgres::Transaction<'_>,
+    entries: &[AuditEntry<'_>],
+) -> StoreResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut head = lock_head(tx).await?;
+    for e in entries {
+        head = insert_after(tx, head, e).await?;
+    }
+    advance_head(tx, &head).await
 }
 
 /// The retention prune (inside `tx`): the oldest rows created before
@@ -133,19 +171,18 @@ impl AuditStore for PgStore {
     async fn insert_audit(&self, e: AuditEvent) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
-        append_audit(
-            &tx,
-            &AuditEntry {
-                user_id: e.user_id,
-                event_type: e.event_type,
-                success: e.success,
-                ip: e.client.ip,
-                user_agent: e.client.user_agent.as_deref(),
-                metadata: &e.metadata,
-                at: e.at,
-            },
-        )
-        .await?;
+        append_audit(&tx, &AuditEntry::of(&e)).await?;
+        tx.commit().await.map_err(q)
+    }
+
+    async fn insert_audit_batch(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<AuditEntry<'_>> = events.iter().map(AuditEntry::of).collect();
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        append_audit_batch(&tx, &entries).await?;
         tx.commit().await.map_err(q)
     }
 

@@ -7,15 +7,13 @@ use super::*;
 use crate::domain::audit_chain::PRUNE_EVENT;
 use crate::storage::sql;
 
-/// Appends one row to the chain inside `tx`: reads the head, inserts the row
-/// linked to it, and moves the head. Every audit row of this backend is
-/// written here.
-pub(super) fn append_audit(
+/// Inserts the row that follows `head` inside `tx` and returns the new
+/// head; the caller moves the stored head.
+fn insert_after(
     tx: &rusqlite::Transaction<'_>,
+    (head_seq, head_hash): (i64, String),
     e: &AuditEntry<'_>,
-) -> rusqlite::Result<()> {
-    let (head_seq, head_hash): (i64, String) =
-        tx.query_row(sql::AUDIT_HEAD, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+) -> rusqlite::Result<(i64, String)> {
     // The hash covers the time as stored: milliseconds.
     let at = time(ms(e.at));
     let entry = AuditEntry { at, ..e.clone() };
@@ -38,10 +36,34 @@ pub(super) fn append_audit(
             link.row_hash
         ],
     )?;
-    tx.execute(
-        &dialect(sql::ADVANCE_AUDIT_HEAD),
-        params![link.seq, link.row_hash],
-    )?;
+    Ok((link.seq, link.row_hash))
+}
+
+/// Appends one row to the chain inside `tx`: reads the head, inserts the row
+/// linked to it, and moves the head. Every audit row of this backend is
+/// written here or by [`append_audit_batch`], with the same steps.
+pub(super) fn append_audit(
+    tx: &rusqlite::Transaction<'_>,
+    e: &AuditEntry<'_>,
+) -> rusqlite::Result<()> {
+    append_audit_batch(tx, std::slice::from_ref(e))
+}
+
+/// Appends `entries` in order inside `tx`: each row links to the one before
+/// it, and the head moves once, to the last.
+pub(super) fn append_audit_batch(
+    tx: &rusqlite::Transaction<'_>,
+    entries: &[AuditEntry<'_>],
+) -> rusqlite::Result<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut head: (i64, String) =
+        tx.query_row(sql::AUDIT_HEAD, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    for e in entries {
+        head = insert_after(tx, head, e)?;
+    }
+    tx.execute(&dialect(sql::ADVANCE_AUDIT_HEAD), params![head.0, head.1])?;
     Ok(())
 }
 
@@ -120,18 +142,21 @@ impl AuditStore for SqliteStore {
     async fn insert_audit(&self, e: AuditEvent) -> StoreResult<()> {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            append_audit(
-                &tx,
-                &AuditEntry {
-                    user_id: e.user_id,
-                    event_type: e.event_type,
-                    success: e.success,
-                    ip: e.client.ip,
-                    user_agent: e.client.user_agent.as_deref(),
-                    metadata: &e.metadata,
-                    at: e.at,
-                },
-            )?;
+            append_audit(&tx, &AuditEntry::of(&e))?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn insert_audit_batch(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events = events.to_vec();
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let entries: Vec<AuditEntry<'_>> = events.iter().map(AuditEntry::of).collect();
+            append_audit_batch(&tx, &entries)?;
             tx.commit()
         })
         .await
