@@ -1,4 +1,4 @@
-//! The few calls of the suma-auth REST API (see shared/API.md) that the harness makes
+//! The few calls of the suma-auth REST API (the contract is `/openapi.json`) that the harness makes
 //! outside the measured loops, and the users file that `setup` writes.
 
 use std::fs;

@@ -22,7 +22,7 @@ use super::keys::{SigningKey, VerifyOnlyKey};
 /// Leeway for clock skew between instances, in seconds.
 const LEEWAY_SECS: u64 = 30;
 
-/// The claims of an access token (API.md).
+/// The claims of an access token (`docs/sessions.md`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AccessClaims {
     pub iss: String,

@@ -10,7 +10,7 @@ use crate::auth::{jwt::TokenError, tokens};
 use crate::domain::ClientContext;
 use crate::storage::{end_reason, NewSession, UserRecord};
 
-/// The token pair of API.md.
+/// The token pair every sign-in and refresh answers with (`/openapi.json`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
