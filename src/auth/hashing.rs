@@ -1,12 +1,13 @@
 //! Argon2id password hashing on a bounded pool of dedicated threads.
 //!
 //! Hashing is deliberately slow (~15–30 ms and 19 MiB per hash), so it never
-//! runs on an HTTP worker. `workers` threads (one per core by default) each
-//! own one Argon2 memory buffer, allocated on first use and reused for every
-//! hash, so memory stays at `workers × m_cost` whatever the load and no time
-//! goes to allocating and faulting in 19 MiB per hash; a thread idle for a
-//! minute frees its buffer. At most `queue` more requests may wait; beyond
-//! that the pool answers [`HashError::Busy`] (HTTP 503 + `Retry-After`)
+//! runs on an HTTP worker. `workers` threads (one per core by default) share
+//! at most one Argon2 memory buffer each, allocated on first use and reused
+//! for every hash, so memory stays at `workers × m_cost` whatever the load and
+//! no time goes to allocating and faulting in 19 MiB per hash; a buffer
+//! unused for [`IDLE_FREE`] is freed, so an idle server returns to its
+//! baseline memory. At most `queue` more requests may wait; beyond that the
+//! pool answers [`HashError::Busy`] (HTTP 503 + `Retry-After`)
 //! instead of queueing without bound, which would only turn overload into
 //! timeouts for everyone.
 
@@ -69,13 +70,24 @@ struct Inner {
     rejected: std::sync::atomic::AtomicU64,
     /// Jobs running or waiting at most: workers + queue.
     capacity: usize,
+    /// Worker threads holding an Argon2 buffer now.
+    buffers_held: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A worker thread frees its Argon2 buffer after this long without work.
-const IDLE_FREE: Duration = Duration::from_secs(60);
+pub const IDLE_FREE: Duration = Duration::from_secs(15);
+
+/// How often the worker waiting on an idle job queue looks at the spare
+/// buffers' ages.
+const IDLE_POLL: Duration = Duration::from_millis(500);
 
 impl PasswordHasher {
     pub fn new(config: &HashingConfig) -> Result<Self, HashError> {
+        Self::with_idle_free(config, IDLE_FREE)
+    }
+
+    /// [`new`](Self::new) with another idle time before a buffer is freed.
+    pub fn with_idle_free(config: &HashingConfig, idle_free: Duration) -> Result<Self, HashError> {
         let params = Params::new(
             config.memory_kib,
             config.iterations,
@@ -91,12 +103,20 @@ impl PasswordHasher {
         let (jobs, receiver) = mpsc::sync_channel::<Job>(capacity);
         let receiver = Arc::new(Mutex::new(receiver));
         let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let buffers_held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let spare: Arc<Spare> = Arc::default();
         for n in 0..config.workers {
-            let (receiver, params, in_flight) =
-                (receiver.clone(), params.clone(), in_flight.clone());
+            let worker_state = Worker {
+                receiver: receiver.clone(),
+                spare: spare.clone(),
+                params: params.clone(),
+                in_flight: in_flight.clone(),
+                buffers_held: buffers_held.clone(),
+                idle_free,
+            };
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || worker(&receiver, &params, &in_flight))
+                .spawn(move || worker_state.run())
                 .map_err(|e| HashError::Internal(e.to_string()))?;
         }
         Ok(Self {
@@ -106,6 +126,7 @@ impl PasswordHasher {
                 in_flight,
                 rejected: std::sync::atomic::AtomicU64::new(0),
                 capacity,
+                buffers_held,
             }),
         })
     }
@@ -175,6 +196,13 @@ impl PasswordHasher {
             .swap(0, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Worker threads holding an Argon2 buffer now (each `m_cost` KiB).
+    pub fn buffers_held(&self) -> usize {
+        self.inner
+            .buffers_held
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Jobs waiting or running now (for the pool gauge).
     pub fn in_flight(&self) -> usize {
         self.inner
@@ -183,54 +211,106 @@ impl PasswordHasher {
     }
 }
 
-fn worker(
-    receiver: &Mutex<Receiver<Job>>,
-    params: &Params,
-    in_flight: &std::sync::atomic::AtomicUsize,
-) {
-    let mut scratch: Vec<Block> = Vec::new();
-    loop {
-        let next = match receiver.lock() {
-            Ok(rx) => rx.recv_timeout(IDLE_FREE),
-            Err(_) => return,
-        };
-        let job = match next {
-            Ok(job) => job,
-            Err(RecvTimeoutError::Timeout) => {
-                scratch = Vec::new();
-                continue;
+/// Argon2 buffers not in use, with when each was last used. Shared by the
+/// workers rather than owned by each: the worker waiting on the job queue
+/// holds the queue's lock, so only it is sure to wake when idle, and it frees
+/// every buffer idle for long enough, whichever thread used it last.
+type Spare = Mutex<Vec<(Vec<Block>, Instant)>>;
+
+/// One hashing thread: what it shares with the pool.
+struct Worker {
+    receiver: Arc<Mutex<Receiver<Job>>>,
+    spare: Arc<Spare>,
+    params: Params,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    buffers_held: Arc<std::sync::atomic::AtomicUsize>,
+    idle_free: Duration,
+}
+
+impl Worker {
+    fn run(self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        loop {
+            let next = match self.receiver.lock() {
+                Ok(rx) => rx.recv_timeout(IDLE_POLL.min(self.idle_free)),
+                Err(_) => return,
+            };
+            let job = match next {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.free_idle();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut scratch = self
+                .spare
+                .lock()
+                .ok()
+                .and_then(|mut spare| spare.pop())
+                .map(|(buffer, _)| buffer)
+                .unwrap_or_default();
+            let held_before = !scratch.is_empty();
+            let started = Instant::now();
+            // The slot is freed (and a new buffer counted) before the answer
+            // goes out, so a caller that submits again at once is not refused
+            // for its own finished job.
+            let done = |scratch: &Vec<Block>| {
+                if !held_before && !scratch.is_empty() {
+                    self.buffers_held.fetch_add(1, Relaxed);
+                }
+                self.in_flight.fetch_sub(1, Relaxed);
+            };
+            let params = &self.params;
+            match job {
+                Job::Hash { password, reply } => {
+                    let result =
+                        hash_with(params, password.expose_secret().as_bytes(), &mut scratch);
+                    done(&scratch);
+                    let _ = reply.send(result);
+                }
+                Job::Verify {
+                    password,
+                    phc,
+                    reply,
+                } => {
+                    let result = verify_with(
+                        params,
+                        password.expose_secret().as_bytes(),
+                        &phc,
+                        &mut scratch,
+                    );
+                    done(&scratch);
+                    let _ = reply.send(result);
+                }
             }
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
-        let started = Instant::now();
-        // The slot is freed before the answer goes out, so a caller that
-        // submits again at once is not refused for its own finished job.
-        let done = || in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        match job {
-            Job::Hash { password, reply } => {
-                let result = hash_with(params, password.expose_secret().as_bytes(), &mut scratch);
-                done();
-                let _ = reply.send(result);
+            if !scratch.is_empty() {
+                match self.spare.lock() {
+                    Ok(mut spare) => spare.push((scratch, Instant::now())),
+                    Err(_) => {
+                        self.buffers_held.fetch_sub(1, Relaxed);
+                    }
+                }
             }
-            Job::Verify {
-                password,
-                phc,
-                reply,
-            } => {
-                let result = verify_with(
-                    params,
-                    password.expose_secret().as_bytes(),
-                    &phc,
-                    &mut scratch,
-                );
-                done();
-                let _ = reply.send(result);
-            }
+            tracing::trace!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "argon2 job"
+            );
         }
-        tracing::trace!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "argon2 job"
-        );
+    }
+
+    /// Drops the spare buffers unused for `idle_free`.
+    fn free_idle(&self) {
+        let Ok(mut spare) = self.spare.lock() else {
+            return;
+        };
+        let before = spare.len();
+        spare.retain(|(_, used)| used.elapsed() < self.idle_free);
+        let freed = before - spare.len();
+        if freed > 0 {
+            self.buffers_held
+                .fetch_sub(freed, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -362,6 +442,34 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(hasher.verify(&pw, Some(theirs)).await.unwrap().matches);
+    }
+
+    /// Every worker keeps its buffer while busy and frees it once idle, so an
+    /// idle server goes back to its baseline memory.
+    #[tokio::test]
+    async fn idle_workers_free_their_buffers() {
+        let hasher = PasswordHasher::with_idle_free(
+            &HashingConfig {
+                workers: 2,
+                queue: 2,
+                ..small()
+            },
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        assert_eq!(hasher.buffers_held(), 0);
+        let pw = SecretString::from("correct horse battery".to_string());
+        let busy = futures_util::future::join_all((0..4).map(|_| hasher.hash(&pw))).await;
+        assert!(busy.iter().all(Result::is_ok));
+        assert!(hasher.buffers_held() >= 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while hasher.buffers_held() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(hasher.buffers_held(), 0, "an idle worker kept its buffer");
+        // A job after that allocates again and still hashes.
+        assert!(hasher.hash(&pw).await.is_ok());
+        assert_eq!(hasher.buffers_held(), 1);
     }
 
     #[tokio::test]
