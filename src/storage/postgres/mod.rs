@@ -122,7 +122,34 @@ fn q(e: tokio_postgres::Error) -> StorageError {
     if e.is_closed() || e.as_db_error().is_none_or(|db| outage(db.code().code())) {
         StorageError::unavailable(e)
     } else {
-        StorageError::query(e)
+        StorageError::query(PgError(e))
+    }
+}
+
+/// A query error whose text names the SQLSTATE, the message and the
+/// constraint (tokio-postgres prints only "db error"). Never the `detail`,
+/// which can quote the values of a row.
+#[derive(Debug)]
+struct PgError(tokio_postgres::Error);
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => {
+                write!(f, "{} {}", db.code().code(), db.message())?;
+                if let Some(c) = db.constraint() {
+                    write!(f, " (constraint {c})")?;
+                }
+                Ok(())
+            }
+            None => self.0.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 
