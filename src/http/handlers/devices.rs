@@ -1,7 +1,6 @@
 //! `/api/v1/auth/me/devices`: the devices the signed-in user signed in from.
 
 use actix_web::{web, HttpResponse};
-use uuid::Uuid;
 
 use crate::http::client::Client;
 use crate::http::errors::{ApiError, Problem};
@@ -40,10 +39,6 @@ pub async fn delete_device(
     Authenticated(principal): Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path.into_inner()).map_err(|_| ApiError::NotFound)?;
-    if devices::forget(&svc, &principal, id, &client).await? {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::NotFound)
-    }
+    let id = super::own_id(path.into_inner())?;
+    super::removed(devices::forget(&svc, &principal, id, &client).await?)
 }

@@ -2,7 +2,6 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use uuid::Uuid;
 
 use super::StatusResponse;
 use crate::domain::FieldError;
@@ -100,12 +99,8 @@ pub async fn delete_session(
     Authenticated(principal): Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = Uuid::parse_str(&path.into_inner()).map_err(|_| ApiError::NotFound)?;
-    if sessions::revoke(&svc, &principal, id, &client).await? {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::NotFound)
-    }
+    let id = super::own_id(path.into_inner())?;
+    super::removed(sessions::revoke(&svc, &principal, id, &client).await?)
 }
 
 /// The fresh proof a change of second factors carries.
