@@ -2,7 +2,6 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-
 use super::StatusResponse;
 use crate::domain::FieldError;
 use crate::http::client::Client;
