@@ -10,12 +10,7 @@ impl DeviceStore for PgStore {
         let tx = conn.transaction().await.map_err(q)?;
         // Serialises the sign-ins of one user: one of two concurrent
         // sign-ins from a new device records it, the other finds it known.
-        tx.execute(
-            "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
-            &[&s.user_id],
-        )
-        .await
-        .map_err(q)?;
+        lock_user(&tx, &s.user_id).await?;
         let (ua, ip) = (&s.client.user_agent, &s.client.ip);
         let known = tx
             .query_opt(sql::DEVICE_BY_FINGERPRINT, &[&s.user_id, &s.fingerprint])

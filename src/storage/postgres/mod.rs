@@ -32,6 +32,21 @@ mod users;
 
 use outbox::insert_outbox;
 
+/// Serialises one user's writes that must see each other (a per-user cap,
+/// "is this device new?") until the transaction ends: $1 the user id.
+///
+/// Why an advisory lock and not `SELECT … FROM users … FOR UPDATE`: a row
+/// lock on the user conflicts with the key-share lock that every foreign key
+/// to `users` takes, and concurrent sign-ins of one user (device recording
+/// beside session creation) deadlocked on it (40P01).
+const LOCK_USER: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))";
+
+/// Takes [`LOCK_USER`] for `user_id` inside `tx`.
+async fn lock_user(tx: &tokio_postgres::Transaction<'_>, user_id: &Uuid) -> StoreResult<()> {
+    tx.execute(LOCK_USER, &[user_id]).await.map_err(q)?;
+    Ok(())
+}
+
 type Pool = bb8::Pool<Manager>;
 
 /// The pool's connections: tokio-postgres clients that keep the statements

@@ -10,12 +10,7 @@ impl SecondFactorStore for PgStore {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         // Serialises concurrent challenges of one user so the cap holds.
-        tx.execute(
-            "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
-            &[&c.user_id],
-        )
-        .await
-        .map_err(q)?;
+        lock_user(&tx, &c.user_id).await?;
         let created = tx
             .query(sql::CHALLENGE_TIMES, &[&c.user_id])
             .await

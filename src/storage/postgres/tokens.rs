@@ -74,9 +74,7 @@ impl TokenStore for PgStore {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         // Serialises concurrent requests for one user so the cap holds.
-        tx.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", &[&user_id])
-            .await
-            .map_err(q)?;
+        lock_user(&tx, &user_id).await?;
         let created = tx
             .query(sql::RESET_TOKEN_TIMES, &[&user_id])
             .await
