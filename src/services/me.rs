@@ -79,7 +79,7 @@ impl From<UserRecord> for Profile {
 
 pub async fn profile(svc: &Services, principal: &Principal) -> Result<Profile, AuthError> {
     svc.store
-        .find_user_by_id(principal.user_id)
+        .find_user_profile(principal.user_id)
         .await?
         .map(Profile::from)
         .ok_or(AuthError::Unauthorized("the account no longer exists"))

@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "000008_rate_windows"),
     migration!(9, "000009_audit_chain"),
     migration!(10, "000010_devices"),
+    migration!(11, "000011_user_change_notices"),
 ];
 
 /// The embedded database's first schema (version 1).

@@ -14,6 +14,7 @@ mod privacy_records;
 pub mod sql;
 pub mod sqlite;
 mod traits;
+mod user_cache;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub use device_records::*;
 pub use models::*;
 pub use privacy_records::*;
 pub use traits::*;
+pub(crate) use user_cache::UserCache;
 
 /// Any error a driver returns, kept as the cause.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

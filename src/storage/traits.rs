@@ -33,6 +33,19 @@ pub trait UserStore: Send + Sync {
 
     async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
 
+    /// The user for display (`GET /me`): may come from a per-instance cache
+    /// that every change to the row invalidates; decisions read
+    /// [`find_user_by_id`](Self::find_user_by_id).
+    async fn find_user_profile(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        self.find_user_by_id(id).await
+    }
+
+    /// True while [`find_user_profile`](Self::find_user_profile) may answer
+    /// from memory (PostgreSQL: while change notices are received).
+    fn profile_cache_on(&self) -> bool {
+        false
+    }
+
     /// Records a successful sign-in: clears the lockout counters, stamps the
     /// time, and stores an upgraded hash when the parameters were raised.
     async fn record_login_success(

@@ -25,6 +25,7 @@ mod password_policy;
 mod password_reset;
 mod pre_hijacking;
 mod privacy;
+mod profile_cache;
 mod rate_limit;
 mod rate_limit_fallback;
 mod readme;

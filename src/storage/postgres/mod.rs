@@ -28,6 +28,7 @@ mod rate;
 mod second_factor;
 mod sessions;
 mod tokens;
+mod user_changes;
 mod users;
 
 use outbox::insert_outbox;
@@ -123,6 +124,9 @@ impl bb8::ManageConnection for Manager {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// Users for `GET /me`, on while change notices are received
+    /// ([`user_changes`]).
+    users: UserCache,
 }
 
 fn q(e: tokio_postgres::Error) -> StorageError {
@@ -265,11 +269,17 @@ impl PgStore {
             .connection_timeout(POOL_CHECKOUT_TIMEOUT)
             .test_on_check_out(false)
             .build_unchecked(manager);
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            users: UserCache::new(false, Some(user_changes::MAX_AGE)),
+        };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match store.ping().await {
-                Ok(()) => return Ok(store),
+                Ok(()) => {
+                    tokio::spawn(user_changes::watch(config, connector, store.users.clone()));
+                    return Ok(store);
+                }
                 Err(e) => {
                     // The pool only says it timed out; one direct attempt names the cause.
                     let cause = match config.connect(connector.clone()).await {

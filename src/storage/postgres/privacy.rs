@@ -99,6 +99,7 @@ impl PrivacyStore for PgStore {
     }
 
     async fn erase_user(&self, e: Erasure) -> StoreResult<Option<Vec<Uuid>>> {
+        let _users = self.users.changing();
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         let locked = tx
@@ -141,6 +142,7 @@ impl PrivacyStore for PgStore {
     }
 
     async fn sweep_retention(&self, cutoffs: Cutoffs) -> StoreResult<u64> {
+        let _users = self.users.changing();
         let mut conn = self.conn().await?;
         let mut total = 0;
         for (statement, cutoff) in [

@@ -104,6 +104,7 @@ impl SecondFactorStore for PgStore {
         user_id: Uuid,
         update: SecondFactorUpdate,
     ) -> StoreResult<bool> {
+        let _users = self.users.changing();
         let SecondFactorUpdate {
             change,
             recovery,

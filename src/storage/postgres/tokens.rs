@@ -31,6 +31,7 @@ impl TokenStore for PgStore {
         token_hash: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Uuid>> {
+        let _users = self.users.changing();
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         let row = tx

@@ -7,6 +7,7 @@ use crate::storage::sql;
 #[async_trait]
 impl UserStore for PgStore {
     async fn create_user(&self, new: NewUser) -> StoreResult<CreateUserOutcome> {
+        let _users = self.users.changing();
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         let inserted = tx
@@ -28,6 +29,7 @@ impl UserStore for PgStore {
     }
 
     async fn replace_unverified_user(&self, new: NewUser) -> StoreResult<Option<Uuid>> {
+        let _users = self.users.changing();
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         let row = tx
@@ -68,6 +70,7 @@ impl UserStore for PgStore {
     }
 
     async fn delete_unverified_users(&self, registered_before: DateTime<Utc>) -> StoreResult<u64> {
+        let _users = self.users.changing();
         self.exec(
             "DELETE FROM users WHERE id IN (SELECT id FROM users
                  WHERE email_verified IS NOT TRUE AND deleted_at IS NULL AND created_at < $1 LIMIT 5000)",
@@ -90,6 +93,22 @@ impl UserStore for PgStore {
         row.as_ref().map(user_from).transpose()
     }
 
+    fn profile_cache_on(&self) -> bool {
+        self.users.enabled()
+    }
+
+    async fn find_user_profile(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+        if let Some(hit) = self.users.get(id) {
+            return Ok(Some(hit));
+        }
+        let before = self.users.generation();
+        let found = self.find_user_by_id(id).await?;
+        if let Some(record) = &found {
+            self.users.fill(before, record);
+        }
+        Ok(found)
+    }
+
     async fn find_user_by_id(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
         let conn = self.conn().await?;
         let row = conn
@@ -108,6 +127,7 @@ impl UserStore for PgStore {
         now: DateTime<Utc>,
         rehash: Option<String>,
     ) -> StoreResult<()> {
+        let _users = self.users.changing();
         self.exec(
             "UPDATE users SET last_login_at = $2, failed_login_attempts = 0, locked_until = NULL, is_locked = false,
                  password_hash = COALESCE($3, password_hash)
@@ -124,6 +144,7 @@ impl UserStore for PgStore {
         active: bool,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
+        let _users = self.users.changing();
         Ok(self
             .exec(sql::SET_USER_ACTIVE, &[&user_id, &active, &now])
             .await?
@@ -131,6 +152,7 @@ impl UserStore for PgStore {
     }
 
     async fn clear_login_counters(&self, user_id: Uuid) -> StoreResult<()> {
+        let _users = self.users.changing();
         let none: Option<DateTime<Utc>> = None;
         self.exec(sql::SET_LOGIN_COUNTERS, &[&user_id, &0i32, &none, &false])
             .await?;
@@ -144,6 +166,7 @@ impl UserStore for PgStore {
         locked_until: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
+        let _users = self.users.changing();
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         let Some(row) = tx
@@ -164,6 +187,7 @@ impl UserStore for PgStore {
     }
 
     async fn set_password(&self, change: PasswordChange) -> StoreResult<()> {
+        let _users = self.users.changing();
         let PasswordChange {
             user_id,
             password_hash,

@@ -1,6 +1,6 @@
 //! Embedded SQLite backend: one file under the data directory in WAL mode,
 //! one writer and a few readers ([`pool`]), with an exact user cache for the
-//! hot `GET /me` path ([`user_cache`]). It is the single-node default.
+//! hot `GET /me` path ([`crate::storage::UserCache`]). It is the single-node default.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -24,13 +24,12 @@ mod rate;
 mod second_factor;
 mod sessions;
 mod tokens;
-mod user_cache;
 mod users;
 
+use crate::storage::UserCache;
 use external::ExternalWrites;
 use outbox::insert_outbox;
 use pool::{dialect, Pool};
-use user_cache::UserCache;
 
 use crate::storage::migrations::{
     SQLITE_SCHEMA as SCHEMA, SQLITE_UPGRADES as UPGRADES, SQLITE_VERSION as SCHEMA_VERSION,

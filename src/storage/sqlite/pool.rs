@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
 use super::external::ExternalWrites;
-use super::user_cache::UserCache;
 use super::{q, StorageError, StoreResult};
+use crate::storage::UserCache;
 
 /// Read connections per store.
 const READERS: usize = 4;
