@@ -24,7 +24,7 @@ use super::{credentials, AuthError, Services};
 use crate::auth::{codes, tokens, totp};
 use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
 use crate::domain::{ClientContext, FieldError};
-use crate::mail::templates;
+use crate::mail::{templates, OutgoingMail};
 use crate::storage::{SecondFactorUpdate, UserRecord, STEP_UP};
 
 const RECOVERY_CODES: usize = 10;
@@ -147,6 +147,38 @@ pub async fn verify(
     .await
 }
 
+/// Applies `change` to `user`'s second factors, with `recovery` (the hashes
+/// of new recovery codes, or none to keep them) and the owner's `mail` in
+/// the same transaction; `false` (nothing written) when the change refuses.
+async fn change_factors(
+    svc: &Services,
+    user: &UserRecord,
+    change: SecondFactorChange,
+    recovery: Option<Vec<String>>,
+    mail: Option<&OutgoingMail>,
+) -> Result<bool, AuthError> {
+    let queued = mail
+        .map(|m| svc.mailer.prepare(m))
+        .transpose()
+        .map_err(|e| AuthError::Internal(e.into()))?;
+    let written = svc
+        .store
+        .update_second_factors(
+            user.id,
+            SecondFactorUpdate {
+                change,
+                recovery,
+                now: svc.clock.now(),
+                mail: queued,
+            },
+        )
+        .await?;
+    if let (true, Some(mail)) = (written, mail) {
+        svc.mailer.queued(mail.template);
+    }
+    Ok(written)
+}
+
 /// `POST /me/2fa/email`: email codes on (fresh proof; mails the owner, ends
 /// the other sessions).
 pub async fn enable_email(
@@ -161,23 +193,8 @@ pub async fn enable_email(
     }
     reauth::prove(svc, &user, proof, client, "two_factor_enabled").await?;
     let mail = templates::new_two_factor(user.email.as_str(), "one-time codes by email");
-    let queued = svc
-        .mailer
-        .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.into()))?;
     let enable: SecondFactorChange = Box::new(|f| f.with_email_otp(true));
-    svc.store
-        .update_second_factors(
-            user.id,
-            SecondFactorUpdate {
-                change: enable,
-                recovery: None,
-                now: svc.clock.now(),
-                mail: Some(queued),
-            },
-        )
-        .await?;
-    svc.mailer.queued(mail.template);
+    change_factors(svc, &user, enable, None, Some(&mail)).await?;
     let detail = serde_json::json!({"method": "email_otp"});
     reauth::changed(svc, principal, client, "two_factor_enabled", detail).await
 }
@@ -207,17 +224,7 @@ pub async fn totp_setup(
         .seal(&secret)
         .map_err(|e| AuthError::Internal(e.into()))?;
     let pending: SecondFactorChange = Box::new(move |f| f.with_pending(Some(sealed)));
-    svc.store
-        .update_second_factors(
-            user.id,
-            SecondFactorUpdate {
-                change: pending,
-                recovery: None,
-                now: svc.clock.now(),
-                mail: None,
-            },
-        )
-        .await?;
+    change_factors(svc, &user, pending, None, None).await?;
     svc.audit(
         "two_factor_setup",
         true,
@@ -313,27 +320,10 @@ pub async fn totp_enable(
     } else {
         templates::new_two_factor(user.email.as_str(), "an authenticator app")
     };
-    let queued = svc
-        .mailer
-        .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.into()))?;
     let confirm: SecondFactorChange = Box::new(move |f| f.confirm_totp(&pending, step));
-    if !svc
-        .store
-        .update_second_factors(
-            user.id,
-            SecondFactorUpdate {
-                change: confirm,
-                recovery: Some(hashes),
-                now: svc.clock.now(),
-                mail: Some(queued),
-            },
-        )
-        .await?
-    {
+    if !change_factors(svc, &user, confirm, Some(hashes), Some(&mail)).await? {
         return Err(invalid());
     }
-    svc.mailer.queued(mail.template);
     let detail = serde_json::json!({"method": "totp", "replaced": replacing});
     reauth::changed(svc, principal, client, "two_factor_enabled", detail).await?;
     Ok(RecoveryCodes {
@@ -366,27 +356,10 @@ pub async fn regenerate_recovery_codes(
         user.email.as_str(),
         "New recovery codes were made for your SUMA Finance account; the earlier ones no longer work.",
     );
-    let queued = svc
-        .mailer
-        .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.into()))?;
     let keep: SecondFactorChange = Box::new(|f| f.totp.then_some(f));
-    if !svc
-        .store
-        .update_second_factors(
-            user.id,
-            SecondFactorUpdate {
-                change: keep,
-                recovery: Some(hashes),
-                now: svc.clock.now(),
-                mail: Some(queued),
-            },
-        )
-        .await?
-    {
+    if !change_factors(svc, &user, keep, Some(hashes), Some(&mail)).await? {
         return Err(not_enabled());
     }
-    svc.mailer.queued(mail.template);
     reauth::changed(
         svc,
         principal,
@@ -416,29 +389,9 @@ pub async fn disable(
         user.email.as_str(),
         "Two-step sign-in was turned off for your SUMA Finance account.",
     );
-    let queued = if was_on {
-        Some(
-            svc.mailer
-                .prepare(&mail)
-                .map_err(|e| AuthError::Internal(e.into()))?,
-        )
-    } else {
-        None
-    };
     let off: SecondFactorChange = Box::new(|_| Some(SecondFactors::disabled()));
-    svc.store
-        .update_second_factors(
-            user.id,
-            SecondFactorUpdate {
-                change: off,
-                recovery: Some(Vec::new()),
-                now: svc.clock.now(),
-                mail: queued,
-            },
-        )
-        .await?;
+    change_factors(svc, &user, off, Some(Vec::new()), was_on.then_some(&mail)).await?;
     if was_on {
-        svc.mailer.queued(mail.template);
         reauth::changed(
             svc,
             principal,
