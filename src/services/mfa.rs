@@ -268,6 +268,11 @@ fn new_recovery_codes(svc: &Services, user: &UserRecord) -> (Vec<String>, Vec<St
     (codes, hashes)
 }
 
+/// A 422 on the request's `code`.
+fn code_refused(code: &str, message: &str) -> AuthError {
+    AuthError::Validation(vec![FieldError::new("code", code, message)])
+}
+
 /// `POST /me/2fa/totp/enable`: confirms the pending secret with one of its
 /// codes and the password. The current factor was proven when the secret
 /// was set up (only a fresh proof issues one); wrong codes count toward the
@@ -281,18 +286,16 @@ pub async fn totp_enable(
 ) -> Result<RecoveryCodes, AuthError> {
     let user = me::current_user(svc, principal).await?;
     let invalid = || {
-        AuthError::Validation(vec![FieldError::new(
-            "code",
+        code_refused(
             "invalid_code",
             "the code does not match; check the device's clock",
-        )])
+        )
     };
     let Some(pending) = user.totp_pending_sealed.clone() else {
-        return Err(AuthError::Validation(vec![FieldError::new(
-            "code",
+        return Err(code_refused(
             "setup_required",
             "call /me/2fa/totp/setup first",
-        )]));
+        ));
     };
     credentials::prove_password(svc, &user, password, client, Some("two_factor_enabled")).await?;
     let secret = svc
@@ -341,11 +344,10 @@ pub async fn regenerate_recovery_codes(
 ) -> Result<RecoveryCodes, AuthError> {
     let user = me::current_user(svc, principal).await?;
     let not_enabled = || {
-        AuthError::Validation(vec![FieldError::new(
-            "code",
+        code_refused(
             "totp_not_enabled",
             "recovery codes come with an authenticator app: turn TOTP on first",
-        )])
+        )
     };
     if !user.totp_enabled {
         return Err(not_enabled());
