@@ -172,14 +172,7 @@ pub fn changes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn at(minutes: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000, 0)
-            .single()
-            .unwrap_or_default()
-            + chrono::Duration::minutes(minutes)
-    }
+    use crate::domain::test_clock::at;
 
     fn versions(terms: &str, privacy: &str) -> ConsentVersions {
         ConsentVersions {

@@ -37,14 +37,7 @@ impl LoginCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Duration, TimeZone};
-
-    fn at(minutes: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000, 0)
-            .single()
-            .unwrap_or_default()
-            + Duration::minutes(minutes)
-    }
+    use crate::domain::test_clock::at;
 
     fn counted(n: u32) -> LoginCounters {
         LoginCounters {

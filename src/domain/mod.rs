@@ -14,6 +14,19 @@ pub mod reset;
 pub mod retention;
 pub mod second_factor;
 
+/// The time of the rules' tests: a manual clock, minutes after a fixed instant.
+#[cfg(test)]
+pub(crate) mod test_clock {
+    use chrono::{DateTime, Duration, TimeZone, Utc};
+
+    pub fn at(minutes: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000, 0)
+            .single()
+            .unwrap_or_default()
+            + Duration::minutes(minutes)
+    }
+}
+
 pub use client::ClientContext;
 pub use email::Email;
 pub use password::{NewPassword, PasswordContext, PasswordRule};

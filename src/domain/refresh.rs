@@ -86,15 +86,7 @@ impl RefreshPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    /// A manual clock: minutes after a fixed instant.
-    fn at(minutes: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000, 0)
-            .single()
-            .unwrap_or_default()
-            + Duration::minutes(minutes)
-    }
+    use crate::domain::test_clock::at;
 
     fn policy() -> RefreshPolicy {
         RefreshPolicy {

@@ -14,14 +14,7 @@ pub fn under_hourly_cap(created: &[DateTime<Utc>], now: DateTime<Utc>, max_per_h
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    fn at(minutes: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000, 0)
-            .single()
-            .unwrap_or_default()
-            + Duration::minutes(minutes)
-    }
+    use crate::domain::test_clock::at;
 
     #[test]
     fn counts_only_the_last_hour() {

@@ -43,7 +43,7 @@ use super::handlers;
         handlers::privacy::export,
         handlers::privacy::delete_me,
     ),
-    components(schemas(super::errors::Problem, crate::domain::FieldError, crate::services::mfa::MfaRequired, crate::services::consents::RequiredVersions)),
+    components(schemas(super::errors::Problem, crate::domain::FieldError, crate::services::second_factor::MfaRequired, crate::services::consents::RequiredVersions)),
     modifiers(&BearerAuth),
     tags(
         (name = "auth", description = "Identity and credentials"),

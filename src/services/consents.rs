@@ -11,9 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::login::LoginOutcome;
-use super::me::Principal;
-use super::tokens::open_session;
+use super::me::{self, Principal};
+use super::sign_in::{self, LoginOutcome};
 use super::{AuthError, Services};
 use crate::auth::tokens;
 use crate::domain::consent::{self, ConsentRefusal, ConsentType, Requested, Statement};
@@ -97,16 +96,9 @@ async fn history(svc: &Services, user_id: Uuid) -> Result<Vec<Statement>, AuthEr
     Ok(statements(&svc.store.consent_history(user_id).await?))
 }
 
-async fn current_user(svc: &Services, principal: &Principal) -> Result<UserRecord, AuthError> {
-    svc.store
-        .find_user_by_id(principal.user_id)
-        .await?
-        .ok_or(AuthError::Unauthorized("the account no longer exists"))
-}
-
 /// `GET /me/consents`.
 pub async fn current(svc: &Services, principal: &Principal) -> Result<ConsentState, AuthError> {
-    let user = current_user(svc, principal).await?;
+    let user = me::current_user(svc, principal).await?;
     Ok(state_of(svc, &history(svc, user.id).await?))
 }
 
@@ -166,7 +158,7 @@ pub async fn update(
     requested: Vec<Requested>,
     client: &ClientContext,
 ) -> Result<ConsentState, AuthError> {
-    let user = current_user(svc, principal).await?;
+    let user = me::current_user(svc, principal).await?;
     let mut history = history(svc, user.id).await?;
     let changes =
         consent::changes(&history, &requested, &svc.config.consents).map_err(|refusal| {
@@ -288,36 +280,5 @@ pub async fn accept(
     {
         return Err(AuthError::InvalidConsentToken);
     }
-    let device_id = challenge.device_id;
-    let new_device =
-        super::devices::step_up_required(svc, &user, device_id.as_deref(), client).await?;
-    if super::mfa::required(&user) || new_device {
-        let step = if new_device {
-            super::mfa::new_device_challenge(svc, &user, device_id, client).await?
-        } else {
-            super::mfa::challenge(svc, &user, device_id, client).await?
-        };
-        let detail = serde_json::json!({
-            "mfa_required": true, "methods": step.methods, "new_device": new_device,
-        });
-        svc.audit("login_password", true, Some(user.id), client, detail)
-            .await;
-        return Ok(LoginOutcome::MfaRequired(step));
-    }
-    let pair = open_session(svc, &user, device_id.clone(), client, &["pwd"]).await?;
-    super::devices::record_sign_in(svc, &user, device_id.as_deref(), client, pair.session_id)
-        .await?;
-    svc.store
-        .record_login_success(user.id, svc.clock.now(), None)
-        .await?;
-    svc.metrics.login_success(false);
-    svc.audit(
-        "login",
-        true,
-        Some(user.id),
-        client,
-        serde_json::json!({"session_id": pair.session_id, "amr": ["pwd"]}),
-    )
-    .await;
-    Ok(LoginOutcome::Tokens(pair))
+    sign_in::after_password(svc, &user, challenge.device_id, client, None).await
 }

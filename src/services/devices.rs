@@ -21,6 +21,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::me::Principal;
+use super::second_factor;
 use super::{AuthError, Services};
 use crate::domain::device::{fingerprint_input, user_agent_family};
 use crate::domain::ClientContext;
@@ -52,7 +53,7 @@ pub async fn step_up_required(
     device_id: Option<&str>,
     client: &ClientContext,
 ) -> Result<bool, AuthError> {
-    if !svc.config.second_factor.new_device_step_up || super::mfa::required(user) {
+    if !svc.config.second_factor.new_device_step_up || second_factor::required(user) {
         return Ok(false);
     }
     let (fingerprint, _) = fingerprint(svc, device_id, client.user_agent.as_deref());

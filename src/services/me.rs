@@ -77,10 +77,14 @@ impl From<UserRecord> for Profile {
     }
 }
 
-pub async fn profile(svc: &Services, principal: &Principal) -> Result<Profile, AuthError> {
+/// The signed-in user's record; `Unauthorized` once the account is gone.
+pub async fn current_user(svc: &Services, principal: &Principal) -> Result<UserRecord, AuthError> {
     svc.store
         .find_user_profile(principal.user_id)
         .await?
-        .map(Profile::from)
         .ok_or(AuthError::Unauthorized("the account no longer exists"))
+}
+
+pub async fn profile(svc: &Services, principal: &Principal) -> Result<Profile, AuthError> {
+    Ok(Profile::from(current_user(svc, principal).await?))
 }

@@ -1,10 +1,7 @@
-//! Second factors: email one-time codes and TOTP (with recovery codes).
-//!
-//! A correct password on an account with a second factor opens a login
-//! challenge (`mfa_token`, 256 bits, stored hashed, valid `OTP_EXPIRY_MINUTES`)
-//! instead of a session. The challenge lives in the database, so any instance
-//! can verify it. At most `MFA_CHALLENGES_PER_HOUR` challenges (and step-up
-//! codes) are opened per account per hour; beyond that the answer is 429.
+//! Second factors: the code step of a sign-in (`/otp/send`, `/otp/verify`)
+//! and the signed-in user's changes (email one-time codes, TOTP with recovery
+//! codes). Challenges are opened and their codes mailed by
+//! [`super::second_factor`].
 //!
 //! Codes are limited twice: per challenge (at most five checks, reserved by
 //! an atomic increment before the code is compared; then it is dead) and per
@@ -14,202 +11,23 @@
 //! Turning factors on, replacing or turning them off and making recovery
 //! codes anew need a fresh proof within the request ([`super::reauth`]).
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::factor_check::{self, Checked};
-use super::me::Principal;
+use super::me::{self, Principal};
 use super::reauth::{self, Proof};
-use super::tokens::{open_session, TokenPair};
+use super::second_factor::{self, open_challenge, send_code, MAX_ATTEMPTS, MAX_SENDS};
+use super::sign_in;
+use super::tokens::TokenPair;
 use super::{credentials, AuthError, Services};
 use crate::auth::{codes, tokens, totp};
 use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
-use crate::domain::{reset, ClientContext, FieldError};
-use crate::mail::templates;
-use crate::storage::{NewMfaChallenge, SecondFactorUpdate, UserRecord, STEP_UP};
+use crate::domain::{ClientContext, FieldError};
+use crate::mail::{templates, OutgoingMail};
+use crate::storage::{SecondFactorUpdate, UserRecord, STEP_UP};
 
-/// Wrong or right, codes checked per challenge at most.
-pub const MAX_ATTEMPTS: u32 = 5;
-/// Email codes sent per challenge at most (the first included).
-pub const MAX_SENDS: u32 = 3;
 const RECOVERY_CODES: usize = 10;
-
-/// `200 {"mfa_required": true, ...}` of a login that needs a second factor.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MfaRequired {
-    pub mfa_required: bool,
-    pub mfa_token: String,
-    /// `totp` first when enabled, then `email_otp`.
-    pub methods: Vec<&'static str>,
-}
-
-fn methods_of(user: &UserRecord) -> Vec<&'static str> {
-    let mut methods = Vec::new();
-    if user.totp_enabled {
-        methods.push("totp");
-    }
-    if user.email_otp_enabled {
-        methods.push("email_otp");
-    }
-    methods
-}
-
-pub fn required(user: &UserRecord) -> bool {
-    user.totp_enabled || user.email_otp_enabled
-}
-
-fn six_digits() -> String {
-    format!("{:06}", rand::random_range(0..1_000_000u32))
-}
-
-fn otp_expiry(svc: &Services) -> chrono::Duration {
-    chrono::Duration::from_std(svc.config.security.otp_expiry)
-        .unwrap_or(chrono::Duration::minutes(5))
-}
-
-/// Stores a challenge for `user` under the hourly cap; `RateLimited` beyond it.
-async fn open_challenge(
-    svc: &Services,
-    user: &UserRecord,
-    token: &str,
-    methods: String,
-    device_id: Option<String>,
-) -> Result<Uuid, AuthError> {
-    let id = Uuid::new_v4();
-    let now = svc.clock.now();
-    let cap = svc.config.second_factor.challenges_per_hour;
-    // When refused, how long until the oldest challenge of the hour ages out.
-    let wait: Arc<Mutex<Option<Duration>>> = Arc::default();
-    let slot = Arc::clone(&wait);
-    let admit = Box::new(move |created: &[DateTime<Utc>]| {
-        let admitted = reset::under_hourly_cap(created, now, cap);
-        if !admitted {
-            let hour = chrono::Duration::hours(1);
-            let oldest = created.iter().filter(|t| **t > now - hour).min();
-            let left = oldest.map_or(hour, |t| *t + hour - now);
-            if let Ok(mut slot) = slot.lock() {
-                *slot = left.to_std().ok();
-            }
-        }
-        admitted
-    });
-    let stored = svc
-        .store
-        .create_mfa_challenge(NewMfaChallenge {
-            id,
-            user_id: user.id,
-            token_hash: tokens::token_hash(token),
-            device_id,
-            methods,
-            expires_at: now + otp_expiry(svc),
-            now,
-            admit,
-        })
-        .await?;
-    if !stored {
-        let retry_after = wait
-            .lock()
-            .ok()
-            .and_then(|w| *w)
-            .unwrap_or(Duration::from_secs(3600))
-            .max(Duration::from_secs(1));
-        return Err(AuthError::RateLimited {
-            limit: cap,
-            remaining: 0,
-            reset: retry_after,
-            retry_after,
-        });
-    }
-    Ok(id)
-}
-
-/// Opens the challenge of a login whose password was correct.
-pub async fn challenge(
-    svc: &Services,
-    user: &UserRecord,
-    device_id: Option<String>,
-    client: &ClientContext,
-) -> Result<MfaRequired, AuthError> {
-    challenge_for(svc, user, methods_of(user), device_id, client).await
-}
-
-/// Opens the email-code challenge of a correct password from a new device
-/// on an account without a second factor (`NEW_DEVICE_STEP_UP`, see
-/// [`super::devices`]); the code is mailed at once.
-pub async fn new_device_challenge(
-    svc: &Services,
-    user: &UserRecord,
-    device_id: Option<String>,
-    client: &ClientContext,
-) -> Result<MfaRequired, AuthError> {
-    challenge_for(svc, user, vec!["email_otp"], device_id, client).await
-}
-
-async fn challenge_for(
-    svc: &Services,
-    user: &UserRecord,
-    methods: Vec<&'static str>,
-    device_id: Option<String>,
-    client: &ClientContext,
-) -> Result<MfaRequired, AuthError> {
-    let token = tokens::random_token();
-    let id = match open_challenge(svc, user, &token, methods.join(" "), device_id).await {
-        Ok(id) => id,
-        Err(e) => {
-            if matches!(e, AuthError::RateLimited { .. }) {
-                svc.metrics.login_failure("too_many_challenges");
-                let reason = serde_json::json!({"reason": "too_many_challenges"});
-                svc.audit("login", false, Some(user.id), client, reason)
-                    .await;
-            }
-            return Err(e);
-        }
-    };
-    // Email codes go out at once when email is the only factor.
-    if methods == ["email_otp"] {
-        send_code(svc, id, user).await?;
-    }
-    Ok(MfaRequired {
-        mfa_required: true,
-        mfa_token: token,
-        methods,
-    })
-}
-
-async fn send_code(
-    svc: &Services,
-    challenge_id: Uuid,
-    user: &UserRecord,
-) -> Result<bool, AuthError> {
-    let code = six_digits();
-    let now = svc.clock.now();
-    let minutes = svc.config.security.otp_expiry.as_secs().div_ceil(60);
-    let mail = templates::otp_code(user.email.as_str(), &code, minutes);
-    let queued = svc
-        .mailer
-        .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.into()))?;
-    let hash = codes::keyed_hash(svc.mailer.sealer(), &challenge_id.to_string(), &code);
-    let stored = svc
-        .store
-        .set_challenge_code(
-            challenge_id,
-            &hash,
-            now + otp_expiry(svc),
-            MAX_SENDS,
-            Some(queued),
-        )
-        .await?;
-    if stored {
-        svc.mailer.queued(mail.template);
-    }
-    Ok(stored)
-}
 
 /// `POST /otp/send`: (re)sends the email code of a challenge.
 pub async fn resend(svc: &Services, mfa_token: &str) -> Result<(), AuthError> {
@@ -236,7 +54,7 @@ pub async fn resend(svc: &Services, mfa_token: &str) -> Result<(), AuthError> {
 /// email codes are on, for the fresh proof of a change (counts toward the
 /// hourly challenge cap).
 pub async fn send_step_up(svc: &Services, principal: &Principal) -> Result<(), AuthError> {
-    let user = reauth::current_user(svc, principal).await?;
+    let user = me::current_user(svc, principal).await?;
     if !user.email_otp_enabled {
         return Err(AuthError::Validation(vec![FieldError::new(
             "email_otp",
@@ -305,46 +123,60 @@ pub async fn verify(
         Checked::Locked { .. } => Some("account_locked"),
     };
     if let Some(reason) = reason {
-        svc.metrics.login_failure(reason);
-        let detail = serde_json::json!({"reason": reason});
-        svc.audit("mfa_verify", false, Some(user.id), client, detail)
-            .await;
+        sign_in::refused(svc, "mfa_verify", reason, Some(user.id), client).await;
         return Err(match checked {
             Checked::Locked { retry_after } => AuthError::AccountLocked { retry_after },
             _ => AuthError::InvalidCode,
         });
     }
-    let now = svc.clock.now();
-    if !svc.store.consume_mfa_challenge(challenge.id, now).await? {
+    if !svc
+        .store
+        .consume_mfa_challenge(challenge.id, svc.clock.now())
+        .await?
+    {
         return Err(AuthError::InvalidMfaToken);
     }
-    let pair = open_session(
+    sign_in::open(
         svc,
         &user,
-        challenge.device_id.clone(),
+        challenge.device_id,
         client,
         &["pwd", "otp"],
+        None,
     )
-    .await?;
-    super::devices::record_sign_in(
-        svc,
-        &user,
-        challenge.device_id.as_deref(),
-        client,
-        pair.session_id,
-    )
-    .await?;
-    svc.store.record_login_success(user.id, now, None).await?;
-    svc.metrics.login_success(true);
-    svc.audit(
-        "login",
-        true,
-        Some(user.id),
-        client,
-        serde_json::json!({"session_id": pair.session_id, "amr": ["pwd", "otp"]}),
-    )
-    .await;
-    Ok(pair)
+    .await
+}
+
+/// Applies `change` to `user`'s second factors, with `recovery` (the hashes
+/// of new recovery codes, or none to keep them) and the owner's `mail` in
+/// the same transaction; `false` (nothing written) when the change refuses.
+async fn change_factors(
+    svc: &Services,
+    user: &UserRecord,
+    change: SecondFactorChange,
+    recovery: Option<Vec<String>>,
+    mail: Option<&OutgoingMail>,
+) -> Result<bool, AuthError> {
+    let queued = mail
+        .map(|m| svc.mailer.prepare(m))
+        .transpose()
+        .map_err(|e| AuthError::Internal(e.into()))?;
+    let written = svc
+        .store
+        .update_second_factors(
+            user.id,
+            SecondFactorUpdate {
+                change,
+                recovery,
+                now: svc.clock.now(),
+                mail: queued,
+            },
+        )
+        .await?;
+    if let (true, Some(mail)) = (written, mail) {
+        svc.mailer.queued(mail.template);
+    }
+    Ok(written)
 }
 
 /// `POST /me/2fa/email`: email codes on (fresh proof; mails the owner, ends
@@ -355,29 +187,14 @@ pub async fn enable_email(
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = reauth::current_user(svc, principal).await?;
+    let user = me::current_user(svc, principal).await?;
     if !user.email_verified {
         return Err(AuthError::EmailNotVerified);
     }
     reauth::prove(svc, &user, proof, client, "two_factor_enabled").await?;
     let mail = templates::new_two_factor(user.email.as_str(), "one-time codes by email");
-    let queued = svc
-        .mailer
-        .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.into()))?;
     let enable: SecondFactorChange = Box::new(|f| f.with_email_otp(true));
-    svc.store
-        .update_second_factors(
-            user.id,
-            SecondFactorUpdate {
-                change: enable,
-                recovery: None,
-                now: svc.clock.now(),
-                mail: Some(queued),
-            },
-        )
-        .await?;
-    svc.mailer.queued(mail.template);
+    change_factors(svc, &user, enable, None, Some(&mail)).await?;
     let detail = serde_json::json!({"method": "email_otp"});
     reauth::changed(svc, principal, client, "two_factor_enabled", detail).await
 }
@@ -398,7 +215,7 @@ pub async fn totp_setup(
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<TotpSetup, AuthError> {
-    let user = reauth::current_user(svc, principal).await?;
+    let user = me::current_user(svc, principal).await?;
     reauth::prove(svc, &user, proof, client, "two_factor_setup").await?;
     let secret = totp::new_secret();
     let sealed = svc
@@ -407,17 +224,7 @@ pub async fn totp_setup(
         .seal(&secret)
         .map_err(|e| AuthError::Internal(e.into()))?;
     let pending: SecondFactorChange = Box::new(move |f| f.with_pending(Some(sealed)));
-    svc.store
-        .update_second_factors(
-            user.id,
-            SecondFactorUpdate {
-                change: pending,
-                recovery: None,
-                now: svc.clock.now(),
-                mail: None,
-            },
-        )
-        .await?;
+    change_factors(svc, &user, pending, None, None).await?;
     svc.audit(
         "two_factor_setup",
         true,
@@ -461,6 +268,11 @@ fn new_recovery_codes(svc: &Services, user: &UserRecord) -> (Vec<String>, Vec<St
     (codes, hashes)
 }
 
+/// A 422 on the request's `code`.
+fn code_refused(code: &str, message: &str) -> AuthError {
+    AuthError::Validation(vec![FieldError::new("code", code, message)])
+}
+
 /// `POST /me/2fa/totp/enable`: confirms the pending secret with one of its
 /// codes and the password. The current factor was proven when the secret
 /// was set up (only a fresh proof issues one); wrong codes count toward the
@@ -472,20 +284,18 @@ pub async fn totp_enable(
     code: &str,
     client: &ClientContext,
 ) -> Result<RecoveryCodes, AuthError> {
-    let user = reauth::current_user(svc, principal).await?;
+    let user = me::current_user(svc, principal).await?;
     let invalid = || {
-        AuthError::Validation(vec![FieldError::new(
-            "code",
+        code_refused(
             "invalid_code",
             "the code does not match; check the device's clock",
-        )])
+        )
     };
     let Some(pending) = user.totp_pending_sealed.clone() else {
-        return Err(AuthError::Validation(vec![FieldError::new(
-            "code",
+        return Err(code_refused(
             "setup_required",
             "call /me/2fa/totp/setup first",
-        )]));
+        ));
     };
     credentials::prove_password(svc, &user, password, client, Some("two_factor_enabled")).await?;
     let secret = svc
@@ -513,27 +323,10 @@ pub async fn totp_enable(
     } else {
         templates::new_two_factor(user.email.as_str(), "an authenticator app")
     };
-    let queued = svc
-        .mailer
-        .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.into()))?;
     let confirm: SecondFactorChange = Box::new(move |f| f.confirm_totp(&pending, step));
-    if !svc
-        .store
-        .update_second_factors(
-            user.id,
-            SecondFactorUpdate {
-                change: confirm,
-                recovery: Some(hashes),
-                now: svc.clock.now(),
-                mail: Some(queued),
-            },
-        )
-        .await?
-    {
+    if !change_factors(svc, &user, confirm, Some(hashes), Some(&mail)).await? {
         return Err(invalid());
     }
-    svc.mailer.queued(mail.template);
     let detail = serde_json::json!({"method": "totp", "replaced": replacing});
     reauth::changed(svc, principal, client, "two_factor_enabled", detail).await?;
     Ok(RecoveryCodes {
@@ -549,13 +342,12 @@ pub async fn regenerate_recovery_codes(
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<RecoveryCodes, AuthError> {
-    let user = reauth::current_user(svc, principal).await?;
+    let user = me::current_user(svc, principal).await?;
     let not_enabled = || {
-        AuthError::Validation(vec![FieldError::new(
-            "code",
+        code_refused(
             "totp_not_enabled",
             "recovery codes come with an authenticator app: turn TOTP on first",
-        )])
+        )
     };
     if !user.totp_enabled {
         return Err(not_enabled());
@@ -566,27 +358,10 @@ pub async fn regenerate_recovery_codes(
         user.email.as_str(),
         "New recovery codes were made for your SUMA Finance account; the earlier ones no longer work.",
     );
-    let queued = svc
-        .mailer
-        .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.into()))?;
     let keep: SecondFactorChange = Box::new(|f| f.totp.then_some(f));
-    if !svc
-        .store
-        .update_second_factors(
-            user.id,
-            SecondFactorUpdate {
-                change: keep,
-                recovery: Some(hashes),
-                now: svc.clock.now(),
-                mail: Some(queued),
-            },
-        )
-        .await?
-    {
+    if !change_factors(svc, &user, keep, Some(hashes), Some(&mail)).await? {
         return Err(not_enabled());
     }
-    svc.mailer.queued(mail.template);
     reauth::changed(
         svc,
         principal,
@@ -609,36 +384,16 @@ pub async fn disable(
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = reauth::current_user(svc, principal).await?;
+    let user = me::current_user(svc, principal).await?;
     reauth::prove(svc, &user, proof, client, "two_factor_disabled").await?;
-    let was_on = required(&user);
+    let was_on = second_factor::required(&user);
     let mail = templates::two_factor_changed(
         user.email.as_str(),
         "Two-step sign-in was turned off for your SUMA Finance account.",
     );
-    let queued = if was_on {
-        Some(
-            svc.mailer
-                .prepare(&mail)
-                .map_err(|e| AuthError::Internal(e.into()))?,
-        )
-    } else {
-        None
-    };
     let off: SecondFactorChange = Box::new(|_| Some(SecondFactors::disabled()));
-    svc.store
-        .update_second_factors(
-            user.id,
-            SecondFactorUpdate {
-                change: off,
-                recovery: Some(Vec::new()),
-                now: svc.clock.now(),
-                mail: queued,
-            },
-        )
-        .await?;
+    change_factors(svc, &user, off, Some(Vec::new()), was_on.then_some(&mail)).await?;
     if was_on {
-        svc.mailer.queued(mail.template);
         reauth::changed(
             svc,
             principal,

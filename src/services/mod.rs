@@ -17,7 +17,9 @@ pub mod password_reset;
 pub mod privacy;
 pub mod reauth;
 pub mod registration;
+pub mod second_factor;
 pub mod sessions;
+pub mod sign_in;
 pub mod tokens;
 pub mod verification;
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::consents::{self, ConsentState};
-use super::me::Principal;
+use super::me::{self, Principal};
 use super::{reauth, AuthError, Services};
 use crate::domain::ClientContext;
 use crate::mail::templates;
@@ -257,7 +257,7 @@ pub async fn export(
     principal: &Principal,
     client: &ClientContext,
 ) -> Result<DataExport, AuthError> {
-    let user = reauth::current_user(svc, principal).await?;
+    let user = me::current_user(svc, principal).await?;
     let tag = svc.mailer.recipient_tag(user.email.as_str());
     let held = svc
         .store
@@ -297,7 +297,7 @@ pub async fn erase(
     code: Option<&str>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = reauth::current_user(svc, principal).await?;
+    let user = me::current_user(svc, principal).await?;
     reauth::prove(
         svc,
         &user,

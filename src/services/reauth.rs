@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use super::factor_check::{self, Checked, CodeKind};
 use super::me::Principal;
-use super::{credentials, mfa, AuthError, Services};
+use super::second_factor::{self, MAX_ATTEMPTS};
+use super::{credentials, AuthError, Services};
 use crate::domain::{ClientContext, FieldError};
 use crate::storage::{end_reason, UserRecord};
 
@@ -23,14 +24,6 @@ pub struct Proof<'a> {
     pub password: &'a SecretString,
     /// A current second factor's code (required while one is enrolled).
     pub code: Option<&'a str>,
-}
-
-/// The signed-in user's record.
-pub async fn current_user(svc: &Services, principal: &Principal) -> Result<UserRecord, AuthError> {
-    svc.store
-        .find_user_by_id(principal.user_id)
-        .await?
-        .ok_or(AuthError::Unauthorized("the account no longer exists"))
 }
 
 /// Checks the proof for `user`; a refusal writes an audit row `event` (failure).
@@ -42,7 +35,7 @@ pub async fn prove(
     event: &'static str,
 ) -> Result<(), AuthError> {
     credentials::prove_password(svc, user, proof.password, client, Some(event)).await?;
-    if !mfa::required(user) {
+    if !second_factor::required(user) {
         return Ok(());
     }
     let code = proof
@@ -58,7 +51,7 @@ pub async fn prove(
         })?;
     let step_up = if user.email_otp_enabled {
         svc.store
-            .find_step_up_challenge(user.id, svc.clock.now(), mfa::MAX_ATTEMPTS)
+            .find_step_up_challenge(user.id, svc.clock.now(), MAX_ATTEMPTS)
             .await?
     } else {
         None

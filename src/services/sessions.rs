@@ -10,7 +10,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::credentials;
-use super::me::Principal;
+use super::me::{self, Principal};
 use super::tokens::{issue_pair, TokenPair};
 use super::{AuthError, RefreshError, Services};
 use crate::auth::tokens;
@@ -296,11 +296,7 @@ pub async fn change_password(
     new: &SecretString,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = svc
-        .store
-        .find_user_by_id(principal.user_id)
-        .await?
-        .ok_or(AuthError::Unauthorized("the account no longer exists"))?;
+    let user = me::current_user(svc, principal).await?;
     credentials::prove_password(svc, &user, current, client, Some("password_change")).await?;
     let context = PasswordContext::new(
         Some(&user.email),

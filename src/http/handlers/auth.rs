@@ -1,6 +1,5 @@
 //! `/api/v1/auth`: registration, email verification and login.
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -161,10 +160,7 @@ pub async fn login(
         client,
     )
     .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(pair))
+    Ok(super::tokens(pair))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -186,10 +182,7 @@ pub async fn refresh(
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let pair = sessions::refresh(&svc, &body.refresh_token, &client).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(pair))
+    Ok(super::tokens(pair))
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -363,8 +356,5 @@ pub async fn otp_verify(
     body: web::Json<OtpVerifyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let pair = mfa::verify(&svc, &body.mfa_token, &body.code, &client).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(pair))
+    Ok(super::tokens(pair))
 }

@@ -179,9 +179,8 @@ pub async fn totp_setup(
     Authenticated(principal): Authenticated,
     body: web::Json<FactorProofRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(mfa::totp_setup(&svc, &principal, body.proof(), &client).await?))
+    let setup = mfa::totp_setup(&svc, &principal, body.proof(), &client).await?;
+    Ok(super::private(setup))
 }
 
 #[derive(serde::Deserialize, utoipa::ToSchema)]
@@ -211,9 +210,8 @@ pub async fn totp_enable(
     Authenticated(principal): Authenticated,
     body: web::Json<TotpEnableRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(mfa::totp_enable(&svc, &principal, &body.password, &body.code, &client).await?))
+    let codes = mfa::totp_enable(&svc, &principal, &body.password, &body.code, &client).await?;
+    Ok(super::private(codes))
 }
 
 #[utoipa::path(
@@ -233,9 +231,8 @@ pub async fn regenerate_recovery_codes(
     Authenticated(principal): Authenticated,
     body: web::Json<FactorProofRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-        .json(mfa::regenerate_recovery_codes(&svc, &principal, body.proof(), &client).await?))
+    let codes = mfa::regenerate_recovery_codes(&svc, &principal, body.proof(), &client).await?;
+    Ok(super::private(codes))
 }
 
 #[utoipa::path(

@@ -6,6 +6,7 @@ pub mod me;
 pub mod ops;
 pub mod privacy;
 
+use actix_web::http::header;
 use actix_web::HttpResponse;
 use serde::Serialize;
 use uuid::Uuid;
@@ -31,4 +32,20 @@ fn removed(done: bool) -> Result<HttpResponse, ApiError> {
     } else {
         Err(ApiError::NotFound)
     }
+}
+
+/// `200` with a body no cache may keep (a secret, codes, a data export).
+fn private(body: impl Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+/// `200` with a token pair or the step that leads to one: `no-store`, and
+/// `Pragma: no-cache` for HTTP/1.0 caches (RFC 6749 §5.1).
+fn tokens(body: impl Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
 }

@@ -1,7 +1,6 @@
 //! Consents, the data export and the erasure of an account (GDPR), and the
 //! sign-in step that accepts new terms and privacy versions.
 
-use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -132,10 +131,7 @@ pub async fn accept_consents(
         &client,
     )
     .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(outcome))
+    Ok(super::tokens(outcome))
 }
 
 #[utoipa::path(
@@ -153,9 +149,7 @@ pub async fn export(
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let doc = privacy::export(&svc, &principal, &client).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(doc))
+    Ok(super::private(doc))
 }
 
 #[derive(Deserialize, ToSchema)]

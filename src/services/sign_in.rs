@@ -1,0 +1,118 @@
+//! The end of a sign-in, shared by its three paths: a password (`/login`),
+//! the consent acceptance that continues one (`/consents/accept`) and the
+//! code step (`/otp/verify`). It stands below them so that each finishes a
+//! sign-in the same way without importing another.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::second_factor::{self, MfaRequired};
+use super::tokens::{open_session, TokenPair};
+use super::{devices, AuthError, Services};
+use crate::domain::ClientContext;
+use crate::storage::UserRecord;
+
+/// What a correct password leads to.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum LoginOutcome {
+    Tokens(TokenPair),
+    /// A second factor is on: the client continues at `/otp/verify`.
+    MfaRequired(MfaRequired),
+}
+
+/// After a correct password and accepted terms: the second-factor step when
+/// a factor is on or the device must pass an emailed code first
+/// (`NEW_DEVICE_STEP_UP`), else the session. `rehash`, a new hash of the
+/// password, is stored either way.
+pub async fn after_password(
+    svc: &Services,
+    user: &UserRecord,
+    device_id: Option<String>,
+    client: &ClientContext,
+    rehash: Option<String>,
+) -> Result<LoginOutcome, AuthError> {
+    let new_device = devices::step_up_required(svc, user, device_id.as_deref(), client).await?;
+    if !second_factor::required(user) && !new_device {
+        let pair = open(svc, user, device_id, client, &["pwd"], rehash).await?;
+        return Ok(LoginOutcome::Tokens(pair));
+    }
+    keep_rehash(svc, user, rehash).await?;
+    let opened = if new_device {
+        second_factor::new_device_challenge(svc, user, device_id).await
+    } else {
+        second_factor::challenge(svc, user, device_id).await
+    };
+    let challenge = match opened {
+        Ok(challenge) => challenge,
+        Err(e) => {
+            if matches!(e, AuthError::RateLimited { .. }) {
+                refused(svc, "login", "too_many_challenges", Some(user.id), client).await;
+            }
+            return Err(e);
+        }
+    };
+    let detail = serde_json::json!({
+        "mfa_required": true, "methods": challenge.methods, "new_device": new_device,
+    });
+    svc.audit("login_password", true, Some(user.id), client, detail)
+        .await;
+    Ok(LoginOutcome::MfaRequired(challenge))
+}
+
+/// Opens the session of a finished sign-in (`amr`: how it was proven) and
+/// records it: the device, the user's last login (with `rehash`, a new
+/// password hash), the metric and the audit row.
+pub async fn open(
+    svc: &Services,
+    user: &UserRecord,
+    device_id: Option<String>,
+    client: &ClientContext,
+    amr: &[&str],
+    rehash: Option<String>,
+) -> Result<TokenPair, AuthError> {
+    let pair = open_session(svc, user, device_id.clone(), client, amr).await?;
+    devices::record_sign_in(svc, user, device_id.as_deref(), client, pair.session_id).await?;
+    svc.store
+        .record_login_success(user.id, svc.clock.now(), rehash)
+        .await?;
+    svc.metrics.login_success(amr.contains(&"otp"));
+    svc.audit(
+        "login",
+        true,
+        Some(user.id),
+        client,
+        serde_json::json!({"session_id": pair.session_id, "amr": amr}),
+    )
+    .await;
+    Ok(pair)
+}
+
+/// Stores `rehash`, a new hash of a proven password, when the sign-in stops
+/// short of a session (which would store it with the last login).
+pub async fn keep_rehash(
+    svc: &Services,
+    user: &UserRecord,
+    rehash: Option<String>,
+) -> Result<(), AuthError> {
+    if let Some(hash) = rehash {
+        svc.store
+            .record_login_success(user.id, svc.clock.now(), Some(hash))
+            .await?;
+    }
+    Ok(())
+}
+
+/// A refused sign-in step, said once: the metric by reason and the audit
+/// row `event`.
+pub async fn refused(
+    svc: &Services,
+    event: &'static str,
+    reason: &'static str,
+    user_id: Option<Uuid>,
+    client: &ClientContext,
+) {
+    svc.metrics.login_failure(reason);
+    let detail = serde_json::json!({"reason": reason});
+    svc.audit(event, false, user_id, client, detail).await;
+}
