@@ -106,29 +106,18 @@ impl LockoutStore {
             Op::Failure => "failure",
             Op::Success => "success",
         };
-        let (flag, value) = redis
-            .lockout(
-                key.as_str(),
-                name,
-                now.0,
-                policy.max_attempts,
-                policy.lockout_ms,
-            )
-            .await?;
+        let args = crate::redis::LockoutArgs {
+            now_ms: now.0,
+            max: policy.max_attempts,
+            lockout_ms: policy.lockout_ms,
+        };
+        let (flag, value) = redis.lockout(key.as_str(), name, args).await?;
         // A fresh window in Redis may mean Redis lost its data: a lock the
         // database still holds wins, and Redis learns it back.
         if matches!(op, Op::Reserve) && flag == 1 && value == 1 {
             if let Ok(Some(record)) = self.store.load_lockout(key.as_str()).await {
                 if let Some(until) = record.locked_until.map(to_timestamp).filter(|u| *u > now) {
-                    let (_, retry) = redis
-                        .lockout_seed(
-                            key.as_str(),
-                            now.0,
-                            policy.max_attempts,
-                            policy.lockout_ms,
-                            until.0,
-                        )
-                        .await?;
+                    let (_, retry) = redis.lockout_seed(key.as_str(), args, until.0).await?;
                     return Ok(Decision::Reserved(ReserveOutcome::Locked {
                         retry_after_ms: retry,
                     }));

@@ -192,7 +192,15 @@ pub async fn unlock(
         Some(redis) => {
             for key in &keys {
                 redis
-                    .lockout(key, "success", now.timestamp_millis(), 0, 0)
+                    .lockout(
+                        key,
+                        "success",
+                        crate::redis::LockoutArgs {
+                            now_ms: now.timestamp_millis(),
+                            max: 0,
+                            lockout_ms: 0,
+                        },
+                    )
                     .await
                     .map_err(UnlockError::Redis)?;
             }
