@@ -274,7 +274,7 @@ pub async fn export(
     let mut rows = Vec::new();
     let mut after = 0;
     loop {
-        let batch = store.audit_between(from, to, after, BATCH).await?;
+        let batch = store.audit_between(from..to, after, BATCH).await?;
         let full = batch.len() as u32 == BATCH;
         if let Some(last) = batch.last() {
             after = last.seq;

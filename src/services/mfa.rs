@@ -31,7 +31,7 @@ use crate::auth::{codes, tokens, totp};
 use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
 use crate::domain::{reset, ClientContext, FieldError};
 use crate::mail::templates;
-use crate::storage::{NewMfaChallenge, SecondFactorUpdate, UserRecord, STEP_UP};
+use crate::storage::{ChallengeCode, NewMfaChallenge, SecondFactorUpdate, UserRecord, STEP_UP};
 
 /// Wrong or right, codes checked per challenge at most.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -199,10 +199,12 @@ async fn send_code(
         .store
         .set_challenge_code(
             challenge_id,
-            &hash,
-            now + otp_expiry(svc),
-            MAX_SENDS,
-            Some(queued),
+            ChallengeCode {
+                code_hash: hash,
+                expires_at: now + otp_expiry(svc),
+                max_sends: MAX_SENDS,
+                mail: Some(queued),
+            },
         )
         .await?;
     if stored {

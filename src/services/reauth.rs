@@ -16,7 +16,7 @@ use super::factor_check::{self, Checked, CodeKind};
 use super::me::Principal;
 use super::{credentials, mfa, AuthError, Services};
 use crate::domain::{ClientContext, FieldError};
-use crate::storage::{end_reason, UserRecord};
+use crate::storage::{end_reason, SessionEnd, UserRecord};
 
 /// What the request proves with.
 pub struct Proof<'a> {
@@ -111,8 +111,7 @@ pub async fn changed(
         .revoke_user_sessions(
             principal.user_id,
             Some(principal.session_id),
-            end_reason::TWO_FACTOR_CHANGED,
-            now,
+            SessionEnd::new(end_reason::TWO_FACTOR_CHANGED, now),
         )
         .await?;
     svc.sessions.revoked(&ended, now).await;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{AuthError, Services};
 use crate::auth::{jwt::TokenError, tokens};
 use crate::domain::ClientContext;
-use crate::storage::{end_reason, NewSession, UserRecord};
+use crate::storage::{end_reason, NewSession, SessionEnd, UserRecord};
 
 /// The token pair every sign-in and refresh answers with (`/openapi.json`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -81,7 +81,11 @@ pub async fn open_session(
         Some(current) if current.is_active => {}
         current => {
             svc.store
-                .revoke_session(session_id, user.id, end_reason::ACCOUNT_DISABLED, now)
+                .revoke_session(
+                    session_id,
+                    user.id,
+                    SessionEnd::new(end_reason::ACCOUNT_DISABLED, now),
+                )
                 .await?;
             svc.sessions.revoked(&[session_id], now).await;
             return Err(match current {

@@ -91,7 +91,38 @@ pub struct AuditEntry<'a> {
     pub at: DateTime<Utc>,
 }
 
+/// The metadata of rows that carry none.
+static NO_METADATA: std::sync::LazyLock<serde_json::Value> =
+    std::sync::LazyLock::new(|| serde_json::json!({}));
+
 impl<'a> AuditEntry<'a> {
+    /// The row of a registration of `user_id` (`event`: a new one or one
+    /// that replaced an unverified one).
+    pub fn registration(user_id: Uuid, new: &'a super::models::NewUser, event: &'a str) -> Self {
+        Self {
+            user_id: Some(user_id),
+            event_type: event,
+            success: true,
+            ip: new.client.ip,
+            user_agent: new.client.user_agent.as_deref(),
+            metadata: &NO_METADATA,
+            at: new.now,
+        }
+    }
+
+    /// The chained `audit_pruned` row that records a prune (its `metadata`).
+    pub fn pruned(metadata: &'a serde_json::Value, at: DateTime<Utc>) -> Self {
+        Self {
+            user_id: None,
+            event_type: audit_chain::PRUNE_EVENT,
+            success: true,
+            ip: None,
+            user_agent: None,
+            metadata,
+            at,
+        }
+    }
+
     /// What `event` says (its time not yet at the backend's precision).
     pub fn of(event: &'a super::models::AuditEvent) -> Self {
         Self {

@@ -132,6 +132,30 @@ pub struct PasswordChange {
     pub mail: Option<OutboxMail>,
 }
 
+/// How live sessions end: the reason recorded in `sessions.revoked_reason`
+/// (see [`end_reason`]) and the time.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionEnd {
+    pub reason: &'static str,
+    pub at: DateTime<Utc>,
+}
+
+impl SessionEnd {
+    pub fn new(reason: &'static str, at: DateTime<Utc>) -> Self {
+        Self { reason, at }
+    }
+}
+
+/// Another verification token for a user (a resend), with its mail.
+#[derive(Debug, Clone)]
+pub struct NewVerificationToken {
+    pub user_id: Uuid,
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    pub mail: Option<OutboxMail>,
+}
+
 /// A password-reset token to store if `admit` agrees, with its mail.
 pub struct NewResetToken {
     pub user_id: Uuid,
@@ -157,6 +181,24 @@ pub struct SecondFactorUpdate {
 pub type ResetAdmission = Box<dyn FnOnce(&[DateTime<Utc>]) -> bool + Send>;
 
 impl SessionRecord {
+    /// A spent token of this session was presented: its family is revoked
+    /// (the session ended now when `was_live`).
+    pub fn reused(&self, was_live: bool) -> RotateOutcome {
+        RotateOutcome::Reused {
+            session_id: self.id,
+            user_id: self.user_id,
+            was_live,
+        }
+    }
+
+    /// The session continues with a new token, active at `now`.
+    pub fn rotated(self, now: DateTime<Utc>) -> RotateOutcome {
+        RotateOutcome::Rotated(SessionRecord {
+            last_activity_at: now,
+            ..self
+        })
+    }
+
     /// What the rotation rule needs of this session and a presented token.
     pub fn refresh_state(&self, spent_at: Option<DateTime<Utc>>) -> RefreshState {
         RefreshState {
@@ -235,6 +277,24 @@ pub struct NewMfaChallenge {
     /// The hourly cap, applied by the store under the user's lock to the
     /// creation times of the user's challenges.
     pub admit: ResetAdmission,
+}
+
+/// A new email code for a challenge, stored unless `max_sends` were already
+/// sent, with its mail.
+#[derive(Debug, Clone)]
+pub struct ChallengeCode {
+    pub code_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub max_sends: u32,
+    pub mail: Option<OutboxMail>,
+}
+
+/// A recovery code as presented, in both forms a stored one can have: its
+/// keyed hash, and its legacy hash (a bare digest, on rows not yet converted).
+#[derive(Debug, Clone)]
+pub struct PresentedCode {
+    pub keyed_hash: String,
+    pub legacy_hash: String,
 }
 
 /// The `methods` of a step-up challenge: an emailed code that confirms a

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::*;
+use crate::domain::login_counters::LoginCounters;
 use crate::domain::rate_window::{SlidingWindow, WindowHit};
 use crate::domain::Email;
 
@@ -43,11 +44,11 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<()>;
 
     /// Keeps `users.failed_login_attempts` / `locked_until` true.
+    /// `failure` is the failure as the lockout reported it (see [`reported`]).
     async fn record_login_failure(
         &self,
         user_id: Uuid,
-        attempts: u32,
-        locked_until: Option<DateTime<Utc>>,
+        failure: LoginCounters,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
 
@@ -97,8 +98,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         session_id: Uuid,
         owner: Uuid,
-        reason: &'static str,
-        now: DateTime<Utc>,
+        end: SessionEnd,
     ) -> StoreResult<bool>;
 
     /// Ends the live session of `owner` that the refresh token (spent or not)
@@ -108,8 +108,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         token_hash: &str,
         owner: Uuid,
-        reason: &'static str,
-        now: DateTime<Utc>,
+        end: SessionEnd,
     ) -> StoreResult<Option<Uuid>>;
 
     /// Ends every live session of a user but `except`; returns their ids.
@@ -117,18 +116,13 @@ pub trait SessionStore: Send + Sync {
         &self,
         user_id: Uuid,
         except: Option<Uuid>,
-        reason: &'static str,
-        now: DateTime<Utc>,
+        end: SessionEnd,
     ) -> StoreResult<Vec<Uuid>>;
 
     /// Ends every live session of every user with its unspent refresh tokens
     /// (revoked with their session, so presenting one later is no theft
     /// alarm); returns the sessions ended.
-    async fn revoke_all_sessions(
-        &self,
-        reason: &'static str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<Uuid>>;
+    async fn revoke_all_sessions(&self, end: SessionEnd) -> StoreResult<Vec<Uuid>>;
 
     /// Live sessions of a user (not revoked, not past their absolute end), newest first.
     async fn list_sessions(
@@ -145,14 +139,7 @@ pub trait SessionStore: Send + Sync {
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// Stores another verification token for a user (resend), with its mail.
-    async fn add_verification_token(
-        &self,
-        user_id: Uuid,
-        token_hash: &str,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<()>;
+    async fn add_verification_token(&self, token: NewVerificationToken) -> StoreResult<()>;
 
     /// Spends a verification token and marks the email verified, atomically.
     /// `None` when the token is unknown, used or expired.
@@ -197,15 +184,8 @@ pub trait SecondFactorStore: Send + Sync {
         max_attempts: u32,
     ) -> StoreResult<Option<MfaChallengeRecord>>;
 
-    /// Stores a new email code unless `max_sends` were already sent; true when stored.
-    async fn set_challenge_code(
-        &self,
-        id: Uuid,
-        code_hash: &str,
-        expires_at: DateTime<Utc>,
-        max_sends: u32,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<bool>;
+    /// Stores a new email code unless `code.max_sends` were already sent; true when stored.
+    async fn set_challenge_code(&self, id: Uuid, code: ChallengeCode) -> StoreResult<bool>;
 
     /// Counts one check of a code, atomically; false when none is left.
     async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool>;
@@ -230,14 +210,13 @@ pub trait SecondFactorStore: Send + Sync {
         max_attempts: u32,
     ) -> StoreResult<Option<MfaChallengeRecord>>;
 
-    /// Spends an unused recovery code whose keyed hash is `keyed_hash` (or,
-    /// on a row not yet converted, whose legacy hash is `legacy_hash`);
-    /// false when there is none such.
+    /// Spends an unused recovery code whose keyed hash is `code.keyed_hash`
+    /// (or, on a row not yet converted, whose legacy hash is
+    /// `code.legacy_hash`); false when there is none such.
     async fn use_recovery_code(
         &self,
         user_id: Uuid,
-        keyed_hash: &str,
-        legacy_hash: &str,
+        code: PresentedCode,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
 
@@ -348,11 +327,10 @@ pub trait AuditStore: Send + Sync {
         limit: u32,
     ) -> StoreResult<Vec<ChainRow>>;
 
-    /// Rows created in `[from, to)` with `seq > after`, in chain order, at most `limit`.
+    /// Rows created in `span` with `seq > after`, in chain order, at most `limit`.
     async fn audit_between(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        span: std::ops::Range<DateTime<Utc>>,
         after: i64,
         limit: u32,
     ) -> StoreResult<Vec<ChainRow>>;

@@ -112,7 +112,13 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
             .email_verified
     );
     store
-        .add_verification_token(id, &"d".repeat(64), now + Duration::hours(1), now, None)
+        .add_verification_token(NewVerificationToken {
+            user_id: id,
+            token_hash: "d".repeat(64),
+            expires_at: now + Duration::hours(1),
+            now,
+            mail: None,
+        })
         .await
         .unwrap();
 
@@ -186,7 +192,7 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
 
     // Login bookkeeping and audit.
     store
-        .record_login_failure(id, 2, None, Utc::now())
+        .record_login_failure(id, reported(2, None), Utc::now())
         .await
         .unwrap();
     assert_eq!(

@@ -2,7 +2,6 @@
 //! (`docs/audit.md`).
 
 use super::*;
-use crate::domain::audit_chain::PRUNE_EVENT;
 
 /// A time at the precision PostgreSQL stores (microseconds), so that the hash
 /// computed before the insert is the one recomputed from the row.
@@ -146,19 +145,7 @@ pub(super) async fn prune_audit(
         .map_err(q)?;
     let prune = Prune { rows, ..prune };
     let metadata = prune.metadata();
-    append_audit(
-        tx,
-        &AuditEntry {
-            user_id: None,
-            event_type: PRUNE_EVENT,
-            success: true,
-            ip: None,
-            user_agent: None,
-            metadata: &metadata,
-            at: now,
-        },
-    )
-    .await?;
+    append_audit(tx, &AuditEntry::pruned(&metadata, now)).await?;
     Ok(unchained + rows)
 }
 
@@ -236,8 +223,7 @@ impl AuditStore for PgStore {
 
     async fn audit_between(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        span: std::ops::Range<DateTime<Utc>>,
         after: i64,
         limit: u32,
     ) -> StoreResult<Vec<ChainRow>> {
@@ -245,7 +231,7 @@ impl AuditStore for PgStore {
         rows(
             conn.query(
                 &sql::audit_between(),
-                &[&from, &to, &after, &i64::from(limit)],
+                &[&span.start, &span.end, &after, &i64::from(limit)],
             )
             .await
             .map_err(q)?,

@@ -4,7 +4,6 @@
 use rusqlite::TransactionBehavior;
 
 use super::*;
-use crate::domain::audit_chain::PRUNE_EVENT;
 use crate::storage::sql;
 
 /// Inserts the row that follows `head` inside `tx` and returns the new
@@ -112,18 +111,7 @@ pub(super) fn prune_audit(
     )?;
     prune.rows = tx.execute(&dialect(sql::PRUNE_AUDIT), params![prune.anchor_seq])? as u64;
     let metadata = prune.metadata();
-    append_audit(
-        tx,
-        &AuditEntry {
-            user_id: None,
-            event_type: PRUNE_EVENT,
-            success: true,
-            ip: None,
-            user_agent: None,
-            metadata: &metadata,
-            at: now,
-        },
-    )?;
+    append_audit(tx, &AuditEntry::pruned(&metadata, now))?;
     Ok(unchained + prune.rows)
 }
 
@@ -204,8 +192,7 @@ impl AuditStore for SqliteStore {
 
     async fn audit_between(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        span: std::ops::Range<DateTime<Utc>>,
         after: i64,
         limit: u32,
     ) -> StoreResult<Vec<ChainRow>> {
@@ -213,7 +200,7 @@ impl AuditStore for SqliteStore {
             chain_rows(
                 c,
                 &sql::audit_between(),
-                params![ms(from), ms(to), after, limit],
+                params![ms(span.start), ms(span.end), after, limit],
             )
         })
         .await

@@ -56,26 +56,22 @@ impl SecondFactorStore for SqliteStore {
         .await
     }
 
-    async fn set_challenge_code(
-        &self,
-        id: Uuid,
-        code_hash: &str,
-        expires_at: DateTime<Utc>,
-        max_sends: u32,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<bool> {
-        let code_hash = code_hash.to_string();
+    async fn set_challenge_code(&self, id: Uuid, code: ChallengeCode) -> StoreResult<bool> {
         self.run(move |c| {
             let tx = c.transaction()?;
             let n = tx.execute(
-                "UPDATE mfa_challenges SET otp_code_hash = ?2, otp_expires_at = ?3, otp_sends = otp_sends + 1
-                 WHERE id = ?1 AND otp_sends < ?4 AND consumed_at IS NULL",
-                params![id.to_string(), code_hash, ms(expires_at), max_sends],
+                &dialect(sql::SET_CHALLENGE_CODE),
+                params![
+                    id.to_string(),
+                    code.code_hash,
+                    ms(code.expires_at),
+                    code.max_sends
+                ],
             )?;
             if n == 0 {
                 return Ok(false);
             }
-            insert_outbox(&tx, mail.as_ref())?;
+            insert_outbox(&tx, code.mail.as_ref())?;
             tx.commit()?;
             Ok(true)
         })
@@ -85,7 +81,7 @@ impl SecondFactorStore for SqliteStore {
     async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool> {
         self.run(move |c| {
             c.execute(
-                "UPDATE mfa_challenges SET attempts = attempts + 1 WHERE id = ?1 AND attempts < ?2 AND consumed_at IS NULL",
+                &dialect(sql::RESERVE_CHALLENGE_ATTEMPT),
                 params![id.to_string(), max_attempts],
             )
             .map(|n| n > 0)
@@ -96,7 +92,7 @@ impl SecondFactorStore for SqliteStore {
     async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
         self.run(move |c| {
             c.execute(
-                "UPDATE mfa_challenges SET consumed_at = ?2 WHERE id = ?1 AND consumed_at IS NULL",
+                &dialect(sql::SPEND_CHALLENGE),
                 params![id.to_string(), ms(now)],
             )
             .map(|n| n > 0)
@@ -182,17 +178,20 @@ impl SecondFactorStore for SqliteStore {
     async fn use_recovery_code(
         &self,
         user_id: Uuid,
-        keyed_hash: &str,
-        legacy_hash: &str,
+        code: PresentedCode,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let (keyed_hash, legacy_hash) = (keyed_hash.to_string(), legacy_hash.to_string());
         self.run(move |c| {
             c.execute(
                 "UPDATE recovery_codes SET used_at = ?4 WHERE id = (
                      SELECT id FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL
                      AND ((keyed AND code_hash = ?2) OR (NOT keyed AND code_hash = ?3)) LIMIT 1)",
-                params![user_id.to_string(), keyed_hash, legacy_hash, ms(now)],
+                params![
+                    user_id.to_string(),
+                    code.keyed_hash,
+                    code.legacy_hash,
+                    ms(now)
+                ],
             )
             .map(|n| n > 0)
         })

@@ -3,24 +3,45 @@
 use super::*;
 use crate::storage::sql;
 
+/// Spends a live one-time token as `how` says; its user, or `None` (nothing
+/// written).
+fn spend_token(
+    c: &mut Connection,
+    how: &sql::TokenSpend,
+    token_hash: &str,
+    now: i64,
+) -> rusqlite::Result<Option<Uuid>> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let user_id: Option<String> = tx
+        .query_row(&dialect(how.token), params![token_hash, now], |r| r.get(0))
+        .optional()?;
+    let Some(user_id) = user_id else {
+        return Ok(None);
+    };
+    let changed = tx.execute(&dialect(how.then), params![user_id, now])?;
+    if how.required && changed == 0 {
+        return Ok(None);
+    }
+    tx.commit()?;
+    uuid(user_id).map(Some)
+}
+
 #[async_trait]
 impl TokenStore for SqliteStore {
-    async fn add_verification_token(
-        &self,
-        user_id: Uuid,
-        token_hash: &str,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<()> {
-        let token_hash = token_hash.to_string();
+    async fn add_verification_token(&self, t: NewVerificationToken) -> StoreResult<()> {
         self.run(move |c| {
             let tx = c.transaction()?;
             tx.execute(
-                "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![Uuid::new_v4().to_string(), user_id.to_string(), token_hash, ms(expires_at), ms(now)],
+                &dialect(sql::INSERT_VERIFICATION_TOKEN),
+                params![
+                    Uuid::new_v4().to_string(),
+                    t.user_id.to_string(),
+                    t.token_hash,
+                    ms(t.expires_at),
+                    ms(t.now)
+                ],
             )?;
-            insert_outbox(&tx, mail.as_ref())?;
+            insert_outbox(&tx, t.mail.as_ref())?;
             tx.commit()
         })
         .await
@@ -32,31 +53,8 @@ impl TokenStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Uuid>> {
         let token_hash = token_hash.to_string();
-        self.run_users(move |c| {
-            let tx = c.transaction()?;
-            let user_id: Option<String> = tx
-                .query_row(
-                    "UPDATE email_verification_tokens SET verified_at = ?2
-                     WHERE token_hash = ?1 AND verified_at IS NULL AND expires_at > ?2
-                     RETURNING user_id",
-                    params![token_hash, ms(now)],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(user_id) = user_id else {
-                return Ok(None);
-            };
-            let updated = tx.execute(
-                "UPDATE users SET email_verified = 1, updated_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
-                params![user_id, ms(now)],
-            )?;
-            if updated == 0 {
-                return Ok(None);
-            }
-            tx.commit()?;
-            uuid(user_id).map(Some)
-        })
-        .await
+        self.run_users(move |c| spend_token(c, &sql::VERIFY_EMAIL, &token_hash, ms(now)))
+            .await
     }
 
     async fn add_reset_token(&self, token: NewResetToken) -> StoreResult<bool> {
@@ -108,7 +106,7 @@ impl TokenStore for SqliteStore {
         self.read(move |c| {
             let id: Option<String> = c
                 .query_row(
-                    "SELECT user_id FROM password_reset_tokens WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+                    &dialect(sql::PEEK_RESET_TOKEN),
                     params![token_hash, ms(now)],
                     |r| r.get(0),
                 )
@@ -124,26 +122,7 @@ impl TokenStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Uuid>> {
         let token_hash = token_hash.to_string();
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let id: Option<String> = tx
-                .query_row(
-                    "UPDATE password_reset_tokens SET used_at = ?2
-                     WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2 RETURNING user_id",
-                    params![token_hash, ms(now)],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(id) = id else {
-                return Ok(None);
-            };
-            tx.execute(
-                "UPDATE password_reset_tokens SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL",
-                params![id, ms(now)],
-            )?;
-            tx.commit()?;
-            uuid(id).map(Some)
-        })
-        .await
+        self.run(move |c| spend_token(c, &sql::USE_RESET_TOKEN, &token_hash, ms(now)))
+            .await
     }
 }
