@@ -153,8 +153,9 @@ pub async fn compare_code(
         let presented = PresentedCode {
             keyed_hash: codes::keyed_hash(svc.mailer.sealer(), &scope, &normalized),
             legacy_hash: codes::legacy_hash(&scope, &normalized),
+            at: now,
         };
-        if svc.store.use_recovery_code(user.id, presented, now).await? {
+        if svc.store.use_recovery_code(user.id, presented).await? {
             return Ok(Some(CodeKind::Recovery));
         }
     }

@@ -31,7 +31,9 @@ use crate::auth::{codes, tokens, totp};
 use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
 use crate::domain::{reset, ClientContext, FieldError};
 use crate::mail::templates;
-use crate::storage::{ChallengeCode, NewMfaChallenge, SecondFactorUpdate, UserRecord, STEP_UP};
+use crate::storage::{
+    ChallengeCode, LiveChallenge, NewMfaChallenge, SecondFactorUpdate, UserRecord, STEP_UP,
+};
 
 /// Wrong or right, codes checked per challenge at most.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -263,7 +265,13 @@ async fn live_challenge(
     }
     let challenge = svc
         .store
-        .find_mfa_challenge(&tokens::token_hash(token), svc.clock.now(), MAX_ATTEMPTS)
+        .find_mfa_challenge(
+            &tokens::token_hash(token),
+            LiveChallenge {
+                now: svc.clock.now(),
+                max_attempts: MAX_ATTEMPTS,
+            },
+        )
         .await?
         .ok_or(AuthError::InvalidMfaToken)?;
     let user = svc

@@ -58,7 +58,13 @@ pub async fn prove(
         })?;
     let step_up = if user.email_otp_enabled {
         svc.store
-            .find_step_up_challenge(user.id, svc.clock.now(), mfa::MAX_ATTEMPTS)
+            .find_step_up_challenge(
+                user.id,
+                crate::storage::LiveChallenge {
+                    now: svc.clock.now(),
+                    max_attempts: mfa::MAX_ATTEMPTS,
+                },
+            )
             .await?
     } else {
         None

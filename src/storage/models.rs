@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::domain::login_counters::LoginCounters;
 use crate::domain::refresh::{RefreshDecision, RefreshState};
-use crate::domain::second_factor::SecondFactorChange;
+use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
 pub use crate::domain::ClientContext;
 use crate::domain::Email;
 
@@ -289,12 +289,22 @@ pub struct ChallengeCode {
     pub mail: Option<OutboxMail>,
 }
 
-/// A recovery code as presented, in both forms a stored one can have: its
-/// keyed hash, and its legacy hash (a bare digest, on rows not yet converted).
+/// A recovery code as presented at `at`, in both forms a stored one can
+/// have: its keyed hash, and its legacy hash (a bare digest, on rows not yet
+/// converted).
 #[derive(Debug, Clone)]
 pub struct PresentedCode {
     pub keyed_hash: String,
     pub legacy_hash: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Which challenges are live: unspent, unexpired at `now` and checked fewer
+/// than `max_attempts` times.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveChallenge {
+    pub now: DateTime<Utc>,
+    pub max_attempts: u32,
 }
 
 /// The `methods` of a step-up challenge: an emailed code that confirms a
@@ -421,6 +431,18 @@ pub fn challenge_from<R: Columns>(r: &R) -> Result<MfaChallengeRecord, R::Error>
         methods: r.text(3)?.unwrap_or_default(),
         otp_code_hash: r.text(4)?,
         otp_expires_at: r.time(5)?,
+    })
+}
+
+/// The second-factor columns of a user row (see
+/// [`SECOND_FACTORS`](super::sql::SECOND_FACTORS)).
+pub fn second_factors_from<R: Columns>(r: &R) -> Result<SecondFactors, R::Error> {
+    Ok(SecondFactors {
+        email_otp: r.flag(0)?.unwrap_or(false),
+        totp: r.flag(1)?.unwrap_or(false),
+        totp_secret_sealed: r.text(2)?,
+        totp_pending_sealed: r.text(3)?,
+        totp_last_step: r.int(4)?,
     })
 }
 

@@ -176,12 +176,11 @@ pub trait SecondFactorStore: Send + Sync {
     /// `c.admit`, and stores the challenge when it agrees; true when stored.
     async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<bool>;
 
-    /// A live login challenge: unspent, unexpired, under `max_attempts` checks.
+    /// A live login challenge.
     async fn find_mfa_challenge(
         &self,
         token_hash: &str,
-        now: DateTime<Utc>,
-        max_attempts: u32,
+        live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>>;
 
     /// Stores a new email code unless `code.max_sends` were already sent; true when stored.
@@ -206,19 +205,13 @@ pub trait SecondFactorStore: Send + Sync {
     async fn find_step_up_challenge(
         &self,
         user_id: Uuid,
-        now: DateTime<Utc>,
-        max_attempts: u32,
+        live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>>;
 
     /// Spends an unused recovery code whose keyed hash is `code.keyed_hash`
     /// (or, on a row not yet converted, whose legacy hash is
     /// `code.legacy_hash`); false when there is none such.
-    async fn use_recovery_code(
-        &self,
-        user_id: Uuid,
-        code: PresentedCode,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
+    async fn use_recovery_code(&self, user_id: Uuid, code: PresentedCode) -> StoreResult<bool>;
 
     /// Converts a batch of legacy recovery-code hashes with `rekey`; returns
     /// how many were converted (0: none is left). Safe on several instances.
@@ -392,14 +385,10 @@ pub trait DeviceStore: Send + Sync {
     /// never signed in.
     async fn record_device(&self, sighting: DeviceSighting) -> StoreResult<DeviceSeen>;
 
-    /// Whether a sign-in from `fingerprint` would be announced: the device is
-    /// unknown to the account and the account has a device or `signed_in_before`.
-    async fn device_would_be_new(
-        &self,
-        user_id: Uuid,
-        fingerprint: &str,
-        signed_in_before: bool,
-    ) -> StoreResult<bool>;
+    /// Whether a sign-in from `probe.fingerprint` would be announced: the
+    /// device is unknown to the account and the account has a device or
+    /// signed in before.
+    async fn device_would_be_new(&self, probe: DeviceProbe) -> StoreResult<bool>;
 
     /// The user's devices, first seen first; `current` marks the one whose
     /// fingerprint is `current`.

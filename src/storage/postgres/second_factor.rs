@@ -1,22 +1,23 @@
 //! Second factors: login challenges, email OTP, TOTP and recovery codes.
 
 use super::*;
-use crate::domain::second_factor::SecondFactors;
 use crate::storage::sql;
 
 impl PgStore {
-    /// The live challenge that `live` finds with $1 = `key`, $2 the time, $3
-    /// the attempts allowed.
+    /// The live challenge that `statement` finds with $1 = `key`, $2 the
+    /// time, $3 the attempts allowed.
     async fn find_challenge(
         &self,
-        live: &str,
+        statement: &str,
         key: &(dyn ToSql + Sync),
-        now: DateTime<Utc>,
-        max_attempts: u32,
+        live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>> {
         let conn = self.conn().await?;
-        let max = max_attempts as i32;
-        let row = conn.query_opt(live, &[key, &now, &max]).await.map_err(q)?;
+        let max = live.max_attempts as i32;
+        let row = conn
+            .query_opt(statement, &[key, &live.now, &max])
+            .await
+            .map_err(q)?;
         row.map(|r| challenge_from(&r)).transpose()
     }
 }
@@ -55,11 +56,9 @@ impl SecondFactorStore for PgStore {
     async fn find_mfa_challenge(
         &self,
         token_hash: &str,
-        now: DateTime<Utc>,
-        max_attempts: u32,
+        live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>> {
-        let live = sql::find_challenge();
-        self.find_challenge(&live, &token_hash, now, max_attempts)
+        self.find_challenge(&sql::find_challenge(), &token_hash, live)
             .await
     }
 
@@ -95,26 +94,13 @@ impl SecondFactorStore for PgStore {
         user_id: Uuid,
         update: SecondFactorUpdate,
     ) -> StoreResult<bool> {
-        let SecondFactorUpdate {
-            change,
-            recovery,
-            now,
-            mail,
-        } = update;
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         let sql = format!("{} FOR UPDATE", sql::SECOND_FACTORS);
         let Some(row) = tx.query_opt(&sql, &[&user_id]).await.map_err(q)? else {
             return Ok(false);
         };
-        let current = SecondFactors {
-            email_otp: get(&row, 0)?,
-            totp: get(&row, 1)?,
-            totp_secret_sealed: get(&row, 2)?,
-            totp_pending_sealed: get(&row, 3)?,
-            totp_last_step: get(&row, 4)?,
-        };
-        let Some(next) = change(current) else {
+        let Some(next) = (update.change)(second_factors_from(&row)?) else {
             return Ok(false);
         };
         let (enabled, method) = next.flags();
@@ -131,18 +117,18 @@ impl SecondFactorStore for PgStore {
         tx.execute(sql::SET_SECOND_FACTORS, &columns)
             .await
             .map_err(q)?;
-        if let Some(hashes) = recovery {
+        if let Some(hashes) = update.recovery {
             tx.execute(sql::DELETE_RECOVERY_CODES, &[&user_id])
                 .await
                 .map_err(q)?;
             for h in &hashes {
-                let code: [Param; 4] = [&Uuid::new_v4(), &user_id, h, &now];
+                let code: [Param; 4] = [&Uuid::new_v4(), &user_id, h, &update.now];
                 tx.execute(sql::INSERT_RECOVERY_CODE, &code)
                     .await
                     .map_err(q)?;
             }
         }
-        insert_outbox(&tx, mail.as_ref()).await?;
+        insert_outbox(&tx, update.mail.as_ref()).await?;
         tx.commit().await.map_err(q)?;
         Ok(true)
     }
@@ -150,26 +136,19 @@ impl SecondFactorStore for PgStore {
     async fn find_step_up_challenge(
         &self,
         user_id: Uuid,
-        now: DateTime<Utc>,
-        max_attempts: u32,
+        live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>> {
-        let live = sql::find_step_up_challenge();
-        self.find_challenge(&live, &user_id, now, max_attempts)
+        self.find_challenge(&sql::find_step_up_challenge(), &user_id, live)
             .await
     }
 
-    async fn use_recovery_code(
-        &self,
-        user_id: Uuid,
-        code: PresentedCode,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
+    async fn use_recovery_code(&self, user_id: Uuid, code: PresentedCode) -> StoreResult<bool> {
         let n = self
             .exec(
                 "UPDATE recovery_codes SET used_at = $4 WHERE id = (
                      SELECT id FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL
                      AND ((keyed AND code_hash = $2) OR (NOT keyed AND code_hash = $3)) LIMIT 1 FOR UPDATE)",
-                &[&user_id, &code.keyed_hash, &code.legacy_hash, &now],
+                &[&user_id, &code.keyed_hash, &code.legacy_hash, &code.at],
             )
             .await?;
         Ok(n > 0)

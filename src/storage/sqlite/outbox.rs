@@ -23,20 +23,11 @@ pub(super) fn insert_outbox(c: &Connection, mail: Option<&OutboxMail>) -> rusqli
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn enqueue_mail(&self, m: OutboxMail, now: DateTime<Utc>) -> StoreResult<()> {
-        self.run(move |c| {
-            c.execute(
-                &dialect(sql::INSERT_OUTBOX),
-                params![
-                    m.id.to_string(),
-                    m.template,
-                    m.payload,
-                    ms(now),
-                    m.recipient_tag
-                ],
-            )
-            .map(|_| ())
-        })
-        .await
+        let mail = OutboxMail {
+            created_at: now,
+            ..m
+        };
+        self.run(move |c| insert_outbox(c, Some(&mail))).await
     }
 
     async fn claim_mail(

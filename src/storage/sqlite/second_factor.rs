@@ -1,7 +1,6 @@
 //! Second factors: login challenges, email OTP, TOTP and recovery codes.
 
 use super::*;
-use crate::domain::second_factor::SecondFactors;
 use crate::storage::sql;
 
 #[async_trait]
@@ -41,14 +40,13 @@ impl SecondFactorStore for SqliteStore {
     async fn find_mfa_challenge(
         &self,
         token_hash: &str,
-        now: DateTime<Utc>,
-        max_attempts: u32,
+        live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>> {
         let token_hash = token_hash.to_string();
         self.read(move |c| {
             c.query_row(
                 &dialect(&sql::find_challenge()),
-                params![token_hash, ms(now), max_attempts],
+                params![token_hash, ms(live.now), live.max_attempts],
                 |r| challenge_from(r),
             )
             .optional()
@@ -105,27 +103,15 @@ impl SecondFactorStore for SqliteStore {
         user_id: Uuid,
         update: SecondFactorUpdate,
     ) -> StoreResult<bool> {
-        let SecondFactorUpdate {
-            change,
-            recovery,
-            now,
-            mail,
-        } = update;
         let id = user_id.to_string();
         self.run_users(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current = tx
                 .query_row(&dialect(sql::SECOND_FACTORS), params![id], |r| {
-                    Ok(SecondFactors {
-                        email_otp: r.get(0)?,
-                        totp: r.get(1)?,
-                        totp_secret_sealed: r.get(2)?,
-                        totp_pending_sealed: r.get(3)?,
-                        totp_last_step: r.get(4)?,
-                    })
+                    second_factors_from(r)
                 })
                 .optional()?;
-            let Some(next) = current.and_then(change) else {
+            let Some(next) = current.and_then(update.change) else {
                 return Ok(false);
             };
             let (enabled, method) = next.flags();
@@ -142,16 +128,16 @@ impl SecondFactorStore for SqliteStore {
                     method
                 ],
             )?;
-            if let Some(hashes) = recovery {
+            if let Some(hashes) = update.recovery {
                 tx.execute(&dialect(sql::DELETE_RECOVERY_CODES), params![id])?;
                 for h in &hashes {
                     tx.execute(
                         &dialect(sql::INSERT_RECOVERY_CODE),
-                        params![Uuid::new_v4().to_string(), id, h, ms(now)],
+                        params![Uuid::new_v4().to_string(), id, h, ms(update.now)],
                     )?;
                 }
             }
-            insert_outbox(&tx, mail.as_ref())?;
+            insert_outbox(&tx, update.mail.as_ref())?;
             tx.commit()?;
             Ok(true)
         })
@@ -161,13 +147,12 @@ impl SecondFactorStore for SqliteStore {
     async fn find_step_up_challenge(
         &self,
         user_id: Uuid,
-        now: DateTime<Utc>,
-        max_attempts: u32,
+        live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>> {
         self.read(move |c| {
             c.query_row(
                 &dialect(&sql::find_step_up_challenge()),
-                params![user_id.to_string(), ms(now), max_attempts],
+                params![user_id.to_string(), ms(live.now), live.max_attempts],
                 |r| challenge_from(r),
             )
             .optional()
@@ -175,12 +160,7 @@ impl SecondFactorStore for SqliteStore {
         .await
     }
 
-    async fn use_recovery_code(
-        &self,
-        user_id: Uuid,
-        code: PresentedCode,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
+    async fn use_recovery_code(&self, user_id: Uuid, code: PresentedCode) -> StoreResult<bool> {
         self.run(move |c| {
             c.execute(
                 "UPDATE recovery_codes SET used_at = ?4 WHERE id = (
@@ -190,7 +170,7 @@ impl SecondFactorStore for SqliteStore {
                     user_id.to_string(),
                     code.keyed_hash,
                     code.legacy_hash,
-                    ms(now)
+                    ms(code.at)
                 ],
             )
             .map(|n| n > 0)
