@@ -11,7 +11,7 @@ use suma_auth_actors::{
 
 use super::{from_timestamp, to_timestamp};
 use crate::redis::RedisStore;
-use crate::storage::{DynStore, LockoutRecord};
+use crate::storage::{DynStore, LockoutRecord, LockoutUpdate};
 
 #[derive(Clone)]
 pub struct LockoutStore {
@@ -86,7 +86,7 @@ impl LockoutStore {
         let at = from_timestamp(now);
         if let Err(e) = self
             .store
-            .update_lockout(key.as_str(), at, transition)
+            .update_lockout(key.as_str(), LockoutUpdate::new(at, transition))
             .await
         {
             tracing::warn!(error = %e, "lockout not mirrored to the database");
@@ -154,22 +154,24 @@ impl LockoutStore {
         self.store
             .update_lockout(
                 key.as_str(),
-                from_timestamp(now),
-                Box::new(move |record| {
-                    let mut state = to_state(&record);
-                    let decision = match op {
-                        Op::Reserve => Decision::Reserved(state.reserve(&policy, now)),
-                        Op::Failure => Decision::Failed(state.record_failure(&policy, now)),
-                        Op::Success => {
-                            state.record_success();
-                            Decision::Done
+                LockoutUpdate::new(
+                    from_timestamp(now),
+                    Box::new(move |record| {
+                        let mut state = to_state(&record);
+                        let decision = match op {
+                            Op::Reserve => Decision::Reserved(state.reserve(&policy, now)),
+                            Op::Failure => Decision::Failed(state.record_failure(&policy, now)),
+                            Op::Success => {
+                                state.record_success();
+                                Decision::Done
+                            }
+                        };
+                        if let Ok(mut slot) = slot.lock() {
+                            *slot = decision;
                         }
-                    };
-                    if let Ok(mut slot) = slot.lock() {
-                        *slot = decision;
-                    }
-                    to_record(&state)
-                }),
+                        to_record(&state)
+                    }),
+                ),
             )
             .await
             .map_err(BackingError::failed)?;

@@ -15,7 +15,7 @@ use super::{privacy, AuthError, Services};
 use crate::domain::{ClientContext, Email};
 use crate::redis::RedisError;
 use crate::security::{self, FactorLockout};
-use crate::storage::{end_reason, LockoutRecord, SessionEnd, UserRecord};
+use crate::storage::{end_reason, LockoutRecord, LockoutUpdate, SessionEnd, UserRecord};
 
 /// Who acts: recorded in every audit row of an operator action.
 #[derive(Debug, Clone)]
@@ -180,7 +180,10 @@ pub async fn unlock(
     let now = svc.clock.now();
     for key in &keys {
         svc.store
-            .update_lockout(key, now, Box::new(|_| LockoutRecord::default()))
+            .update_lockout(
+                key,
+                LockoutUpdate::new(now, Box::new(|_| LockoutRecord::default())),
+            )
             .await
             .map_err(AuthError::from)?;
     }

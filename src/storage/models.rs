@@ -255,6 +255,22 @@ pub struct OutboxMail {
     pub recipient_tag: Option<String>,
 }
 
+/// A worker's claim on due mail at `now`: up to `limit` mails, leased for
+/// `lease`.
+#[derive(Debug, Clone, Copy)]
+pub struct MailClaim {
+    pub now: DateTime<Utc>,
+    pub lease: chrono::Duration,
+    pub limit: u32,
+}
+
+/// Another attempt of a mail at `at`, after `error`.
+#[derive(Debug, Clone)]
+pub struct MailRetry {
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
 /// Outbox depth and the age of its oldest pending mail.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct OutboxStats {

@@ -224,25 +224,15 @@ pub trait OutboxStore: Send + Sync {
     /// Queues a mail for delivery.
     async fn enqueue_mail(&self, mail: OutboxMail, now: DateTime<Utc>) -> StoreResult<()>;
 
-    /// Leases up to `limit` due mails for `lease` (other workers, on any
-    /// instance, skip leased ones: each mail is sent once).
-    async fn claim_mail(
-        &self,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<OutboxMail>>;
+    /// Leases up to `claim.limit` due mails for `claim.lease` (other
+    /// workers, on any instance, skip leased ones: each mail is sent once).
+    async fn claim_mail(&self, claim: MailClaim) -> StoreResult<Vec<OutboxMail>>;
 
     /// Marks a mail sent (its payload is cleared).
     async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
 
     /// Schedules another attempt.
-    async fn mail_retry(
-        &self,
-        id: Uuid,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> StoreResult<()>;
+    async fn mail_retry(&self, id: Uuid, retry: MailRetry) -> StoreResult<()>;
 
     /// Gives up on a mail (its sealed payload stays until the sweep deletes
     /// the row, so an operator can queue it again).
@@ -261,15 +251,10 @@ pub trait LockoutStore: Send + Sync {
     /// The lockout window of an account key (normalized email).
     async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>>;
 
-    /// Applies `transition` to the lockout window of `key` atomically: the
-    /// row is locked (Postgres `FOR UPDATE`; SQLite's single writer) from the
-    /// read to the write, so instances sharing the database agree.
-    async fn update_lockout(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        transition: LockoutTransition,
-    ) -> StoreResult<()>;
+    /// Applies `update.transition` to the lockout window of `key` atomically:
+    /// the row is locked (Postgres `FOR UPDATE`; SQLite's single writer) from
+    /// the read to the write, so instances sharing the database agree.
+    async fn update_lockout(&self, key: &str, update: LockoutUpdate) -> StoreResult<()>;
 }
 
 /// Rate-limit windows kept where every instance sees them: the fallback of

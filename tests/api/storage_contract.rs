@@ -153,7 +153,10 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
         locked_until: Some(Utc::now() + Duration::minutes(15)),
     };
     store
-        .update_lockout("k@example.com", Utc::now(), Box::new(move |_| rec))
+        .update_lockout(
+            "k@example.com",
+            LockoutUpdate::new(Utc::now(), Box::new(move |_| rec)),
+        )
         .await
         .unwrap();
     let back = store.load_lockout("k@example.com").await.unwrap().unwrap();
@@ -165,11 +168,13 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
             store
                 .update_lockout(
                     "race@example.com",
-                    Utc::now(),
-                    Box::new(|r| LockoutRecord {
-                        attempts: r.attempts + 1,
-                        ..r
-                    }),
+                    LockoutUpdate::new(
+                        Utc::now(),
+                        Box::new(|r| LockoutRecord {
+                            attempts: r.attempts + 1,
+                            ..r
+                        }),
+                    ),
                 )
                 .await
                 .unwrap()

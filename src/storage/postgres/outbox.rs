@@ -32,12 +32,8 @@ impl OutboxStore for PgStore {
         insert_outbox(&**conn, Some(&mail)).await
     }
 
-    async fn claim_mail(
-        &self,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<OutboxMail>> {
+    async fn claim_mail(&self, claim: MailClaim) -> StoreResult<Vec<OutboxMail>> {
+        let MailClaim { now, lease, limit } = claim;
         let conn = self.conn().await?;
         let rows = conn
             .query(
@@ -64,15 +60,10 @@ impl OutboxStore for PgStore {
         Ok(())
     }
 
-    async fn mail_retry(
-        &self,
-        id: Uuid,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> StoreResult<()> {
+    async fn mail_retry(&self, id: Uuid, retry: MailRetry) -> StoreResult<()> {
         self.exec(
             "UPDATE mail_outbox SET next_attempt_at = $2, leased_until = NULL, last_error = $3 WHERE id = $1",
-            &[&id, &next_attempt_at, &error],
+            &[&id, &retry.at, &retry.error],
         )
         .await?;
         Ok(())

@@ -61,38 +61,31 @@ impl TokenStore for PgStore {
         self.spend_token(&sql::VERIFY_EMAIL, token_hash, now).await
     }
 
-    async fn add_reset_token(&self, token: NewResetToken) -> StoreResult<bool> {
-        let NewResetToken {
-            user_id,
-            token_hash,
-            expires_at,
-            now,
-            admit,
-            mail,
-        } = token;
+    async fn add_reset_token(&self, t: NewResetToken) -> StoreResult<bool> {
+        let (user_id, now) = (&t.user_id, &t.now);
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         // Serialises concurrent requests for one user so the cap holds.
-        lock_user(&tx, &user_id).await?;
+        lock_user(&tx, user_id).await?;
         let created = tx
-            .query(sql::RESET_TOKEN_TIMES, &[&user_id])
+            .query(sql::RESET_TOKEN_TIMES, &[user_id])
             .await
             .map_err(q)?
             .iter()
             .map(|r| get(r, 0))
             .collect::<StoreResult<Vec<DateTime<Utc>>>>()?;
-        if !admit(&created) {
+        if !(t.admit)(&created) {
             return Ok(false);
         }
         // A newer link replaces the earlier ones.
-        tx.execute(sql::SUPERSEDE_RESET_TOKENS, &[&user_id, &now])
+        tx.execute(sql::SUPERSEDE_RESET_TOKENS, &[user_id, now])
             .await
             .map_err(q)?;
-        let token: [Param; 5] = [&Uuid::new_v4(), &user_id, &token_hash, &expires_at, &now];
+        let token: [Param; 5] = [&Uuid::new_v4(), user_id, &t.token_hash, &t.expires_at, now];
         tx.execute(sql::INSERT_RESET_TOKEN, &token)
             .await
             .map_err(q)?;
-        insert_outbox(&tx, mail.as_ref()).await?;
+        insert_outbox(&tx, t.mail.as_ref()).await?;
         tx.commit().await.map_err(q)?;
         Ok(true)
     }

@@ -57,16 +57,8 @@ impl TokenStore for SqliteStore {
             .await
     }
 
-    async fn add_reset_token(&self, token: NewResetToken) -> StoreResult<bool> {
-        let NewResetToken {
-            user_id,
-            token_hash,
-            expires_at,
-            now,
-            admit,
-            mail,
-        } = token;
-        let id = user_id.to_string();
+    async fn add_reset_token(&self, t: NewResetToken) -> StoreResult<bool> {
+        let (id, now) = (t.user_id.to_string(), ms(t.now));
         self.run(move |c| {
             // The writer lock serialises concurrent requests, so the cap holds.
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -75,22 +67,17 @@ impl TokenStore for SqliteStore {
                 let rows = stmt.query_map(params![id], |r| r.get::<_, i64>(0).map(time))?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
-            if !admit(&created) {
+            if !(t.admit)(&created) {
                 return Ok(false);
             }
             // A newer link replaces the earlier ones.
-            tx.execute(&dialect(sql::SUPERSEDE_RESET_TOKENS), params![id, ms(now)])?;
+            tx.execute(&dialect(sql::SUPERSEDE_RESET_TOKENS), params![id, now])?;
+            let token = (Uuid::new_v4().to_string(), &t.token_hash, ms(t.expires_at));
             tx.execute(
                 &dialect(sql::INSERT_RESET_TOKEN),
-                params![
-                    Uuid::new_v4().to_string(),
-                    id,
-                    token_hash,
-                    ms(expires_at),
-                    ms(now)
-                ],
+                params![token.0, id, token.1, token.2, now],
             )?;
-            insert_outbox(&tx, mail.as_ref())?;
+            insert_outbox(&tx, t.mail.as_ref())?;
             tx.commit()?;
             Ok(true)
         })
