@@ -19,6 +19,20 @@ pub struct ChainState {
     pub anchor_hash: String,
 }
 
+/// A page of chain rows: those past the row `past` in the order read
+/// (after it in chain order, before it newest first), at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub past: i64,
+    pub limit: u32,
+}
+
+impl Page {
+    pub fn new(past: i64, limit: u32) -> Self {
+        Self { past, limit }
+    }
+}
+
 /// An audit row as stored, with its place in the chain.
 #[derive(Debug, Clone)]
 pub struct ChainRow {

@@ -289,28 +289,17 @@ pub trait AuditStore: Send + Sync {
     /// The chain's head (last row appended) and anchor (last row pruned).
     async fn audit_chain_state(&self) -> StoreResult<ChainState>;
 
-    /// Rows in chain order with `after < seq <= upto`, at most `limit`.
-    async fn audit_chain_rows(
-        &self,
-        after: i64,
-        upto: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>>;
+    /// Rows in chain order with `page.past < seq <= upto`.
+    async fn audit_chain_rows(&self, page: Page, upto: i64) -> StoreResult<Vec<ChainRow>>;
 
-    /// A user's rows with `seq < before`, newest first, at most `limit`.
-    async fn audit_of_user(
-        &self,
-        user_id: Uuid,
-        before: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>>;
+    /// A user's rows with `seq < page.past`, newest first.
+    async fn audit_of_user(&self, user_id: Uuid, page: Page) -> StoreResult<Vec<ChainRow>>;
 
-    /// Rows created in `span` with `seq > after`, in chain order, at most `limit`.
+    /// Rows created in `span` with `seq > page.past`, in chain order.
     async fn audit_between(
         &self,
         span: std::ops::Range<DateTime<Utc>>,
-        after: i64,
-        limit: u32,
+        page: Page,
     ) -> StoreResult<Vec<ChainRow>>;
 }
 

@@ -187,51 +187,37 @@ impl AuditStore for PgStore {
         })
     }
 
-    async fn audit_chain_rows(
-        &self,
-        after: i64,
-        upto: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>> {
+    async fn audit_chain_rows(&self, page: Page, upto: i64) -> StoreResult<Vec<ChainRow>> {
+        let (after, limit) = (page.past, i64::from(page.limit));
         let conn = self.conn().await?;
         rows(
-            conn.query(
-                &sql::audit_chain_rows(),
-                &[&after, &upto, &i64::from(limit)],
-            )
-            .await
-            .map_err(q)?,
+            conn.query(&sql::audit_chain_rows(), &[&after, &upto, &limit])
+                .await
+                .map_err(q)?,
         )
     }
 
-    async fn audit_of_user(
-        &self,
-        user_id: Uuid,
-        before: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>> {
+    async fn audit_of_user(&self, user_id: Uuid, page: Page) -> StoreResult<Vec<ChainRow>> {
+        let (before, limit) = (page.past, i64::from(page.limit));
         let conn = self.conn().await?;
         rows(
-            conn.query(
-                &sql::audit_of_user(),
-                &[&user_id, &before, &i64::from(limit)],
-            )
-            .await
-            .map_err(q)?,
+            conn.query(&sql::audit_of_user(), &[&user_id, &before, &limit])
+                .await
+                .map_err(q)?,
         )
     }
 
     async fn audit_between(
         &self,
         span: std::ops::Range<DateTime<Utc>>,
-        after: i64,
-        limit: u32,
+        page: Page,
     ) -> StoreResult<Vec<ChainRow>> {
+        let (after, limit) = (page.past, i64::from(page.limit));
         let conn = self.conn().await?;
         rows(
             conn.query(
                 &sql::audit_between(),
-                &[&span.start, &span.end, &after, &i64::from(limit)],
+                &[&span.start, &span.end, &after, &limit],
             )
             .await
             .map_err(q)?,

@@ -164,27 +164,18 @@ impl AuditStore for SqliteStore {
         .await
     }
 
-    async fn audit_chain_rows(
-        &self,
-        after: i64,
-        upto: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>> {
-        self.read(move |c| chain_rows(c, &sql::audit_chain_rows(), params![after, upto, limit]))
+    async fn audit_chain_rows(&self, page: Page, upto: i64) -> StoreResult<Vec<ChainRow>> {
+        let statement = sql::audit_chain_rows();
+        self.read(move |c| chain_rows(c, &statement, params![page.past, upto, page.limit]))
             .await
     }
 
-    async fn audit_of_user(
-        &self,
-        user_id: Uuid,
-        before: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>> {
+    async fn audit_of_user(&self, user_id: Uuid, page: Page) -> StoreResult<Vec<ChainRow>> {
         self.read(move |c| {
             chain_rows(
                 c,
                 &sql::audit_of_user(),
-                params![user_id.to_string(), before, limit],
+                params![user_id.to_string(), page.past, page.limit],
             )
         })
         .await
@@ -193,14 +184,13 @@ impl AuditStore for SqliteStore {
     async fn audit_between(
         &self,
         span: std::ops::Range<DateTime<Utc>>,
-        after: i64,
-        limit: u32,
+        page: Page,
     ) -> StoreResult<Vec<ChainRow>> {
         self.read(move |c| {
             chain_rows(
                 c,
                 &sql::audit_between(),
-                params![ms(span.start), ms(span.end), after, limit],
+                params![ms(span.start), ms(span.end), page.past, page.limit],
             )
         })
         .await
