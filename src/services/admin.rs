@@ -15,7 +15,7 @@ use super::{privacy, AuthError, Services};
 use crate::domain::{ClientContext, Email};
 use crate::redis::RedisError;
 use crate::security::{self, FactorLockout};
-use crate::storage::{end_reason, LockoutRecord, LockoutUpdate, SessionEnd, UserRecord};
+use crate::storage::{end_reason, LockoutRecord, LockoutUpdate, Revocation, UserRecord};
 
 /// Who acts: recorded in every audit row of an operator action.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub async fn end_sessions_of(
     let now = svc.clock.now();
     let ended = svc
         .store
-        .revoke_user_sessions(user_id, None, SessionEnd::new(reason, now))
+        .revoke_user_sessions(None, Revocation::new(user_id, reason, now))
         .await?;
     svc.sessions.revoked(&ended, now).await;
     svc.metrics.session_ended(reason, ended.len());
@@ -263,7 +263,7 @@ pub async fn revoke_all_sessions(svc: &Services, op: &Operator) -> Result<usize,
     let now = svc.clock.now();
     let ended = svc
         .store
-        .revoke_all_sessions(SessionEnd::new(end_reason::ADMIN_REVOKED, now))
+        .revoke_all_sessions(end_reason::ADMIN_REVOKED, now)
         .await?;
     svc.sessions.revoked(&ended, now).await;
     svc.metrics

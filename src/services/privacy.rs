@@ -12,7 +12,7 @@ use super::me::Principal;
 use super::{reauth, AuthError, Services};
 use crate::domain::ClientContext;
 use crate::mail::templates;
-use crate::storage::{end_reason, Erasure, SessionEnd, UserExport, UserRecord};
+use crate::storage::{end_reason, Erasure, Revocation, UserExport, UserRecord};
 
 /// The `format` of the export document.
 pub const EXPORT_FORMAT: &str = "suma-auth.export.v1";
@@ -320,9 +320,8 @@ pub async fn erase_account(svc: &Services, user: &UserRecord) -> Result<usize, A
     let mut ended = svc
         .store
         .revoke_user_sessions(
-            user.id,
             None,
-            SessionEnd::new(end_reason::ACCOUNT_ERASED, now),
+            Revocation::new(user.id, end_reason::ACCOUNT_ERASED, now),
         )
         .await?;
     svc.sessions.revoked(&ended, now).await;

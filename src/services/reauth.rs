@@ -16,7 +16,7 @@ use super::factor_check::{self, Checked, CodeKind};
 use super::me::Principal;
 use super::{credentials, mfa, AuthError, Services};
 use crate::domain::{ClientContext, FieldError};
-use crate::storage::{end_reason, SessionEnd, UserRecord};
+use crate::storage::{end_reason, Revocation, UserRecord};
 
 /// What the request proves with.
 pub struct Proof<'a> {
@@ -115,9 +115,8 @@ pub async fn changed(
     let ended: Vec<Uuid> = svc
         .store
         .revoke_user_sessions(
-            principal.user_id,
             Some(principal.session_id),
-            SessionEnd::new(end_reason::TWO_FACTOR_CHANGED, now),
+            Revocation::new(principal.user_id, end_reason::TWO_FACTOR_CHANGED, now),
         )
         .await?;
     svc.sessions.revoked(&ended, now).await;

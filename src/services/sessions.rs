@@ -18,7 +18,7 @@ use crate::domain::refresh::{RefreshDecision, RefreshPolicy};
 use crate::domain::ClientContext;
 use crate::domain::{FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
-use crate::storage::{end_reason, PasswordChange, RotateOutcome, Rotation, SessionEnd};
+use crate::storage::{end_reason, PasswordChange, Revocation, RotateOutcome, Rotation};
 
 /// Password hashes a new password may not repeat (the current one included).
 pub const PASSWORD_HISTORY: u32 = 6;
@@ -154,8 +154,7 @@ pub async fn logout(
         .store
         .revoke_session(
             principal.session_id,
-            principal.user_id,
-            SessionEnd::new(end_reason::LOGOUT, now),
+            Revocation::new(principal.user_id, end_reason::LOGOUT, now),
         )
         .await?
     {
@@ -170,8 +169,7 @@ pub async fn logout(
             .store
             .revoke_session_by_refresh(
                 &tokens::token_hash(token),
-                principal.user_id,
-                SessionEnd::new(end_reason::LOGOUT, now),
+                Revocation::new(principal.user_id, end_reason::LOGOUT, now),
             )
             .await?
         {
@@ -201,9 +199,8 @@ pub async fn logout_all(
     let ended = svc
         .store
         .revoke_user_sessions(
-            principal.user_id,
             None,
-            SessionEnd::new(end_reason::LOGOUT_ALL, now),
+            Revocation::new(principal.user_id, end_reason::LOGOUT_ALL, now),
         )
         .await?;
     svc.sessions.revoked(&ended, now).await;
@@ -273,8 +270,7 @@ pub async fn revoke(
         .store
         .revoke_session(
             session_id,
-            principal.user_id,
-            SessionEnd::new(end_reason::REVOKED, now),
+            Revocation::new(principal.user_id, end_reason::REVOKED, now),
         )
         .await?;
     if ended {
@@ -351,9 +347,8 @@ pub async fn store_new_password(
     let ended = svc
         .store
         .revoke_user_sessions(
-            user.id,
             keep,
-            SessionEnd::new(end_reason::PASSWORD_CHANGED, now),
+            Revocation::new(user.id, end_reason::PASSWORD_CHANGED, now),
         )
         .await?;
     svc.sessions.revoked(&ended, now).await;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{AuthError, Services};
 use crate::auth::{jwt::TokenError, tokens};
 use crate::domain::ClientContext;
-use crate::storage::{end_reason, NewSession, SessionEnd, UserRecord};
+use crate::storage::{end_reason, NewSession, Revocation, UserRecord};
 
 /// The token pair every sign-in and refresh answers with (`/openapi.json`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -83,8 +83,7 @@ pub async fn open_session(
             svc.store
                 .revoke_session(
                     session_id,
-                    user.id,
-                    SessionEnd::new(end_reason::ACCOUNT_DISABLED, now),
+                    Revocation::new(user.id, end_reason::ACCOUNT_DISABLED, now),
                 )
                 .await?;
             svc.sessions.revoked(&[session_id], now).await;

@@ -132,17 +132,18 @@ pub struct PasswordChange {
     pub mail: Option<OutboxMail>,
 }
 
-/// How live sessions end: the reason recorded in `sessions.revoked_reason`
-/// (see [`end_reason`]) and the time.
+/// How live sessions of `owner` end: the reason recorded in
+/// `sessions.revoked_reason` (see [`end_reason`]) and the time.
 #[derive(Debug, Clone, Copy)]
-pub struct SessionEnd {
+pub struct Revocation {
+    pub owner: Uuid,
     pub reason: &'static str,
     pub at: DateTime<Utc>,
 }
 
-impl SessionEnd {
-    pub fn new(reason: &'static str, at: DateTime<Utc>) -> Self {
-        Self { reason, at }
+impl Revocation {
+    pub fn new(owner: Uuid, reason: &'static str, at: DateTime<Utc>) -> Self {
+        Self { owner, reason, at }
     }
 }
 

@@ -91,38 +91,35 @@ pub trait SessionStore: Send + Sync {
         decide: RefreshRule,
     ) -> StoreResult<RotateOutcome>;
 
-    /// Ends one live session of `owner` with its unspent refresh tokens; true
-    /// when it was live. Scoped to the owner: another user's session id
+    /// Ends one live session of `by.owner` with its unspent refresh tokens;
+    /// true when it was live. Scoped to the owner: another user's session id
     /// changes nothing (no token of theirs is spent).
-    async fn revoke_session(
-        &self,
-        session_id: Uuid,
-        owner: Uuid,
-        end: SessionEnd,
-    ) -> StoreResult<bool>;
+    async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool>;
 
-    /// Ends the live session of `owner` that the refresh token (spent or not)
-    /// belongs to, as [`SessionStore::revoke_session`]; its id when it was live.
-    /// Another user's token changes nothing.
+    /// Ends the live session of `by.owner` that the refresh token (spent or
+    /// not) belongs to, as [`SessionStore::revoke_session`]; its id when it
+    /// was live. Another user's token changes nothing.
     async fn revoke_session_by_refresh(
         &self,
         token_hash: &str,
-        owner: Uuid,
-        end: SessionEnd,
+        by: Revocation,
     ) -> StoreResult<Option<Uuid>>;
 
-    /// Ends every live session of a user but `except`; returns their ids.
+    /// Ends every live session of `by.owner` but `except`; returns their ids.
     async fn revoke_user_sessions(
         &self,
-        user_id: Uuid,
         except: Option<Uuid>,
-        end: SessionEnd,
+        by: Revocation,
     ) -> StoreResult<Vec<Uuid>>;
 
     /// Ends every live session of every user with its unspent refresh tokens
     /// (revoked with their session, so presenting one later is no theft
     /// alarm); returns the sessions ended.
-    async fn revoke_all_sessions(&self, end: SessionEnd) -> StoreResult<Vec<Uuid>>;
+    async fn revoke_all_sessions(
+        &self,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>>;
 
     /// Live sessions of a user (not revoked, not past their absolute end), newest first.
     async fn list_sessions(

@@ -61,11 +61,10 @@ impl PgStore {
         &self,
         session: &str,
         key: &(dyn ToSql + Sync),
-        owner: Uuid,
-        end: SessionEnd,
+        by: Revocation,
     ) -> StoreResult<Option<Uuid>> {
         let conn = self.conn().await?;
-        let params: [Param; 4] = [key, &owner, &end.at, &end.reason];
+        let params: [Param; 4] = [key, &by.owner, &by.at, &by.reason];
         let row = conn
             .query_opt(&revoke_own_session(session), &params)
             .await
@@ -190,57 +189,51 @@ impl SessionStore for PgStore {
         Ok(outcome)
     }
 
-    async fn revoke_session(
-        &self,
-        session_id: Uuid,
-        owner: Uuid,
-        end: SessionEnd,
-    ) -> StoreResult<bool> {
-        let ended = self
-            .revoke_own_session("$1", &session_id, owner, end)
-            .await?;
+    async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool> {
+        let ended = self.revoke_own_session("$1", &session_id, by).await?;
         Ok(ended.is_some())
     }
 
     async fn revoke_session_by_refresh(
         &self,
         token_hash: &str,
-        owner: Uuid,
-        end: SessionEnd,
+        by: Revocation,
     ) -> StoreResult<Option<Uuid>> {
         // The session of a token among the owner's own.
         let session =
             "(SELECT session_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2)";
-        self.revoke_own_session(session, &token_hash, owner, end)
-            .await
+        self.revoke_own_session(session, &token_hash, by).await
     }
 
     async fn revoke_user_sessions(
         &self,
-        user_id: Uuid,
         except: Option<Uuid>,
-        end: SessionEnd,
+        by: Revocation,
     ) -> StoreResult<Vec<Uuid>> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
-        let sessions: [Param; 4] = [&user_id, &except, &end.at, &end.reason];
+        let sessions: [Param; 4] = [&by.owner, &except, &by.at, &by.reason];
         let ended = ids(&tx.query(END_USER_SESSIONS, &sessions).await.map_err(q)?)?;
-        tx.execute(REVOKE_TOKENS_OF_SESSIONS, &[&ended, &end.at])
+        tx.execute(REVOKE_TOKENS_OF_SESSIONS, &[&ended, &by.at])
             .await
             .map_err(q)?;
         tx.commit().await.map_err(q)?;
         Ok(ended)
     }
 
-    async fn revoke_all_sessions(&self, end: SessionEnd) -> StoreResult<Vec<Uuid>> {
+    async fn revoke_all_sessions(
+        &self,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
-        let sessions: [Param; 2] = [&end.at, &end.reason];
+        let sessions: [Param; 2] = [&now, &reason];
         let ended = ids(&tx
             .query(sql::END_ALL_LIVE_SESSIONS, &sessions)
             .await
             .map_err(q)?)?;
-        tx.execute(sql::REVOKE_ALL_UNSPENT_TOKENS, &[&end.at])
+        tx.execute(sql::REVOKE_ALL_UNSPENT_TOKENS, &[&now])
             .await
             .map_err(q)?;
         tx.commit().await.map_err(q)?;

@@ -10,10 +10,9 @@ use crate::storage::sql;
 fn revoke_own_session(
     tx: &rusqlite::Transaction<'_>,
     session_id: &str,
-    owner: Uuid,
-    end: SessionEnd,
+    by: Revocation,
 ) -> rusqlite::Result<bool> {
-    let (owner, now, reason) = (owner.to_string(), ms(end.at), end.reason);
+    let (owner, now, reason) = (by.owner.to_string(), ms(by.at), by.reason);
     tx.execute(
         "UPDATE refresh_tokens SET revoked_at = ?3
          WHERE revoked_at IS NULL AND user_id = ?2 AND session_id IN
@@ -165,15 +164,10 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn revoke_session(
-        &self,
-        session_id: Uuid,
-        owner: Uuid,
-        end: SessionEnd,
-    ) -> StoreResult<bool> {
+    async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            let ended = revoke_own_session(&tx, &session_id.to_string(), owner, end)?;
+            let ended = revoke_own_session(&tx, &session_id.to_string(), by)?;
             tx.commit()?;
             Ok(ended)
         })
@@ -183,8 +177,7 @@ impl SessionStore for SqliteStore {
     async fn revoke_session_by_refresh(
         &self,
         token_hash: &str,
-        owner: Uuid,
-        end: SessionEnd,
+        by: Revocation,
     ) -> StoreResult<Option<Uuid>> {
         let token_hash = token_hash.to_string();
         self.run(move |c| {
@@ -193,13 +186,13 @@ impl SessionStore for SqliteStore {
             let session: Option<String> = tx
                 .query_row(
                     "SELECT session_id FROM refresh_tokens WHERE token_hash = ?1 AND user_id = ?2",
-                    params![token_hash, owner.to_string()],
+                    params![token_hash, by.owner.to_string()],
                     |r| r.get(0),
                 )
                 .optional()?
                 .flatten();
             let ended = match session {
-                Some(id) if revoke_own_session(&tx, &id, owner, end)? => Uuid::parse_str(&id).ok(),
+                Some(id) if revoke_own_session(&tx, &id, by)? => Uuid::parse_str(&id).ok(),
                 _ => None,
             };
             tx.commit()?;
@@ -210,20 +203,19 @@ impl SessionStore for SqliteStore {
 
     async fn revoke_user_sessions(
         &self,
-        user_id: Uuid,
         except: Option<Uuid>,
-        end: SessionEnd,
+        by: Revocation,
     ) -> StoreResult<Vec<Uuid>> {
         let (user, except, now) = (
-            user_id.to_string(),
+            by.owner.to_string(),
             except.map(|e| e.to_string()),
-            ms(end.at),
+            ms(by.at),
         );
         self.run(move |c| {
             let tx = c.transaction()?;
             let statement = "UPDATE sessions SET invalidated_at = ?3, revoked_reason = ?4
                  WHERE user_id = ?1 AND (?2 IS NULL OR id <> ?2) AND invalidated_at IS NULL RETURNING id";
-            let ids = ended(&tx, statement, params![user, except, now, end.reason])?;
+            let ids = ended(&tx, statement, params![user, except, now, by.reason])?;
             for id in &ids {
                 tx.execute(&dialect(sql::REVOKE_SESSION_TOKENS), params![id, now])?;
             }
@@ -233,11 +225,15 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn revoke_all_sessions(&self, end: SessionEnd) -> StoreResult<Vec<Uuid>> {
-        let now = ms(end.at);
+    async fn revoke_all_sessions(
+        &self,
+        reason: &'static str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        let now = ms(now);
         self.run(move |c| {
             let tx = c.transaction()?;
-            let ids = ended(&tx, sql::END_ALL_LIVE_SESSIONS, params![now, end.reason])?;
+            let ids = ended(&tx, sql::END_ALL_LIVE_SESSIONS, params![now, reason])?;
             tx.execute(&dialect(sql::REVOKE_ALL_UNSPENT_TOKENS), params![now])?;
             tx.commit()?;
             ids.into_iter().map(uuid).collect()
