@@ -225,7 +225,15 @@ impl Mailer {
     /// One pass over due mail; returns how many were handled.
     pub async fn deliver_due(&self) -> usize {
         let inner = &self.inner;
-        let batch = match inner.store.claim_mail(inner.clock.now(), LEASE, 20).await {
+        let batch = match inner
+            .store
+            .claim_mail(crate::storage::MailClaim {
+                now: inner.clock.now(),
+                lease: LEASE,
+                limit: 20,
+            })
+            .await
+        {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "mail outbox unavailable");
@@ -277,7 +285,11 @@ impl Mailer {
                     let next = now
                         + chrono::Duration::from_std(delay)
                             .unwrap_or(chrono::Duration::minutes(10));
-                    inner.store.mail_retry(mail.id, next, &e.to_string()).await
+                    let retry = crate::storage::MailRetry {
+                        at: next,
+                        error: e.to_string(),
+                    };
+                    inner.store.mail_retry(mail.id, retry).await
                 }
             };
             if let Err(e) = outcome {

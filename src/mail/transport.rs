@@ -69,22 +69,27 @@ impl Transport {
         mail: &OutgoingMail,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), TransportError> {
-        let message = MessageBuilder::new()
-            .from(parse_from(from))
-            .to(mail.to.as_str())
-            .subject(mail.subject.as_str())
-            .body(MimePart::new(
-                "multipart/alternative",
-                vec![
-                    part("text/plain", &mail.text),
-                    part("text/html", &mail.html),
-                ],
-            ));
+        let message = message(from, mail);
         match self {
             Transport::Files(dir) => write_file(dir, message, readable(mail), now).await,
             Transport::Smtp(config) => send_smtp(config, message).await,
         }
     }
+}
+
+/// The message of a mail from `from`: its text and HTML as alternatives.
+fn message<'a>(from: &'a str, mail: &'a OutgoingMail) -> MessageBuilder<'a> {
+    MessageBuilder::new()
+        .from(parse_from(from))
+        .to(mail.to.as_str())
+        .subject(mail.subject.as_str())
+        .body(MimePart::new(
+            "multipart/alternative",
+            vec![
+                part("text/plain", &mail.text),
+                part("text/html", &mail.html),
+            ],
+        ))
 }
 
 /// "Name <addr>" or a bare address.
@@ -205,17 +210,7 @@ mod tests {
     use crate::mail::templates;
 
     fn render(mail: &OutgoingMail) -> String {
-        let message = MessageBuilder::new()
-            .from(parse_from("SUMA Finance <no-reply@suma.finance>"))
-            .to(mail.to.as_str())
-            .subject(mail.subject.as_str())
-            .body(MimePart::new(
-                "multipart/alternative",
-                vec![
-                    part("text/plain", &mail.text),
-                    part("text/html", &mail.html),
-                ],
-            ));
+        let message = message("SUMA Finance <no-reply@suma.finance>", mail);
         String::from_utf8(message.write_to_vec().unwrap()).unwrap()
     }
 

@@ -22,6 +22,15 @@ pub enum RedisError {
 const SESSION_SCRIPT: &str = include_str!("session.lua");
 
 /// A pool of Redis connections. Cheap to clone.
+/// The numbers of a call of the lockout script (see `lockout.lua`): the
+/// time, the attempts a window allows and how long a lock lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct LockoutArgs {
+    pub now_ms: i64,
+    pub max: u32,
+    pub lockout_ms: i64,
+}
+
 #[derive(Clone)]
 pub struct RedisStore {
     pool: bb8::Pool<RedisConnectionManager>,
@@ -95,34 +104,30 @@ impl RedisStore {
         &self,
         account: &str,
         op: &str,
-        now_ms: i64,
-        max: u32,
-        lockout_ms: i64,
+        args: LockoutArgs,
     ) -> Result<(i64, i64), RedisError> {
-        self.lockout_call(account, op, now_ms, max, lockout_ms, 0)
-            .await
+        self.lockout_call(account, op, args, 0).await
     }
 
     /// Writes a lock known to the database into Redis (after Redis lost it).
     pub async fn lockout_seed(
         &self,
         account: &str,
-        now_ms: i64,
-        max: u32,
-        lockout_ms: i64,
+        args: LockoutArgs,
         until_ms: i64,
     ) -> Result<(i64, i64), RedisError> {
-        self.lockout_call(account, "lock", now_ms, max, lockout_ms, until_ms)
-            .await
+        self.lockout_call(account, "lock", args, until_ms).await
     }
 
     async fn lockout_call(
         &self,
         account: &str,
         op: &str,
-        now_ms: i64,
-        max: u32,
-        lockout_ms: i64,
+        LockoutArgs {
+            now_ms,
+            max,
+            lockout_ms,
+        }: LockoutArgs,
         until_ms: i64,
     ) -> Result<(i64, i64), RedisError> {
         let key = keys::lockout(&self.prefix, account);

@@ -20,6 +20,16 @@ local op = ARGV[1]
 local now = tonumber(ARGV[2])
 local idle = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
+-- A live session seen at `t`: its last activity moves forward to `t` (never
+-- back) and its ttl renews.
+local function live(la, ex, t)
+  if t > la then
+    redis.call('HSET', key, 'la', string.format('%d', t))
+    la = t
+  end
+  redis.call('PEXPIRE', key, ttl)
+  return {1, la, ex}
+end
 if op == 'revoke' then
   redis.call('HSET', key, 'rv', '1')
   redis.call('PEXPIRE', key, ttl)
@@ -41,21 +51,8 @@ if not v[1] then return {0, 0, 0} end
 local la = tonumber(v[1])
 local ex = tonumber(v[2]) or 0
 if op == 'peek' then return {1, la, ex} end
-if op == 'bump' then
-  local seen = tonumber(ARGV[5])
-  if seen > la then
-    redis.call('HSET', key, 'la', string.format('%d', seen))
-    la = seen
-  end
-  redis.call('PEXPIRE', key, ttl)
-  return {1, la, ex}
-end
+if op == 'bump' then return live(la, ex, tonumber(ARGV[5])) end
 if ex > 0 and now >= ex then return {-3, la, ex} end
 if now - la >= idle then return {-2, la, ex} end
 if now - (tonumber(v[4]) or 0) >= tonumber(ARGV[7]) then return {2, la, ex} end
-if now > la then
-  redis.call('HSET', key, 'la', string.format('%d', now))
-  la = now
-end
-redis.call('PEXPIRE', key, ttl)
-return {1, la, ex}
+return live(la, ex, now)

@@ -11,7 +11,7 @@ use suma_auth_actors::{
 
 use super::{from_timestamp, to_timestamp};
 use crate::redis::RedisStore;
-use crate::storage::{DynStore, LockoutRecord};
+use crate::storage::{DynStore, LockoutRecord, LockoutUpdate};
 
 #[derive(Clone)]
 pub struct LockoutStore {
@@ -86,7 +86,7 @@ impl LockoutStore {
         let at = from_timestamp(now);
         if let Err(e) = self
             .store
-            .update_lockout(key.as_str(), at, transition)
+            .update_lockout(key.as_str(), LockoutUpdate::new(at, transition))
             .await
         {
             tracing::warn!(error = %e, "lockout not mirrored to the database");
@@ -106,29 +106,18 @@ impl LockoutStore {
             Op::Failure => "failure",
             Op::Success => "success",
         };
-        let (flag, value) = redis
-            .lockout(
-                key.as_str(),
-                name,
-                now.0,
-                policy.max_attempts,
-                policy.lockout_ms,
-            )
-            .await?;
+        let args = crate::redis::LockoutArgs {
+            now_ms: now.0,
+            max: policy.max_attempts,
+            lockout_ms: policy.lockout_ms,
+        };
+        let (flag, value) = redis.lockout(key.as_str(), name, args).await?;
         // A fresh window in Redis may mean Redis lost its data: a lock the
         // database still holds wins, and Redis learns it back.
         if matches!(op, Op::Reserve) && flag == 1 && value == 1 {
             if let Ok(Some(record)) = self.store.load_lockout(key.as_str()).await {
                 if let Some(until) = record.locked_until.map(to_timestamp).filter(|u| *u > now) {
-                    let (_, retry) = redis
-                        .lockout_seed(
-                            key.as_str(),
-                            now.0,
-                            policy.max_attempts,
-                            policy.lockout_ms,
-                            until.0,
-                        )
-                        .await?;
+                    let (_, retry) = redis.lockout_seed(key.as_str(), args, until.0).await?;
                     return Ok(Decision::Reserved(ReserveOutcome::Locked {
                         retry_after_ms: retry,
                     }));
@@ -165,22 +154,24 @@ impl LockoutStore {
         self.store
             .update_lockout(
                 key.as_str(),
-                from_timestamp(now),
-                Box::new(move |record| {
-                    let mut state = to_state(&record);
-                    let decision = match op {
-                        Op::Reserve => Decision::Reserved(state.reserve(&policy, now)),
-                        Op::Failure => Decision::Failed(state.record_failure(&policy, now)),
-                        Op::Success => {
-                            state.record_success();
-                            Decision::Done
+                LockoutUpdate::new(
+                    from_timestamp(now),
+                    Box::new(move |record| {
+                        let mut state = to_state(&record);
+                        let decision = match op {
+                            Op::Reserve => Decision::Reserved(state.reserve(&policy, now)),
+                            Op::Failure => Decision::Failed(state.record_failure(&policy, now)),
+                            Op::Success => {
+                                state.record_success();
+                                Decision::Done
+                            }
+                        };
+                        if let Ok(mut slot) = slot.lock() {
+                            *slot = decision;
                         }
-                    };
-                    if let Ok(mut slot) = slot.lock() {
-                        *slot = decision;
-                    }
-                    to_record(&state)
-                }),
+                        to_record(&state)
+                    }),
+                ),
             )
             .await
             .map_err(BackingError::failed)?;

@@ -15,7 +15,7 @@ use super::{privacy, AuthError, Services};
 use crate::domain::{ClientContext, Email};
 use crate::redis::RedisError;
 use crate::security::{self, FactorLockout};
-use crate::storage::{end_reason, LockoutRecord, UserRecord};
+use crate::storage::{end_reason, LockoutRecord, LockoutUpdate, Revocation, UserRecord};
 
 /// Who acts: recorded in every audit row of an operator action.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ pub async fn end_sessions_of(
     let now = svc.clock.now();
     let ended = svc
         .store
-        .revoke_user_sessions(user_id, None, reason, now)
+        .revoke_user_sessions(None, Revocation::new(user_id, reason, now))
         .await?;
     svc.sessions.revoked(&ended, now).await;
     svc.metrics.session_ended(reason, ended.len());
@@ -180,7 +180,10 @@ pub async fn unlock(
     let now = svc.clock.now();
     for key in &keys {
         svc.store
-            .update_lockout(key, now, Box::new(|_| LockoutRecord::default()))
+            .update_lockout(
+                key,
+                LockoutUpdate::new(now, Box::new(|_| LockoutRecord::default())),
+            )
             .await
             .map_err(AuthError::from)?;
     }
@@ -192,7 +195,15 @@ pub async fn unlock(
         Some(redis) => {
             for key in &keys {
                 redis
-                    .lockout(key, "success", now.timestamp_millis(), 0, 0)
+                    .lockout(
+                        key,
+                        "success",
+                        crate::redis::LockoutArgs {
+                            now_ms: now.timestamp_millis(),
+                            max: 0,
+                            lockout_ms: 0,
+                        },
+                    )
                     .await
                     .map_err(UnlockError::Redis)?;
             }

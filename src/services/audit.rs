@@ -10,7 +10,7 @@ use super::me::Principal;
 use super::{AuthError, Services};
 use crate::domain::audit_chain::{self, GENESIS, PRUNE_EVENT};
 use crate::domain::FieldError;
-use crate::storage::{ChainRow, ChainState, StorageError, Store};
+use crate::storage::{ChainRow, ChainState, Page, StorageError, Store};
 
 /// Rows read per query while walking the chain.
 const BATCH: u32 = 1000;
@@ -168,7 +168,9 @@ pub async fn verify_chain(store: &dyn Store) -> Result<ChainReport, AuditError> 
     let mut failure: Option<BrokenRow> = None;
     let mut after = state.anchor_seq;
     'walk: loop {
-        let rows = store.audit_chain_rows(after, state.head_seq, BATCH).await?;
+        let rows = store
+            .audit_chain_rows(Page::new(after, BATCH), state.head_seq)
+            .await?;
         let Some(last) = rows.last() else { break };
         after = last.seq;
         let full = rows.len() as u32 == BATCH;
@@ -274,7 +276,9 @@ pub async fn export(
     let mut rows = Vec::new();
     let mut after = 0;
     loop {
-        let batch = store.audit_between(from, to, after, BATCH).await?;
+        let batch = store
+            .audit_between(from..to, Page::new(after, BATCH))
+            .await?;
         let full = batch.len() as u32 == BATCH;
         if let Some(last) = batch.last() {
             after = last.seq;
@@ -382,7 +386,7 @@ pub async fn own_events(
     let (before, limit) = page_params(before, limit)?;
     let mut rows = svc
         .store
-        .audit_of_user(principal.user_id, before, limit + 1)
+        .audit_of_user(principal.user_id, Page::new(before, limit + 1))
         .await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);

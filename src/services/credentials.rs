@@ -130,7 +130,11 @@ pub async fn record_failure(
     if let Some(user) = user {
         if let Err(e) = svc
             .store
-            .record_login_failure(user.id, failures, locked_until, svc.clock.now())
+            .record_login_failure(
+                user.id,
+                crate::storage::reported(failures, locked_until),
+                svc.clock.now(),
+            )
             .await
         {
             tracing::warn!(error = %e, "failed-login counters not updated");

@@ -59,7 +59,11 @@ pub async fn step_up_required(
     let (fingerprint, _) = fingerprint(svc, device_id, client.user_agent.as_deref());
     Ok(svc
         .store
-        .device_would_be_new(user.id, &fingerprint, user.last_login_at.is_some())
+        .device_would_be_new(crate::storage::DeviceProbe {
+            user_id: user.id,
+            fingerprint,
+            signed_in_before: user.last_login_at.is_some(),
+        })
         .await?)
 }
 

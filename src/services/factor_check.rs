@@ -15,7 +15,7 @@ use crate::auth::{codes, totp};
 use crate::domain::ClientContext;
 use crate::mail::templates;
 use crate::security::{self, FactorCheck};
-use crate::storage::{MfaChallengeRecord, SecondFactorUpdate, UserRecord};
+use crate::storage::{MfaChallengeRecord, PresentedCode, SecondFactorUpdate, UserRecord};
 
 /// What a limited check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,13 +150,12 @@ pub async fn compare_code(
     } else if totp && code.len() >= 10 {
         let scope = user.id.to_string();
         let normalized = codes::normalize_recovery(code);
-        let keyed = codes::keyed_hash(svc.mailer.sealer(), &scope, &normalized);
-        let legacy = codes::legacy_hash(&scope, &normalized);
-        if svc
-            .store
-            .use_recovery_code(user.id, &keyed, &legacy, now)
-            .await?
-        {
+        let presented = PresentedCode {
+            keyed_hash: codes::keyed_hash(svc.mailer.sealer(), &scope, &normalized),
+            legacy_hash: codes::legacy_hash(&scope, &normalized),
+            at: now,
+        };
+        if svc.store.use_recovery_code(user.id, presented).await? {
             return Ok(Some(CodeKind::Recovery));
         }
     }

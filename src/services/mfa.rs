@@ -25,7 +25,7 @@ use crate::auth::{codes, tokens, totp};
 use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
 use crate::domain::{ClientContext, FieldError};
 use crate::mail::{templates, OutgoingMail};
-use crate::storage::{SecondFactorUpdate, UserRecord, STEP_UP};
+use crate::storage::{LiveChallenge, SecondFactorUpdate, UserRecord, STEP_UP};
 
 const RECOVERY_CODES: usize = 10;
 
@@ -79,7 +79,13 @@ async fn live_challenge(
     }
     let challenge = svc
         .store
-        .find_mfa_challenge(&tokens::token_hash(token), svc.clock.now(), MAX_ATTEMPTS)
+        .find_mfa_challenge(
+            &tokens::token_hash(token),
+            LiveChallenge {
+                now: svc.clock.now(),
+                max_attempts: MAX_ATTEMPTS,
+            },
+        )
         .await?
         .ok_or(AuthError::InvalidMfaToken)?;
     let user = svc

@@ -12,7 +12,7 @@ use super::me::{self, Principal};
 use super::{reauth, AuthError, Services};
 use crate::domain::ClientContext;
 use crate::mail::templates;
-use crate::storage::{end_reason, Erasure, UserExport, UserRecord};
+use crate::storage::{end_reason, Erasure, Revocation, UserExport, UserRecord};
 
 /// The `format` of the export document.
 pub const EXPORT_FORMAT: &str = "suma-auth.export.v1";
@@ -319,7 +319,10 @@ pub async fn erase_account(svc: &Services, user: &UserRecord) -> Result<usize, A
     // instance's cache and Redis, which every instance asks).
     let mut ended = svc
         .store
-        .revoke_user_sessions(user.id, None, end_reason::ACCOUNT_ERASED, now)
+        .revoke_user_sessions(
+            None,
+            Revocation::new(user.id, end_reason::ACCOUNT_ERASED, now),
+        )
         .await?;
     svc.sessions.revoked(&ended, now).await;
 

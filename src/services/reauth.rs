@@ -17,7 +17,7 @@ use super::me::Principal;
 use super::second_factor::{self, MAX_ATTEMPTS};
 use super::{credentials, AuthError, Services};
 use crate::domain::{ClientContext, FieldError};
-use crate::storage::{end_reason, UserRecord};
+use crate::storage::{end_reason, LiveChallenge, Revocation, UserRecord};
 
 /// What the request proves with.
 pub struct Proof<'a> {
@@ -51,7 +51,13 @@ pub async fn prove(
         })?;
     let step_up = if user.email_otp_enabled {
         svc.store
-            .find_step_up_challenge(user.id, svc.clock.now(), MAX_ATTEMPTS)
+            .find_step_up_challenge(
+                user.id,
+                LiveChallenge {
+                    now: svc.clock.now(),
+                    max_attempts: MAX_ATTEMPTS,
+                },
+            )
             .await?
     } else {
         None
@@ -102,10 +108,8 @@ pub async fn changed(
     let ended: Vec<Uuid> = svc
         .store
         .revoke_user_sessions(
-            principal.user_id,
             Some(principal.session_id),
-            end_reason::TWO_FACTOR_CHANGED,
-            now,
+            Revocation::new(principal.user_id, end_reason::TWO_FACTOR_CHANGED, now),
         )
         .await?;
     svc.sessions.revoked(&ended, now).await;

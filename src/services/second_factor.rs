@@ -19,7 +19,7 @@ use super::{AuthError, Services};
 use crate::auth::{codes, tokens};
 use crate::domain::reset;
 use crate::mail::templates;
-use crate::storage::{NewMfaChallenge, UserRecord};
+use crate::storage::{ChallengeCode, NewMfaChallenge, UserRecord};
 
 /// Wrong or right, codes checked per challenge at most.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -177,10 +177,12 @@ pub(super) async fn send_code(
         .store
         .set_challenge_code(
             challenge_id,
-            &hash,
-            now + otp_expiry(svc),
-            MAX_SENDS,
-            Some(queued),
+            ChallengeCode {
+                code_hash: hash,
+                expires_at: now + otp_expiry(svc),
+                max_sends: MAX_SENDS,
+                mail: Some(queued),
+            },
         )
         .await?;
     if stored {

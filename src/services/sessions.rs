@@ -18,7 +18,7 @@ use crate::domain::refresh::{RefreshDecision, RefreshPolicy};
 use crate::domain::ClientContext;
 use crate::domain::{FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
-use crate::storage::{end_reason, PasswordChange, RotateOutcome, Rotation};
+use crate::storage::{end_reason, PasswordChange, Revocation, RotateOutcome, Rotation};
 
 /// Password hashes a new password may not repeat (the current one included).
 pub const PASSWORD_HISTORY: u32 = 6;
@@ -154,9 +154,7 @@ pub async fn logout(
         .store
         .revoke_session(
             principal.session_id,
-            principal.user_id,
-            end_reason::LOGOUT,
-            now,
+            Revocation::new(principal.user_id, end_reason::LOGOUT, now),
         )
         .await?
     {
@@ -171,9 +169,7 @@ pub async fn logout(
             .store
             .revoke_session_by_refresh(
                 &tokens::token_hash(token),
-                principal.user_id,
-                end_reason::LOGOUT,
-                now,
+                Revocation::new(principal.user_id, end_reason::LOGOUT, now),
             )
             .await?
         {
@@ -202,7 +198,10 @@ pub async fn logout_all(
     let now = svc.clock.now();
     let ended = svc
         .store
-        .revoke_user_sessions(principal.user_id, None, end_reason::LOGOUT_ALL, now)
+        .revoke_user_sessions(
+            None,
+            Revocation::new(principal.user_id, end_reason::LOGOUT_ALL, now),
+        )
         .await?;
     svc.sessions.revoked(&ended, now).await;
     svc.metrics
@@ -269,7 +268,10 @@ pub async fn revoke(
     let now = svc.clock.now();
     let ended = svc
         .store
-        .revoke_session(session_id, principal.user_id, end_reason::REVOKED, now)
+        .revoke_session(
+            session_id,
+            Revocation::new(principal.user_id, end_reason::REVOKED, now),
+        )
         .await?;
     if ended {
         svc.sessions.revoked(&[session_id], now).await;
@@ -340,7 +342,10 @@ pub async fn store_new_password(
     svc.mailer.queued(mail.template);
     let ended = svc
         .store
-        .revoke_user_sessions(user.id, keep, end_reason::PASSWORD_CHANGED, now)
+        .revoke_user_sessions(
+            keep,
+            Revocation::new(user.id, end_reason::PASSWORD_CHANGED, now),
+        )
         .await?;
     svc.sessions.revoked(&ended, now).await;
     svc.metrics

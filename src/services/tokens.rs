@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{AuthError, Services};
 use crate::auth::{jwt::TokenError, tokens};
 use crate::domain::ClientContext;
-use crate::storage::{end_reason, NewSession, UserRecord};
+use crate::storage::{end_reason, NewSession, Revocation, UserRecord};
 
 /// The token pair every sign-in and refresh answers with (`/openapi.json`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -81,7 +81,10 @@ pub async fn open_session(
         Some(current) if current.is_active => {}
         current => {
             svc.store
-                .revoke_session(session_id, user.id, end_reason::ACCOUNT_DISABLED, now)
+                .revoke_session(
+                    session_id,
+                    Revocation::new(user.id, end_reason::ACCOUNT_DISABLED, now),
+                )
                 .await?;
             svc.sessions.revoked(&[session_id], now).await;
             return Err(match current {

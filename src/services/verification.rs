@@ -76,13 +76,13 @@ async fn mail_link(svc: &Services, email: Email, client: &ClientContext) -> Resu
         .prepare(&mail)
         .map_err(|e| AuthError::Internal(e.into()))?;
     svc.store
-        .add_verification_token(
-            user.id,
-            &tokens::token_hash(&token),
-            expires,
-            svc.clock.now(),
-            Some(queued),
-        )
+        .add_verification_token(crate::storage::NewVerificationToken {
+            user_id: user.id,
+            token_hash: tokens::token_hash(&token),
+            expires_at: expires,
+            now: svc.clock.now(),
+            mail: Some(queued),
+        })
         .await?;
     svc.mailer.queued(mail.template);
     svc.audit(

@@ -19,6 +19,20 @@ pub struct ChainState {
     pub anchor_hash: String,
 }
 
+/// A page of chain rows: those past the row `past` in the order read
+/// (after it in chain order, before it newest first), at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub past: i64,
+    pub limit: u32,
+}
+
+impl Page {
+    pub fn new(past: i64, limit: u32) -> Self {
+        Self { past, limit }
+    }
+}
+
 /// An audit row as stored, with its place in the chain.
 #[derive(Debug, Clone)]
 pub struct ChainRow {
@@ -91,7 +105,38 @@ pub struct AuditEntry<'a> {
     pub at: DateTime<Utc>,
 }
 
+/// The metadata of rows that carry none.
+static NO_METADATA: std::sync::LazyLock<serde_json::Value> =
+    std::sync::LazyLock::new(|| serde_json::json!({}));
+
 impl<'a> AuditEntry<'a> {
+    /// The row of a registration of `user_id` (`event`: a new one or one
+    /// that replaced an unverified one).
+    pub fn registration(user_id: Uuid, new: &'a super::models::NewUser, event: &'a str) -> Self {
+        Self {
+            user_id: Some(user_id),
+            event_type: event,
+            success: true,
+            ip: new.client.ip,
+            user_agent: new.client.user_agent.as_deref(),
+            metadata: &NO_METADATA,
+            at: new.now,
+        }
+    }
+
+    /// The chained `audit_pruned` row that records a prune (its `metadata`).
+    pub fn pruned(metadata: &'a serde_json::Value, at: DateTime<Utc>) -> Self {
+        Self {
+            user_id: None,
+            event_type: audit_chain::PRUNE_EVENT,
+            success: true,
+            ip: None,
+            user_agent: None,
+            metadata,
+            at,
+        }
+    }
+
     /// What `event` says (its time not yet at the backend's precision).
     pub fn of(event: &'a super::models::AuditEvent) -> Self {
         Self {

@@ -27,6 +27,15 @@ pub struct DeviceSighting {
     pub mail: Option<OutboxMail>,
 }
 
+/// Would a sign-in of `user_id` from `fingerprint` be announced? The
+/// account signed in before when `signed_in_before`.
+#[derive(Debug, Clone)]
+pub struct DeviceProbe {
+    pub user_id: Uuid,
+    pub fingerprint: String,
+    pub signed_in_before: bool,
+}
+
 /// What recording a sign-in found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceSeen {

@@ -62,3 +62,15 @@ pub type DynStore = Arc<dyn Store>;
 
 /// A change to a lockout window, applied inside the store's transaction.
 pub type LockoutTransition = Box<dyn FnOnce(LockoutRecord) -> LockoutRecord + Send>;
+
+/// A lockout window's change at `at` (the time the row records).
+pub struct LockoutUpdate {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub transition: LockoutTransition,
+}
+
+impl LockoutUpdate {
+    pub fn new(at: chrono::DateTime<chrono::Utc>, transition: LockoutTransition) -> Self {
+        Self { at, transition }
+    }
+}

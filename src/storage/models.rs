@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::domain::login_counters::LoginCounters;
 use crate::domain::refresh::{RefreshDecision, RefreshState};
-use crate::domain::second_factor::SecondFactorChange;
+use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
 pub use crate::domain::ClientContext;
 use crate::domain::Email;
 
@@ -132,6 +132,31 @@ pub struct PasswordChange {
     pub mail: Option<OutboxMail>,
 }
 
+/// How live sessions of `owner` end: the reason recorded in
+/// `sessions.revoked_reason` (see [`end_reason`]) and the time.
+#[derive(Debug, Clone, Copy)]
+pub struct Revocation {
+    pub owner: Uuid,
+    pub reason: &'static str,
+    pub at: DateTime<Utc>,
+}
+
+impl Revocation {
+    pub fn new(owner: Uuid, reason: &'static str, at: DateTime<Utc>) -> Self {
+        Self { owner, reason, at }
+    }
+}
+
+/// Another verification token for a user (a resend), with its mail.
+#[derive(Debug, Clone)]
+pub struct NewVerificationToken {
+    pub user_id: Uuid,
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    pub mail: Option<OutboxMail>,
+}
+
 /// A password-reset token to store if `admit` agrees, with its mail.
 pub struct NewResetToken {
     pub user_id: Uuid,
@@ -157,6 +182,24 @@ pub struct SecondFactorUpdate {
 pub type ResetAdmission = Box<dyn FnOnce(&[DateTime<Utc>]) -> bool + Send>;
 
 impl SessionRecord {
+    /// A spent token of this session was presented: its family is revoked
+    /// (the session ended now when `was_live`).
+    pub fn reused(&self, was_live: bool) -> RotateOutcome {
+        RotateOutcome::Reused {
+            session_id: self.id,
+            user_id: self.user_id,
+            was_live,
+        }
+    }
+
+    /// The session continues with a new token, active at `now`.
+    pub fn rotated(self, now: DateTime<Utc>) -> RotateOutcome {
+        RotateOutcome::Rotated(SessionRecord {
+            last_activity_at: now,
+            ..self
+        })
+    }
+
     /// What the rotation rule needs of this session and a presented token.
     pub fn refresh_state(&self, spent_at: Option<DateTime<Utc>>) -> RefreshState {
         RefreshState {
@@ -213,6 +256,22 @@ pub struct OutboxMail {
     pub recipient_tag: Option<String>,
 }
 
+/// A worker's claim on due mail at `now`: up to `limit` mails, leased for
+/// `lease`.
+#[derive(Debug, Clone, Copy)]
+pub struct MailClaim {
+    pub now: DateTime<Utc>,
+    pub lease: chrono::Duration,
+    pub limit: u32,
+}
+
+/// Another attempt of a mail at `at`, after `error`.
+#[derive(Debug, Clone)]
+pub struct MailRetry {
+    pub at: DateTime<Utc>,
+    pub error: String,
+}
+
 /// Outbox depth and the age of its oldest pending mail.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct OutboxStats {
@@ -235,6 +294,34 @@ pub struct NewMfaChallenge {
     /// The hourly cap, applied by the store under the user's lock to the
     /// creation times of the user's challenges.
     pub admit: ResetAdmission,
+}
+
+/// A new email code for a challenge, stored unless `max_sends` were already
+/// sent, with its mail.
+#[derive(Debug, Clone)]
+pub struct ChallengeCode {
+    pub code_hash: String,
+    pub expires_at: DateTime<Utc>,
+    pub max_sends: u32,
+    pub mail: Option<OutboxMail>,
+}
+
+/// A recovery code as presented at `at`, in both forms a stored one can
+/// have: its keyed hash, and its legacy hash (a bare digest, on rows not yet
+/// converted).
+#[derive(Debug, Clone)]
+pub struct PresentedCode {
+    pub keyed_hash: String,
+    pub legacy_hash: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Which challenges are live: unspent, unexpired at `now` and checked fewer
+/// than `max_attempts` times.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveChallenge {
+    pub now: DateTime<Utc>,
+    pub max_attempts: u32,
 }
 
 /// The `methods` of a step-up challenge: an emailed code that confirms a
@@ -361,6 +448,18 @@ pub fn challenge_from<R: Columns>(r: &R) -> Result<MfaChallengeRecord, R::Error>
         methods: r.text(3)?.unwrap_or_default(),
         otp_code_hash: r.text(4)?,
         otp_expires_at: r.time(5)?,
+    })
+}
+
+/// The second-factor columns of a user row (see
+/// [`SECOND_FACTORS`](super::sql::SECOND_FACTORS)).
+pub fn second_factors_from<R: Columns>(r: &R) -> Result<SecondFactors, R::Error> {
+    Ok(SecondFactors {
+        email_otp: r.flag(0)?.unwrap_or(false),
+        totp: r.flag(1)?.unwrap_or(false),
+        totp_secret_sealed: r.text(2)?,
+        totp_pending_sealed: r.text(3)?,
+        totp_last_step: r.int(4)?,
     })
 }
 

@@ -9,6 +9,55 @@ use super::{
 
 // Users.
 
+/// A new account, unless its address is taken: $1 id, $2 email, $3 password
+/// hash, $4 first name, $5 last name, $6 time.
+pub const INSERT_USER: &str = "INSERT INTO users (id, email, password_hash, first_name, \
+     last_name, created_at, updated_at, password_changed_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $6) \
+     ON CONFLICT (email) DO NOTHING";
+
+/// What a replaced registration leaves of the one before (links, consents,
+/// password history): $1 user.
+pub const REPLACED_REGISTRATION_ROWS: &[&str] = &[
+    "DELETE FROM email_verification_tokens WHERE user_id = $1",
+    "DELETE FROM consent_records WHERE user_id = $1",
+    "DELETE FROM password_history WHERE user_id = $1",
+];
+
+/// $1 id, $2 user, $3 password hash, $4 time.
+pub const INSERT_PASSWORD_HISTORY: &str =
+    "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES ($1, $2, $3, $4)";
+
+/// $1 id, $2 user, $3 hash, $4 end, $5 time.
+pub const INSERT_VERIFICATION_TOKEN: &str = "INSERT INTO email_verification_tokens (id, user_id, \
+     token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)";
+
+/// How a one-time token is spent, in one transaction: `token` spends a live
+/// one ($1 hash, $2 time) and returns its user; `then` follows for that user
+/// ($1 user, $2 time). When `then` is `required` and changes no row, nothing
+/// is written.
+pub struct TokenSpend {
+    pub token: &'static str,
+    pub then: &'static str,
+    pub required: bool,
+}
+
+/// An email verification: the address of a live account becomes verified.
+pub const VERIFY_EMAIL: TokenSpend = TokenSpend {
+    token: "UPDATE email_verification_tokens SET verified_at = $2 \
+     WHERE token_hash = $1 AND verified_at IS NULL AND expires_at > $2 RETURNING user_id",
+    then: "UPDATE users SET email_verified = true, updated_at = $2 \
+     WHERE id = $1 AND deleted_at IS NULL",
+    required: true,
+};
+
+/// A password reset: every other outstanding link of the user ends with it.
+pub const USE_RESET_TOKEN: TokenSpend = TokenSpend {
+    token: "UPDATE password_reset_tokens SET used_at = $2 \
+     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING user_id",
+    then: SUPERSEDE_RESET_TOKENS,
+    required: false,
+};
+
 /// The failed-login counters of a user: $1 id.
 pub const LOGIN_COUNTERS: &str =
     "SELECT failed_login_attempts, locked_until FROM users WHERE id = $1";
@@ -104,6 +153,20 @@ pub const CHALLENGE_TIMES: &str = "SELECT created_at FROM mfa_challenges WHERE u
 pub const INSERT_CHALLENGE: &str = "INSERT INTO mfa_challenges (id, user_id, token_hash, \
      device_id, methods, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
+/// A new email code for a challenge, unless its sends are spent: $1 id,
+/// $2 code hash, $3 end, $4 sends allowed.
+pub const SET_CHALLENGE_CODE: &str = "UPDATE mfa_challenges SET otp_code_hash = $2, \
+     otp_expires_at = $3, otp_sends = otp_sends + 1 \
+     WHERE id = $1 AND otp_sends < $4 AND consumed_at IS NULL";
+
+/// Counts one check of a code, unless none is left: $1 id, $2 attempts allowed.
+pub const RESERVE_CHALLENGE_ATTEMPT: &str = "UPDATE mfa_challenges SET attempts = attempts + 1 \
+     WHERE id = $1 AND attempts < $2 AND consumed_at IS NULL";
+
+/// Spends a challenge: $1 id, $2 time.
+pub const SPEND_CHALLENGE: &str =
+    "UPDATE mfa_challenges SET consumed_at = $2 WHERE id = $1 AND consumed_at IS NULL";
+
 /// Recovery codes still in their legacy (bare digest) form, a batch: id, hash.
 pub const LEGACY_RECOVERY_CODES: &str =
     "SELECT id, code_hash FROM recovery_codes WHERE keyed = FALSE LIMIT 500";
@@ -137,6 +200,10 @@ pub const RESET_TOKEN_TIMES: &str =
 /// Ends the live reset tokens of a user (a newer link replaces them): $1 user, $2 time.
 pub const SUPERSEDE_RESET_TOKENS: &str =
     "UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL";
+
+/// The user of a live reset token: $1 hash, $2 time.
+pub const PEEK_RESET_TOKEN: &str = "SELECT user_id FROM password_reset_tokens \
+     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2";
 
 /// $1 id, $2 user, $3 hash, $4 end, $5 time.
 pub const INSERT_RESET_TOKEN: &str = "INSERT INTO password_reset_tokens (id, user_id, token_hash, \

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::*;
+use crate::domain::login_counters::LoginCounters;
 use crate::domain::rate_window::{SlidingWindow, WindowHit};
 use crate::domain::Email;
 
@@ -56,11 +57,11 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<()>;
 
     /// Keeps `users.failed_login_attempts` / `locked_until` true.
+    /// `failure` is the failure as the lockout reported it (see [`reported`]).
     async fn record_login_failure(
         &self,
         user_id: Uuid,
-        attempts: u32,
-        locked_until: Option<DateTime<Utc>>,
+        failure: LoginCounters,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
 
@@ -103,35 +104,25 @@ pub trait SessionStore: Send + Sync {
         decide: RefreshRule,
     ) -> StoreResult<RotateOutcome>;
 
-    /// Ends one live session of `owner` with its unspent refresh tokens; true
-    /// when it was live. Scoped to the owner: another user's session id
+    /// Ends one live session of `by.owner` with its unspent refresh tokens;
+    /// true when it was live. Scoped to the owner: another user's session id
     /// changes nothing (no token of theirs is spent).
-    async fn revoke_session(
-        &self,
-        session_id: Uuid,
-        owner: Uuid,
-        reason: &'static str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
+    async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool>;
 
-    /// Ends the live session of `owner` that the refresh token (spent or not)
-    /// belongs to, as [`SessionStore::revoke_session`]; its id when it was live.
-    /// Another user's token changes nothing.
+    /// Ends the live session of `by.owner` that the refresh token (spent or
+    /// not) belongs to, as [`SessionStore::revoke_session`]; its id when it
+    /// was live. Another user's token changes nothing.
     async fn revoke_session_by_refresh(
         &self,
         token_hash: &str,
-        owner: Uuid,
-        reason: &'static str,
-        now: DateTime<Utc>,
+        by: Revocation,
     ) -> StoreResult<Option<Uuid>>;
 
-    /// Ends every live session of a user but `except`; returns their ids.
+    /// Ends every live session of `by.owner` but `except`; returns their ids.
     async fn revoke_user_sessions(
         &self,
-        user_id: Uuid,
         except: Option<Uuid>,
-        reason: &'static str,
-        now: DateTime<Utc>,
+        by: Revocation,
     ) -> StoreResult<Vec<Uuid>>;
 
     /// Ends every live session of every user with its unspent refresh tokens
@@ -158,14 +149,7 @@ pub trait SessionStore: Send + Sync {
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// Stores another verification token for a user (resend), with its mail.
-    async fn add_verification_token(
-        &self,
-        user_id: Uuid,
-        token_hash: &str,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<()>;
+    async fn add_verification_token(&self, token: NewVerificationToken) -> StoreResult<()>;
 
     /// Spends a verification token and marks the email verified, atomically.
     /// `None` when the token is unknown, used or expired.
@@ -202,23 +186,15 @@ pub trait SecondFactorStore: Send + Sync {
     /// `c.admit`, and stores the challenge when it agrees; true when stored.
     async fn create_mfa_challenge(&self, c: NewMfaChallenge) -> StoreResult<bool>;
 
-    /// A live login challenge: unspent, unexpired, under `max_attempts` checks.
+    /// A live login challenge.
     async fn find_mfa_challenge(
         &self,
         token_hash: &str,
-        now: DateTime<Utc>,
-        max_attempts: u32,
+        live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>>;
 
-    /// Stores a new email code unless `max_sends` were already sent; true when stored.
-    async fn set_challenge_code(
-        &self,
-        id: Uuid,
-        code_hash: &str,
-        expires_at: DateTime<Utc>,
-        max_sends: u32,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<bool>;
+    /// Stores a new email code unless `code.max_sends` were already sent; true when stored.
+    async fn set_challenge_code(&self, id: Uuid, code: ChallengeCode) -> StoreResult<bool>;
 
     /// Counts one check of a code, atomically; false when none is left.
     async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool>;
@@ -239,20 +215,13 @@ pub trait SecondFactorStore: Send + Sync {
     async fn find_step_up_challenge(
         &self,
         user_id: Uuid,
-        now: DateTime<Utc>,
-        max_attempts: u32,
+        live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>>;
 
-    /// Spends an unused recovery code whose keyed hash is `keyed_hash` (or,
-    /// on a row not yet converted, whose legacy hash is `legacy_hash`);
-    /// false when there is none such.
-    async fn use_recovery_code(
-        &self,
-        user_id: Uuid,
-        keyed_hash: &str,
-        legacy_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
+    /// Spends an unused recovery code whose keyed hash is `code.keyed_hash`
+    /// (or, on a row not yet converted, whose legacy hash is
+    /// `code.legacy_hash`); false when there is none such.
+    async fn use_recovery_code(&self, user_id: Uuid, code: PresentedCode) -> StoreResult<bool>;
 
     /// Converts a batch of legacy recovery-code hashes with `rekey`; returns
     /// how many were converted (0: none is left). Safe on several instances.
@@ -265,25 +234,15 @@ pub trait OutboxStore: Send + Sync {
     /// Queues a mail for delivery.
     async fn enqueue_mail(&self, mail: OutboxMail, now: DateTime<Utc>) -> StoreResult<()>;
 
-    /// Leases up to `limit` due mails for `lease` (other workers, on any
-    /// instance, skip leased ones: each mail is sent once).
-    async fn claim_mail(
-        &self,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<OutboxMail>>;
+    /// Leases up to `claim.limit` due mails for `claim.lease` (other
+    /// workers, on any instance, skip leased ones: each mail is sent once).
+    async fn claim_mail(&self, claim: MailClaim) -> StoreResult<Vec<OutboxMail>>;
 
     /// Marks a mail sent (its payload is cleared).
     async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
 
     /// Schedules another attempt.
-    async fn mail_retry(
-        &self,
-        id: Uuid,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> StoreResult<()>;
+    async fn mail_retry(&self, id: Uuid, retry: MailRetry) -> StoreResult<()>;
 
     /// Gives up on a mail (its sealed payload stays until the sweep deletes
     /// the row, so an operator can queue it again).
@@ -302,15 +261,10 @@ pub trait LockoutStore: Send + Sync {
     /// The lockout window of an account key (normalized email).
     async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>>;
 
-    /// Applies `transition` to the lockout window of `key` atomically: the
-    /// row is locked (Postgres `FOR UPDATE`; SQLite's single writer) from the
-    /// read to the write, so instances sharing the database agree.
-    async fn update_lockout(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        transition: LockoutTransition,
-    ) -> StoreResult<()>;
+    /// Applies `update.transition` to the lockout window of `key` atomically:
+    /// the row is locked (Postgres `FOR UPDATE`; SQLite's single writer) from
+    /// the read to the write, so instances sharing the database agree.
+    async fn update_lockout(&self, key: &str, update: LockoutUpdate) -> StoreResult<()>;
 }
 
 /// Rate-limit windows kept where every instance sees them: the fallback of
@@ -345,29 +299,17 @@ pub trait AuditStore: Send + Sync {
     /// The chain's head (last row appended) and anchor (last row pruned).
     async fn audit_chain_state(&self) -> StoreResult<ChainState>;
 
-    /// Rows in chain order with `after < seq <= upto`, at most `limit`.
-    async fn audit_chain_rows(
-        &self,
-        after: i64,
-        upto: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>>;
+    /// Rows in chain order with `page.past < seq <= upto`.
+    async fn audit_chain_rows(&self, page: Page, upto: i64) -> StoreResult<Vec<ChainRow>>;
 
-    /// A user's rows with `seq < before`, newest first, at most `limit`.
-    async fn audit_of_user(
-        &self,
-        user_id: Uuid,
-        before: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>>;
+    /// A user's rows with `seq < page.past`, newest first.
+    async fn audit_of_user(&self, user_id: Uuid, page: Page) -> StoreResult<Vec<ChainRow>>;
 
-    /// Rows created in `[from, to)` with `seq > after`, in chain order, at most `limit`.
+    /// Rows created in `span` with `seq > page.past`, in chain order.
     async fn audit_between(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        after: i64,
-        limit: u32,
+        span: std::ops::Range<DateTime<Utc>>,
+        page: Page,
     ) -> StoreResult<Vec<ChainRow>>;
 }
 
@@ -427,14 +369,10 @@ pub trait DeviceStore: Send + Sync {
     /// never signed in.
     async fn record_device(&self, sighting: DeviceSighting) -> StoreResult<DeviceSeen>;
 
-    /// Whether a sign-in from `fingerprint` would be announced: the device is
-    /// unknown to the account and the account has a device or `signed_in_before`.
-    async fn device_would_be_new(
-        &self,
-        user_id: Uuid,
-        fingerprint: &str,
-        signed_in_before: bool,
-    ) -> StoreResult<bool>;
+    /// Whether a sign-in from `probe.fingerprint` would be announced: the
+    /// device is unknown to the account and the account has a device or
+    /// signed in before.
+    async fn device_would_be_new(&self, probe: DeviceProbe) -> StoreResult<bool>;
 
     /// The user's devices, first seen first; `current` marks the one whose
     /// fingerprint is `current`.

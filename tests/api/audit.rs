@@ -36,7 +36,7 @@ async fn verify(app: &TestApp) -> ChainReport {
 pub(crate) async fn chain(app: &TestApp) -> Vec<ChainRow> {
     app.services
         .store
-        .audit_chain_rows(-1, i64::MAX, 10_000)
+        .audit_chain_rows(suma_auth::storage::Page::new(-1, 10_000), i64::MAX)
         .await
         .unwrap()
 }

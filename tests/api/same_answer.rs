@@ -252,8 +252,10 @@ on_both_backends!(
             .store
             .find_mfa_challenge(
                 &suma_auth::auth::tokens::token_hash(&mfa),
-                app.services.clock.now(),
-                5,
+                suma_auth::storage::LiveChallenge {
+                    now: app.services.clock.now(),
+                    max_attempts: 5,
+                },
             )
             .await
             .unwrap()

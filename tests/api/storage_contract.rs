@@ -112,7 +112,13 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
             .email_verified
     );
     store
-        .add_verification_token(id, &"d".repeat(64), now + Duration::hours(1), now, None)
+        .add_verification_token(NewVerificationToken {
+            user_id: id,
+            token_hash: "d".repeat(64),
+            expires_at: now + Duration::hours(1),
+            now,
+            mail: None,
+        })
         .await
         .unwrap();
 
@@ -147,7 +153,10 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
         locked_until: Some(Utc::now() + Duration::minutes(15)),
     };
     store
-        .update_lockout("k@example.com", Utc::now(), Box::new(move |_| rec))
+        .update_lockout(
+            "k@example.com",
+            LockoutUpdate::new(Utc::now(), Box::new(move |_| rec)),
+        )
         .await
         .unwrap();
     let back = store.load_lockout("k@example.com").await.unwrap().unwrap();
@@ -159,11 +168,13 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
             store
                 .update_lockout(
                     "race@example.com",
-                    Utc::now(),
-                    Box::new(|r| LockoutRecord {
-                        attempts: r.attempts + 1,
-                        ..r
-                    }),
+                    LockoutUpdate::new(
+                        Utc::now(),
+                        Box::new(|r| LockoutRecord {
+                            attempts: r.attempts + 1,
+                            ..r
+                        }),
+                    ),
                 )
                 .await
                 .unwrap()
@@ -186,7 +197,7 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
 
     // Login bookkeeping and audit.
     store
-        .record_login_failure(id, 2, None, Utc::now())
+        .record_login_failure(id, reported(2, None), Utc::now())
         .await
         .unwrap();
     assert_eq!(

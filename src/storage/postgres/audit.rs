@@ -2,7 +2,6 @@
 //! (`docs/audit.md`).
 
 use super::*;
-use crate::domain::audit_chain::PRUNE_EVENT;
 
 /// A time at the precision PostgreSQL stores (microseconds), so that the hash
 /// computed before the insert is the one recomputed from the row.
@@ -146,19 +145,7 @@ pub(super) async fn prune_audit(
         .map_err(q)?;
     let prune = Prune { rows, ..prune };
     let metadata = prune.metadata();
-    append_audit(
-        tx,
-        &AuditEntry {
-            user_id: None,
-            event_type: PRUNE_EVENT,
-            success: true,
-            ip: None,
-            user_agent: None,
-            metadata: &metadata,
-            at: now,
-        },
-    )
-    .await?;
+    append_audit(tx, &AuditEntry::pruned(&metadata, now)).await?;
     Ok(unchained + rows)
 }
 
@@ -200,52 +187,37 @@ impl AuditStore for PgStore {
         })
     }
 
-    async fn audit_chain_rows(
-        &self,
-        after: i64,
-        upto: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>> {
+    async fn audit_chain_rows(&self, page: Page, upto: i64) -> StoreResult<Vec<ChainRow>> {
+        let (after, limit) = (page.past, i64::from(page.limit));
         let conn = self.conn().await?;
         rows(
-            conn.query(
-                &sql::audit_chain_rows(),
-                &[&after, &upto, &i64::from(limit)],
-            )
-            .await
-            .map_err(q)?,
+            conn.query(&sql::audit_chain_rows(), &[&after, &upto, &limit])
+                .await
+                .map_err(q)?,
         )
     }
 
-    async fn audit_of_user(
-        &self,
-        user_id: Uuid,
-        before: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>> {
+    async fn audit_of_user(&self, user_id: Uuid, page: Page) -> StoreResult<Vec<ChainRow>> {
+        let (before, limit) = (page.past, i64::from(page.limit));
         let conn = self.conn().await?;
         rows(
-            conn.query(
-                &sql::audit_of_user(),
-                &[&user_id, &before, &i64::from(limit)],
-            )
-            .await
-            .map_err(q)?,
+            conn.query(&sql::audit_of_user(), &[&user_id, &before, &limit])
+                .await
+                .map_err(q)?,
         )
     }
 
     async fn audit_between(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        after: i64,
-        limit: u32,
+        span: std::ops::Range<DateTime<Utc>>,
+        page: Page,
     ) -> StoreResult<Vec<ChainRow>> {
+        let (after, limit) = (page.past, i64::from(page.limit));
         let conn = self.conn().await?;
         rows(
             conn.query(
                 &sql::audit_between(),
-                &[&from, &to, &after, &i64::from(limit)],
+                &[&span.start, &span.end, &after, &limit],
             )
             .await
             .map_err(q)?,

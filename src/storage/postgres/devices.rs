@@ -41,26 +41,22 @@ impl DeviceStore for PgStore {
         Ok(seen)
     }
 
-    async fn device_would_be_new(
-        &self,
-        user_id: Uuid,
-        fingerprint: &str,
-        signed_in_before: bool,
-    ) -> StoreResult<bool> {
+    async fn device_would_be_new(&self, probe: DeviceProbe) -> StoreResult<bool> {
+        let (user_id, fingerprint) = (&probe.user_id, &probe.fingerprint);
         let conn = self.conn().await?;
         let known = conn
-            .query_opt(sql::DEVICE_BY_FINGERPRINT, &[&user_id, &fingerprint])
+            .query_opt(sql::DEVICE_BY_FINGERPRINT, &[user_id, fingerprint])
             .await
             .map_err(q)?
             .is_some();
         if known {
             return Ok(false);
         }
-        if signed_in_before {
+        if probe.signed_in_before {
             return Ok(true);
         }
         let row = conn
-            .query_one(sql::COUNT_DEVICES, &[&user_id])
+            .query_one(sql::COUNT_DEVICES, &[user_id])
             .await
             .map_err(q)?;
         Ok(get::<i64>(&row, 0)? > 0)

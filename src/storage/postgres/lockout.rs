@@ -16,12 +16,11 @@ impl LockoutStore for PgStore {
         row.as_ref().map(lockout_from).transpose()
     }
 
-    async fn update_lockout(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        transition: LockoutTransition,
-    ) -> StoreResult<()> {
+    async fn update_lockout(&self, key: &str, update: LockoutUpdate) -> StoreResult<()> {
+        let LockoutUpdate {
+            at: now,
+            transition,
+        } = update;
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         // One upsert that locks the row and returns it: a sweep or an erasure

@@ -3,9 +3,9 @@
 use super::*;
 use crate::storage::sql;
 
-/// Writes an outbox row inside the caller's transaction, due at once.
+/// Writes an outbox row (inside the caller's transaction, if any), due at once.
 pub(super) async fn insert_outbox(
-    tx: &tokio_postgres::Transaction<'_>,
+    c: &impl tokio_postgres::GenericClient,
     mail: Option<&OutboxMail>,
 ) -> StoreResult<()> {
     if let Some(m) = mail {
@@ -16,7 +16,7 @@ pub(super) async fn insert_outbox(
             &m.created_at,
             &m.recipient_tag,
         ];
-        tx.execute(sql::INSERT_OUTBOX, &row).await.map_err(q)?;
+        c.execute(sql::INSERT_OUTBOX, &row).await.map_err(q)?;
     }
     Ok(())
 }
@@ -24,20 +24,16 @@ pub(super) async fn insert_outbox(
 #[async_trait]
 impl OutboxStore for PgStore {
     async fn enqueue_mail(&self, m: OutboxMail, now: DateTime<Utc>) -> StoreResult<()> {
-        self.exec(
-            sql::INSERT_OUTBOX,
-            &[&m.id, &m.template, &m.payload, &now, &m.recipient_tag],
-        )
-        .await?;
-        Ok(())
+        let conn = self.conn().await?;
+        let mail = OutboxMail {
+            created_at: now,
+            ..m
+        };
+        insert_outbox(&**conn, Some(&mail)).await
     }
 
-    async fn claim_mail(
-        &self,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<OutboxMail>> {
+    async fn claim_mail(&self, claim: MailClaim) -> StoreResult<Vec<OutboxMail>> {
+        let MailClaim { now, lease, limit } = claim;
         let conn = self.conn().await?;
         let rows = conn
             .query(
@@ -64,15 +60,10 @@ impl OutboxStore for PgStore {
         Ok(())
     }
 
-    async fn mail_retry(
-        &self,
-        id: Uuid,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> StoreResult<()> {
+    async fn mail_retry(&self, id: Uuid, retry: MailRetry) -> StoreResult<()> {
         self.exec(
             "UPDATE mail_outbox SET next_attempt_at = $2, leased_until = NULL, last_error = $3 WHERE id = $1",
-            &[&id, &next_attempt_at, &error],
+            &[&id, &retry.at, &retry.error],
         )
         .await?;
         Ok(())

@@ -39,6 +39,40 @@ fn revoke_own_session(session: &str) -> String {
     )
 }
 
+/// Ends the live sessions of a user but one: $1 user, $2 the one kept (or
+/// NULL), $3 time, $4 reason; returns their ids.
+const END_USER_SESSIONS: &str = "UPDATE sessions SET invalidated_at = $3, revoked_reason = $4
+     WHERE user_id = $1 AND ($2::uuid IS NULL OR id <> $2) AND invalidated_at IS NULL
+     RETURNING id";
+
+/// Revokes the unspent refresh tokens of sessions: $1 their ids, $2 time.
+const REVOKE_TOKENS_OF_SESSIONS: &str =
+    "UPDATE refresh_tokens SET revoked_at = $2 WHERE session_id = ANY($1) AND revoked_at IS NULL";
+
+/// The ids in the first column of `rows`.
+fn ids(rows: &[Row]) -> StoreResult<Vec<Uuid>> {
+    rows.iter().map(|r| get(r, 0)).collect()
+}
+
+impl PgStore {
+    /// Runs [`revoke_own_session`] for the session that `session` names
+    /// with $1 = `key`; the session's id when it was live.
+    async fn revoke_own_session(
+        &self,
+        session: &str,
+        key: &(dyn ToSql + Sync),
+        by: Revocation,
+    ) -> StoreResult<Option<Uuid>> {
+        let conn = self.conn().await?;
+        let params: [Param; 4] = [key, &by.owner, &by.at, &by.reason];
+        let row = conn
+            .query_opt(&revoke_own_session(session), &params)
+            .await
+            .map_err(q)?;
+        row.map(|r| get(&r, 0)).transpose()
+    }
+}
+
 #[async_trait]
 impl SessionStore for PgStore {
     async fn create_session(&self, s: NewSession) -> StoreResult<()> {
@@ -136,11 +170,7 @@ impl SessionStore for PgStore {
                 tx.execute(sql::REVOKE_SESSION_TOKENS, &[&s.id, &r.now])
                     .await
                     .map_err(q)?;
-                RotateOutcome::Reused {
-                    session_id: s.id,
-                    user_id: s.user_id,
-                    was_live,
-                }
+                s.reused(was_live)
             }
             RefreshDecision::EndIdle => {
                 let reason = end_reason::IDLE_TIMEOUT;
@@ -152,85 +182,43 @@ impl SessionStore for PgStore {
             RefreshDecision::Rotate => {
                 let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
                 tx.execute(&rotate, &params).await.map_err(q)?;
-                RotateOutcome::Rotated(SessionRecord {
-                    last_activity_at: r.now,
-                    ..s
-                })
+                s.rotated(r.now)
             }
         };
         tx.commit().await.map_err(q)?;
         Ok(outcome)
     }
 
-    async fn revoke_session(
-        &self,
-        session_id: Uuid,
-        owner: Uuid,
-        reason: &'static str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let conn = self.conn().await?;
-        let rows = conn
-            .query(
-                &revoke_own_session("$1"),
-                &[&session_id, &owner, &now, &reason],
-            )
-            .await
-            .map_err(q)?;
-        Ok(!rows.is_empty())
+    async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool> {
+        let ended = self.revoke_own_session("$1", &session_id, by).await?;
+        Ok(ended.is_some())
     }
 
     async fn revoke_session_by_refresh(
         &self,
         token_hash: &str,
-        owner: Uuid,
-        reason: &'static str,
-        now: DateTime<Utc>,
+        by: Revocation,
     ) -> StoreResult<Option<Uuid>> {
-        let conn = self.conn().await?;
         // The session of a token among the owner's own.
         let session =
             "(SELECT session_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2)";
-        let row = conn
-            .query_opt(
-                &revoke_own_session(session),
-                &[&token_hash, &owner, &now, &reason],
-            )
-            .await
-            .map_err(q)?;
-        row.map(|r| get(&r, 0)).transpose()
+        self.revoke_own_session(session, &token_hash, by).await
     }
 
     async fn revoke_user_sessions(
         &self,
-        user_id: Uuid,
         except: Option<Uuid>,
-        reason: &'static str,
-        now: DateTime<Utc>,
+        by: Revocation,
     ) -> StoreResult<Vec<Uuid>> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
-        let rows = tx
-            .query(
-                "UPDATE sessions SET invalidated_at = $3, revoked_reason = $4
-                 WHERE user_id = $1 AND ($2::uuid IS NULL OR id <> $2) AND invalidated_at IS NULL
-                 RETURNING id",
-                &[&user_id, &except, &now, &reason],
-            )
+        let sessions: [Param; 4] = [&by.owner, &except, &by.at, &by.reason];
+        let ended = ids(&tx.query(END_USER_SESSIONS, &sessions).await.map_err(q)?)?;
+        tx.execute(REVOKE_TOKENS_OF_SESSIONS, &[&ended, &by.at])
             .await
             .map_err(q)?;
-        let ids = rows
-            .iter()
-            .map(|r| get(r, 0))
-            .collect::<StoreResult<Vec<Uuid>>>()?;
-        tx.execute(
-            "UPDATE refresh_tokens SET revoked_at = $2 WHERE session_id = ANY($1) AND revoked_at IS NULL",
-            &[&ids, &now],
-        )
-        .await
-        .map_err(q)?;
         tx.commit().await.map_err(q)?;
-        Ok(ids)
+        Ok(ended)
     }
 
     async fn revoke_all_sessions(
@@ -240,19 +228,16 @@ impl SessionStore for PgStore {
     ) -> StoreResult<Vec<Uuid>> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
-        let rows = tx
-            .query(sql::END_ALL_LIVE_SESSIONS, &[&now, &reason])
+        let sessions: [Param; 2] = [&now, &reason];
+        let ended = ids(&tx
+            .query(sql::END_ALL_LIVE_SESSIONS, &sessions)
             .await
-            .map_err(q)?;
-        let ids = rows
-            .iter()
-            .map(|r| get(r, 0))
-            .collect::<StoreResult<Vec<Uuid>>>()?;
+            .map_err(q)?)?;
         tx.execute(sql::REVOKE_ALL_UNSPENT_TOKENS, &[&now])
             .await
             .map_err(q)?;
         tx.commit().await.map_err(q)?;
-        Ok(ids)
+        Ok(ended)
     }
 
     async fn list_sessions(

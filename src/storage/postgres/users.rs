@@ -1,6 +1,7 @@
 //! Accounts: the user row, its password history and consents.
 
 use super::*;
+use crate::domain::login_counters::LoginCounters;
 use crate::domain::Email;
 use crate::storage::sql;
 
@@ -10,15 +11,16 @@ impl UserStore for PgStore {
         let _users = self.users.changing();
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO users (id, email, password_hash, first_name, last_name, created_at, updated_at, password_changed_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $6, $6)
-                 ON CONFLICT (email) DO NOTHING",
-                &[&new.id, &new.email.as_str(), &new.password_hash, &new.first_name, &new.last_name, &new.now],
-            )
-            .await
-            .map_err(q)?;
+        let email = new.email.as_str();
+        let user: [Param; 6] = [
+            &new.id,
+            &email,
+            &new.password_hash,
+            &new.first_name,
+            &new.last_name,
+            &new.now,
+        ];
+        let inserted = tx.execute(sql::INSERT_USER, &user).await.map_err(q)?;
         if inserted == 0 {
             tx.rollback().await.map_err(q)?;
             return Ok(CreateUserOutcome::EmailTaken);
@@ -57,12 +59,8 @@ impl UserStore for PgStore {
         let id: Uuid = get(&row, 0)?;
         // Whoever registered before chose nothing that survives: links,
         // consents and password history are those of this registration.
-        for sql in [
-            "DELETE FROM email_verification_tokens WHERE user_id = $1",
-            "DELETE FROM consent_records WHERE user_id = $1",
-            "DELETE FROM password_history WHERE user_id = $1",
-        ] {
-            tx.execute(sql, &[&id]).await.map_err(q)?;
+        for statement in sql::REPLACED_REGISTRATION_ROWS {
+            tx.execute(*statement, &[&id]).await.map_err(q)?;
         }
         insert_registration(&tx, &new, id, "registration_replaced").await?;
         tx.commit().await.map_err(q)?;
@@ -162,8 +160,7 @@ impl UserStore for PgStore {
     async fn record_login_failure(
         &self,
         user_id: Uuid,
-        attempts: u32,
-        locked_until: Option<DateTime<Utc>>,
+        failure: LoginCounters,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let _users = self.users.changing();
@@ -176,7 +173,7 @@ impl UserStore for PgStore {
         else {
             return Ok(());
         };
-        let next = counters_from(&row)?.after_failure(reported(attempts, locked_until), now);
+        let next = counters_from(&row)?.after_failure(failure, now);
         let failed = next.failed_attempts.min(i32::MAX as u32) as i32;
         let is_locked = next.is_locked(now);
         let columns: [Param; 4] = [&user_id, &failed, &next.locked_until, &is_locked];
@@ -203,12 +200,10 @@ impl UserStore for PgStore {
         )
         .await
         .map_err(q)?;
-        tx.execute(
-            "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES ($1, $2, $3, $4)",
-            &[&Uuid::new_v4(), &user_id, &password_hash, &now],
-        )
-        .await
-        .map_err(q)?;
+        let history: [Param; 4] = [&Uuid::new_v4(), &user_id, &password_hash, &now];
+        tx.execute(sql::INSERT_PASSWORD_HISTORY, &history)
+            .await
+            .map_err(q)?;
         insert_outbox(&tx, mail.as_ref()).await?;
         tx.commit().await.map_err(q)?;
         Ok(())
@@ -235,40 +230,31 @@ async fn insert_registration(
     user_id: Uuid,
     event: &str,
 ) -> StoreResult<()> {
-    for consent in &new.consents {
-        tx.execute(
-            "INSERT INTO consent_records (id, user_id, consent_type, consent_version, consented, ip_address, user_agent, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-            &[&Uuid::new_v4(), &user_id, &consent.consent_type, &consent.version, &consent.consented,
-              &new.client.ip, &new.client.user_agent, &new.now],
-        )
+    let (ua, ip, now) = (&new.client.user_agent, &new.client.ip, &new.now);
+    for c in &new.consents {
+        let id = Uuid::new_v4();
+        let consent: [Param; 8] = [
+            &id,
+            &user_id,
+            &c.consent_type,
+            &c.version,
+            &c.consented,
+            ip,
+            ua,
+            now,
+        ];
+        tx.execute(sql::INSERT_CONSENT, &consent).await.map_err(q)?;
+    }
+    let history: [Param; 4] = [&Uuid::new_v4(), &user_id, &new.password_hash, now];
+    tx.execute(sql::INSERT_PASSWORD_HISTORY, &history)
         .await
         .map_err(q)?;
-    }
-    tx.execute(
-        "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES ($1, $2, $3, $4)",
-        &[&Uuid::new_v4(), &user_id, &new.password_hash, &new.now],
-    )
-    .await
-    .map_err(q)?;
-    tx.execute(
-        "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
-        &[&Uuid::new_v4(), &user_id, &new.verification_token_hash, &new.verification_expires_at, &new.now],
-    )
-    .await
-    .map_err(q)?;
-    super::audit::append_audit(
-        tx,
-        &AuditEntry {
-            user_id: Some(user_id),
-            event_type: event,
-            success: true,
-            ip: new.client.ip,
-            user_agent: new.client.user_agent.as_deref(),
-            metadata: &serde_json::json!({}),
-            at: new.now,
-        },
-    )
-    .await?;
+    let hash = &new.verification_token_hash;
+    let end = &new.verification_expires_at;
+    let token: [Param; 5] = [&Uuid::new_v4(), &user_id, hash, end, now];
+    tx.execute(sql::INSERT_VERIFICATION_TOKEN, &token)
+        .await
+        .map_err(q)?;
+    super::audit::append_audit(tx, &AuditEntry::registration(user_id, new, event)).await?;
     insert_outbox(tx, new.mail.as_ref()).await
 }

@@ -4,7 +4,6 @@
 use rusqlite::TransactionBehavior;
 
 use super::*;
-use crate::domain::audit_chain::PRUNE_EVENT;
 use crate::storage::sql;
 
 /// Inserts the row that follows `head` inside `tx` and returns the new
@@ -112,18 +111,7 @@ pub(super) fn prune_audit(
     )?;
     prune.rows = tx.execute(&dialect(sql::PRUNE_AUDIT), params![prune.anchor_seq])? as u64;
     let metadata = prune.metadata();
-    append_audit(
-        tx,
-        &AuditEntry {
-            user_id: None,
-            event_type: PRUNE_EVENT,
-            success: true,
-            ip: None,
-            user_agent: None,
-            metadata: &metadata,
-            at: now,
-        },
-    )?;
+    append_audit(tx, &AuditEntry::pruned(&metadata, now))?;
     Ok(unchained + prune.rows)
 }
 
@@ -176,27 +164,18 @@ impl AuditStore for SqliteStore {
         .await
     }
 
-    async fn audit_chain_rows(
-        &self,
-        after: i64,
-        upto: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>> {
-        self.read(move |c| chain_rows(c, &sql::audit_chain_rows(), params![after, upto, limit]))
+    async fn audit_chain_rows(&self, page: Page, upto: i64) -> StoreResult<Vec<ChainRow>> {
+        let statement = sql::audit_chain_rows();
+        self.read(move |c| chain_rows(c, &statement, params![page.past, upto, page.limit]))
             .await
     }
 
-    async fn audit_of_user(
-        &self,
-        user_id: Uuid,
-        before: i64,
-        limit: u32,
-    ) -> StoreResult<Vec<ChainRow>> {
+    async fn audit_of_user(&self, user_id: Uuid, page: Page) -> StoreResult<Vec<ChainRow>> {
         self.read(move |c| {
             chain_rows(
                 c,
                 &sql::audit_of_user(),
-                params![user_id.to_string(), before, limit],
+                params![user_id.to_string(), page.past, page.limit],
             )
         })
         .await
@@ -204,16 +183,14 @@ impl AuditStore for SqliteStore {
 
     async fn audit_between(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        after: i64,
-        limit: u32,
+        span: std::ops::Range<DateTime<Utc>>,
+        page: Page,
     ) -> StoreResult<Vec<ChainRow>> {
         self.read(move |c| {
             chain_rows(
                 c,
                 &sql::audit_between(),
-                params![ms(from), ms(to), after, limit],
+                params![ms(span.start), ms(span.end), page.past, page.limit],
             )
         })
         .await

@@ -45,19 +45,13 @@ impl DeviceStore for SqliteStore {
         .await
     }
 
-    async fn device_would_be_new(
-        &self,
-        user_id: Uuid,
-        fingerprint: &str,
-        signed_in_before: bool,
-    ) -> StoreResult<bool> {
-        let fingerprint = fingerprint.to_string();
+    async fn device_would_be_new(&self, probe: DeviceProbe) -> StoreResult<bool> {
         self.read(move |c| {
-            let user = user_id.to_string();
+            let user = probe.user_id.to_string();
             let known = c
                 .query_row(
                     &dialect(sql::DEVICE_BY_FINGERPRINT),
-                    params![user, fingerprint],
+                    params![user, probe.fingerprint],
                     |_| Ok(()),
                 )
                 .optional()?
@@ -65,7 +59,7 @@ impl DeviceStore for SqliteStore {
             if known {
                 return Ok(false);
             }
-            Ok(signed_in_before || count_devices(c, &user)? > 0)
+            Ok(probe.signed_in_before || count_devices(c, &user)? > 0)
         })
         .await
     }

@@ -17,13 +17,8 @@ impl LockoutStore for SqliteStore {
         .await
     }
 
-    async fn update_lockout(
-        &self,
-        key: &str,
-        now: DateTime<Utc>,
-        transition: LockoutTransition,
-    ) -> StoreResult<()> {
-        let key = key.to_string();
+    async fn update_lockout(&self, key: &str, update: LockoutUpdate) -> StoreResult<()> {
+        let (key, now, transition) = (key.to_string(), update.at, update.transition);
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current = tx

@@ -23,28 +23,15 @@ pub(super) fn insert_outbox(c: &Connection, mail: Option<&OutboxMail>) -> rusqli
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn enqueue_mail(&self, m: OutboxMail, now: DateTime<Utc>) -> StoreResult<()> {
-        self.run(move |c| {
-            c.execute(
-                &dialect(sql::INSERT_OUTBOX),
-                params![
-                    m.id.to_string(),
-                    m.template,
-                    m.payload,
-                    ms(now),
-                    m.recipient_tag
-                ],
-            )
-            .map(|_| ())
-        })
-        .await
+        let mail = OutboxMail {
+            created_at: now,
+            ..m
+        };
+        self.run(move |c| insert_outbox(c, Some(&mail))).await
     }
 
-    async fn claim_mail(
-        &self,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<OutboxMail>> {
+    async fn claim_mail(&self, claim: MailClaim) -> StoreResult<Vec<OutboxMail>> {
+        let (now, until) = (ms(claim.now), ms(claim.now + claim.lease));
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let claimed: Vec<OutboxMail> = {
@@ -55,7 +42,7 @@ impl OutboxStore for SqliteStore {
                                   ORDER BY next_attempt_at LIMIT ?3)
                      RETURNING id, template, payload, attempts, created_at",
                 )?;
-                let rows = stmt.query_map(params![ms(now), ms(now + lease), limit], |r| {
+                let rows = stmt.query_map(params![now, until, claim.limit], |r| {
                     mail_from(r)
                 })?;
                 rows.collect::<rusqlite::Result<_>>()?
@@ -77,17 +64,11 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
-    async fn mail_retry(
-        &self,
-        id: Uuid,
-        next_attempt_at: DateTime<Utc>,
-        error: &str,
-    ) -> StoreResult<()> {
-        let error = error.to_string();
+    async fn mail_retry(&self, id: Uuid, retry: MailRetry) -> StoreResult<()> {
         self.run(move |c| {
             c.execute(
                 "UPDATE mail_outbox SET next_attempt_at = ?2, leased_until = NULL, last_error = ?3 WHERE id = ?1",
-                params![id.to_string(), ms(next_attempt_at), error],
+                params![id.to_string(), ms(retry.at), retry.error],
             )
             .map(|_| ())
         })

@@ -1,7 +1,6 @@
 //! Second factors: login challenges, email OTP, TOTP and recovery codes.
 
 use super::*;
-use crate::domain::second_factor::SecondFactors;
 use crate::storage::sql;
 
 #[async_trait]
@@ -41,14 +40,13 @@ impl SecondFactorStore for SqliteStore {
     async fn find_mfa_challenge(
         &self,
         token_hash: &str,
-        now: DateTime<Utc>,
-        max_attempts: u32,
+        live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>> {
         let token_hash = token_hash.to_string();
         self.read(move |c| {
             c.query_row(
                 &dialect(&sql::find_challenge()),
-                params![token_hash, ms(now), max_attempts],
+                params![token_hash, ms(live.now), live.max_attempts],
                 |r| challenge_from(r),
             )
             .optional()
@@ -56,26 +54,22 @@ impl SecondFactorStore for SqliteStore {
         .await
     }
 
-    async fn set_challenge_code(
-        &self,
-        id: Uuid,
-        code_hash: &str,
-        expires_at: DateTime<Utc>,
-        max_sends: u32,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<bool> {
-        let code_hash = code_hash.to_string();
+    async fn set_challenge_code(&self, id: Uuid, code: ChallengeCode) -> StoreResult<bool> {
         self.run(move |c| {
             let tx = c.transaction()?;
             let n = tx.execute(
-                "UPDATE mfa_challenges SET otp_code_hash = ?2, otp_expires_at = ?3, otp_sends = otp_sends + 1
-                 WHERE id = ?1 AND otp_sends < ?4 AND consumed_at IS NULL",
-                params![id.to_string(), code_hash, ms(expires_at), max_sends],
+                &dialect(sql::SET_CHALLENGE_CODE),
+                params![
+                    id.to_string(),
+                    code.code_hash,
+                    ms(code.expires_at),
+                    code.max_sends
+                ],
             )?;
             if n == 0 {
                 return Ok(false);
             }
-            insert_outbox(&tx, mail.as_ref())?;
+            insert_outbox(&tx, code.mail.as_ref())?;
             tx.commit()?;
             Ok(true)
         })
@@ -85,7 +79,7 @@ impl SecondFactorStore for SqliteStore {
     async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool> {
         self.run(move |c| {
             c.execute(
-                "UPDATE mfa_challenges SET attempts = attempts + 1 WHERE id = ?1 AND attempts < ?2 AND consumed_at IS NULL",
+                &dialect(sql::RESERVE_CHALLENGE_ATTEMPT),
                 params![id.to_string(), max_attempts],
             )
             .map(|n| n > 0)
@@ -96,7 +90,7 @@ impl SecondFactorStore for SqliteStore {
     async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
         self.run(move |c| {
             c.execute(
-                "UPDATE mfa_challenges SET consumed_at = ?2 WHERE id = ?1 AND consumed_at IS NULL",
+                &dialect(sql::SPEND_CHALLENGE),
                 params![id.to_string(), ms(now)],
             )
             .map(|n| n > 0)
@@ -109,27 +103,15 @@ impl SecondFactorStore for SqliteStore {
         user_id: Uuid,
         update: SecondFactorUpdate,
     ) -> StoreResult<bool> {
-        let SecondFactorUpdate {
-            change,
-            recovery,
-            now,
-            mail,
-        } = update;
         let id = user_id.to_string();
         self.run_users(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current = tx
                 .query_row(&dialect(sql::SECOND_FACTORS), params![id], |r| {
-                    Ok(SecondFactors {
-                        email_otp: r.get(0)?,
-                        totp: r.get(1)?,
-                        totp_secret_sealed: r.get(2)?,
-                        totp_pending_sealed: r.get(3)?,
-                        totp_last_step: r.get(4)?,
-                    })
+                    second_factors_from(r)
                 })
                 .optional()?;
-            let Some(next) = current.and_then(change) else {
+            let Some(next) = current.and_then(update.change) else {
                 return Ok(false);
             };
             let (enabled, method) = next.flags();
@@ -146,16 +128,16 @@ impl SecondFactorStore for SqliteStore {
                     method
                 ],
             )?;
-            if let Some(hashes) = recovery {
+            if let Some(hashes) = update.recovery {
                 tx.execute(&dialect(sql::DELETE_RECOVERY_CODES), params![id])?;
                 for h in &hashes {
                     tx.execute(
                         &dialect(sql::INSERT_RECOVERY_CODE),
-                        params![Uuid::new_v4().to_string(), id, h, ms(now)],
+                        params![Uuid::new_v4().to_string(), id, h, ms(update.now)],
                     )?;
                 }
             }
-            insert_outbox(&tx, mail.as_ref())?;
+            insert_outbox(&tx, update.mail.as_ref())?;
             tx.commit()?;
             Ok(true)
         })
@@ -165,13 +147,12 @@ impl SecondFactorStore for SqliteStore {
     async fn find_step_up_challenge(
         &self,
         user_id: Uuid,
-        now: DateTime<Utc>,
-        max_attempts: u32,
+        live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>> {
         self.read(move |c| {
             c.query_row(
                 &dialect(&sql::find_step_up_challenge()),
-                params![user_id.to_string(), ms(now), max_attempts],
+                params![user_id.to_string(), ms(live.now), live.max_attempts],
                 |r| challenge_from(r),
             )
             .optional()
@@ -179,20 +160,18 @@ impl SecondFactorStore for SqliteStore {
         .await
     }
 
-    async fn use_recovery_code(
-        &self,
-        user_id: Uuid,
-        keyed_hash: &str,
-        legacy_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
-        let (keyed_hash, legacy_hash) = (keyed_hash.to_string(), legacy_hash.to_string());
+    async fn use_recovery_code(&self, user_id: Uuid, code: PresentedCode) -> StoreResult<bool> {
         self.run(move |c| {
             c.execute(
                 "UPDATE recovery_codes SET used_at = ?4 WHERE id = (
                      SELECT id FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL
                      AND ((keyed AND code_hash = ?2) OR (NOT keyed AND code_hash = ?3)) LIMIT 1)",
-                params![user_id.to_string(), keyed_hash, legacy_hash, ms(now)],
+                params![
+                    user_id.to_string(),
+                    code.keyed_hash,
+                    code.legacy_hash,
+                    ms(code.at)
+                ],
             )
             .map(|n| n > 0)
         })

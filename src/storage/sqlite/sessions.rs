@@ -10,11 +10,9 @@ use crate::storage::sql;
 fn revoke_own_session(
     tx: &rusqlite::Transaction<'_>,
     session_id: &str,
-    owner: Uuid,
-    reason: &str,
-    now: DateTime<Utc>,
+    by: Revocation,
 ) -> rusqlite::Result<bool> {
-    let (owner, now) = (owner.to_string(), ms(now));
+    let (owner, now, reason) = (by.owner.to_string(), ms(by.at), by.reason);
     tx.execute(
         "UPDATE refresh_tokens SET revoked_at = ?3
          WHERE revoked_at IS NULL AND user_id = ?2 AND session_id IN
@@ -27,6 +25,17 @@ fn revoke_own_session(
         params![session_id, owner, now, reason],
     )?;
     Ok(n > 0)
+}
+
+/// The ids that a statement ending sessions returns.
+fn ended(
+    tx: &rusqlite::Transaction<'_>,
+    statement: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = tx.prepare(&dialect(statement))?;
+    let rows = stmt.query_map(params, |r| r.get(0))?;
+    rows.collect()
 }
 
 /// The statements of a rotation in SQLite's spelling, spelled once.
@@ -131,11 +140,7 @@ impl SessionStore for SqliteStore {
                     let was_live =
                         tx.execute(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])? > 0;
                     tx.execute(&dialect(sql::REVOKE_SESSION_TOKENS), params![sid, now])?;
-                    RotateOutcome::Reused {
-                        session_id: s.id,
-                        user_id: s.user_id,
-                        was_live,
-                    }
+                    s.reused(was_live)
                 }
                 RefreshDecision::EndIdle => {
                     let reason = end_reason::IDLE_TIMEOUT;
@@ -150,10 +155,7 @@ impl SessionStore for SqliteStore {
                         .execute(params![new_id, r.new_hash, now, token_id])?;
                     tx.prepare_cached(&ROTATE_SQL.activity)?
                         .execute(params![sid, now])?;
-                    RotateOutcome::Rotated(SessionRecord {
-                        last_activity_at: r.now,
-                        ..s
-                    })
+                    s.rotated(r.now)
                 }
             };
             tx.commit()?;
@@ -162,16 +164,10 @@ impl SessionStore for SqliteStore {
         .await
     }
 
-    async fn revoke_session(
-        &self,
-        session_id: Uuid,
-        owner: Uuid,
-        reason: &'static str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool> {
+    async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            let ended = revoke_own_session(&tx, &session_id.to_string(), owner, reason, now)?;
+            let ended = revoke_own_session(&tx, &session_id.to_string(), by)?;
             tx.commit()?;
             Ok(ended)
         })
@@ -181,9 +177,7 @@ impl SessionStore for SqliteStore {
     async fn revoke_session_by_refresh(
         &self,
         token_hash: &str,
-        owner: Uuid,
-        reason: &'static str,
-        now: DateTime<Utc>,
+        by: Revocation,
     ) -> StoreResult<Option<Uuid>> {
         let token_hash = token_hash.to_string();
         self.run(move |c| {
@@ -192,15 +186,13 @@ impl SessionStore for SqliteStore {
             let session: Option<String> = tx
                 .query_row(
                     "SELECT session_id FROM refresh_tokens WHERE token_hash = ?1 AND user_id = ?2",
-                    params![token_hash, owner.to_string()],
+                    params![token_hash, by.owner.to_string()],
                     |r| r.get(0),
                 )
                 .optional()?
                 .flatten();
             let ended = match session {
-                Some(id) if revoke_own_session(&tx, &id, owner, reason, now)? => {
-                    Uuid::parse_str(&id).ok()
-                }
+                Some(id) if revoke_own_session(&tx, &id, by)? => Uuid::parse_str(&id).ok(),
                 _ => None,
             };
             tx.commit()?;
@@ -211,29 +203,21 @@ impl SessionStore for SqliteStore {
 
     async fn revoke_user_sessions(
         &self,
-        user_id: Uuid,
         except: Option<Uuid>,
-        reason: &'static str,
-        now: DateTime<Utc>,
+        by: Revocation,
     ) -> StoreResult<Vec<Uuid>> {
+        let (user, except, now) = (
+            by.owner.to_string(),
+            except.map(|e| e.to_string()),
+            ms(by.at),
+        );
         self.run(move |c| {
             let tx = c.transaction()?;
-            let ids: Vec<String> = {
-                let mut stmt = tx.prepare(
-                    "UPDATE sessions SET invalidated_at = ?3, revoked_reason = ?4
-                     WHERE user_id = ?1 AND (?2 IS NULL OR id <> ?2) AND invalidated_at IS NULL RETURNING id",
-                )?;
-                let rows = stmt.query_map(
-                    params![user_id.to_string(), except.map(|e| e.to_string()), ms(now), reason],
-                    |r| r.get(0),
-                )?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
+            let statement = "UPDATE sessions SET invalidated_at = ?3, revoked_reason = ?4
+                 WHERE user_id = ?1 AND (?2 IS NULL OR id <> ?2) AND invalidated_at IS NULL RETURNING id";
+            let ids = ended(&tx, statement, params![user, except, now, by.reason])?;
             for id in &ids {
-                tx.execute(
-                    &dialect(sql::REVOKE_SESSION_TOKENS),
-                    params![id, ms(now)],
-                )?;
+                tx.execute(&dialect(sql::REVOKE_SESSION_TOKENS), params![id, now])?;
             }
             tx.commit()?;
             ids.into_iter().map(uuid).collect()
@@ -246,14 +230,11 @@ impl SessionStore for SqliteStore {
         reason: &'static str,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<Uuid>> {
+        let now = ms(now);
         self.run(move |c| {
             let tx = c.transaction()?;
-            let ids: Vec<String> = {
-                let mut stmt = tx.prepare(&dialect(sql::END_ALL_LIVE_SESSIONS))?;
-                let rows = stmt.query_map(params![ms(now), reason], |r| r.get(0))?;
-                rows.collect::<rusqlite::Result<_>>()?
-            };
-            tx.execute(&dialect(sql::REVOKE_ALL_UNSPENT_TOKENS), params![ms(now)])?;
+            let ids = ended(&tx, sql::END_ALL_LIVE_SESSIONS, params![now, reason])?;
+            tx.execute(&dialect(sql::REVOKE_ALL_UNSPENT_TOKENS), params![now])?;
             tx.commit()?;
             ids.into_iter().map(uuid).collect()
         })

@@ -3,24 +3,45 @@
 use super::*;
 use crate::storage::sql;
 
+/// Spends a live one-time token as `how` says; its user, or `None` (nothing
+/// written).
+fn spend_token(
+    c: &mut Connection,
+    how: &sql::TokenSpend,
+    token_hash: &str,
+    now: i64,
+) -> rusqlite::Result<Option<Uuid>> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let user_id: Option<String> = tx
+        .query_row(&dialect(how.token), params![token_hash, now], |r| r.get(0))
+        .optional()?;
+    let Some(user_id) = user_id else {
+        return Ok(None);
+    };
+    let changed = tx.execute(&dialect(how.then), params![user_id, now])?;
+    if how.required && changed == 0 {
+        return Ok(None);
+    }
+    tx.commit()?;
+    uuid(user_id).map(Some)
+}
+
 #[async_trait]
 impl TokenStore for SqliteStore {
-    async fn add_verification_token(
-        &self,
-        user_id: Uuid,
-        token_hash: &str,
-        expires_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-        mail: Option<OutboxMail>,
-    ) -> StoreResult<()> {
-        let token_hash = token_hash.to_string();
+    async fn add_verification_token(&self, t: NewVerificationToken) -> StoreResult<()> {
         self.run(move |c| {
             let tx = c.transaction()?;
             tx.execute(
-                "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![Uuid::new_v4().to_string(), user_id.to_string(), token_hash, ms(expires_at), ms(now)],
+                &dialect(sql::INSERT_VERIFICATION_TOKEN),
+                params![
+                    Uuid::new_v4().to_string(),
+                    t.user_id.to_string(),
+                    t.token_hash,
+                    ms(t.expires_at),
+                    ms(t.now)
+                ],
             )?;
-            insert_outbox(&tx, mail.as_ref())?;
+            insert_outbox(&tx, t.mail.as_ref())?;
             tx.commit()
         })
         .await
@@ -32,43 +53,12 @@ impl TokenStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Uuid>> {
         let token_hash = token_hash.to_string();
-        self.run_users(move |c| {
-            let tx = c.transaction()?;
-            let user_id: Option<String> = tx
-                .query_row(
-                    "UPDATE email_verification_tokens SET verified_at = ?2
-                     WHERE token_hash = ?1 AND verified_at IS NULL AND expires_at > ?2
-                     RETURNING user_id",
-                    params![token_hash, ms(now)],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(user_id) = user_id else {
-                return Ok(None);
-            };
-            let updated = tx.execute(
-                "UPDATE users SET email_verified = 1, updated_at = ?2 WHERE id = ?1 AND deleted_at IS NULL",
-                params![user_id, ms(now)],
-            )?;
-            if updated == 0 {
-                return Ok(None);
-            }
-            tx.commit()?;
-            uuid(user_id).map(Some)
-        })
-        .await
+        self.run_users(move |c| spend_token(c, &sql::VERIFY_EMAIL, &token_hash, ms(now)))
+            .await
     }
 
-    async fn add_reset_token(&self, token: NewResetToken) -> StoreResult<bool> {
-        let NewResetToken {
-            user_id,
-            token_hash,
-            expires_at,
-            now,
-            admit,
-            mail,
-        } = token;
-        let id = user_id.to_string();
+    async fn add_reset_token(&self, t: NewResetToken) -> StoreResult<bool> {
+        let (id, now) = (t.user_id.to_string(), ms(t.now));
         self.run(move |c| {
             // The writer lock serialises concurrent requests, so the cap holds.
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -77,22 +67,17 @@ impl TokenStore for SqliteStore {
                 let rows = stmt.query_map(params![id], |r| r.get::<_, i64>(0).map(time))?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
-            if !admit(&created) {
+            if !(t.admit)(&created) {
                 return Ok(false);
             }
             // A newer link replaces the earlier ones.
-            tx.execute(&dialect(sql::SUPERSEDE_RESET_TOKENS), params![id, ms(now)])?;
+            tx.execute(&dialect(sql::SUPERSEDE_RESET_TOKENS), params![id, now])?;
+            let token = (Uuid::new_v4().to_string(), &t.token_hash, ms(t.expires_at));
             tx.execute(
                 &dialect(sql::INSERT_RESET_TOKEN),
-                params![
-                    Uuid::new_v4().to_string(),
-                    id,
-                    token_hash,
-                    ms(expires_at),
-                    ms(now)
-                ],
+                params![token.0, id, token.1, token.2, now],
             )?;
-            insert_outbox(&tx, mail.as_ref())?;
+            insert_outbox(&tx, t.mail.as_ref())?;
             tx.commit()?;
             Ok(true)
         })
@@ -108,7 +93,7 @@ impl TokenStore for SqliteStore {
         self.read(move |c| {
             let id: Option<String> = c
                 .query_row(
-                    "SELECT user_id FROM password_reset_tokens WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+                    &dialect(sql::PEEK_RESET_TOKEN),
                     params![token_hash, ms(now)],
                     |r| r.get(0),
                 )
@@ -124,26 +109,7 @@ impl TokenStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Uuid>> {
         let token_hash = token_hash.to_string();
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let id: Option<String> = tx
-                .query_row(
-                    "UPDATE password_reset_tokens SET used_at = ?2
-                     WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2 RETURNING user_id",
-                    params![token_hash, ms(now)],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(id) = id else {
-                return Ok(None);
-            };
-            tx.execute(
-                "UPDATE password_reset_tokens SET used_at = ?2 WHERE user_id = ?1 AND used_at IS NULL",
-                params![id, ms(now)],
-            )?;
-            tx.commit()?;
-            uuid(id).map(Some)
-        })
-        .await
+        self.run(move |c| spend_token(c, &sql::USE_RESET_TOKEN, &token_hash, ms(now)))
+            .await
     }
 }

@@ -3,6 +3,7 @@
 use super::*;
 use crate::storage::sql;
 
+use crate::domain::login_counters::LoginCounters;
 use crate::domain::Email;
 
 #[async_trait]
@@ -13,9 +14,15 @@ impl UserStore for SqliteStore {
             let now = ms(new.now);
             let id = new.id.to_string();
             let inserted = tx.execute(
-                "INSERT INTO users (id, email, password_hash, first_name, last_name, created_at, updated_at, password_changed_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?6) ON CONFLICT (email) DO NOTHING",
-                params![id, new.email.as_str(), new.password_hash, new.first_name, new.last_name, now],
+                &dialect(sql::INSERT_USER),
+                params![
+                    id,
+                    new.email.as_str(),
+                    new.password_hash,
+                    new.first_name,
+                    new.last_name,
+                    now
+                ],
             )?;
             if inserted == 0 {
                 return Ok(CreateUserOutcome::EmailTaken);
@@ -46,12 +53,8 @@ impl UserStore for SqliteStore {
             };
             // Whoever registered before chose nothing that survives: links,
             // consents and password history are those of this registration.
-            for sql in [
-                "DELETE FROM email_verification_tokens WHERE user_id = ?1",
-                "DELETE FROM consent_records WHERE user_id = ?1",
-                "DELETE FROM password_history WHERE user_id = ?1",
-            ] {
-                tx.execute(sql, params![id])?;
+            for statement in sql::REPLACED_REGISTRATION_ROWS {
+                tx.execute(&dialect(statement), params![id])?;
             }
             insert_registration(&tx, &new, &id, "registration_replaced")?;
             tx.commit()?;
@@ -160,8 +163,7 @@ impl UserStore for SqliteStore {
     async fn record_login_failure(
         &self,
         user_id: Uuid,
-        attempts: u32,
-        locked_until: Option<DateTime<Utc>>,
+        failure: LoginCounters,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
         let id = user_id.to_string();
@@ -175,7 +177,7 @@ impl UserStore for SqliteStore {
             let Some(current) = current else {
                 return Ok(());
             };
-            let next = current.after_failure(reported(attempts, locked_until), now);
+            let next = current.after_failure(failure, now);
             tx.execute(
                 &dialect(sql::SET_LOGIN_COUNTERS),
                 params![
@@ -205,8 +207,13 @@ impl UserStore for SqliteStore {
                 params![user_id.to_string(), password_hash, ms(now)],
             )?;
             tx.execute(
-                "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![Uuid::new_v4().to_string(), user_id.to_string(), password_hash, ms(now)],
+                &dialect(sql::INSERT_PASSWORD_HISTORY),
+                params![
+                    Uuid::new_v4().to_string(),
+                    user_id.to_string(),
+                    password_hash,
+                    ms(now)
+                ],
             )?;
             insert_outbox(&tx, mail.as_ref())?;
             tx.commit()
@@ -235,34 +242,35 @@ fn insert_registration(
     event: &str,
 ) -> rusqlite::Result<()> {
     let now = ms(new.now);
-    let ip = new.client.ip.map(|i| i.to_string());
-    for consent in &new.consents {
+    let (ua, ip) = (&new.client.user_agent, new.client.ip.map(|i| i.to_string()));
+    for c in &new.consents {
         tx.execute(
-            "INSERT INTO consent_records (id, user_id, consent_type, consent_version, consented, ip_address, user_agent, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-            params![Uuid::new_v4().to_string(), id, consent.consent_type, consent.version, consent.consented,
-                    ip, new.client.user_agent, now],
+            &dialect(sql::INSERT_CONSENT),
+            params![
+                Uuid::new_v4().to_string(),
+                id,
+                c.consent_type,
+                c.version,
+                c.consented,
+                ip,
+                ua,
+                now
+            ],
         )?;
     }
     tx.execute(
-        "INSERT INTO password_history (id, user_id, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        &dialect(sql::INSERT_PASSWORD_HISTORY),
         params![Uuid::new_v4().to_string(), id, new.password_hash, now],
     )?;
+    let (hash, end) = (
+        &new.verification_token_hash,
+        ms(new.verification_expires_at),
+    );
     tx.execute(
-        "INSERT INTO email_verification_tokens (id, user_id, token_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![Uuid::new_v4().to_string(), id, new.verification_token_hash, ms(new.verification_expires_at), now],
+        &dialect(sql::INSERT_VERIFICATION_TOKEN),
+        params![Uuid::new_v4().to_string(), id, hash, end, now],
     )?;
-    super::audit::append_audit(
-        tx,
-        &AuditEntry {
-            user_id: Uuid::parse_str(id).ok(),
-            event_type: event,
-            success: true,
-            ip: new.client.ip,
-            user_agent: new.client.user_agent.as_deref(),
-            metadata: &serde_json::json!({}),
-            at: new.now,
-        },
-    )?;
+    let user_id = uuid(id.to_string())?;
+    super::audit::append_audit(tx, &AuditEntry::registration(user_id, new, event))?;
     insert_outbox(tx, new.mail.as_ref())
 }
