@@ -17,28 +17,11 @@ const LAPTOP_UPDATED: &str =
 const PHONE: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
 const NEW_SIGN_IN: &str = "New sign-in to your SUMA account";
 
-async fn login_from(app: &TestApp, email: &str, agent: &str, device: &str) -> Resp {
-    app.send(
-        app.client
-            .post(app.url("/api/v1/auth/login"))
-            .insert_header(("User-Agent", agent)),
-        Some(json!({"email": email, "password": PASSWORD, "device_id": device})),
-    )
-    .await
-}
-
 /// Signs in; asserts the token pair and returns its access token.
 async fn signed_in_from(app: &TestApp, email: &str, agent: &str, device: &str) -> String {
-    let res = login_from(app, email, agent, device).await;
+    let res = app.login_from(email, agent, device).await;
     assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-    access(&res.json())
-}
-
-fn access(pair: &Value) -> String {
-    pair["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access token in {pair}"))
-        .to_string()
+    res.token_pair().access_token
 }
 
 async fn devices(app: &TestApp, token: &str) -> Vec<Value> {
@@ -226,7 +209,7 @@ on_both_backends!(
         signed_in_from(&app, &email, LAPTOP, "laptop-1").await;
 
         // An unknown device: the emailed-code step, nothing recorded yet.
-        let res = login_from(&app, &email, PHONE, "phone-1").await;
+        let res = app.login_from(&email, PHONE, "phone-1").await;
         assert_eq!(res.status, 200);
         let step = res.json();
         assert_eq!(step["mfa_required"], true, "{step}");
@@ -243,15 +226,14 @@ on_both_backends!(
         let code = mail.subject().rsplit(' ').next().unwrap().to_string();
 
         let ok = app
-            .send(
-                app.client
-                    .post(app.url("/api/v1/auth/otp/verify"))
-                    .insert_header(("User-Agent", PHONE)),
-                Some(json!({"mfa_token": step["mfa_token"], "code": code})),
+            .post_as(
+                "/api/v1/auth/otp/verify",
+                PHONE,
+                json!({"mfa_token": step["mfa_token"], "code": code}),
             )
             .await;
         assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
-        let phone = access(&ok.json());
+        let phone = ok.token_pair().access_token;
         let listed = devices(&app, &phone).await;
         assert_eq!(listed.len(), 2, "{listed:?}");
         assert_eq!(listed[1]["current"], true);
@@ -273,20 +255,19 @@ on_both_backends!(
         drop(first);
 
         let app = deployment.spawn(&[("CONSENT_TERMS_VERSION", "2.0")]).await;
-        let res = login_from(&app, &email, PHONE, "phone-1").await;
+        let res = app.login_from(&email, PHONE, "phone-1").await;
         assert_eq!(res.status, 403, "{}", String::from_utf8_lossy(&res.body));
         assert_eq!(res.code(), "consent_required");
         let token = res.json()["consent_token"].as_str().unwrap().to_string();
         let ok = app
-            .send(
-                app.client
-                    .post(app.url("/api/v1/auth/consents/accept"))
-                    .insert_header(("User-Agent", PHONE)),
-                Some(json!({"consent_token": token, "terms": "2.0", "privacy": "1.0"})),
+            .post_as(
+                "/api/v1/auth/consents/accept",
+                PHONE,
+                json!({"consent_token": token, "terms": "2.0", "privacy": "1.0"}),
             )
             .await;
         assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
-        let phone = access(&ok.json());
+        let phone = ok.token_pair().access_token;
         let listed = devices(&app, &phone).await;
         assert_eq!(listed.len(), 2, "{listed:?}");
         assert_eq!(listed[1]["user_agent"], PHONE);
@@ -348,7 +329,7 @@ on_both_backends!(
         let email = app.verified_user().await;
         let laptop = signed_in_from(&app, &email, LAPTOP, "laptop-1").await;
 
-        let logins = (0..4).map(|_| login_from(&app, &email, PHONE, "phone-1"));
+        let logins = (0..4).map(|_| app.login_from(&email, PHONE, "phone-1"));
         for res in futures_util::future::join_all(logins).await {
             assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
         }

@@ -9,7 +9,7 @@ on_both_backends!(
         let app = TestApp::spawn(backend).await;
         let (email, pair) = app.signed_in().await;
         let res = app
-            .get_with_token("/api/v1/auth/me", pair["access_token"].as_str().unwrap())
+            .get_with_token("/api/v1/auth/me", &pair.access_token)
             .await;
         assert_eq!(res.status, 200);
         let me = res.json();
@@ -25,7 +25,7 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (_, pair) = app.signed_in().await;
-        let token = pair["access_token"].as_str().unwrap().to_string();
+        let token = pair.access_token.clone();
 
         let missing = app.get("/api/v1/auth/me").await;
         assert_eq!(missing.status, 401);

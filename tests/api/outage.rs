@@ -214,8 +214,8 @@ async fn while_postgres_is_down_every_request_answers_503_quickly() {
         .spawn()
         .await;
     let (email, pair) = app.signed_in().await;
-    let access = pair["access_token"].as_str().unwrap().to_string();
-    let refresh = pair["refresh_token"].as_str().unwrap().to_string();
+    let access = pair.access_token.clone();
+    let refresh = pair.refresh_token.clone();
     assert_eq!(app.get("/ready").await.status, 200);
 
     pg.stop();

@@ -64,7 +64,7 @@ on_both_backends!(
         assert_eq!(res.code(), "invalid_credentials");
         let res = app.login(&email, PASSWORD).await;
         assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-        let token = res.json()["access_token"].as_str().unwrap().to_string();
+        let token = res.token_pair().access_token;
         let me = app.get_with_token("/api/v1/auth/me", &token).await.json();
         assert_eq!(me["first_name"], "Alice");
         assert_eq!(

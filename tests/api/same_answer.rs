@@ -74,16 +74,6 @@ async fn recovery_rows(app: &TestApp, user_id: uuid::Uuid) -> Vec<(String, bool)
     }
 }
 
-async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
-    app.services
-        .store
-        .find_user_by_email(&suma_auth::domain::Email::parse(email, "e").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id
-}
-
 on_both_backends!(
     reset_and_resend_answer_before_any_account_work,
     |backend: Backend| async move {
@@ -184,7 +174,7 @@ on_both_backends!(
         let app = TestApp::spawn(backend).await;
         let sealer = app.services.mailer.sealer();
         let (email, secret, recovery) = totp_user(&app).await;
-        let id = user_id(&app, &email).await;
+        let id = app.user_id(&email).await;
         let scope = id.to_string();
 
         // Recovery codes: keyed, never the bare digest.
@@ -203,21 +193,18 @@ on_both_backends!(
             .clock
             .advance(std::time::Duration::from_secs(30));
         let pair = {
-            let mfa = app.login(&email, PASSWORD).await.json()["mfa_token"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let mfa = app.mfa_token(&email).await;
             app.post(
                 "/api/v1/auth/otp/verify",
                 json!({"mfa_token": mfa, "code": code_now(&app, &secret)}),
             )
             .await
-            .json()
+            .token_pair()
         };
         app.services
             .clock
             .advance(std::time::Duration::from_secs(30));
-        let token = pair["access_token"].as_str().unwrap();
+        let token = &pair.access_token;
         let res = app
             .send(
                 app.client
@@ -227,10 +214,7 @@ on_both_backends!(
             )
             .await;
         assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
-        let mfa = app.login(&email, PASSWORD).await.json()["mfa_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let mfa = app.mfa_token(&email).await;
         let res = app
             .post("/api/v1/auth/otp/send", json!({"mfa_token": mfa}))
             .await;
@@ -288,10 +272,7 @@ on_both_backends!(
             let app = &app;
             let email = email.clone();
             async move {
-                let mfa = app.login(&email, PASSWORD).await.json()["mfa_token"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
+                let mfa = app.mfa_token(&email).await;
                 app.post(
                     "/api/v1/auth/otp/verify",
                     json!({"mfa_token": mfa, "code": code}),
