@@ -10,8 +10,6 @@ use serde_json::{json, Value};
 use crate::on_both_backends;
 use crate::support::{redis_url, Backend, TestApp, TestFleet, TestSetup, PASSWORD};
 
-const ME: &str = "/api/v1/auth/me";
-
 /// Servers sharing one deployment: two instances on PostgreSQL + Redis, or
 /// the one server of an embedded database.
 enum Fleet {
@@ -121,7 +119,7 @@ on_both_backends!(
         let (email, pair) = a.signed_in().await;
         // Live where requests are judged (Redis's copy, or the embedded
         // server's map), so only a revocation that reaches it can end it.
-        assert_eq!(b.get_with_token(ME, &pair.access_token).await.status, 200);
+        assert_eq!(b.me(&pair.access_token).await.status, 200);
         // A reset link mailed before the account is disabled.
         let res = a
             .post("/api/v1/auth/password-reset", json!({"email": email}))
@@ -138,7 +136,7 @@ on_both_backends!(
         assert_eq!(run.json()["sessions_ended"], 1);
         assert_eq!(run.json()["was_active"], true);
 
-        let res = b.get_with_token(ME, &pair.access_token).await;
+        let res = b.me(&pair.access_token).await;
         assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
         assert_eq!(b.refresh(&pair.refresh_token).await.status, 401);
         // The right password says why; a wrong one says nothing more.
@@ -248,8 +246,8 @@ on_both_backends!(
         assert_eq!(res.status, 200);
         let rotated = res.token_pair();
         for pair in [&rotated, &second] {
-            assert_eq!(b.get_with_token(ME, &pair.access_token).await.status, 200);
-            assert_eq!(a.get_with_token(ME, &pair.access_token).await.status, 200);
+            assert_eq!(b.me(&pair.access_token).await.status, 200);
+            assert_eq!(a.me(&pair.access_token).await.status, 200);
         }
 
         let run = admin(a, &["--json", "sessions", "revoke", "--all"]).await;
@@ -257,7 +255,7 @@ on_both_backends!(
 
         for app in fleet.apps() {
             for pair in [&rotated, &second] {
-                assert_eq!(app.get_with_token(ME, &pair.access_token).await.status, 401);
+                assert_eq!(app.me(&pair.access_token).await.status, 401);
             }
         }
         for token in [
@@ -289,15 +287,15 @@ on_both_backends!(
         let fleet = Fleet::start(backend, &[]).await;
         let (a, b) = (fleet.first(), fleet.other());
         let (email, pair) = a.signed_in().await;
-        assert_eq!(b.get_with_token(ME, &pair.access_token).await.status, 200);
+        assert_eq!(b.me(&pair.access_token).await.status, 200);
 
         // An erasure is not undone: it asks for --yes (bad usage without).
         let run = cli(a, &["admin", "user", "erase", &email]).await;
         assert_eq!(run.code, 2, "{}", run.stderr);
-        assert_eq!(b.get_with_token(ME, &pair.access_token).await.status, 200);
+        assert_eq!(b.me(&pair.access_token).await.status, 200);
 
         admin(a, &["user", "erase", &email, "--yes"]).await;
-        assert_eq!(b.get_with_token(ME, &pair.access_token).await.status, 401);
+        assert_eq!(b.me(&pair.access_token).await.status, 401);
         assert_eq!(b.refresh(&pair.refresh_token).await.status, 401);
         assert_eq!(b.login(&email, PASSWORD).await.status, 401);
         assert_eq!(cli(a, &["admin", "user", "show", &email]).await.code, 1);
@@ -486,13 +484,13 @@ on_both_backends!(
         let (email, mine) = a.signed_in().await;
         let (_, theirs) = a.signed_in().await;
         for pair in [&mine, &theirs] {
-            assert_eq!(b.get_with_token(ME, &pair.access_token).await.status, 200);
+            assert_eq!(b.me(&pair.access_token).await.status, 200);
         }
         let run = admin(a, &["--json", "sessions", "revoke", "--user", &email]).await;
         assert_eq!(run.json()["sessions_ended"], 1);
-        assert_eq!(b.get_with_token(ME, &mine.access_token).await.status, 401);
+        assert_eq!(b.me(&mine.access_token).await.status, 401);
         assert_eq!(b.refresh(&mine.refresh_token).await.status, 401);
-        assert_eq!(b.get_with_token(ME, &theirs.access_token).await.status, 200);
+        assert_eq!(b.me(&theirs.access_token).await.status, 200);
         assert_eq!(b.refresh(&theirs.refresh_token).await.status, 200);
         // Not disabled: the user signs in again.
         assert_eq!(a.login(&email, PASSWORD).await.status, 200);

@@ -166,12 +166,7 @@ on_both_backends!(
         assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
         assert_eq!(ok.header("cache-control").as_deref(), Some("no-store"));
         let pair = ok.token_pair();
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &pair.access_token)
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&pair.access_token).await.status, 200);
         // Single use.
         let again = accept(&app, json!({"consent_token": token, "terms": "2.0"})).await;
         assert_eq!(again.status, 401);
@@ -270,11 +265,6 @@ on_both_backends!(
             )
             .await;
         assert_eq!(pair.status, 200, "{}", String::from_utf8_lossy(&pair.body));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &pair.token_pair().access_token)
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&pair.token_pair().access_token).await.status, 200);
     }
 );

@@ -282,7 +282,7 @@ on_both_backends!(
         let app = TestApp::spawn(backend).await;
         let email = app.verified_user().await;
         let token = signed_in_from(&app, &email, LAPTOP, "laptop-1").await;
-        let id: uuid::Uuid = app.get_with_token("/api/v1/auth/me", &token).await.json()["id"]
+        let id: uuid::Uuid = app.me(&token).await.json()["id"]
             .as_str()
             .unwrap()
             .parse()

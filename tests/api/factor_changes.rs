@@ -80,11 +80,8 @@ on_both_backends!(
             .await;
         assert_eq!(res.status, 204, "{}", body(&res));
         assert!(subject(&app, &email, 2).await.contains("turned on"));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &other).await.status,
-            401
-        );
-        assert_eq!(app.get_with_token("/api/v1/auth/me", me).await.status, 200);
+        assert_eq!(app.me(&other).await.status, 401);
+        assert_eq!(app.me(me).await.status, 200);
         let rows = successes(&app, &email, "two_factor_enabled").await;
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0]["sessions_ended"], 1);
@@ -163,10 +160,7 @@ on_both_backends!(
         assert_eq!(res.status, 200, "{}", body(&res));
         let first_codes = res.json()["recovery_codes"].clone();
         assert!(subject(&app, &email, 5).await.contains("turned on"));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &third).await.status,
-            401
-        );
+        assert_eq!(app.me(&third).await.status, 401);
 
         // New recovery codes: password and a TOTP code (mail 6); the old ones stop working.
         let fourth = {
@@ -200,10 +194,7 @@ on_both_backends!(
         let codes = res.json()["recovery_codes"].clone();
         assert_eq!(codes.as_array().unwrap().len(), 10);
         assert!(subject(&app, &email, 6).await.contains("changed"));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &fourth).await.status,
-            401
-        );
+        assert_eq!(app.me(&fourth).await.status, 401);
         let mfa = app.mfa_token(&email).await;
         let old = app
             .post(
@@ -241,7 +232,7 @@ on_both_backends!(
             successes(&app, &email, "two_factor_disabled").await.len(),
             1
         );
-        let me_now = app.get_with_token("/api/v1/auth/me", me).await.json();
+        let me_now = app.me(me).await.json();
         assert_eq!(me_now["two_factor_enabled"], false);
     }
 );

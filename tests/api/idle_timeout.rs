@@ -20,8 +20,7 @@ async fn three_instances() -> TestFleet {
 }
 
 async fn me(app: &TestApp, pair: &TokenPair) -> Resp {
-    app.get_with_token("/api/v1/auth/me", &pair.access_token)
-        .await
+    app.me(&pair.access_token).await
 }
 
 #[actix_web::test]

@@ -55,19 +55,14 @@ async fn keys_rotate_from_a_to_b_under_traffic_without_a_failed_request() {
     let requests = (0..120).map(|i| {
         let app = live[i % 2];
         let token = tokens[(i / 2) % 2].access_token.clone();
-        async move { app.get_with_token("/api/v1/auth/me", &token).await.status }
+        async move { app.me(&token).await.status }
     });
     let statuses = futures_util::future::join_all(requests).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     // A session opened under A refreshes on a B instance, and the B token works on x2.
     let refreshed = x3.refresh(&token_a.refresh_token).await.token_pair();
     assert_eq!(kid(&refreshed), kid(&token_b));
-    assert_eq!(
-        x2.get_with_token("/api/v1/auth/me", &refreshed.access_token)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(x2.me(&refreshed.access_token).await.status, 200);
     for app in live {
         let jwks = app.get("/.well-known/jwks.json").await.json();
         let kids: Vec<_> = jwks["keys"]
@@ -82,18 +77,8 @@ async fn keys_rotate_from_a_to_b_under_traffic_without_a_failed_request() {
     // Step 3, after the access-token lifetime: A is retired.
     x2.stop().await;
     let x4 = instance(&mut fleet, &key_b, None).await;
-    assert_eq!(
-        x4.get_with_token("/api/v1/auth/me", &token_a.access_token)
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        x4.get_with_token("/api/v1/auth/me", &refreshed.access_token)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(x4.me(&token_a.access_token).await.status, 401);
+    assert_eq!(x4.me(&refreshed.access_token).await.status, 200);
     assert_eq!(
         x4.get("/.well-known/jwks.json").await.json()["keys"]
             .as_array()
@@ -177,15 +162,12 @@ async fn only_rs256_tokens_from_known_keys_are_accepted() {
         parts[2]
     ));
     for (i, t) in forged.iter().enumerate() {
-        let res = app.get_with_token("/api/v1/auth/me", t).await;
+        let res = app.me(t).await;
         assert_eq!(res.status, 401, "forgery #{i} accepted");
         assert_eq!(
             res.header("www-authenticate").as_deref(),
             Some(r#"Bearer error="invalid_token""#)
         );
     }
-    assert_eq!(
-        app.get_with_token("/api/v1/auth/me", token).await.status,
-        200
-    );
+    assert_eq!(app.me(token).await.status, 200);
 }

@@ -46,8 +46,7 @@ async fn subscribed(apps: &[TestApp]) {
 }
 
 async fn me(app: &TestApp, pair: &TokenPair) -> Resp {
-    app.get_with_token("/api/v1/auth/me", &pair.access_token)
-        .await
+    app.me(&pair.access_token).await
 }
 
 /// The token is refused on `app` within `within` (real time).

@@ -167,7 +167,7 @@ async fn send(app: &TestApp, kind: &str, access: &str, refresh: &str, email: &st
             app.post("/api/v1/auth/refresh", json!({"refresh_token": refresh}))
                 .await
         }
-        "me" => app.get_with_token("/api/v1/auth/me", access).await,
+        "me" => app.me(access).await,
         "sessions" => app.get_with_token("/api/v1/auth/me/sessions", access).await,
         "logout" => {
             let req = app

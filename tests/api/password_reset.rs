@@ -58,12 +58,7 @@ on_both_backends!(reset_flow_end_to_end, |backend: Backend| async move {
         )
         .await;
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
-    assert_eq!(
-        app.get_with_token("/api/v1/auth/me", &pair.access_token)
-            .await
-            .status,
-        401
-    );
+    assert_eq!(app.me(&pair.access_token).await.status, 401);
     assert_eq!(app.login(&email, PASSWORD).await.status, 401);
     assert_eq!(app.login(&email, NEW).await.status, 200);
     let again = app

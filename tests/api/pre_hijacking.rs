@@ -65,7 +65,7 @@ on_both_backends!(
         let res = app.login(&email, PASSWORD).await;
         assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
         let token = res.token_pair().access_token;
-        let me = app.get_with_token("/api/v1/auth/me", &token).await.json();
+        let me = app.me(&token).await.json();
         assert_eq!(me["first_name"], "Alice");
         assert_eq!(
             app.probe()

@@ -328,12 +328,7 @@ on_both_backends!(
         )
         .await;
         assert_eq!(wrong.status, 401);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &a.access_token)
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&a.access_token).await.status, 200);
 
         let res = from_client(
             &app,
@@ -348,12 +343,7 @@ on_both_backends!(
 
         // Every session and token ends at once.
         for pair in [&a, &b] {
-            assert_eq!(
-                app.get_with_token("/api/v1/auth/me", &pair.access_token)
-                    .await
-                    .status,
-                401
-            );
+            assert_eq!(app.me(&pair.access_token).await.status, 401);
             // A route that reads no user row: the session itself is refused.
             let sessions = app
                 .get_with_token("/api/v1/auth/me/sessions", &pair.access_token)
@@ -539,12 +529,7 @@ async fn erasure_ends_the_sessions_on_every_instance_at_once() {
     // Both sessions are live, and known to Redis, on every instance.
     for app in &apps {
         for pair in [&a, &b] {
-            assert_eq!(
-                app.get_with_token("/api/v1/auth/me", &pair.access_token)
-                    .await
-                    .status,
-                200
-            );
+            assert_eq!(app.me(&pair.access_token).await.status, 200);
         }
     }
     assert_eq!(
@@ -555,12 +540,7 @@ async fn erasure_ends_the_sessions_on_every_instance_at_once() {
     );
     for app in &apps {
         for pair in [&a, &b] {
-            assert_eq!(
-                app.get_with_token("/api/v1/auth/me", &pair.access_token)
-                    .await
-                    .status,
-                401
-            );
+            assert_eq!(app.me(&pair.access_token).await.status, 401);
             assert_eq!(
                 app.get_with_token("/api/v1/auth/me/sessions", &pair.access_token)
                     .await

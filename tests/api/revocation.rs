@@ -69,21 +69,11 @@ on_both_backends!(
         )
         .await;
         assert_eq!(res.status, 204);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &attacker.access_token)
-                .await
-                .status,
-            401
-        );
+        assert_eq!(app.me(&attacker.access_token).await.status, 401);
 
         // The victim's tokens still work: the access token, and the refresh
         // token, which rotates as if nothing had happened.
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &victim.access_token)
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&victim.access_token).await.status, 200);
         let res = app
             .post(
                 "/api/v1/auth/refresh",
@@ -93,12 +83,7 @@ on_both_backends!(
         assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
         let next = res.token_pair();
         assert_eq!(next["session_id"], victim["session_id"]);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &next.access_token)
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&next.access_token).await.status, 200);
 
         // No reuse alarm: no audit row, no metric, no mail (only the verification mail).
         assert_eq!(
@@ -151,12 +136,7 @@ on_both_backends!(
         .await;
         assert_eq!(res.status, 204);
         for pair in [&a, &b, &c] {
-            assert_eq!(
-                app.get_with_token("/api/v1/auth/me", &pair.access_token)
-                    .await
-                    .status,
-                401
-            );
+            assert_eq!(app.me(&pair.access_token).await.status, 401);
             let res = app
                 .post(
                     "/api/v1/auth/refresh",

@@ -19,24 +19,14 @@ on_both_backends!(
         let second = res.token_pair();
         assert_ne!(second.refresh_token, first.refresh_token);
         assert_eq!(second["session_id"], first["session_id"]);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &second.access_token)
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&second.access_token).await.status, 200);
 
         // The spent token again: 401, and the whole session ends.
         let reuse = app.refresh(&first.refresh_token).await;
         assert_eq!(reuse.status, 401);
         assert_eq!(reuse.code(), "invalid_token");
         assert_eq!(app.refresh(&second.refresh_token).await.status, 401);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &second.access_token)
-                .await
-                .status,
-            401
-        );
+        assert_eq!(app.me(&second.access_token).await.status, 401);
         let mail = app.smtp().wait_for_nth(&email, 2).await;
         assert!(mail.subject().contains("ended"), "{}", mail.subject());
         assert_eq!(
@@ -81,12 +71,7 @@ async fn concurrent_refreshes_over_three_instances_yield_one_success_and_logout_
     // A fresh session, used on every instance, then logged out on one.
     let pair = apps[1].login_pair(&email).await;
     for app in &apps {
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &pair.access_token)
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&pair.access_token).await.status, 200);
     }
     assert_eq!(
         apps[2]
@@ -96,12 +81,7 @@ async fn concurrent_refreshes_over_three_instances_yield_one_success_and_logout_
         204
     );
     for app in &apps {
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &pair.access_token)
-                .await
-                .status,
-            401
-        );
+        assert_eq!(app.me(&pair.access_token).await.status, 401);
     }
     assert_eq!(apps[0].refresh(&pair.refresh_token).await.status, 401);
 }
@@ -139,12 +119,7 @@ on_both_backends!(
         let path = format!("/api/v1/auth/me/sessions/{}", b.session_id);
         let del = app.with_token("DELETE", &path, &a.access_token, None).await;
         assert_eq!(del.status, 204);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &b.access_token)
-                .await
-                .status,
-            401
-        );
+        assert_eq!(app.me(&b.access_token).await.status, 401);
         let again = app.with_token("DELETE", &path, &a.access_token, None).await;
         assert_eq!(again.status, 404);
         let bogus = app
@@ -164,12 +139,7 @@ on_both_backends!(
             .with_token("DELETE", &foreign, &a.access_token, None)
             .await;
         assert_eq!(res.status, 404);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &other.access_token)
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&other.access_token).await.status, 200);
 
         // Logout-all ends a and c.
         assert_eq!(
@@ -178,18 +148,8 @@ on_both_backends!(
                 .status,
             204
         );
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &a.access_token)
-                .await
-                .status,
-            401
-        );
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &c.access_token)
-                .await
-                .status,
-            401
-        );
+        assert_eq!(app.me(&a.access_token).await.status, 401);
+        assert_eq!(app.me(&c.access_token).await.status, 401);
         assert_eq!(app.refresh(&a.refresh_token).await.status, 401);
         assert_eq!(
             app.with_token("POST", "/api/v1/auth/logout", &a.access_token, None)
@@ -214,12 +174,7 @@ on_both_backends!(
             )
             .await;
         assert_eq!(res.status, 204);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &pair.access_token)
-                .await
-                .status,
-            401
-        );
+        assert_eq!(app.me(&pair.access_token).await.status, 401);
         assert_eq!(app.refresh(&pair.refresh_token).await.status, 401);
     }
 );
@@ -232,28 +187,16 @@ on_both_backends!(
         let clock = app.services.clock.clone();
         // Activity every 10 minutes keeps a session with a 15-minute idle timeout.
         clock.advance(Duration::from_secs(10 * 60));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &pair.access_token)
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&pair.access_token).await.status, 200);
         clock.advance(Duration::from_secs(4 * 60));
         let res = app.refresh(&pair.refresh_token).await;
         assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
         let pair = res.token_pair();
         clock.advance(Duration::from_secs(10 * 60));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &pair.access_token)
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&pair.access_token).await.status, 200);
         // 15 minutes without activity end it, for both tokens.
         clock.advance(Duration::from_secs(15 * 60));
-        let res = app
-            .get_with_token("/api/v1/auth/me", &pair.access_token)
-            .await;
+        let res = app.me(&pair.access_token).await;
         assert_eq!(res.status, 401);
         assert_eq!(app.refresh(&pair.refresh_token).await.status, 401);
     }
@@ -290,16 +233,12 @@ async fn idle_check(app: &TestApp) {
     // Requests four minutes apart keep it alive...
     for _ in 0..3 {
         clock.advance(Duration::from_secs(4 * 60));
-        let res = app
-            .get_with_token("/api/v1/auth/me", &pair.access_token)
-            .await;
+        let res = app.me(&pair.access_token).await;
         assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
     }
     // ...five minutes without one end it, though the token has 48 minutes left.
     clock.advance(Duration::from_secs(5 * 60));
-    let res = app
-        .get_with_token("/api/v1/auth/me", &pair.access_token)
-        .await;
+    let res = app.me(&pair.access_token).await;
     assert_eq!(res.status, 401);
     assert_eq!(
         res.json()["detail"],
@@ -324,12 +263,7 @@ on_both_backends!(
             pair = res.token_pair();
         }
         clock.advance(Duration::from_secs(10 * 60 + 1));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &pair.access_token)
-                .await
-                .status,
-            401
-        );
+        assert_eq!(app.me(&pair.access_token).await.status, 401);
         assert_eq!(app.refresh(&pair.refresh_token).await.status, 401);
     }
 );
@@ -383,16 +317,12 @@ on_both_backends!(
             .await;
         assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
         assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &a.access_token)
-                .await
-                .status,
+            app.me(&a.access_token).await.status,
             200,
             "the current session continues"
         );
         assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &b.access_token)
-                .await
-                .status,
+            app.me(&b.access_token).await.status,
             401,
             "other sessions end"
         );

@@ -42,7 +42,7 @@ on_both_backends!(email_otp_login_end_to_end, |backend: Backend| async move {
         .status,
         204
     );
-    let me = app.get_with_token("/api/v1/auth/me", &token).await.json();
+    let me = app.me(&token).await.json();
     assert_eq!(me["two_factor_enabled"], true);
     assert_eq!(me["two_factor_methods"], json!(["email_otp"]));
     // mail 2: the "turned on" notice
@@ -84,12 +84,7 @@ on_both_backends!(email_otp_login_end_to_end, |backend: Backend| async move {
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
     let pair = ok.token_pair();
     assert_eq!(amr(&pair.json), json!(["pwd", "otp"]));
-    assert_eq!(
-        app.get_with_token("/api/v1/auth/me", &pair.access_token)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(app.me(&pair.access_token).await.status, 200);
     // Single use.
     let again = app
         .post(
