@@ -137,7 +137,7 @@ on_both_backends!(
         assert_eq!(run.json()["was_active"], true);
 
         let res = b.me(&pair.access_token).await;
-        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 401, "{}", res.text());
         assert_eq!(b.refresh(&pair.refresh_token).await.status, 401);
         // The right password says why; a wrong one says nothing more.
         let res = b.login(&email, PASSWORD).await;
@@ -168,12 +168,12 @@ on_both_backends!(
                 json!({"token": link, "new_password": "a brand new passphrase 42"}),
             )
             .await;
-        assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 400, "{}", res.text());
 
         let run = admin(a, &["user", "enable", &email]).await;
         assert!(run.stdout.contains("enabled"), "{}", run.stdout);
         let res = b.login(&email, PASSWORD).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         // Enabled, a reset mails its link: the one asked for while disabled never came.
         let res = a
             .post("/api/v1/auth/password-reset", json!({"email": email}))
@@ -221,9 +221,9 @@ on_both_backends!(
 
         admin(a, &["user", "unlock", &email]).await;
         let res = b.login(&email, PASSWORD).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         let res = a.login(&email, PASSWORD).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         assert_eq!(
             a.probe()
                 .count_audit("admin_user_unlocked", "success")
@@ -525,7 +525,7 @@ on_both_backends!(
         };
         let challenge = || async {
             let res = app.login(&email, PASSWORD).await;
-            assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+            assert_eq!(res.status, 200, "{}", res.text());
             res.mfa_token()
         };
         let token = challenge().await;
@@ -534,13 +534,13 @@ on_both_backends!(
             assert_eq!(res.code(), "invalid_code");
         }
         let res = verify(challenge().await, right.clone()).await;
-        assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 423, "{}", res.text());
         let shown = admin(app, &["--json", "user", "show", &email]).await.json();
         assert!(shown["second_factor_locked_until"].is_string(), "{shown}");
 
         admin(app, &["user", "unlock", &email]).await;
         let res = verify(challenge().await, right).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
     }
 );
 

@@ -589,7 +589,7 @@ async fn page(app: &TestApp, token: &str, query: &str) -> Value {
     let res = app
         .with_token("GET", &format!("/api/v1/auth/me/audit{query}"), token, None)
         .await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 200, "{}", res.text());
     res.json()
 }
 

@@ -42,7 +42,7 @@ on_both_backends!(
             json!({"marketing": {"granted": true}, "data_processing": {"granted": true, "version": "1.0"}}),
         )
         .await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         assert_eq!(res.json()["marketing"]["granted"], true);
         assert_eq!(res.json()["data_processing"]["version"], "1.0");
         let again = put(&app, token, json!({"marketing": {"granted": true}})).await;
@@ -107,7 +107,7 @@ on_both_backends!(
 
 async fn consent_required(app: &TestApp, email: &str) -> Value {
     let res = app.login(email, PASSWORD).await;
-    assert_eq!(res.status, 403, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 403, "{}", res.text());
     assert_eq!(
         res.header("content-type").as_deref(),
         Some("application/problem+json")
@@ -163,7 +163,7 @@ on_both_backends!(
             json!({"consent_token": token, "terms": "2.0", "privacy": "1.0"}),
         )
         .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 200, "{}", ok.text());
         assert_eq!(ok.header("cache-control").as_deref(), Some("no-store"));
         let pair = ok.token_pair();
         assert_eq!(app.me(&pair.access_token).await.status, 200);
@@ -236,7 +236,7 @@ on_both_backends!(
                 Some(json!({"password": PASSWORD})),
             )
             .await;
-        assert_eq!(on.status, 204, "{}", String::from_utf8_lossy(&on.body));
+        assert_eq!(on.status, 204, "{}", on.text());
         // mail 2: the "turned on" notice
         deployment.smtp.wait_for_nth(&email, 2).await;
         first.stop().await;
@@ -251,7 +251,7 @@ on_both_backends!(
             json!({"consent_token": body["consent_token"], "terms": "1.0", "privacy": "2.0"}),
         )
         .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 200, "{}", ok.text());
         let step = ok.json();
         assert_eq!(step["mfa_required"], true);
         assert_eq!(step["methods"], json!(["email_otp"]));
@@ -264,7 +264,7 @@ on_both_backends!(
                 json!({"mfa_token": step["mfa_token"], "code": code}),
             )
             .await;
-        assert_eq!(pair.status, 200, "{}", String::from_utf8_lossy(&pair.body));
+        assert_eq!(pair.status, 200, "{}", pair.text());
         assert_eq!(app.me(&pair.token_pair().access_token).await.status, 200);
     }
 );

@@ -20,7 +20,7 @@ const NEW_SIGN_IN: &str = "New sign-in to your SUMA account";
 /// Signs in; asserts the token pair and returns its access token.
 async fn signed_in_from(app: &TestApp, email: &str, agent: &str, device: &str) -> String {
     let res = app.login_from(email, agent, device).await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 200, "{}", res.text());
     res.token_pair().access_token
 }
 
@@ -28,7 +28,7 @@ async fn devices(app: &TestApp, token: &str) -> Vec<Value> {
     let res = app
         .with_token("GET", "/api/v1/auth/me/devices", token, None)
         .await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 200, "{}", res.text());
     res.json().as_array().unwrap().clone()
 }
 
@@ -138,7 +138,7 @@ on_both_backends!(
         let listed = devices(&app, &laptop).await;
         let phone_id = listed[1]["id"].as_str().unwrap().to_string();
         let res = forget(&app, &laptop, &phone_id).await;
-        assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 204, "{}", res.text());
         let listed = devices(&app, &laptop).await;
         assert_eq!(listed.len(), 1, "{listed:?}");
         assert_eq!(listed[0]["user_agent"], LAPTOP);
@@ -232,7 +232,7 @@ on_both_backends!(
                 json!({"mfa_token": step["mfa_token"], "code": code}),
             )
             .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 200, "{}", ok.text());
         let phone = ok.token_pair().access_token;
         let listed = devices(&app, &phone).await;
         assert_eq!(listed.len(), 2, "{listed:?}");
@@ -256,7 +256,7 @@ on_both_backends!(
 
         let app = deployment.spawn(&[("CONSENT_TERMS_VERSION", "2.0")]).await;
         let res = app.login_from(&email, PHONE, "phone-1").await;
-        assert_eq!(res.status, 403, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 403, "{}", res.text());
         assert_eq!(res.code(), "consent_required");
         let token = res.json()["consent_token"].as_str().unwrap().to_string();
         let ok = app
@@ -266,7 +266,7 @@ on_both_backends!(
                 json!({"consent_token": token, "terms": "2.0", "privacy": "1.0"}),
             )
             .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 200, "{}", ok.text());
         let phone = ok.token_pair().access_token;
         let listed = devices(&app, &phone).await;
         assert_eq!(listed.len(), 2, "{listed:?}");
@@ -312,7 +312,7 @@ on_both_backends!(
                 Some(json!({"password": PASSWORD})),
             )
             .await;
-        assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 204, "{}", res.text());
         assert_eq!(
             app.probe()
                 .count_of("device_fingerprints", "user_id", id)
@@ -331,7 +331,7 @@ on_both_backends!(
 
         let logins = (0..4).map(|_| app.login_from(&email, PHONE, "phone-1"));
         for res in futures_util::future::join_all(logins).await {
-            assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+            assert_eq!(res.status, 200, "{}", res.text());
         }
         assert_eq!(devices(&app, &laptop).await.len(), 2);
         assert_eq!(new_device_mails(&app, &email).await, 1);

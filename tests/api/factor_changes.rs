@@ -8,11 +8,7 @@ use serde_json::{json, Value};
 use suma_auth::auth::totp;
 
 use crate::on_both_backends;
-use crate::support::{Backend, Resp, TestApp, PASSWORD};
-
-fn body(res: &Resp) -> String {
-    String::from_utf8_lossy(&res.body).to_string()
-}
+use crate::support::{Backend, TestApp, PASSWORD};
 
 async fn mailed_code(app: &TestApp, email: &str, n: usize) -> String {
     let mail = app.smtp().wait_for_nth(email, n).await;
@@ -55,7 +51,7 @@ on_both_backends!(
         let res = app
             .post_bearer("/api/v1/auth/me/2fa/email", me, json!({}))
             .await;
-        assert_eq!(res.status, 422, "{}", body(&res));
+        assert_eq!(res.status, 422, "{}", res.text());
         let res = app
             .post_bearer(
                 "/api/v1/auth/me/2fa/email",
@@ -78,7 +74,7 @@ on_both_backends!(
                 json!({"password": PASSWORD}),
             )
             .await;
-        assert_eq!(res.status, 204, "{}", body(&res));
+        assert_eq!(res.status, 204, "{}", res.text());
         assert!(subject(&app, &email, 2).await.contains("turned on"));
         assert_eq!(app.me(&other).await.status, 401);
         assert_eq!(app.me(me).await.status, 200);
@@ -120,7 +116,7 @@ on_both_backends!(
         let res = app
             .post_bearer("/api/v1/auth/me/2fa/email/code", me, json!({}))
             .await;
-        assert_eq!(res.status, 202, "{}", body(&res));
+        assert_eq!(res.status, 202, "{}", res.text());
         let step_up = mailed_code(&app, &email, 4).await;
         let res = app
             .post_bearer(
@@ -129,7 +125,7 @@ on_both_backends!(
                 json!({"password": PASSWORD, "code": step_up}),
             )
             .await;
-        assert_eq!(res.status, 200, "{}", body(&res));
+        assert_eq!(res.status, 200, "{}", res.text());
         let secret = totp::from_base32(res.json()["secret"].as_str().unwrap()).unwrap();
         // A step-up code is spent once used.
         let res = app
@@ -157,7 +153,7 @@ on_both_backends!(
                 json!({"password": PASSWORD, "code": totp_code(&app, &secret)}),
             )
             .await;
-        assert_eq!(res.status, 200, "{}", body(&res));
+        assert_eq!(res.status, 200, "{}", res.text());
         let first_codes = res.json()["recovery_codes"].clone();
         assert!(subject(&app, &email, 5).await.contains("turned on"));
         assert_eq!(app.me(&third).await.status, 401);
@@ -190,7 +186,7 @@ on_both_backends!(
                 json!({"password": PASSWORD, "code": totp_code(&app, &secret)}),
             )
             .await;
-        assert_eq!(res.status, 200, "{}", body(&res));
+        assert_eq!(res.status, 200, "{}", res.text());
         let codes = res.json()["recovery_codes"].clone();
         assert_eq!(codes.as_array().unwrap().len(), 10);
         assert!(subject(&app, &email, 6).await.contains("changed"));
@@ -226,7 +222,7 @@ on_both_backends!(
                 json!({"password": PASSWORD, "code": codes[0]}),
             )
             .await;
-        assert_eq!(res.status, 204, "{}", body(&res));
+        assert_eq!(res.status, 204, "{}", res.text());
         assert!(subject(&app, &email, 7).await.contains("changed"));
         assert_eq!(
             successes(&app, &email, "two_factor_disabled").await.len(),
@@ -260,7 +256,7 @@ on_both_backends!(
                 json!({"password": PASSWORD}),
             )
             .await;
-        assert_eq!(res.status, 423, "{}", body(&res));
+        assert_eq!(res.status, 423, "{}", res.text());
         assert!(res.header("retry-after").is_some());
         assert_eq!(app.login(&email, PASSWORD).await.status, 423);
     }

@@ -11,12 +11,7 @@ async fn app() -> TestApp {
 }
 
 fn assert_problem(res: &crate::support::Resp, status: u16, code: &str) {
-    assert_eq!(
-        res.status,
-        status,
-        "body: {}",
-        String::from_utf8_lossy(&res.body)
-    );
+    assert_eq!(res.status, status, "body: {}", res.text());
     assert_eq!(
         res.header("content-type").as_deref(),
         Some("application/problem+json")

@@ -34,12 +34,7 @@ async fn an_idle_session_is_refused_on_every_instance_while_its_token_is_valid()
     for (i, app) in apps.iter().cycle().skip(1).take(4).enumerate() {
         advance(&apps, 40);
         let res = me(app, &pair).await;
-        assert_eq!(
-            res.status,
-            200,
-            "request {i}: {}",
-            String::from_utf8_lossy(&res.body)
-        );
+        assert_eq!(res.status, 200, "request {i}: {}", res.text());
     }
 
     // A minute and a second without a request: refused on every instance,
@@ -47,7 +42,7 @@ async fn an_idle_session_is_refused_on_every_instance_while_its_token_is_valid()
     advance(&apps, 61);
     for app in &apps {
         let res = me(app, &pair).await;
-        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 401, "{}", res.text());
         assert_eq!(
             res.json()["detail"],
             "the session timed out after inactivity"
@@ -82,24 +77,14 @@ async fn steady_use_with_refreshes(apps: &[TestApp]) {
                     json!({"refresh_token": pair.refresh_token}),
                 )
                 .await;
-            assert_eq!(
-                res.status,
-                200,
-                "refresh at {elapsed} s: {}",
-                String::from_utf8_lossy(&res.body)
-            );
+            assert_eq!(res.status, 200, "refresh at {elapsed} s: {}", res.text());
             pair = res.token_pair();
             issued_at = elapsed;
             refreshes += 1;
             continue;
         }
         let res = me(&apps[step % apps.len()], &pair).await;
-        assert_eq!(
-            res.status,
-            200,
-            "at {elapsed} s: {}",
-            String::from_utf8_lossy(&res.body)
-        );
+        assert_eq!(res.status, 200, "at {elapsed} s: {}", res.text());
     }
     assert!(refreshes >= 2, "{refreshes}");
 }

@@ -57,7 +57,7 @@ async fn refused_within(app: &TestApp, pair: &TokenPair, within: Duration) {
         if res.status == 401 {
             return;
         }
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         assert!(
             start.elapsed() < within,
             "a revoked session still admitted requests on {} after {within:?}",
@@ -71,7 +71,7 @@ async fn logout(app: &TestApp, pair: &TokenPair) {
     let res = app
         .with_token("POST", "/api/v1/auth/logout", &pair.access_token, None)
         .await;
-    assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 204, "{}", res.text());
 }
 
 /// With a minute of revalidation, only the revocation channel can end a
@@ -133,7 +133,7 @@ async fn without_the_message_a_revoked_session_ends_within_the_revalidation_inte
     apps.advance(30);
     for app in &apps[1..] {
         let res = me(app, &pair).await;
-        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 401, "{}", res.text());
         assert_eq!(res.json()["detail"], "the session has ended");
     }
 }
@@ -166,7 +166,7 @@ async fn a_redis_restart_leaves_no_revoked_session_usable() {
     subscribed(&apps).await;
     for app in &apps {
         let res = me(app, &pair).await;
-        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 401, "{}", res.text());
         assert_eq!(me(app, &other).await.status, 200);
     }
 
@@ -325,5 +325,5 @@ async fn activity_decided_in_memory_reaches_the_other_instances() {
     // 50 s after that request (105 s after the first): alive on the third instance.
     apps.advance(50);
     let res = me(&apps[2], &pair).await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 200, "{}", res.text());
 }

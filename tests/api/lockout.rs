@@ -190,7 +190,7 @@ async fn an_instance_restarted_keeps_the_lockout_with_postgres_and_redis() {
     // Without Redis too: the database holds the lock.
     let no_redis = apps.instance(|setup| setup).await;
     let res = no_redis.login(&email, PASSWORD).await;
-    assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 423, "{}", res.text());
 }
 
 #[actix_web::test]
@@ -285,7 +285,7 @@ async fn correct_passwords_at_once(apps: &[TestApp], n: usize) {
             res.status == 200 || res.status == 503,
             "{} {}",
             res.status,
-            String::from_utf8_lossy(&res.body)
+            res.text()
         );
         if res.status == 503 {
             assert_eq!(res.code(), "service_busy");

@@ -57,7 +57,7 @@ on_both_backends!(reset_flow_end_to_end, |backend: Backend| async move {
             json!({"token": token, "new_password": NEW}),
         )
         .await;
-    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(app.me(&pair.access_token).await.status, 401);
     assert_eq!(app.login(&email, PASSWORD).await.status, 401);
     assert_eq!(app.login(&email, NEW).await.status, 200);

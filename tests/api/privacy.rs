@@ -68,7 +68,7 @@ on_both_backends!(
         let res = app
             .with_token("GET", "/api/v1/auth/me/export", token, None)
             .await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
         let doc = res.json();
         assert_eq!(doc["format"], "suma-auth.export.v1");
@@ -123,7 +123,7 @@ on_both_backends!(
         assert!(templates.contains(&"verification"), "{templates:?}");
 
         // No secret, code, token or hash, by value or by name.
-        let body = String::from_utf8_lossy(&res.body).to_string();
+        let body = res.text();
         let (password_hash, sealed, _, _) = {
             let (_, h, s, d) = app.probe().user_row(id).await.unwrap();
             (h, s.unwrap(), (), d)
@@ -339,7 +339,7 @@ on_both_backends!(
             Some(json!({"password": PASSWORD})),
         )
         .await;
-        assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 204, "{}", res.text());
 
         // Every session and token ends at once.
         for pair in [&a, &b] {
@@ -486,7 +486,7 @@ on_both_backends!(
             json!({"password": PASSWORD, "code": totp_code(&app, &secret)}),
         )
         .await;
-        assert_eq!(ok.status, 204, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 204, "{}", ok.text());
         assert_eq!(app.login(&email, PASSWORD).await.status, 401);
 
         // Email codes: a step-up code mailed on request.
@@ -500,7 +500,7 @@ on_both_backends!(
                 Some(json!({"password": PASSWORD})),
             )
             .await;
-        assert_eq!(on.status, 204, "{}", String::from_utf8_lossy(&on.body));
+        assert_eq!(on.status, 204, "{}", on.text());
         let res = erase(&app, token, json!({"password": PASSWORD})).await;
         assert_eq!(res.status, 422);
         let sent = app
@@ -511,12 +511,12 @@ on_both_backends!(
                 Some(json!({})),
             )
             .await;
-        assert_eq!(sent.status, 202, "{}", String::from_utf8_lossy(&sent.body));
+        assert_eq!(sent.status, 202, "{}", sent.text());
         // mail 1: verification, 2: "turned on", 3: the code
         let mail = app.smtp().wait_for_nth(&email, 3).await;
         let code = mail.subject().rsplit(' ').next().unwrap().to_string();
         let ok = erase(&app, token, json!({"password": PASSWORD, "code": code})).await;
-        assert_eq!(ok.status, 204, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 204, "{}", ok.text());
         assert_eq!(app.login(&email, PASSWORD).await.status, 401);
     }
 );

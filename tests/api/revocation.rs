@@ -80,7 +80,7 @@ on_both_backends!(
                 json!({"refresh_token": &victim.refresh_token}),
             )
             .await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         let next = res.token_pair();
         assert_eq!(next["session_id"], victim["session_id"]);
         assert_eq!(app.me(&next.access_token).await.status, 200);

@@ -37,7 +37,7 @@ fn wrong_code(app: &TestApp, secret: &[u8]) -> String {
 
 async fn challenge(app: &TestApp, email: &str) -> String {
     let res = app.login(email, PASSWORD).await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 200, "{}", res.text());
     res.mfa_token()
 }
 
@@ -87,12 +87,12 @@ async fn wrong_codes_count_per_account_across_challenges_and_three_instances() {
     let c = challenge(&apps[2], &email).await;
     for (app, token) in [(0, &a), (0, &a), (1, &b), (1, &b), (2, &c)] {
         let res = verify(&apps[app], token, &wrong).await;
-        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 401, "{}", res.text());
         assert_eq!(res.code(), "invalid_code");
     }
     // The right code, on a challenge with four checks left: locked.
     let res = verify(&apps[2], &c, &code_now(&apps[2], &secret)).await;
-    assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 423, "{}", res.text());
     assert_eq!(res.code(), "account_locked");
     let retry = retry_after(&res);
     assert!(retry > 0 && retry <= 15 * 60, "{retry}");
@@ -136,7 +136,7 @@ async fn wrong_codes_count_per_account_across_challenges_and_three_instances() {
 
     // Six challenges opened this hour (the cap here): the seventh is refused.
     let res = apps[1].login(&email, PASSWORD).await;
-    assert_eq!(res.status, 429, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 429, "{}", res.text());
     assert!(res.header("retry-after").is_some());
 
     // After the lock (and the hour), the right code signs in again.
@@ -145,7 +145,7 @@ async fn wrong_codes_count_per_account_across_challenges_and_three_instances() {
     }
     let fresh = challenge(&apps[1], &email).await;
     let res = verify(&apps[1], &fresh, &code_now(&apps[1], &secret)).await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 200, "{}", res.text());
 }
 
 on_both_backends!(
@@ -178,7 +178,7 @@ on_both_backends!(
             &code_now(&app, &secret),
         )
         .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 200, "{}", ok.text());
 
         // Two more wrong codes make seven today: locked for the rest of the day.
         let token = challenge(&app, &email).await;
@@ -193,7 +193,7 @@ on_both_backends!(
             &code_now(&app, &secret),
         )
         .await;
-        assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 423, "{}", res.text());
         assert!(retry_after(&res) > 15 * 60, "{}", retry_after(&res));
         app.services.clock.advance(Duration::from_secs(16 * 60));
         let res = verify(
@@ -219,7 +219,7 @@ on_both_backends!(
             challenge(&app, &email).await;
         }
         let res = app.login(&email, PASSWORD).await;
-        assert_eq!(res.status, 429, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 429, "{}", res.text());
         assert_eq!(res.code(), "rate_limited");
         let retry = retry_after(&res);
         assert!(retry > 0 && retry <= 3600, "{retry}");
@@ -257,7 +257,7 @@ on_both_backends!(
                     json!({"password": PASSWORD, "code": wrong}),
                 )
                 .await;
-            assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+            assert_eq!(res.status, 401, "{}", res.text());
             assert_eq!(res.code(), "invalid_code");
         }
         app.services.clock.advance(Duration::from_secs(30));
@@ -268,7 +268,7 @@ on_both_backends!(
                 json!({"password": PASSWORD, "code": code_now(&app, &secret)}),
             )
             .await;
-        assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 423, "{}", res.text());
         let res = verify(&app, &token, &code_now(&app, &secret)).await;
         assert_eq!(res.status, 423);
     }

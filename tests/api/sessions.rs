@@ -190,7 +190,7 @@ on_both_backends!(
         assert_eq!(app.me(&pair.access_token).await.status, 200);
         clock.advance(Duration::from_secs(4 * 60));
         let res = app.refresh(&pair.refresh_token).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         let pair = res.token_pair();
         clock.advance(Duration::from_secs(10 * 60));
         assert_eq!(app.me(&pair.access_token).await.status, 200);
@@ -234,7 +234,7 @@ async fn idle_check(app: &TestApp) {
     for _ in 0..3 {
         clock.advance(Duration::from_secs(4 * 60));
         let res = app.me(&pair.access_token).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
     }
     // ...five minutes without one end it, though the token has 48 minutes left.
     clock.advance(Duration::from_secs(5 * 60));
@@ -315,7 +315,7 @@ on_both_backends!(
                 Some(change(PASSWORD, "a brand new passphrase")),
             )
             .await;
-        assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 204, "{}", res.text());
         assert_eq!(
             app.me(&a.access_token).await.status,
             200,

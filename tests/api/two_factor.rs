@@ -81,7 +81,7 @@ on_both_backends!(email_otp_login_end_to_end, |backend: Backend| async move {
             json!({"mfa_token": mfa_token, "code": code}),
         )
         .await;
-    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(ok.status, 200, "{}", ok.text());
     let pair = ok.token_pair();
     assert_eq!(amr(&pair.json), json!(["pwd", "otp"]));
     assert_eq!(app.me(&pair.access_token).await.status, 200);
@@ -237,12 +237,7 @@ on_both_backends!(
                 json!({"password": PASSWORD, "code": code(now())}),
             )
             .await;
-        assert_eq!(
-            enabled.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&enabled.body)
-        );
+        assert_eq!(enabled.status, 200, "{}", enabled.text());
         let recovery: Vec<String> = enabled.recovery_codes();
         assert_eq!(recovery.len(), 10);
 
@@ -264,7 +259,7 @@ on_both_backends!(
                 json!({"mfa_token": mfa, "code": code(now())}),
             )
             .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 200, "{}", ok.text());
         assert_eq!(amr(&ok.json()), json!(["pwd", "otp"]));
 
         // Recovery codes: single use.

@@ -62,6 +62,11 @@ impl Resp {
         })
     }
 
+    /// The body as text (lossy), for assertion messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
     /// The token pair of a 200 sign-in or refresh.
     pub fn token_pair(&self) -> TokenPair {
         assert_eq!(
