@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use awc::http::header;
 use serde_json::json;
 
-use crate::support::{Backend, Resp, SmtpSink, TestApp, TestSetup, PASSWORD};
+use crate::support::{Backend, Resp, TestApp, TestSetup, PASSWORD};
 
 /// A bound on a hang, not a performance figure: the service promises an
 /// answer within 2 s; the margin absorbs a loaded test machine.
@@ -207,10 +207,8 @@ const NEED_THE_DATABASE: &[&str] = &[
 #[actix_web::test]
 async fn while_postgres_is_down_every_request_answers_503_quickly() {
     let pg = PlainPostgres::start();
-    let smtp = SmtpSink::start().await;
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
     let app = TestSetup::new(Backend::Postgres)
-        .sharing(&pg.url(), &prefix, &smtp)
+        .on_database(&pg.url())
         .spawn()
         .await;
     let (email, pair) = app.signed_in().await;
