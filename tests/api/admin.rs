@@ -8,73 +8,45 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::on_both_backends;
-use crate::support::{redis_url, Backend, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD};
-
-const ME: &str = "/api/v1/auth/me";
-
-fn access(pair: &Value) -> &str {
-    pair["access_token"].as_str().unwrap()
-}
-
-fn refresh_token(pair: &Value) -> &str {
-    pair["refresh_token"].as_str().unwrap()
-}
-
-async fn refresh(app: &TestApp, token: &str) -> crate::support::Resp {
-    app.post("/api/v1/auth/refresh", json!({"refresh_token": token}))
-        .await
-}
+use crate::support::{redis_url, Backend, TestApp, TestFleet, TestSetup, PASSWORD};
 
 /// Servers sharing one deployment: two instances on PostgreSQL + Redis, or
 /// the one server of an embedded database.
-struct Fleet {
-    apps: Vec<TestApp>,
-    _db: Option<TestDatabase>,
+enum Fleet {
+    Embedded(Box<TestApp>),
+    Shared(TestFleet),
 }
 
 impl Fleet {
     async fn start(backend: Backend, env: &[(&str, &str)]) -> Self {
         match backend {
-            Backend::Sqlite => {
-                let mut setup = TestSetup::new(Backend::Sqlite);
-                for (k, v) in env {
-                    setup = setup.env(k, v);
-                }
-                Self {
-                    apps: vec![setup.spawn().await],
-                    _db: None,
-                }
-            }
-            Backend::Postgres => {
-                let db = TestDatabase::create().await;
-                let smtp = SmtpSink::start().await;
-                let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-                let mut apps = Vec::new();
-                for _ in 0..2 {
-                    let mut setup = TestSetup::new(Backend::Postgres)
-                        .sharing(&db.url, &prefix, &smtp)
-                        .env("REDIS_ENDPOINT", &redis_url());
-                    for (k, v) in env {
-                        setup = setup.env(k, v);
-                    }
-                    apps.push(setup.spawn().await);
-                }
-                Self {
-                    apps,
-                    _db: Some(db),
-                }
-            }
+            Backend::Sqlite => Self::Embedded(Box::new(
+                TestSetup::new(Backend::Sqlite).envs(env).spawn().await,
+            )),
+            Backend::Postgres => Self::Shared(
+                TestFleet::spawn_with(2, |setup| {
+                    setup.env("REDIS_ENDPOINT", &redis_url()).envs(env)
+                })
+                .await,
+            ),
+        }
+    }
+
+    fn apps(&self) -> &[TestApp] {
+        match self {
+            Self::Embedded(app) => std::slice::from_ref(app),
+            Self::Shared(fleet) => fleet,
         }
     }
 
     /// Where the command runs against.
     fn first(&self) -> &TestApp {
-        &self.apps[0]
+        &self.apps()[0]
     }
 
     /// Another instance (the same one on the embedded database).
     fn other(&self) -> &TestApp {
-        self.apps.last().unwrap()
+        self.apps().last().unwrap()
     }
 }
 
@@ -147,7 +119,7 @@ on_both_backends!(
         let (email, pair) = a.signed_in().await;
         // Live where requests are judged (Redis's copy, or the embedded
         // server's map), so only a revocation that reaches it can end it.
-        assert_eq!(b.get_with_token(ME, access(&pair)).await.status, 200);
+        assert_eq!(b.me(&pair.access_token).await.status, 200);
         // A reset link mailed before the account is disabled.
         let res = a
             .post("/api/v1/auth/password-reset", json!({"email": email}))
@@ -164,9 +136,9 @@ on_both_backends!(
         assert_eq!(run.json()["sessions_ended"], 1);
         assert_eq!(run.json()["was_active"], true);
 
-        let res = b.get_with_token(ME, access(&pair)).await;
-        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
-        assert_eq!(refresh(b, refresh_token(&pair)).await.status, 401);
+        let res = b.me(&pair.access_token).await;
+        assert_eq!(res.status, 401, "{}", res.text());
+        assert_eq!(b.refresh(&pair.refresh_token).await.status, 401);
         // The right password says why; a wrong one says nothing more.
         let res = b.login(&email, PASSWORD).await;
         assert_eq!(res.status, 403);
@@ -196,12 +168,12 @@ on_both_backends!(
                 json!({"token": link, "new_password": "a brand new passphrase 42"}),
             )
             .await;
-        assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 400, "{}", res.text());
 
         let run = admin(a, &["user", "enable", &email]).await;
         assert!(run.stdout.contains("enabled"), "{}", run.stdout);
         let res = b.login(&email, PASSWORD).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         // Enabled, a reset mails its link: the one asked for while disabled never came.
         let res = a
             .post("/api/v1/auth/password-reset", json!({"email": email}))
@@ -249,9 +221,9 @@ on_both_backends!(
 
         admin(a, &["user", "unlock", &email]).await;
         let res = b.login(&email, PASSWORD).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         let res = a.login(&email, PASSWORD).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         assert_eq!(
             a.probe()
                 .count_audit("admin_user_unlocked", "success")
@@ -270,28 +242,28 @@ on_both_backends!(
         let (first_email, first) = a.signed_in().await;
         let (_, second) = b.signed_in().await;
         // The first user's token is rotated once: a spent token exists.
-        let res = refresh(a, refresh_token(&first)).await;
+        let res = a.refresh(&first.refresh_token).await;
         assert_eq!(res.status, 200);
-        let rotated = res.json();
+        let rotated = res.token_pair();
         for pair in [&rotated, &second] {
-            assert_eq!(b.get_with_token(ME, access(pair)).await.status, 200);
-            assert_eq!(a.get_with_token(ME, access(pair)).await.status, 200);
+            assert_eq!(b.me(&pair.access_token).await.status, 200);
+            assert_eq!(a.me(&pair.access_token).await.status, 200);
         }
 
         let run = admin(a, &["--json", "sessions", "revoke", "--all"]).await;
         assert_eq!(run.json()["sessions_ended"], 2);
 
-        for app in &fleet.apps {
+        for app in fleet.apps() {
             for pair in [&rotated, &second] {
-                assert_eq!(app.get_with_token(ME, access(pair)).await.status, 401);
+                assert_eq!(app.me(&pair.access_token).await.status, 401);
             }
         }
         for token in [
-            refresh_token(&first),
-            refresh_token(&rotated),
-            refresh_token(&second),
+            &first.refresh_token,
+            &rotated.refresh_token,
+            &second.refresh_token,
         ] {
-            assert_eq!(refresh(b, token).await.status, 401);
+            assert_eq!(b.refresh(token).await.status, 401);
         }
         // No token was taken for a stolen one: no alarm row, no alarm mail
         // (the first user got the verification mail only).
@@ -315,16 +287,16 @@ on_both_backends!(
         let fleet = Fleet::start(backend, &[]).await;
         let (a, b) = (fleet.first(), fleet.other());
         let (email, pair) = a.signed_in().await;
-        assert_eq!(b.get_with_token(ME, access(&pair)).await.status, 200);
+        assert_eq!(b.me(&pair.access_token).await.status, 200);
 
         // An erasure is not undone: it asks for --yes (bad usage without).
         let run = cli(a, &["admin", "user", "erase", &email]).await;
         assert_eq!(run.code, 2, "{}", run.stderr);
-        assert_eq!(b.get_with_token(ME, access(&pair)).await.status, 200);
+        assert_eq!(b.me(&pair.access_token).await.status, 200);
 
         admin(a, &["user", "erase", &email, "--yes"]).await;
-        assert_eq!(b.get_with_token(ME, access(&pair)).await.status, 401);
-        assert_eq!(refresh(b, refresh_token(&pair)).await.status, 401);
+        assert_eq!(b.me(&pair.access_token).await.status, 401);
+        assert_eq!(b.refresh(&pair.refresh_token).await.status, 401);
         assert_eq!(b.login(&email, PASSWORD).await.status, 401);
         assert_eq!(cli(a, &["admin", "user", "show", &email]).await.code, 1);
         assert_eq!(
@@ -512,14 +484,14 @@ on_both_backends!(
         let (email, mine) = a.signed_in().await;
         let (_, theirs) = a.signed_in().await;
         for pair in [&mine, &theirs] {
-            assert_eq!(b.get_with_token(ME, access(pair)).await.status, 200);
+            assert_eq!(b.me(&pair.access_token).await.status, 200);
         }
         let run = admin(a, &["--json", "sessions", "revoke", "--user", &email]).await;
         assert_eq!(run.json()["sessions_ended"], 1);
-        assert_eq!(b.get_with_token(ME, access(&mine)).await.status, 401);
-        assert_eq!(refresh(b, refresh_token(&mine)).await.status, 401);
-        assert_eq!(b.get_with_token(ME, access(&theirs)).await.status, 200);
-        assert_eq!(refresh(b, refresh_token(&theirs)).await.status, 200);
+        assert_eq!(b.me(&mine.access_token).await.status, 401);
+        assert_eq!(b.refresh(&mine.refresh_token).await.status, 401);
+        assert_eq!(b.me(&theirs.access_token).await.status, 200);
+        assert_eq!(b.refresh(&theirs.refresh_token).await.status, 200);
         // Not disabled: the user signs in again.
         assert_eq!(a.login(&email, PASSWORD).await.status, 200);
         assert_eq!(
@@ -553,8 +525,8 @@ on_both_backends!(
         };
         let challenge = || async {
             let res = app.login(&email, PASSWORD).await;
-            assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-            res.json()["mfa_token"].as_str().unwrap().to_string()
+            assert_eq!(res.status, 200, "{}", res.text());
+            res.mfa_token()
         };
         let token = challenge().await;
         for _ in 0..2 {
@@ -562,13 +534,13 @@ on_both_backends!(
             assert_eq!(res.code(), "invalid_code");
         }
         let res = verify(challenge().await, right.clone()).await;
-        assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 423, "{}", res.text());
         let shown = admin(app, &["--json", "user", "show", &email]).await.json();
         assert!(shown["second_factor_locked_until"].is_string(), "{shown}");
 
         admin(app, &["user", "unlock", &email]).await;
         let res = verify(challenge().await, right).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
     }
 );
 

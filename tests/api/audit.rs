@@ -13,21 +13,7 @@ use suma_auth::storage::{AuditEvent, ChainRow};
 
 use crate::on_both_backends;
 use crate::support::probe::Probe;
-use crate::support::{Backend, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD};
-
-fn access(pair: &Value) -> String {
-    pair["access_token"].as_str().unwrap().to_string()
-}
-
-async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
-    app.services
-        .store
-        .find_user_by_email(&suma_auth::domain::Email::parse(email, "email").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id
-}
+use crate::support::{Backend, TestApp, TestDatabase, TestFleet, TestSetup, TokenPair, PASSWORD};
 
 async fn verify(app: &TestApp) -> ChainReport {
     verify_chain(&*app.services.store).await.unwrap()
@@ -90,7 +76,7 @@ pub(crate) async fn raw(app: &TestApp, sql: &str, bypass: bool) -> Result<(), St
 
 /// A user with a few audited actions: registration, verification, sign-in,
 /// a failed sign-in, a second sign-in.
-pub(crate) async fn busy_user(app: &TestApp) -> (String, Value) {
+pub(crate) async fn busy_user(app: &TestApp) -> (String, TokenPair) {
     let (email, pair) = app.signed_in().await;
     assert_eq!(
         app.login(&email, "not the password at all").await.status,
@@ -291,13 +277,13 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, pair) = busy_user(&app).await;
-        let id = user_id(&app, &email).await;
+        let id = app.user_id(&email).await;
         busy_user(&app).await;
         assert_eq!(
             app.with_token(
                 "DELETE",
                 "/api/v1/auth/me",
-                &access(&pair),
+                &pair.access_token,
                 Some(json!({"password": PASSWORD}))
             )
             .await
@@ -422,20 +408,9 @@ fn revoked(services: &suma_auth::services::Services, user: uuid::Uuid, n: usize)
 /// rows queued together on an instance share a transaction.
 #[actix_web::test]
 async fn concurrent_appends_on_three_instances_never_fork() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        apps.push(
-            TestSetup::new(Backend::Postgres)
-                .sharing(&db.url, &prefix, &smtp)
-                .spawn()
-                .await,
-        );
-    }
+    let apps = TestFleet::spawn(3).await;
     let (email, _) = apps[0].signed_in().await;
-    let id = user_id(&apps[0], &email).await;
+    let id = apps[0].user_id(&email).await;
     let before = chain(&apps[0]).await.len();
     // Fifty appends per instance, all in flight at once: 150 against one
     // chain, more than the pools' connections.
@@ -536,7 +511,7 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, _) = app.signed_in().await;
-        let id = user_id(&app, &email).await;
+        let id = app.user_id(&email).await;
         let writer = &app.services.audit_writer;
         let start = writer.stats();
         const N: usize = 40;
@@ -576,7 +551,7 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, _) = app.signed_in().await;
-        let id = user_id(&app, &email).await;
+        let id = app.user_id(&email).await;
         let writer = app.services.audit_writer.clone();
         let start = writer.stats();
         const N: usize = 30;
@@ -614,7 +589,7 @@ async fn page(app: &TestApp, token: &str, query: &str) -> Value {
     let res = app
         .with_token("GET", &format!("/api/v1/auth/me/audit{query}"), token, None)
         .await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 200, "{}", res.text());
     res.json()
 }
 
@@ -625,9 +600,9 @@ on_both_backends!(
         let (a_email, a_pair) = busy_user(&app).await;
         let (b_email, b_pair) = busy_user(&app).await;
         assert_eq!(app.login(&a_email, PASSWORD).await.status, 200);
-        let a = user_id(&app, &a_email).await;
-        let b = user_id(&app, &b_email).await;
-        let token = access(&a_pair);
+        let a = app.user_id(&a_email).await;
+        let b = app.user_id(&b_email).await;
+        let token = &a_pair.access_token;
 
         let expected: Vec<String> = app
             .probe()
@@ -642,7 +617,7 @@ on_both_backends!(
         let mut seen: Vec<Value> = Vec::new();
         let mut query = "?limit=2".to_string();
         loop {
-            let body = page(&app, &token, &query).await;
+            let body = page(&app, token, &query).await;
             let items = body["items"].as_array().unwrap();
             assert!(items.len() <= 2);
             seen.extend(items.iter().cloned());
@@ -696,12 +671,12 @@ on_both_backends!(
         }
 
         // Default limit, and B sees only B's.
-        let first = page(&app, &token, "").await;
+        let first = page(&app, token, "").await;
         assert_eq!(
             first["items"].as_array().unwrap().len(),
             expected.len().min(20)
         );
-        let theirs = page(&app, &access(&b_pair), "?limit=100").await;
+        let theirs = page(&app, &b_pair.access_token, "?limit=100").await;
         let b_expected = app.probe().audit_for_user(b, 1000).await.unwrap();
         assert_eq!(theirs["items"].as_array().unwrap().len(), b_expected.len());
         assert!(theirs["items"]
@@ -720,7 +695,7 @@ on_both_backends!(
             "?before=",
         ] {
             let res = app
-                .with_token("GET", &format!("/api/v1/auth/me/audit{bad}"), &token, None)
+                .with_token("GET", &format!("/api/v1/auth/me/audit{bad}"), token, None)
                 .await;
             assert_eq!(res.status, 422, "{bad}");
             assert_eq!(
@@ -815,11 +790,7 @@ on_both_backends!(
             }
         }
         let setup = match &db {
-            Some(db) => TestSetup::new(Backend::Postgres).sharing(
-                &db.url,
-                &format!("test:{}", uuid::Uuid::new_v4().simple()),
-                &SmtpSink::start().await,
-            ),
+            Some(db) => TestSetup::new(Backend::Postgres).on_database(&db.url),
             None => TestSetup::new(Backend::Sqlite).in_dir(&dir.0),
         };
         let app = setup.spawn().await;

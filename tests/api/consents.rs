@@ -9,20 +9,6 @@ use serde_json::{json, Value};
 use crate::on_both_backends;
 use crate::support::{Backend, Deployment, Resp, TestApp, PASSWORD};
 
-async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
-    app.services
-        .store
-        .find_user_by_email(&suma_auth::domain::Email::parse(email, "email").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id
-}
-
-fn access(pair: &Value) -> String {
-    pair["access_token"].as_str().unwrap().to_string()
-}
-
 async fn put(app: &TestApp, token: &str, body: Value) -> Resp {
     app.with_token("PUT", "/api/v1/auth/me/consents", token, Some(body))
         .await
@@ -33,11 +19,11 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, pair) = app.signed_in().await;
-        let token = access(&pair);
-        let id = user_id(&app, &email).await;
+        let token = &pair.access_token;
+        let id = app.user_id(&email).await;
 
         let state = app
-            .with_token("GET", "/api/v1/auth/me/consents", &token, None)
+            .with_token("GET", "/api/v1/auth/me/consents", token, None)
             .await;
         assert_eq!(state.status, 200);
         let state = state.json();
@@ -52,20 +38,20 @@ on_both_backends!(
         // Grant two, then repeat: the repetition records nothing.
         let res = put(
             &app,
-            &token,
+            token,
             json!({"marketing": {"granted": true}, "data_processing": {"granted": true, "version": "1.0"}}),
         )
         .await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         assert_eq!(res.json()["marketing"]["granted"], true);
         assert_eq!(res.json()["data_processing"]["version"], "1.0");
-        let again = put(&app, &token, json!({"marketing": {"granted": true}})).await;
+        let again = put(&app, token, json!({"marketing": {"granted": true}})).await;
         assert_eq!(again.status, 200);
         // Withdraw marketing.
-        let res = put(&app, &token, json!({"marketing": {"granted": false}})).await;
+        let res = put(&app, token, json!({"marketing": {"granted": false}})).await;
         assert_eq!(res.json()["marketing"]["granted"], false);
         let state = app
-            .with_token("GET", "/api/v1/auth/me/consents", &token, None)
+            .with_token("GET", "/api/v1/auth/me/consents", token, None)
             .await
             .json();
         assert_eq!(state["marketing"]["granted"], false);
@@ -74,20 +60,20 @@ on_both_backends!(
         // Terms and privacy end only with the account; stale versions and
         // unknown types are refused. None of these writes anything.
         for kind in ["terms", "privacy"] {
-            let res = put(&app, &token, json!({kind: {"granted": false}})).await;
+            let res = put(&app, token, json!({kind: {"granted": false}})).await;
             assert_eq!(res.status, 422);
             assert_eq!(res.code(), "withdrawal_requires_erasure");
         }
         let res = put(
             &app,
-            &token,
+            token,
             json!({"marketing": {"granted": true, "version": "0.9"}}),
         )
         .await;
         assert_eq!(res.status, 422);
-        assert_eq!(res.json()["errors"][0]["code"], "version_mismatch");
-        assert_eq!(res.json()["errors"][0]["field"], "marketing.version");
-        let res = put(&app, &token, json!({"cookies": {"granted": true}})).await;
+        assert_eq!(res.problem().errors[0].code, "version_mismatch");
+        assert_eq!(res.problem().errors[0].field, "marketing.version");
+        let res = put(&app, token, json!({"cookies": {"granted": true}})).await;
         assert_eq!(res.status, 422);
 
         // The history: registration's two rows, then one per change, in order.
@@ -121,7 +107,7 @@ on_both_backends!(
 
 async fn consent_required(app: &TestApp, email: &str) -> Value {
     let res = app.login(email, PASSWORD).await;
-    assert_eq!(res.status, 403, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 403, "{}", res.text());
     assert_eq!(
         res.header("content-type").as_deref(),
         Some("application/problem+json")
@@ -146,7 +132,7 @@ on_both_backends!(
 
         // A release with new terms.
         let app = deployment.spawn(&[("CONSENT_TERMS_VERSION", "2.0")]).await;
-        let id = user_id(&app, &email).await;
+        let id = app.user_id(&email).await;
         // Only after a correct password.
         assert_eq!(app.login(&email, "wrong password!").await.status, 401);
         let body = consent_required(&app, &email).await;
@@ -166,26 +152,21 @@ on_both_backends!(
         )
         .await;
         assert_eq!(stale.status, 422);
-        assert_eq!(stale.json()["errors"][0]["code"], "version_mismatch");
+        assert_eq!(stale.problem().errors[0].code, "version_mismatch");
         let missing = accept(&app, json!({"consent_token": token})).await;
         assert_eq!(missing.status, 422);
-        assert_eq!(missing.json()["errors"][0]["field"], "terms");
-        assert_eq!(missing.json()["errors"][0]["code"], "required");
+        assert_eq!(missing.problem().errors[0].field, "terms");
+        assert_eq!(missing.problem().errors[0].code, "required");
 
         let ok = accept(
             &app,
             json!({"consent_token": token, "terms": "2.0", "privacy": "1.0"}),
         )
         .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 200, "{}", ok.text());
         assert_eq!(ok.header("cache-control").as_deref(), Some("no-store"));
-        let pair = ok.json();
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &access(&pair))
-                .await
-                .status,
-            200
-        );
+        let pair = ok.token_pair();
+        assert_eq!(app.me(&pair.access_token).await.status, 200);
         // Single use.
         let again = accept(&app, json!({"consent_token": token, "terms": "2.0"})).await;
         assert_eq!(again.status, 401);
@@ -211,7 +192,7 @@ on_both_backends!(
             1
         );
         let state = app
-            .with_token("GET", "/api/v1/auth/me/consents", &access(&pair), None)
+            .with_token("GET", "/api/v1/auth/me/consents", &pair.access_token, None)
             .await
             .json();
         assert_eq!(state["terms"]["version"], "2.0");
@@ -251,11 +232,11 @@ on_both_backends!(
             .with_token(
                 "POST",
                 "/api/v1/auth/me/2fa/email",
-                &access(&pair),
+                &pair.access_token,
                 Some(json!({"password": PASSWORD})),
             )
             .await;
-        assert_eq!(on.status, 204, "{}", String::from_utf8_lossy(&on.body));
+        assert_eq!(on.status, 204, "{}", on.text());
         // mail 2: the "turned on" notice
         deployment.smtp.wait_for_nth(&email, 2).await;
         first.stop().await;
@@ -270,7 +251,7 @@ on_both_backends!(
             json!({"consent_token": body["consent_token"], "terms": "1.0", "privacy": "2.0"}),
         )
         .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 200, "{}", ok.text());
         let step = ok.json();
         assert_eq!(step["mfa_required"], true);
         assert_eq!(step["methods"], json!(["email_otp"]));
@@ -283,12 +264,7 @@ on_both_backends!(
                 json!({"mfa_token": step["mfa_token"], "code": code}),
             )
             .await;
-        assert_eq!(pair.status, 200, "{}", String::from_utf8_lossy(&pair.body));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &access(&pair.json()))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(pair.status, 200, "{}", pair.text());
+        assert_eq!(app.me(&pair.token_pair().access_token).await.status, 200);
     }
 );

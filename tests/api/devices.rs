@@ -17,35 +17,18 @@ const LAPTOP_UPDATED: &str =
 const PHONE: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
 const NEW_SIGN_IN: &str = "New sign-in to your SUMA account";
 
-async fn login_from(app: &TestApp, email: &str, agent: &str, device: &str) -> Resp {
-    app.send(
-        app.client
-            .post(app.url("/api/v1/auth/login"))
-            .insert_header(("User-Agent", agent)),
-        Some(json!({"email": email, "password": PASSWORD, "device_id": device})),
-    )
-    .await
-}
-
 /// Signs in; asserts the token pair and returns its access token.
 async fn signed_in_from(app: &TestApp, email: &str, agent: &str, device: &str) -> String {
-    let res = login_from(app, email, agent, device).await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-    access(&res.json())
-}
-
-fn access(pair: &Value) -> String {
-    pair["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access token in {pair}"))
-        .to_string()
+    let res = app.login_from(email, agent, device).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    res.token_pair().access_token
 }
 
 async fn devices(app: &TestApp, token: &str) -> Vec<Value> {
     let res = app
         .with_token("GET", "/api/v1/auth/me/devices", token, None)
         .await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 200, "{}", res.text());
     res.json().as_array().unwrap().clone()
 }
 
@@ -155,7 +138,7 @@ on_both_backends!(
         let listed = devices(&app, &laptop).await;
         let phone_id = listed[1]["id"].as_str().unwrap().to_string();
         let res = forget(&app, &laptop, &phone_id).await;
-        assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 204, "{}", res.text());
         let listed = devices(&app, &laptop).await;
         assert_eq!(listed.len(), 1, "{listed:?}");
         assert_eq!(listed[0]["user_agent"], LAPTOP);
@@ -226,7 +209,7 @@ on_both_backends!(
         signed_in_from(&app, &email, LAPTOP, "laptop-1").await;
 
         // An unknown device: the emailed-code step, nothing recorded yet.
-        let res = login_from(&app, &email, PHONE, "phone-1").await;
+        let res = app.login_from(&email, PHONE, "phone-1").await;
         assert_eq!(res.status, 200);
         let step = res.json();
         assert_eq!(step["mfa_required"], true, "{step}");
@@ -243,15 +226,14 @@ on_both_backends!(
         let code = mail.subject().rsplit(' ').next().unwrap().to_string();
 
         let ok = app
-            .send(
-                app.client
-                    .post(app.url("/api/v1/auth/otp/verify"))
-                    .insert_header(("User-Agent", PHONE)),
-                Some(json!({"mfa_token": step["mfa_token"], "code": code})),
+            .post_as(
+                "/api/v1/auth/otp/verify",
+                PHONE,
+                json!({"mfa_token": step["mfa_token"], "code": code}),
             )
             .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
-        let phone = access(&ok.json());
+        assert_eq!(ok.status, 200, "{}", ok.text());
+        let phone = ok.token_pair().access_token;
         let listed = devices(&app, &phone).await;
         assert_eq!(listed.len(), 2, "{listed:?}");
         assert_eq!(listed[1]["current"], true);
@@ -273,20 +255,19 @@ on_both_backends!(
         drop(first);
 
         let app = deployment.spawn(&[("CONSENT_TERMS_VERSION", "2.0")]).await;
-        let res = login_from(&app, &email, PHONE, "phone-1").await;
-        assert_eq!(res.status, 403, "{}", String::from_utf8_lossy(&res.body));
+        let res = app.login_from(&email, PHONE, "phone-1").await;
+        assert_eq!(res.status, 403, "{}", res.text());
         assert_eq!(res.code(), "consent_required");
         let token = res.json()["consent_token"].as_str().unwrap().to_string();
         let ok = app
-            .send(
-                app.client
-                    .post(app.url("/api/v1/auth/consents/accept"))
-                    .insert_header(("User-Agent", PHONE)),
-                Some(json!({"consent_token": token, "terms": "2.0", "privacy": "1.0"})),
+            .post_as(
+                "/api/v1/auth/consents/accept",
+                PHONE,
+                json!({"consent_token": token, "terms": "2.0", "privacy": "1.0"}),
             )
             .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
-        let phone = access(&ok.json());
+        assert_eq!(ok.status, 200, "{}", ok.text());
+        let phone = ok.token_pair().access_token;
         let listed = devices(&app, &phone).await;
         assert_eq!(listed.len(), 2, "{listed:?}");
         assert_eq!(listed[1]["user_agent"], PHONE);
@@ -301,7 +282,7 @@ on_both_backends!(
         let app = TestApp::spawn(backend).await;
         let email = app.verified_user().await;
         let token = signed_in_from(&app, &email, LAPTOP, "laptop-1").await;
-        let id: uuid::Uuid = app.get_with_token("/api/v1/auth/me", &token).await.json()["id"]
+        let id: uuid::Uuid = app.me(&token).await.json()["id"]
             .as_str()
             .unwrap()
             .parse()
@@ -331,7 +312,7 @@ on_both_backends!(
                 Some(json!({"password": PASSWORD})),
             )
             .await;
-        assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 204, "{}", res.text());
         assert_eq!(
             app.probe()
                 .count_of("device_fingerprints", "user_id", id)
@@ -348,9 +329,9 @@ on_both_backends!(
         let email = app.verified_user().await;
         let laptop = signed_in_from(&app, &email, LAPTOP, "laptop-1").await;
 
-        let logins = (0..4).map(|_| login_from(&app, &email, PHONE, "phone-1"));
+        let logins = (0..4).map(|_| app.login_from(&email, PHONE, "phone-1"));
         for res in futures_util::future::join_all(logins).await {
-            assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+            assert_eq!(res.status, 200, "{}", res.text());
         }
         assert_eq!(devices(&app, &laptop).await.len(), 2);
         assert_eq!(new_device_mails(&app, &email).await, 1);

@@ -4,30 +4,11 @@
 
 use std::time::Duration;
 
-use awc::http::header;
 use serde_json::{json, Value};
 use suma_auth::auth::totp;
 
 use crate::on_both_backends;
-use crate::support::{Backend, Resp, TestApp, PASSWORD};
-
-async fn post_bearer(app: &TestApp, path: &str, token: &str, body: Value) -> Resp {
-    app.send(
-        app.client
-            .post(app.url(path))
-            .insert_header((header::AUTHORIZATION, format!("Bearer {token}"))),
-        Some(body),
-    )
-    .await
-}
-
-fn access(pair: &Value) -> String {
-    pair["access_token"].as_str().unwrap().to_string()
-}
-
-fn body(res: &Resp) -> String {
-    String::from_utf8_lossy(&res.body).to_string()
-}
+use crate::support::{Backend, TestApp, PASSWORD};
 
 async fn mailed_code(app: &TestApp, email: &str, n: usize) -> String {
     let mail = app.smtp().wait_for_nth(email, n).await;
@@ -40,15 +21,9 @@ async fn subject(app: &TestApp, email: &str, n: usize) -> String {
 }
 
 async fn successes(app: &TestApp, email: &str, event: &str) -> Vec<Value> {
-    let user = app
-        .services
-        .store
-        .find_user_by_email(&suma_auth::domain::Email::parse(email, "e").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let user_id = app.user_id(email).await;
     app.probe()
-        .audit_for_user(user.id, 1000)
+        .audit_for_user(user_id, 1000)
         .await
         .unwrap()
         .into_iter()
@@ -69,48 +44,46 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, pair) = app.signed_in().await;
-        let me = access(&pair);
-        let other = access(&app.login(&email, PASSWORD).await.json());
+        let me = &pair.access_token;
+        let other = app.login_pair(&email).await.access_token;
 
         // An access token alone changes nothing; a wrong password neither.
-        let res = post_bearer(&app, "/api/v1/auth/me/2fa/email", &me, json!({})).await;
-        assert_eq!(res.status, 422, "{}", body(&res));
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/email",
-            &me,
-            json!({"password": "wrong password, again"}),
-        )
-        .await;
+        let res = app
+            .post_bearer("/api/v1/auth/me/2fa/email", me, json!({}))
+            .await;
+        assert_eq!(res.status, 422, "{}", res.text());
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/email",
+                me,
+                json!({"password": "wrong password, again"}),
+            )
+            .await;
         assert_eq!(res.status, 401);
         assert_eq!(res.code(), "invalid_credentials");
-        let res = post_bearer(&app, "/api/v1/auth/me/2fa/totp/setup", &me, json!({})).await;
+        let res = app
+            .post_bearer("/api/v1/auth/me/2fa/totp/setup", me, json!({}))
+            .await;
         assert_eq!(res.status, 422);
 
         // The password turns email codes on: the owner is told, the other session ends.
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/email",
-            &me,
-            json!({"password": PASSWORD}),
-        )
-        .await;
-        assert_eq!(res.status, 204, "{}", body(&res));
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/email",
+                me,
+                json!({"password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status, 204, "{}", res.text());
         assert!(subject(&app, &email, 2).await.contains("turned on"));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &other).await.status,
-            401
-        );
-        assert_eq!(app.get_with_token("/api/v1/auth/me", &me).await.status, 200);
+        assert_eq!(app.me(&other).await.status, 401);
+        assert_eq!(app.me(me).await.status, 200);
         let rows = successes(&app, &email, "two_factor_enabled").await;
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0]["sessions_ended"], 1);
 
         // A session opened with the emailed code (mail 3).
-        let mfa = app.login(&email, PASSWORD).await.json()["mfa_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let mfa = app.mfa_token(&email).await;
         let code = mailed_code(&app, &email, 3).await;
         let third = app
             .post(
@@ -119,79 +92,75 @@ on_both_backends!(
             )
             .await;
         assert_eq!(third.status, 200);
-        let third = access(&third.json());
+        let third = third.token_pair().access_token;
 
         // With email codes on, a change needs one too: asked for, mailed (mail 4).
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/totp/setup",
-            &me,
-            json!({"password": PASSWORD}),
-        )
-        .await;
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/totp/setup",
+                me,
+                json!({"password": PASSWORD}),
+            )
+            .await;
         assert_eq!(res.status, 422);
-        assert_eq!(res.json()["errors"][0]["code"], "code_required");
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/totp/setup",
-            &me,
-            json!({"password": PASSWORD, "code": "000000"}),
-        )
-        .await;
+        assert_eq!(res.problem().errors[0].code, "code_required");
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/totp/setup",
+                me,
+                json!({"password": PASSWORD, "code": "000000"}),
+            )
+            .await;
         assert_eq!(res.status, 401);
         assert_eq!(res.code(), "invalid_code");
-        let res = post_bearer(&app, "/api/v1/auth/me/2fa/email/code", &me, json!({})).await;
-        assert_eq!(res.status, 202, "{}", body(&res));
+        let res = app
+            .post_bearer("/api/v1/auth/me/2fa/email/code", me, json!({}))
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text());
         let step_up = mailed_code(&app, &email, 4).await;
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/totp/setup",
-            &me,
-            json!({"password": PASSWORD, "code": step_up}),
-        )
-        .await;
-        assert_eq!(res.status, 200, "{}", body(&res));
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/totp/setup",
+                me,
+                json!({"password": PASSWORD, "code": step_up}),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text());
         let secret = totp::from_base32(res.json()["secret"].as_str().unwrap()).unwrap();
         // A step-up code is spent once used.
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/totp/setup",
-            &me,
-            json!({"password": PASSWORD, "code": step_up}),
-        )
-        .await;
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/totp/setup",
+                me,
+                json!({"password": PASSWORD, "code": step_up}),
+            )
+            .await;
         assert_eq!(res.status, 401);
 
         // Confirming the app needs the password too (mail 5), and ends the third session.
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/totp/enable",
-            &me,
-            json!({"code": totp_code(&app, &secret)}),
-        )
-        .await;
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/totp/enable",
+                me,
+                json!({"code": totp_code(&app, &secret)}),
+            )
+            .await;
         assert_eq!(res.status, 422);
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/totp/enable",
-            &me,
-            json!({"password": PASSWORD, "code": totp_code(&app, &secret)}),
-        )
-        .await;
-        assert_eq!(res.status, 200, "{}", body(&res));
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/totp/enable",
+                me,
+                json!({"password": PASSWORD, "code": totp_code(&app, &secret)}),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text());
         let first_codes = res.json()["recovery_codes"].clone();
         assert!(subject(&app, &email, 5).await.contains("turned on"));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &third).await.status,
-            401
-        );
+        assert_eq!(app.me(&third).await.status, 401);
 
         // New recovery codes: password and a TOTP code (mail 6); the old ones stop working.
         let fourth = {
-            let mfa = app.login(&email, PASSWORD).await.json()["mfa_token"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let mfa = app.mfa_token(&email).await;
             let res = app
                 .post(
                     "/api/v1/auth/otp/verify",
@@ -199,36 +168,30 @@ on_both_backends!(
                 )
                 .await;
             assert_eq!(res.status, 200);
-            access(&res.json())
+            res.token_pair().access_token
         };
         app.services.clock.advance(Duration::from_secs(30));
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/recovery-codes",
-            &me,
-            json!({"password": PASSWORD}),
-        )
-        .await;
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/recovery-codes",
+                me,
+                json!({"password": PASSWORD}),
+            )
+            .await;
         assert_eq!(res.status, 422);
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/recovery-codes",
-            &me,
-            json!({"password": PASSWORD, "code": totp_code(&app, &secret)}),
-        )
-        .await;
-        assert_eq!(res.status, 200, "{}", body(&res));
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/recovery-codes",
+                me,
+                json!({"password": PASSWORD, "code": totp_code(&app, &secret)}),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text());
         let codes = res.json()["recovery_codes"].clone();
         assert_eq!(codes.as_array().unwrap().len(), 10);
         assert!(subject(&app, &email, 6).await.contains("changed"));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &fourth).await.status,
-            401
-        );
-        let mfa = app.login(&email, PASSWORD).await.json()["mfa_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        assert_eq!(app.me(&fourth).await.status, 401);
+        let mfa = app.mfa_token(&email).await;
         let old = app
             .post(
                 "/api/v1/auth/otp/verify",
@@ -244,28 +207,28 @@ on_both_backends!(
         );
 
         // Turning everything off: the password and a current code (mail 7).
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/disable",
-            &me,
-            json!({"password": PASSWORD}),
-        )
-        .await;
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/disable",
+                me,
+                json!({"password": PASSWORD}),
+            )
+            .await;
         assert_eq!(res.status, 422);
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/disable",
-            &me,
-            json!({"password": PASSWORD, "code": codes[0]}),
-        )
-        .await;
-        assert_eq!(res.status, 204, "{}", body(&res));
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/disable",
+                me,
+                json!({"password": PASSWORD, "code": codes[0]}),
+            )
+            .await;
+        assert_eq!(res.status, 204, "{}", res.text());
         assert!(subject(&app, &email, 7).await.contains("changed"));
         assert_eq!(
             successes(&app, &email, "two_factor_disabled").await.len(),
             1
         );
-        let me_now = app.get_with_token("/api/v1/auth/me", &me).await.json();
+        let me_now = app.me(me).await.json();
         assert_eq!(me_now["two_factor_enabled"], false);
     }
 );
@@ -275,25 +238,25 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, pair) = app.signed_in().await;
-        let me = access(&pair);
+        let me = &pair.access_token;
         for _ in 0..5 {
-            let res = post_bearer(
-                &app,
-                "/api/v1/auth/me/2fa/email",
-                &me,
-                json!({"password": "wrong password, again"}),
-            )
-            .await;
+            let res = app
+                .post_bearer(
+                    "/api/v1/auth/me/2fa/email",
+                    me,
+                    json!({"password": "wrong password, again"}),
+                )
+                .await;
             assert_eq!(res.status, 401);
         }
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/email",
-            &me,
-            json!({"password": PASSWORD}),
-        )
-        .await;
-        assert_eq!(res.status, 423, "{}", body(&res));
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/email",
+                me,
+                json!({"password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(res.status, 423, "{}", res.text());
         assert!(res.header("retry-after").is_some());
         assert_eq!(app.login(&email, PASSWORD).await.status, 423);
     }

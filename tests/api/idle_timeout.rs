@@ -3,51 +3,29 @@
 //! is refused although its `exp` is ahead; every authenticated request (on
 //! any instance) and every refresh counts as activity.
 
-use std::time::Duration;
+use serde_json::json;
 
-use serde_json::{json, Value};
-
-use crate::support::{redis_url, Backend, Resp, SmtpSink, TestApp, TestDatabase, TestSetup};
-
-fn access(pair: &Value) -> &str {
-    pair["access_token"].as_str().unwrap()
-}
+use crate::support::{advance, redis_url, Backend, Resp, TestApp, TestFleet, TestSetup, TokenPair};
 
 /// Three instances on one PostgreSQL and one Redis: tokens live ten minutes,
 /// sessions end after one idle minute.
-async fn three_instances(db: &TestDatabase, smtp: &SmtpSink) -> Vec<TestApp> {
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        apps.push(
-            TestSetup::new(Backend::Postgres)
-                .sharing(&db.url, &prefix, smtp)
-                .env("REDIS_ENDPOINT", &redis_url())
-                .env("ACCESS_TOKEN_TTL_SECONDS", "600")
-                .env("SESSION_TIMEOUT_MINUTES", "1")
-                .spawn()
-                .await,
-        );
-    }
-    apps
+async fn three_instances() -> TestFleet {
+    TestFleet::spawn_with(3, |setup| {
+        setup.env("REDIS_ENDPOINT", &redis_url()).envs(&[
+            ("ACCESS_TOKEN_TTL_SECONDS", "600"),
+            ("SESSION_TIMEOUT_MINUTES", "1"),
+        ])
+    })
+    .await
 }
 
-/// Moves every instance's clock forward by `secs`.
-fn advance(apps: &[TestApp], secs: u64) {
-    for app in apps {
-        app.services.clock.advance(Duration::from_secs(secs));
-    }
-}
-
-async fn me(app: &TestApp, pair: &Value) -> Resp {
-    app.get_with_token("/api/v1/auth/me", access(pair)).await
+async fn me(app: &TestApp, pair: &TokenPair) -> Resp {
+    app.me(&pair.access_token).await
 }
 
 #[actix_web::test]
 async fn an_idle_session_is_refused_on_every_instance_while_its_token_is_valid() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let apps = three_instances(&db, &smtp).await;
+    let apps = three_instances().await;
     let (_, pair) = apps[0].signed_in().await;
     assert_eq!(pair["expires_in"], 600);
 
@@ -56,12 +34,7 @@ async fn an_idle_session_is_refused_on_every_instance_while_its_token_is_valid()
     for (i, app) in apps.iter().cycle().skip(1).take(4).enumerate() {
         advance(&apps, 40);
         let res = me(app, &pair).await;
-        assert_eq!(
-            res.status,
-            200,
-            "request {i}: {}",
-            String::from_utf8_lossy(&res.body)
-        );
+        assert_eq!(res.status, 200, "request {i}: {}", res.text());
     }
 
     // A minute and a second without a request: refused on every instance,
@@ -69,7 +42,7 @@ async fn an_idle_session_is_refused_on_every_instance_while_its_token_is_valid()
     advance(&apps, 61);
     for app in &apps {
         let res = me(app, &pair).await;
-        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 401, "{}", res.text());
         assert_eq!(
             res.json()["detail"],
             "the session timed out after inactivity"
@@ -79,7 +52,7 @@ async fn an_idle_session_is_refused_on_every_instance_while_its_token_is_valid()
     let res = apps[1]
         .post(
             "/api/v1/auth/refresh",
-            json!({"refresh_token": pair["refresh_token"]}),
+            json!({"refresh_token": pair.refresh_token}),
         )
         .await;
     assert_eq!(res.status, 401);
@@ -101,36 +74,24 @@ async fn steady_use_with_refreshes(apps: &[TestApp]) {
             let res = apps[(step + 1) % apps.len()]
                 .post(
                     "/api/v1/auth/refresh",
-                    json!({"refresh_token": pair["refresh_token"]}),
+                    json!({"refresh_token": pair.refresh_token}),
                 )
                 .await;
-            assert_eq!(
-                res.status,
-                200,
-                "refresh at {elapsed} s: {}",
-                String::from_utf8_lossy(&res.body)
-            );
-            pair = res.json();
+            assert_eq!(res.status, 200, "refresh at {elapsed} s: {}", res.text());
+            pair = res.token_pair();
             issued_at = elapsed;
             refreshes += 1;
             continue;
         }
         let res = me(&apps[step % apps.len()], &pair).await;
-        assert_eq!(
-            res.status,
-            200,
-            "at {elapsed} s: {}",
-            String::from_utf8_lossy(&res.body)
-        );
+        assert_eq!(res.status, 200, "at {elapsed} s: {}", res.text());
     }
     assert!(refreshes >= 2, "{refreshes}");
 }
 
 #[actix_web::test]
 async fn a_client_that_uses_its_token_and_refreshes_stays_signed_in() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let apps = three_instances(&db, &smtp).await;
+    let apps = three_instances().await;
     steady_use_with_refreshes(&apps).await;
 }
 
@@ -154,9 +115,7 @@ crate::on_both_backends!(
 /// session, within a minute, on every instance.
 #[actix_web::test]
 async fn a_revocation_redis_missed_ends_the_session_within_a_minute() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let apps = three_instances(&db, &smtp).await;
+    let apps = three_instances().await;
     let (_, pair) = apps[0].signed_in().await;
     let (_, other) = apps[0].signed_in().await;
     assert_eq!(me(&apps[1], &pair).await.status, 200);
@@ -166,7 +125,7 @@ async fn a_revocation_redis_missed_ends_the_session_within_a_minute() {
             apps[2]
                 .client
                 .post(apps[2].url("/api/v1/auth/logout"))
-                .insert_header(("Authorization", format!("Bearer {}", access(&pair)))),
+                .insert_header(("Authorization", format!("Bearer {}", &pair.access_token))),
             None,
         )
         .await;
@@ -174,7 +133,7 @@ async fn a_revocation_redis_missed_ends_the_session_within_a_minute() {
     let key = format!(
         "{}:session:{{{}}}",
         apps[0].services.redis.as_ref().unwrap().prefix(),
-        pair["session_id"].as_str().unwrap()
+        &pair.session_id
     );
     let client = redis::Client::open(redis_url().as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();

@@ -3,28 +3,25 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde_json::json;
 
-use crate::support::{Backend, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD};
+use crate::support::{Backend, TestApp, TestFleet, TokenPair};
 
 fn public_of(private_pem: &str) -> String {
     suma_auth::auth::keys::public_pem_of(private_pem).unwrap()
 }
 
-async fn instance(
-    db: &TestDatabase,
-    smtp: &SmtpSink,
-    prefix: &str,
-    signing: &str,
-    verify_only: Option<&str>,
-) -> TestApp {
-    let mut setup = TestSetup::new(Backend::Postgres)
-        .sharing(&db.url, prefix, smtp)
-        .env("JWT_PRIVATE_KEY", signing);
-    if let Some(extra) = verify_only {
-        setup = setup.env("JWT_ADDITIONAL_PUBLIC_KEYS", extra);
-    }
-    setup.spawn().await
+/// One more instance of `fleet`, signing with `signing` and also verifying
+/// with the public keys `verify_only`.
+async fn instance(fleet: &mut TestFleet, signing: &str, verify_only: Option<&str>) -> TestApp {
+    fleet
+        .instance(|setup| {
+            let setup = setup.env("JWT_PRIVATE_KEY", signing);
+            match verify_only {
+                Some(extra) => setup.env("JWT_ADDITIONAL_PUBLIC_KEYS", extra),
+                None => setup,
+            }
+        })
+        .await
 }
 
 #[actix_web::test]
@@ -32,28 +29,20 @@ async fn keys_rotate_from_a_to_b_under_traffic_without_a_failed_request() {
     let (key_a, _) = suma_auth::auth::keys::generate_pem().unwrap();
     let (key_b, _) = suma_auth::auth::keys::generate_pem().unwrap();
     let (pub_a, pub_b) = (public_of(&key_a), public_of(&key_b));
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let mut fleet = TestFleet::empty().await;
 
     // Step 0: the fleet signs with A.
-    let x1 = instance(&db, &smtp, &prefix, &key_a, None).await;
+    let x1 = instance(&mut fleet, &key_a, None).await;
     let email = x1.verified_user().await;
-    let token_a = x1.login(&email, PASSWORD).await.json();
+    let token_a = x1.login_pair(&email).await;
     // Step 1: B is published (verify-only) before anyone signs with it.
-    let x2 = instance(&db, &smtp, &prefix, &key_a, Some(&pub_b)).await;
+    let x2 = instance(&mut fleet, &key_a, Some(&pub_b)).await;
     x1.stop().await;
     // Step 2: B signs; A still verifies tokens issued before the switch.
-    let x3 = instance(&db, &smtp, &prefix, &key_b, Some(&pub_a)).await;
-    let token_b = x3.login(&email, PASSWORD).await.json();
-    let kid = |t: &serde_json::Value| {
-        let header = t["access_token"]
-            .as_str()
-            .unwrap()
-            .split('.')
-            .next()
-            .unwrap()
-            .to_string();
+    let x3 = instance(&mut fleet, &key_b, Some(&pub_a)).await;
+    let token_b = x3.login_pair(&email).await;
+    let kid = |t: &TokenPair| {
+        let header = t.access_token.split('.').next().unwrap().to_string();
         serde_json::from_slice::<serde_json::Value>(&URL_SAFE_NO_PAD.decode(header).unwrap())
             .unwrap()["kid"]
             .clone()
@@ -65,32 +54,15 @@ async fn keys_rotate_from_a_to_b_under_traffic_without_a_failed_request() {
     let tokens = [&token_a, &token_b];
     let requests = (0..120).map(|i| {
         let app = live[i % 2];
-        let token = tokens[(i / 2) % 2]["access_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        async move { app.get_with_token("/api/v1/auth/me", &token).await.status }
+        let token = tokens[(i / 2) % 2].access_token.clone();
+        async move { app.me(&token).await.status }
     });
     let statuses = futures_util::future::join_all(requests).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     // A session opened under A refreshes on a B instance, and the B token works on x2.
-    let refreshed = x3
-        .post(
-            "/api/v1/auth/refresh",
-            json!({"refresh_token": token_a["refresh_token"]}),
-        )
-        .await
-        .json();
+    let refreshed = x3.refresh(&token_a.refresh_token).await.token_pair();
     assert_eq!(kid(&refreshed), kid(&token_b));
-    assert_eq!(
-        x2.get_with_token(
-            "/api/v1/auth/me",
-            refreshed["access_token"].as_str().unwrap()
-        )
-        .await
-        .status,
-        200
-    );
+    assert_eq!(x2.me(&refreshed.access_token).await.status, 200);
     for app in live {
         let jwks = app.get("/.well-known/jwks.json").await.json();
         let kids: Vec<_> = jwks["keys"]
@@ -104,22 +76,9 @@ async fn keys_rotate_from_a_to_b_under_traffic_without_a_failed_request() {
 
     // Step 3, after the access-token lifetime: A is retired.
     x2.stop().await;
-    let x4 = instance(&db, &smtp, &prefix, &key_b, None).await;
-    assert_eq!(
-        x4.get_with_token("/api/v1/auth/me", token_a["access_token"].as_str().unwrap())
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        x4.get_with_token(
-            "/api/v1/auth/me",
-            refreshed["access_token"].as_str().unwrap()
-        )
-        .await
-        .status,
-        200
-    );
+    let x4 = instance(&mut fleet, &key_b, None).await;
+    assert_eq!(x4.me(&token_a.access_token).await.status, 401);
+    assert_eq!(x4.me(&refreshed.access_token).await.status, 200);
     assert_eq!(
         x4.get("/.well-known/jwks.json").await.json()["keys"]
             .as_array()
@@ -133,7 +92,7 @@ async fn keys_rotate_from_a_to_b_under_traffic_without_a_failed_request() {
 async fn only_rs256_tokens_from_known_keys_are_accepted() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (_, pair) = app.signed_in().await;
-    let token = pair["access_token"].as_str().unwrap();
+    let token = &pair.access_token;
     let parts: Vec<&str> = token.split('.').collect();
     let claims: serde_json::Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
@@ -203,15 +162,12 @@ async fn only_rs256_tokens_from_known_keys_are_accepted() {
         parts[2]
     ));
     for (i, t) in forged.iter().enumerate() {
-        let res = app.get_with_token("/api/v1/auth/me", t).await;
+        let res = app.me(t).await;
         assert_eq!(res.status, 401, "forgery #{i} accepted");
         assert_eq!(
             res.header("www-authenticate").as_deref(),
             Some(r#"Bearer error="invalid_token""#)
         );
     }
-    assert_eq!(
-        app.get_with_token("/api/v1/auth/me", token).await.status,
-        200
-    );
+    assert_eq!(app.me(token).await.status, 200);
 }

@@ -10,49 +10,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde_json::Value;
 
 use crate::support::redis_server::RedisServer;
-use crate::support::{
-    redis_url, Backend, Resp, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD,
-};
+use crate::support::{redis_url, Resp, TestApp, TestFleet, TokenPair};
 
-fn access(pair: &Value) -> &str {
-    pair["access_token"].as_str().unwrap()
-}
-
-fn session_id(pair: &Value) -> &str {
-    pair["session_id"].as_str().unwrap()
-}
-
-struct Fleet<'a> {
-    db: &'a TestDatabase,
-    smtp: &'a SmtpSink,
-    redis: String,
-    env: Vec<(&'static str, &'static str)>,
-    /// The first instance publishes no revocation (a lost message).
-    first_unpublished: bool,
-}
-
-impl Fleet<'_> {
-    async fn spawn(self) -> Vec<TestApp> {
-        let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-        let mut apps = Vec::new();
-        for i in 0..3 {
-            let mut setup = TestSetup::new(Backend::Postgres)
-                .sharing(&self.db.url, &prefix, self.smtp)
-                .env("REDIS_ENDPOINT", &self.redis);
-            for (k, v) in &self.env {
-                setup = setup.env(k, v);
-            }
-            if i == 0 && self.first_unpublished {
-                setup = setup.unpublished_revocations();
-            }
-            apps.push(setup.spawn().await);
+/// Three instances on one database and the Redis at `redis`, with `env`;
+/// when `first_unpublished`, the first publishes no revocation (a lost
+/// message). Returned once every instance listens to the revocation channel.
+async fn three_instances(redis: &str, env: &[(&str, &str)], first_unpublished: bool) -> TestFleet {
+    let apps = TestFleet::spawn_each(3, |i, setup| {
+        let setup = setup.env("REDIS_ENDPOINT", redis).envs(env);
+        if i == 0 && first_unpublished {
+            setup.unpublished_revocations()
+        } else {
+            setup
         }
-        subscribed(&apps).await;
-        apps
-    }
+    })
+    .await;
+    subscribed(&apps).await;
+    apps
 }
 
 /// Waits until every instance listens to the revocation channel.
@@ -69,25 +45,19 @@ async fn subscribed(apps: &[TestApp]) {
     panic!("the instances did not subscribe to the revocation channel");
 }
 
-fn advance(apps: &[TestApp], secs: u64) {
-    for app in apps {
-        app.services.clock.advance(Duration::from_secs(secs));
-    }
-}
-
-async fn me(app: &TestApp, pair: &Value) -> Resp {
-    app.get_with_token("/api/v1/auth/me", access(pair)).await
+async fn me(app: &TestApp, pair: &TokenPair) -> Resp {
+    app.me(&pair.access_token).await
 }
 
 /// The token is refused on `app` within `within` (real time).
-async fn refused_within(app: &TestApp, pair: &Value, within: Duration) {
+async fn refused_within(app: &TestApp, pair: &TokenPair, within: Duration) {
     let start = std::time::Instant::now();
     loop {
         let res = me(app, pair).await;
         if res.status == 401 {
             return;
         }
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         assert!(
             start.elapsed() < within,
             "a revoked session still admitted requests on {} after {within:?}",
@@ -97,31 +67,21 @@ async fn refused_within(app: &TestApp, pair: &Value, within: Duration) {
     }
 }
 
-async fn logout(app: &TestApp, pair: &Value) {
+async fn logout(app: &TestApp, pair: &TokenPair) {
     let res = app
-        .with_token("POST", "/api/v1/auth/logout", access(pair), None)
+        .with_token("POST", "/api/v1/auth/logout", &pair.access_token, None)
         .await;
-    assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 204, "{}", res.text());
 }
 
 /// With a minute of revalidation, only the revocation channel can end a
 /// session on the other instances within the two seconds allowed here.
 #[actix_web::test]
 async fn a_revocation_on_one_instance_is_refused_on_the_others_at_once() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let apps = Fleet {
-        db: &db,
-        smtp: &smtp,
-        redis: redis_url(),
-        env: vec![("SESSION_REVALIDATE_SECONDS", "60")],
-        first_unpublished: false,
-    }
-    .spawn()
-    .await;
+    let apps = three_instances(&redis_url(), &[("SESSION_REVALIDATE_SECONDS", "60")], false).await;
     let (email, first) = apps[0].signed_in().await;
-    let second = apps[0].login(&email, PASSWORD).await.json();
-    let third = apps[0].login(&email, PASSWORD).await.json();
+    let second = apps[0].login_pair(&email).await;
+    let third = apps[0].login_pair(&email).await;
     // Every instance holds every session (the second request is decided in memory).
     for app in &apps {
         for pair in [&first, &second, &third] {
@@ -138,9 +98,9 @@ async fn a_revocation_on_one_instance_is_refused_on_the_others_at_once() {
     }
 
     // DELETE /me/sessions/{id} on the second instance.
-    let path = format!("/api/v1/auth/me/sessions/{}", session_id(&second));
+    let path = format!("/api/v1/auth/me/sessions/{}", second.session_id);
     let res = apps[1]
-        .with_token("DELETE", &path, access(&third), None)
+        .with_token("DELETE", &path, &third.access_token, None)
         .await;
     assert_eq!(res.status, 204);
     for app in &apps {
@@ -158,17 +118,7 @@ async fn a_revocation_on_one_instance_is_refused_on_the_others_at_once() {
 /// until their entry is `SESSION_REVALIDATE_SECONDS` old, then ask Redis.
 #[actix_web::test]
 async fn without_the_message_a_revoked_session_ends_within_the_revalidation_interval() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let apps = Fleet {
-        db: &db,
-        smtp: &smtp,
-        redis: redis_url(),
-        env: vec![("SESSION_REVALIDATE_SECONDS", "30")],
-        first_unpublished: true,
-    }
-    .spawn()
-    .await;
+    let apps = three_instances(&redis_url(), &[("SESSION_REVALIDATE_SECONDS", "30")], true).await;
     let (_, pair) = apps[0].signed_in().await;
     for app in &apps[1..] {
         assert_eq!(me(app, &pair).await.status, 200);
@@ -180,10 +130,10 @@ async fn without_the_message_a_revoked_session_ends_within_the_revalidation_inte
         assert_eq!(me(app, &pair).await.status, 200);
     }
     // ...until the interval has passed since they last asked Redis.
-    advance(&apps, 30);
+    apps.advance(30);
     for app in &apps[1..] {
         let res = me(app, &pair).await;
-        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 401, "{}", res.text());
         assert_eq!(res.json()["detail"], "the session has ended");
     }
 }
@@ -194,20 +144,10 @@ async fn without_the_message_a_revoked_session_ends_within_the_revalidation_inte
 /// (minute-long) revalidation interval; another session goes on.
 #[actix_web::test]
 async fn a_redis_restart_leaves_no_revoked_session_usable() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
     let mut redis = RedisServer::start().await;
-    let apps = Fleet {
-        db: &db,
-        smtp: &smtp,
-        redis: redis.url(),
-        env: vec![("SESSION_REVALIDATE_SECONDS", "60")],
-        first_unpublished: false,
-    }
-    .spawn()
-    .await;
+    let apps = three_instances(&redis.url(), &[("SESSION_REVALIDATE_SECONDS", "60")], false).await;
     let (email, pair) = apps[0].signed_in().await;
-    let other = apps[0].login(&email, PASSWORD).await.json();
+    let other = apps[0].login_pair(&email).await;
     for app in &apps {
         for p in [&pair, &other] {
             assert_eq!(me(app, p).await.status, 200);
@@ -226,7 +166,7 @@ async fn a_redis_restart_leaves_no_revoked_session_usable() {
     subscribed(&apps).await;
     for app in &apps {
         let res = me(app, &pair).await;
-        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 401, "{}", res.text());
         assert_eq!(me(app, &other).await.status, 200);
     }
 
@@ -294,23 +234,13 @@ impl Monitor {
 /// activity reaches Redis in a batch (`bump`).
 #[actix_web::test]
 async fn get_me_on_the_common_path_does_not_call_redis() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
     let redis = RedisServer::start().await;
-    let apps = Fleet {
-        db: &db,
-        smtp: &smtp,
-        redis: redis.url(),
-        env: vec![("SESSION_REVALIDATE_SECONDS", "60")],
-        first_unpublished: false,
-    }
-    .spawn()
-    .await;
+    let apps = three_instances(&redis.url(), &[("SESSION_REVALIDATE_SECONDS", "60")], false).await;
     let (_, pair) = apps[0].signed_in().await;
     for app in &apps {
         assert_eq!(me(app, &pair).await.status, 200);
     }
-    let key = format!("session:{{{}}}", session_id(&pair));
+    let key = format!("session:{{{}}}", pair.session_id);
     let mut monitor = Monitor::start(&redis.url()).await;
     let before: Vec<_> = apps
         .iter()
@@ -347,26 +277,21 @@ async fn get_me_on_the_common_path_does_not_call_redis() {
 /// Redis's copy alone (last confirmed before) would call it idle.
 #[actix_web::test]
 async fn activity_decided_in_memory_reaches_the_other_instances() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let apps = Fleet {
-        db: &db,
-        smtp: &smtp,
-        redis: redis_url(),
-        env: vec![
+    let apps = three_instances(
+        &redis_url(),
+        &[
             ("SESSION_REVALIDATE_SECONDS", "60"),
             ("SESSION_TIMEOUT_MINUTES", "1"),
             ("ACCESS_TOKEN_TTL_SECONDS", "600"),
         ],
-        first_unpublished: false,
-    }
-    .spawn()
+        false,
+    )
     .await;
     let (_, pair) = apps[0].signed_in().await;
     assert_eq!(me(&apps[1], &pair).await.status, 200);
-    advance(&apps, 30);
+    apps.advance(30);
     assert_eq!(me(&apps[1], &pair).await.status, 200);
-    advance(&apps, 25);
+    apps.advance(25);
     let last = apps[1].services.clock.now_ms();
     assert_eq!(me(&apps[1], &pair).await.status, 200);
 
@@ -374,7 +299,7 @@ async fn activity_decided_in_memory_reaches_the_other_instances() {
     let key = format!(
         "{}:session:{{{}}}",
         apps[1].services.redis.as_ref().unwrap().prefix(),
-        session_id(&pair)
+        pair.session_id
     );
     let client = redis::Client::open(redis_url().as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -398,7 +323,7 @@ async fn activity_decided_in_memory_reaches_the_other_instances() {
     );
 
     // 50 s after that request (105 s after the first): alive on the third instance.
-    advance(&apps, 50);
+    apps.advance(50);
     let res = me(&apps[2], &pair).await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 200, "{}", res.text());
 }

@@ -7,7 +7,7 @@ use suma_auth::security::LockoutStore;
 use suma_auth_actors::{LockoutBacking, LockoutPolicy, LockoutState, Timestamp, UserKey};
 
 use crate::support::redis_server::RedisServer;
-use crate::support::{redis_url, Backend, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD};
+use crate::support::{redis_url, Backend, TestApp, TestFleet, TestSetup, PASSWORD};
 
 /// Verifications that happened: audit rows of failed password checks.
 async fn verifications(app: &TestApp) -> u64 {
@@ -50,23 +50,20 @@ fn sqlite_count_reason(app: &TestApp, reason: &str) -> u64 {
     .unwrap() as u64
 }
 
-async fn three_instances(redis: &str) -> (TestDatabase, Vec<TestApp>) {
+async fn three_instances(redis: &str) -> TestFleet {
     three_instances_with(redis, false).await
 }
 
-async fn three_instances_with(redis: &str, statsd: bool) -> (TestDatabase, Vec<TestApp>) {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        let setup = TestSetup::new(Backend::Postgres)
-            .sharing(&db.url, &prefix, &smtp)
-            .env("REDIS_ENDPOINT", redis);
-        let setup = if statsd { setup.with_statsd() } else { setup };
-        apps.push(setup.spawn().await);
-    }
-    (db, apps)
+async fn three_instances_with(redis: &str, statsd: bool) -> TestFleet {
+    TestFleet::spawn_with(3, |setup| {
+        let setup = setup.env("REDIS_ENDPOINT", redis);
+        if statsd {
+            setup.with_statsd()
+        } else {
+            setup
+        }
+    })
+    .await
 }
 
 async fn hammer(apps: &[TestApp], email: &str, n: usize) -> Vec<u16> {
@@ -80,7 +77,7 @@ async fn hammer(apps: &[TestApp], email: &str, n: usize) -> Vec<u16> {
 
 #[actix_web::test]
 async fn fifty_concurrent_failures_over_three_instances_verify_at_most_five_times() {
-    let (_db, apps) = three_instances(&redis_url()).await;
+    let apps = three_instances(&redis_url()).await;
     let email = apps[0].verified_user().await;
     let statuses = hammer(&apps, &email, 50).await;
     assert!(
@@ -180,42 +177,26 @@ async fn an_embedded_restart_keeps_the_lockout() {
 
 #[actix_web::test]
 async fn an_instance_restarted_keeps_the_lockout_with_postgres_and_redis() {
-    let (db, apps) = three_instances(&redis_url()).await;
+    let mut apps = three_instances(&redis_url()).await;
     let email = apps[0].verified_user().await;
     hammer(&apps, &email, 10).await;
-    let prefix = apps[0]
-        .services
-        .redis
-        .as_ref()
-        .unwrap()
-        .prefix()
-        .to_string();
-    let smtp = apps[0].smtp().clone();
-    for app in &apps {
-        app.stop().await;
-    }
-    drop(apps);
+    apps.stop_all().await;
     // Dropping the apps deleted their Redis keys too (Redis losing its data):
     // the lock the database mirrors still holds.
-    let again = TestSetup::new(Backend::Postgres)
-        .sharing(&db.url, &prefix, &smtp)
-        .env("REDIS_ENDPOINT", &redis_url())
-        .spawn()
+    let again = apps
+        .instance(|setup| setup.env("REDIS_ENDPOINT", &redis_url()))
         .await;
     assert_eq!(again.login(&email, PASSWORD).await.status, 423);
     // Without Redis too: the database holds the lock.
-    let no_redis = TestSetup::new(Backend::Postgres)
-        .sharing(&db.url, &prefix, &smtp)
-        .spawn()
-        .await;
+    let no_redis = apps.instance(|setup| setup).await;
     let res = no_redis.login(&email, PASSWORD).await;
-    assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 423, "{}", res.text());
 }
 
 #[actix_web::test]
 async fn a_redis_outage_falls_back_to_the_database_and_recovers() {
     let mut redis = RedisServer::start().await;
-    let (_db, apps) = three_instances(&redis.url()).await;
+    let apps = three_instances(&redis.url()).await;
     let email = apps[0].verified_user().await;
     for app in &apps {
         assert_eq!(app.get("/ready").await.status, 200);
@@ -304,7 +285,7 @@ async fn correct_passwords_at_once(apps: &[TestApp], n: usize) {
             res.status == 200 || res.status == 503,
             "{} {}",
             res.status,
-            String::from_utf8_lossy(&res.body)
+            res.text()
         );
         if res.status == 503 {
             assert_eq!(res.code(), "service_busy");
@@ -360,7 +341,7 @@ async fn forty_concurrent_correct_passwords_are_never_locked_embedded() {
 
 #[actix_web::test]
 async fn forty_concurrent_correct_passwords_are_never_locked_over_three_instances() {
-    let (_db, apps) = three_instances_with(&redis_url(), true).await;
+    let apps = three_instances_with(&redis_url(), true).await;
     correct_passwords_at_once(&apps, 40).await;
 }
 

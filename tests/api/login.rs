@@ -12,14 +12,14 @@ on_both_backends!(
         let res = app.login(&email, PASSWORD).await;
         assert_eq!(res.status, 200);
         assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
-        let pair = res.json();
+        let pair = res.token_pair();
         assert_eq!(pair["token_type"], "Bearer");
         assert_eq!(pair["expires_in"], 900);
         assert_eq!(pair["refresh_expires_in"], 28800);
-        assert_eq!(pair["refresh_token"].as_str().unwrap().len(), 43);
-        let session_id = pair["session_id"].as_str().unwrap();
+        assert_eq!(pair.refresh_token.len(), 43);
+        let session_id = &pair.session_id;
 
-        let token = pair["access_token"].as_str().unwrap();
+        let token = &pair.access_token;
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,7 +31,7 @@ on_both_backends!(
         assert_eq!(header["kid"], jwks["keys"][0]["kid"]);
         let claims: serde_json::Value =
             serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
-        assert_eq!(claims["sid"], session_id);
+        assert_eq!(claims["sid"], session_id.as_str());
         assert_eq!(claims["amr"], json!(["pwd"]));
         assert_eq!(claims["iss"], "http://app.test");
         assert_eq!(claims["aud"], "suma-finance");
@@ -95,15 +95,9 @@ on_both_backends!(
         let app = TestApp::spawn(backend).await;
         let email = app.verified_user().await;
         app.login(&email, "wrong password here").await;
-        let ok = app.login(&email, PASSWORD).await.json();
-        let user = app
-            .services
-            .store
-            .find_user_by_email(&suma_auth::domain::Email::parse(&email, "email").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        let rows = app.probe().audit_for_user(user.id, 50).await.unwrap();
+        let ok = app.login_pair(&email).await;
+        let user_id = app.user_id(&email).await;
+        let rows = app.probe().audit_for_user(user_id, 50).await.unwrap();
         let logins: Vec<_> = rows.iter().filter(|r| r.event_type == "login").collect();
         assert_eq!(logins.len(), 2);
         assert!(logins.iter().any(|r| r.event_status == "failure"));
@@ -113,8 +107,8 @@ on_both_backends!(
         assert!(rows.iter().any(|r| r.event_type == "email_verification"));
         let dump = format!("{rows:?}");
         assert!(!dump.contains(PASSWORD));
-        assert!(!dump.contains(ok["refresh_token"].as_str().unwrap()));
-        assert!(!dump.contains(ok["access_token"].as_str().unwrap()));
+        assert!(!dump.contains(&ok.refresh_token));
+        assert!(!dump.contains(&ok.access_token));
     }
 );
 

@@ -8,9 +8,7 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, pair) = app.signed_in().await;
-        let res = app
-            .get_with_token("/api/v1/auth/me", pair["access_token"].as_str().unwrap())
-            .await;
+        let res = app.me(&pair.access_token).await;
         assert_eq!(res.status, 200);
         let me = res.json();
         assert_eq!(me["email"], email.as_str());
@@ -25,7 +23,7 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (_, pair) = app.signed_in().await;
-        let token = pair["access_token"].as_str().unwrap().to_string();
+        let token = pair.access_token.clone();
 
         let missing = app.get("/api/v1/auth/me").await;
         assert_eq!(missing.status, 401);
@@ -34,7 +32,7 @@ on_both_backends!(
             .unwrap()
             .starts_with("Bearer"));
 
-        let garbage = app.get_with_token("/api/v1/auth/me", "not.a.jwt").await;
+        let garbage = app.me("not.a.jwt").await;
         assert_eq!(garbage.status, 401);
         assert_eq!(
             garbage.header("www-authenticate").as_deref(),
@@ -53,10 +51,7 @@ on_both_backends!(
             b64.encode(claims.to_string()),
             parts[2]
         );
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &forged).await.status,
-            401
-        );
+        assert_eq!(app.me(&forged).await.status, 401);
 
         // alg none.
         let none = format!(
@@ -64,10 +59,7 @@ on_both_backends!(
             b64.encode(r#"{"alg":"none","typ":"at+jwt"}"#),
             parts[1]
         );
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &none).await.status,
-            401
-        );
+        assert_eq!(app.me(&none).await.status, 401);
 
         // Query-string tokens are never read.
         let q = app
@@ -76,14 +68,11 @@ on_both_backends!(
         assert_eq!(q.status, 401);
 
         // Expired: the service clock moves past exp plus leeway.
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &token).await.status,
-            200
-        );
+        assert_eq!(app.me(&token).await.status, 200);
         app.services
             .clock
             .advance(std::time::Duration::from_secs(15 * 60 + 31));
-        let expired = app.get_with_token("/api/v1/auth/me", &token).await;
+        let expired = app.me(&token).await;
         assert_eq!(expired.status, 401);
         assert!(expired.json()["detail"]
             .as_str()

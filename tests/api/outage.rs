@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use awc::http::header;
 use serde_json::json;
 
-use crate::support::{Backend, Resp, SmtpSink, TestApp, TestSetup, PASSWORD};
+use crate::support::{Backend, Resp, TestApp, TestSetup, PASSWORD};
 
 /// A bound on a hang, not a performance figure: the service promises an
 /// answer within 2 s; the margin absorbs a loaded test machine.
@@ -167,7 +167,7 @@ async fn send(app: &TestApp, kind: &str, access: &str, refresh: &str, email: &st
             app.post("/api/v1/auth/refresh", json!({"refresh_token": refresh}))
                 .await
         }
-        "me" => app.get_with_token("/api/v1/auth/me", access).await,
+        "me" => app.me(access).await,
         "sessions" => app.get_with_token("/api/v1/auth/me/sessions", access).await,
         "logout" => {
             let req = app
@@ -207,15 +207,13 @@ const NEED_THE_DATABASE: &[&str] = &[
 #[actix_web::test]
 async fn while_postgres_is_down_every_request_answers_503_quickly() {
     let pg = PlainPostgres::start();
-    let smtp = SmtpSink::start().await;
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
     let app = TestSetup::new(Backend::Postgres)
-        .sharing(&pg.url(), &prefix, &smtp)
+        .on_database(&pg.url())
         .spawn()
         .await;
     let (email, pair) = app.signed_in().await;
-    let access = pair["access_token"].as_str().unwrap().to_string();
-    let refresh = pair["refresh_token"].as_str().unwrap().to_string();
+    let access = pair.access_token.clone();
+    let refresh = pair.refresh_token.clone();
     assert_eq!(app.get("/ready").await.status, 200);
 
     pg.stop();
@@ -240,7 +238,7 @@ async fn while_postgres_is_down_every_request_answers_503_quickly() {
                 res.status,
                 503,
                 "{kind}: {}\n{}",
-                String::from_utf8_lossy(&res.body),
+                res.text(),
                 report.join("\n")
             );
             assert!(
@@ -286,11 +284,7 @@ async fn while_postgres_is_down_every_request_answers_503_quickly() {
         if res.status == 200 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery: {}",
-            String::from_utf8_lossy(&res.body)
-        );
+        assert!(Instant::now() < deadline, "no recovery: {}", res.text());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(app.get("/ready").await.status, 200);

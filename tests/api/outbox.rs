@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Backend, SmtpSink, TestDatabase, TestSetup, PASSWORD};
+use crate::support::{Backend, SmtpSink, TestFleet, TestSetup, PASSWORD};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -54,18 +54,8 @@ async fn an_smtp_outage_delays_mail_and_loses_none() {
 
 #[actix_web::test]
 async fn three_instances_send_each_mail_once() {
-    let db = TestDatabase::create().await;
-    let relay = SmtpSink::start().await;
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        apps.push(
-            TestSetup::new(Backend::Postgres)
-                .sharing(&db.url, &prefix, &relay)
-                .spawn()
-                .await,
-        );
-    }
+    let apps = TestFleet::spawn(3).await;
+    let relay = &apps.smtp;
     let emails: Vec<String> = (0..12)
         .map(|i| format!("m{i}-{}@example.com", uuid::Uuid::new_v4().simple()))
         .collect();

@@ -28,7 +28,7 @@ async fn form(app: &TestApp, path: &str, fields: &[(&str, &str)]) -> Resp {
 }
 
 fn html(res: &Resp) -> String {
-    String::from_utf8_lossy(&res.body).to_string()
+    res.text()
 }
 
 /// Every page answer is HTML with headers for a URL that carries a token.

@@ -4,33 +4,20 @@
 //! reach the check on each of them.
 
 use awc::http::header;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::on_both_backends;
-use crate::support::{Backend, Resp, TestApp, PASSWORD};
+use crate::support::{Backend, Resp, TestApp, TokenPair, PASSWORD};
 
 fn codes(res: &Resp) -> Vec<String> {
-    res.json()["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .filter_map(|e| e["code"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+    res.problem().errors.into_iter().map(|e| e.code).collect()
 }
 
 fn assert_refused(res: &Resp, field: &str, code: &str, what: &str) {
-    assert_eq!(
-        res.status,
-        422,
-        "{what}: {}",
-        String::from_utf8_lossy(&res.body)
-    );
+    assert_eq!(res.status, 422, "{what}: {}", res.text());
     assert_eq!(res.json()["code"], "validation_failed", "{what}");
     assert_eq!(codes(res), vec![code.to_string()], "{what}");
-    assert_eq!(res.json()["errors"][0]["field"], field, "{what}");
+    assert_eq!(res.problem().errors[0].field, field, "{what}");
 }
 
 async fn register_named(app: &TestApp, email: &str, password: &str) -> Resp {
@@ -44,7 +31,7 @@ async fn register_named(app: &TestApp, email: &str, password: &str) -> Resp {
 
 /// A verified, signed-in user named Rosalind Quimbleton; returns the email
 /// and the token pair.
-async fn named_user(app: &TestApp) -> (String, Value) {
+async fn named_user(app: &TestApp) -> (String, TokenPair) {
     let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
     assert_eq!(register_named(app, &email, PASSWORD).await.status, 202);
     let token = app.verification_token(&email, 1).await;
@@ -52,9 +39,8 @@ async fn named_user(app: &TestApp) -> (String, Value) {
         .post("/api/v1/auth/verify-email", json!({"token": token}))
         .await;
     assert_eq!(res.status, 200);
-    let res = app.login(&email, PASSWORD).await;
-    assert_eq!(res.status, 200);
-    (email, res.json())
+    let pair = app.login_pair(&email).await;
+    (email, pair)
 }
 
 on_both_backends!(
@@ -77,10 +63,7 @@ on_both_backends!(
             let res = app.register(&email, password).await;
             assert_refused(&res, "password", code, password);
             // The reason is readable by a person too, without the password.
-            let message = res.json()["errors"][0]["message"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let message = res.problem().errors[0].message.clone();
             assert!(!message.is_empty() && !message.contains(password));
         }
         // The names sent with the registration reach the policy.
@@ -107,7 +90,7 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (_, pair) = named_user(&app).await;
-        let access = pair["access_token"].as_str().unwrap().to_string();
+        let access = pair.access_token.clone();
         let change = |new: &str| {
             let body = json!({"current_password": PASSWORD, "new_password": new});
             let req = app
@@ -123,7 +106,7 @@ on_both_backends!(
         let res = change("Rosalind in the garden").await;
         assert_refused(&res, "new_password", "contains_personal_info", "name");
         let res = change("a brand new passphrase").await;
-        assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 204, "{}", res.text());
     }
 );
 
@@ -154,6 +137,6 @@ on_both_backends!(
         assert_refused(&res, "new_password", "contains_personal_info", "names");
         // A refused password does not spend the link.
         let res = confirm("a completely new passphrase").await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
     }
 );

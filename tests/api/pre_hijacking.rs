@@ -54,7 +54,7 @@ on_both_backends!(
 
         // The earlier link is void; the owner's verifies.
         let res = verify(&app, &attacker_link).await;
-        assert_eq!(res.status, 400, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 400, "{}", res.text());
         assert_eq!(verify(&app, &owner_link).await.status, 200);
 
         // The attacker's password opens nothing; the owner's does, with
@@ -63,9 +63,9 @@ on_both_backends!(
         assert_eq!(res.status, 401);
         assert_eq!(res.code(), "invalid_credentials");
         let res = app.login(&email, PASSWORD).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-        let token = res.json()["access_token"].as_str().unwrap().to_string();
-        let me = app.get_with_token("/api/v1/auth/me", &token).await.json();
+        assert_eq!(res.status, 200, "{}", res.text());
+        let token = res.token_pair().access_token;
+        let me = app.me(&token).await.json();
         assert_eq!(me["first_name"], "Alice");
         assert_eq!(
             app.probe()

@@ -5,82 +5,20 @@ use std::time::Duration;
 
 use awc::http::header;
 use serde_json::{json, Value};
-use suma_auth::auth::totp;
 use suma_auth::jobs::sweep::sweep_once;
 
 use crate::on_both_backends;
-use crate::support::{
-    redis_url, Backend, Resp, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD,
-};
-
-fn access(pair: &Value) -> String {
-    pair["access_token"].as_str().unwrap().to_string()
-}
-
-fn refresh_token(pair: &Value) -> String {
-    pair["refresh_token"].as_str().unwrap().to_string()
-}
-
-async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
-    app.services
-        .store
-        .find_user_by_email(&suma_auth::domain::Email::parse(email, "email").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id
-}
+use crate::support::{redis_url, Backend, Resp, TestApp, TestFleet, TestSetup, PASSWORD};
 
 async fn erase(app: &TestApp, token: &str, body: Value) -> Resp {
     app.with_token("DELETE", "/api/v1/auth/me", token, Some(body))
         .await
 }
 
-/// Enrolls TOTP; returns the secret and the recovery codes.
-async fn enroll_totp(app: &TestApp, token: &str) -> (Vec<u8>, Vec<String>) {
-    let setup = app
-        .with_token(
-            "POST",
-            "/api/v1/auth/me/2fa/totp/setup",
-            token,
-            Some(json!({"password": PASSWORD})),
-        )
-        .await;
-    assert_eq!(
-        setup.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&setup.body)
-    );
-    let secret = totp::from_base32(setup.json()["secret"].as_str().unwrap()).unwrap();
-    let enabled = app
-        .with_token(
-            "POST",
-            "/api/v1/auth/me/2fa/totp/enable",
-            token,
-            Some(json!({"code": totp_code(app, &secret), "password": PASSWORD})),
-        )
-        .await;
-    assert_eq!(
-        enabled.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&enabled.body)
-    );
-    let codes = enabled.json()["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_string())
-        .collect();
-    (secret, codes)
-}
-
 /// The code of the step after the last one used (each step is accepted once).
 fn totp_code(app: &TestApp, secret: &[u8]) -> String {
     app.services.clock.advance(Duration::from_secs(30));
-    let step = totp::step_of(app.services.clock.unix());
-    format!("{:06}", totp::code_at(secret, step))
+    app.totp_now(secret)
 }
 
 /// Every key of a JSON document, recursively.
@@ -102,44 +40,35 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, pair) = app.signed_in().await;
-        let token = access(&pair);
-        let id = user_id(&app, &email).await;
-        let (secret, recovery) = enroll_totp(&app, &token).await;
+        let token = &pair.access_token;
+        let id = app.user_id(&email).await;
+        let (secret, recovery) = app.enroll_totp(token).await;
         let consented = app
             .with_token(
                 "PUT",
                 "/api/v1/auth/me/consents",
-                &token,
+                token,
                 Some(json!({"marketing": {"granted": true}})),
             )
             .await;
         assert_eq!(consented.status, 200);
         // A second session from a phone, and a wrong password.
-        let phone = app
-            .send(
-                app.client
-                    .post(app.url("/api/v1/auth/login"))
-                    .insert_header(("User-Agent", "phone/7")),
-                Some(json!({"email": email, "password": PASSWORD, "device_id": "phone-7"})),
-            )
-            .await
-            .json();
+        let phone = app.login_from(&email, "phone/7", "phone-7").await.json();
         assert_eq!(phone["mfa_required"], true);
         let phone = app
-            .send(
-                app.client
-                    .post(app.url("/api/v1/auth/otp/verify"))
-                    .insert_header(("User-Agent", "phone/7")),
-                Some(json!({"mfa_token": phone["mfa_token"], "code": totp_code(&app, &secret)})),
+            .post_as(
+                "/api/v1/auth/otp/verify",
+                "phone/7",
+                json!({"mfa_token": phone["mfa_token"], "code": totp_code(&app, &secret)}),
             )
             .await
-            .json();
+            .token_pair();
         assert_eq!(app.login(&email, "not the password").await.status, 401);
 
         let res = app
-            .with_token("GET", "/api/v1/auth/me/export", &token, None)
+            .with_token("GET", "/api/v1/auth/me/export", token, None)
             .await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 200, "{}", res.text());
         assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
         let doc = res.json();
         assert_eq!(doc["format"], "suma-auth.export.v1");
@@ -194,7 +123,7 @@ on_both_backends!(
         assert!(templates.contains(&"verification"), "{templates:?}");
 
         // No secret, code, token or hash, by value or by name.
-        let body = String::from_utf8_lossy(&res.body).to_string();
+        let body = res.text();
         let (password_hash, sealed, _, _) = {
             let (_, h, s, d) = app.probe().user_row(id).await.unwrap();
             (h, s.unwrap(), (), d)
@@ -204,9 +133,9 @@ on_both_backends!(
             password_hash,
             sealed,
             suma_auth::auth::totp::base32(&secret),
-            refresh_token(&pair),
-            refresh_token(&phone),
-            access(&phone),
+            pair.refresh_token.clone(),
+            phone.refresh_token.clone(),
+            phone.access_token.clone(),
         ];
         secrets.extend(recovery);
         for s in &secrets {
@@ -241,12 +170,12 @@ async fn the_export_is_rate_limited() {
     let (_, pair) = app.signed_in().await;
     for _ in 0..2 {
         let res = app
-            .with_token("GET", "/api/v1/auth/me/export", &access(&pair), None)
+            .with_token("GET", "/api/v1/auth/me/export", &pair.access_token, None)
             .await;
         assert_eq!(res.status, 200);
     }
     let res = app
-        .with_token("GET", "/api/v1/auth/me/export", &access(&pair), None)
+        .with_token("GET", "/api/v1/auth/me/export", &pair.access_token, None)
         .await;
     assert_eq!(res.status, 429);
     assert_eq!(res.code(), "rate_limited");
@@ -328,14 +257,14 @@ on_both_backends!(
             401
         );
         let login = json!({"email": email, "password": PASSWORD, "device_id": "laptop"});
-        let a = post("/api/v1/auth/login", login.clone()).await.json();
-        let b = post("/api/v1/auth/login", login).await.json();
+        let a = post("/api/v1/auth/login", login.clone()).await.token_pair();
+        let b = post("/api/v1/auth/login", login).await.token_pair();
         let res = from_client(
             &app,
             &agent,
             "PUT",
             "/api/v1/auth/me/consents",
-            Some(&access(&a)),
+            Some(&a.access_token),
             Some(json!({"data_processing": {"granted": true}})),
         )
         .await;
@@ -345,7 +274,7 @@ on_both_backends!(
             &agent,
             "GET",
             "/api/v1/auth/me/export",
-            Some(&access(&a)),
+            Some(&a.access_token),
             None,
         )
         .await;
@@ -368,7 +297,7 @@ on_both_backends!(
             .enqueue_mail(waiting, chrono::Utc::now() + chrono::Duration::hours(1))
             .await
             .unwrap();
-        let id = user_id(&app, &email).await;
+        let id = app.user_id(&email).await;
         let recipient = app.services.mailer.recipient_tag(&email);
         assert!(app.probe().mail_tagged(&recipient).await.len() >= 3);
 
@@ -394,46 +323,36 @@ on_both_backends!(
             &agent,
             "DELETE",
             "/api/v1/auth/me",
-            Some(&access(&a)),
+            Some(&a.access_token),
             Some(json!({"password": "not it at all"})),
         )
         .await;
         assert_eq!(wrong.status, 401);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", &access(&a))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&a.access_token).await.status, 200);
 
         let res = from_client(
             &app,
             &agent,
             "DELETE",
             "/api/v1/auth/me",
-            Some(&access(&a)),
+            Some(&a.access_token),
             Some(json!({"password": PASSWORD})),
         )
         .await;
-        assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 204, "{}", res.text());
 
         // Every session and token ends at once.
         for pair in [&a, &b] {
-            assert_eq!(
-                app.get_with_token("/api/v1/auth/me", &access(pair))
-                    .await
-                    .status,
-                401
-            );
+            assert_eq!(app.me(&pair.access_token).await.status, 401);
             // A route that reads no user row: the session itself is refused.
             let sessions = app
-                .get_with_token("/api/v1/auth/me/sessions", &access(pair))
+                .get_with_token("/api/v1/auth/me/sessions", &pair.access_token)
                 .await;
             assert_eq!(sessions.status, 401);
             let refreshed = app
                 .post(
                     "/api/v1/auth/refresh",
-                    json!({"refresh_token": refresh_token(pair)}),
+                    json!({"refresh_token": &pair.refresh_token}),
                 )
                 .await;
             assert_eq!(refreshed.status, 401);
@@ -500,7 +419,7 @@ on_both_backends!(
         );
         let again = app.login(&email, PASSWORD).await;
         assert_eq!(again.status, 200);
-        assert_ne!(user_id(&app, &email).await, id);
+        assert_ne!(app.user_id(&email).await, id);
     }
 );
 
@@ -509,14 +428,14 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, pair) = app.signed_in().await;
-        let token = access(&pair);
+        let token = &pair.access_token;
         for _ in 0..5 {
-            let res = erase(&app, &token, json!({"password": "wrong password!"})).await;
+            let res = erase(&app, token, json!({"password": "wrong password!"})).await;
             assert_eq!(res.status, 401);
             assert_eq!(res.code(), "invalid_credentials");
         }
         // Locked: even the right password waits, and so does sign-in.
-        let locked = erase(&app, &token, json!({"password": PASSWORD})).await;
+        let locked = erase(&app, token, json!({"password": PASSWORD})).await;
         assert_eq!(locked.status, 423);
         assert_eq!(app.login(&email, PASSWORD).await.status, 423);
         assert_eq!(
@@ -527,8 +446,8 @@ on_both_backends!(
             5
         );
         app.services.clock.advance(Duration::from_secs(15 * 60 + 1));
-        let pair = app.login(&email, PASSWORD).await.json();
-        let res = erase(&app, &access(&pair), json!({"password": PASSWORD})).await;
+        let pair = app.login_pair(&email).await;
+        let res = erase(&app, &pair.access_token, json!({"password": PASSWORD})).await;
         assert_eq!(res.status, 204);
         assert_eq!(
             app.probe()
@@ -545,18 +464,13 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, pair) = app.signed_in().await;
-        let token = access(&pair);
-        let (secret, _) = enroll_totp(&app, &token).await;
-        let missing = erase(&app, &token, json!({"password": PASSWORD})).await;
+        let token = &pair.access_token;
+        let (secret, _) = app.enroll_totp(token).await;
+        let missing = erase(&app, token, json!({"password": PASSWORD})).await;
         assert_eq!(missing.status, 422);
-        assert_eq!(missing.json()["errors"][0]["field"], "code");
-        assert_eq!(missing.json()["errors"][0]["code"], "code_required");
-        let wrong = erase(
-            &app,
-            &token,
-            json!({"password": PASSWORD, "code": "000000"}),
-        )
-        .await;
+        assert_eq!(missing.problem().errors[0].field, "code");
+        assert_eq!(missing.problem().errors[0].code, "code_required");
+        let wrong = erase(&app, token, json!({"password": PASSWORD, "code": "000000"})).await;
         assert_eq!(wrong.status, 401);
         assert_eq!(wrong.code(), "invalid_code");
         assert_eq!(
@@ -568,89 +482,67 @@ on_both_backends!(
         );
         let ok = erase(
             &app,
-            &token,
+            token,
             json!({"password": PASSWORD, "code": totp_code(&app, &secret)}),
         )
         .await;
-        assert_eq!(ok.status, 204, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 204, "{}", ok.text());
         assert_eq!(app.login(&email, PASSWORD).await.status, 401);
 
         // Email codes: a step-up code mailed on request.
         let (email, pair) = app.signed_in().await;
-        let token = access(&pair);
+        let token = &pair.access_token;
         let on = app
             .with_token(
                 "POST",
                 "/api/v1/auth/me/2fa/email",
-                &token,
+                token,
                 Some(json!({"password": PASSWORD})),
             )
             .await;
-        assert_eq!(on.status, 204, "{}", String::from_utf8_lossy(&on.body));
-        let res = erase(&app, &token, json!({"password": PASSWORD})).await;
+        assert_eq!(on.status, 204, "{}", on.text());
+        let res = erase(&app, token, json!({"password": PASSWORD})).await;
         assert_eq!(res.status, 422);
         let sent = app
             .with_token(
                 "POST",
                 "/api/v1/auth/me/2fa/email/code",
-                &token,
+                token,
                 Some(json!({})),
             )
             .await;
-        assert_eq!(sent.status, 202, "{}", String::from_utf8_lossy(&sent.body));
+        assert_eq!(sent.status, 202, "{}", sent.text());
         // mail 1: verification, 2: "turned on", 3: the code
         let mail = app.smtp().wait_for_nth(&email, 3).await;
         let code = mail.subject().rsplit(' ').next().unwrap().to_string();
-        let ok = erase(&app, &token, json!({"password": PASSWORD, "code": code})).await;
-        assert_eq!(ok.status, 204, "{}", String::from_utf8_lossy(&ok.body));
+        let ok = erase(&app, token, json!({"password": PASSWORD, "code": code})).await;
+        assert_eq!(ok.status, 204, "{}", ok.text());
         assert_eq!(app.login(&email, PASSWORD).await.status, 401);
     }
 );
 
 #[actix_web::test]
 async fn erasure_ends_the_sessions_on_every_instance_at_once() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        apps.push(
-            TestSetup::new(Backend::Postgres)
-                .sharing(&db.url, &prefix, &smtp)
-                .env("REDIS_ENDPOINT", &redis_url())
-                .spawn()
-                .await,
-        );
-    }
+    let apps = TestFleet::spawn_with(3, |setup| setup.env("REDIS_ENDPOINT", &redis_url())).await;
     let (email, a) = apps[0].signed_in().await;
-    let b = apps[1].login(&email, PASSWORD).await.json();
+    let b = apps[1].login_pair(&email).await;
     // Both sessions are live, and known to Redis, on every instance.
     for app in &apps {
         for pair in [&a, &b] {
-            assert_eq!(
-                app.get_with_token("/api/v1/auth/me", &access(pair))
-                    .await
-                    .status,
-                200
-            );
+            assert_eq!(app.me(&pair.access_token).await.status, 200);
         }
     }
     assert_eq!(
-        erase(&apps[2], &access(&b), json!({"password": PASSWORD}))
+        erase(&apps[2], &b.access_token, json!({"password": PASSWORD}))
             .await
             .status,
         204
     );
     for app in &apps {
         for pair in [&a, &b] {
+            assert_eq!(app.me(&pair.access_token).await.status, 401);
             assert_eq!(
-                app.get_with_token("/api/v1/auth/me", &access(pair))
-                    .await
-                    .status,
-                401
-            );
-            assert_eq!(
-                app.get_with_token("/api/v1/auth/me/sessions", &access(pair))
+                app.get_with_token("/api/v1/auth/me/sessions", &pair.access_token)
                     .await
                     .status,
                 401
@@ -661,7 +553,7 @@ async fn erasure_ends_the_sessions_on_every_instance_at_once() {
         let res = apps[i]
             .post(
                 "/api/v1/auth/refresh",
-                json!({"refresh_token": refresh_token(pair)}),
+                json!({"refresh_token": &pair.refresh_token}),
             )
             .await;
         assert_eq!(res.status, 401);
@@ -673,15 +565,15 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (erased, pair) = app.signed_in().await;
-        let erased_id = user_id(&app, &erased).await;
+        let erased_id = app.user_id(&erased).await;
         assert_eq!(
-            erase(&app, &access(&pair), json!({"password": PASSWORD}))
+            erase(&app, &pair.access_token, json!({"password": PASSWORD}))
                 .await
                 .status,
             204
         );
         let (kept, _) = app.signed_in().await;
-        let kept_id = user_id(&app, &kept).await;
+        let kept_id = app.user_id(&kept).await;
         let probe = app.probe();
 
         // Within the periods nothing of theirs goes.

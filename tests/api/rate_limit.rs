@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::{redis_url, Backend, SmtpSink, TestApp, TestDatabase, TestSetup};
+use crate::support::{redis_url, Backend, TestApp, TestFleet, TestSetup};
 
 fn body() -> serde_json::Value {
     json!({"email": "someone@example.com", "password": "not the password"})
@@ -11,21 +11,12 @@ fn body() -> serde_json::Value {
 
 #[actix_web::test]
 async fn the_login_limit_holds_globally_across_three_instances() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        apps.push(
-            TestSetup::new(Backend::Postgres)
-                .sharing(&db.url, &prefix, &smtp)
-                .env("REDIS_ENDPOINT", &redis_url())
-                .env("RATE_LIMIT_LOGIN", "5")
-                .env("MAX_LOGIN_ATTEMPTS", "1000")
-                .spawn()
-                .await,
-        );
-    }
+    let apps = TestFleet::spawn_with(3, |setup| {
+        setup
+            .env("REDIS_ENDPOINT", &redis_url())
+            .envs(&[("RATE_LIMIT_LOGIN", "5"), ("MAX_LOGIN_ATTEMPTS", "1000")])
+    })
+    .await;
     let mut statuses = Vec::new();
     for i in 0..15 {
         statuses.push(apps[i % 3].post("/api/v1/auth/login", body()).await);

@@ -5,28 +5,25 @@
 use serde_json::json;
 
 use crate::support::redis_server::RedisServer;
-use crate::support::{Backend, Resp, SmtpSink, TestApp, TestDatabase, TestSetup};
+use crate::support::{Backend, Resp, TestApp, TestFleet, TestSetup};
 
 fn body() -> serde_json::Value {
     json!({"email": "someone@example.com", "password": "not the password"})
 }
 
-async fn three_instances(db: &TestDatabase, redis: Option<&str>) -> Vec<TestApp> {
-    let smtp = SmtpSink::start().await;
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        let mut setup = TestSetup::new(Backend::Postgres)
-            .sharing(&db.url, &prefix, &smtp)
-            .env("RATE_LIMIT_LOGIN", "5")
-            .env("MAX_LOGIN_ATTEMPTS", "1000")
-            .env("TRUSTED_PROXIES", "127.0.0.0/8");
-        if let Some(url) = redis {
-            setup = setup.env("REDIS_ENDPOINT", url);
+async fn three_instances(redis: Option<&str>) -> TestFleet {
+    TestFleet::spawn_with(3, |setup| {
+        let setup = setup.envs(&[
+            ("RATE_LIMIT_LOGIN", "5"),
+            ("MAX_LOGIN_ATTEMPTS", "1000"),
+            ("TRUSTED_PROXIES", "127.0.0.0/8"),
+        ]);
+        match redis {
+            Some(url) => setup.env("REDIS_ENDPOINT", url),
+            None => setup,
         }
-        apps.push(setup.spawn().await);
-    }
-    apps
+    })
+    .await
 }
 
 /// Fifteen logins from one client, round-robin over the instances: exactly
@@ -70,17 +67,15 @@ async fn exactly_the_limit_across(apps: &[TestApp]) {
 
 #[actix_web::test]
 async fn with_redis_down_the_login_limit_holds_across_three_instances() {
-    let db = TestDatabase::create().await;
     let mut redis = RedisServer::start().await;
-    let apps = three_instances(&db, Some(&redis.url())).await;
+    let apps = three_instances(Some(&redis.url())).await;
     redis.kill();
     exactly_the_limit_across(&apps).await;
 }
 
 #[actix_web::test]
 async fn without_redis_the_login_limit_holds_across_three_instances() {
-    let db = TestDatabase::create().await;
-    let apps = three_instances(&db, None).await;
+    let apps = three_instances(None).await;
     exactly_the_limit_across(&apps).await;
 }
 
@@ -88,10 +83,7 @@ async fn without_redis_the_login_limit_holds_across_three_instances() {
 /// place back a window after its oldest request, not at a fixed edge.
 #[actix_web::test]
 async fn the_database_window_slides() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
     let app = TestSetup::new(Backend::Postgres)
-        .sharing(&db.url, "test:slide", &smtp)
         .env("RATE_LIMIT_LOGIN", "2")
         .env("RATE_LIMIT_WINDOW_SECONDS", "10")
         .env("MAX_LOGIN_ATTEMPTS", "1000")

@@ -76,7 +76,11 @@ on_both_backends!(
         }
         let long = "x".repeat(129);
         assert_eq!(
-            app.register("bob@example.com", &long).await.json()["errors"][0]["code"],
+            app.register("bob@example.com", &long)
+                .await
+                .problem()
+                .errors[0]
+                .code,
             "too_long"
         );
     }
@@ -88,7 +92,7 @@ on_both_backends!(
         let app = TestApp::spawn(backend).await;
         let res = app.register("not-an-email", PASSWORD).await;
         assert_eq!(res.status, 422);
-        assert_eq!(res.json()["errors"][0]["code"], "invalid_email");
+        assert_eq!(res.problem().errors[0].code, "invalid_email");
         let res = app
         .post(
             "/api/v1/auth/register",
@@ -96,8 +100,8 @@ on_both_backends!(
         )
         .await;
         assert_eq!(res.status, 422);
-        assert_eq!(res.json()["errors"][0]["field"], "consents.privacy");
-        assert_eq!(res.json()["errors"][0]["code"], "consent_required");
+        assert_eq!(res.problem().errors[0].field, "consents.privacy");
+        assert_eq!(res.problem().errors[0].code, "consent_required");
     }
 );
 
@@ -124,14 +128,8 @@ on_both_backends!(
             )
             .await;
         assert_eq!(res.status, 202);
-        let user = app
-            .services
-            .store
-            .find_user_by_email(&suma_auth::domain::Email::parse(&email, "email").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
-        let consents = app.probe().consents_for_user(user.id).await.unwrap();
+        let user_id = app.user_id(&email).await;
+        let consents = app.probe().consents_for_user(user_id).await.unwrap();
         let mut types: Vec<(String, bool)> = consents
             .iter()
             .map(|c| (c.consent_type.clone(), c.consented))

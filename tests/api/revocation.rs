@@ -10,14 +10,6 @@ use serde_json::{json, Value};
 use crate::on_both_backends;
 use crate::support::{Backend, Resp, TestApp, TestSetup};
 
-fn access(pair: &Value) -> &str {
-    pair["access_token"].as_str().unwrap()
-}
-
-fn refresh_token(pair: &Value) -> &str {
-    pair["refresh_token"].as_str().unwrap()
-}
-
 async fn with_bearer(
     app: &TestApp,
     req: awc::ClientRequest,
@@ -57,14 +49,11 @@ on_both_backends!(
         let (_, attacker) = app.signed_in().await;
 
         // The victim's session id, ended from the attacker's account: 404, no effect.
-        let path = format!(
-            "/api/v1/auth/me/sessions/{}",
-            victim["session_id"].as_str().unwrap()
-        );
+        let path = format!("/api/v1/auth/me/sessions/{}", victim.session_id);
         let res = with_bearer(
             &app,
             app.client.delete(app.url(&path)),
-            access(&attacker),
+            &attacker.access_token,
             None,
         )
         .await;
@@ -75,41 +64,26 @@ on_both_backends!(
         let res = with_bearer(
             &app,
             app.client.post(app.url("/api/v1/auth/logout")),
-            access(&attacker),
-            Some(json!({"refresh_token": refresh_token(&victim)})),
+            &attacker.access_token,
+            Some(json!({"refresh_token": &victim.refresh_token})),
         )
         .await;
         assert_eq!(res.status, 204);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&attacker))
-                .await
-                .status,
-            401
-        );
+        assert_eq!(app.me(&attacker.access_token).await.status, 401);
 
         // The victim's tokens still work: the access token, and the refresh
         // token, which rotates as if nothing had happened.
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&victim))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&victim.access_token).await.status, 200);
         let res = app
             .post(
                 "/api/v1/auth/refresh",
-                json!({"refresh_token": refresh_token(&victim)}),
+                json!({"refresh_token": &victim.refresh_token}),
             )
             .await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-        let next = res.json();
+        assert_eq!(res.status, 200, "{}", res.text());
+        let next = res.token_pair();
         assert_eq!(next["session_id"], victim["session_id"]);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&next))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&next.access_token).await.status, 200);
 
         // No reuse alarm: no audit row, no metric, no mail (only the verification mail).
         assert_eq!(
@@ -142,33 +116,31 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, a) = app.signed_in().await;
-        let b = app.login(&email, crate::support::PASSWORD).await.json();
-        let c = app.login(&email, crate::support::PASSWORD).await.json();
-        let path = format!(
-            "/api/v1/auth/me/sessions/{}",
-            b["session_id"].as_str().unwrap()
-        );
-        let res = with_bearer(&app, app.client.delete(app.url(&path)), access(&a), None).await;
+        let b = app.login_pair(&email).await;
+        let c = app.login_pair(&email).await;
+        let path = format!("/api/v1/auth/me/sessions/{}", b.session_id);
+        let res = with_bearer(
+            &app,
+            app.client.delete(app.url(&path)),
+            &a.access_token,
+            None,
+        )
+        .await;
         assert_eq!(res.status, 204);
         let res = with_bearer(
             &app,
             app.client.post(app.url("/api/v1/auth/logout")),
-            access(&a),
-            Some(json!({"refresh_token": refresh_token(&c)})),
+            &a.access_token,
+            Some(json!({"refresh_token": &c.refresh_token})),
         )
         .await;
         assert_eq!(res.status, 204);
         for pair in [&a, &b, &c] {
-            assert_eq!(
-                app.get_with_token("/api/v1/auth/me", access(pair))
-                    .await
-                    .status,
-                401
-            );
+            assert_eq!(app.me(&pair.access_token).await.status, 401);
             let res = app
                 .post(
                     "/api/v1/auth/refresh",
-                    json!({"refresh_token": refresh_token(pair)}),
+                    json!({"refresh_token": &pair.refresh_token}),
                 )
                 .await;
             assert_eq!(res.status, 401);

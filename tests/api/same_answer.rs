@@ -74,16 +74,6 @@ async fn recovery_rows(app: &TestApp, user_id: uuid::Uuid) -> Vec<(String, bool)
     }
 }
 
-async fn user_id(app: &TestApp, email: &str) -> uuid::Uuid {
-    app.services
-        .store
-        .find_user_by_email(&suma_auth::domain::Email::parse(email, "e").unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .id
-}
-
 on_both_backends!(
     reset_and_resend_answer_before_any_account_work,
     |backend: Backend| async move {
@@ -162,19 +152,14 @@ on_both_backends!(
                 json!({"token": tokens[0], "new_password": "an entirely fresh passphrase"}),
             )
             .await;
-        assert_eq!(
-            stale.status,
-            400,
-            "{}",
-            String::from_utf8_lossy(&stale.body)
-        );
+        assert_eq!(stale.status, 400, "{}", stale.text());
         let ok = app
             .post(
                 "/api/v1/auth/password-reset/confirm",
                 json!({"token": tokens[1], "new_password": "an entirely fresh passphrase"}),
             )
             .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 200, "{}", ok.text());
     }
 );
 
@@ -184,7 +169,7 @@ on_both_backends!(
         let app = TestApp::spawn(backend).await;
         let sealer = app.services.mailer.sealer();
         let (email, secret, recovery) = totp_user(&app).await;
-        let id = user_id(&app, &email).await;
+        let id = app.user_id(&email).await;
         let scope = id.to_string();
 
         // Recovery codes: keyed, never the bare digest.
@@ -203,21 +188,18 @@ on_both_backends!(
             .clock
             .advance(std::time::Duration::from_secs(30));
         let pair = {
-            let mfa = app.login(&email, PASSWORD).await.json()["mfa_token"]
-                .as_str()
-                .unwrap()
-                .to_string();
+            let mfa = app.mfa_token(&email).await;
             app.post(
                 "/api/v1/auth/otp/verify",
                 json!({"mfa_token": mfa, "code": code_now(&app, &secret)}),
             )
             .await
-            .json()
+            .token_pair()
         };
         app.services
             .clock
             .advance(std::time::Duration::from_secs(30));
-        let token = pair["access_token"].as_str().unwrap();
+        let token = &pair.access_token;
         let res = app
             .send(
                 app.client
@@ -226,11 +208,8 @@ on_both_backends!(
                 Some(json!({"password": PASSWORD, "code": code_now(&app, &secret)})),
             )
             .await;
-        assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
-        let mfa = app.login(&email, PASSWORD).await.json()["mfa_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        assert_eq!(res.status, 204, "{}", res.text());
+        let mfa = app.mfa_token(&email).await;
         let res = app
             .post("/api/v1/auth/otp/send", json!({"mfa_token": mfa}))
             .await;
@@ -290,10 +269,7 @@ on_both_backends!(
             let app = &app;
             let email = email.clone();
             async move {
-                let mfa = app.login(&email, PASSWORD).await.json()["mfa_token"]
-                    .as_str()
-                    .unwrap()
-                    .to_string();
+                let mfa = app.mfa_token(&email).await;
                 app.post(
                     "/api/v1/auth/otp/verify",
                     json!({"mfa_token": mfa, "code": code}),

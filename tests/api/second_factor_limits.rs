@@ -5,72 +5,22 @@
 
 use std::time::Duration;
 
-use awc::http::header;
-use serde_json::{json, Value};
+use serde_json::json;
 use suma_auth::auth::totp;
 
 use crate::on_both_backends;
-use crate::support::{
-    redis_url, Backend, Resp, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD,
-};
-
-async fn post_bearer(app: &TestApp, path: &str, token: &str, body: Value) -> Resp {
-    app.send(
-        app.client
-            .post(app.url(path))
-            .insert_header((header::AUTHORIZATION, format!("Bearer {token}"))),
-        Some(body),
-    )
-    .await
-}
+use crate::support::{redis_url, Backend, Resp, TestApp, TestFleet, TestSetup, PASSWORD};
 
 /// A verified user with TOTP on (set up and confirmed on `app`): the email,
 /// the secret and the recovery codes.
 pub async fn totp_user(app: &TestApp) -> (String, Vec<u8>, Vec<String>) {
     let (email, pair) = app.signed_in().await;
-    let token = pair["access_token"].as_str().unwrap().to_string();
-    let setup = post_bearer(
-        app,
-        "/api/v1/auth/me/2fa/totp/setup",
-        &token,
-        json!({"password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(
-        setup.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&setup.body)
-    );
-    let secret = totp::from_base32(setup.json()["secret"].as_str().unwrap()).unwrap();
-    let code = code_now(app, &secret);
-    let enabled = post_bearer(
-        app,
-        "/api/v1/auth/me/2fa/totp/enable",
-        &token,
-        json!({"password": PASSWORD, "code": code}),
-    )
-    .await;
-    assert_eq!(
-        enabled.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&enabled.body)
-    );
-    let recovery = enabled.json()["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_string())
-        .collect();
-    // The step used to confirm is spent: later codes come from later steps.
-    app.services.clock.advance(Duration::from_secs(30));
+    let (secret, recovery) = app.enroll_totp(&pair.access_token).await;
     (email, secret, recovery)
 }
 
 pub fn code_now(app: &TestApp, secret: &[u8]) -> String {
-    let step = totp::step_of(app.services.clock.unix());
-    format!("{:06}", totp::code_at(secret, step))
+    app.totp_now(secret)
 }
 
 /// A six-digit code that is not the current one (nor its neighbours).
@@ -87,8 +37,8 @@ fn wrong_code(app: &TestApp, secret: &[u8]) -> String {
 
 async fn challenge(app: &TestApp, email: &str) -> String {
     let res = app.login(email, PASSWORD).await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-    res.json()["mfa_token"].as_str().unwrap().to_string()
+    assert_eq!(res.status, 200, "{}", res.text());
+    res.mfa_token()
 }
 
 async fn verify(app: &TestApp, mfa_token: &str, code: &str) -> Resp {
@@ -105,15 +55,9 @@ fn retry_after(res: &Resp) -> u64 {
 
 /// Audit rows saying the second factor locked.
 async fn factor_locks(app: &TestApp, email: &str) -> usize {
-    let user = app
-        .services
-        .store
-        .find_user_by_email(&suma_auth::domain::Email::parse(email, "e").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let user_id = app.user_id(email).await;
     app.probe()
-        .audit_for_user(user.id, 1000)
+        .audit_for_user(user_id, 1000)
         .await
         .unwrap()
         .iter()
@@ -123,21 +67,13 @@ async fn factor_locks(app: &TestApp, email: &str) -> usize {
 
 #[actix_web::test]
 async fn wrong_codes_count_per_account_across_challenges_and_three_instances() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        apps.push(
-            TestSetup::new(Backend::Postgres)
-                .sharing(&db.url, &prefix, &smtp)
-                .env("REDIS_ENDPOINT", &redis_url())
-                .env("MFA_CHALLENGES_PER_HOUR", "6")
-                .with_statsd()
-                .spawn()
-                .await,
-        );
-    }
+    let apps = TestFleet::spawn_with(3, |setup| {
+        setup
+            .env("REDIS_ENDPOINT", &redis_url())
+            .env("MFA_CHALLENGES_PER_HOUR", "6")
+            .with_statsd()
+    })
+    .await;
     let (email, secret, recovery) = totp_user(&apps[0]).await;
     for app in &apps[1..] {
         app.services.clock.advance(Duration::from_secs(30));
@@ -151,12 +87,12 @@ async fn wrong_codes_count_per_account_across_challenges_and_three_instances() {
     let c = challenge(&apps[2], &email).await;
     for (app, token) in [(0, &a), (0, &a), (1, &b), (1, &b), (2, &c)] {
         let res = verify(&apps[app], token, &wrong).await;
-        assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 401, "{}", res.text());
         assert_eq!(res.code(), "invalid_code");
     }
     // The right code, on a challenge with four checks left: locked.
     let res = verify(&apps[2], &c, &code_now(&apps[2], &secret)).await;
-    assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 423, "{}", res.text());
     assert_eq!(res.code(), "account_locked");
     let retry = retry_after(&res);
     assert!(retry > 0 && retry <= 15 * 60, "{retry}");
@@ -191,7 +127,7 @@ async fn wrong_codes_count_per_account_across_challenges_and_three_instances() {
     }
     assert_eq!(tagged.len(), 1, "{tagged:?}");
     // mails: verification, "turned on", then the lock
-    let mail = smtp.wait_for_nth(&email, 3).await;
+    let mail = apps.smtp.wait_for_nth(&email, 3).await;
     assert!(
         mail.subject().contains("Sign-in codes were locked"),
         "{}",
@@ -200,7 +136,7 @@ async fn wrong_codes_count_per_account_across_challenges_and_three_instances() {
 
     // Six challenges opened this hour (the cap here): the seventh is refused.
     let res = apps[1].login(&email, PASSWORD).await;
-    assert_eq!(res.status, 429, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 429, "{}", res.text());
     assert!(res.header("retry-after").is_some());
 
     // After the lock (and the hour), the right code signs in again.
@@ -209,7 +145,7 @@ async fn wrong_codes_count_per_account_across_challenges_and_three_instances() {
     }
     let fresh = challenge(&apps[1], &email).await;
     let res = verify(&apps[1], &fresh, &code_now(&apps[1], &secret)).await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 200, "{}", res.text());
 }
 
 on_both_backends!(
@@ -242,7 +178,7 @@ on_both_backends!(
             &code_now(&app, &secret),
         )
         .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 200, "{}", ok.text());
 
         // Two more wrong codes make seven today: locked for the rest of the day.
         let token = challenge(&app, &email).await;
@@ -257,7 +193,7 @@ on_both_backends!(
             &code_now(&app, &secret),
         )
         .await;
-        assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 423, "{}", res.text());
         assert!(retry_after(&res) > 15 * 60, "{}", retry_after(&res));
         app.services.clock.advance(Duration::from_secs(16 * 60));
         let res = verify(
@@ -283,7 +219,7 @@ on_both_backends!(
             challenge(&app, &email).await;
         }
         let res = app.login(&email, PASSWORD).await;
-        assert_eq!(res.status, 429, "{}", String::from_utf8_lossy(&res.body));
+        assert_eq!(res.status, 429, "{}", res.text());
         assert_eq!(res.code(), "rate_limited");
         let retry = retry_after(&res);
         assert!(retry > 0 && retry <= 3600, "{retry}");
@@ -304,9 +240,9 @@ on_both_backends!(
             let token = challenge(&app, &email).await;
             let res = verify(&app, &token, &code_now(&app, &secret)).await;
             assert_eq!(res.status, 200);
-            res.json()
+            res.token_pair()
         };
-        let access = pair["access_token"].as_str().unwrap().to_string();
+        let access = pair.access_token.clone();
         let wrong = wrong_code(&app, &secret);
         // Three wrong codes at sign-in, two in changes: five for the account.
         let token = challenge(&app, &email).await;
@@ -314,25 +250,25 @@ on_both_backends!(
             assert_eq!(verify(&app, &token, &wrong).await.code(), "invalid_code");
         }
         for _ in 0..2 {
-            let res = post_bearer(
-                &app,
-                "/api/v1/auth/me/2fa/recovery-codes",
-                &access,
-                json!({"password": PASSWORD, "code": wrong}),
-            )
-            .await;
-            assert_eq!(res.status, 401, "{}", String::from_utf8_lossy(&res.body));
+            let res = app
+                .post_bearer(
+                    "/api/v1/auth/me/2fa/recovery-codes",
+                    &access,
+                    json!({"password": PASSWORD, "code": wrong}),
+                )
+                .await;
+            assert_eq!(res.status, 401, "{}", res.text());
             assert_eq!(res.code(), "invalid_code");
         }
         app.services.clock.advance(Duration::from_secs(30));
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/disable",
-            &access,
-            json!({"password": PASSWORD, "code": code_now(&app, &secret)}),
-        )
-        .await;
-        assert_eq!(res.status, 423, "{}", String::from_utf8_lossy(&res.body));
+        let res = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/disable",
+                &access,
+                json!({"password": PASSWORD, "code": code_now(&app, &secret)}),
+            )
+            .await;
+        assert_eq!(res.status, 423, "{}", res.text());
         let res = verify(&app, &token, &code_now(&app, &secret)).await;
         assert_eq!(res.status, 423);
     }

@@ -3,69 +3,30 @@
 
 use std::time::Duration;
 
-use awc::http::header;
 use serde_json::{json, Value};
 
 use crate::on_both_backends;
-use crate::support::{redis_url, Backend, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD};
-
-fn access(pair: &Value) -> &str {
-    pair["access_token"].as_str().unwrap()
-}
-
-fn refresh_token(pair: &Value) -> &str {
-    pair["refresh_token"].as_str().unwrap()
-}
-
-async fn refresh(app: &TestApp, token: &str) -> crate::support::Resp {
-    app.post("/api/v1/auth/refresh", json!({"refresh_token": token}))
-        .await
-}
-
-async fn post_bearer(
-    app: &TestApp,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> crate::support::Resp {
-    app.send(
-        app.client
-            .post(app.url(path))
-            .insert_header((header::AUTHORIZATION, format!("Bearer {token}"))),
-        body,
-    )
-    .await
-}
+use crate::support::{redis_url, Backend, TestApp, TestFleet, TestSetup, PASSWORD};
 
 on_both_backends!(
     refresh_rotates_and_reuse_revokes_the_session,
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, first) = app.signed_in().await;
-        let res = refresh(&app, refresh_token(&first)).await;
+        let res = app.refresh(&first.refresh_token).await;
         assert_eq!(res.status, 200);
         assert_eq!(res.header("cache-control").as_deref(), Some("no-store"));
-        let second = res.json();
-        assert_ne!(refresh_token(&second), refresh_token(&first));
+        let second = res.token_pair();
+        assert_ne!(second.refresh_token, first.refresh_token);
         assert_eq!(second["session_id"], first["session_id"]);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&second))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&second.access_token).await.status, 200);
 
         // The spent token again: 401, and the whole session ends.
-        let reuse = refresh(&app, refresh_token(&first)).await;
+        let reuse = app.refresh(&first.refresh_token).await;
         assert_eq!(reuse.status, 401);
         assert_eq!(reuse.code(), "invalid_token");
-        assert_eq!(refresh(&app, refresh_token(&second)).await.status, 401);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&second))
-                .await
-                .status,
-            401
-        );
+        assert_eq!(app.refresh(&second.refresh_token).await.status, 401);
+        assert_eq!(app.me(&second.access_token).await.status, 401);
         let mail = app.smtp().wait_for_nth(&email, 2).await;
         assert!(mail.subject().contains("ended"), "{}", mail.subject());
         assert_eq!(
@@ -85,8 +46,8 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (_, pair) = app.signed_in().await;
-        let token = refresh_token(&pair).to_string();
-        let results = futures_util::future::join_all((0..20).map(|_| refresh(&app, &token))).await;
+        let token = pair.refresh_token.clone();
+        let results = futures_util::future::join_all((0..20).map(|_| app.refresh(&token))).await;
         let ok = results.iter().filter(|r| r.status == 200).count();
         assert_eq!(
             ok,
@@ -100,50 +61,29 @@ on_both_backends!(
 
 #[actix_web::test]
 async fn concurrent_refreshes_over_three_instances_yield_one_success_and_logout_is_global() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let mut apps = Vec::new();
-    for _ in 0..3 {
-        apps.push(
-            TestSetup::new(Backend::Postgres)
-                .sharing(&db.url, &prefix, &smtp)
-                .env("REDIS_ENDPOINT", &redis_url())
-                .spawn()
-                .await,
-        );
-    }
+    let apps = TestFleet::spawn_with(3, |setup| setup.env("REDIS_ENDPOINT", &redis_url())).await;
     let (email, pair) = apps[0].signed_in().await;
-    let token = refresh_token(&pair).to_string();
+    let token = pair.refresh_token.clone();
     let results =
-        futures_util::future::join_all((0..21).map(|i| refresh(&apps[i % 3], &token))).await;
+        futures_util::future::join_all((0..21).map(|i| apps[i % 3].refresh(&token))).await;
     assert_eq!(results.iter().filter(|r| r.status == 200).count(), 1);
 
     // A fresh session, used on every instance, then logged out on one.
-    let pair = apps[1].login(&email, PASSWORD).await.json();
+    let pair = apps[1].login_pair(&email).await;
     for app in &apps {
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&pair))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&pair.access_token).await.status, 200);
     }
     assert_eq!(
-        post_bearer(&apps[2], "/api/v1/auth/logout", access(&pair), None)
+        apps[2]
+            .with_token("POST", "/api/v1/auth/logout", &pair.access_token, None)
             .await
             .status,
         204
     );
     for app in &apps {
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&pair))
-                .await
-                .status,
-            401
-        );
+        assert_eq!(app.me(&pair.access_token).await.status, 401);
     }
-    assert_eq!(refresh(&apps[0], refresh_token(&pair)).await.status, 401);
+    assert_eq!(apps[0].refresh(&pair.refresh_token).await.status, 401);
 }
 
 on_both_backends!(
@@ -152,18 +92,13 @@ on_both_backends!(
         let app = TestApp::spawn(backend).await;
         let (email, a) = app.signed_in().await;
         let b = app
-            .send(
-                app.client
-                    .post(app.url("/api/v1/auth/login"))
-                    .insert_header(("User-Agent", "phone/2")),
-                Some(json!({"email": email, "password": PASSWORD, "device_id": "phone-1"})),
-            )
+            .login_from(&email, "phone/2", "phone-1")
             .await
-            .json();
-        let c = app.login(&email, PASSWORD).await.json();
+            .token_pair();
+        let c = app.login_pair(&email).await;
 
         let list = app
-            .get_with_token("/api/v1/auth/me/sessions", access(&a))
+            .get_with_token("/api/v1/auth/me/sessions", &a.access_token)
             .await;
         assert_eq!(list.status, 200);
         let list = list.json();
@@ -181,39 +116,17 @@ on_both_backends!(
         assert_eq!(phone["ip_address"], "127.0.0.1");
 
         // End b from a.
-        let path = format!(
-            "/api/v1/auth/me/sessions/{}",
-            b["session_id"].as_str().unwrap()
-        );
-        let del = app
-            .send(
-                app.client
-                    .delete(app.url(&path))
-                    .insert_header((header::AUTHORIZATION, format!("Bearer {}", access(&a)))),
-                None,
-            )
-            .await;
+        let path = format!("/api/v1/auth/me/sessions/{}", b.session_id);
+        let del = app.with_token("DELETE", &path, &a.access_token, None).await;
         assert_eq!(del.status, 204);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&b))
-                .await
-                .status,
-            401
-        );
-        let again = app
-            .send(
-                app.client
-                    .delete(app.url(&path))
-                    .insert_header((header::AUTHORIZATION, format!("Bearer {}", access(&a)))),
-                None,
-            )
-            .await;
+        assert_eq!(app.me(&b.access_token).await.status, 401);
+        let again = app.with_token("DELETE", &path, &a.access_token, None).await;
         assert_eq!(again.status, 404);
         let bogus = app
-            .send(
-                app.client
-                    .delete(app.url("/api/v1/auth/me/sessions/not-a-uuid"))
-                    .insert_header((header::AUTHORIZATION, format!("Bearer {}", access(&a)))),
+            .with_token(
+                "DELETE",
+                "/api/v1/auth/me/sessions/not-a-uuid",
+                &a.access_token,
                 None,
             )
             .await;
@@ -221,48 +134,25 @@ on_both_backends!(
 
         // Someone else's session cannot be ended.
         let (_, other) = app.signed_in().await;
-        let foreign = format!(
-            "/api/v1/auth/me/sessions/{}",
-            other["session_id"].as_str().unwrap()
-        );
+        let foreign = format!("/api/v1/auth/me/sessions/{}", other.session_id);
         let res = app
-            .send(
-                app.client
-                    .delete(app.url(&foreign))
-                    .insert_header((header::AUTHORIZATION, format!("Bearer {}", access(&a)))),
-                None,
-            )
+            .with_token("DELETE", &foreign, &a.access_token, None)
             .await;
         assert_eq!(res.status, 404);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&other))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&other.access_token).await.status, 200);
 
         // Logout-all ends a and c.
         assert_eq!(
-            post_bearer(&app, "/api/v1/auth/logout-all", access(&c), None)
+            app.with_token("POST", "/api/v1/auth/logout-all", &c.access_token, None)
                 .await
                 .status,
             204
         );
+        assert_eq!(app.me(&a.access_token).await.status, 401);
+        assert_eq!(app.me(&c.access_token).await.status, 401);
+        assert_eq!(app.refresh(&a.refresh_token).await.status, 401);
         assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&a))
-                .await
-                .status,
-            401
-        );
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&c))
-                .await
-                .status,
-            401
-        );
-        assert_eq!(refresh(&app, refresh_token(&a)).await.status, 401);
-        assert_eq!(
-            post_bearer(&app, "/api/v1/auth/logout", access(&a), None)
+            app.with_token("POST", "/api/v1/auth/logout", &a.access_token, None)
                 .await
                 .status,
             401
@@ -275,21 +165,17 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (_, pair) = app.signed_in().await;
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/logout",
-            access(&pair),
-            Some(json!({"refresh_token": refresh_token(&pair)})),
-        )
-        .await;
+        let res = app
+            .with_token(
+                "POST",
+                "/api/v1/auth/logout",
+                &pair.access_token,
+                Some(json!({"refresh_token": &pair.refresh_token})),
+            )
+            .await;
         assert_eq!(res.status, 204);
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&pair))
-                .await
-                .status,
-            401
-        );
-        assert_eq!(refresh(&app, refresh_token(&pair)).await.status, 401);
+        assert_eq!(app.me(&pair.access_token).await.status, 401);
+        assert_eq!(app.refresh(&pair.refresh_token).await.status, 401);
     }
 );
 
@@ -301,28 +187,18 @@ on_both_backends!(
         let clock = app.services.clock.clone();
         // Activity every 10 minutes keeps a session with a 15-minute idle timeout.
         clock.advance(Duration::from_secs(10 * 60));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&pair))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&pair.access_token).await.status, 200);
         clock.advance(Duration::from_secs(4 * 60));
-        let res = refresh(&app, refresh_token(&pair)).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
-        let pair = res.json();
+        let res = app.refresh(&pair.refresh_token).await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        let pair = res.token_pair();
         clock.advance(Duration::from_secs(10 * 60));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&pair))
-                .await
-                .status,
-            200
-        );
+        assert_eq!(app.me(&pair.access_token).await.status, 200);
         // 15 minutes without activity end it, for both tokens.
         clock.advance(Duration::from_secs(15 * 60));
-        let res = app.get_with_token("/api/v1/auth/me", access(&pair)).await;
+        let res = app.me(&pair.access_token).await;
         assert_eq!(res.status, 401);
-        assert_eq!(refresh(&app, refresh_token(&pair)).await.status, 401);
+        assert_eq!(app.refresh(&pair.refresh_token).await.status, 401);
     }
 );
 
@@ -357,12 +233,12 @@ async fn idle_check(app: &TestApp) {
     // Requests four minutes apart keep it alive...
     for _ in 0..3 {
         clock.advance(Duration::from_secs(4 * 60));
-        let res = app.get_with_token("/api/v1/auth/me", access(&pair)).await;
-        assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+        let res = app.me(&pair.access_token).await;
+        assert_eq!(res.status, 200, "{}", res.text());
     }
     // ...five minutes without one end it, though the token has 48 minutes left.
     clock.advance(Duration::from_secs(5 * 60));
-    let res = app.get_with_token("/api/v1/auth/me", access(&pair)).await;
+    let res = app.me(&pair.access_token).await;
     assert_eq!(res.status, 401);
     assert_eq!(
         res.json()["detail"],
@@ -382,18 +258,13 @@ on_both_backends!(
         let clock = app.services.clock.clone();
         for _ in 0..5 {
             clock.advance(Duration::from_secs(10 * 60));
-            let res = refresh(&app, refresh_token(&pair)).await;
+            let res = app.refresh(&pair.refresh_token).await;
             assert_eq!(res.status, 200);
-            pair = res.json();
+            pair = res.token_pair();
         }
         clock.advance(Duration::from_secs(10 * 60 + 1));
-        assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&pair))
-                .await
-                .status,
-            401
-        );
-        assert_eq!(refresh(&app, refresh_token(&pair)).await.status, 401);
+        assert_eq!(app.me(&pair.access_token).await.status, 401);
+        assert_eq!(app.refresh(&pair.refresh_token).await.status, 401);
     }
 );
 
@@ -402,56 +273,56 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, a) = app.signed_in().await;
-        let b = app.login(&email, PASSWORD).await.json();
+        let b = app.login_pair(&email).await;
         let change =
             |current: &str, new: &str| json!({"current_password": current, "new_password": new});
 
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/password/change",
-            access(&a),
-            Some(change("wrong current pass", "a brand new passphrase")),
-        )
-        .await;
+        let res = app
+            .with_token(
+                "POST",
+                "/api/v1/auth/password/change",
+                &a.access_token,
+                Some(change("wrong current pass", "a brand new passphrase")),
+            )
+            .await;
         assert_eq!(res.status, 401);
         assert_eq!(res.code(), "invalid_credentials");
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/password/change",
-            access(&a),
-            Some(change(PASSWORD, "short")),
-        )
-        .await;
+        let res = app
+            .with_token(
+                "POST",
+                "/api/v1/auth/password/change",
+                &a.access_token,
+                Some(change(PASSWORD, "short")),
+            )
+            .await;
         assert_eq!(res.status, 422);
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/password/change",
-            access(&a),
-            Some(change(PASSWORD, PASSWORD)),
-        )
-        .await;
+        let res = app
+            .with_token(
+                "POST",
+                "/api/v1/auth/password/change",
+                &a.access_token,
+                Some(change(PASSWORD, PASSWORD)),
+            )
+            .await;
         assert_eq!(res.status, 422);
-        assert_eq!(res.json()["errors"][0]["code"], "password_reused");
+        assert_eq!(res.problem().errors[0].code, "password_reused");
 
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/password/change",
-            access(&a),
-            Some(change(PASSWORD, "a brand new passphrase")),
-        )
-        .await;
-        assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+        let res = app
+            .with_token(
+                "POST",
+                "/api/v1/auth/password/change",
+                &a.access_token,
+                Some(change(PASSWORD, "a brand new passphrase")),
+            )
+            .await;
+        assert_eq!(res.status, 204, "{}", res.text());
         assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&a))
-                .await
-                .status,
+            app.me(&a.access_token).await.status,
             200,
             "the current session continues"
         );
         assert_eq!(
-            app.get_with_token("/api/v1/auth/me", access(&b))
-                .await
-                .status,
+            app.me(&b.access_token).await.status,
             401,
             "other sessions end"
         );
@@ -461,14 +332,15 @@ on_both_backends!(
             200
         );
         // Back to the old one: refused (history).
-        let res = post_bearer(
-            &app,
-            "/api/v1/auth/password/change",
-            access(&a),
-            Some(change("a brand new passphrase", PASSWORD)),
-        )
-        .await;
-        assert_eq!(res.json()["errors"][0]["code"], "password_reused");
+        let res = app
+            .with_token(
+                "POST",
+                "/api/v1/auth/password/change",
+                &a.access_token,
+                Some(change("a brand new passphrase", PASSWORD)),
+            )
+            .await;
+        assert_eq!(res.problem().errors[0].code, "password_reused");
         let changed = app.smtp().wait_for_nth(&email, 2).await;
         assert!(changed.subject().contains("password was changed"));
     }
@@ -483,10 +355,10 @@ async fn wrong_current_passwords_count_toward_the_lockout() {
     let mut statuses = Vec::new();
     for _ in 0..6 {
         statuses.push(
-            post_bearer(
-                &app,
+            app.with_token(
+                "POST",
                 "/api/v1/auth/password/change",
-                access(&pair),
+                &pair.access_token,
                 Some(body.clone()),
             )
             .await
@@ -507,7 +379,7 @@ async fn the_sweep_prunes_expired_sessions() {
     app.services.clock.advance(Duration::from_secs(2 * 3600));
     let deleted = suma_auth::jobs::sweep::sweep_once(&app.services).await;
     assert!(deleted >= 2, "session and refresh token: {deleted}");
-    let sid = uuid::Uuid::parse_str(pair["session_id"].as_str().unwrap()).unwrap();
+    let sid = uuid::Uuid::parse_str(&pair.session_id).unwrap();
     assert!(app
         .services
         .store

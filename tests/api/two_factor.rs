@@ -2,23 +2,12 @@
 
 use std::time::Duration;
 
-use awc::http::header;
 use base64::Engine as _;
 use serde_json::{json, Value};
 use suma_auth::auth::totp;
 
 use crate::on_both_backends;
 use crate::support::{Backend, TestApp, TestSetup, PASSWORD};
-
-async fn post_bearer(app: &TestApp, path: &str, token: &str, body: Value) -> crate::support::Resp {
-    app.send(
-        app.client
-            .post(app.url(path))
-            .insert_header((header::AUTHORIZATION, format!("Bearer {token}"))),
-        Some(body),
-    )
-    .await
-}
 
 fn amr(pair: &Value) -> Value {
     let t = pair["access_token"].as_str().unwrap();
@@ -42,10 +31,9 @@ async fn code_from_mail(app: &TestApp, email: &str, n: usize) -> String {
 on_both_backends!(email_otp_login_end_to_end, |backend: Backend| async move {
     let app = TestApp::spawn(backend).await;
     let (email, pair) = app.signed_in().await;
-    let token = pair["access_token"].as_str().unwrap().to_string();
+    let token = pair.access_token.clone();
     assert_eq!(
-        post_bearer(
-            &app,
+        app.post_bearer(
             "/api/v1/auth/me/2fa/email",
             &token,
             json!({"password": PASSWORD})
@@ -54,7 +42,7 @@ on_both_backends!(email_otp_login_end_to_end, |backend: Backend| async move {
         .status,
         204
     );
-    let me = app.get_with_token("/api/v1/auth/me", &token).await.json();
+    let me = app.me(&token).await.json();
     assert_eq!(me["two_factor_enabled"], true);
     assert_eq!(me["two_factor_methods"], json!(["email_otp"]));
     // mail 2: the "turned on" notice
@@ -93,15 +81,10 @@ on_both_backends!(email_otp_login_end_to_end, |backend: Backend| async move {
             json!({"mfa_token": mfa_token, "code": code}),
         )
         .await;
-    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
-    let pair = ok.json();
-    assert_eq!(amr(&pair), json!(["pwd", "otp"]));
-    assert_eq!(
-        app.get_with_token("/api/v1/auth/me", pair["access_token"].as_str().unwrap())
-            .await
-            .status,
-        200
-    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let pair = ok.token_pair();
+    assert_eq!(amr(&pair.json), json!(["pwd", "otp"]));
+    assert_eq!(app.me(&pair.access_token).await.status, 200);
     // Single use.
     let again = app
         .post(
@@ -121,17 +104,13 @@ on_both_backends!(
             .spawn()
             .await;
         let (email, pair) = app.signed_in().await;
-        post_bearer(
-            &app,
+        app.post_bearer(
             "/api/v1/auth/me/2fa/email",
-            pair["access_token"].as_str().unwrap(),
+            &pair.access_token,
             json!({"password": PASSWORD}),
         )
         .await;
-        let mfa_token = app.login(&email, PASSWORD).await.json()["mfa_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let mfa_token = app.mfa_token(&email).await;
         let code = code_from_mail(&app, &email, 3).await;
         let wrong = if code == "123456" { "654321" } else { "123456" };
         for _ in 0..5 {
@@ -153,10 +132,7 @@ on_both_backends!(
         assert_eq!(dead.code(), "invalid_mfa_token");
 
         // A new challenge; its code expires after OTP_EXPIRY_MINUTES.
-        let mfa_token = app.login(&email, PASSWORD).await.json()["mfa_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let mfa_token = app.mfa_token(&email).await;
         let code = code_from_mail(&app, &email, 4).await;
         app.services.clock.advance(Duration::from_secs(5 * 60 + 1));
         let expired = app
@@ -173,17 +149,13 @@ on_both_backends!(
 async fn resending_codes_is_limited() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (email, pair) = app.signed_in().await;
-    post_bearer(
-        &app,
+    app.post_bearer(
         "/api/v1/auth/me/2fa/email",
-        pair["access_token"].as_str().unwrap(),
+        &pair.access_token,
         json!({"password": PASSWORD}),
     )
     .await;
-    let mfa_token = app.login(&email, PASSWORD).await.json()["mfa_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let mfa_token = app.mfa_token(&email).await;
     let first = code_from_mail(&app, &email, 3).await;
     let statuses: Vec<u16> = {
         let mut v = Vec::new();
@@ -233,15 +205,15 @@ on_both_backends!(
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
         let (email, pair) = app.signed_in().await;
-        let token = pair["access_token"].as_str().unwrap().to_string();
-        let setup = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/totp/setup",
-            &token,
-            json!({"password": PASSWORD}),
-        )
-        .await
-        .json();
+        let token = pair.access_token.clone();
+        let setup = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/totp/setup",
+                &token,
+                json!({"password": PASSWORD}),
+            )
+            .await
+            .json();
         let secret = totp::from_base32(setup["secret"].as_str().unwrap()).unwrap();
         assert!(setup["otpauth_uri"]
             .as_str()
@@ -250,33 +222,23 @@ on_both_backends!(
         let now = || app.services.clock.unix();
         let code = |t: i64| format!("{:06}", totp::code_at(&secret, totp::step_of(t)));
 
-        let bad = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/totp/enable",
-            &token,
-            json!({"password": PASSWORD, "code": "12345"}),
-        )
-        .await;
+        let bad = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/totp/enable",
+                &token,
+                json!({"password": PASSWORD, "code": "12345"}),
+            )
+            .await;
         assert_eq!(bad.status, 422);
-        let enabled = post_bearer(
-            &app,
-            "/api/v1/auth/me/2fa/totp/enable",
-            &token,
-            json!({"password": PASSWORD, "code": code(now())}),
-        )
-        .await;
-        assert_eq!(
-            enabled.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&enabled.body)
-        );
-        let recovery: Vec<String> = enabled.json()["recovery_codes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap().to_string())
-            .collect();
+        let enabled = app
+            .post_bearer(
+                "/api/v1/auth/me/2fa/totp/enable",
+                &token,
+                json!({"password": PASSWORD, "code": code(now())}),
+            )
+            .await;
+        assert_eq!(enabled.status, 200, "{}", enabled.text());
+        let recovery: Vec<String> = enabled.recovery_codes();
         assert_eq!(recovery.len(), 10);
 
         // Login: TOTP offered; the code used at enable time is refused (replay); the next step's works.
@@ -297,14 +259,11 @@ on_both_backends!(
                 json!({"mfa_token": mfa, "code": code(now())}),
             )
             .await;
-        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.status, 200, "{}", ok.text());
         assert_eq!(amr(&ok.json()), json!(["pwd", "otp"]));
 
         // Recovery codes: single use.
-        let mfa = app.login(&email, PASSWORD).await.json()["mfa_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let mfa = app.mfa_token(&email).await;
         assert_eq!(
             app.post(
                 "/api/v1/auth/otp/verify",
@@ -314,10 +273,7 @@ on_both_backends!(
             .status,
             200
         );
-        let mfa = app.login(&email, PASSWORD).await.json()["mfa_token"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let mfa = app.mfa_token(&email).await;
         assert_eq!(
             app.post(
                 "/api/v1/auth/otp/verify",
@@ -340,8 +296,7 @@ on_both_backends!(
         // Both factors: TOTP first (a change needs the password and a current code).
         app.services.clock.advance(Duration::from_secs(30));
         assert_eq!(
-            post_bearer(
-                &app,
+            app.post_bearer(
                 "/api/v1/auth/me/2fa/email",
                 &token,
                 json!({"password": PASSWORD, "code": code(now())})
@@ -357,8 +312,7 @@ on_both_backends!(
 
         // Disabling needs the password and a current code.
         assert_eq!(
-            post_bearer(
-                &app,
+            app.post_bearer(
                 "/api/v1/auth/me/2fa/disable",
                 &token,
                 json!({"password": "wrong password!", "code": recovery[2]})
@@ -368,8 +322,7 @@ on_both_backends!(
             401
         );
         assert_eq!(
-            post_bearer(
-                &app,
+            app.post_bearer(
                 "/api/v1/auth/me/2fa/disable",
                 &token,
                 json!({"password": PASSWORD, "code": recovery[2]})
@@ -378,8 +331,8 @@ on_both_backends!(
             .status,
             204
         );
-        let plain = app.login(&email, PASSWORD).await.json();
+        let plain = app.login_pair(&email).await;
         assert!(plain["access_token"].is_string());
-        assert_eq!(amr(&plain), json!(["pwd"]));
+        assert_eq!(amr(&plain.json), json!(["pwd"]));
     }
 );

@@ -2,8 +2,10 @@
 //! PostgreSQL database, dropped afterwards, or a fresh SQLite file — with a
 //! real SMTP sink and a StatsD sink.
 
+pub mod fleet;
 pub mod probe;
 pub mod redis_server;
+pub mod responses;
 pub mod smtp;
 pub mod statsd;
 pub mod tls_postgres;
@@ -17,6 +19,8 @@ use awc::http::header;
 use serde_json::{json, Value};
 use suma_auth::{Application, Config, Options};
 
+pub use fleet::TestFleet;
+pub use responses::TokenPair;
 pub use smtp::SmtpSink;
 pub use statsd::StatsdSink;
 
@@ -168,6 +172,12 @@ impl TestSetup {
         self
     }
 
+    /// An instance on an existing database (its own Redis prefix and sink).
+    pub fn on_database(mut self, db_url: &str) -> Self {
+        self.shared_db_url = Some(db_url.to_string());
+        self
+    }
+
     /// Reuses a data directory (an embedded instance restarted).
     pub fn in_dir(mut self, dir: &std::path::Path) -> Self {
         self.data_dir = Some(dir.to_path_buf());
@@ -176,6 +186,14 @@ impl TestSetup {
 
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Several settings at once.
+    pub fn envs(mut self, pairs: &[(&str, &str)]) -> Self {
+        for (key, value) in pairs {
+            self = self.env(key, value);
+        }
         self
     }
 
@@ -455,17 +473,127 @@ impl TestApp {
         email
     }
 
-    /// Signs a verified user in; returns the token pair.
-    pub async fn signed_in(&self) -> (String, Value) {
+    /// Signs a verified user in; returns the email and the token pair.
+    pub async fn signed_in(&self) -> (String, TokenPair) {
         let email = self.verified_user().await;
-        let res = self.login(&email, PASSWORD).await;
+        let pair = self.login_pair(&email).await;
+        (email, pair)
+    }
+
+    /// Signs `email` in with [`PASSWORD`]; the login must answer a token pair.
+    pub async fn login_pair(&self, email: &str) -> TokenPair {
+        self.login(email, PASSWORD).await.token_pair()
+    }
+
+    /// Signs `email` in with [`PASSWORD`]; the login must ask for a second
+    /// factor, whose challenge token this returns.
+    pub async fn mfa_token(&self, email: &str) -> String {
+        self.login(email, PASSWORD).await.mfa_token()
+    }
+
+    /// A POST sent by a client naming itself `agent` (`User-Agent`).
+    pub async fn post_as(&self, path: &str, agent: &str, body: Value) -> Resp {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .insert_header(("User-Agent", agent)),
+            Some(body),
+        )
+        .await
+    }
+
+    /// A login with [`PASSWORD`] from a client `agent` on the device `device`.
+    pub async fn login_from(&self, email: &str, agent: &str, device: &str) -> Resp {
+        self.post_as(
+            "/api/v1/auth/login",
+            agent,
+            json!({"email": email, "password": PASSWORD, "device_id": device}),
+        )
+        .await
+    }
+
+    /// The id of the user registered as `email`.
+    pub async fn user_id(&self, email: &str) -> uuid::Uuid {
+        self.services
+            .store
+            .find_user_by_email(&suma_auth::domain::Email::parse(email, "email").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    }
+
+    /// A POST with a bearer token and a JSON body.
+    pub async fn post_bearer(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.with_token("POST", path, token, Some(body)).await
+    }
+
+    /// Exchanges a refresh token (whatever the answer).
+    pub async fn refresh(&self, refresh_token: &str) -> Resp {
+        self.post(
+            "/api/v1/auth/refresh",
+            json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/auth/me` with an access token.
+    pub async fn me(&self, access_token: &str) -> Resp {
+        self.get_with_token("/api/v1/auth/me", access_token).await
+    }
+}
+
+/// TOTP codes on the app's clock, and enrolment.
+impl TestApp {
+    /// The code of the app's current time step.
+    pub fn totp_now(&self, secret: &[u8]) -> String {
+        let step = suma_auth::auth::totp::step_of(self.services.clock.unix());
+        format!("{:06}", suma_auth::auth::totp::code_at(secret, step))
+    }
+
+    /// Sets TOTP up and confirms it with the current code for the holder of
+    /// `token`; returns the secret and the recovery codes. The clock then
+    /// moves a step on: the confirming step is spent, later codes come from
+    /// later steps.
+    pub async fn enroll_totp(&self, token: &str) -> (Vec<u8>, Vec<String>) {
+        let setup = self
+            .post_bearer(
+                "/api/v1/auth/me/2fa/totp/setup",
+                token,
+                json!({"password": PASSWORD}),
+            )
+            .await;
         assert_eq!(
-            res.status,
+            setup.status,
             200,
-            "login: {}",
-            String::from_utf8_lossy(&res.body)
+            "{}",
+            String::from_utf8_lossy(&setup.body)
         );
-        (email, res.json())
+        let secret =
+            suma_auth::auth::totp::from_base32(setup.json()["secret"].as_str().unwrap()).unwrap();
+        let enabled = self
+            .post_bearer(
+                "/api/v1/auth/me/2fa/totp/enable",
+                token,
+                json!({"password": PASSWORD, "code": self.totp_now(&secret)}),
+            )
+            .await;
+        assert_eq!(
+            enabled.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&enabled.body)
+        );
+        let recovery = enabled.recovery_codes();
+        self.services.clock.advance(Duration::from_secs(30));
+        (secret, recovery)
+    }
+}
+
+/// Moves every instance's clock forward by `secs`.
+pub fn advance(apps: &[TestApp], secs: u64) {
+    for app in apps {
+        app.services.clock.advance(Duration::from_secs(secs));
     }
 }
 
@@ -493,31 +621,35 @@ macro_rules! on_both_backends {
 impl Drop for TestApp {
     /// Removes this app's Redis keys (its prefix), so tests leave nothing behind.
     fn drop(&mut self) {
-        let (Some(url), Some(redis)) = (
-            self.env.get("REDIS_ENDPOINT").cloned(),
-            self.services.redis.as_ref(),
-        ) else {
+        if let (Some(url), Some(redis)) =
+            (self.env.get("REDIS_ENDPOINT"), self.services.redis.as_ref())
+        {
+            delete_redis_prefix(url, redis.prefix());
+        }
+    }
+}
+
+/// Deletes every Redis key under `prefix` (best effort: an unreachable
+/// Redis leaves nothing to delete).
+pub fn delete_redis_prefix(url: &str, prefix: &str) {
+    let url = url.to_string();
+    let pattern = format!("{prefix}:*");
+    let _ = std::thread::spawn(move || {
+        let Ok(client) = redis::Client::open(url.as_str()) else {
             return;
         };
-        let pattern = format!("{}:*", redis.prefix());
-        let _ = std::thread::spawn(move || {
-            let Ok(client) = redis::Client::open(url.as_str()) else {
-                return;
-            };
-            let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500))
-            else {
-                return;
-            };
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(&pattern)
-                .query(&mut conn)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
-            }
-        })
-        .join();
-    }
+        let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    })
+    .join();
 }
 
 /// One database (and mail sink) that successive servers run on: a deployment
@@ -545,7 +677,7 @@ impl Deployment {
     /// A server of this deployment with these settings. Stop the previous one
     /// first (an embedded database has one server at a time).
     pub async fn spawn(&self, env: &[(&str, &str)]) -> TestApp {
-        let mut setup = match &self.db {
+        let setup = match &self.db {
             Some(db) => {
                 TestSetup::new(Backend::Postgres).sharing(&db.url, &self.prefix, &self.smtp)
             }
@@ -555,9 +687,6 @@ impl Deployment {
                 setup
             }
         };
-        for (k, v) in env {
-            setup = setup.env(k, v);
-        }
-        setup.spawn().await
+        setup.envs(env).spawn().await
     }
 }
