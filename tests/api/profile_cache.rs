@@ -8,36 +8,29 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::probe::Probe;
-use crate::support::{redis_url, Backend, SmtpSink, TestApp, TestDatabase, TestSetup, PASSWORD};
+use crate::support::{redis_url, TestApp, TestFleet, TokenPair, PASSWORD};
 
-async fn two_instances(db: &TestDatabase, smtp: &SmtpSink) -> Vec<TestApp> {
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let mut apps = Vec::new();
-    for _ in 0..2 {
-        apps.push(
-            TestSetup::new(Backend::Postgres)
-                .sharing(&db.url, &prefix, smtp)
-                .env("REDIS_ENDPOINT", &redis_url())
-                .spawn()
-                .await,
-        );
-    }
+/// Two instances on one database and Redis, both listening for user changes.
+async fn two_instances() -> TestFleet {
+    let fleet = TestFleet::spawn_with(2, |setup| setup.env("REDIS_ENDPOINT", &redis_url())).await;
     let start = Instant::now();
-    while !apps.iter().all(|a| a.services.store.profile_cache_on()) {
+    while !fleet
+        .apps
+        .iter()
+        .all(|a| a.services.store.profile_cache_on())
+    {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "the instances did not start listening for user changes"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    apps
+    fleet
 }
 
-async fn me(app: &TestApp, pair: &Value) -> Value {
-    let res = app
-        .get_with_token("/api/v1/auth/me", pair["access_token"].as_str().unwrap())
-        .await;
-    assert_eq!(res.status, 200, "{}", String::from_utf8_lossy(&res.body));
+async fn me(app: &TestApp, pair: &TokenPair) -> Value {
+    let res = app.me(&pair.access_token).await;
+    assert_eq!(res.status, 200, "{}", res.text());
     res.json()
 }
 
@@ -60,9 +53,8 @@ async fn sql(app: &TestApp, statements: &str) {
 /// that the answer really comes from memory.
 #[actix_web::test]
 async fn a_change_elsewhere_reaches_me_through_the_notice() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let apps = two_instances(&db, &smtp).await;
+    let fleet = two_instances().await;
+    let apps = &fleet.apps;
     let (email, pair) = apps[0].signed_in().await;
     let other = &apps[1];
     assert_eq!(me(other, &pair).await["email"], email.as_str());
@@ -104,21 +96,20 @@ async fn a_change_elsewhere_reaches_me_through_the_notice() {
 /// A change made through an instance is in that instance's next answer.
 #[actix_web::test]
 async fn the_writer_instance_answers_its_own_change_at_once() {
-    let db = TestDatabase::create().await;
-    let smtp = SmtpSink::start().await;
-    let apps = two_instances(&db, &smtp).await;
+    let fleet = two_instances().await;
+    let apps = &fleet.apps;
     let (_, pair) = apps[0].signed_in().await;
-    for app in &apps {
+    for app in apps {
         assert_eq!(me(app, &pair).await["two_factor_enabled"], false);
     }
     let res = apps[0]
         .with_token(
             "POST",
             "/api/v1/auth/me/2fa/email",
-            pair["access_token"].as_str().unwrap(),
+            &pair.access_token,
             Some(json!({"password": PASSWORD})),
         )
         .await;
-    assert_eq!(res.status, 204, "{}", String::from_utf8_lossy(&res.body));
+    assert_eq!(res.status, 204, "{}", res.text());
     assert_eq!(me(&apps[0], &pair).await["two_factor_enabled"], true);
 }
