@@ -8,6 +8,10 @@ use serde_json::Value;
 const DAY: f64 = 86_400.0;
 
 /// What the plan is computed from.
+
+/// Connections each task holds beside its pool: the one that listens for
+/// changes to accounts (`LISTEN suma_auth_user_changed`).
+pub const CONNECTIONS_BESIDE_POOL: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanInput {
     /// Users (accounts that use the service on a given day).
@@ -126,7 +130,8 @@ pub struct Tasks {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Database {
     pub pool_size: u32,
-    /// Connections the fleet can open at most: max tasks x deployment surge x pool.
+    /// Connections the fleet can open at most: max tasks x deployment surge x
+    /// (pool + the connection each task keeps beside it).
     pub connections_at_max: u64,
     pub max_connections: u32,
     /// Connections the fleet may use: budget share of max_connections.
@@ -198,12 +203,14 @@ pub fn plan(input: &PlanInput) -> Result<Plan, String> {
 
     let surge = f64::from(input.deployment_maximum_percent.max(100)) / 100.0;
     let tasks_at_surge = (f64::from(max) * surge).ceil();
-    let connections_at_max = (tasks_at_surge * f64::from(input.db_pool_size)) as u64;
+    let per_task = input.db_pool_size.saturating_add(CONNECTIONS_BESIDE_POOL);
+    let connections_at_max = (tasks_at_surge * f64::from(per_task)) as u64;
     let connection_budget =
         (f64::from(input.db_max_connections) * input.db_connection_budget).floor() as u64;
     let largest_fitting_pool = if tasks_at_surge > 0.0 {
         u32::try_from((connection_budget as f64 / tasks_at_surge).floor() as u64)
             .unwrap_or(u32::MAX)
+            .saturating_sub(CONNECTIONS_BESIDE_POOL)
     } else {
         0
     };
@@ -409,8 +416,9 @@ impl Plan {
         );
         let d = &self.database;
         println!(
-            "database             pool {} x {} tasks at max x {} % surge = {} connections; budget {} of max_connections {} -> {}",
+            "database             (pool {} + {}) x {} tasks at max x {} % surge = {} connections; budget {} of max_connections {} -> {}",
             d.pool_size,
+            CONNECTIONS_BESIDE_POOL,
             self.tasks.max,
             i.deployment_maximum_percent,
             d.connections_at_max,
@@ -488,7 +496,7 @@ mod tests {
         );
         assert_eq!(p.alb.request_count_per_target, 2100);
         assert!(p.database.fits);
-        assert_eq!(p.database.connections_at_max, 5 * 2 * 8);
+        assert_eq!(p.database.connections_at_max, 5 * 2 * (8 + 1));
     }
 
     #[test]
@@ -510,17 +518,17 @@ mod tests {
         let mut i = input(1_000_000, 100.0);
         i.db_pool_size = 16;
         let p = plan(&i).unwrap();
-        // peak 347 req/s / 70 = 5 tasks desired, max 8: 8 x 2 x 16 = 256 <= 360 fits.
+        // peak 347 req/s / 70 = 5 tasks desired, max 8: 8 x 2 x (16 + 1) = 272 <= 360 fits.
         assert_eq!(p.tasks.max, 8);
         assert!(p.database.fits);
         i.db_max_connections = 100;
         let p = plan(&i).unwrap();
         assert!(!p.database.fits);
-        assert_eq!(p.database.largest_fitting_pool, 5);
+        assert_eq!(p.database.largest_fitting_pool, 4);
         assert!(p
             .notes
             .iter()
-            .any(|n| n.contains("lower DB_POOL_SIZE to 5")));
+            .any(|n| n.contains("lower DB_POOL_SIZE to 4")));
     }
 
     #[test]
