@@ -362,8 +362,9 @@ resource "aws_ecs_service" "app" {
     ignore_changes = [desired_count]
 
     precondition {
-      condition     = var.max_capacity * var.deployment_maximum_percent / 100 * var.db_pool_size <= 0.9 * var.db_max_connections
-      error_message = "max_capacity x deployment_maximum_percent x db_pool_size exceeds 90 % of db_max_connections: lower the pool or the fleet, or raise the instance class."
+      # Each task holds its pool plus one connection listening for account changes.
+      condition     = var.max_capacity * var.deployment_maximum_percent / 100 * (var.db_pool_size + 1) <= 0.9 * var.db_max_connections
+      error_message = "max_capacity x deployment_maximum_percent x (db_pool_size + 1) exceeds 90 % of db_max_connections: lower the pool or the fleet, or raise the instance class."
     }
   }
 

@@ -352,7 +352,7 @@ variable "min_capacity" {
 }
 
 variable "max_capacity" {
-  description = "Most tasks (the seed: 20). Tasks x db_pool_size connections must stay under the instance's max_connections."
+  description = "Most tasks (the seed: 20). Tasks x (db_pool_size + 1) connections must stay under the instance's max_connections."
   type        = number
   default     = 20
 
