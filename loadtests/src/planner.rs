@@ -7,11 +7,11 @@ use serde_json::Value;
 /// Seconds in a day.
 const DAY: f64 = 86_400.0;
 
-/// What the plan is computed from.
-
 /// Connections each task holds beside its pool: the one that listens for
 /// changes to accounts (`LISTEN suma_auth_user_changed`).
 pub const CONNECTIONS_BESIDE_POOL: u32 = 1;
+
+/// What the plan is computed from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanInput {
     /// Users (accounts that use the service on a given day).
