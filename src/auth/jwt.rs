@@ -3,7 +3,10 @@
 //! Signing uses the parsed aws-lc key pair held for the process lifetime (a
 //! JWT library re-parsing the private key on every signature would cost more
 //! than the signature). Verification goes through `jsonwebtoken` with a strict
-//! [`Validation`]: RS256 only, known `kid`, `iss`, `aud`, `exp`, `nbf`.
+//! [`Validation`]: RS256 only, known `kid`, `iss`, `aud`, `exp`, `nbf`. A
+//! token verified once is remembered by the digest of its bytes
+//! ([`super::verified`]), so its next presentations skip the RSA
+//! verification; the times are checked on every presentation.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::keys::{SigningKey, VerifyOnlyKey};
+use super::verified::VerifiedTokens;
 
 /// Leeway for clock skew between instances, in seconds.
 const LEEWAY_SECS: u64 = 30;
@@ -86,6 +90,8 @@ struct Inner {
     audience: String,
     ttl: Duration,
     rng: SystemRandom,
+    /// Tokens whose signature was verified already ([`VerifiedTokens`]).
+    verified: VerifiedTokens,
 }
 
 impl JwtService {
@@ -137,6 +143,7 @@ impl JwtService {
                 audience: audience.to_string(),
                 ttl,
                 rng: SystemRandom::new(),
+                verified: VerifiedTokens::default(),
             }),
         }
     }
@@ -193,6 +200,28 @@ impl JwtService {
         if token.len() > 4096 {
             return Err(TokenError::Malformed);
         }
+        let key = VerifiedTokens::key(token);
+        let claims = match self.inner.verified.get(&key) {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signed(token)?;
+                self.inner.verified.insert(key, &claims);
+                claims
+            }
+        };
+        let leeway = LEEWAY_SECS as i64;
+        if claims.exp + leeway <= now {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf - leeway > now || claims.iat - leeway > now {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims)
+    }
+
+    /// Header, key id, signature, issuer and audience: what depends on the
+    /// token's bytes alone, not on the time.
+    fn verify_signed(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         if header.alg != Algorithm::RS256 || header.typ.as_deref() != Some("at+jwt") {
             return Err(TokenError::WrongAlgorithm);
@@ -205,15 +234,7 @@ impl JwtService {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                     _ => TokenError::Invalid,
                 })?;
-        let claims = data.claims;
-        let leeway = LEEWAY_SECS as i64;
-        if claims.exp + leeway <= now {
-            return Err(TokenError::Expired);
-        }
-        if claims.nbf - leeway > now || claims.iat - leeway > now {
-            return Err(TokenError::Invalid);
-        }
-        Ok(claims)
+        Ok(data.claims)
     }
 
     /// Every key that verifies live tokens, by kid: public facts only.
@@ -308,6 +329,52 @@ mod tests {
             .issue(Uuid::new_v4(), Uuid::new_v4(), &["pwd"], now())
             .unwrap();
         assert_eq!(jwt.verify(&foreign, now()), Err(TokenError::UnknownKey));
+    }
+
+    /// The second presentation answers from the remembered verification,
+    /// and still ends at `exp`.
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let jwt = service();
+        let issued_at = now();
+        let (token, claims) = jwt
+            .issue(Uuid::new_v4(), Uuid::new_v4(), &["pwd"], issued_at)
+            .unwrap();
+        assert_eq!(jwt.verify(&token, issued_at).unwrap(), claims);
+        assert_eq!(jwt.inner.verified.len(), 1);
+        assert_eq!(jwt.verify(&token, issued_at + 60).unwrap(), claims);
+        assert_eq!(jwt.inner.verified.len(), 1);
+        let after = claims.exp + LEEWAY_SECS as i64;
+        assert_eq!(jwt.verify(&token, after), Err(TokenError::Expired));
+        assert_eq!(
+            jwt.verify(&token, claims.iat - LEEWAY_SECS as i64 - 1),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    /// Only the very bytes verified are remembered: the same signature under
+    /// other claims, or a longer token, is verified afresh and refused.
+    #[test]
+    fn a_remembered_signature_does_not_cover_other_claims() {
+        let jwt = service();
+        let (token, _) = jwt
+            .issue(Uuid::new_v4(), Uuid::new_v4(), &["pwd"], now())
+            .unwrap();
+        jwt.verify(&token, now()).unwrap();
+        let mut parts: Vec<String> = token.split('.').map(String::from).collect();
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
+        claims["sub"] = serde_json::json!("someone-else");
+        parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+        assert_eq!(
+            jwt.verify(&parts.join("."), now()),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            jwt.verify(&format!("{token}A"), now()),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(jwt.inner.verified.len(), 1);
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod keys;
 pub mod seal;
 pub mod tokens;
 pub mod totp;
+mod verified;
