@@ -464,12 +464,16 @@ impl TestApp {
         let res = self
             .post("/api/v1/auth/verify-email", json!({"token": token}))
             .await;
-        assert_eq!(
-            res.status,
-            200,
-            "verify: {}",
-            String::from_utf8_lossy(&res.body)
-        );
+        if res.status != 200 {
+            panic!(
+                "verify: {} {}; token hash {}; links (hash, used, account verified, deleted): {}; mails: {}",
+                res.status,
+                String::from_utf8_lossy(&res.body),
+                &suma_auth::auth::tokens::token_hash(&token)[..12],
+                self.probe().verification_state(&email).await,
+                self.smtp().count_to(&email),
+            );
+        }
         email
     }
 

@@ -76,6 +76,49 @@ impl Probe {
             .expect("open the app's database file")
     }
 
+    /// The verification links of an address, as text (a failing test names
+    /// what the database held): each link's token hash prefix and whether it
+    /// was used or expired, plus the account's verified flag.
+    pub async fn verification_state(&self, email: &str) -> String {
+        const LINKS: &str = "SELECT substr(t.token_hash, 1, 12), t.verified_at IS NOT NULL, \
+             u.email_verified, u.deleted_at IS NOT NULL \
+             FROM email_verification_tokens t JOIN users u ON u.id = t.user_id WHERE u.email = $1";
+        match self {
+            Probe::Postgres(url) => match Self::pg(url).await.query(LINKS, &[&email]).await {
+                Ok(rows) => format!(
+                    "{:?}",
+                    rows.iter()
+                        .map(|r| (
+                            r.get::<_, String>(0),
+                            r.get::<_, bool>(1),
+                            r.get::<_, bool>(2),
+                            r.get::<_, bool>(3)
+                        ))
+                        .collect::<Vec<_>>()
+                ),
+                Err(e) => e.to_string(),
+            },
+            Probe::Sqlite(path) => {
+                let conn = Self::sqlite(path);
+                let rows = conn.prepare(&LINKS.replace('$', "?")).and_then(|mut st| {
+                    st.query_map([email], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, bool>(1)?,
+                            r.get::<_, bool>(2)?,
+                            r.get::<_, bool>(3)?,
+                        ))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                });
+                match rows {
+                    Ok(rows) => format!("{rows:?}"),
+                    Err(e) => e.to_string(),
+                }
+            }
+        }
+    }
+
     /// Audit rows of an event type and status.
     pub async fn count_audit(&self, event_type: &str, status: &str) -> Result<u64, String> {
         Ok(match self {
