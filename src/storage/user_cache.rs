@@ -102,7 +102,14 @@ impl UserCache {
     /// the writer's own next read is exact without waiting for a notice.
     pub(crate) fn changing(&self) -> Changing {
         self.invalidate();
-        Changing(self.clone())
+        Changing(self.clone(), None)
+    }
+
+    /// [`changing`](Self::changing) for a write of one known user: only that
+    /// user is forgotten, so a sign-in does not empty the whole cache.
+    pub(crate) fn changing_user(&self, id: Uuid) -> Changing {
+        self.forget(id);
+        Changing(self.clone(), Some(id))
     }
 
     /// One user changed elsewhere: forget it (and refuse reads in flight).
@@ -130,11 +137,14 @@ impl UserCache {
     }
 }
 
-/// See [`UserCache::changing`].
-pub(crate) struct Changing(UserCache);
+/// See [`UserCache::changing`] and [`UserCache::changing_user`].
+pub(crate) struct Changing(UserCache, Option<Uuid>);
 
 impl Drop for Changing {
     fn drop(&mut self) {
-        self.0.invalidate();
+        match self.1 {
+            Some(id) => self.0.forget(id),
+            None => self.0.invalidate(),
+        }
     }
 }

@@ -103,11 +103,10 @@ async fn the_writer_instance_answers_its_own_change_at_once() {
         assert_eq!(me(app, &pair).await["two_factor_enabled"], false);
     }
     let res = apps[0]
-        .with_token(
-            "POST",
+        .post_bearer(
             "/api/v1/auth/me/2fa/email",
             &pair.access_token,
-            Some(json!({"password": PASSWORD})),
+            json!({"password": PASSWORD}),
         )
         .await;
     assert_eq!(res.status, 204, "{}", res.text());

@@ -99,7 +99,7 @@ impl PrivacyStore for PgStore {
     }
 
     async fn erase_user(&self, e: Erasure) -> StoreResult<Option<Vec<Uuid>>> {
-        let _users = self.users.changing();
+        let _users = self.users.changing_user(e.user_id);
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         let locked = tx

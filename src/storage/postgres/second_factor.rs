@@ -94,7 +94,7 @@ impl SecondFactorStore for PgStore {
         user_id: Uuid,
         update: SecondFactorUpdate,
     ) -> StoreResult<bool> {
-        let _users = self.users.changing();
+        let _users = self.users.changing_user(user_id);
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         let sql = format!("{} FOR UPDATE", sql::SECOND_FACTORS);

@@ -125,7 +125,7 @@ impl UserStore for PgStore {
         now: DateTime<Utc>,
         rehash: Option<String>,
     ) -> StoreResult<()> {
-        let _users = self.users.changing();
+        let _users = self.users.changing_user(user_id);
         self.exec(
             "UPDATE users SET last_login_at = $2, failed_login_attempts = 0, locked_until = NULL, is_locked = false,
                  password_hash = COALESCE($3, password_hash)
@@ -142,7 +142,7 @@ impl UserStore for PgStore {
         active: bool,
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
-        let _users = self.users.changing();
+        let _users = self.users.changing_user(user_id);
         Ok(self
             .exec(sql::SET_USER_ACTIVE, &[&user_id, &active, &now])
             .await?
@@ -150,7 +150,7 @@ impl UserStore for PgStore {
     }
 
     async fn clear_login_counters(&self, user_id: Uuid) -> StoreResult<()> {
-        let _users = self.users.changing();
+        let _users = self.users.changing_user(user_id);
         let none: Option<DateTime<Utc>> = None;
         self.exec(sql::SET_LOGIN_COUNTERS, &[&user_id, &0i32, &none, &false])
             .await?;
@@ -163,7 +163,7 @@ impl UserStore for PgStore {
         failure: LoginCounters,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let _users = self.users.changing();
+        let _users = self.users.changing_user(user_id);
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
         let Some(row) = tx
@@ -184,7 +184,7 @@ impl UserStore for PgStore {
     }
 
     async fn set_password(&self, change: PasswordChange) -> StoreResult<()> {
-        let _users = self.users.changing();
+        let _users = self.users.changing_user(change.user_id);
         let PasswordChange {
             user_id,
             password_hash,
