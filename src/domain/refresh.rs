@@ -1,7 +1,8 @@
-//! Refresh-token rotation as a pure decision. The store locks the presented
-//! token and its session, reads them into a [`RefreshState`], asks
-//! [`RefreshPolicy::decide`], and writes what the decision says; the rule
-//! itself lives only here.
+//! Refresh-token rotation as a pure decision. The store reads the presented
+//! token and its session into a [`RefreshState`], asks
+//! [`RefreshPolicy::decide`], and writes what the decision says, on
+//! condition that what it read still holds (see `rotate_refresh_token`);
+//! the rule itself lives only here.
 //!
 //! ```text
 //!   presented token ──unknown──────────────────────────────▶ Refuse
@@ -17,7 +18,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-/// What the store read, under lock, about a presented refresh token.
+/// What the store read about a presented refresh token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshState {
     /// When the token was spent (rotated or revoked); `None` while live.

@@ -28,7 +28,7 @@
 //! ([`SessionGuard::flush_shared`]) and the database every few seconds
 //! ([`SessionGuard::flush_activity`]), never as a write per request. A
 //! refresh is activity too: the rotation writes it to the row, and
-//! [`SessionGuard::refreshed`] tells Redis and the map.
+//! [`SessionGuard::refreshed`] tells the map and the next Redis batch.
 //!
 //! Why a sharded map owned by the guard rather than the per-user actors of
 //! `suma-auth-actors`: a check is a few field reads and one write under a
@@ -279,25 +279,17 @@ impl SessionGuard {
         pending.max(local).max(shared).map(time)
     }
 
-    /// Records a refresh as activity where requests are judged (the rotation
-    /// wrote it to the row under lock, so Redis may take it as confirmed).
-    pub async fn refreshed(&self, session: &SessionRecord, now: DateTime<Utc>) {
+    /// Records a refresh as activity where requests are judged: this
+    /// instance's map at once, Redis with the next batch of activity (the
+    /// rotation already wrote it to the row, which an idle verdict always
+    /// consults, so no round trip is spent on it here).
+    pub fn refreshed(&self, session: &SessionRecord, now: DateTime<Utc>) {
         let now_ms = ms(now);
         if let Some(e) = self.live.shard(&session.id).map.get_mut(&session.id) {
             e.last_activity_ms = e.last_activity_ms.max(now_ms);
         }
-        if let Some(redis) = self.redis.as_ref().filter(|r| r.looks_up()) {
-            let seed = [
-                now_ms,
-                self.idle_ms,
-                REDIS_TTL_MS,
-                now_ms,
-                ms(session.expires_at),
-                0,
-            ];
-            if let Err(e) = redis.session(&session.id.to_string(), "seed", seed).await {
-                tracing::warn!(error = %e, "session refresh not written to redis");
-            }
+        if self.shared().is_some() {
+            merge(&mut lock(&self.shared_pending), session.id, now_ms);
         }
     }
 

@@ -134,11 +134,10 @@ pub async fn refresh(
     svc.metrics.token_refresh("rotated");
     let amr: Vec<&str> = session.amr.split_whitespace().collect();
     let (user_id, session_id, end) = (session.user_id, session.id, session.expires_at);
-    // Telling Redis of the activity overlaps with the signature.
-    let ((), pair) = tokio::join!(svc.sessions.refreshed(&session, now), async {
-        issue_pair(svc, user_id, session_id, &amr, new_token, end, now)
-    });
-    Ok(pair?)
+    svc.sessions.refreshed(&session, now);
+    Ok(issue_pair(
+        svc, user_id, session_id, &amr, new_token, end, now,
+    )?)
 }
 
 /// Ends the caller's session (and the session of `refresh_token`, when it is the caller's).

@@ -121,7 +121,7 @@ pub struct Rotation {
 }
 
 /// The rotation rule, applied by the store under lock (see [`crate::domain::refresh`]).
-pub type RefreshRule = Box<dyn FnOnce(&RefreshState) -> RefreshDecision + Send>;
+pub type RefreshRule = Box<dyn Fn(&RefreshState) -> RefreshDecision + Send + Sync>;
 
 /// A new password for a user, with the mail that tells its owner.
 #[derive(Debug, Clone)]

@@ -95,9 +95,16 @@ pub trait SessionStore: Send + Sync {
     /// The session a refresh token (spent or not) belongs to.
     async fn find_session_by_refresh(&self, token_hash: &str) -> StoreResult<Option<Uuid>>;
 
-    /// Locks the presented refresh token and its session, asks `decide`
+    /// Reads the presented refresh token and its session, asks `decide`
     /// (see [`crate::domain::refresh`]) and writes what it says: the successor
     /// token, the idle end of the session, or the revocation of the family.
+    /// What it writes is written only if what it read still holds: SQLite
+    /// reads and writes in one transaction on its single writer (committed
+    /// with other rotations waiting at the time); PostgreSQL reads without a
+    /// lock and rotates with one conditional statement, deciding again under
+    /// row locks when that statement finds the token spent or the session
+    /// ended (and for the decisions that end sessions). `decide` may
+    /// therefore be called twice.
     async fn rotate_refresh_token(
         &self,
         rotation: Rotation,

@@ -258,3 +258,116 @@ async fn sqlite_passes_the_contract() {
     let store = SqliteStore::open(&path).unwrap();
     contract(Arc::new(store), Probe::Sqlite(path)).await;
 }
+
+/// PostgreSQL decides a rotation on a read taken without a lock and writes
+/// it with one conditional statement. A session that ends between the two
+/// (here as an idle end does: the session row alone) makes that statement
+/// write nothing: the rotation is decided again under lock and refused, and
+/// no token of the ended session becomes usable.
+#[actix_web::test]
+async fn a_session_ended_between_the_read_and_the_write_is_not_rotated() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use suma_auth::domain::refresh::{RefreshPolicy, RefreshState};
+
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect(
+        &secrecy::SecretString::from(db.url.clone()),
+        &Default::default(),
+        4,
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let u = new_user("race@example.com", &"a".repeat(64));
+    let user_id = u.id;
+    store.create_user(u).await.unwrap();
+    let (sid, now) = (Uuid::new_v4(), Utc::now());
+    store
+        .create_session(NewSession {
+            id: sid,
+            user_id,
+            refresh_token_id: Uuid::new_v4(),
+            refresh_token_hash: "e".repeat(64),
+            device_id: None,
+            client: ClientContext::default(),
+            amr: "pwd".into(),
+            created_at: now,
+            expires_at: now + Duration::hours(8),
+        })
+        .await
+        .unwrap();
+
+    let policy = RefreshPolicy {
+        idle_timeout: Duration::minutes(15),
+        reuse_grace: Duration::seconds(10),
+    };
+    let ended = Arc::new(AtomicBool::new(false));
+    let rule = {
+        let (ended, url) = (ended.clone(), db.url.clone());
+        Box::new(move |state: &RefreshState| {
+            if !ended.swap(true, Ordering::SeqCst) {
+                // After the read, before the write: another connection ends
+                // the session.
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                            .await
+                            .unwrap();
+                        tokio::spawn(conn);
+                        client
+                            .execute(
+                                "UPDATE sessions SET invalidated_at = now(), revoked_reason = 'idle_timeout' WHERE id = $1",
+                                &[&sid],
+                            )
+                            .await
+                            .unwrap();
+                    });
+                })
+                .join()
+                .unwrap();
+            }
+            policy.decide(state, None, now)
+        })
+    };
+    let rotation = Rotation {
+        presented_hash: "e".repeat(64),
+        new_id: Uuid::new_v4(),
+        new_hash: "f".repeat(64),
+        now,
+    };
+    let outcome = store
+        .rotate_refresh_token(rotation.clone(), rule)
+        .await
+        .unwrap();
+    assert!(ended.load(Ordering::SeqCst));
+    assert!(
+        matches!(outcome, RotateOutcome::Invalid),
+        "a session ended after the read was rotated: {outcome:?}"
+    );
+    // Nothing was written: no successor, and the presented token is unspent
+    // (its session's end refuses it).
+    assert_eq!(
+        store
+            .find_session_by_refresh(&"f".repeat(64))
+            .await
+            .unwrap(),
+        None
+    );
+    let again = Rotation {
+        new_id: Uuid::new_v4(),
+        new_hash: "g".repeat(64),
+        ..rotation
+    };
+    let outcome = store
+        .rotate_refresh_token(again, Box::new(move |s| policy.decide(s, None, now)))
+        .await
+        .unwrap();
+    assert!(matches!(outcome, RotateOutcome::Invalid), "{outcome:?}");
+}

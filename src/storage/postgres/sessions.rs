@@ -9,20 +9,36 @@ use tokio_postgres::types::Type;
 static LOCK_REFRESH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{} FOR UPDATE OF rt, s", sql::REFRESH_WITH_SESSION));
 
-/// Every write of a rotation in one statement: spends the token, issues its
-/// successor (a copy of the spent row with a new id and hash) and records
-/// the activity on the session. $1 successor id, $2 its hash, $3 time,
+/// The presented refresh token and its session, read without a lock: $1
+/// token hash. The rotation below writes only if what was read still holds.
+static READ_REFRESH: &str = sql::REFRESH_WITH_SESSION;
+
+/// Every write of a rotation in one statement, on condition that the
+/// session is still live and the token still unspent (what the decision
+/// read): records the activity on the session, spends the token and issues
+/// its successor (a copy of the spent row with a new id and hash). Answers
+/// how many tokens it spent (0 or 1). $1 successor id, $2 its hash, $3 time,
 /// $4 spent token, $5 session.
-const ROTATE: &str = "WITH spent AS (
+///
+/// Row locks make the condition exact: a concurrent rotation or revocation
+/// of the same rows either commits first (the condition, checked again on
+/// the newest row version, fails) or waits for this one. The session row is
+/// locked before the token's (`spent` reads `touched`), the order in which
+/// revocations lock them, so the two cannot deadlock.
+const ROTATE: &str = "WITH touched AS (
+       UPDATE sessions SET last_activity_at = $3
+       WHERE id = $5 AND invalidated_at IS NULL
+       RETURNING id),
+     spent AS (
        UPDATE refresh_tokens SET revoked_at = $3, last_used_at = $3, replaced_by = $1
-       WHERE id = $4
+       WHERE id = $4 AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM touched)
        RETURNING user_id, session_id, device_id, user_agent, ip_address, expires_at, rotation_count),
      successor AS (
        INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent,
          ip_address, expires_at, created_at, rotation_count)
        SELECT $1, user_id, session_id, $2, device_id, user_agent, ip_address, expires_at, $3,
          COALESCE(rotation_count, 0) + 1 FROM spent)
-     UPDATE sessions SET last_activity_at = $3 WHERE id = $5";
+     SELECT count(*) FROM spent";
 
 /// Ends a live session of its owner and revokes its unspent refresh tokens,
 /// in one statement scoped to the owner; returns the session's id when it was
@@ -49,12 +65,66 @@ const END_USER_SESSIONS: &str = "UPDATE sessions SET invalidated_at = $3, revoke
 const REVOKE_TOKENS_OF_SESSIONS: &str =
     "UPDATE refresh_tokens SET revoked_at = $2 WHERE session_id = ANY($1) AND revoked_at IS NULL";
 
+/// A presented token read with its session: the token's id, when it was
+/// spent, and the session ([`sql::REFRESH_WITH_SESSION`]'s columns).
+fn refresh_row(row: &Row) -> StoreResult<(Uuid, Option<DateTime<Utc>>, SessionRecord)> {
+    let token_id: Uuid = row.try_get(0).map_err(q)?;
+    let spent_at: Option<DateTime<Utc>> = row.try_get(1).map_err(q)?;
+    Ok((token_id, spent_at, session_from(row, 2)?))
+}
+
 /// The ids in the first column of `rows`.
 fn ids(rows: &[Row]) -> StoreResult<Vec<Uuid>> {
     rows.iter().map(|r| get(r, 0)).collect()
 }
 
 impl PgStore {
+    /// A rotation decided under lock: the presented token and its session
+    /// are locked and read again, and the decision's writes (ending the
+    /// session for idleness, revoking the family of a reused token, or a
+    /// rotation whose unlocked read went stale) commit together.
+    async fn rotate_locked(&self, r: Rotation, decide: RefreshRule) -> StoreResult<RotateOutcome> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await.map_err(q)?;
+        let row = tx
+            .query_opt(LOCK_REFRESH.as_str(), &[&r.presented_hash])
+            .await
+            .map_err(q)?;
+        let Some(row) = row else {
+            return Ok(RotateOutcome::Invalid);
+        };
+        let (token_id, spent_at, s) = refresh_row(&row)?;
+        let outcome = match decide(&s.refresh_state(spent_at)) {
+            RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
+            RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
+            RefreshDecision::RevokeFamily => {
+                let reason = end_reason::REFRESH_TOKEN_REUSE;
+                let end: [Param; 3] = [&s.id, &r.now, &reason];
+                let was_live = tx.execute(sql::END_LIVE_SESSION, &end).await.map_err(q)? > 0;
+                tx.execute(sql::REVOKE_SESSION_TOKENS, &[&s.id, &r.now])
+                    .await
+                    .map_err(q)?;
+                s.reused(was_live)
+            }
+            RefreshDecision::EndIdle => {
+                let reason = end_reason::IDLE_TIMEOUT;
+                tx.execute(sql::END_LIVE_SESSION, &[&s.id, &r.now, &reason])
+                    .await
+                    .map_err(q)?;
+                RotateOutcome::Expired
+            }
+            RefreshDecision::Rotate => {
+                let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
+                // Under lock the condition holds: the read saw the token
+                // unspent and the session live.
+                tx.query_one(ROTATE, &params).await.map_err(q)?;
+                s.rotated(r.now)
+            }
+        };
+        tx.commit().await.map_err(q)?;
+        Ok(outcome)
+    }
+
     /// Runs [`revoke_own_session`] for the session that `session` names
     /// with $1 = `key`; the session's id when it was live.
     async fn revoke_own_session(
@@ -131,62 +201,55 @@ impl SessionStore for PgStore {
         r: Rotation,
         decide: RefreshRule,
     ) -> StoreResult<RotateOutcome> {
-        // Four round trips: BEGIN, the locked read, one statement for every
-        // write of a rotation, COMMIT; both statements stay prepared on the
-        // connection (parsed and planned once).
-        let mut conn = self.conn().await?;
-        let lock = conn
-            .prepare_cached(LOCK_REFRESH.as_str(), &[Type::VARCHAR])
+        // The hot path is two round trips and two statements, both prepared
+        // on the connection: the read (no lock, no transaction) and, when it
+        // says rotate, one conditional statement for every write. The facts
+        // a decision reads only ever move one way (a token is spent once, a
+        // session ends once), so a refusal read without a lock stays true;
+        // a rotation whose condition no longer holds, and the rare decisions
+        // that end sessions, are decided again under lock.
+        let conn = self.conn().await?;
+        let read = conn
+            .prepare_cached(READ_REFRESH, &[Type::VARCHAR])
             .await
             .map_err(q)?;
-        let rotate = conn
-            .prepare_cached(
-                ROTATE,
-                &[
-                    Type::UUID,
-                    Type::VARCHAR,
-                    Type::TIMESTAMPTZ,
-                    Type::UUID,
-                    Type::UUID,
-                ],
-            )
+        let Some(row) = conn
+            .query_opt(&read, &[&r.presented_hash])
             .await
-            .map_err(q)?;
-        let tx = conn.transaction().await.map_err(q)?;
-        let row = tx.query_opt(&lock, &[&r.presented_hash]).await.map_err(q)?;
-        let Some(row) = row else {
+            .map_err(q)?
+        else {
             return Ok(RotateOutcome::Invalid);
         };
-        let token_id: Uuid = row.try_get(0).map_err(q)?;
-        let spent_at: Option<DateTime<Utc>> = row.try_get(1).map_err(q)?;
-        let s = session_from(&row, 2)?;
-        let outcome = match decide(&s.refresh_state(spent_at)) {
+        let (token_id, spent_at, s) = refresh_row(&row)?;
+        match decide(&s.refresh_state(spent_at)) {
             RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
             RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
-            RefreshDecision::RevokeFamily => {
-                let reason = end_reason::REFRESH_TOKEN_REUSE;
-                let end: [Param; 3] = [&s.id, &r.now, &reason];
-                let was_live = tx.execute(sql::END_LIVE_SESSION, &end).await.map_err(q)? > 0;
-                tx.execute(sql::REVOKE_SESSION_TOKENS, &[&s.id, &r.now])
-                    .await
-                    .map_err(q)?;
-                s.reused(was_live)
-            }
-            RefreshDecision::EndIdle => {
-                let reason = end_reason::IDLE_TIMEOUT;
-                tx.execute(sql::END_LIVE_SESSION, &[&s.id, &r.now, &reason])
-                    .await
-                    .map_err(q)?;
-                RotateOutcome::Expired
-            }
             RefreshDecision::Rotate => {
+                let rotate = conn
+                    .prepare_cached(
+                        ROTATE,
+                        &[
+                            Type::UUID,
+                            Type::VARCHAR,
+                            Type::TIMESTAMPTZ,
+                            Type::UUID,
+                            Type::UUID,
+                        ],
+                    )
+                    .await
+                    .map_err(q)?;
                 let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
-                tx.execute(&rotate, &params).await.map_err(q)?;
-                s.rotated(r.now)
+                let done = conn.query_one(&rotate, &params).await.map_err(q)?;
+                if done.try_get::<_, i64>(0).map_err(q)? == 1 {
+                    return Ok(s.rotated(r.now));
+                }
+                // Spent by a concurrent request, or the session ended,
+                // after the read.
             }
-        };
-        tx.commit().await.map_err(q)?;
-        Ok(outcome)
+            RefreshDecision::EndIdle | RefreshDecision::RevokeFamily => {}
+        }
+        drop(conn);
+        self.rotate_locked(r, decide).await
     }
 
     async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool> {

@@ -16,9 +16,26 @@ use crate::storage::UserCache;
 /// Read connections per store.
 const READERS: usize = 4;
 
+/// Writes committed together at most (see [`Pool::write_grouped`]).
+const GROUP_MAX: usize = 64;
+
+/// One write waiting for the next group commit: runs inside the group's
+/// transaction (in a savepoint of its own) and returns how to tell its caller
+/// once the group's commit is known (`Err` holds why the commit failed).
+type GroupJob = Box<dyn FnOnce(&Connection) -> GroupReply + Send>;
+type GroupReply = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Writes waiting for a group commit, and whether a writer is draining them.
+#[derive(Default)]
+struct Group {
+    jobs: Vec<GroupJob>,
+    draining: bool,
+}
+
 #[derive(Clone)]
 pub(super) struct Pool {
     writer: Arc<Mutex<Connection>>,
+    group: Arc<Mutex<Group>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<AtomicUsize>,
     external: ExternalWrites,
@@ -47,6 +64,7 @@ impl Pool {
         }
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
+            group: Arc::default(),
             readers: Arc::new(readers),
             next_reader: Arc::new(AtomicUsize::new(0)),
             external,
@@ -104,6 +122,144 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Runs `f` on the writer in a transaction shared with the other
+    /// grouped writes waiting at the time (group commit), and answers once
+    /// that transaction has committed. For the hottest writes (refresh
+    /// rotation): under load one commit, one blocking-pool hand-off and one
+    /// lock of the writer serve many requests instead of one each. Each
+    /// write runs in its own savepoint, so a write that fails is undone
+    /// alone and the others commit. `f` must not change the `users` table.
+    pub(super) async fn write_grouped<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel::<StoreResult<T>>();
+        let job: GroupJob = Box::new(move |c: &Connection| {
+            let result = in_savepoint(c, f);
+            Box::new(move |committed: Result<(), String>| {
+                let answer = match (result, committed) {
+                    (Ok(value), Ok(())) => Ok(value),
+                    (Err(e), _) => Err(q(e)),
+                    (Ok(_), Err(e)) => Err(StorageError::query(e)),
+                };
+                // The caller may have gone (its request was dropped).
+                let _ = reply.send(answer);
+            }) as GroupReply
+        });
+        let lead = {
+            let mut group = self
+                .group
+                .lock()
+                .map_err(|_| StorageError::Poisoned("the write queue"))?;
+            group.jobs.push(job);
+            !std::mem::replace(&mut group.draining, true)
+        };
+        if lead {
+            // The first write of an idle queue starts the drain; it runs on
+            // the blocking pool whether or not this request is still awaited.
+            let pool = self.clone();
+            tokio::spawn(async move { pool.drain_group().await });
+        }
+        answer
+            .await
+            .map_err(|_| StorageError::query("a grouped write was lost"))?
+    }
+
+    /// Commits the queued writes, a group per turn on the writer (other
+    /// writes take their turns between groups), until the queue is empty.
+    async fn drain_group(self) {
+        loop {
+            let group = self.group.clone();
+            let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let started = ran.clone();
+            let turn = self
+                .write(
+                    move |c| {
+                        started.store(true, Ordering::Relaxed);
+                        Ok(match take_group(&group) {
+                            Some(jobs) => {
+                                commit_group(c, jobs);
+                                true
+                            }
+                            None => false,
+                        })
+                    },
+                    None,
+                )
+                .await;
+            match turn {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "grouped writes not run");
+                    if !ran.load(Ordering::Relaxed) {
+                        // The writer could not be reached: the waiting writes
+                        // fail (their callers see them lost), the queue is idle.
+                        if let Ok(mut group) = self.group.lock() {
+                            group.draining = false;
+                            group.jobs.clear();
+                        }
+                        return;
+                    }
+                    // The group ran; only announcing the write failed.
+                }
+            }
+        }
+    }
+}
+
+/// The next group of queued writes, or `None` (and the queue marked idle,
+/// under the same lock, so a write queued later starts a drain of its own).
+fn take_group(group: &Mutex<Group>) -> Option<Vec<GroupJob>> {
+    let mut group = group.lock().ok()?;
+    if group.jobs.is_empty() {
+        group.draining = false;
+        return None;
+    }
+    let n = group.jobs.len().min(GROUP_MAX);
+    Some(group.jobs.drain(..n).collect())
+}
+
+/// Runs `jobs` in one transaction and tells each caller how the commit went
+/// (when BEGIN fails, the jobs are dropped unrun and their callers see them lost).
+fn commit_group(c: &mut Connection, jobs: Vec<GroupJob>) {
+    let mut replies = Vec::with_capacity(jobs.len());
+    let committed = (|| {
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for job in jobs {
+            replies.push(job(&tx));
+        }
+        tx.commit()
+    })()
+    .map_err(|e| e.to_string());
+    if let Err(e) = &committed {
+        tracing::error!(error = %e, writes = replies.len(), "a group of writes did not commit");
+    }
+    for reply in replies {
+        reply(committed.clone());
+    }
+}
+
+/// Runs `f` in a savepoint: released when it succeeds, rolled back when it fails.
+fn in_savepoint<T>(
+    c: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.execute_batch("SAVEPOINT grouped")?;
+    match f(c) {
+        Ok(value) => {
+            c.execute_batch("RELEASE grouped")?;
+            Ok(value)
+        }
+        Err(e) => {
+            c.execute_batch("ROLLBACK TO grouped; RELEASE grouped")?;
+            Err(e)
+        }
+    }
+}
+
 /// The SQLite spelling of a statement written with `$1`-style parameters:
 /// `?1`. (SQLite reads `$1` as a *named* parameter and numbers names in order
 /// of first appearance, which would bind `$2 … $1` the wrong way round.)
@@ -125,7 +281,102 @@ pub(super) fn dialect(sql: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::dialect;
+    use super::*;
+
+    /// A fresh database file with one table, and its pool.
+    fn pool(name: &str) -> (Pool, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "suma-auth-pool-{name}-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);",
+        )
+        .unwrap();
+        let external = ExternalWrites::new(&path, false);
+        (Pool::new(conn, &path, external).unwrap(), dir)
+    }
+
+    /// Writes queued while the writer is busy commit as one transaction (the
+    /// write-ahead log grows by a few pages, not by a commit per write), each
+    /// caller gets its own answer, and a write that fails is undone alone.
+    #[tokio::test]
+    async fn queued_writes_commit_together_and_a_failed_one_is_undone_alone() {
+        let (pool, dir) = pool("group");
+        let wal = dir.join("t.db-wal");
+        let wal_before = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        // Another thread holds the writer while the writes queue up.
+        let (writer, (locked, is_locked)) = (pool.writer.clone(), std::sync::mpsc::channel());
+        let busy = std::thread::spawn(move || {
+            let _held = writer.lock().unwrap();
+            locked.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        });
+        is_locked.recv().unwrap();
+        let writes: Vec<_> = (0..50i64)
+            .map(|i| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    pool.write_grouped(move |c| {
+                        c.execute("INSERT INTO t (id, v) VALUES (?1, 'x')", [i])?;
+                        if i % 7 == 0 {
+                            // Fails after a write of its own, which must not stay.
+                            c.execute("INSERT INTO t (id, v) VALUES (?1, NULL)", [1000 + i])?;
+                        }
+                        Ok(i)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for (i, write) in writes.into_iter().enumerate() {
+            let answer = write.await.unwrap();
+            if i % 7 == 0 {
+                assert!(answer.is_err(), "write {i} should fail");
+            } else {
+                assert_eq!(answer.unwrap(), i as i64);
+            }
+        }
+        busy.join().unwrap();
+        let ids: Vec<i64> = pool
+            .read(|c| {
+                let mut st = c.prepare("SELECT id FROM t ORDER BY id")?;
+                let rows = st.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await
+            .unwrap();
+        let expected: Vec<i64> = (0..50).filter(|i| i % 7 != 0).collect();
+        assert_eq!(ids, expected);
+        // One commit of 43 rows: a handful of 4 KiB pages; a commit per
+        // write would append at least one page each.
+        let grown = std::fs::metadata(&wal).unwrap().len() - wal_before;
+        assert!(grown < 10 * 4096, "the log grew by {grown} bytes");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lone_write_commits_and_the_queue_serves_the_next_one() {
+        let (pool, dir) = pool("lone");
+        for i in 0..3i64 {
+            let got = pool
+                .write_grouped(move |c| c.execute("INSERT INTO t (id, v) VALUES (?1, 'x')", [i]))
+                .await
+                .unwrap();
+            assert_eq!(got, 1);
+        }
+        let n: i64 = pool
+            .read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(n, 3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn dollar_parameters_become_numbered_question_marks() {

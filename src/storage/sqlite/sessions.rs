@@ -117,51 +117,52 @@ impl SessionStore for SqliteStore {
         r: Rotation,
         decide: RefreshRule,
     ) -> StoreResult<RotateOutcome> {
-        self.run(move |c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            // The refresh hot path: its statements stay prepared on the writer.
-            let found = tx
-                .prepare_cached(&ROTATE_SQL.find)?
-                .query_row(params![r.presented_hash], |row| {
-                    let token_id: String = row.get(0)?;
-                    let spent: Option<i64> = row.get(1)?;
-                    Ok((token_id, time_opt(spent), session_from(row, 2)?))
-                })
-                .optional()?;
-            let Some((token_id, spent_at, s)) = found else {
-                return Ok(RotateOutcome::Invalid);
-            };
-            let (now, sid) = (ms(r.now), s.id.to_string());
-            let outcome = match decide(&s.refresh_state(spent_at)) {
-                RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
-                RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
-                RefreshDecision::RevokeFamily => {
-                    let reason = end_reason::REFRESH_TOKEN_REUSE;
-                    let was_live =
-                        tx.execute(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])? > 0;
-                    tx.execute(&dialect(sql::REVOKE_SESSION_TOKENS), params![sid, now])?;
-                    s.reused(was_live)
-                }
-                RefreshDecision::EndIdle => {
-                    let reason = end_reason::IDLE_TIMEOUT;
-                    tx.execute(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?;
-                    RotateOutcome::Expired
-                }
-                RefreshDecision::Rotate => {
-                    let new_id = r.new_id.to_string();
-                    tx.prepare_cached(&ROTATE_SQL.spend)?
-                        .execute(params![token_id, now, new_id])?;
-                    tx.prepare_cached(&ROTATE_SQL.successor)?
-                        .execute(params![new_id, r.new_hash, now, token_id])?;
-                    tx.prepare_cached(&ROTATE_SQL.activity)?
-                        .execute(params![sid, now])?;
-                    s.rotated(r.now)
-                }
-            };
-            tx.commit()?;
-            Ok(outcome)
-        })
-        .await
+        // The refresh hot path: committed in groups, its statements
+        // prepared once on the writer.
+        self.pool
+            .write_grouped(move |tx| {
+                let found = tx
+                    .prepare_cached(&ROTATE_SQL.find)?
+                    .query_row(params![r.presented_hash], |row| {
+                        let token_id: String = row.get(0)?;
+                        let spent: Option<i64> = row.get(1)?;
+                        Ok((token_id, time_opt(spent), session_from(row, 2)?))
+                    })
+                    .optional()?;
+                let Some((token_id, spent_at, s)) = found else {
+                    return Ok(RotateOutcome::Invalid);
+                };
+                let (now, sid) = (ms(r.now), s.id.to_string());
+                let outcome = match decide(&s.refresh_state(spent_at)) {
+                    RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
+                    RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
+                    RefreshDecision::RevokeFamily => {
+                        let reason = end_reason::REFRESH_TOKEN_REUSE;
+                        let was_live = tx
+                            .execute(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?
+                            > 0;
+                        tx.execute(&dialect(sql::REVOKE_SESSION_TOKENS), params![sid, now])?;
+                        s.reused(was_live)
+                    }
+                    RefreshDecision::EndIdle => {
+                        let reason = end_reason::IDLE_TIMEOUT;
+                        tx.execute(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?;
+                        RotateOutcome::Expired
+                    }
+                    RefreshDecision::Rotate => {
+                        let new_id = r.new_id.to_string();
+                        tx.prepare_cached(&ROTATE_SQL.spend)?
+                            .execute(params![token_id, now, new_id])?;
+                        tx.prepare_cached(&ROTATE_SQL.successor)?
+                            .execute(params![new_id, r.new_hash, now, token_id])?;
+                        tx.prepare_cached(&ROTATE_SQL.activity)?
+                            .execute(params![sid, now])?;
+                        s.rotated(r.now)
+                    }
+                };
+                Ok(outcome)
+            })
+            .await
     }
 
     async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool> {
