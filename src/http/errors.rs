@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::request_id;
 use crate::domain::FieldError;
 use crate::services::consents::RequiredVersions;
-use crate::services::{AuthError, RefreshError};
+use crate::services::{AuthError, CodeError, LoginError, RefreshError, ResetError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_BASE: &str = "https://docs.suma.finance/errors/";
@@ -74,6 +74,20 @@ impl From<RefreshError> for ApiError {
         }
     }
 }
+
+/// The per-use-case errors answer as the [`AuthError`] each refusal
+/// stands for (same status, code and headers).
+macro_rules! answered_as_auth_error {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                ApiError::Auth(AuthError::from(e))
+            }
+        }
+    )*};
+}
+
+answered_as_auth_error!(LoginError, ResetError, CodeError);
 
 impl ApiError {
     /// (status, code, title, detail)
