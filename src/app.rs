@@ -20,7 +20,7 @@ use crate::redis::RedisStore;
 use crate::security::{FactorLockout, LockoutStore, RateLimiter, SessionDecisions, SessionGuard};
 use crate::services::audit_writer::AuditWriter;
 use crate::services::background::Background;
-use crate::services::{Clock, Services};
+use crate::services::{Clock, Parts, Services};
 use crate::storage::postgres::PgStore;
 use crate::storage::sqlite::SqliteStore;
 use crate::storage::DynStore;
@@ -72,7 +72,7 @@ pub struct Options {
 pub struct Application {
     port: u16,
     server: Server,
-    services: Services,
+    parts: Parts,
 }
 
 /// Opens the configured store; Postgres is migrated under the advisory lock.
@@ -99,11 +99,11 @@ pub async fn open_store(config: &Config, beside_server: bool) -> Result<DynStore
     })
 }
 
-/// Everything the use cases need, without the HTTP server, the mail worker,
+/// What the use cases are made of, without the HTTP server, the mail worker,
 /// the periodic jobs or the session revocation feed (which only a server
 /// judging requests subscribes to): what `Application` serves with, and what
 /// the operator commands (`suma-auth admin`) act through.
-pub async fn build_services(config: Config, options: Options) -> Result<Services, StartError> {
+pub async fn build_parts(config: Config, options: Options) -> Result<Parts, StartError> {
     let config = Arc::new(config);
     let metrics = Metrics::from_config(&config).map_err(StartError::Metrics)?;
     let store = open_store(&config, options.beside_server).await?;
@@ -159,7 +159,7 @@ pub async fn build_services(config: Config, options: Options) -> Result<Services
         sessions = sessions.without_publishing();
     }
     let audit_writer = AuditWriter::start(store.clone(), metrics.clone());
-    let services = Services {
+    let parts = Parts {
         config: config.clone(),
         store,
         hasher,
@@ -175,7 +175,7 @@ pub async fn build_services(config: Config, options: Options) -> Result<Services
         background: Background::new(options.hold_background.clone()),
         audit_writer,
     };
-    Ok(services)
+    Ok(parts)
 }
 
 impl Application {
@@ -185,9 +185,9 @@ impl Application {
 
     pub async fn build_with(config: Config, options: Options) -> Result<Self, StartError> {
         password::warm_up();
-        let services = build_services(config, options).await?;
-        let config = services.config.clone();
-        services.sessions.spawn_feed();
+        let parts = build_parts(config, options).await?;
+        let config = parts.config.clone();
+        parts.sessions.spawn_feed();
 
         let addr = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {
@@ -199,7 +199,7 @@ impl Application {
             .map_err(|source| StartError::Bind { addr, source })?
             .port();
 
-        let data = web::Data::new(services.clone());
+        let data = web::Data::new(Services::new(&parts));
         let trusted = web::Data::new(TrustedProxies(config.trusted_proxies.clone()));
         let server = HttpServer::new(move || {
             App::new()
@@ -220,13 +220,13 @@ impl Application {
         })?
         .run();
 
-        spawn_gauges(services.clone());
-        tokio::spawn(services.mailer.clone().run_worker());
-        crate::jobs::spawn(services.clone());
+        spawn_gauges(parts.clone());
+        tokio::spawn(parts.mailer.clone().run_worker());
+        crate::jobs::spawn(parts.clone());
         Ok(Self {
             port,
             server,
-            services,
+            parts,
         })
     }
 
@@ -234,8 +234,9 @@ impl Application {
         self.port
     }
 
-    pub fn services(&self) -> &Services {
-        &self.services
+    /// What the server was built from (the periodic jobs and tests hold it).
+    pub fn parts(&self) -> &Parts {
+        &self.parts
     }
 
     /// A handle to stop the server gracefully.
@@ -247,13 +248,13 @@ impl Application {
     /// then writes the audit rows still queued.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
-        self.services.audit_writer.shutdown().await;
+        self.parts.audit_writer.shutdown().await;
         served
     }
 }
 
 /// Publishes gauges from state on a timer (statsd gauges cannot be incremented).
-fn spawn_gauges(services: Services) {
+fn spawn_gauges(services: Parts) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut n: u64 = 0;
@@ -285,7 +286,7 @@ fn spawn_gauges(services: Services) {
 
 /// One round of gauges: pools, actors, the outbox and whether each
 /// dependency answers (a probe bounded by two seconds, like `/ready`).
-async fn publish_gauges(services: &Services) {
+async fn publish_gauges(services: &Parts) {
     let metrics = &services.metrics;
     metrics.hash_pool_in_flight(services.hasher.in_flight());
     metrics.hash_pool_rejected(services.hasher.take_rejected());

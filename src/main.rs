@@ -171,7 +171,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let app = Application::build(config.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let mail = app.services().mailer.describe();
+    let mail = app.parts().mailer.describe();
     tracing::info!(
         listen = %format!("http://{}:{}", config.host, app.port()),
         database = %database,

@@ -48,7 +48,7 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
     let svc = &ctx.svc;
     match command {
         Command::Verify => {
-            let report = admin::verify_audit(svc, &ctx.operator)
+            let report = admin::verify_audit(&ctx.admin, &ctx.operator)
                 .await
                 .map_err(audit_error)?;
             let mut rows = vec![
@@ -84,7 +84,7 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
         Command::Export { from, to } => {
             let from = from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
             let to = to.unwrap_or_else(|| svc.clock.now());
-            let export = admin::export_audit(svc, &ctx.operator, from, to)
+            let export = admin::export_audit(&ctx.admin, &ctx.operator, from, to)
                 .await
                 .map_err(audit_error)?;
             let rows: Vec<Vec<String>> = export

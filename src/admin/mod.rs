@@ -21,10 +21,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::app::{build_services, Options};
+use crate::app::{build_parts, Options};
 use crate::config::Config;
-use crate::services::admin::Operator;
-use crate::services::Services;
+use crate::services::admin::{Admin, Operator};
+use crate::services::privacy::Eraser;
+use crate::services::Parts;
 pub use output::Output;
 
 /// `suma-auth admin [--json] <group> <command>`.
@@ -37,9 +38,11 @@ pub struct AdminArgs {
     pub group: Group,
 }
 
-/// What a command acts with.
+/// What a command acts with: the operator area, and the parts it was made
+/// of for what only reads (the outbox state, the keys, a user's sessions).
 pub struct Context {
-    pub svc: Services,
+    pub admin: Admin,
+    pub svc: Parts,
     pub operator: Operator,
     pub out: Output,
 }
@@ -118,7 +121,7 @@ pub async fn run(config: Config, args: AdminArgs) -> ExitCode {
         beside_server: true,
         ..Options::default()
     };
-    let svc = match build_services(config, options).await {
+    let svc = match build_parts(config, options).await {
         Ok(svc) => svc,
         Err(e) => {
             out.error("failed", &format!("cannot reach what the server uses: {e}"));
@@ -133,6 +136,7 @@ pub async fn run(config: Config, args: AdminArgs) -> ExitCode {
         tokio::task::yield_now().await;
     }
     let ctx = Context {
+        admin: Admin::new(&svc, Eraser::new(&svc)),
         svc,
         operator: Operator { os_user: os_user() },
         out,

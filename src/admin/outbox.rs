@@ -46,7 +46,7 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
             );
         }
         Command::RetryDead => {
-            let moved = admin::retry_dead_mail(svc, &ctx.operator)
+            let moved = admin::retry_dead_mail(&ctx.admin, &ctx.operator)
                 .await
                 .map_err(AdminError::failed)?;
             ctx.out.record(

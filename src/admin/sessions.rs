@@ -25,17 +25,17 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
     let Command::Revoke { user, all } = command;
     let (scope, ended) = match (user, all) {
         (Some(who), false) => {
-            let user = admin::find_user(&ctx.svc, &who)
+            let user = admin::find_user(&ctx.admin, &who)
                 .await
                 .map_err(AdminError::failed)?
                 .ok_or_else(|| AdminError::NotFound(format!("no account {who:?}")))?;
-            let ended = admin::revoke_sessions_of(&ctx.svc, &ctx.operator, &user)
+            let ended = admin::revoke_sessions_of(&ctx.admin, &ctx.operator, &user)
                 .await
                 .map_err(AdminError::failed)?;
             (user.id.to_string(), ended)
         }
         (None, true) => {
-            let ended = admin::revoke_all_sessions(&ctx.svc, &ctx.operator)
+            let ended = admin::revoke_all_sessions(&ctx.admin, &ctx.operator)
                 .await
                 .map_err(AdminError::failed)?;
             ("all".to_string(), ended)

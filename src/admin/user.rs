@@ -38,7 +38,7 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
         Command::Show { user } => show(ctx, &find(ctx, &user).await?).await,
         Command::Unlock { user } => {
             let user = find(ctx, &user).await?;
-            let done = admin::unlock(&ctx.svc, &ctx.operator, &user)
+            let done = admin::unlock(&ctx.admin, &ctx.operator, &user)
                 .await
                 .map_err(|e| match e {
                     UnlockError::Auth(e) => AdminError::failed(e),
@@ -56,7 +56,7 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
         }
         Command::Disable { user } => {
             let user = find(ctx, &user).await?;
-            let done = admin::disable(&ctx.svc, &ctx.operator, &user)
+            let done = admin::disable(&ctx.admin, &ctx.operator, &user)
                 .await
                 .map_err(AdminError::failed)?;
             ctx.out.record(
@@ -71,7 +71,7 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
         }
         Command::Enable { user } => {
             let user = find(ctx, &user).await?;
-            let changed = admin::enable(&ctx.svc, &ctx.operator, &user)
+            let changed = admin::enable(&ctx.admin, &ctx.operator, &user)
                 .await
                 .map_err(AdminError::failed)?;
             ctx.out.record(
@@ -90,7 +90,7 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
                 ));
             }
             let user = find(ctx, &user).await?;
-            let ended = admin::erase(&ctx.svc, &ctx.operator, &user)
+            let ended = admin::erase(&ctx.admin, &ctx.operator, &user)
                 .await
                 .map_err(AdminError::failed)?;
             ctx.out.record(
@@ -106,7 +106,7 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
 }
 
 async fn find(ctx: &Context, who: &str) -> Result<UserRecord, AdminError> {
-    admin::find_user(&ctx.svc, who)
+    admin::find_user(&ctx.admin, who)
         .await
         .map_err(AdminError::failed)?
         .ok_or_else(|| AdminError::NotFound(format!("no account {who:?}")))

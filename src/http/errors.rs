@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::request_id;
 use crate::domain::FieldError;
 use crate::services::consents::RequiredVersions;
-use crate::services::{AuthError, RefreshError};
+use crate::services::{AuthError, CodeError, LoginError, RefreshError, ResetError};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_BASE: &str = "https://docs.suma.finance/errors/";
@@ -74,6 +74,20 @@ impl From<RefreshError> for ApiError {
         }
     }
 }
+
+/// The per-use-case errors answer as the [`AuthError`] each refusal
+/// stands for (same status, code and headers).
+macro_rules! answered_as_auth_error {
+    ($($error:ty),*) => {$(
+        impl From<$error> for ApiError {
+            fn from(e: $error) -> Self {
+                ApiError::Auth(AuthError::from(e))
+            }
+        }
+    )*};
+}
+
+answered_as_auth_error!(LoginError, ResetError, CodeError);
 
 impl ApiError {
     /// (status, code, title, detail)
@@ -317,5 +331,95 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         self.to_response(&request_id::current())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::consents::ConsentRequired;
+
+    /// Status, every header and the body of a problem answer.
+    async fn answer(e: ApiError) -> (StatusCode, Vec<(String, String)>, String) {
+        let res = e.to_response("req-1");
+        let status = res.status();
+        let mut headers: Vec<(String, String)> = res
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("?").to_string()))
+            .collect();
+        headers.sort();
+        let body = actix_web::body::to_bytes(res.into_body())
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        (status, headers, body)
+    }
+
+    fn consent() -> ConsentRequired {
+        ConsentRequired {
+            consent_token: "t".into(),
+            required: RequiredVersions {
+                terms: "2".into(),
+                privacy: "3".into(),
+            },
+        }
+    }
+
+    #[actix_rt::test]
+    async fn use_case_errors_answer_as_the_auth_error_they_stand_for() {
+        let wait = Duration::from_millis(1500);
+        let field = || vec![FieldError::new("new_password", "too_short", "longer")];
+        let pairs: Vec<(ApiError, ApiError)> = vec![
+            (
+                LoginError::InvalidCredentials.into(),
+                AuthError::InvalidCredentials.into(),
+            ),
+            (
+                LoginError::EmailNotVerified.into(),
+                AuthError::EmailNotVerified.into(),
+            ),
+            (
+                LoginError::AccountDisabled.into(),
+                AuthError::AccountDisabled.into(),
+            ),
+            (
+                LoginError::Locked { retry_after: wait }.into(),
+                AuthError::AccountLocked { retry_after: wait }.into(),
+            ),
+            (
+                LoginError::ConsentRequired(consent()).into(),
+                AuthError::ConsentRequired(consent()).into(),
+            ),
+            (
+                LoginError::Other(AuthError::Busy { retry_after: wait }).into(),
+                AuthError::Busy { retry_after: wait }.into(),
+            ),
+            (
+                ResetError::InvalidLink.into(),
+                AuthError::InvalidToken.into(),
+            ),
+            (
+                ResetError::PasswordRefused(field()).into(),
+                AuthError::Validation(field()).into(),
+            ),
+            (
+                CodeError::InvalidChallenge.into(),
+                AuthError::InvalidMfaToken.into(),
+            ),
+            (CodeError::WrongCode.into(), AuthError::InvalidCode.into()),
+            (
+                CodeError::Locked { retry_after: wait }.into(),
+                AuthError::AccountLocked { retry_after: wait }.into(),
+            ),
+            (
+                RefreshError::Reused.into(),
+                AuthError::Unauthorized("the refresh token is invalid").into(),
+            ),
+        ];
+        for (typed, plain) in pairs {
+            let label = format!("{typed:?}");
+            assert_eq!(answer(typed).await, answer(plain).await, "{label}");
+        }
     }
 }

@@ -241,7 +241,7 @@ impl FromRequest for Authenticated {
             let services = services
                 .ok_or_else(|| ApiError::from(AuthError::Internal("no services".into())))?;
             let token = token.ok_or(ApiError::MissingCredentials)?;
-            let principal = authenticate(&services, &token)
+            let principal = authenticate(&services.sessions, &token)
                 .await
                 .map_err(ApiError::from)?;
             tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));

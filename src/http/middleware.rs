@@ -41,7 +41,7 @@ pub async fn observe(
     let method = req.method().as_str().to_string();
     let metrics = req
         .app_data::<web::Data<Services>>()
-        .map(|s| s.metrics.clone());
+        .map(|s| s.edge.metrics().clone());
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -153,12 +153,8 @@ pub async fn route_guard(
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
     let client = super::client::context(req.request());
-    let verdict = services
-        .rate_limiter
-        .check(route, client.ip, services.clock.now_ms())
-        .await;
+    let verdict = services.edge.rate_check(route, client.ip).await;
     if !verdict.allowed {
-        services.metrics.rate_limited(route.name());
         let error = ApiError::Auth(crate::services::AuthError::RateLimited {
             limit: verdict.limit,
             remaining: 0,

@@ -3,9 +3,9 @@
 
 pub mod sweep;
 
-use crate::services::Services;
+use crate::services::Parts;
 
 /// Starts the periodic jobs on the current runtime.
-pub fn spawn(services: Services) {
+pub fn spawn(services: Parts) {
     tokio::spawn(sweep::run(services));
 }

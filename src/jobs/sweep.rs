@@ -9,12 +9,12 @@
 use std::time::Duration;
 
 use crate::domain::retention;
-use crate::services::Services;
+use crate::services::Parts;
 
 /// Ended sessions stay this long (their spent tokens keep detecting reuse).
 const KEEP_ENDED: chrono::Duration = retention::ENDED_RECORDS;
 
-pub async fn run(services: Services) {
+pub async fn run(services: Parts) {
     let interval = services.config.sweep_interval;
     // Instances started together should not sweep in lockstep.
     let jitter = Duration::from_millis(rand::random_range(
@@ -30,7 +30,7 @@ pub async fn run(services: Services) {
 
 /// One pass; returns the rows deleted. Also converts recovery codes still
 /// stored as a bare digest to their keyed form (see `auth::codes`).
-pub async fn sweep_once(services: &Services) -> u64 {
+pub async fn sweep_once(services: &Parts) -> u64 {
     rekey_recovery_codes(services).await;
     let now = services.clock.now();
     let expired = match services.store.sweep_expired(now, KEEP_ENDED).await {
@@ -49,7 +49,7 @@ pub async fn sweep_once(services: &Services) -> u64 {
 }
 
 /// Deletes accounts left unverified past `UNVERIFIED_ACCOUNT_MAX_AGE_DAYS`.
-async fn sweep_unverified(services: &Services, now: chrono::DateTime<chrono::Utc>) -> u64 {
+async fn sweep_unverified(services: &Parts, now: chrono::DateTime<chrono::Utc>) -> u64 {
     let max_age = chrono::Duration::from_std(services.config.security.unverified_account_max_age)
         .unwrap_or(chrono::Duration::days(7));
     match services.store.delete_unverified_users(now - max_age).await {
@@ -67,7 +67,7 @@ async fn sweep_unverified(services: &Services, now: chrono::DateTime<chrono::Utc
 }
 
 /// Deletes what the retention table (`docs/retention.md`) keeps no longer.
-async fn sweep_retention(services: &Services, now: chrono::DateTime<chrono::Utc>) -> u64 {
+async fn sweep_retention(services: &Parts, now: chrono::DateTime<chrono::Utc>) -> u64 {
     match services
         .store
         .sweep_retention(retention::Cutoffs::at(now))
@@ -87,7 +87,7 @@ async fn sweep_retention(services: &Services, now: chrono::DateTime<chrono::Utc>
 }
 
 /// Converts legacy recovery-code hashes, a batch at a time, until none is left.
-pub async fn rekey_recovery_codes(services: &Services) -> u64 {
+pub async fn rekey_recovery_codes(services: &Parts) -> u64 {
     let mut total = 0;
     loop {
         let mailer = services.mailer.clone();

@@ -11,11 +11,43 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{privacy, AuthError, Services};
+use super::privacy::{self, Eraser};
+use super::{Audit, AuthError, Parts};
+use crate::clock::Clock;
 use crate::domain::{ClientContext, Email};
 use crate::redis::RedisError;
+use crate::redis::RedisStore;
+use crate::security::SessionGuard;
 use crate::security::{self, FactorLockout};
+use crate::storage::DynStore;
 use crate::storage::{end_reason, LockoutRecord, LockoutUpdate, Revocation, UserRecord};
+use crate::telemetry::metrics::Metrics;
+
+/// The operator area: what `suma-auth admin` does. Cheap to clone.
+#[derive(Clone)]
+pub struct Admin {
+    store: DynStore,
+    sessions: SessionGuard,
+    redis: Option<RedisStore>,
+    metrics: Metrics,
+    clock: Clock,
+    audit: Audit,
+    eraser: Eraser,
+}
+
+impl Admin {
+    pub fn new(parts: &Parts, eraser: Eraser) -> Self {
+        Self {
+            store: parts.store.clone(),
+            sessions: parts.sessions.clone(),
+            redis: parts.redis.clone(),
+            metrics: parts.metrics.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+            eraser,
+        }
+    }
+}
 
 /// Who acts: recorded in every audit row of an operator action.
 #[derive(Debug, Clone)]
@@ -43,18 +75,19 @@ impl Operator {
 }
 
 async fn audited(
-    svc: &Services,
+    svc: &Admin,
     op: &Operator,
     event: &'static str,
     user_id: Option<Uuid>,
     extra: serde_json::Value,
 ) {
-    svc.audit(event, true, user_id, &op.client(), op.detail(extra))
+    svc.audit
+        .record(event, true, user_id, &op.client(), op.detail(extra))
         .await;
 }
 
 /// An account by id or email address (erased accounts are not found).
-pub async fn find_user(svc: &Services, who: &str) -> Result<Option<UserRecord>, AuthError> {
+pub async fn find_user(svc: &Admin, who: &str) -> Result<Option<UserRecord>, AuthError> {
     let who = who.trim();
     if let Ok(id) = Uuid::parse_str(who) {
         return Ok(svc.store.find_user_by_id(id).await?);
@@ -67,7 +100,7 @@ pub async fn find_user(svc: &Services, who: &str) -> Result<Option<UserRecord>, 
 
 /// Ends every live session of a user through the revocation path; returns how many.
 pub async fn end_sessions_of(
-    svc: &Services,
+    svc: &Admin,
     user_id: Uuid,
     reason: &'static str,
 ) -> Result<usize, AuthError> {
@@ -95,11 +128,7 @@ pub struct Disabled {
 /// once on every instance. The flag is set first and the sessions ended
 /// after: a sign-in under way reads the account again once its session
 /// exists (`tokens::open_session`), so no session outlives the disabling.
-pub async fn disable(
-    svc: &Services,
-    op: &Operator,
-    user: &UserRecord,
-) -> Result<Disabled, AuthError> {
+pub async fn disable(svc: &Admin, op: &Operator, user: &UserRecord) -> Result<Disabled, AuthError> {
     let changed = svc
         .store
         .set_user_active(user.id, false, svc.clock.now())
@@ -125,7 +154,7 @@ pub async fn disable(
 }
 
 /// Enables an account again: it signs in as before.
-pub async fn enable(svc: &Services, op: &Operator, user: &UserRecord) -> Result<bool, AuthError> {
+pub async fn enable(svc: &Admin, op: &Operator, user: &UserRecord) -> Result<bool, AuthError> {
     let changed = svc
         .store
         .set_user_active(user.id, true, svc.clock.now())
@@ -168,7 +197,7 @@ pub enum UnlockError {
 /// and the user row's counters) and Redis's copies (which would otherwise
 /// keep deciding until they expire).
 pub async fn unlock(
-    svc: &Services,
+    svc: &Admin,
     op: &Operator,
     user: &UserRecord,
 ) -> Result<Unlocked, UnlockError> {
@@ -227,8 +256,8 @@ pub async fn unlock(
 }
 
 /// Erases an account as `DELETE /me` does, without the owner's proof.
-pub async fn erase(svc: &Services, op: &Operator, user: &UserRecord) -> Result<usize, AuthError> {
-    let sessions_ended = privacy::erase_account(svc, user).await?;
+pub async fn erase(svc: &Admin, op: &Operator, user: &UserRecord) -> Result<usize, AuthError> {
+    let sessions_ended = privacy::erase_account(&svc.eraser, user).await?;
     audited(
         svc,
         op,
@@ -242,7 +271,7 @@ pub async fn erase(svc: &Services, op: &Operator, user: &UserRecord) -> Result<u
 
 /// Ends every session of one user.
 pub async fn revoke_sessions_of(
-    svc: &Services,
+    svc: &Admin,
     op: &Operator,
     user: &UserRecord,
 ) -> Result<usize, AuthError> {
@@ -259,7 +288,7 @@ pub async fn revoke_sessions_of(
 }
 
 /// Ends every session of every user.
-pub async fn revoke_all_sessions(svc: &Services, op: &Operator) -> Result<usize, AuthError> {
+pub async fn revoke_all_sessions(svc: &Admin, op: &Operator) -> Result<usize, AuthError> {
     let now = svc.clock.now();
     let ended = svc
         .store
@@ -284,7 +313,7 @@ pub async fn revoke_all_sessions(svc: &Services, op: &Operator) -> Result<usize,
 }
 
 /// Puts dead mail back in the queue; returns how many.
-pub async fn retry_dead_mail(svc: &Services, op: &Operator) -> Result<u64, AuthError> {
+pub async fn retry_dead_mail(svc: &Admin, op: &Operator) -> Result<u64, AuthError> {
     let moved = svc.store.retry_dead_mail(svc.clock.now()).await?;
     audited(
         svc,
@@ -300,7 +329,7 @@ pub async fn retry_dead_mail(svc: &Services, op: &Operator) -> Result<u64, AuthE
 /// Verifies the audit chain (`admin audit verify`); the verification itself
 /// is audited, with its verdict.
 pub async fn verify_audit(
-    svc: &Services,
+    svc: &Admin,
     op: &Operator,
 ) -> Result<super::audit::ChainReport, super::audit::AuditError> {
     let report = super::audit::verify_chain(svc.store.as_ref()).await?;
@@ -321,7 +350,7 @@ pub async fn verify_audit(
 
 /// Exports the audit rows of `[from, to)` (`admin audit export`); audited.
 pub async fn export_audit(
-    svc: &Services,
+    svc: &Admin,
     op: &Operator,
     from: chrono::DateTime<chrono::Utc>,
     to: chrono::DateTime<chrono::Utc>,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::me::Principal;
-use super::{AuthError, Services};
+use super::AuthError;
 use crate::domain::audit_chain::{self, GENESIS, PRUNE_EVENT};
 use crate::domain::FieldError;
 use crate::storage::{ChainRow, ChainState, Page, StorageError, Store};
@@ -378,7 +378,7 @@ fn page_params(before: Option<&str>, limit: Option<&str>) -> Result<(i64, u32), 
 
 /// `GET /me/audit`: the caller's own events, newest first.
 pub async fn own_events(
-    svc: &Services,
+    svc: &super::Account,
     principal: &Principal,
     before: Option<&str>,
     limit: Option<&str>,

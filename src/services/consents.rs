@@ -13,10 +13,13 @@ use uuid::Uuid;
 
 use super::me::{self, Principal};
 use super::sign_in::{self, LoginOutcome};
-use super::{AuthError, Services};
+use super::{Account, Audit, AuthError, Parts, SignIn};
 use crate::auth::tokens;
+use crate::clock::Clock;
+use crate::domain::consent::ConsentVersions;
 use crate::domain::consent::{self, ConsentRefusal, ConsentType, Requested, Statement};
 use crate::domain::{ClientContext, FieldError};
+use crate::storage::DynStore;
 use crate::storage::{ConsentChange, ConsentRecord, NewConsent, NewConsentChallenge, UserRecord};
 
 /// How long a consent token lives: time to read the new texts.
@@ -58,6 +61,32 @@ pub struct ConsentRequired {
     pub required: RequiredVersions,
 }
 
+/// The consent statements of accounts: read, appended, and the gate of a
+/// sign-in. Cheap to clone.
+#[derive(Clone)]
+pub struct ConsentBook {
+    store: DynStore,
+    clock: Clock,
+    audit: Audit,
+    versions: ConsentVersions,
+}
+
+impl ConsentBook {
+    pub fn new(parts: &Parts) -> Self {
+        Self {
+            store: parts.store.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+            versions: parts.config.consents.clone(),
+        }
+    }
+
+    /// The service's current versions (`CONSENT_*_VERSION`).
+    pub fn versions(&self) -> &ConsentVersions {
+        &self.versions
+    }
+}
+
 /// The statements of a history the rules understand (unknown types are skipped).
 pub fn statements(records: &[ConsentRecord]) -> Vec<Statement> {
     records
@@ -74,14 +103,14 @@ pub fn statements(records: &[ConsentRecord]) -> Vec<Statement> {
 }
 
 /// The state a history (oldest first) adds up to.
-pub fn state_of(svc: &Services, history: &[Statement]) -> ConsentState {
+pub fn state_of(versions: &ConsentVersions, history: &[Statement]) -> ConsentState {
     let view = |t: ConsentType| {
         let latest = consent::latest(history, t);
         ConsentView {
             granted: latest.is_some_and(|s| s.granted),
             version: latest.map(|s| s.version.clone()),
             updated_at: latest.map(|s| s.at),
-            current_version: svc.config.consents.of(t).to_string(),
+            current_version: versions.of(t).to_string(),
         }
     };
     ConsentState {
@@ -92,19 +121,22 @@ pub fn state_of(svc: &Services, history: &[Statement]) -> ConsentState {
     }
 }
 
-async fn history(svc: &Services, user_id: Uuid) -> Result<Vec<Statement>, AuthError> {
+async fn history(svc: &ConsentBook, user_id: Uuid) -> Result<Vec<Statement>, AuthError> {
     Ok(statements(&svc.store.consent_history(user_id).await?))
 }
 
 /// `GET /me/consents`.
-pub async fn current(svc: &Services, principal: &Principal) -> Result<ConsentState, AuthError> {
-    let user = me::current_user(svc, principal).await?;
-    Ok(state_of(svc, &history(svc, user.id).await?))
+pub async fn current(svc: &Account, principal: &Principal) -> Result<ConsentState, AuthError> {
+    let user = me::current_user(&svc.store, principal).await?;
+    Ok(state_of(
+        svc.consents.versions(),
+        &history(&svc.consents, user.id).await?,
+    ))
 }
 
 /// Records each real change and audits it; the statements appended.
 async fn record(
-    svc: &Services,
+    svc: &ConsentBook,
     user_id: Uuid,
     changes: Vec<(ConsentType, String, bool)>,
     client: &ClientContext,
@@ -133,14 +165,15 @@ async fn record(
     }
     let mut out = Vec::new();
     for (t, version, granted) in changes {
-        svc.audit(
-            "consent_changed",
-            true,
-            Some(user_id),
-            client,
-            serde_json::json!({"type": t.as_str(), "granted": granted, "version": version}),
-        )
-        .await;
+        svc.audit
+            .record(
+                "consent_changed",
+                true,
+                Some(user_id),
+                client,
+                serde_json::json!({"type": t.as_str(), "granted": granted, "version": version}),
+            )
+            .await;
         out.push(Statement {
             consent_type: t,
             version,
@@ -153,15 +186,15 @@ async fn record(
 
 /// `PUT /me/consents`: grants or withdraws; only real changes are recorded.
 pub async fn update(
-    svc: &Services,
+    svc: &Account,
     principal: &Principal,
     requested: Vec<Requested>,
     client: &ClientContext,
 ) -> Result<ConsentState, AuthError> {
-    let user = me::current_user(svc, principal).await?;
-    let mut history = history(svc, user.id).await?;
+    let user = me::current_user(&svc.store, principal).await?;
+    let mut history = history(&svc.consents, user.id).await?;
     let changes =
-        consent::changes(&history, &requested, &svc.config.consents).map_err(|refusal| {
+        consent::changes(&history, &requested, svc.consents.versions()).map_err(|refusal| {
             match refusal {
                 ConsentRefusal::WithdrawalRequiresErasure(t) => {
                     AuthError::WithdrawalRequiresErasure(t.as_str())
@@ -170,22 +203,22 @@ pub async fn update(
             }
         })?;
     if !changes.is_empty() {
-        if let Some(mut appended) = record(svc, user.id, changes, client, None).await? {
+        if let Some(mut appended) = record(&svc.consents, user.id, changes, client, None).await? {
             history.append(&mut appended);
         }
     }
-    Ok(state_of(svc, &history))
+    Ok(state_of(svc.consents.versions(), &history))
 }
 
 /// After a correct password: when the user has not accepted the current terms
 /// or privacy version, opens a consent challenge (single use, stored hashed)
 /// and says what to accept.
 pub async fn gate(
-    svc: &Services,
+    svc: &ConsentBook,
     user: &UserRecord,
     device_id: Option<String>,
 ) -> Result<Option<ConsentRequired>, AuthError> {
-    let current = &svc.config.consents;
+    let current = &svc.versions;
     let history = history(svc, user.id).await?;
     if consent::missing_acceptances(&history, current).is_empty() {
         return Ok(None);
@@ -222,7 +255,7 @@ pub struct Acceptance {
 /// and continues the sign-in: the token pair, or the second-factor step.
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn accept(
-    svc: &Services,
+    svc: &SignIn,
     input: Acceptance,
     client: &ClientContext,
 ) -> Result<LoginOutcome, AuthError> {
@@ -243,8 +276,8 @@ pub async fn accept(
         .filter(|u| u.is_active)
         .ok_or(AuthError::InvalidConsentToken)?;
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
-    let current = &svc.config.consents;
-    let history = history(svc, user.id).await?;
+    let current = svc.consents.versions();
+    let history = history(&svc.consents, user.id).await?;
     let missing = consent::missing_acceptances(&history, current);
     let mut errors = Vec::new();
     for (t, named) in [
@@ -274,7 +307,7 @@ pub async fn accept(
         .iter()
         .map(|t| (*t, current.of(*t).to_string(), true))
         .collect();
-    if record(svc, user.id, changes, client, Some(challenge.id))
+    if record(&svc.consents, user.id, changes, client, Some(challenge.id))
         .await?
         .is_none()
     {

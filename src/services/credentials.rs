@@ -10,14 +10,56 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use suma_auth_actors::{ActorError, FailureOutcome, Reservation};
 
-use super::{AuthError, Services};
+use super::{Audit, AuthError, Parts};
+use crate::auth::hashing::PasswordHasher;
+use crate::clock::Clock;
 use crate::domain::ClientContext;
 use crate::mail::templates;
+use crate::mail::Mailer;
 use crate::security;
+use crate::storage::DynStore;
 use crate::storage::UserRecord;
+use crate::telemetry::metrics::Metrics;
+
+/// The password protocol: the lockout actors, the hashing pool, and what a
+/// lock says (metric, audit row, log line, mail, user row). Cheap to clone.
+#[derive(Clone)]
+pub struct PasswordCheck {
+    actors: suma_auth_actors::SecurityHandle,
+    hasher: PasswordHasher,
+    store: DynStore,
+    mailer: Mailer,
+    metrics: Metrics,
+    clock: Clock,
+    audit: Audit,
+    max_login_attempts: u32,
+    lockout_duration: Duration,
+}
+
+impl PasswordCheck {
+    pub fn new(parts: &Parts) -> Self {
+        Self {
+            actors: parts.actors.clone(),
+            hasher: parts.hasher.clone(),
+            store: parts.store.clone(),
+            mailer: parts.mailer.clone(),
+            metrics: parts.metrics.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+            max_login_attempts: parts.config.security.max_login_attempts,
+            lockout_duration: parts.config.security.lockout_duration,
+        }
+    }
+
+    /// Ends the lockout window of `key` (the owner proved control of the
+    /// mailbox).
+    pub async fn clear(&self, key: &str) -> Result<(), ActorError> {
+        self.actors.record_login_success(key).await
+    }
+}
 
 /// Reserves a verification for `key`; a locked account answers `AccountLocked`.
-pub async fn reserve(svc: &Services, key: &str) -> Result<(), AuthError> {
+pub async fn reserve(svc: &PasswordCheck, key: &str) -> Result<(), AuthError> {
     let now = security::to_timestamp(svc.clock.now());
     match svc
         .actors
@@ -37,7 +79,7 @@ pub async fn reserve(svc: &Services, key: &str) -> Result<(), AuthError> {
 /// A wrong or empty password counts toward the lockout and answers
 /// `InvalidCredentials`; `audit_event`, when given, is written for it.
 pub async fn prove_password(
-    svc: &Services,
+    svc: &PasswordCheck,
     user: &UserRecord,
     password: &SecretString,
     client: &ClientContext,
@@ -52,7 +94,9 @@ pub async fn prove_password(
     if !verified.matches || password.expose_secret().is_empty() {
         if let Some(event) = audit_event {
             let reason = serde_json::json!({"reason": "invalid_credentials"});
-            svc.audit(event, false, Some(user.id), client, reason).await;
+            svc.audit
+                .record(event, false, Some(user.id), client, reason)
+                .await;
         }
         record_failure(svc, key, Some(user), client).await;
         return Err(AuthError::InvalidCredentials);
@@ -62,7 +106,7 @@ pub async fn prove_password(
 }
 
 /// The password was proven: the window starts afresh.
-pub async fn record_success(svc: &Services, key: &str) {
+pub async fn record_success(svc: &PasswordCheck, key: &str) {
     if let Err(e) = svc.actors.record_login_success(key).await {
         tracing::warn!(error = %e, "lockout reset not recorded");
     }
@@ -84,7 +128,7 @@ pub fn actor_error(e: ActorError) -> AuthError {
 /// Counts a failed verification; when it locks the account, says so once:
 /// metric, audit row, the owner's mail, and the user row.
 pub async fn record_failure(
-    svc: &Services,
+    svc: &PasswordCheck,
     key: &str,
     user: Option<&UserRecord>,
     client: &ClientContext,
@@ -105,24 +149,25 @@ pub async fn record_failure(
                 known_account = user.is_some(),
                 "account locked after repeated failures"
             );
-            svc.audit(
-                "account_locked",
-                true,
-                user.map(|u| u.id),
-                client,
-                serde_json::json!({"until": security::from_timestamp(until)}),
-            )
-            .await;
+            svc.audit
+                .record(
+                    "account_locked",
+                    true,
+                    user.map(|u| u.id),
+                    client,
+                    serde_json::json!({"until": security::from_timestamp(until)}),
+                )
+                .await;
             if let Some(user) = user {
                 svc.mailer
                     .dispatch(templates::account_locked(
                         user.email.as_str(),
-                        svc.config.security.lockout_duration.as_secs().div_ceil(60),
+                        svc.lockout_duration.as_secs().div_ceil(60),
                     ))
                     .await;
             }
             (
-                svc.config.security.max_login_attempts,
+                svc.max_login_attempts,
                 Some(security::from_timestamp(until)),
             )
         }

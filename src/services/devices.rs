@@ -22,18 +22,47 @@ use uuid::Uuid;
 
 use super::me::Principal;
 use super::second_factor;
-use super::{AuthError, Services};
+use super::{Account, Audit, AuthError, Parts};
+use crate::clock::Clock;
 use crate::domain::device::{fingerprint_input, user_agent_family};
 use crate::domain::ClientContext;
 use crate::mail::templates;
+use crate::mail::Mailer;
+use crate::storage::DynStore;
 use crate::storage::{DeviceSeen, DeviceSighting, UserRecord};
+use crate::telemetry::metrics::Metrics;
 
 /// The purpose the fingerprint tag is made under.
 const FINGERPRINT_PURPOSE: &str = "device-fingerprint";
 
+/// The devices of accounts: recorded at sign-in, listed and forgotten by
+/// their owner. Cheap to clone.
+#[derive(Clone)]
+pub struct Devices {
+    store: DynStore,
+    mailer: Mailer,
+    metrics: Metrics,
+    clock: Clock,
+    audit: Audit,
+    new_device_step_up: bool,
+}
+
+impl Devices {
+    pub fn new(parts: &Parts) -> Self {
+        Self {
+            store: parts.store.clone(),
+            mailer: parts.mailer.clone(),
+            metrics: parts.metrics.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+            new_device_step_up: parts.config.second_factor.new_device_step_up,
+        }
+    }
+}
+
 /// The fingerprint of a device and its user-agent family.
 fn fingerprint(
-    svc: &Services,
+    svc: &Devices,
     device_id: Option<&str>,
     user_agent: Option<&str>,
 ) -> (String, String) {
@@ -48,12 +77,12 @@ fn fingerprint(
 /// Whether this sign-in must pass an emailed code first: `NEW_DEVICE_STEP_UP`
 /// is on, the account has no second factor, and the device would be announced.
 pub async fn step_up_required(
-    svc: &Services,
+    svc: &Devices,
     user: &UserRecord,
     device_id: Option<&str>,
     client: &ClientContext,
 ) -> Result<bool, AuthError> {
-    if !svc.config.second_factor.new_device_step_up || second_factor::required(user) {
+    if !svc.new_device_step_up || second_factor::required(user) {
         return Ok(false);
     }
     let (fingerprint, _) = fingerprint(svc, device_id, client.user_agent.as_deref());
@@ -71,7 +100,7 @@ pub async fn step_up_required(
 /// when it is new to the account (see the module doc). `user` is the record
 /// read before this sign-in was recorded.
 pub async fn record_sign_in(
-    svc: &Services,
+    svc: &Devices,
     user: &UserRecord,
     device_id: Option<&str>,
     client: &ClientContext,
@@ -108,7 +137,8 @@ pub async fn record_sign_in(
         svc.mailer.queued(mail.template);
         svc.metrics.new_device();
         let detail = serde_json::json!({"session_id": session_id, "device": family});
-        svc.audit("new_device", true, Some(user.id), client, detail)
+        svc.audit
+            .record("new_device", true, Some(user.id), client, detail)
             .await;
     }
     Ok(())
@@ -129,12 +159,19 @@ pub struct DeviceView {
 }
 
 /// `GET /me/devices`: the caller's devices, first seen first.
-pub async fn list(svc: &Services, principal: &Principal) -> Result<Vec<DeviceView>, AuthError> {
+pub async fn list(svc: &Account, principal: &Principal) -> Result<Vec<DeviceView>, AuthError> {
     let current = svc
         .store
         .find_session(principal.session_id)
         .await?
-        .map(|s| fingerprint(svc, s.device_id.as_deref(), s.user_agent.as_deref()).0);
+        .map(|s| {
+            fingerprint(
+                &svc.devices,
+                s.device_id.as_deref(),
+                s.user_agent.as_deref(),
+            )
+            .0
+        });
     let devices = svc.store.list_devices(principal.user_id, current).await?;
     Ok(devices
         .into_iter()
@@ -152,7 +189,7 @@ pub async fn list(svc: &Services, principal: &Principal) -> Result<Vec<DeviceVie
 /// `DELETE /me/devices/{id}`: forgets one of the caller's devices; `false`
 /// when the caller has no such device.
 pub async fn forget(
-    svc: &Services,
+    svc: &Account,
     principal: &Principal,
     device_id: Uuid,
     client: &ClientContext,
@@ -163,14 +200,15 @@ pub async fn forget(
         .await?;
     if forgotten {
         let detail = serde_json::json!({"device_id": device_id});
-        svc.audit(
-            "device_forgotten",
-            true,
-            Some(principal.user_id),
-            client,
-            detail,
-        )
-        .await;
+        svc.audit
+            .record(
+                "device_forgotten",
+                true,
+                Some(principal.user_id),
+                client,
+                detail,
+            )
+            .await;
     }
     Ok(forgotten)
 }

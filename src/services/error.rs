@@ -64,6 +64,106 @@ pub enum RefreshError {
     Other(#[from] AuthError),
 }
 
+/// Why a login (`POST /login`) was refused. The password step decides the
+/// first four; what follows a correct password (the session, the
+/// second-factor step) fails as [`AuthError`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("the email address is not verified")]
+    EmailNotVerified,
+    #[error("the account is disabled")]
+    AccountDisabled,
+    #[error("the account is locked")]
+    Locked { retry_after: Duration },
+    #[error("new versions of the terms or privacy policy must be accepted")]
+    ConsentRequired(super::consents::ConsentRequired),
+    #[error(transparent)]
+    Other(#[from] AuthError),
+}
+
+/// Why a password reset confirmation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    /// Unknown, spent, expired, superseded, or its account disabled: one
+    /// answer for all.
+    #[error("the reset link is unknown, used or expired")]
+    InvalidLink,
+    /// The new password fails the policy or repeats a recent one (the link
+    /// stays usable).
+    #[error("the new password is refused")]
+    PasswordRefused(Vec<FieldError>),
+    #[error(transparent)]
+    Other(#[from] AuthError),
+}
+
+/// Why the code step of a sign-in (`/otp/send`, `/otp/verify`) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CodeError {
+    /// The challenge is unknown, spent, expired, dead, or its account disabled.
+    #[error("the login challenge is unknown, spent, expired or dead")]
+    InvalidChallenge,
+    #[error("the code is wrong")]
+    WrongCode,
+    /// Too many wrong codes on the account: nothing was compared.
+    #[error("the second factor is locked")]
+    Locked { retry_after: Duration },
+    #[error(transparent)]
+    Other(#[from] AuthError),
+}
+
+impl From<LoginError> for AuthError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::InvalidCredentials => AuthError::InvalidCredentials,
+            LoginError::EmailNotVerified => AuthError::EmailNotVerified,
+            LoginError::AccountDisabled => AuthError::AccountDisabled,
+            LoginError::Locked { retry_after } => AuthError::AccountLocked { retry_after },
+            LoginError::ConsentRequired(required) => AuthError::ConsentRequired(required),
+            LoginError::Other(e) => e,
+        }
+    }
+}
+
+impl From<ResetError> for AuthError {
+    fn from(e: ResetError) -> Self {
+        match e {
+            ResetError::InvalidLink => AuthError::InvalidToken,
+            ResetError::PasswordRefused(errors) => AuthError::Validation(errors),
+            ResetError::Other(e) => e,
+        }
+    }
+}
+
+impl From<CodeError> for AuthError {
+    fn from(e: CodeError) -> Self {
+        match e {
+            CodeError::InvalidChallenge => AuthError::InvalidMfaToken,
+            CodeError::WrongCode => AuthError::InvalidCode,
+            CodeError::Locked { retry_after } => AuthError::AccountLocked { retry_after },
+            CodeError::Other(e) => e,
+        }
+    }
+}
+
+/// The causes every use-case error carries as [`AuthError`].
+macro_rules! through_auth_error {
+    ($($error:ty: $($cause:ty),+;)*) => {$($(
+        impl From<$cause> for $error {
+            fn from(e: $cause) -> Self {
+                Self::Other(e.into())
+            }
+        }
+    )+)*};
+}
+
+through_auth_error! {
+    LoginError: StorageError, HashError;
+    ResetError: StorageError, HashError;
+    CodeError: StorageError;
+}
+
 impl From<StorageError> for RefreshError {
     fn from(e: StorageError) -> Self {
         RefreshError::Other(e.into())

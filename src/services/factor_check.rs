@@ -10,12 +10,17 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::credentials::actor_error;
-use super::{AuthError, Services};
+use super::{Audit, AuthError, Parts};
 use crate::auth::{codes, totp};
+use crate::clock::Clock;
 use crate::domain::ClientContext;
 use crate::mail::templates;
+use crate::mail::Mailer;
+use crate::security::FactorLockout;
 use crate::security::{self, FactorCheck};
+use crate::storage::DynStore;
 use crate::storage::{MfaChallengeRecord, PresentedCode, SecondFactorUpdate, UserRecord};
+use crate::telemetry::metrics::Metrics;
 
 /// What a limited check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +41,35 @@ pub enum CodeKind {
     Recovery,
 }
 
+/// The second-factor code protocol: the per-account limit, the comparison
+/// of codes, and what a lock says. Cheap to clone.
+#[derive(Clone)]
+pub struct CodeCheck {
+    factor_lockout: FactorLockout,
+    store: DynStore,
+    mailer: Mailer,
+    metrics: Metrics,
+    clock: Clock,
+    audit: Audit,
+}
+
+impl CodeCheck {
+    pub fn new(parts: &Parts) -> Self {
+        Self {
+            factor_lockout: parts.factor_lockout.clone(),
+            store: parts.store.clone(),
+            mailer: parts.mailer.clone(),
+            metrics: parts.metrics.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+        }
+    }
+}
+
 /// Runs `compare` (`Ok(Some(_))`: right, `Ok(None)`: wrong) under the
 /// per-account limit of `user`'s second factor.
 pub async fn limited<T, Fut>(
-    svc: &Services,
+    svc: &CodeCheck,
     user: &UserRecord,
     client: &ClientContext,
     compare: impl FnOnce() -> Fut,
@@ -74,7 +104,7 @@ where
 
 /// Says once that wrong codes locked `user`'s second factor until `until`.
 async fn announce_lock(
-    svc: &Services,
+    svc: &CodeCheck,
     user: &UserRecord,
     client: &ClientContext,
     until: suma_auth_actors::Timestamp,
@@ -82,14 +112,15 @@ async fn announce_lock(
     let until = security::from_timestamp(until);
     svc.metrics.second_factor_lockout();
     tracing::warn!("second factor locked after repeated wrong codes");
-    svc.audit(
-        "account_locked",
-        true,
-        Some(user.id),
-        client,
-        serde_json::json!({"factor": "second_factor", "until": until}),
-    )
-    .await;
+    svc.audit
+        .record(
+            "account_locked",
+            true,
+            Some(user.id),
+            client,
+            serde_json::json!({"factor": "second_factor", "until": until}),
+        )
+        .await;
     let seconds = (until - svc.clock.now()).num_seconds().max(60) as u64;
     svc.mailer
         .dispatch(templates::second_factor_locked(
@@ -103,7 +134,7 @@ async fn announce_lock(
 /// `emailed` (a login or step-up challenge), and, when `totp` is true, a
 /// TOTP code (each time step once) or an unused recovery code (spent).
 pub async fn compare_code(
-    svc: &Services,
+    svc: &CodeCheck,
     user: &UserRecord,
     emailed: Option<&MfaChallengeRecord>,
     totp: bool,
@@ -163,7 +194,7 @@ pub async fn compare_code(
 }
 
 /// The active TOTP secret of `user`, opened.
-pub fn totp_secret(svc: &Services, user: &UserRecord) -> Result<Option<Vec<u8>>, AuthError> {
+pub fn totp_secret(svc: &CodeCheck, user: &UserRecord) -> Result<Option<Vec<u8>>, AuthError> {
     match &user.totp_secret_sealed {
         Some(sealed) => svc
             .mailer

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use super::credentials::{self, record_failure};
 use super::sign_in::{self, LoginOutcome};
 pub use super::tokens::TokenPair;
-use super::{consents, AuthError, Services};
+use super::{consents, AuthError, LoginError, SignIn};
 use crate::domain::ClientContext;
 use crate::domain::Email;
 use crate::security;
@@ -23,10 +23,10 @@ pub struct LoginInput {
 
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn login(
-    svc: &Services,
+    svc: &SignIn,
     input: LoginInput,
     client: ClientContext,
-) -> Result<LoginOutcome, AuthError> {
+) -> Result<LoginOutcome, LoginError> {
     let device_id = input
         .device_id
         .map(|d| d.trim().chars().take(255).collect::<String>())
@@ -41,8 +41,9 @@ pub async fn login(
 
     // Reserve the attempt before verifying: at most MAX_LOGIN_ATTEMPTS
     // verifications per window, whatever the concurrency or instance count.
-    if let Err(e) = credentials::reserve(svc, &key).await {
-        if matches!(e, AuthError::AccountLocked { .. }) {
+    match credentials::reserve(&svc.passwords, &key).await {
+        Ok(()) => {}
+        Err(AuthError::AccountLocked { retry_after }) => {
             sign_in::refused(
                 svc,
                 "login",
@@ -51,8 +52,9 @@ pub async fn login(
                 &client,
             )
             .await;
+            return Err(LoginError::Locked { retry_after });
         }
-        return Err(e);
+        Err(e) => return Err(e.into()),
     }
 
     let stored = user.as_ref().map(|u| u.password_hash.clone());
@@ -66,20 +68,20 @@ pub async fn login(
                 "login failed: invalid credentials"
             );
             sign_in::refused(svc, "login", "invalid_credentials", user_id, &client).await;
-            record_failure(svc, &key, user.as_ref(), &client).await;
-            return Err(AuthError::InvalidCredentials);
+            record_failure(&svc.passwords, &key, user.as_ref(), &client).await;
+            return Err(LoginError::InvalidCredentials);
         }
     };
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
     // The password is proven: the window starts afresh.
-    credentials::record_success(svc, &key).await;
+    credentials::record_success(&svc.passwords, &key).await;
     if !user.is_active {
         sign_in::refused(svc, "login", "inactive", Some(user.id), &client).await;
-        return Err(AuthError::AccountDisabled);
+        return Err(LoginError::AccountDisabled);
     }
     if !user.email_verified {
         sign_in::refused(svc, "login", "email_not_verified", Some(user.id), &client).await;
-        return Err(AuthError::EmailNotVerified);
+        return Err(LoginError::EmailNotVerified);
     }
     let rehash = if verified.needs_rehash {
         svc.hasher.hash(&input.password).await.ok()
@@ -87,10 +89,10 @@ pub async fn login(
         None
     };
     // New terms or privacy versions are accepted before anything else.
-    if let Some(required) = consents::gate(svc, &user, device_id.clone()).await? {
+    if let Some(required) = consents::gate(&svc.consents, &user, device_id.clone()).await? {
         sign_in::keep_rehash(svc, &user, rehash).await?;
         sign_in::refused(svc, "login", "consent_required", Some(user.id), &client).await;
-        return Err(AuthError::ConsentRequired(required));
+        return Err(LoginError::ConsentRequired(required));
     }
-    sign_in::after_password(svc, &user, device_id, &client, rehash).await
+    Ok(sign_in::after_password(svc, &user, device_id, &client, rehash).await?)
 }

@@ -1,12 +1,56 @@
-//! The signed-in user: bearer token validation and the session check.
+//! The signed-in user: bearer token validation and the session check, and
+//! the [`Account`] area (what a signed-in user reads and changes of their
+//! account, second factors aside).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{AuthError, Services};
+use super::consents::ConsentBook;
+use super::devices::Devices;
+use super::privacy::Eraser;
+use super::reauth::Reauth;
+use super::{Audit, AuthError, Parts, Sessions};
 use crate::auth::jwt::AccessClaims;
+use crate::clock::Clock;
+use crate::mail::Mailer;
+use crate::storage::DynStore;
 use crate::storage::UserRecord;
+
+/// The account area: the profile, consents, devices, the caller's own audit
+/// rows, the export and the erasure. Cheap to clone.
+#[derive(Clone)]
+pub struct Account {
+    pub(super) store: DynStore,
+    pub(super) mailer: Mailer,
+    pub(super) clock: Clock,
+    pub(super) audit: Audit,
+    pub(super) consents: ConsentBook,
+    pub(super) devices: Devices,
+    pub(super) reauth: Reauth,
+    pub(super) eraser: Eraser,
+}
+
+impl Account {
+    pub fn new(
+        parts: &Parts,
+        consents: ConsentBook,
+        devices: Devices,
+        reauth: Reauth,
+        eraser: Eraser,
+    ) -> Self {
+        Self {
+            store: parts.store.clone(),
+            mailer: parts.mailer.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+            consents,
+            devices,
+            reauth,
+            eraser,
+        }
+    }
+}
 
 /// Who is calling: the verified claims of a live session.
 #[derive(Debug, Clone)]
@@ -17,7 +61,7 @@ pub struct Principal {
 }
 
 /// Validates an access token and checks that its session is still live.
-pub async fn authenticate(svc: &Services, token: &str) -> Result<Principal, AuthError> {
+pub async fn authenticate(svc: &Sessions, token: &str) -> Result<Principal, AuthError> {
     let claims = svc.jwt.verify(token, svc.clock.unix())?;
     let (Ok(user_id), Ok(session_id)) =
         (Uuid::parse_str(&claims.sub), Uuid::parse_str(&claims.sid))
@@ -78,13 +122,16 @@ impl From<UserRecord> for Profile {
 }
 
 /// The signed-in user's record; `Unauthorized` once the account is gone.
-pub async fn current_user(svc: &Services, principal: &Principal) -> Result<UserRecord, AuthError> {
-    svc.store
+pub async fn current_user(
+    store: &DynStore,
+    principal: &Principal,
+) -> Result<UserRecord, AuthError> {
+    store
         .find_user_profile(principal.user_id)
         .await?
         .ok_or(AuthError::Unauthorized("the account no longer exists"))
 }
 
-pub async fn profile(svc: &Services, principal: &Principal) -> Result<Profile, AuthError> {
-    Ok(Profile::from(current_user(svc, principal).await?))
+pub async fn profile(svc: &Account, principal: &Principal) -> Result<Profile, AuthError> {
+    Ok(Profile::from(current_user(&svc.store, principal).await?))
 }

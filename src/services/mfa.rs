@@ -14,38 +14,80 @@
 use secrecy::SecretString;
 use serde::Serialize;
 
-use super::factor_check::{self, Checked};
+use super::credentials::PasswordCheck;
+use super::factor_check::{self, Checked, CodeCheck};
 use super::me::{self, Principal};
-use super::reauth::{self, Proof};
-use super::second_factor::{self, open_challenge, send_code, MAX_ATTEMPTS, MAX_SENDS};
+use super::reauth::{self, Proof, Reauth};
+use super::second_factor::{self, open_challenge, send_code, Challenges, MAX_ATTEMPTS, MAX_SENDS};
 use super::sign_in;
 use super::tokens::TokenPair;
-use super::{credentials, AuthError, Services};
+use super::{credentials, Audit, AuthError, CodeError, Parts, SignIn};
 use crate::auth::{codes, tokens, totp};
+use crate::clock::Clock;
 use crate::domain::second_factor::{SecondFactorChange, SecondFactors};
 use crate::domain::{ClientContext, FieldError};
+use crate::mail::Mailer;
 use crate::mail::{templates, OutgoingMail};
+use crate::storage::DynStore;
 use crate::storage::{LiveChallenge, SecondFactorUpdate, UserRecord, STEP_UP};
 
 const RECOVERY_CODES: usize = 10;
 
+/// The second-factor area: what a signed-in user changes of their second
+/// factors (the code step of a sign-in is the [`SignIn`] area's). Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Factors {
+    store: DynStore,
+    mailer: Mailer,
+    clock: Clock,
+    audit: Audit,
+    passwords: PasswordCheck,
+    codes: CodeCheck,
+    challenges: Challenges,
+    reauth: Reauth,
+}
+
+impl Factors {
+    pub fn new(
+        parts: &Parts,
+        passwords: PasswordCheck,
+        codes: CodeCheck,
+        challenges: Challenges,
+        reauth: Reauth,
+    ) -> Self {
+        Self {
+            store: parts.store.clone(),
+            mailer: parts.mailer.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+            passwords,
+            codes,
+            challenges,
+            reauth,
+        }
+    }
+}
+
 /// `POST /otp/send`: (re)sends the email code of a challenge.
-pub async fn resend(svc: &Services, mfa_token: &str) -> Result<(), AuthError> {
+pub async fn resend(svc: &SignIn, mfa_token: &str) -> Result<(), CodeError> {
     let (challenge, user) = live_challenge(svc, mfa_token).await?;
     if !challenge
         .methods
         .split_whitespace()
         .any(|m| m == "email_otp")
     {
-        return Err(AuthError::InvalidMfaToken);
+        return Err(CodeError::InvalidChallenge);
     }
-    if !send_code(svc, challenge.id, &user).await? {
+    if !send_code(&svc.challenges, challenge.id, &user).await? {
+        let lifetime = svc.challenges.code_lifetime();
         return Err(AuthError::RateLimited {
             limit: MAX_SENDS,
             remaining: 0,
-            reset: svc.config.security.otp_expiry,
-            retry_after: svc.config.security.otp_expiry,
-        });
+            reset: lifetime,
+            retry_after: lifetime,
+        }
+        .into());
     }
     Ok(())
 }
@@ -53,8 +95,8 @@ pub async fn resend(svc: &Services, mfa_token: &str) -> Result<(), AuthError> {
 /// `POST /me/2fa/email/code`: mails a step-up code to a signed-in user whose
 /// email codes are on, for the fresh proof of a change (counts toward the
 /// hourly challenge cap).
-pub async fn send_step_up(svc: &Services, principal: &Principal) -> Result<(), AuthError> {
-    let user = me::current_user(svc, principal).await?;
+pub async fn send_step_up(svc: &Factors, principal: &Principal) -> Result<(), AuthError> {
+    let user = me::current_user(&svc.store, principal).await?;
     if !user.email_otp_enabled {
         return Err(AuthError::Validation(vec![FieldError::new(
             "email_otp",
@@ -64,18 +106,18 @@ pub async fn send_step_up(svc: &Services, principal: &Principal) -> Result<(), A
     }
     // The challenge's token is never handed out: the code is looked up by user.
     let token = tokens::random_token();
-    let id = open_challenge(svc, &user, &token, STEP_UP.to_string(), None).await?;
-    send_code(svc, id, &user).await?;
+    let id = open_challenge(&svc.challenges, &user, &token, STEP_UP.to_string(), None).await?;
+    send_code(&svc.challenges, id, &user).await?;
     Ok(())
 }
 
 async fn live_challenge(
-    svc: &Services,
+    svc: &SignIn,
     mfa_token: &str,
-) -> Result<(crate::storage::MfaChallengeRecord, UserRecord), AuthError> {
+) -> Result<(crate::storage::MfaChallengeRecord, UserRecord), CodeError> {
     let token = mfa_token.trim();
     if !tokens::well_formed(token) {
-        return Err(AuthError::InvalidMfaToken);
+        return Err(CodeError::InvalidChallenge);
     }
     let challenge = svc
         .store
@@ -87,24 +129,24 @@ async fn live_challenge(
             },
         )
         .await?
-        .ok_or(AuthError::InvalidMfaToken)?;
+        .ok_or(CodeError::InvalidChallenge)?;
     let user = svc
         .store
         .find_user_by_id(challenge.user_id)
         .await?
         .filter(|u| u.is_active)
-        .ok_or(AuthError::InvalidMfaToken)?;
+        .ok_or(CodeError::InvalidChallenge)?;
     Ok((challenge, user))
 }
 
 /// `POST /otp/verify`: a TOTP code, an email code or a recovery code.
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn verify(
-    svc: &Services,
+    svc: &SignIn,
     mfa_token: &str,
     code: &str,
     client: &ClientContext,
-) -> Result<TokenPair, AuthError> {
+) -> Result<TokenPair, CodeError> {
     let (challenge, user) = live_challenge(svc, mfa_token).await?;
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
     // Reserve the attempt before checking: at most five checks per challenge
@@ -114,13 +156,13 @@ pub async fn verify(
         .reserve_mfa_attempt(challenge.id, MAX_ATTEMPTS)
         .await?
     {
-        return Err(AuthError::InvalidMfaToken);
+        return Err(CodeError::InvalidChallenge);
     }
     let methods: Vec<&str> = challenge.methods.split_whitespace().collect();
     let emailed = methods.contains(&"email_otp").then_some(&challenge);
     let totp = methods.contains(&"totp");
-    let checked = factor_check::limited(svc, &user, client, || {
-        factor_check::compare_code(svc, &user, emailed, totp, code)
+    let checked = factor_check::limited(&svc.codes, &user, client, || {
+        factor_check::compare_code(&svc.codes, &user, emailed, totp, code)
     })
     .await?;
     let reason = match checked {
@@ -131,8 +173,8 @@ pub async fn verify(
     if let Some(reason) = reason {
         sign_in::refused(svc, "mfa_verify", reason, Some(user.id), client).await;
         return Err(match checked {
-            Checked::Locked { retry_after } => AuthError::AccountLocked { retry_after },
-            _ => AuthError::InvalidCode,
+            Checked::Locked { retry_after } => CodeError::Locked { retry_after },
+            _ => CodeError::WrongCode,
         });
     }
     if !svc
@@ -140,9 +182,9 @@ pub async fn verify(
         .consume_mfa_challenge(challenge.id, svc.clock.now())
         .await?
     {
-        return Err(AuthError::InvalidMfaToken);
+        return Err(CodeError::InvalidChallenge);
     }
-    sign_in::open(
+    Ok(sign_in::open(
         svc,
         &user,
         challenge.device_id,
@@ -150,14 +192,14 @@ pub async fn verify(
         &["pwd", "otp"],
         None,
     )
-    .await
+    .await?)
 }
 
 /// Applies `change` to `user`'s second factors, with `recovery` (the hashes
 /// of new recovery codes, or none to keep them) and the owner's `mail` in
 /// the same transaction; `false` (nothing written) when the change refuses.
 async fn change_factors(
-    svc: &Services,
+    svc: &Factors,
     user: &UserRecord,
     change: SecondFactorChange,
     recovery: Option<Vec<String>>,
@@ -188,21 +230,21 @@ async fn change_factors(
 /// `POST /me/2fa/email`: email codes on (fresh proof; mails the owner, ends
 /// the other sessions).
 pub async fn enable_email(
-    svc: &Services,
+    svc: &Factors,
     principal: &Principal,
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = me::current_user(svc, principal).await?;
+    let user = me::current_user(&svc.store, principal).await?;
     if !user.email_verified {
         return Err(AuthError::EmailNotVerified);
     }
-    reauth::prove(svc, &user, proof, client, "two_factor_enabled").await?;
+    reauth::prove(&svc.reauth, &user, proof, client, "two_factor_enabled").await?;
     let mail = templates::new_two_factor(user.email.as_str(), "one-time codes by email");
     let enable: SecondFactorChange = Box::new(|f| f.with_email_otp(true));
     change_factors(svc, &user, enable, None, Some(&mail)).await?;
     let detail = serde_json::json!({"method": "email_otp"});
-    reauth::changed(svc, principal, client, "two_factor_enabled", detail).await
+    reauth::changed(&svc.reauth, principal, client, "two_factor_enabled", detail).await
 }
 
 /// `POST /me/2fa/totp/setup` answer.
@@ -216,13 +258,13 @@ pub struct TotpSetup {
 /// `POST /me/2fa/totp/setup`: a new pending secret (fresh proof). Nothing is
 /// active until `/totp/enable` confirms it, so nothing is mailed yet.
 pub async fn totp_setup(
-    svc: &Services,
+    svc: &Factors,
     principal: &Principal,
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<TotpSetup, AuthError> {
-    let user = me::current_user(svc, principal).await?;
-    reauth::prove(svc, &user, proof, client, "two_factor_setup").await?;
+    let user = me::current_user(&svc.store, principal).await?;
+    reauth::prove(&svc.reauth, &user, proof, client, "two_factor_setup").await?;
     let secret = totp::new_secret();
     let sealed = svc
         .mailer
@@ -231,14 +273,15 @@ pub async fn totp_setup(
         .map_err(|e| AuthError::Internal(e.into()))?;
     let pending: SecondFactorChange = Box::new(move |f| f.with_pending(Some(sealed)));
     change_factors(svc, &user, pending, None, None).await?;
-    svc.audit(
-        "two_factor_setup",
-        true,
-        Some(user.id),
-        client,
-        serde_json::json!({"method": "totp"}),
-    )
-    .await;
+    svc.audit
+        .record(
+            "two_factor_setup",
+            true,
+            Some(user.id),
+            client,
+            serde_json::json!({"method": "totp"}),
+        )
+        .await;
     let b32 = totp::base32(&secret);
     Ok(TotpSetup {
         otpauth_uri: totp::otpauth_uri("SUMA Finance", user.email.as_str(), &b32),
@@ -254,7 +297,7 @@ pub struct RecoveryCodes {
 }
 
 /// New recovery codes for `user`: the codes and their keyed hashes.
-fn new_recovery_codes(svc: &Services, user: &UserRecord) -> (Vec<String>, Vec<String>) {
+fn new_recovery_codes(svc: &Factors, user: &UserRecord) -> (Vec<String>, Vec<String>) {
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| {
             let raw = totp::base32(&{
@@ -284,13 +327,13 @@ fn code_refused(code: &str, message: &str) -> AuthError {
 /// was set up (only a fresh proof issues one); wrong codes count toward the
 /// second-factor limit. Mails the owner, ends the other sessions.
 pub async fn totp_enable(
-    svc: &Services,
+    svc: &Factors,
     principal: &Principal,
     password: &SecretString,
     code: &str,
     client: &ClientContext,
 ) -> Result<RecoveryCodes, AuthError> {
-    let user = me::current_user(svc, principal).await?;
+    let user = me::current_user(&svc.store, principal).await?;
     let invalid = || {
         code_refused(
             "invalid_code",
@@ -303,14 +346,21 @@ pub async fn totp_enable(
             "call /me/2fa/totp/setup first",
         ));
     };
-    credentials::prove_password(svc, &user, password, client, Some("two_factor_enabled")).await?;
+    credentials::prove_password(
+        &svc.passwords,
+        &user,
+        password,
+        client,
+        Some("two_factor_enabled"),
+    )
+    .await?;
     let secret = svc
         .mailer
         .sealer()
         .open(&pending)
         .map_err(|e| AuthError::Internal(e.into()))?;
     let now = svc.clock.unix();
-    let checked = factor_check::limited(svc, &user, client, || async {
+    let checked = factor_check::limited(&svc.codes, &user, client, || async {
         Ok(totp::matching_step(&secret, code.trim(), now))
     })
     .await?;
@@ -334,7 +384,7 @@ pub async fn totp_enable(
         return Err(invalid());
     }
     let detail = serde_json::json!({"method": "totp", "replaced": replacing});
-    reauth::changed(svc, principal, client, "two_factor_enabled", detail).await?;
+    reauth::changed(&svc.reauth, principal, client, "two_factor_enabled", detail).await?;
     Ok(RecoveryCodes {
         recovery_codes: codes,
     })
@@ -343,12 +393,12 @@ pub async fn totp_enable(
 /// `POST /me/2fa/recovery-codes`: ten new recovery codes replace the earlier
 /// ones (fresh proof; TOTP must be on). Mails the owner, ends the other sessions.
 pub async fn regenerate_recovery_codes(
-    svc: &Services,
+    svc: &Factors,
     principal: &Principal,
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<RecoveryCodes, AuthError> {
-    let user = me::current_user(svc, principal).await?;
+    let user = me::current_user(&svc.store, principal).await?;
     let not_enabled = || {
         code_refused(
             "totp_not_enabled",
@@ -358,7 +408,14 @@ pub async fn regenerate_recovery_codes(
     if !user.totp_enabled {
         return Err(not_enabled());
     }
-    reauth::prove(svc, &user, proof, client, "recovery_codes_regenerated").await?;
+    reauth::prove(
+        &svc.reauth,
+        &user,
+        proof,
+        client,
+        "recovery_codes_regenerated",
+    )
+    .await?;
     let (codes, hashes) = new_recovery_codes(svc, &user);
     let mail = templates::two_factor_changed(
         user.email.as_str(),
@@ -369,7 +426,7 @@ pub async fn regenerate_recovery_codes(
         return Err(not_enabled());
     }
     reauth::changed(
-        svc,
+        &svc.reauth,
         principal,
         client,
         "recovery_codes_regenerated",
@@ -385,13 +442,13 @@ pub async fn regenerate_recovery_codes(
 /// proof: the password and a current code). Mails the owner, ends the other
 /// sessions.
 pub async fn disable(
-    svc: &Services,
+    svc: &Factors,
     principal: &Principal,
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = me::current_user(svc, principal).await?;
-    reauth::prove(svc, &user, proof, client, "two_factor_disabled").await?;
+    let user = me::current_user(&svc.store, principal).await?;
+    reauth::prove(&svc.reauth, &user, proof, client, "two_factor_disabled").await?;
     let was_on = second_factor::required(&user);
     let mail = templates::two_factor_changed(
         user.email.as_str(),
@@ -401,7 +458,7 @@ pub async fn disable(
     change_factors(svc, &user, off, Some(Vec::new()), was_on.then_some(&mail)).await?;
     if was_on {
         reauth::changed(
-            svc,
+            &svc.reauth,
             principal,
             client,
             "two_factor_disabled",

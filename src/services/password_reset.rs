@@ -6,7 +6,8 @@
 
 use secrecy::SecretString;
 
-use super::{AuthError, Services};
+use super::password::{ensure_not_reused, store_new_password};
+use super::{AuthError, Credentials, ResetError};
 use crate::auth::tokens;
 use crate::domain::ClientContext;
 use crate::domain::{reset, Email, NewPassword, PasswordContext};
@@ -20,7 +21,11 @@ const TOKEN_TTL: chrono::Duration = chrono::Duration::hours(1);
 /// `POST /password-reset`: checks the address and answers; whether it has
 /// an account is looked at only after the answer (see [`super::background`]),
 /// so known and unknown addresses do the same work before answering.
-pub async fn request(svc: &Services, email: &str, client: &ClientContext) -> Result<(), AuthError> {
+pub async fn request(
+    svc: &Credentials,
+    email: &str,
+    client: &ClientContext,
+) -> Result<(), AuthError> {
     let email = Email::parse(email, "email").map_err(|e| AuthError::Validation(vec![e]))?;
     let (svc2, client) = (svc.clone(), client.clone());
     svc.background.run(async move {
@@ -33,7 +38,11 @@ pub async fn request(svc: &Services, email: &str, client: &ClientContext) -> Res
 /// Mails a reset link to an active account (under the hourly cap); a new
 /// link ends the earlier ones.
 #[tracing::instrument(skip_all)]
-async fn mail_link(svc: &Services, email: Email, client: &ClientContext) -> Result<(), AuthError> {
+async fn mail_link(
+    svc: &Credentials,
+    email: Email,
+    client: &ClientContext,
+) -> Result<(), AuthError> {
     let Some(user) = svc.store.find_user_by_email(&email).await? else {
         return Ok(());
     };
@@ -58,14 +67,15 @@ async fn mail_link(svc: &Services, email: Email, client: &ClientContext) -> Resu
             mail: Some(queued),
         })
         .await?;
-    svc.audit(
-        "password_reset_requested",
-        stored,
-        Some(user.id),
-        client,
-        serde_json::json!({"mailed": stored}),
-    )
-    .await;
+    svc.audit
+        .record(
+            "password_reset_requested",
+            stored,
+            Some(user.id),
+            client,
+            serde_json::json!({"mailed": stored}),
+        )
+        .await;
     if stored {
         svc.mailer.queued(mail.template);
     }
@@ -74,14 +84,14 @@ async fn mail_link(svc: &Services, email: Email, client: &ClientContext) -> Resu
 
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn confirm(
-    svc: &Services,
+    svc: &Credentials,
     token: &str,
     new_password: &SecretString,
     client: &ClientContext,
-) -> Result<(), AuthError> {
+) -> Result<(), ResetError> {
     let token = token.trim();
     if !tokens::well_formed(token) {
-        return Err(AuthError::InvalidToken);
+        return Err(ResetError::InvalidLink);
     }
     let hash = tokens::token_hash(token);
     let now = svc.clock.now();
@@ -90,14 +100,14 @@ pub async fn confirm(
         .store
         .peek_reset_token(&hash, now)
         .await?
-        .ok_or(AuthError::InvalidToken)?;
+        .ok_or(ResetError::InvalidLink)?;
     // A link mailed before the account was disabled sets nothing.
     let user = svc
         .store
         .find_user_by_id(user_id)
         .await?
         .filter(|u| u.is_active)
-        .ok_or(AuthError::InvalidToken)?;
+        .ok_or(ResetError::InvalidLink)?;
     tracing::Span::current().record("user_id", tracing::field::display(user.id));
     let context = PasswordContext::new(
         Some(&user.email),
@@ -105,25 +115,30 @@ pub async fn confirm(
         user.last_name.as_deref(),
     );
     let new_password = NewPassword::parse(new_password, &context, "new_password")
-        .map_err(AuthError::Validation)?;
-    super::sessions::ensure_not_reused(svc, user.id, &user.password_hash, new_password.secret())
-        .await?;
+        .map_err(ResetError::PasswordRefused)?;
+    ensure_not_reused(svc, user.id, &user.password_hash, new_password.secret())
+        .await
+        .map_err(|e| match e {
+            AuthError::Validation(errors) => ResetError::PasswordRefused(errors),
+            e => ResetError::Other(e),
+        })?;
     let password_hash = svc.hasher.hash(new_password.secret()).await?;
     if svc.store.consume_reset_token(&hash, now).await? != Some(user.id) {
-        return Err(AuthError::InvalidToken);
+        return Err(ResetError::InvalidLink);
     }
-    let ended = super::sessions::store_new_password(svc, &user, &password_hash, None, now).await?;
+    let ended = store_new_password(svc, &user, &password_hash, None, now).await?;
     // The owner proved control of the mailbox: the lockout ends.
-    if let Err(e) = svc.actors.record_login_success(user.email.as_str()).await {
+    if let Err(e) = svc.passwords.clear(user.email.as_str()).await {
         tracing::warn!(error = %e, "lockout not cleared after reset");
     }
-    svc.audit(
-        "password_reset",
-        true,
-        Some(user.id),
-        client,
-        serde_json::json!({"sessions_ended": ended}),
-    )
-    .await;
+    svc.audit
+        .record(
+            "password_reset",
+            true,
+            Some(user.id),
+            client,
+            serde_json::json!({"sessions_ended": ended}),
+        )
+        .await;
     Ok(())
 }

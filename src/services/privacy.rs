@@ -9,10 +9,16 @@ use uuid::Uuid;
 
 use super::consents::{self, ConsentState};
 use super::me::{self, Principal};
-use super::{reauth, AuthError, Services};
+use super::{reauth, Account, Audit, AuthError, Parts};
+use crate::clock::Clock;
+use crate::domain::consent::ConsentVersions;
 use crate::domain::ClientContext;
 use crate::mail::templates;
+use crate::mail::Mailer;
+use crate::security::SessionGuard;
+use crate::storage::DynStore;
 use crate::storage::{end_reason, Erasure, Revocation, UserExport, UserRecord};
+use crate::telemetry::metrics::Metrics;
 
 /// The `format` of the export document.
 pub const EXPORT_FORMAT: &str = "suma-auth.export.v1";
@@ -138,7 +144,7 @@ pub struct DataExport {
     pub mail: Vec<ExportMail>,
 }
 
-fn document(svc: &Services, e: UserExport, now: DateTime<Utc>) -> DataExport {
+fn document(versions: &ConsentVersions, e: UserExport, now: DateTime<Utc>) -> DataExport {
     let u = e.user;
     let mut methods = Vec::new();
     if u.totp_enabled {
@@ -162,7 +168,7 @@ fn document(svc: &Services, e: UserExport, now: DateTime<Utc>) -> DataExport {
             last_login_at: u.last_login_at,
         },
         consents: ExportConsents {
-            current: consents::state_of(svc, &statements),
+            current: consents::state_of(versions, &statements),
             history: e
                 .consents
                 .into_iter()
@@ -253,11 +259,11 @@ fn document(svc: &Services, e: UserExport, now: DateTime<Utc>) -> DataExport {
 
 /// `GET /me/export` (audited as `data_export`).
 pub async fn export(
-    svc: &Services,
+    svc: &Account,
     principal: &Principal,
     client: &ClientContext,
 ) -> Result<DataExport, AuthError> {
-    let user = me::current_user(svc, principal).await?;
+    let user = me::current_user(&svc.store, principal).await?;
     let tag = svc.mailer.recipient_tag(user.email.as_str());
     let held = svc
         .store
@@ -265,8 +271,8 @@ pub async fn export(
         .await?
         .ok_or(AuthError::Unauthorized("the account no longer exists"))?;
     let now = svc.clock.now();
-    let doc = document(svc, held, now);
-    svc.audit(
+    let doc = document(svc.consents.versions(), held, now);
+    svc.audit.record(
         "data_export",
         true,
         Some(user.id),
@@ -291,29 +297,54 @@ pub fn placeholder_email(user_id: Uuid) -> String {
 /// the outbox was purged of everything else queued to the address.
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id))]
 pub async fn erase(
-    svc: &Services,
+    svc: &Account,
     principal: &Principal,
     password: &SecretString,
     code: Option<&str>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = me::current_user(svc, principal).await?;
+    let user = me::current_user(&svc.store, principal).await?;
     reauth::prove(
-        svc,
+        &svc.reauth,
         &user,
         reauth::Proof { password, code },
         client,
         "account_erasure",
     )
     .await?;
-    erase_account(svc, &user).await.map(|_| ())
+    erase_account(&svc.eraser, &user).await.map(|_| ())
+}
+
+/// The erasure of an account, for its owner (`DELETE /me`) and for an
+/// operator. Cheap to clone.
+#[derive(Clone)]
+pub struct Eraser {
+    store: DynStore,
+    sessions: SessionGuard,
+    mailer: Mailer,
+    metrics: Metrics,
+    clock: Clock,
+    audit: Audit,
+}
+
+impl Eraser {
+    pub fn new(parts: &Parts) -> Self {
+        Self {
+            store: parts.store.clone(),
+            sessions: parts.sessions.clone(),
+            mailer: parts.mailer.clone(),
+            metrics: parts.metrics.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+        }
+    }
 }
 
 /// The erasure itself, once whoever asks for it is entitled to (the owner's
 /// fresh proof, or an operator): every session ends at once on every
 /// instance, the account is erased (see [`Erasure`]) and the farewell mail
 /// queued. Returns how many sessions ended.
-pub async fn erase_account(svc: &Services, user: &UserRecord) -> Result<usize, AuthError> {
+pub async fn erase_account(svc: &Eraser, user: &UserRecord) -> Result<usize, AuthError> {
     let now = svc.clock.now();
     // Every session ends through the revocation path (database, then this
     // instance's cache and Redis, which every instance asks).
@@ -351,13 +382,14 @@ pub async fn erase_account(svc: &Services, user: &UserRecord) -> Result<usize, A
         .session_ended(end_reason::ACCOUNT_ERASED, ended.len());
     tracing::info!(sessions_ended = ended.len(), "account erased");
     // Only the pseudonymous id remains: no address, no agent.
-    svc.audit(
-        "account_erased",
-        true,
-        Some(user.id),
-        &ClientContext::default(),
-        serde_json::json!({"sessions_ended": ended.len()}),
-    )
-    .await;
+    svc.audit
+        .record(
+            "account_erased",
+            true,
+            Some(user.id),
+            &ClientContext::default(),
+            serde_json::json!({"sessions_ended": ended.len()}),
+        )
+        .await;
     Ok(ended.len())
 }

@@ -12,12 +12,43 @@
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::factor_check::{self, Checked, CodeKind};
+use super::credentials::PasswordCheck;
+use super::factor_check::{self, Checked, CodeCheck, CodeKind};
 use super::me::Principal;
 use super::second_factor::{self, MAX_ATTEMPTS};
-use super::{credentials, AuthError, Services};
+use super::{credentials, Audit, AuthError, Parts};
+use crate::clock::Clock;
 use crate::domain::{ClientContext, FieldError};
+use crate::security::SessionGuard;
+use crate::storage::DynStore;
 use crate::storage::{end_reason, LiveChallenge, Revocation, UserRecord};
+use crate::telemetry::metrics::Metrics;
+
+/// The fresh proof of a change and what follows the change. Cheap to clone.
+#[derive(Clone)]
+pub struct Reauth {
+    passwords: PasswordCheck,
+    codes: CodeCheck,
+    store: DynStore,
+    sessions: SessionGuard,
+    metrics: Metrics,
+    clock: Clock,
+    audit: Audit,
+}
+
+impl Reauth {
+    pub fn new(parts: &Parts, passwords: PasswordCheck, codes: CodeCheck) -> Self {
+        Self {
+            passwords,
+            codes,
+            store: parts.store.clone(),
+            sessions: parts.sessions.clone(),
+            metrics: parts.metrics.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+        }
+    }
+}
 
 /// What the request proves with.
 pub struct Proof<'a> {
@@ -28,13 +59,13 @@ pub struct Proof<'a> {
 
 /// Checks the proof for `user`; a refusal writes an audit row `event` (failure).
 pub async fn prove(
-    svc: &Services,
+    svc: &Reauth,
     user: &UserRecord,
     proof: Proof<'_>,
     client: &ClientContext,
     event: &'static str,
 ) -> Result<(), AuthError> {
-    credentials::prove_password(svc, user, proof.password, client, Some(event)).await?;
+    credentials::prove_password(&svc.passwords, user, proof.password, client, Some(event)).await?;
     if !second_factor::required(user) {
         return Ok(());
     }
@@ -62,8 +93,8 @@ pub async fn prove(
     } else {
         None
     };
-    let checked = factor_check::limited(svc, user, client, || {
-        factor_check::compare_code(svc, user, step_up.as_ref(), user.totp_enabled, code)
+    let checked = factor_check::limited(&svc.codes, user, client, || {
+        factor_check::compare_code(&svc.codes, user, step_up.as_ref(), user.totp_enabled, code)
     })
     .await?;
     let refused = |reason: &'static str| serde_json::json!({"reason": reason});
@@ -77,19 +108,21 @@ pub async fn prove(
             Ok(())
         }
         Checked::Wrong => {
-            svc.audit(event, false, Some(user.id), client, refused("invalid_code"))
+            svc.audit
+                .record(event, false, Some(user.id), client, refused("invalid_code"))
                 .await;
             Err(AuthError::InvalidCode)
         }
         Checked::Locked { retry_after } => {
-            svc.audit(
-                event,
-                false,
-                Some(user.id),
-                client,
-                refused("account_locked"),
-            )
-            .await;
+            svc.audit
+                .record(
+                    event,
+                    false,
+                    Some(user.id),
+                    client,
+                    refused("account_locked"),
+                )
+                .await;
             Err(AuthError::AccountLocked { retry_after })
         }
     }
@@ -98,7 +131,7 @@ pub async fn prove(
 /// After a change of second factors: every other session of the user ends
 /// and the audit row `event` is written with `detail` (plus the count).
 pub async fn changed(
-    svc: &Services,
+    svc: &Reauth,
     principal: &Principal,
     client: &ClientContext,
     event: &'static str,
@@ -118,7 +151,8 @@ pub async fn changed(
     if let Some(map) = detail.as_object_mut() {
         map.insert("sessions_ended".into(), ended.len().into());
     }
-    svc.audit(event, true, Some(principal.user_id), client, detail)
+    svc.audit
+        .record(event, true, Some(principal.user_id), client, detail)
         .await;
     Ok(())
 }

@@ -12,13 +12,58 @@
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::{AuthError, Services};
+use super::background::Background;
+use super::credentials::PasswordCheck;
+use super::{Audit, AuthError, Parts};
+use crate::auth::hashing::PasswordHasher;
 use crate::auth::tokens;
+use crate::clock::Clock;
 use crate::domain::consent::ConsentType;
+use crate::domain::consent::ConsentVersions;
 use crate::domain::ClientContext;
 use crate::domain::{Email, FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
+use crate::mail::Mailer;
+use crate::security::SessionGuard;
+use crate::storage::DynStore;
 use crate::storage::{CreateUserOutcome, NewConsent, NewUser};
+use crate::telemetry::metrics::Metrics;
+
+/// The credentials area: registration, email verification, password reset
+/// and password change. Cheap to clone.
+#[derive(Clone)]
+pub struct Credentials {
+    pub(super) store: DynStore,
+    pub(super) hasher: PasswordHasher,
+    pub(super) mailer: Mailer,
+    pub(super) metrics: Metrics,
+    pub(super) clock: Clock,
+    pub(super) audit: Audit,
+    pub(super) background: Background,
+    /// Ends the other sessions of a new password on every instance.
+    pub(super) sessions: SessionGuard,
+    pub(super) passwords: PasswordCheck,
+    pub(super) consent_versions: ConsentVersions,
+    pub(super) verification_ttl: std::time::Duration,
+}
+
+impl Credentials {
+    pub fn new(parts: &Parts, passwords: PasswordCheck) -> Self {
+        Self {
+            store: parts.store.clone(),
+            hasher: parts.hasher.clone(),
+            mailer: parts.mailer.clone(),
+            metrics: parts.metrics.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+            background: parts.background.clone(),
+            sessions: parts.sessions.clone(),
+            passwords,
+            consent_versions: parts.config.consents.clone(),
+            verification_ttl: parts.config.security.verification_token_ttl,
+        }
+    }
+}
 
 pub struct Consents {
     pub terms: bool,
@@ -66,7 +111,7 @@ enum Outcome {
 
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn register(
-    svc: &Services,
+    svc: &Credentials,
     input: Registration,
     client: ClientContext,
 ) -> Result<(), AuthError> {
@@ -104,7 +149,7 @@ pub async fn register(
     let token = tokens::random_token();
     let now = svc.clock.now();
     // The versions are the service's current ones, never the client's word.
-    let current = &svc.config.consents;
+    let current = &svc.consent_versions;
     let statement = |t: ConsentType, consented: bool| NewConsent {
         consent_type: t.as_str(),
         version: current.of(t).to_string(),
@@ -132,7 +177,7 @@ pub async fn register(
         consents,
         verification_token_hash: tokens::token_hash(&token),
         verification_expires_at: now
-            + chrono::Duration::from_std(svc.config.security.verification_token_ttl)
+            + chrono::Duration::from_std(svc.verification_ttl)
                 .unwrap_or(chrono::Duration::hours(24)),
         client: client.clone(),
         now,
@@ -165,14 +210,15 @@ pub async fn register(
             tracing::info!("registration for an existing address; notice sent");
             svc.metrics.registration("existing");
             let existing = svc.store.find_user_by_email(&email).await?;
-            svc.audit(
-                "registration_duplicate",
-                false,
-                existing.map(|u| u.id),
-                &client,
-                serde_json::json!({}),
-            )
-            .await;
+            svc.audit
+                .record(
+                    "registration_duplicate",
+                    false,
+                    existing.map(|u| u.id),
+                    &client,
+                    serde_json::json!({}),
+                )
+                .await;
             svc.mailer
                 .dispatch(templates::already_registered(
                     email.as_str(),

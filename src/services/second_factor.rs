@@ -15,10 +15,13 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{AuthError, Services};
+use super::{AuthError, Parts};
 use crate::auth::{codes, tokens};
+use crate::clock::Clock;
 use crate::domain::reset;
 use crate::mail::templates;
+use crate::mail::Mailer;
+use crate::storage::DynStore;
 use crate::storage::{ChallengeCode, NewMfaChallenge, UserRecord};
 
 /// Wrong or right, codes checked per challenge at most.
@@ -56,14 +59,40 @@ fn six_digits() -> String {
     format!("{:06}", rand::random_range(0..1_000_000u32))
 }
 
-fn otp_expiry(svc: &Services) -> chrono::Duration {
-    chrono::Duration::from_std(svc.config.security.otp_expiry)
-        .unwrap_or(chrono::Duration::minutes(5))
+/// Opens second-factor challenges and mails their codes. Cheap to clone.
+#[derive(Clone)]
+pub struct Challenges {
+    store: DynStore,
+    mailer: Mailer,
+    clock: Clock,
+    per_hour: u32,
+    otp_expiry: Duration,
+}
+
+impl Challenges {
+    pub fn new(parts: &Parts) -> Self {
+        Self {
+            store: parts.store.clone(),
+            mailer: parts.mailer.clone(),
+            clock: parts.clock.clone(),
+            per_hour: parts.config.second_factor.challenges_per_hour,
+            otp_expiry: parts.config.security.otp_expiry,
+        }
+    }
+
+    /// How long a code lives (`OTP_EXPIRY_MINUTES`).
+    pub fn code_lifetime(&self) -> Duration {
+        self.otp_expiry
+    }
+}
+
+fn otp_expiry(svc: &Challenges) -> chrono::Duration {
+    chrono::Duration::from_std(svc.otp_expiry).unwrap_or(chrono::Duration::minutes(5))
 }
 
 /// Stores a challenge for `user` under the hourly cap; `RateLimited` beyond it.
 pub(super) async fn open_challenge(
-    svc: &Services,
+    svc: &Challenges,
     user: &UserRecord,
     token: &str,
     methods: String,
@@ -71,7 +100,7 @@ pub(super) async fn open_challenge(
 ) -> Result<Uuid, AuthError> {
     let id = Uuid::new_v4();
     let now = svc.clock.now();
-    let cap = svc.config.second_factor.challenges_per_hour;
+    let cap = svc.per_hour;
     // When refused, how long until the oldest challenge of the hour ages out.
     let wait: Arc<Mutex<Option<Duration>>> = Arc::default();
     let slot = Arc::clone(&wait);
@@ -120,7 +149,7 @@ pub(super) async fn open_challenge(
 /// Opens the challenge of a login whose password was correct; `RateLimited`
 /// past the hourly cap.
 pub async fn challenge(
-    svc: &Services,
+    svc: &Challenges,
     user: &UserRecord,
     device_id: Option<String>,
 ) -> Result<MfaRequired, AuthError> {
@@ -131,7 +160,7 @@ pub async fn challenge(
 /// on an account without a second factor (`NEW_DEVICE_STEP_UP`, see
 /// the devices module); the code is mailed at once.
 pub async fn new_device_challenge(
-    svc: &Services,
+    svc: &Challenges,
     user: &UserRecord,
     device_id: Option<String>,
 ) -> Result<MfaRequired, AuthError> {
@@ -139,7 +168,7 @@ pub async fn new_device_challenge(
 }
 
 async fn challenge_for(
-    svc: &Services,
+    svc: &Challenges,
     user: &UserRecord,
     methods: Vec<&'static str>,
     device_id: Option<String>,
@@ -160,13 +189,13 @@ async fn challenge_for(
 /// Mails a new code for `challenge_id`; `false` when the challenge has had
 /// its [`MAX_SENDS`] codes.
 pub(super) async fn send_code(
-    svc: &Services,
+    svc: &Challenges,
     challenge_id: Uuid,
     user: &UserRecord,
 ) -> Result<bool, AuthError> {
     let code = six_digits();
     let now = svc.clock.now();
-    let minutes = svc.config.security.otp_expiry.as_secs().div_ceil(60);
+    let minutes = svc.otp_expiry.as_secs().div_ceil(60);
     let mail = templates::otp_code(user.email.as_str(), &code, minutes);
     let queued = svc
         .mailer

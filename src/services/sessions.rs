@@ -1,27 +1,72 @@
 //! Sessions and tokens: refresh rotation with reuse detection, logout,
-//! logout everywhere, the session list, and password change.
+//! logout everywhere, the session list (the [`Sessions`] area, which also
+//! authenticates bearer tokens, see [`super::me::authenticate`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use secrecy::SecretString;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::credentials;
-use super::me::{self, Principal};
+use super::me::Principal;
 use super::tokens::{issue_pair, TokenPair};
-use super::{AuthError, RefreshError, Services};
+use super::{Audit, AuthError, Parts, RefreshError};
+use crate::auth::jwt::JwtService;
 use crate::auth::tokens;
+use crate::clock::Clock;
+use crate::config::SecurityPolicy;
 use crate::domain::refresh::{RefreshDecision, RefreshPolicy};
 use crate::domain::ClientContext;
-use crate::domain::{FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
-use crate::storage::{end_reason, PasswordChange, Revocation, RotateOutcome, Rotation};
+use crate::mail::Mailer;
+use crate::security::SessionGuard;
+use crate::storage::DynStore;
+use crate::storage::{end_reason, Revocation, RotateOutcome, Rotation};
+use crate::telemetry::metrics::Metrics;
 
-/// Password hashes a new password may not repeat (the current one included).
-pub const PASSWORD_HISTORY: u32 = 6;
+/// The sessions area: bearer authentication, refresh, logout, the session
+/// list. Cheap to clone.
+#[derive(Clone)]
+pub struct Sessions {
+    pub(super) store: DynStore,
+    pub(super) jwt: JwtService,
+    pub(super) sessions: SessionGuard,
+    pub(super) mailer: Mailer,
+    pub(super) metrics: Metrics,
+    pub(super) clock: Clock,
+    pub(super) audit: Audit,
+    pub(super) security: SecurityPolicy,
+}
+
+impl Sessions {
+    pub fn new(parts: &Parts) -> Self {
+        Self {
+            store: parts.store.clone(),
+            jwt: parts.jwt.clone(),
+            sessions: parts.sessions.clone(),
+            mailer: parts.mailer.clone(),
+            metrics: parts.metrics.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+            security: parts.config.security,
+        }
+    }
+
+    /// Writes an audit row (see [`Audit::record`]).
+    async fn audit(
+        &self,
+        event_type: &'static str,
+        success: bool,
+        user_id: Option<Uuid>,
+        client: &ClientContext,
+        metadata: serde_json::Value,
+    ) {
+        self.audit
+            .record(event_type, success, user_id, client, metadata)
+            .await;
+    }
+}
 
 fn chrono(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
@@ -30,7 +75,7 @@ fn chrono(d: std::time::Duration) -> chrono::Duration {
 /// Spends a refresh token and returns a new pair for its session.
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn refresh(
-    svc: &Services,
+    svc: &Sessions,
     refresh_token: &str,
     client: &ClientContext,
 ) -> Result<TokenPair, RefreshError> {
@@ -43,8 +88,8 @@ pub async fn refresh(
     let now = svc.clock.now();
     let new_token = tokens::random_token();
     let policy = RefreshPolicy {
-        idle_timeout: chrono(svc.config.security.session_timeout),
-        reuse_grace: chrono(svc.config.security.refresh_reuse_grace),
+        idle_timeout: chrono(svc.security.session_timeout),
+        reuse_grace: chrono(svc.security.refresh_reuse_grace),
     };
     let rotation = Rotation {
         presented_hash,
@@ -136,13 +181,13 @@ pub async fn refresh(
     let (user_id, session_id, end) = (session.user_id, session.id, session.expires_at);
     svc.sessions.refreshed(&session, now);
     Ok(issue_pair(
-        svc, user_id, session_id, &amr, new_token, end, now,
+        &svc.jwt, user_id, session_id, &amr, new_token, end, now,
     )?)
 }
 
 /// Ends the caller's session (and the session of `refresh_token`, when it is the caller's).
 pub async fn logout(
-    svc: &Services,
+    svc: &Sessions,
     principal: &Principal,
     refresh_token: Option<&str>,
     client: &ClientContext,
@@ -190,7 +235,7 @@ pub async fn logout(
 
 /// Ends every session of the caller.
 pub async fn logout_all(
-    svc: &Services,
+    svc: &Sessions,
     principal: &Principal,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
@@ -229,9 +274,9 @@ pub struct SessionView {
     pub current: bool,
 }
 
-pub async fn list(svc: &Services, principal: &Principal) -> Result<Vec<SessionView>, AuthError> {
+pub async fn list(svc: &Sessions, principal: &Principal) -> Result<Vec<SessionView>, AuthError> {
     let now = svc.clock.now();
-    let idle = chrono(svc.config.security.session_timeout);
+    let idle = chrono(svc.security.session_timeout);
     let sessions = svc.store.list_sessions(principal.user_id, now).await?;
     let mut known = Vec::with_capacity(sessions.len());
     for s in sessions {
@@ -259,7 +304,7 @@ pub async fn list(svc: &Services, principal: &Principal) -> Result<Vec<SessionVi
 
 /// Ends one of the caller's sessions; `false` when there is no such live session.
 pub async fn revoke(
-    svc: &Services,
+    svc: &Sessions,
     principal: &Principal,
     session_id: Uuid,
     client: &ClientContext,
@@ -285,99 +330,4 @@ pub async fn revoke(
         .await;
     }
     Ok(ended)
-}
-
-/// Changes the password: the current one is required (a wrong one counts
-/// toward the lockout); the new one must pass the policy and differ from the
-/// recent ones; every other session ends.
-pub async fn change_password(
-    svc: &Services,
-    principal: &Principal,
-    current: &SecretString,
-    new: &SecretString,
-    client: &ClientContext,
-) -> Result<(), AuthError> {
-    let user = me::current_user(svc, principal).await?;
-    credentials::prove_password(svc, &user, current, client, Some("password_change")).await?;
-    let context = PasswordContext::new(
-        Some(&user.email),
-        user.first_name.as_deref(),
-        user.last_name.as_deref(),
-    );
-    let new_password =
-        NewPassword::parse(new, &context, "new_password").map_err(AuthError::Validation)?;
-    ensure_not_reused(svc, user.id, &user.password_hash, new_password.secret()).await?;
-    let hash = svc.hasher.hash(new_password.secret()).await?;
-    let now = svc.clock.now();
-    let ended = store_new_password(svc, &user, &hash, Some(principal.session_id), now).await?;
-    let detail = serde_json::json!({"sessions_ended": ended});
-    svc.audit("password_change", true, Some(user.id), client, detail)
-        .await;
-    Ok(())
-}
-
-/// Stores a new password hash with the "password changed" mail (one
-/// transaction), and ends every session of the user but `keep`.
-pub async fn store_new_password(
-    svc: &Services,
-    user: &crate::storage::UserRecord,
-    password_hash: &str,
-    keep: Option<Uuid>,
-    now: DateTime<Utc>,
-) -> Result<usize, AuthError> {
-    let mail = templates::password_changed(user.email.as_str());
-    let queued = svc
-        .mailer
-        .prepare(&mail)
-        .map_err(|e| AuthError::Internal(e.into()))?;
-    svc.store
-        .set_password(PasswordChange {
-            user_id: user.id,
-            password_hash: password_hash.to_string(),
-            now,
-            mail: Some(queued),
-        })
-        .await?;
-    svc.mailer.queued(mail.template);
-    let ended = svc
-        .store
-        .revoke_user_sessions(
-            keep,
-            Revocation::new(user.id, end_reason::PASSWORD_CHANGED, now),
-        )
-        .await?;
-    svc.sessions.revoked(&ended, now).await;
-    svc.metrics
-        .session_ended(end_reason::PASSWORD_CHANGED, ended.len());
-    Ok(ended.len())
-}
-
-/// Refuses a new password equal to the current one or a recent one
-/// (checked against the stored Argon2id hashes on the hashing pool).
-pub async fn ensure_not_reused(
-    svc: &Services,
-    user_id: Uuid,
-    current_hash: &str,
-    new: &SecretString,
-) -> Result<(), AuthError> {
-    let mut hashes = vec![current_hash.to_string()];
-    for h in svc
-        .store
-        .password_history(user_id, PASSWORD_HISTORY - 1)
-        .await?
-    {
-        if !hashes.contains(&h) {
-            hashes.push(h);
-        }
-    }
-    for h in hashes {
-        if svc.hasher.verify(new, Some(h)).await?.matches {
-            return Err(AuthError::Validation(vec![FieldError::new(
-                "new_password",
-                "password_reused",
-                "choose a password you have not used recently",
-            )]));
-        }
-    }
-    Ok(())
 }

@@ -2,15 +2,67 @@
 //! the consent acceptance that continues one (`/consents/accept`) and the
 //! code step (`/otp/verify`). It stands below them so that each finishes a
 //! sign-in the same way without importing another.
+//!
+//! [`SignIn`] is the area of those three paths.
 
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::second_factor::{self, MfaRequired};
-use super::tokens::{open_session, TokenPair};
-use super::{devices, AuthError, Services};
+use super::consents::ConsentBook;
+use super::credentials::PasswordCheck;
+use super::devices::Devices;
+use super::factor_check::CodeCheck;
+use super::second_factor::{self, Challenges, MfaRequired};
+use super::tokens::{open_session, SessionOpener, TokenPair};
+use super::{devices, Audit, AuthError, Parts};
+use crate::auth::hashing::PasswordHasher;
+use crate::clock::Clock;
 use crate::domain::ClientContext;
+use crate::storage::DynStore;
 use crate::storage::UserRecord;
+use crate::telemetry::metrics::Metrics;
+
+/// The sign-in area: login, the consent acceptance that continues one, and
+/// the code step. Cheap to clone.
+#[derive(Clone)]
+pub struct SignIn {
+    pub(super) store: DynStore,
+    pub(super) hasher: PasswordHasher,
+    pub(super) metrics: Metrics,
+    pub(super) clock: Clock,
+    pub(super) audit: Audit,
+    pub(super) passwords: PasswordCheck,
+    pub(super) codes: CodeCheck,
+    pub(super) challenges: Challenges,
+    pub(super) devices: Devices,
+    pub(super) opener: SessionOpener,
+    pub(super) consents: ConsentBook,
+}
+
+impl SignIn {
+    pub fn new(
+        parts: &Parts,
+        passwords: PasswordCheck,
+        codes: CodeCheck,
+        challenges: Challenges,
+        devices: Devices,
+        consents: ConsentBook,
+    ) -> Self {
+        Self {
+            store: parts.store.clone(),
+            hasher: parts.hasher.clone(),
+            metrics: parts.metrics.clone(),
+            clock: parts.clock.clone(),
+            audit: parts.audit(),
+            passwords,
+            codes,
+            challenges,
+            devices,
+            opener: SessionOpener::new(parts),
+            consents,
+        }
+    }
+}
 
 /// What a correct password leads to.
 #[derive(Debug, Serialize)]
@@ -26,22 +78,23 @@ pub enum LoginOutcome {
 /// (`NEW_DEVICE_STEP_UP`), else the session. `rehash`, a new hash of the
 /// password, is stored either way.
 pub async fn after_password(
-    svc: &Services,
+    svc: &SignIn,
     user: &UserRecord,
     device_id: Option<String>,
     client: &ClientContext,
     rehash: Option<String>,
 ) -> Result<LoginOutcome, AuthError> {
-    let new_device = devices::step_up_required(svc, user, device_id.as_deref(), client).await?;
+    let new_device =
+        devices::step_up_required(&svc.devices, user, device_id.as_deref(), client).await?;
     if !second_factor::required(user) && !new_device {
         let pair = open(svc, user, device_id, client, &["pwd"], rehash).await?;
         return Ok(LoginOutcome::Tokens(pair));
     }
     keep_rehash(svc, user, rehash).await?;
     let opened = if new_device {
-        second_factor::new_device_challenge(svc, user, device_id).await
+        second_factor::new_device_challenge(&svc.challenges, user, device_id).await
     } else {
-        second_factor::challenge(svc, user, device_id).await
+        second_factor::challenge(&svc.challenges, user, device_id).await
     };
     let challenge = match opened {
         Ok(challenge) => challenge,
@@ -55,7 +108,8 @@ pub async fn after_password(
     let detail = serde_json::json!({
         "mfa_required": true, "methods": challenge.methods, "new_device": new_device,
     });
-    svc.audit("login_password", true, Some(user.id), client, detail)
+    svc.audit
+        .record("login_password", true, Some(user.id), client, detail)
         .await;
     Ok(LoginOutcome::MfaRequired(challenge))
 }
@@ -64,34 +118,42 @@ pub async fn after_password(
 /// records it: the device, the user's last login (with `rehash`, a new
 /// password hash), the metric and the audit row.
 pub async fn open(
-    svc: &Services,
+    svc: &SignIn,
     user: &UserRecord,
     device_id: Option<String>,
     client: &ClientContext,
     amr: &[&str],
     rehash: Option<String>,
 ) -> Result<TokenPair, AuthError> {
-    let pair = open_session(svc, user, device_id.clone(), client, amr).await?;
-    devices::record_sign_in(svc, user, device_id.as_deref(), client, pair.session_id).await?;
+    let pair = open_session(&svc.opener, user, device_id.clone(), client, amr).await?;
+    devices::record_sign_in(
+        &svc.devices,
+        user,
+        device_id.as_deref(),
+        client,
+        pair.session_id,
+    )
+    .await?;
     svc.store
         .record_login_success(user.id, svc.clock.now(), rehash)
         .await?;
     svc.metrics.login_success(amr.contains(&"otp"));
-    svc.audit(
-        "login",
-        true,
-        Some(user.id),
-        client,
-        serde_json::json!({"session_id": pair.session_id, "amr": amr}),
-    )
-    .await;
+    svc.audit
+        .record(
+            "login",
+            true,
+            Some(user.id),
+            client,
+            serde_json::json!({"session_id": pair.session_id, "amr": amr}),
+        )
+        .await;
     Ok(pair)
 }
 
 /// Stores `rehash`, a new hash of a proven password, when the sign-in stops
 /// short of a session (which would store it with the last login).
 pub async fn keep_rehash(
-    svc: &Services,
+    svc: &SignIn,
     user: &UserRecord,
     rehash: Option<String>,
 ) -> Result<(), AuthError> {
@@ -106,7 +168,7 @@ pub async fn keep_rehash(
 /// A refused sign-in step, said once: the metric by reason and the audit
 /// row `event`.
 pub async fn refused(
-    svc: &Services,
+    svc: &SignIn,
     event: &'static str,
     reason: &'static str,
     user_id: Option<Uuid>,
@@ -114,5 +176,7 @@ pub async fn refused(
 ) {
     svc.metrics.login_failure(reason);
     let detail = serde_json::json!({"reason": reason});
-    svc.audit(event, false, user_id, client, detail).await;
+    svc.audit
+        .record(event, false, user_id, client, detail)
+        .await;
 }

@@ -5,10 +5,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{AuthError, Services};
+use super::{AuthError, Parts};
+use crate::auth::jwt::JwtService;
 use crate::auth::{jwt::TokenError, tokens};
+use crate::clock::Clock;
 use crate::domain::ClientContext;
+use crate::security::SessionGuard;
+use crate::storage::DynStore;
 use crate::storage::{end_reason, NewSession, Revocation, UserRecord};
+use std::time::Duration;
 
 /// The token pair every sign-in and refresh answers with (`/openapi.json`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -26,7 +31,7 @@ pub struct TokenPair {
 
 /// Signs an access token for a session and pairs it with its refresh token.
 pub fn issue_pair(
-    svc: &Services,
+    jwt: &JwtService,
     user_id: Uuid,
     session_id: Uuid,
     amr: &[&str],
@@ -34,27 +39,50 @@ pub fn issue_pair(
     session_end: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<TokenPair, TokenError> {
-    let (access_token, _) = svc.jwt.issue(user_id, session_id, amr, now.timestamp())?;
+    let (access_token, _) = jwt.issue(user_id, session_id, amr, now.timestamp())?;
     Ok(TokenPair {
         access_token,
         token_type: "Bearer",
-        expires_in: svc.jwt.ttl().as_secs(),
+        expires_in: jwt.ttl().as_secs(),
         refresh_token,
         refresh_expires_in: (session_end - now).num_seconds().max(0) as u64,
         session_id,
     })
 }
 
+/// Opens the session of a finished sign-in and issues its token pair.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct SessionOpener {
+    jwt: JwtService,
+    store: DynStore,
+    sessions: SessionGuard,
+    clock: Clock,
+    absolute: Duration,
+}
+
+impl SessionOpener {
+    pub fn new(parts: &Parts) -> Self {
+        Self {
+            jwt: parts.jwt.clone(),
+            store: parts.store.clone(),
+            sessions: parts.sessions.clone(),
+            clock: parts.clock.clone(),
+            absolute: parts.config.security.session_absolute_timeout,
+        }
+    }
+}
+
 /// Opens a session with its first refresh token and signs an access token.
 pub async fn open_session(
-    svc: &Services,
+    svc: &SessionOpener,
     user: &UserRecord,
     device_id: Option<String>,
     client: &ClientContext,
     amr: &[&str],
 ) -> Result<TokenPair, AuthError> {
     let now = svc.clock.now();
-    let absolute = svc.config.security.session_absolute_timeout;
+    let absolute = svc.absolute;
     let session_id = Uuid::new_v4();
     let refresh_token = tokens::random_token();
     let expires_at =
@@ -94,7 +122,7 @@ pub async fn open_session(
         }
     }
     Ok(issue_pair(
-        svc,
+        &svc.jwt,
         user.id,
         session_id,
         amr,

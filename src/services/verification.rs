@@ -1,6 +1,6 @@
 //! Email verification: single-use 256-bit tokens, stored hashed, valid 24 h.
 
-use super::{AuthError, Services};
+use super::{AuthError, Credentials};
 use crate::auth::tokens;
 use crate::domain::ClientContext;
 use crate::domain::Email;
@@ -8,7 +8,7 @@ use crate::mail::templates;
 
 #[tracing::instrument(skip_all, fields(user_id = tracing::field::Empty))]
 pub async fn verify_email(
-    svc: &Services,
+    svc: &Credentials,
     token: &str,
     client: ClientContext,
 ) -> Result<(), AuthError> {
@@ -26,14 +26,15 @@ pub async fn verify_email(
         Some(user_id) => {
             tracing::Span::current().record("user_id", tracing::field::display(user_id));
             svc.metrics.email_verification("verified");
-            svc.audit(
-                "email_verification",
-                true,
-                Some(user_id),
-                &client,
-                serde_json::json!({}),
-            )
-            .await;
+            svc.audit
+                .record(
+                    "email_verification",
+                    true,
+                    Some(user_id),
+                    &client,
+                    serde_json::json!({}),
+                )
+                .await;
             Ok(())
         }
         None => {
@@ -47,7 +48,11 @@ pub async fn verify_email(
 /// link goes to an unverified account after the answer (see
 /// [`super::background`]), so every address does the same work before
 /// answering.
-pub async fn resend(svc: &Services, email: &str, client: ClientContext) -> Result<(), AuthError> {
+pub async fn resend(
+    svc: &Credentials,
+    email: &str,
+    client: ClientContext,
+) -> Result<(), AuthError> {
     let email = Email::parse(email, "email").map_err(|e| AuthError::Validation(vec![e]))?;
     let svc2 = svc.clone();
     svc.background.run(async move {
@@ -59,7 +64,11 @@ pub async fn resend(svc: &Services, email: &str, client: ClientContext) -> Resul
 
 /// Sends a fresh link to an unverified, active account.
 #[tracing::instrument(skip_all)]
-async fn mail_link(svc: &Services, email: Email, client: &ClientContext) -> Result<(), AuthError> {
+async fn mail_link(
+    svc: &Credentials,
+    email: Email,
+    client: &ClientContext,
+) -> Result<(), AuthError> {
     let Some(user) = svc.store.find_user_by_email(&email).await? else {
         return Ok(());
     };
@@ -68,8 +77,7 @@ async fn mail_link(svc: &Services, email: Email, client: &ClientContext) -> Resu
     }
     let token = tokens::random_token();
     let expires = svc.clock.now()
-        + chrono::Duration::from_std(svc.config.security.verification_token_ttl)
-            .unwrap_or(chrono::Duration::hours(24));
+        + chrono::Duration::from_std(svc.verification_ttl).unwrap_or(chrono::Duration::hours(24));
     let mail = templates::verification(email.as_str(), svc.mailer.public_url(), &token);
     let queued = svc
         .mailer
@@ -85,13 +93,14 @@ async fn mail_link(svc: &Services, email: Email, client: &ClientContext) -> Resu
         })
         .await?;
     svc.mailer.queued(mail.template);
-    svc.audit(
-        "email_verification_resend",
-        true,
-        Some(user.id),
-        client,
-        serde_json::json!({}),
-    )
-    .await;
+    svc.audit
+        .record(
+            "email_verification_resend",
+            true,
+            Some(user.id),
+            client,
+            serde_json::json!({}),
+        )
+        .await;
     Ok(())
 }

@@ -453,8 +453,9 @@ on_both_backends!(
             .unwrap();
         // …while the operator disabled it (ending the sessions there were).
         admin(app, &["user", "disable", &email]).await;
+        let opener = suma_auth::services::tokens::SessionOpener::new(&app.services);
         let opened = suma_auth::services::tokens::open_session(
-            &app.services,
+            &opener,
             &read,
             None,
             &suma_auth::domain::ClientContext::default(),

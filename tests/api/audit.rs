@@ -389,7 +389,7 @@ on_both_backends!(
     }
 );
 
-fn revoked(services: &suma_auth::services::Services, user: uuid::Uuid, n: usize) -> AuditEvent {
+fn revoked(services: &suma_auth::services::Parts, user: uuid::Uuid, n: usize) -> AuditEvent {
     AuditEvent {
         user_id: Some(user),
         event_type: "session_revoked",

@@ -11,7 +11,7 @@ use crate::http::errors::{ApiError, Problem};
 use crate::http::extract::Authenticated;
 use crate::services::login::{self, LoginInput, TokenPair};
 use crate::services::registration::{self, Consents, Registration};
-use crate::services::{mfa, password_reset, sessions, verification, Services};
+use crate::services::{mfa, password, password_reset, sessions, verification, Services};
 
 #[derive(Deserialize, ToSchema)]
 pub struct ConsentsRequest {
@@ -57,7 +57,7 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     registration::register(
-        &svc,
+        &svc.credentials,
         Registration {
             email: body.email,
             password: body.password,
@@ -95,7 +95,7 @@ pub async fn verify_email(
     Client(client): Client,
     body: web::Json<VerifyEmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    verification::verify_email(&svc, &body.token, client).await?;
+    verification::verify_email(&svc.credentials, &body.token, client).await?;
     Ok(HttpResponse::Ok().json(StatusResponse { status: "verified" }))
 }
 
@@ -119,7 +119,7 @@ pub async fn resend_verification(
     Client(client): Client,
     body: web::Json<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    verification::resend(&svc, &body.email, client).await?;
+    verification::resend(&svc.credentials, &body.email, client).await?;
     Ok(HttpResponse::Accepted().json(StatusResponse { status: "accepted" }))
 }
 
@@ -151,7 +151,7 @@ pub async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let pair = login::login(
-        &svc,
+        &svc.sign_in,
         LoginInput {
             email: body.email,
             password: body.password,
@@ -181,7 +181,7 @@ pub async fn refresh(
     Client(client): Client,
     body: web::Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let pair = sessions::refresh(&svc, &body.refresh_token, &client).await?;
+    let pair = sessions::refresh(&svc.sessions, &body.refresh_token, &client).await?;
     Ok(super::tokens(pair))
 }
 
@@ -209,7 +209,13 @@ pub async fn logout(
     body: Option<web::Json<LogoutRequest>>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.map(|b| b.into_inner()).unwrap_or_default();
-    sessions::logout(&svc, &principal, body.refresh_token.as_deref(), &client).await?;
+    sessions::logout(
+        &svc.sessions,
+        &principal,
+        body.refresh_token.as_deref(),
+        &client,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -226,7 +232,7 @@ pub async fn logout_all(
     Client(client): Client,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    sessions::logout_all(&svc, &principal, &client).await?;
+    sessions::logout_all(&svc.sessions, &principal, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -255,8 +261,8 @@ pub async fn change_password(
     Authenticated(principal): Authenticated,
     body: web::Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    sessions::change_password(
-        &svc,
+    password::change_password(
+        &svc.credentials,
         &principal,
         &body.current_password,
         &body.new_password,
@@ -281,7 +287,7 @@ pub async fn password_reset(
     Client(client): Client,
     body: web::Json<EmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    password_reset::request(&svc, &body.email, &client).await?;
+    password_reset::request(&svc.credentials, &body.email, &client).await?;
     Ok(HttpResponse::Accepted().json(StatusResponse { status: "accepted" }))
 }
 
@@ -306,7 +312,7 @@ pub async fn password_reset_confirm(
     Client(client): Client,
     body: web::Json<ResetConfirmRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    password_reset::confirm(&svc, &body.token, &body.new_password, &client).await?;
+    password_reset::confirm(&svc.credentials, &body.token, &body.new_password, &client).await?;
     Ok(HttpResponse::Ok().json(StatusResponse {
         status: "password_reset",
     }))
@@ -330,7 +336,7 @@ pub async fn otp_send(
     svc: web::Data<Services>,
     body: web::Json<MfaTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    mfa::resend(&svc, &body.mfa_token).await?;
+    mfa::resend(&svc.sign_in, &body.mfa_token).await?;
     Ok(HttpResponse::Accepted().json(StatusResponse { status: "sent" }))
 }
 
@@ -355,6 +361,6 @@ pub async fn otp_verify(
     Client(client): Client,
     body: web::Json<OtpVerifyRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let pair = mfa::verify(&svc, &body.mfa_token, &body.code, &client).await?;
+    let pair = mfa::verify(&svc.sign_in, &body.mfa_token, &body.code, &client).await?;
     Ok(super::tokens(pair))
 }

@@ -26,7 +26,7 @@ pub async fn get_me(
     svc: web::Data<Services>,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let profile = me::profile(&svc, &principal).await?;
+    let profile = me::profile(&svc.account, &principal).await?;
     Ok(HttpResponse::Ok().json(profile))
 }
 
@@ -42,7 +42,7 @@ pub async fn list_sessions(
     svc: web::Data<Services>,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(sessions::list(&svc, &principal).await?))
+    Ok(HttpResponse::Ok().json(sessions::list(&svc.sessions, &principal).await?))
 }
 
 #[utoipa::path(
@@ -78,7 +78,7 @@ pub async fn list_audit(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let page = audit::own_events(&svc, &principal, param("before"), param("limit")).await?;
+    let page = audit::own_events(&svc.account, &principal, param("before"), param("limit")).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -99,7 +99,7 @@ pub async fn delete_session(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = super::own_id(path.into_inner())?;
-    super::removed(sessions::revoke(&svc, &principal, id, &client).await?)
+    super::removed(sessions::revoke(&svc.sessions, &principal, id, &client).await?)
 }
 
 /// The fresh proof a change of second factors carries.
@@ -141,7 +141,7 @@ pub async fn enable_email_otp(
     Authenticated(principal): Authenticated,
     body: web::Json<FactorProofRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    mfa::enable_email(&svc, &principal, body.proof(), &client).await?;
+    mfa::enable_email(&svc.factors, &principal, body.proof(), &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -158,7 +158,7 @@ pub async fn email_step_up_code(
     svc: web::Data<Services>,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    mfa::send_step_up(&svc, &principal).await?;
+    mfa::send_step_up(&svc.factors, &principal).await?;
     Ok(HttpResponse::Accepted().json(StatusResponse { status: "sent" }))
 }
 
@@ -179,7 +179,7 @@ pub async fn totp_setup(
     Authenticated(principal): Authenticated,
     body: web::Json<FactorProofRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let setup = mfa::totp_setup(&svc, &principal, body.proof(), &client).await?;
+    let setup = mfa::totp_setup(&svc.factors, &principal, body.proof(), &client).await?;
     Ok(super::private(setup))
 }
 
@@ -210,7 +210,14 @@ pub async fn totp_enable(
     Authenticated(principal): Authenticated,
     body: web::Json<TotpEnableRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let codes = mfa::totp_enable(&svc, &principal, &body.password, &body.code, &client).await?;
+    let codes = mfa::totp_enable(
+        &svc.factors,
+        &principal,
+        &body.password,
+        &body.code,
+        &client,
+    )
+    .await?;
     Ok(super::private(codes))
 }
 
@@ -231,7 +238,8 @@ pub async fn regenerate_recovery_codes(
     Authenticated(principal): Authenticated,
     body: web::Json<FactorProofRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let codes = mfa::regenerate_recovery_codes(&svc, &principal, body.proof(), &client).await?;
+    let codes =
+        mfa::regenerate_recovery_codes(&svc.factors, &principal, body.proof(), &client).await?;
     Ok(super::private(codes))
 }
 
@@ -252,6 +260,6 @@ pub async fn disable_two_factor(
     Authenticated(principal): Authenticated,
     body: web::Json<FactorProofRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    mfa::disable(&svc, &principal, body.proof(), &client).await?;
+    mfa::disable(&svc.factors, &principal, body.proof(), &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }

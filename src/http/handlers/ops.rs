@@ -19,16 +19,7 @@ pub async fn health() -> HttpResponse {
         (status = 503, description = "A dependency is down; the body names it", body = Problem),
     ))]
 pub async fn ready(svc: web::Data<Services>) -> Result<HttpResponse, ApiError> {
-    let mut down = Vec::new();
-    let db = tokio::time::timeout(std::time::Duration::from_secs(2), svc.store.ping()).await;
-    if !matches!(db, Ok(Ok(()))) {
-        down.push("database".to_string());
-    }
-    if let Some(redis) = &svc.redis {
-        if !redis.ping().await {
-            down.push("redis".to_string());
-        }
-    }
+    let down = svc.edge.down().await;
     if down.is_empty() {
         Ok(HttpResponse::Ok().json(StatusResponse { status: "ready" }))
     } else {
@@ -41,5 +32,5 @@ pub async fn ready(svc: web::Data<Services>) -> Result<HttpResponse, ApiError> {
 pub async fn jwks(svc: web::Data<Services>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(svc.jwt.jwks())
+        .json(svc.edge.jwks())
 }

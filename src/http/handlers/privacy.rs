@@ -27,7 +27,7 @@ pub async fn get_consents(
     svc: web::Data<Services>,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(consents::current(&svc, &principal).await?))
+    Ok(HttpResponse::Ok().json(consents::current(&svc.account, &principal).await?))
 }
 
 /// One answer: grant or withdraw.
@@ -89,7 +89,7 @@ pub async fn put_consents(
         })
     })
     .collect();
-    let state = consents::update(&svc, &principal, requested, &client).await?;
+    let state = consents::update(&svc.account, &principal, requested, &client).await?;
     Ok(HttpResponse::Ok().json(state))
 }
 
@@ -122,7 +122,7 @@ pub async fn accept_consents(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let outcome = consents::accept(
-        &svc,
+        &svc.sign_in,
         Acceptance {
             consent_token: body.consent_token,
             terms: body.terms,
@@ -148,7 +148,7 @@ pub async fn export(
     Client(client): Client,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    let doc = privacy::export(&svc, &principal, &client).await?;
+    let doc = privacy::export(&svc.account, &principal, &client).await?;
     Ok(super::private(doc))
 }
 
@@ -180,7 +180,7 @@ pub async fn delete_me(
     body: web::Json<EraseRequest>,
 ) -> Result<HttpResponse, ApiError> {
     privacy::erase(
-        &svc,
+        &svc.account,
         &principal,
         &body.password,
         body.code.as_deref(),

@@ -27,7 +27,7 @@ use crate::domain::password::MIN_CHARS;
 use crate::domain::FieldError;
 use crate::http::client;
 use crate::security::RateRoute;
-use crate::services::{password_reset, verification, AuthError, Services};
+use crate::services::{password_reset, verification, AuthError, Edge, ResetError, Services};
 
 const LAYOUT: &str = include_str!("templates/layout.html");
 /// The only style, inline; the CSP names its hash.
@@ -170,7 +170,7 @@ pub async fn verify(
     form: web::Form<VerifyForm>,
 ) -> HttpResponse {
     let client = client::context(&req);
-    match verification::verify_email(&svc, &form.token, client).await {
+    match verification::verify_email(&svc.credentials, &form.token, client).await {
         Ok(()) => page(StatusCode::OK, "Email address confirmed", VERIFIED),
         Err(AuthError::InvalidToken) => bad_link(
             "Confirm your email address",
@@ -273,26 +273,26 @@ pub async fn reset(
     form: web::Form<ResetForm>,
 ) -> HttpResponse {
     let client = client::context(&req);
-    if let Some(refused) = rate_limited(&svc, &client, RateRoute::PasswordReset).await {
+    if let Some(refused) = rate_limited(&svc.edge, &client, RateRoute::PasswordReset).await {
         return refused;
     }
     let form = form.into_inner();
     let password = form
         .new_password
         .unwrap_or_else(|| SecretString::from(String::new()));
-    match password_reset::confirm(&svc, &form.token, &password, &client).await {
+    match password_reset::confirm(&svc.credentials, &form.token, &password, &client).await {
         Ok(()) => page(StatusCode::OK, "Password changed", RESET_DONE),
-        Err(AuthError::Validation(errors)) => {
+        Err(ResetError::PasswordRefused(errors)) => {
             reset_page(StatusCode::UNPROCESSABLE_ENTITY, form.token.trim(), &errors)
         }
-        Err(AuthError::InvalidToken) => request_page(
+        Err(ResetError::InvalidLink) => request_page(
             StatusCode::BAD_REQUEST,
             "reset-password/request",
             "This link is invalid, already used or expired. Enter your email address to get a new one.",
             "",
             &[],
         ),
-        Err(e) => failure(e),
+        Err(ResetError::Other(e)) => failure(e),
     }
 }
 
@@ -310,10 +310,10 @@ pub async fn reset_request(
     form: web::Form<RequestForm>,
 ) -> HttpResponse {
     let client = client::context(&req);
-    if let Some(refused) = rate_limited(&svc, &client, RateRoute::PasswordReset).await {
+    if let Some(refused) = rate_limited(&svc.edge, &client, RateRoute::PasswordReset).await {
         return refused;
     }
-    match password_reset::request(&svc, &form.email, &client).await {
+    match password_reset::request(&svc.credentials, &form.email, &client).await {
         Ok(()) => page(StatusCode::OK, "Check your mail", RESET_REQUESTED),
         Err(AuthError::Validation(errors)) => request_page(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -337,18 +337,14 @@ fn bad_link(title: &str, why: &str, next: &str) -> HttpResponse {
 /// The shared per-IP window of the API route this form stands for: a
 /// refusal is a page with `Retry-After`.
 async fn rate_limited(
-    svc: &Services,
+    edge: &Edge,
     client: &crate::storage::ClientContext,
     route: RateRoute,
 ) -> Option<HttpResponse> {
-    let verdict = svc
-        .rate_limiter
-        .check(route, client.ip, svc.clock.now_ms())
-        .await;
+    let verdict = edge.rate_check(route, client.ip).await;
     if verdict.allowed {
         return None;
     }
-    svc.metrics.rate_limited(route.name());
     let wait = verdict.retry_after.as_secs().max(1);
     let minutes = wait.div_ceil(60);
     let mut res = page(

@@ -283,7 +283,7 @@ impl TestSetup {
             .await
             .expect("build app");
         let port = app.port();
-        let services = app.services().clone();
+        let services = app.parts().clone();
         let handle = app.handle();
         actix_web::rt::spawn(app.run_until_stopped());
         TestApp {
@@ -305,7 +305,7 @@ impl TestSetup {
 pub struct TestApp {
     pub address: String,
     pub client: awc::Client,
-    pub services: suma_auth::services::Services,
+    pub services: suma_auth::services::Parts,
     pub handle: actix_web::dev::ServerHandle,
     pub smtp: Option<SmtpSink>,
     pub statsd: Option<StatsdSink>,
