@@ -116,7 +116,10 @@ impl PasswordHasher {
             };
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || worker_state.run())
+                .spawn(move || {
+                    yield_to_requests();
+                    worker_state.run()
+                })
                 .map_err(|e| HashError::Internal(e.to_string()))?;
         }
         Ok(Self {
@@ -216,6 +219,34 @@ impl PasswordHasher {
 /// holds the queue's lock, so only it is sure to wake when idle, and it frees
 /// every buffer idle for long enough, whichever thread used it last.
 type Spare = Mutex<Vec<(Vec<Block>, Instant)>>;
+
+/// How much lower than the request threads the hashing threads run (a
+/// nice value; 19 is the lowest priority).
+const HASH_NICENESS: libc::c_int = 10;
+
+/// Lowers the calling hashing thread's scheduling priority. A sign-in is
+/// one hash (milliseconds of CPU) and a few short database and network
+/// steps: when every core is hashing, a step woken at normal priority waits
+/// for a time slice, the requests pile up between their steps and the
+/// hashing threads then run out of work. At a lower priority the steps run
+/// as soon as they are woken, the hashing queue stays fed and cheap
+/// requests (`/me`, refresh) keep their latency under a flood of sign-ins;
+/// the hashing threads still have every cycle nothing else wants. On Linux
+/// the nice value is per thread; elsewhere, or if refused, nothing changes.
+fn yield_to_requests() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take no pointers; setpriority on
+        // the calling thread's own id only changes that thread's nice value.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, HASH_NICENESS)
+        };
+        if rc != 0 {
+            tracing::debug!("the hashing thread's priority could not be lowered");
+        }
+    }
+}
 
 /// One hashing thread: what it shares with the pool.
 struct Worker {
@@ -317,9 +348,43 @@ impl Worker {
 /// The buffer, grown to at least `blocks` (never shrunk while in use).
 fn memory(scratch: &mut Vec<Block>, blocks: usize) -> &mut [Block] {
     if scratch.len() < blocks {
-        *scratch = vec![Block::default(); blocks];
+        let mut area: Vec<Block> = Vec::with_capacity(blocks);
+        huge_pages(
+            area.as_mut_ptr().cast(),
+            blocks * std::mem::size_of::<Block>(),
+        );
+        area.resize(blocks, Block::default());
+        *scratch = area;
     }
     &mut scratch[..blocks]
+}
+
+/// Asks the kernel to back an Argon2 memory area, not yet touched, with
+/// transparent huge pages where it allows them (`madvise` mode): Argon2
+/// reads its area at random, so with 4 KiB pages a good share of a hash is
+/// spent on address-translation misses. Only whole 2 MiB pages inside the
+/// area are advised; if the kernel refuses, the area keeps small pages.
+fn huge_pages(start: *mut u8, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let (from, to) = (start as usize, start as usize + len);
+        let (first, last) = ((from + HUGE - 1) & !(HUGE - 1), to & !(HUGE - 1));
+        if last > first {
+            // SAFETY: [first, last) lies inside the allocation that starts at
+            // `start` and spans `len` bytes; MADV_HUGEPAGE changes only how
+            // the kernel backs those pages, never their contents.
+            unsafe {
+                libc::madvise(
+                    first as *mut libc::c_void,
+                    last - first,
+                    libc::MADV_HUGEPAGE,
+                );
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (start, len);
 }
 
 fn hash_with(
@@ -413,6 +478,81 @@ mod tests {
             workers: 1,
             queue: 0,
         }
+    }
+
+    /// The nice value of this process's threads named `name`.
+    #[cfg(target_os = "linux")]
+    fn nice_of_threads(name: &str) -> Vec<i64> {
+        let mut found = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let dir = task.unwrap().path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if comm.trim() != name {
+                continue;
+            }
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap();
+            // After "(comm)": state is field 3, nice is field 19.
+            let rest = &stat[stat.rfind(')').unwrap() + 2..];
+            found.push(rest.split(' ').nth(16).unwrap().parse().unwrap());
+        }
+        found
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_below_the_request_threads() {
+        let config = HashingConfig {
+            workers: 2,
+            ..small()
+        };
+        let hasher = PasswordHasher::new(&config).unwrap();
+        let pw = SecretString::from("correct horse battery".to_string());
+        hasher.hash(&pw).await.unwrap();
+        let ours = nice_of_threads("argon2-1");
+        assert!(!ours.is_empty(), "no hashing thread found");
+        assert!(
+            ours.iter().all(|n| *n == i64::from(HASH_NICENESS)),
+            "hashing threads at nice {ours:?}"
+        );
+    }
+
+    /// An Argon2 area is advised for huge pages before it is touched: its
+    /// mapping is eligible for them (where the kernel offers them at all).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn argon2_areas_are_advised_for_huge_pages() {
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        if !mode.contains("[madvise]") {
+            // "always" makes every area eligible and "never" none: the advice
+            // shows only in madvise mode.
+            return;
+        }
+        let blocks = 8 * 1024; // 8 MiB: whole 2 MiB pages inside
+        let mut scratch = Vec::new();
+        let area = memory(&mut scratch, blocks);
+        area[blocks / 2] = Block::default();
+        let addr = area.as_ptr() as usize + blocks / 2 * std::mem::size_of::<Block>();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        let mut eligible = None;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((from, to)) = range.split_once('-') {
+                    if let (Ok(from), Ok(to)) = (
+                        usize::from_str_radix(from, 16),
+                        usize::from_str_radix(to, 16),
+                    ) {
+                        inside = (from..to).contains(&addr);
+                        continue;
+                    }
+                }
+            }
+            if inside && line.starts_with("THPeligible:") {
+                eligible = Some(line.split_whitespace().nth(1) == Some("1"));
+            }
+        }
+        assert_eq!(eligible, Some(true), "the area's mapping is not eligible");
     }
 
     #[tokio::test]
