@@ -37,6 +37,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "000009_audit_chain"),
     migration!(10, "000010_devices"),
     migration!(11, "000011_user_change_notices"),
+    migration!(12, "000012_refresh_rotation_hot_updates"),
 ];
 
 /// The embedded database's first schema (version 1).

@@ -371,3 +371,94 @@ async fn a_session_ended_between_the_read_and_the_write_is_not_rotated() {
         .unwrap();
     assert!(matches!(outcome, RotateOutcome::Invalid), "{outcome:?}");
 }
+
+/// On PostgreSQL a rotation's writes are heap-only (HOT) updates: the spent
+/// token and the session's activity change no indexed column (no index
+/// predicate reads them either) and the pages keep room for the new row
+/// versions, so a refresh writes no index entry for them.
+#[actix_web::test]
+async fn rotations_update_tokens_and_sessions_without_index_writes() {
+    use suma_auth::domain::refresh::RefreshPolicy;
+
+    let db = TestDatabase::create().await;
+    let store = PgStore::connect(
+        &secrecy::SecretString::from(db.url.clone()),
+        &Default::default(),
+        2,
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let u = new_user("hot@example.com", &"a".repeat(64));
+    let user_id = u.id;
+    store.create_user(u).await.unwrap();
+    let now = Utc::now();
+    store
+        .create_session(NewSession {
+            id: Uuid::new_v4(),
+            user_id,
+            refresh_token_id: Uuid::new_v4(),
+            refresh_token_hash: format!("{:064}", 0),
+            device_id: None,
+            client: ClientContext::default(),
+            amr: "pwd".into(),
+            created_at: now,
+            expires_at: now + Duration::hours(8),
+        })
+        .await
+        .unwrap();
+    let policy = RefreshPolicy {
+        idle_timeout: Duration::minutes(15),
+        reuse_grace: Duration::seconds(10),
+    };
+    const ROTATIONS: i64 = 40;
+    for i in 0..ROTATIONS {
+        let rotation = Rotation {
+            presented_hash: format!("{i:064}"),
+            new_id: Uuid::new_v4(),
+            new_hash: format!("{:064}", i + 1),
+            now: now + Duration::seconds(i),
+        };
+        let outcome = store
+            .rotate_refresh_token(rotation, Box::new(move |s| policy.decide(s, None, now)))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, RotateOutcome::Rotated(_)), "{outcome:?}");
+    }
+    // A backend's statistics reach the shared counters when it ends.
+    drop(store);
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let start = std::time::Instant::now();
+    loop {
+        let rows = client
+            .query(
+                "SELECT relname::text, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables \
+                 WHERE relname IN ('refresh_tokens', 'sessions') ORDER BY relname",
+                &[],
+            )
+            .await
+            .unwrap();
+        let counts: Vec<(String, i64, i64)> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        if counts.iter().all(|(_, upd, _)| *upd >= ROTATIONS) {
+            for (table, upd, hot) in counts {
+                assert!(
+                    hot * 10 >= upd * 9,
+                    "{table}: {hot} of {upd} updates were heap-only"
+                );
+            }
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "the statistics did not arrive: {counts:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
