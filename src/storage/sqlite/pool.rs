@@ -34,7 +34,7 @@ struct Group {
 
 /// How often the checkpointer copies committed pages from the write-ahead
 /// log into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Clone)]
 pub(super) struct Pool {
@@ -405,7 +405,7 @@ mod tests {
 
     /// Commits reach the database file through the checkpointer thread: the
     /// writer itself never checkpoints, and a small write (far below
-    /// SQLite's own 1000-page threshold) is in the file within a second.
+    /// SQLite's own 1000-page threshold) is in the file within one interval.
     #[tokio::test]
     async fn the_checkpointer_moves_commits_into_the_database_file() {
         let (pool, dir) = pool("checkpoint");
