@@ -501,19 +501,23 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn hashing_threads_run_below_the_request_threads() {
-        let config = HashingConfig {
-            workers: 2,
-            ..small()
-        };
-        let hasher = PasswordHasher::new(&config).unwrap();
+        let hasher = PasswordHasher::new(&small()).unwrap();
         let pw = SecretString::from("correct horse battery".to_string());
         hasher.hash(&pw).await.unwrap();
-        let ours = nice_of_threads("argon2-1");
-        assert!(!ours.is_empty(), "no hashing thread found");
-        assert!(
-            ours.iter().all(|n| *n == i64::from(HASH_NICENESS)),
-            "hashing threads at nice {ours:?}"
-        );
+        // Other tests start hashing threads of the same name at any time; a
+        // thread lowers its priority first thing, so all of them soon show it.
+        let start = std::time::Instant::now();
+        loop {
+            let nice = nice_of_threads("argon2-0");
+            if !nice.is_empty() && nice.iter().all(|n| *n == i64::from(HASH_NICENESS)) {
+                break;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(2),
+                "hashing threads at nice {nice:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// An Argon2 area is advised for huge pages before it is touched: its
