@@ -78,11 +78,13 @@ impl RedisStore {
         })
     }
 
+    /// Milliseconds on this process's monotonic clock: the backoff after a
+    /// failure is a span of real time, not a time of the service's clock
+    /// (and must not move when the wall clock is set).
     fn now_ms() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default()
+        static START: std::sync::LazyLock<std::time::Instant> =
+            std::sync::LazyLock::new(std::time::Instant::now);
+        START.elapsed().as_millis() as i64 + 1
     }
 
     /// False while a recent failure says Redis is down.
