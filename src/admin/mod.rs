@@ -24,7 +24,7 @@ use clap::{Args, Subcommand};
 use crate::app::{build_parts, Options};
 use crate::config::Config;
 use crate::services::admin::{Admin, Operator};
-use crate::services::privacy::Eraser;
+use crate::services::erasure::Eraser;
 use crate::services::Parts;
 pub use output::Output;
 

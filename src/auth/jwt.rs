@@ -91,7 +91,7 @@ struct Inner {
     ttl: Duration,
     rng: SystemRandom,
     /// Tokens whose signature was verified already ([`VerifiedTokens`]).
-    verified: VerifiedTokens,
+    verified: VerifiedTokens<AccessClaims>,
 }
 
 impl JwtService {
@@ -200,7 +200,7 @@ impl JwtService {
         if token.len() > 4096 {
             return Err(TokenError::Malformed);
         }
-        let key = VerifiedTokens::key(token);
+        let key = VerifiedTokens::<AccessClaims>::key(token);
         let claims = match self.inner.verified.get(&key) {
             Some(claims) => claims,
             None => {

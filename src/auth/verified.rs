@@ -14,19 +14,19 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use super::jwt::AccessClaims;
-
 /// Shards (locks); a power of two.
 const SHARDS: usize = 16;
 /// Entries per shard; a full shard is emptied (the entries are only a
 /// shortcut). 16 × 256 × about 300 bytes: about 1.2 MB at most.
 const PER_SHARD: usize = 256;
 
-pub(super) struct VerifiedTokens {
-    shards: Vec<Mutex<HashMap<[u8; 32], AccessClaims>>>,
+/// `C`: the claims a verification yields (the access-token claims of
+/// `jwt.rs`); generic so that this cache knows nothing of the token format.
+pub(super) struct VerifiedTokens<C> {
+    shards: Vec<Mutex<HashMap<[u8; 32], C>>>,
 }
 
-impl Default for VerifiedTokens {
+impl<C> Default for VerifiedTokens<C> {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -34,22 +34,22 @@ impl Default for VerifiedTokens {
     }
 }
 
-impl VerifiedTokens {
+impl<C: Clone> VerifiedTokens<C> {
     pub(super) fn key(token: &str) -> [u8; 32] {
         Sha256::digest(token.as_bytes()).into()
     }
 
-    fn shard(&self, key: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], AccessClaims>> {
+    fn shard(&self, key: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], C>> {
         &self.shards[usize::from(key[0]) % SHARDS]
     }
 
     /// The claims of a token verified before, if this one is.
-    pub(super) fn get(&self, key: &[u8; 32]) -> Option<AccessClaims> {
+    pub(super) fn get(&self, key: &[u8; 32]) -> Option<C> {
         self.shard(key).lock().ok()?.get(key).cloned()
     }
 
     /// Remembers a token whose signature and fixed claims were verified.
-    pub(super) fn insert(&self, key: [u8; 32], claims: &AccessClaims) {
+    pub(super) fn insert(&self, key: [u8; 32], claims: &C) {
         if let Ok(mut shard) = self.shard(&key).lock() {
             if shard.len() >= PER_SHARD {
                 shard.clear();

@@ -11,7 +11,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::privacy::{self, Eraser};
+use super::erasure::{self, Eraser};
 use super::{Audit, AuthError, Parts};
 use crate::clock::Clock;
 use crate::domain::{ClientContext, Email};
@@ -257,7 +257,7 @@ pub async fn unlock(
 
 /// Erases an account as `DELETE /me` does, without the owner's proof.
 pub async fn erase(svc: &Admin, op: &Operator, user: &UserRecord) -> Result<usize, AuthError> {
-    let sessions_ended = privacy::erase_account(&svc.eraser, user).await?;
+    let sessions_ended = erasure::erase_account(&svc.eraser, user).await?;
     audited(
         svc,
         op,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::me::Principal;
+use super::principal::Principal;
 use super::AuthError;
 use crate::domain::audit_chain::{self, GENESIS, PRUNE_EVENT};
 use crate::domain::FieldError;

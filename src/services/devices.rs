@@ -20,9 +20,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::me::Principal;
+use super::principal::Principal;
 use super::second_factor;
-use super::{Account, Audit, AuthError, Parts};
+use super::{Audit, AuthError, Parts};
 use crate::clock::Clock;
 use crate::domain::device::{fingerprint_input, user_agent_family};
 use crate::domain::ClientContext;
@@ -159,19 +159,12 @@ pub struct DeviceView {
 }
 
 /// `GET /me/devices`: the caller's devices, first seen first.
-pub async fn list(svc: &Account, principal: &Principal) -> Result<Vec<DeviceView>, AuthError> {
+pub async fn list(svc: &Devices, principal: &Principal) -> Result<Vec<DeviceView>, AuthError> {
     let current = svc
         .store
         .find_session(principal.session_id)
         .await?
-        .map(|s| {
-            fingerprint(
-                &svc.devices,
-                s.device_id.as_deref(),
-                s.user_agent.as_deref(),
-            )
-            .0
-        });
+        .map(|s| fingerprint(svc, s.device_id.as_deref(), s.user_agent.as_deref()).0);
     let devices = svc.store.list_devices(principal.user_id, current).await?;
     Ok(devices
         .into_iter()
@@ -189,7 +182,7 @@ pub async fn list(svc: &Account, principal: &Principal) -> Result<Vec<DeviceView
 /// `DELETE /me/devices/{id}`: forgets one of the caller's devices; `false`
 /// when the caller has no such device.
 pub async fn forget(
-    svc: &Account,
+    svc: &Devices,
     principal: &Principal,
     device_id: Uuid,
     client: &ClientContext,

@@ -29,7 +29,7 @@ pub enum AuthError {
     #[error("the access token is not valid: {0}")]
     Unauthorized(&'static str),
     #[error("new versions of the terms or privacy policy must be accepted")]
-    ConsentRequired(super::consents::ConsentRequired),
+    ConsentRequired(super::consent_book::ConsentRequired),
     #[error("the consent token is unknown, spent or expired")]
     InvalidConsentToken,
     #[error("{0} consent ends only with the account")]
@@ -78,7 +78,7 @@ pub enum LoginError {
     #[error("the account is locked")]
     Locked { retry_after: Duration },
     #[error("new versions of the terms or privacy policy must be accepted")]
-    ConsentRequired(super::consents::ConsentRequired),
+    ConsentRequired(super::consent_book::ConsentRequired),
     #[error(transparent)]
     Other(#[from] AuthError),
 }

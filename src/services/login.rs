@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use super::credentials::{self, record_failure};
 use super::sign_in::{self, LoginOutcome};
 pub use super::tokens::TokenPair;
-use super::{consents, AuthError, LoginError, SignIn};
+use super::{consent_book, AuthError, LoginError, SignIn};
 use crate::domain::ClientContext;
 use crate::domain::Email;
 use crate::security;
@@ -89,7 +89,7 @@ pub async fn login(
         None
     };
     // New terms or privacy versions are accepted before anything else.
-    if let Some(required) = consents::gate(&svc.consents, &user, device_id.clone()).await? {
+    if let Some(required) = consent_book::gate(&svc.consents, &user, device_id.clone()).await? {
         sign_in::keep_rehash(svc, &user, rehash).await?;
         sign_in::refused(svc, "login", "consent_required", Some(user.id), &client).await;
         return Err(LoginError::ConsentRequired(required));

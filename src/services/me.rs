@@ -6,12 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::consents::ConsentBook;
+use super::consent_book::ConsentBook;
 use super::devices::Devices;
-use super::privacy::Eraser;
+use super::erasure::Eraser;
+pub use super::principal::{current_user, Principal};
 use super::reauth::Reauth;
 use super::{Audit, AuthError, Parts, Sessions};
-use crate::auth::jwt::AccessClaims;
 use crate::clock::Clock;
 use crate::mail::Mailer;
 use crate::storage::DynStore;
@@ -50,14 +50,11 @@ impl Account {
             eraser,
         }
     }
-}
 
-/// Who is calling: the verified claims of a live session.
-#[derive(Debug, Clone)]
-pub struct Principal {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
-    pub claims: AccessClaims,
+    /// The devices part: listing and forgetting devices needs nothing else.
+    pub fn devices(&self) -> &Devices {
+        &self.devices
+    }
 }
 
 /// Validates an access token and checks that its session is still live.
@@ -119,17 +116,6 @@ impl From<UserRecord> for Profile {
             created_at: u.created_at,
         }
     }
-}
-
-/// The signed-in user's record; `Unauthorized` once the account is gone.
-pub async fn current_user(
-    store: &DynStore,
-    principal: &Principal,
-) -> Result<UserRecord, AuthError> {
-    store
-        .find_user_profile(principal.user_id)
-        .await?
-        .ok_or(AuthError::Unauthorized("the account no longer exists"))
 }
 
 pub async fn profile(svc: &Account, principal: &Principal) -> Result<Profile, AuthError> {

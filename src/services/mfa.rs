@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::credentials::PasswordCheck;
 use super::factor_check::{self, Checked, CodeCheck};
-use super::me::{self, Principal};
+use super::principal::{current_user, Principal};
 use super::reauth::{self, Proof, Reauth};
 use super::second_factor::{self, open_challenge, send_code, Challenges, MAX_ATTEMPTS, MAX_SENDS};
 use super::sign_in;
@@ -96,7 +96,7 @@ pub async fn resend(svc: &SignIn, mfa_token: &str) -> Result<(), CodeError> {
 /// email codes are on, for the fresh proof of a change (counts toward the
 /// hourly challenge cap).
 pub async fn send_step_up(svc: &Factors, principal: &Principal) -> Result<(), AuthError> {
-    let user = me::current_user(&svc.store, principal).await?;
+    let user = current_user(&svc.store, principal).await?;
     if !user.email_otp_enabled {
         return Err(AuthError::Validation(vec![FieldError::new(
             "email_otp",
@@ -235,7 +235,7 @@ pub async fn enable_email(
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = me::current_user(&svc.store, principal).await?;
+    let user = current_user(&svc.store, principal).await?;
     if !user.email_verified {
         return Err(AuthError::EmailNotVerified);
     }
@@ -263,7 +263,7 @@ pub async fn totp_setup(
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<TotpSetup, AuthError> {
-    let user = me::current_user(&svc.store, principal).await?;
+    let user = current_user(&svc.store, principal).await?;
     reauth::prove(&svc.reauth, &user, proof, client, "two_factor_setup").await?;
     let secret = totp::new_secret();
     let sealed = svc
@@ -333,7 +333,7 @@ pub async fn totp_enable(
     code: &str,
     client: &ClientContext,
 ) -> Result<RecoveryCodes, AuthError> {
-    let user = me::current_user(&svc.store, principal).await?;
+    let user = current_user(&svc.store, principal).await?;
     let invalid = || {
         code_refused(
             "invalid_code",
@@ -398,7 +398,7 @@ pub async fn regenerate_recovery_codes(
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<RecoveryCodes, AuthError> {
-    let user = me::current_user(&svc.store, principal).await?;
+    let user = current_user(&svc.store, principal).await?;
     let not_enabled = || {
         code_refused(
             "totp_not_enabled",
@@ -447,7 +447,7 @@ pub async fn disable(
     proof: Proof<'_>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = me::current_user(&svc.store, principal).await?;
+    let user = current_user(&svc.store, principal).await?;
     reauth::prove(&svc.reauth, &user, proof, client, "two_factor_disabled").await?;
     let was_on = second_factor::required(&user);
     let mail = templates::two_factor_changed(

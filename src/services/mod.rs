@@ -21,17 +21,19 @@
 //! into the areas that call them: [`Audit`] (write an audit row),
 //! [`credentials::PasswordCheck`], [`factor_check::CodeCheck`],
 //! [`tokens::SessionOpener`] (issue a token pair), [`second_factor::Challenges`],
-//! [`devices::Devices`], [`consents::ConsentBook`], [`reauth::Reauth`] and
-//! [`privacy::Eraser`].
+//! [`devices::Devices`], [`consent_book::ConsentBook`], [`reauth::Reauth`] and
+//! [`erasure::Eraser`].
 
 pub mod admin;
 pub mod audit;
 pub mod audit_writer;
 pub mod background;
+pub mod consent_book;
 pub mod consents;
 pub mod credentials;
 pub mod devices;
 pub mod edge;
+pub mod erasure;
 pub mod error;
 pub mod factor_check;
 pub mod login;
@@ -39,6 +41,7 @@ pub mod me;
 pub mod mfa;
 pub mod password;
 pub mod password_reset;
+pub mod principal;
 pub mod privacy;
 pub mod reauth;
 pub mod registration;
@@ -163,9 +166,9 @@ impl Services {
         let codes = factor_check::CodeCheck::new(parts);
         let challenges = second_factor::Challenges::new(parts);
         let devices = devices::Devices::new(parts);
-        let consents = consents::ConsentBook::new(parts);
+        let consents = consent_book::ConsentBook::new(parts);
         let reauth = reauth::Reauth::new(parts, passwords.clone(), codes.clone());
-        let eraser = privacy::Eraser::new(parts);
+        let eraser = erasure::Eraser::new(parts);
         Self {
             credentials: Credentials::new(parts, passwords.clone()),
             sign_in: SignIn::new(

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use super::me::{self, Principal};
+use super::principal::{current_user, Principal};
 use super::{credentials, AuthError, Credentials};
 use crate::domain::ClientContext;
 use crate::domain::{FieldError, NewPassword, PasswordContext};
@@ -26,7 +26,7 @@ pub async fn change_password(
     new: &SecretString,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = me::current_user(&svc.store, principal).await?;
+    let user = current_user(&svc.store, principal).await?;
     credentials::prove_password(
         &svc.passwords,
         &user,

@@ -7,18 +7,13 @@ use secrecy::SecretString;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::consents::{self, ConsentState};
-use super::me::{self, Principal};
-use super::{reauth, Account, Audit, AuthError, Parts};
-use crate::clock::Clock;
+use super::consent_book::{self as consents, ConsentState};
+use super::principal::current_user;
+use super::principal::Principal;
+use super::{erasure, reauth, Account, AuthError};
 use crate::domain::consent::ConsentVersions;
 use crate::domain::ClientContext;
-use crate::mail::templates;
-use crate::mail::Mailer;
-use crate::security::SessionGuard;
-use crate::storage::DynStore;
-use crate::storage::{end_reason, Erasure, Revocation, UserExport, UserRecord};
-use crate::telemetry::metrics::Metrics;
+use crate::storage::UserExport;
 
 /// The `format` of the export document.
 pub const EXPORT_FORMAT: &str = "suma-auth.export.v1";
@@ -263,7 +258,7 @@ pub async fn export(
     principal: &Principal,
     client: &ClientContext,
 ) -> Result<DataExport, AuthError> {
-    let user = me::current_user(&svc.store, principal).await?;
+    let user = current_user(&svc.store, principal).await?;
     let tag = svc.mailer.recipient_tag(user.email.as_str());
     let held = svc
         .store
@@ -283,16 +278,10 @@ pub async fn export(
     Ok(doc)
 }
 
-/// The non-routable address (RFC 2606 `.invalid`) an erased account keeps, so
-/// that its own address can register again.
-pub fn placeholder_email(user_id: Uuid) -> String {
-    format!("erased-{}@erased.invalid", user_id.simple())
-}
-
 /// `DELETE /me`: a fresh proof as for changing second factors
 /// ([`reauth::prove`]: the password, a wrong one counting toward the login
 /// lockout, and while a second factor is enrolled a current code of one),
-/// then [`erase_account`]: every session ends at once on every instance and
+/// then [`erase_account`](super::erasure::erase_account): every session ends at once on every instance and
 /// the account is erased (see [`Erasure`]). The farewell mail is queued after
 /// the outbox was purged of everything else queued to the address.
 #[tracing::instrument(skip_all, fields(user_id = %principal.user_id))]
@@ -303,7 +292,7 @@ pub async fn erase(
     code: Option<&str>,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
-    let user = me::current_user(&svc.store, principal).await?;
+    let user = current_user(&svc.store, principal).await?;
     reauth::prove(
         &svc.reauth,
         &user,
@@ -312,84 +301,5 @@ pub async fn erase(
         "account_erasure",
     )
     .await?;
-    erase_account(&svc.eraser, &user).await.map(|_| ())
-}
-
-/// The erasure of an account, for its owner (`DELETE /me`) and for an
-/// operator. Cheap to clone.
-#[derive(Clone)]
-pub struct Eraser {
-    store: DynStore,
-    sessions: SessionGuard,
-    mailer: Mailer,
-    metrics: Metrics,
-    clock: Clock,
-    audit: Audit,
-}
-
-impl Eraser {
-    pub fn new(parts: &Parts) -> Self {
-        Self {
-            store: parts.store.clone(),
-            sessions: parts.sessions.clone(),
-            mailer: parts.mailer.clone(),
-            metrics: parts.metrics.clone(),
-            clock: parts.clock.clone(),
-            audit: parts.audit(),
-        }
-    }
-}
-
-/// The erasure itself, once whoever asks for it is entitled to (the owner's
-/// fresh proof, or an operator): every session ends at once on every
-/// instance, the account is erased (see [`Erasure`]) and the farewell mail
-/// queued. Returns how many sessions ended.
-pub async fn erase_account(svc: &Eraser, user: &UserRecord) -> Result<usize, AuthError> {
-    let now = svc.clock.now();
-    // Every session ends through the revocation path (database, then this
-    // instance's cache and Redis, which every instance asks).
-    let mut ended = svc
-        .store
-        .revoke_user_sessions(
-            None,
-            Revocation::new(user.id, end_reason::ACCOUNT_ERASED, now),
-        )
-        .await?;
-    svc.sessions.revoked(&ended, now).await;
-
-    let farewell = templates::account_erased(user.email.as_str());
-    let queued = svc
-        .mailer
-        .prepare(&farewell)
-        .map_err(|e| AuthError::Internal(e.into()))?;
-    let late = svc
-        .store
-        .erase_user(Erasure {
-            user_id: user.id,
-            placeholder_email: placeholder_email(user.id),
-            recipient_tag: svc.mailer.recipient_tag(user.email.as_str()),
-            lockout_key: user.email.as_str().to_string(),
-            now,
-            farewell: Some(queued),
-        })
-        .await?
-        .ok_or(AuthError::Unauthorized("the account no longer exists"))?;
-    // Sessions opened between the revocation and the erasure end too.
-    svc.sessions.revoked(&late, now).await;
-    ended.extend(late);
-    svc.mailer.queued(farewell.template);
-    svc.metrics
-        .session_ended(end_reason::ACCOUNT_ERASED, ended.len());
-    tracing::info!(sessions_ended = ended.len(), "account erased");
-    // Only the pseudonymous id remains: no address, no agent.
-    svc.audit
-        .record(
-            "account_erased",
-            true,
-            Some(user.id),
-            &ClientContext::default(),
-            serde_json::json!({"sessions_ended": ended.len()}),
-        )
-        .await;
-    Ok(ended.len())
+    erasure::erase_account(&svc.eraser, &user).await.map(|_| ())
 }

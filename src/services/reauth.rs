@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::credentials::PasswordCheck;
 use super::factor_check::{self, Checked, CodeCheck, CodeKind};
-use super::me::Principal;
+use super::principal::Principal;
 use super::second_factor::{self, MAX_ATTEMPTS};
 use super::{credentials, Audit, AuthError, Parts};
 use crate::clock::Clock;

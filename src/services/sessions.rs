@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::me::Principal;
+use super::principal::Principal;
 use super::tokens::{issue_pair, TokenPair};
 use super::{Audit, AuthError, Parts, RefreshError};
 use crate::auth::jwt::JwtService;

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::consents::ConsentBook;
+use super::consent_book::ConsentBook;
 use super::credentials::PasswordCheck;
 use super::devices::Devices;
 use super::factor_check::CodeCheck;

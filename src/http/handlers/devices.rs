@@ -20,7 +20,7 @@ pub async fn list_devices(
     svc: web::Data<Services>,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(devices::list(&svc.account, &principal).await?))
+    Ok(HttpResponse::Ok().json(devices::list(svc.account.devices(), &principal).await?))
 }
 
 #[utoipa::path(
@@ -40,5 +40,5 @@ pub async fn delete_device(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = super::own_id(path.into_inner())?;
-    super::removed(devices::forget(&svc.account, &principal, id, &client).await?)
+    super::removed(devices::forget(svc.account.devices(), &principal, id, &client).await?)
 }
