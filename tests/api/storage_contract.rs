@@ -236,18 +236,24 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
     assert_eq!(probe.consents_for_user(id).await.unwrap().len(), 1);
 }
 
-#[actix_web::test]
-async fn postgres_passes_the_contract() {
-    let db = TestDatabase::create().await;
+/// A migrated PostgreSQL store on `db` with a pool of `size` connections.
+async fn pg_store(db: &TestDatabase, size: u32) -> PgStore {
     let store = PgStore::connect(
         &secrecy::SecretString::from(db.url.clone()),
         &Default::default(),
-        4,
+        size,
         std::time::Duration::from_secs(5),
     )
     .await
     .unwrap();
     store.migrate().await.unwrap();
+    store
+}
+
+#[actix_web::test]
+async fn postgres_passes_the_contract() {
+    let db = TestDatabase::create().await;
+    let store = pg_store(&db, 4).await;
     contract(Arc::new(store), Probe::Postgres(db.url.clone())).await;
 }
 
@@ -270,15 +276,7 @@ async fn a_session_ended_between_the_read_and_the_write_is_not_rotated() {
     use suma_auth::domain::refresh::{RefreshPolicy, RefreshState};
 
     let db = TestDatabase::create().await;
-    let store = PgStore::connect(
-        &secrecy::SecretString::from(db.url.clone()),
-        &Default::default(),
-        4,
-        std::time::Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
+    let store = pg_store(&db, 4).await;
     let store: Arc<dyn Store> = Arc::new(store);
     let u = new_user("race@example.com", &"a".repeat(64));
     let user_id = u.id;
@@ -381,15 +379,7 @@ async fn rotations_update_tokens_and_sessions_without_index_writes() {
     use suma_auth::domain::refresh::RefreshPolicy;
 
     let db = TestDatabase::create().await;
-    let store = PgStore::connect(
-        &secrecy::SecretString::from(db.url.clone()),
-        &Default::default(),
-        2,
-        std::time::Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    store.migrate().await.unwrap();
+    let store = pg_store(&db, 2).await;
     let u = new_user("hot@example.com", &"a".repeat(64));
     let user_id = u.id;
     store.create_user(u).await.unwrap();
