@@ -84,7 +84,7 @@ impl RedisStore {
     fn now_ms() -> i64 {
         static START: std::sync::LazyLock<std::time::Instant> =
             std::sync::LazyLock::new(std::time::Instant::now);
-        START.elapsed().as_millis() as i64 + 1
+        START.elapsed().as_millis() as i64
     }
 
     /// False while a recent failure says Redis is down.

@@ -272,6 +272,63 @@ async fn get_me_on_the_common_path_does_not_call_redis() {
         .await;
 }
 
+/// The last activity Redis's copy of a session holds, once it reaches `at`
+/// (ms) or after about five seconds of asking.
+async fn redis_activity_reaches(app: &TestApp, session_id: &str, at: i64) -> i64 {
+    let key = format!(
+        "{}:session:{{{}}}",
+        app.services.redis.as_ref().unwrap().prefix(),
+        session_id
+    );
+    let client = redis::Client::open(redis_url().as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut seen = 0;
+    for _ in 0..250 {
+        let la: Option<i64> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("la")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        seen = la.unwrap_or(0);
+        if seen >= at {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seen
+}
+
+/// A refresh is activity: the instance that rotated the token sends it to
+/// Redis with its next batch (there is no Redis call on the refresh itself),
+/// where the other instances' revalidations see it.
+#[actix_web::test]
+async fn a_refresh_reaches_redis_with_the_next_batch() {
+    let apps = three_instances(
+        &redis_url(),
+        &[
+            ("SESSION_REVALIDATE_SECONDS", "60"),
+            ("SESSION_TIMEOUT_MINUTES", "1"),
+            ("ACCESS_TOKEN_TTL_SECONDS", "600"),
+        ],
+        false,
+    )
+    .await;
+    let (_, pair) = apps[0].signed_in().await;
+    // Redis holds the session once another instance has asked for it.
+    assert_eq!(me(&apps[1], &pair).await.status, 200);
+    apps.advance(30);
+    let last = apps[2].services.clock.now_ms();
+    let res = apps[2].refresh(&pair.refresh_token).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+
+    let seen = redis_activity_reaches(&apps[2], &pair.session_id, last).await;
+    assert!(
+        seen >= last,
+        "redis holds {seen}, the refresh was at {last}"
+    );
+}
+
 /// Activity one instance decides in memory reaches Redis within the batch
 /// interval, so an instance that never saw the session finds it alive where
 /// Redis's copy alone (last confirmed before) would call it idle.
@@ -296,27 +353,7 @@ async fn activity_decided_in_memory_reaches_the_other_instances() {
     assert_eq!(me(&apps[1], &pair).await.status, 200);
 
     // Redis's copy learns the last request (decided in memory) from the batch.
-    let key = format!(
-        "{}:session:{{{}}}",
-        apps[1].services.redis.as_ref().unwrap().prefix(),
-        pair.session_id
-    );
-    let client = redis::Client::open(redis_url().as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let mut seen = 0;
-    for _ in 0..250 {
-        let la: Option<i64> = redis::cmd("HGET")
-            .arg(&key)
-            .arg("la")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        seen = la.unwrap_or(0);
-        if seen >= last {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let seen = redis_activity_reaches(&apps[1], &pair.session_id, last).await;
     assert!(
         seen >= last,
         "redis holds {seen}, the last request was at {last}"

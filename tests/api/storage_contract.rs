@@ -42,6 +42,27 @@ fn new_user(email: &str, token_hash: &str) -> NewUser {
     }
 }
 
+/// A session of eight hours opened at `now` with its first refresh token.
+fn new_session(
+    id: Uuid,
+    user_id: Uuid,
+    token_hash: &str,
+    device_id: Option<&str>,
+    now: chrono::DateTime<Utc>,
+) -> NewSession {
+    NewSession {
+        id,
+        user_id,
+        refresh_token_id: Uuid::new_v4(),
+        refresh_token_hash: token_hash.into(),
+        device_id: device_id.map(Into::into),
+        client: ClientContext::default(),
+        amr: "pwd".into(),
+        created_at: now,
+        expires_at: now + Duration::hours(8),
+    }
+}
+
 async fn contract(store: Arc<dyn Store>, probe: Probe) {
     store.ping().await.unwrap();
     let u = new_user("contract@example.com", &"a".repeat(64));
@@ -125,17 +146,7 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
     // Sessions.
     let sid = Uuid::new_v4();
     store
-        .create_session(NewSession {
-            id: sid,
-            user_id: id,
-            refresh_token_id: Uuid::new_v4(),
-            refresh_token_hash: "e".repeat(64),
-            device_id: Some("phone".into()),
-            client: ClientContext::default(),
-            amr: "pwd".into(),
-            created_at: now,
-            expires_at: now + Duration::hours(8),
-        })
+        .create_session(new_session(sid, id, &"e".repeat(64), Some("phone"), now))
         .await
         .unwrap();
     let s = store.find_session(sid).await.unwrap().unwrap();
@@ -283,17 +294,7 @@ async fn a_session_ended_between_the_read_and_the_write_is_not_rotated() {
     store.create_user(u).await.unwrap();
     let (sid, now) = (Uuid::new_v4(), Utc::now());
     store
-        .create_session(NewSession {
-            id: sid,
-            user_id,
-            refresh_token_id: Uuid::new_v4(),
-            refresh_token_hash: "e".repeat(64),
-            device_id: None,
-            client: ClientContext::default(),
-            amr: "pwd".into(),
-            created_at: now,
-            expires_at: now + Duration::hours(8),
-        })
+        .create_session(new_session(sid, user_id, &"e".repeat(64), None, now))
         .await
         .unwrap();
 
@@ -385,17 +386,13 @@ async fn rotations_update_tokens_and_sessions_without_index_writes() {
     store.create_user(u).await.unwrap();
     let now = Utc::now();
     store
-        .create_session(NewSession {
-            id: Uuid::new_v4(),
+        .create_session(new_session(
+            Uuid::new_v4(),
             user_id,
-            refresh_token_id: Uuid::new_v4(),
-            refresh_token_hash: format!("{:064}", 0),
-            device_id: None,
-            client: ClientContext::default(),
-            amr: "pwd".into(),
-            created_at: now,
-            expires_at: now + Duration::hours(8),
-        })
+            &format!("{:064}", 0),
+            None,
+            now,
+        ))
         .await
         .unwrap();
     let policy = RefreshPolicy {

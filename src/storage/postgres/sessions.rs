@@ -9,10 +9,6 @@ use tokio_postgres::types::Type;
 static LOCK_REFRESH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{} FOR UPDATE OF rt, s", sql::REFRESH_WITH_SESSION));
 
-/// The presented refresh token and its session, read without a lock: $1
-/// token hash. The rotation below writes only if what was read still holds.
-static READ_REFRESH: &str = sql::REFRESH_WITH_SESSION;
-
 /// Every write of a rotation in one statement, on condition that the
 /// session is still live and the token still unspent (what the decision
 /// read): records the activity on the session, spends the token and issues
@@ -212,7 +208,7 @@ impl SessionStore for PgStore {
         // that end sessions, are decided again under lock.
         let conn = self.conn().await?;
         let read = conn
-            .prepare_cached(READ_REFRESH, &[Type::VARCHAR])
+            .prepare_cached(sql::REFRESH_WITH_SESSION, &[Type::VARCHAR])
             .await
             .map_err(q)?;
         let Some(row) = conn
