@@ -115,6 +115,27 @@ impl SmtpSink {
         );
     }
 
+    /// Waits (up to 10 s) for the `n`-th sign-in code (1-based) mailed to
+    /// `to` and returns the code. The outbox delivers queued mails in any
+    /// order, so a code requested right after a notice may arrive first:
+    /// counting codes alone does not depend on that order.
+    pub async fn wait_for_code(&self, to: &str, n: usize) -> String {
+        const SUBJECT: &str = "Your sign-in code: ";
+        for _ in 0..200 {
+            let codes: Vec<String> = self
+                .all()
+                .into_iter()
+                .filter(|m| m.to.iter().any(|t| t == to))
+                .filter_map(|m| m.subject().strip_prefix(SUBJECT).map(str::to_owned))
+                .collect();
+            if codes.len() >= n {
+                return codes[n - 1].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no sign-in code #{n} to {to} within 10 s");
+    }
+
     pub async fn wait_for(&self, to: &str) -> Received {
         self.wait_for_nth(to, 1).await
     }
