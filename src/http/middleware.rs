@@ -4,7 +4,7 @@
 //! which wraps each declared route after routing (the matched route and its
 //! rate limit).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -136,10 +136,19 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
     ),
 ];
 
+/// The longest a declared route may take before it answers 503 with
+/// `Retry-After`. Every dependency has a bound of its own (a pooled
+/// connection 1 s, a Redis call 1–2 s, a user actor 5 s, the hashing queue
+/// its depth), but a database that accepts connections and then stops
+/// answering (a frozen host, a black-holed network) would hold a request on
+/// a statement already sent for ever; this bounds it.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Wraps every declared route, so it runs after routing whatever spelling of
 /// the path reached it: records the [`MatchedRoute`] (for the metrics and
-/// logs of [`observe`]) and applies the route's per-IP rate limit; refused
-/// requests get 429 problem+json with `Retry-After` and `RateLimit-*` headers.
+/// logs of [`observe`]), applies the route's per-IP rate limit (refused
+/// requests get 429 problem+json with `Retry-After` and `RateLimit-*`
+/// headers) and holds the request to [`REQUEST_DEADLINE`].
 pub async fn route_guard(
     matched: MatchedRoute,
     req: ServiceRequest,
@@ -147,6 +156,33 @@ pub async fn route_guard(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     req.extensions_mut().insert(matched);
     tracing::Span::current().record("endpoint", matched.pattern);
+    // Past the deadline the request's future is dropped (a statement already
+    // sent completes or rolls back on the server by itself).
+    let http_req = req.request().clone();
+    match tokio::time::timeout(REQUEST_DEADLINE, guarded(matched, req, next)).await {
+        Ok(res) => res,
+        Err(_) => {
+            tracing::warn!(
+                deadline_ms = REQUEST_DEADLINE.as_millis() as u64,
+                "request abandoned at its deadline"
+            );
+            let error = ApiError::Auth(crate::services::AuthError::Unavailable(
+                "the request did not finish within its deadline".into(),
+            ));
+            Ok(ServiceResponse::new(
+                http_req,
+                error.to_response(&request_id::current()),
+            ))
+        }
+    }
+}
+
+/// The rate limit, then the handler.
+async fn guarded(
+    matched: MatchedRoute,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
     let (Some(route), Some(services)) =
         (matched.rate, req.app_data::<web::Data<Services>>().cloned())
     else {

@@ -131,6 +131,31 @@ impl PlainPostgres {
     fn resume(&self) {
         self.pg_ctl(&["-w", "start"]);
     }
+
+    /// The postmaster and its backends, by the postmaster's pid file.
+    fn processes(&self) -> Vec<String> {
+        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
+        let postmaster = pid_file.lines().next().unwrap().trim().to_string();
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .unwrap();
+        let mut pids: Vec<String> = String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        pids.push(postmaster);
+        pids
+    }
+
+    /// Every process of the cluster stops running (SIGSTOP) or runs again
+    /// (SIGCONT): connections stay open and accepted, nothing answers — a
+    /// frozen host or a black-holed network.
+    fn signal_all(&self, signal: &str) {
+        for pid in self.processes() {
+            let _ = Command::new("kill").args([signal, &pid]).status();
+        }
+    }
 }
 
 impl Drop for PlainPostgres {
@@ -288,4 +313,56 @@ async fn while_postgres_is_down_every_request_answers_503_quickly() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(app.get("/ready").await.status, 200);
+}
+
+/// A database that stops answering without closing anything (every process
+/// of the cluster stopped): requests that wait on it give up at the request
+/// deadline with a 503, never hang, and the service answers again once the
+/// database does.
+#[actix_web::test]
+async fn a_frozen_database_holds_no_request_past_the_deadline() {
+    let pg = PlainPostgres::start();
+    let app = TestSetup::new(Backend::Postgres)
+        .on_database(&pg.url())
+        .spawn()
+        .await;
+    let (email, pair) = app.signed_in().await;
+    let (access, refresh) = (pair.access_token.clone(), pair.refresh_token.clone());
+
+    pg.signal_all("-STOP");
+    let kinds = ["login", "register", "refresh", "sessions", "logout"];
+    let started = Instant::now();
+    let answers = futures_util::future::join_all(
+        kinds
+            .iter()
+            .map(|kind| send(&app, kind, &access, &refresh, &email)),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    pg.signal_all("-CONT");
+
+    let bound = suma_auth::http::middleware::REQUEST_DEADLINE + Duration::from_secs(5);
+    assert!(elapsed < bound, "answered in {elapsed:?}");
+    for (kind, res) in kinds.iter().zip(&answers) {
+        assert_eq!(res.status, 503, "{kind}: {}", res.text());
+        assert!(
+            res.header("retry-after").is_some(),
+            "{kind}: no Retry-After"
+        );
+        assert_eq!(
+            res.header("content-type").as_deref(),
+            Some("application/problem+json"),
+            "{kind}"
+        );
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let res = app.login(&email, PASSWORD).await;
+        if res.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", res.text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
