@@ -11,7 +11,7 @@ pub(super) fn stored_time(at: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Locks the head row (`FOR UPDATE`, held until `tx` ends, so appends from
 /// every instance queue one after the other) and reads it.
-async fn lock_head(tx: &tokio_postgres::Transaction<'_>) -> StoreResult<(i64, String)> {
+async fn lock_head(tx: &Tx<'_>) -> StoreResult<(i64, String)> {
     let head = tx
         .query_one(&format!("{} FOR UPDATE", sql::AUDIT_HEAD), &[])
         .await
@@ -22,7 +22,7 @@ async fn lock_head(tx: &tokio_postgres::Transaction<'_>) -> StoreResult<(i64, St
 /// Inserts the row that follows `head` (locked by [`lock_head`] in `tx`)
 /// and returns the new head; the caller moves the stored head.
 async fn insert_after(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     (head_seq, head_hash): (i64, String),
     e: &AuditEntry<'_>,
 ) -> StoreResult<(i64, String)> {
@@ -52,10 +52,7 @@ async fn insert_after(
     Ok((link.seq, link.row_hash))
 }
 
-async fn advance_head(
-    tx: &tokio_postgres::Transaction<'_>,
-    head: &(i64, String),
-) -> StoreResult<()> {
+async fn advance_head(tx: &Tx<'_>, head: &(i64, String)) -> StoreResult<()> {
     tx.execute(sql::ADVANCE_AUDIT_HEAD, &[&head.0, &head.1])
         .await
         .map_err(q)?;
@@ -66,19 +63,13 @@ async fn advance_head(
 /// `tx` ends), inserts the row linked to the head, and moves the head.
 /// Every audit row of this backend is written here or by
 /// [`append_audit_batch`], with the same steps.
-pub(super) async fn append_audit(
-    tx: &tokio_postgres::Transaction<'_>,
-    e: &AuditEntry<'_>,
-) -> StoreResult<()> {
+pub(super) async fn append_audit(tx: &Tx<'_>, e: &AuditEntry<'_>) -> StoreResult<()> {
     append_audit_batch(tx, std::slice::from_ref(e)).await
 }
 
 /// Appends `entries` in order inside `tx` under one lock of the head: each
 /// row links to the one before it, and the head moves once, to the last.
-pub(super) async fn append_audit_batch(
-    tx: &tokio_postgres::Transaction<'_>,
-    entries: &[AuditEntry<'_>],
-) -> StoreResult<()> {
+pub(super) async fn append_audit_batch(tx: &Tx<'_>, entries: &[AuditEntry<'_>]) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -93,7 +84,7 @@ pub(super) async fn append_audit_batch(
 /// `before`, up to a batch, go; the anchor records the last of them and a
 /// chained `audit_pruned` row records the anchor. Returns the rows deleted.
 pub(super) async fn prune_audit(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     before: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> StoreResult<u64> {

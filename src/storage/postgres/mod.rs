@@ -43,22 +43,105 @@ use outbox::insert_outbox;
 const LOCK_USER: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))";
 
 /// Takes [`LOCK_USER`] for `user_id` inside `tx`.
-async fn lock_user(tx: &tokio_postgres::Transaction<'_>, user_id: &Uuid) -> StoreResult<()> {
+async fn lock_user(tx: &Tx<'_>, user_id: &Uuid) -> StoreResult<()> {
     tx.execute(LOCK_USER, &[user_id]).await.map_err(q)?;
     Ok(())
 }
 
 type Pool = bb8::Pool<Manager>;
 
-/// The pool's connections: tokio-postgres clients that keep the statements
-/// of the hot paths prepared for as long as they live.
+/// The pool's connections: tokio-postgres clients that keep every statement
+/// they run prepared for as long as they live.
 pub struct Manager(PostgresConnectionManager<MakeRustlsConnect>);
 
-/// A client with its prepared statements (see [`CachedClient::prepare_cached`]).
+/// The statements a connection has prepared, by their text.
+type Statements = std::sync::Mutex<std::collections::HashMap<String, tokio_postgres::Statement>>;
+
+/// More distinct statement texts than the store has; a bound, not a tuning.
+const MAX_PREPARED: usize = 512;
+
+/// The statement for `sql` prepared on this connection: parsed and planned
+/// by the server once, not at every execution.
+///
+/// Why: tokio-postgres runs a statement given as text in two round trips
+/// (prepare, then execute) and PostgreSQL parses and plans it every time; a
+/// prepared one is a single round trip. A sign-in runs a dozen statements.
+async fn prepared(
+    client: &tokio_postgres::Client,
+    statements: &Statements,
+    sql: &str,
+    types: &[tokio_postgres::types::Type],
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    let cached = statements
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(sql)
+        .cloned();
+    if let Some(statement) = cached {
+        return Ok(statement);
+    }
+    let statement = client.prepare_typed(sql, types).await?;
+    let mut statements = statements.lock().unwrap_or_else(|p| p.into_inner());
+    if statements.len() < MAX_PREPARED {
+        statements.insert(sql.to_string(), statement.clone());
+    }
+    Ok(statement)
+}
+
+/// The statement methods of a client or transaction, running each statement
+/// prepared once per connection ([`prepared`]). They shadow the methods of
+/// the same name on the tokio-postgres types they wrap.
+macro_rules! prepared_statement_methods {
+    ($client:ident) => {
+        async fn prepared(
+            &self,
+            sql: &str,
+        ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+            prepared(self.$client(), self.statements(), sql, &[]).await
+        }
+
+        pub async fn execute(
+            &self,
+            sql: &str,
+            params: &[Param<'_>],
+        ) -> Result<u64, tokio_postgres::Error> {
+            let statement = self.prepared(sql).await?;
+            self.inner().execute(&statement, params).await
+        }
+
+        pub async fn query(
+            &self,
+            sql: &str,
+            params: &[Param<'_>],
+        ) -> Result<Vec<Row>, tokio_postgres::Error> {
+            let statement = self.prepared(sql).await?;
+            self.inner().query(&statement, params).await
+        }
+
+        pub async fn query_opt(
+            &self,
+            sql: &str,
+            params: &[Param<'_>],
+        ) -> Result<Option<Row>, tokio_postgres::Error> {
+            let statement = self.prepared(sql).await?;
+            self.inner().query_opt(&statement, params).await
+        }
+
+        pub async fn query_one(
+            &self,
+            sql: &str,
+            params: &[Param<'_>],
+        ) -> Result<Row, tokio_postgres::Error> {
+            let statement = self.prepared(sql).await?;
+            self.inner().query_one(&statement, params).await
+        }
+    };
+}
+
+/// A client with its prepared statements.
 pub struct CachedClient {
     client: tokio_postgres::Client,
-    statements:
-        std::sync::Mutex<std::collections::HashMap<&'static str, tokio_postgres::Statement>>,
+    statements: Statements,
 }
 
 impl std::ops::Deref for CachedClient {
@@ -76,28 +159,105 @@ impl std::ops::DerefMut for CachedClient {
 }
 
 impl CachedClient {
-    /// The statement prepared on this connection (parsed and planned by the
-    /// server once, not at every execution).
+    fn client(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+
+    fn inner(&self) -> &tokio_postgres::Client {
+        &self.client
+    }
+
+    fn statements(&self) -> &Statements {
+        &self.statements
+    }
+
+    prepared_statement_methods!(client);
+
+    /// The statement prepared with its parameter types given (where the
+    /// server could not infer them).
     async fn prepare_cached(
         &self,
         sql: &'static str,
         types: &[tokio_postgres::types::Type],
     ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-        let cached = self
-            .statements
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(sql)
-            .cloned();
-        if let Some(statement) = cached {
-            return Ok(statement);
-        }
-        let statement = self.client.prepare_typed(sql, types).await?;
+        prepared(&self.client, &self.statements, sql, types).await
+    }
+
+    /// A transaction whose statements run prepared too.
+    pub async fn transaction(&mut self) -> Result<Tx<'_>, tokio_postgres::Error> {
+        let Self { client, statements } = self;
+        Ok(Tx {
+            tx: client.transaction().await?,
+            statements,
+        })
+    }
+}
+
+/// Either a client or a transaction, for writes that may run alone or
+/// inside the caller's transaction.
+pub trait Execute {
+    fn execute_prepared(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> impl std::future::Future<Output = Result<u64, tokio_postgres::Error>> + Send;
+}
+
+impl Execute for CachedClient {
+    async fn execute_prepared(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<u64, tokio_postgres::Error> {
+        self.execute(sql, params).await
+    }
+}
+
+impl Execute for Tx<'_> {
+    async fn execute_prepared(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<u64, tokio_postgres::Error> {
+        self.execute(sql, params).await
+    }
+}
+
+/// A transaction on a [`CachedClient`]: its statements run prepared.
+pub struct Tx<'a> {
+    tx: tokio_postgres::Transaction<'a>,
+    statements: &'a Statements,
+}
+
+impl<'a> std::ops::Deref for Tx<'a> {
+    type Target = tokio_postgres::Transaction<'a>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl<'a> Tx<'a> {
+    fn client(&self) -> &tokio_postgres::Client {
+        self.tx.client()
+    }
+
+    fn inner(&self) -> &tokio_postgres::Transaction<'a> {
+        &self.tx
+    }
+
+    fn statements(&self) -> &Statements {
         self.statements
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(sql, statement.clone());
-        Ok(statement)
+    }
+
+    prepared_statement_methods!(client);
+
+    pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), tokio_postgres::Error> {
+        self.tx.rollback().await
     }
 }
 

@@ -4,10 +4,7 @@ use super::*;
 use crate::storage::sql;
 
 /// Writes an outbox row (inside the caller's transaction, if any), due at once.
-pub(super) async fn insert_outbox(
-    c: &impl tokio_postgres::GenericClient,
-    mail: Option<&OutboxMail>,
-) -> StoreResult<()> {
+pub(super) async fn insert_outbox(c: &impl Execute, mail: Option<&OutboxMail>) -> StoreResult<()> {
     if let Some(m) = mail {
         let row: [Param; 5] = [
             &m.id,
@@ -16,7 +13,9 @@ pub(super) async fn insert_outbox(
             &m.created_at,
             &m.recipient_tag,
         ];
-        c.execute(sql::INSERT_OUTBOX, &row).await.map_err(q)?;
+        c.execute_prepared(sql::INSERT_OUTBOX, &row)
+            .await
+            .map_err(q)?;
     }
     Ok(())
 }
@@ -29,7 +28,7 @@ impl OutboxStore for PgStore {
             created_at: now,
             ..m
         };
-        insert_outbox(&**conn, Some(&mail)).await
+        insert_outbox(&*conn, Some(&mail)).await
     }
 
     async fn claim_mail(&self, claim: MailClaim) -> StoreResult<Vec<OutboxMail>> {

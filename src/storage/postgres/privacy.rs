@@ -121,7 +121,7 @@ impl PrivacyStore for PgStore {
             .map(|r| get::<Uuid>(r, 0))
             .collect::<StoreResult<Vec<_>>>()?;
         for statement in sql::ERASE_USER_ROWS {
-            tx.execute(*statement, &[&e.user_id]).await.map_err(q)?;
+            tx.execute(statement, &[&e.user_id]).await.map_err(q)?;
         }
         // The seed's one-time code table (unused since the mfa challenges) exists only here.
         tx.execute("DELETE FROM otp_codes WHERE user_id = $1", &[&e.user_id])

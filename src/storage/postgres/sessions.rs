@@ -171,7 +171,7 @@ impl SessionStore for PgStore {
             &s.refresh_token_id,
             &s.refresh_token_hash,
         ];
-        conn.execute(&open, &params).await.map_err(q)?;
+        conn.client.execute(&open, &params).await.map_err(q)?;
         Ok(())
     }
 
@@ -212,6 +212,7 @@ impl SessionStore for PgStore {
             .await
             .map_err(q)?;
         let Some(row) = conn
+            .client
             .query_opt(&read, &[&r.presented_hash])
             .await
             .map_err(q)?
@@ -237,7 +238,7 @@ impl SessionStore for PgStore {
                     .await
                     .map_err(q)?;
                 let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
-                let done = conn.query_one(&rotate, &params).await.map_err(q)?;
+                let done = conn.client.query_one(&rotate, &params).await.map_err(q)?;
                 if done.try_get::<_, i64>(0).map_err(q)? == 1 {
                     return Ok(s.rotated(r.now));
                 }

@@ -60,7 +60,7 @@ impl UserStore for PgStore {
         // Whoever registered before chose nothing that survives: links,
         // consents and password history are those of this registration.
         for statement in sql::REPLACED_REGISTRATION_ROWS {
-            tx.execute(*statement, &[&id]).await.map_err(q)?;
+            tx.execute(statement, &[&id]).await.map_err(q)?;
         }
         insert_registration(&tx, &new, id, "registration_replaced").await?;
         tx.commit().await.map_err(q)?;
@@ -225,7 +225,7 @@ impl UserStore for PgStore {
 /// The rows a registration writes beside the user's: consents, password
 /// history, the verification token, the audit row (`event`) and the mail.
 async fn insert_registration(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     new: &NewUser,
     user_id: Uuid,
     event: &str,
