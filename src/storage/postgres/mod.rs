@@ -549,3 +549,47 @@ impl Store for PgStore {
         Ok(total)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statements of `conn`'s session that are prepared now, by text.
+    async fn prepared_now(conn: &CachedClient, sql: &str) -> usize {
+        let rows = conn
+            .client
+            .query(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1",
+                &[&sql],
+            )
+            .await
+            .unwrap();
+        rows[0].get::<_, i64>(0) as usize
+    }
+
+    #[tokio::test]
+    async fn a_statement_is_prepared_once_per_connection_in_and_out_of_transactions() {
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let store = PgStore::connect(
+            &SecretString::from(url),
+            &tls::PgTls::default(),
+            1,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let sql = "SELECT $1::int4 + 1";
+        let mut conn = store.conn().await.unwrap();
+        for n in 0..3i32 {
+            let row = conn.query_one(sql, &[&n]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), n + 1);
+        }
+        let tx = conn.transaction().await.unwrap();
+        assert_eq!(tx.execute(sql, &[&7i32]).await.unwrap(), 1);
+        tx.commit().await.unwrap();
+        // tokio-postgres closes a statement it prepared for one execution;
+        // this one stays, once.
+        assert_eq!(prepared_now(&conn, sql).await, 1);
+    }
+}
