@@ -170,7 +170,7 @@ impl Services {
         let reauth = reauth::Reauth::new(parts, passwords.clone(), codes.clone());
         let eraser = erasure::Eraser::new(parts);
         Self {
-            credentials: Credentials::new(parts, passwords.clone()),
+            credentials: Credentials::new(parts, passwords.clone(), reauth.clone()),
             sign_in: SignIn::new(
                 parts,
                 passwords.clone(),

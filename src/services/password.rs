@@ -7,7 +7,8 @@ use secrecy::SecretString;
 use uuid::Uuid;
 
 use super::principal::{current_user, Principal};
-use super::{credentials, AuthError, Credentials};
+use super::reauth::{self, Proof};
+use super::{AuthError, Credentials};
 use crate::domain::ClientContext;
 use crate::domain::{FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
@@ -17,24 +18,23 @@ use crate::storage::{end_reason, PasswordChange, Revocation};
 pub const PASSWORD_HISTORY: u32 = 6;
 
 /// Changes the password: the current one is required (a wrong one counts
-/// toward the lockout); the new one must pass the policy and differ from the
+/// toward the lockout) and, while a second factor is enrolled, a code of a
+/// current one (`code`; a wrong one counts toward the second-factor limit); the new one must pass the policy and differ from the
 /// recent ones; every other session ends.
 pub async fn change_password(
     svc: &Credentials,
     principal: &Principal,
     current: &SecretString,
+    code: Option<&str>,
     new: &SecretString,
     client: &ClientContext,
 ) -> Result<(), AuthError> {
     let user = current_user(&svc.store, principal).await?;
-    credentials::prove_password(
-        &svc.passwords,
-        &user,
-        current,
-        client,
-        Some("password_change"),
-    )
-    .await?;
+    let proof = Proof {
+        password: current,
+        code,
+    };
+    reauth::prove(&svc.reauth, &user, proof, client, "password_change").await?;
     let context = PasswordContext::new(
         Some(&user.email),
         user.first_name.as_deref(),

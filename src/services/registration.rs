@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::background::Background;
 use super::credentials::PasswordCheck;
+use super::reauth::Reauth;
 use super::{Audit, AuthError, Parts};
 use crate::auth::hashing::PasswordHasher;
 use crate::auth::tokens;
@@ -43,12 +44,15 @@ pub struct Credentials {
     /// Ends the other sessions of a new password on every instance.
     pub(super) sessions: SessionGuard,
     pub(super) passwords: PasswordCheck,
+    /// The fresh proof of a password change (password, plus a current
+    /// second factor's code while one is enrolled).
+    pub(super) reauth: Reauth,
     pub(super) consent_versions: ConsentVersions,
     pub(super) verification_ttl: std::time::Duration,
 }
 
 impl Credentials {
-    pub fn new(parts: &Parts, passwords: PasswordCheck) -> Self {
+    pub fn new(parts: &Parts, passwords: PasswordCheck, reauth: Reauth) -> Self {
         Self {
             store: parts.store.clone(),
             hasher: parts.hasher.clone(),
@@ -59,6 +63,7 @@ impl Credentials {
             background: parts.background.clone(),
             sessions: parts.sessions.clone(),
             passwords,
+            reauth,
             consent_versions: parts.config.consents.clone(),
             verification_ttl: parts.config.security.verification_token_ttl,
         }

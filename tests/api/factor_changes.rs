@@ -261,3 +261,41 @@ on_both_backends!(
         assert_eq!(app.login(&email, PASSWORD).await.status, 423);
     }
 );
+
+on_both_backends!(
+    a_password_change_needs_the_current_second_factor_too,
+    |backend: Backend| async move {
+        let app = TestApp::spawn(backend).await;
+        let (email, pair) = app.signed_in().await;
+        let me = &pair.access_token;
+        let (secret, _) = app.enroll_totp(me).await;
+        let new = "a brand new passphrase for this account";
+        let change = |code: Option<&str>| {
+            let mut body = json!({"current_password": PASSWORD, "new_password": new});
+            if let Some(code) = code {
+                body["code"] = json!(code);
+            }
+            body
+        };
+        let path = "/api/v1/auth/password/change";
+
+        // The password alone changes nothing while TOTP is on.
+        let res = app.post_bearer(path, me, change(None)).await;
+        assert_eq!(res.status, 422, "{}", res.text());
+        assert_eq!(res.problem().errors[0].code, "code_required");
+        let res = app.post_bearer(path, me, change(Some("000000"))).await;
+        assert_eq!(res.status, 401, "{}", res.text());
+        assert_eq!(res.code(), "invalid_code");
+        assert_eq!(app.login(&email, new).await.status, 401);
+        assert_eq!(app.login(&email, PASSWORD).await.status, 200);
+
+        // With a current code it changes.
+        let code = totp_code(&app, &secret);
+        let res = app.post_bearer(path, me, change(Some(&code))).await;
+        assert_eq!(res.status, 204, "{}", res.text());
+        assert_eq!(app.login(&email, PASSWORD).await.status, 401);
+        let res = app.login(&email, new).await;
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.json()["mfa_required"], true);
+    }
+);

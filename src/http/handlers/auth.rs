@@ -242,6 +242,11 @@ pub struct ChangePasswordRequest {
     pub current_password: SecretString,
     #[schema(value_type = String, format = Password)]
     pub new_password: SecretString,
+    /// A code of a current second factor (TOTP or recovery code, or an
+    /// emailed step-up code from `POST /me/2fa/email/code`); required while
+    /// one is enrolled.
+    #[serde(default)]
+    pub code: Option<String>,
 }
 
 #[utoipa::path(
@@ -250,9 +255,9 @@ pub struct ChangePasswordRequest {
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Changed; every other session ended"),
-        (status = 401, description = "Wrong current password, or invalid access token", body = Problem),
-        (status = 422, description = "Weak or recently used new password", body = Problem),
-        (status = 423, description = "Locked after repeated wrong passwords", body = Problem),
+        (status = 401, description = "Wrong current password or second-factor code, or invalid access token", body = Problem),
+        (status = 422, description = "Weak or recently used new password, or no `code` while a second factor is enrolled", body = Problem),
+        (status = 423, description = "Locked after repeated wrong passwords or codes", body = Problem),
     )
 )]
 pub async fn change_password(
@@ -265,6 +270,7 @@ pub async fn change_password(
         &svc.credentials,
         &principal,
         &body.current_password,
+        body.code.as_deref(),
         &body.new_password,
         &client,
     )
