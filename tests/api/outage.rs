@@ -132,18 +132,25 @@ impl PlainPostgres {
         self.pg_ctl(&["-w", "start"]);
     }
 
-    /// The postmaster and its backends, by the postmaster's pid file.
+    /// The postmaster and its backends, by the postmaster's pid file (none
+    /// when it is gone).
     fn processes(&self) -> Vec<String> {
-        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
-        let postmaster = pid_file.lines().next().unwrap().trim().to_string();
-        let children = Command::new("pgrep")
+        let Ok(pid_file) = std::fs::read_to_string(self.dir.join("data/postmaster.pid")) else {
+            return Vec::new();
+        };
+        let Some(postmaster) = pid_file.lines().next().map(|l| l.trim().to_string()) else {
+            return Vec::new();
+        };
+        let mut pids: Vec<String> = Command::new("pgrep")
             .args(["-P", &postmaster])
             .output()
-            .unwrap();
-        let mut pids: Vec<String> = String::from_utf8_lossy(&children.stdout)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
+            .map(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         pids.push(postmaster);
         pids
     }
@@ -160,6 +167,9 @@ impl PlainPostgres {
 
 impl Drop for PlainPostgres {
     fn drop(&mut self) {
+        // A test that failed while the cluster was frozen must not leave it
+        // stopped (a stopped process ignores the shutdown below).
+        self.signal_all("-CONT");
         let data = self.dir.join("data").display().to_string();
         let line = format!(
             "{} -D {data} -m immediate stop",
