@@ -106,8 +106,12 @@ pub async fn open_store(config: &Config, beside_server: bool) -> Result<DynStore
 pub async fn build_parts(config: Config, options: Options) -> Result<Parts, StartError> {
     let config = Arc::new(config);
     let metrics = Metrics::from_config(&config).map_err(StartError::Metrics)?;
+    // A first start in development generates its signing key (about 0.15 s
+    // of RSA work) while the database opens and migrates, not after.
+    let key_config = config.clone();
+    let key = tokio::task::spawn_blocking(move || keys::load(&key_config));
     let store = open_store(&config, options.beside_server).await?;
-    let key = keys::load(&config)?;
+    let key = key.await.map_err(|_| keys::KeyError::Generation)??;
     let verify_only = keys::load_additional(&config.jwt.keys)?;
     let jwt = JwtService::with_keys(
         key,
