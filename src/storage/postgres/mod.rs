@@ -88,6 +88,23 @@ async fn prepared(
     Ok(statement)
 }
 
+/// Forgets the connection's statement for `sql` when the server says it no
+/// longer fits: a migration changed the types of what it returns (0A000,
+/// "cached plan must not change result type") or it is gone (26000). That
+/// execution fails; the next one prepares it afresh.
+fn forget_stale(statements: &Statements, sql: &str, e: &tokio_postgres::Error) {
+    use tokio_postgres::error::SqlState;
+    let stale = e.code().is_some_and(|c| {
+        *c == SqlState::FEATURE_NOT_SUPPORTED || *c == SqlState::INVALID_SQL_STATEMENT_NAME
+    });
+    if stale {
+        statements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(sql);
+    }
+}
+
 /// The statement methods of a client or transaction, running each statement
 /// prepared once per connection ([`prepared`]). They shadow the methods of
 /// the same name on the tokio-postgres types they wrap.
@@ -106,7 +123,11 @@ macro_rules! prepared_statement_methods {
             params: &[Param<'_>],
         ) -> Result<u64, tokio_postgres::Error> {
             let statement = self.prepared(sql).await?;
-            self.inner().execute(&statement, params).await
+            let result = self.inner().execute(&statement, params).await;
+            if let Err(e) = &result {
+                forget_stale(self.statements(), sql, e);
+            }
+            result
         }
 
         pub async fn query(
@@ -115,7 +136,11 @@ macro_rules! prepared_statement_methods {
             params: &[Param<'_>],
         ) -> Result<Vec<Row>, tokio_postgres::Error> {
             let statement = self.prepared(sql).await?;
-            self.inner().query(&statement, params).await
+            let result = self.inner().query(&statement, params).await;
+            if let Err(e) = &result {
+                forget_stale(self.statements(), sql, e);
+            }
+            result
         }
 
         pub async fn query_opt(
@@ -124,7 +149,11 @@ macro_rules! prepared_statement_methods {
             params: &[Param<'_>],
         ) -> Result<Option<Row>, tokio_postgres::Error> {
             let statement = self.prepared(sql).await?;
-            self.inner().query_opt(&statement, params).await
+            let result = self.inner().query_opt(&statement, params).await;
+            if let Err(e) = &result {
+                forget_stale(self.statements(), sql, e);
+            }
+            result
         }
 
         pub async fn query_one(
@@ -133,7 +162,11 @@ macro_rules! prepared_statement_methods {
             params: &[Param<'_>],
         ) -> Result<Row, tokio_postgres::Error> {
             let statement = self.prepared(sql).await?;
-            self.inner().query_one(&statement, params).await
+            let result = self.inner().query_one(&statement, params).await;
+            if let Err(e) = &result {
+                forget_stale(self.statements(), sql, e);
+            }
+            result
         }
     };
 }
@@ -591,5 +624,41 @@ mod tests {
         // tokio-postgres closes a statement it prepared for one execution;
         // this one stays, once.
         assert_eq!(prepared_now(&conn, sql).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_statement_a_migration_made_stale_is_prepared_again() {
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let store = PgStore::connect(
+            &SecretString::from(url),
+            &tls::PgTls::default(),
+            1,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        let conn = store.conn().await.unwrap();
+        let table = format!("stale_{}", Uuid::new_v4().simple());
+        conn.batch_execute(&format!(
+            "CREATE TEMP TABLE {table} (v int4); INSERT INTO {table} VALUES (1)"
+        ))
+        .await
+        .unwrap();
+        let sql: &'static str = Box::leak(format!("SELECT v FROM {table}").into_boxed_str());
+        let row = conn.query_one(sql, &[]).await.unwrap();
+        assert_eq!(row.get::<_, i32>(0), 1);
+        // What a migration may do under a running server: the result type changes.
+        conn.batch_execute(&format!("ALTER TABLE {table} ALTER COLUMN v TYPE int8"))
+            .await
+            .unwrap();
+        let stale = conn.query_one(sql, &[]).await.unwrap_err();
+        assert_eq!(
+            stale.code(),
+            Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED),
+            "{stale}"
+        );
+        let row = conn.query_one(sql, &[]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 1);
     }
 }
