@@ -206,14 +206,35 @@ impl CachedClient {
 
     prepared_statement_methods!(client);
 
-    /// The statement prepared with its parameter types given (where the
-    /// server could not infer them).
-    async fn prepare_cached(
+    /// [`Self::query_opt`] with the parameter types given (where the server
+    /// could not infer them).
+    pub async fn query_opt_typed(
         &self,
-        sql: &'static str,
+        sql: &str,
         types: &[tokio_postgres::types::Type],
-    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-        prepared(&self.client, &self.statements, sql, types).await
+        params: &[Param<'_>],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let statement = prepared(&self.client, &self.statements, sql, types).await?;
+        let result = self.client.query_opt(&statement, params).await;
+        if let Err(e) = &result {
+            forget_stale(&self.statements, sql, e);
+        }
+        result
+    }
+
+    /// [`Self::query_one`] with the parameter types given.
+    pub async fn query_one_typed(
+        &self,
+        sql: &str,
+        types: &[tokio_postgres::types::Type],
+        params: &[Param<'_>],
+    ) -> Result<Row, tokio_postgres::Error> {
+        let statement = prepared(&self.client, &self.statements, sql, types).await?;
+        let result = self.client.query_one(&statement, params).await;
+        if let Err(e) = &result {
+            forget_stale(&self.statements, sql, e);
+        }
+        result
     }
 
     /// A transaction whose statements run prepared too.

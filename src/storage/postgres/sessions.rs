@@ -157,7 +157,6 @@ impl SessionStore for PgStore {
         // One statement (atomic on its own), prepared once per connection:
         // one round trip where BEGIN, two INSERTs and COMMIT took four.
         let conn = self.conn().await?;
-        let open = conn.prepare_cached(OPEN_SESSION, &[]).await.map_err(q)?;
         let (ua, ip) = (&s.client.user_agent, &s.client.ip);
         let params: [Param; 10] = [
             &s.id,
@@ -171,7 +170,7 @@ impl SessionStore for PgStore {
             &s.refresh_token_id,
             &s.refresh_token_hash,
         ];
-        conn.client.execute(&open, &params).await.map_err(q)?;
+        conn.execute(OPEN_SESSION, &params).await.map_err(q)?;
         Ok(())
     }
 
@@ -207,13 +206,12 @@ impl SessionStore for PgStore {
         // a rotation whose condition no longer holds, and the rare decisions
         // that end sessions, are decided again under lock.
         let conn = self.conn().await?;
-        let read = conn
-            .prepare_cached(sql::REFRESH_WITH_SESSION, &[Type::VARCHAR])
-            .await
-            .map_err(q)?;
         let Some(row) = conn
-            .client
-            .query_opt(&read, &[&r.presented_hash])
+            .query_opt_typed(
+                sql::REFRESH_WITH_SESSION,
+                &[Type::VARCHAR],
+                &[&r.presented_hash],
+            )
             .await
             .map_err(q)?
         else {
@@ -224,21 +222,18 @@ impl SessionStore for PgStore {
             RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
             RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
             RefreshDecision::Rotate => {
-                let rotate = conn
-                    .prepare_cached(
-                        ROTATE,
-                        &[
-                            Type::UUID,
-                            Type::VARCHAR,
-                            Type::TIMESTAMPTZ,
-                            Type::UUID,
-                            Type::UUID,
-                        ],
-                    )
+                let types = [
+                    Type::UUID,
+                    Type::VARCHAR,
+                    Type::TIMESTAMPTZ,
+                    Type::UUID,
+                    Type::UUID,
+                ];
+                let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
+                let done = conn
+                    .query_one_typed(ROTATE, &types, &params)
                     .await
                     .map_err(q)?;
-                let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
-                let done = conn.client.query_one(&rotate, &params).await.map_err(q)?;
                 if done.try_get::<_, i64>(0).map_err(q)? == 1 {
                     return Ok(s.rotated(r.now));
                 }
