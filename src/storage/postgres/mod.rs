@@ -105,29 +105,30 @@ fn forget_stale(statements: &Statements, sql: &str, e: &tokio_postgres::Error) {
     }
 }
 
+/// Runs `sql` prepared on the connection of `$self` (a client or a
+/// transaction) with `$method`, forgetting the statement when it is stale.
+macro_rules! run_prepared {
+    ($self:ident, $sql:ident, $types:expr, $method:ident, $params:ident) => {{
+        let statement = prepared($self.client(), $self.statements(), $sql, $types).await?;
+        let result = $self.inner().$method(&statement, $params).await;
+        if let Err(e) = &result {
+            forget_stale($self.statements(), $sql, e);
+        }
+        result
+    }};
+}
+
 /// The statement methods of a client or transaction, running each statement
 /// prepared once per connection ([`prepared`]). They shadow the methods of
 /// the same name on the tokio-postgres types they wrap.
 macro_rules! prepared_statement_methods {
-    ($client:ident) => {
-        async fn prepared(
-            &self,
-            sql: &str,
-        ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-            prepared(self.$client(), self.statements(), sql, &[]).await
-        }
-
+    () => {
         pub async fn execute(
             &self,
             sql: &str,
             params: &[Param<'_>],
         ) -> Result<u64, tokio_postgres::Error> {
-            let statement = self.prepared(sql).await?;
-            let result = self.inner().execute(&statement, params).await;
-            if let Err(e) = &result {
-                forget_stale(self.statements(), sql, e);
-            }
-            result
+            run_prepared!(self, sql, &[], execute, params)
         }
 
         pub async fn query(
@@ -135,12 +136,7 @@ macro_rules! prepared_statement_methods {
             sql: &str,
             params: &[Param<'_>],
         ) -> Result<Vec<Row>, tokio_postgres::Error> {
-            let statement = self.prepared(sql).await?;
-            let result = self.inner().query(&statement, params).await;
-            if let Err(e) = &result {
-                forget_stale(self.statements(), sql, e);
-            }
-            result
+            run_prepared!(self, sql, &[], query, params)
         }
 
         pub async fn query_opt(
@@ -148,12 +144,7 @@ macro_rules! prepared_statement_methods {
             sql: &str,
             params: &[Param<'_>],
         ) -> Result<Option<Row>, tokio_postgres::Error> {
-            let statement = self.prepared(sql).await?;
-            let result = self.inner().query_opt(&statement, params).await;
-            if let Err(e) = &result {
-                forget_stale(self.statements(), sql, e);
-            }
-            result
+            run_prepared!(self, sql, &[], query_opt, params)
         }
 
         pub async fn query_one(
@@ -161,12 +152,7 @@ macro_rules! prepared_statement_methods {
             sql: &str,
             params: &[Param<'_>],
         ) -> Result<Row, tokio_postgres::Error> {
-            let statement = self.prepared(sql).await?;
-            let result = self.inner().query_one(&statement, params).await;
-            if let Err(e) = &result {
-                forget_stale(self.statements(), sql, e);
-            }
-            result
+            run_prepared!(self, sql, &[], query_one, params)
         }
     };
 }
@@ -204,7 +190,7 @@ impl CachedClient {
         &self.statements
     }
 
-    prepared_statement_methods!(client);
+    prepared_statement_methods!();
 
     /// [`Self::query_opt`] with the parameter types given (where the server
     /// could not infer them).
@@ -214,12 +200,7 @@ impl CachedClient {
         types: &[tokio_postgres::types::Type],
         params: &[Param<'_>],
     ) -> Result<Option<Row>, tokio_postgres::Error> {
-        let statement = prepared(&self.client, &self.statements, sql, types).await?;
-        let result = self.client.query_opt(&statement, params).await;
-        if let Err(e) = &result {
-            forget_stale(&self.statements, sql, e);
-        }
-        result
+        run_prepared!(self, sql, types, query_opt, params)
     }
 
     /// [`Self::query_one`] with the parameter types given.
@@ -229,12 +210,7 @@ impl CachedClient {
         types: &[tokio_postgres::types::Type],
         params: &[Param<'_>],
     ) -> Result<Row, tokio_postgres::Error> {
-        let statement = prepared(&self.client, &self.statements, sql, types).await?;
-        let result = self.client.query_one(&statement, params).await;
-        if let Err(e) = &result {
-            forget_stale(&self.statements, sql, e);
-        }
-        result
+        run_prepared!(self, sql, types, query_one, params)
     }
 
     /// A transaction whose statements run prepared too.
@@ -304,7 +280,7 @@ impl<'a> Tx<'a> {
         self.statements
     }
 
-    prepared_statement_methods!(client);
+    prepared_statement_methods!();
 
     pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
         self.tx.commit().await
