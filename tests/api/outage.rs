@@ -1,9 +1,12 @@
-//! A PostgreSQL outage: while the database is down every request answers
+//! Outages. PostgreSQL down: while the database is down every request answers
 //! quickly — 503 with `Retry-After` where it needs the database, never a 500,
-//! never a hang — and the service recovers by itself when it returns.
+//! never a hang — and the service recovers by itself when it returns. A
+//! frozen database or Redis (their processes stopped, connections open):
+//! no request waits past the deadline.
 //!
-//! The test runs a PostgreSQL cluster of its own (plain TCP, trust) with the
-//! server binaries under `/usr/lib/postgresql/*/bin`, so that it can stop it.
+//! The tests run a PostgreSQL cluster (plain TCP, trust) with the server
+//! binaries under `/usr/lib/postgresql/*/bin`, or a Redis server, of their
+//! own, so that they can stop them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,6 +15,7 @@ use std::time::{Duration, Instant};
 use awc::http::header;
 use serde_json::json;
 
+use crate::support::redis_server::RedisServer;
 use crate::support::{Backend, Resp, TestApp, TestSetup, PASSWORD};
 
 /// A bound on a hang, not a performance figure: the service promises an
@@ -375,4 +379,46 @@ async fn a_frozen_database_holds_no_request_past_the_deadline() {
         assert!(Instant::now() < deadline, "no recovery: {}", res.text());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Redis that stops answering without closing anything: every request is
+/// answered within the deadline, and sign-in, token checks and refresh go on
+/// without it (the database and each instance's own memory stand in).
+#[actix_web::test]
+async fn a_frozen_redis_holds_no_request_past_the_deadline() {
+    let redis = RedisServer::start().await;
+    let app = TestSetup::new(Backend::Postgres)
+        .env("REDIS_ENDPOINT", &redis.url())
+        .spawn()
+        .await;
+    let (email, pair) = app.signed_in().await;
+    let (access, refresh) = (pair.access_token.clone(), pair.refresh_token.clone());
+
+    redis.freeze();
+    let kinds = ["login", "me", "refresh", "sessions"];
+    let started = Instant::now();
+    let answers = futures_util::future::join_all(
+        kinds
+            .iter()
+            .map(|kind| send(&app, kind, &access, &refresh, &email)),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    println!("answered without Redis in {elapsed:?}");
+    let logout = send(&app, "logout", &access, "", &email).await;
+    let after_logout = app.me(&access).await;
+    redis.thaw();
+
+    let report: Vec<String> = kinds
+        .iter()
+        .zip(&answers)
+        .map(|(kind, res)| format!("{kind}: {} {}", res.status, res.text()))
+        .collect();
+    let bound = suma_auth::http::middleware::REQUEST_DEADLINE + Duration::from_secs(5);
+    assert!(elapsed < bound, "answered in {elapsed:?}\n{report:?}");
+    for (kind, res) in kinds.iter().zip(&answers) {
+        assert_eq!(res.status, 200, "{kind} without Redis\n{report:?}");
+    }
+    assert_eq!(logout.status, 204, "{}", logout.text());
+    assert_eq!(after_logout.status, 401, "{}", after_logout.text());
 }

@@ -57,6 +57,25 @@ impl RedisServer {
         panic!("redis-server did not start on {}", self.port);
     }
 
+    /// Stops the server's process (SIGSTOP): connections stay open and
+    /// accepted, nothing answers — a frozen host. `thaw` undoes it; a
+    /// frozen server is still killed when dropped.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+        }
+    }
+
     /// Kills the server (an outage, not a clean shutdown).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
