@@ -141,8 +141,10 @@ const SECURITY_HEADERS: [(&str, &str); 5] = [
 /// connection 1 s, a Redis call 1–2 s, a user actor 5 s, the hashing queue
 /// its depth), but a database that accepts connections and then stops
 /// answering (a frozen host, a black-holed network) would hold a request on
-/// a statement already sent for ever; this bounds it.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+/// a statement already sent for ever; this bounds it. Above the actors' 5 s,
+/// so that their own answer comes first; below the 10 s a client commonly
+/// waits.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(8);
 
 /// Wraps every declared route, so it runs after routing whatever spelling of
 /// the path reached it: records the [`MatchedRoute`] (for the metrics and
