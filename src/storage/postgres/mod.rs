@@ -621,6 +621,25 @@ mod tests {
         // tokio-postgres closes a statement it prepared for one execution;
         // this one stays, once.
         assert_eq!(prepared_now(&conn, sql).await, 1);
+
+        // One first prepared in a transaction that rolls back stays usable.
+        let other = "SELECT $1::int4 * 2";
+        let tx = conn.transaction().await.unwrap();
+        assert_eq!(
+            tx.query_one(other, &[&2i32])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            4
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(
+            conn.query_one(other, &[&3i32])
+                .await
+                .unwrap()
+                .get::<_, i32>(0),
+            6
+        );
     }
 
     #[tokio::test]
