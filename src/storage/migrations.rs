@@ -38,6 +38,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(10, "000010_devices"),
     migration!(11, "000011_user_change_notices"),
     migration!(12, "000012_refresh_rotation_hot_updates"),
+    migration!(13, "000013_drop_unused_refresh_device_index"),
 ];
 
 /// The embedded database's first schema (version 1).

@@ -449,3 +449,37 @@ async fn rotations_update_tokens_and_sessions_without_index_writes() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Every sign-in and every refresh inserts a `refresh_tokens` row, which
+/// takes an entry in each index of the table: only the indexes a statement
+/// reads are kept.
+#[actix_web::test]
+async fn refresh_tokens_keep_only_the_indexes_statements_read() {
+    let db = TestDatabase::create().await;
+    let store = pg_store(&db, 1).await;
+    drop(store);
+    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let names: Vec<String> = client
+        .query(
+            "SELECT indexname::text FROM pg_indexes WHERE tablename = 'refresh_tokens' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "idx_refresh_tokens_expires_at", // the expiry sweep
+            "idx_refresh_tokens_session_id", // a session's tokens (revocation)
+            "idx_refresh_tokens_user_id",    // a user's tokens (erasure, the cascade)
+            "refresh_tokens_pkey",           // the rotation, by id
+            "refresh_tokens_token_hash_key", // the presented token
+        ]
+    );
+}
