@@ -62,7 +62,8 @@ pub struct Options {
     /// look at what a request did before it answered).
     pub hold_background: Option<Arc<tokio::sync::Semaphore>>,
     /// A tool beside a running server (the operator commands): its writes to
-    /// the embedded database are announced to the server.
+    /// the embedded database are announced to the server; on PostgreSQL it
+    /// opens no connection listening for account changes.
     pub beside_server: bool,
     /// Revocations are written to Redis but not published to the other
     /// instances (tests of the revalidation bound).
@@ -85,7 +86,12 @@ pub async fn open_store(config: &Config, beside_server: bool) -> Result<DynStore
             tls,
             pool_size,
         } => {
-            let store = PgStore::connect(url, tls, *pool_size, Duration::from_secs(30)).await?;
+            let wait = Duration::from_secs(30);
+            let store = if beside_server {
+                PgStore::connect_for_tool(url, tls, *pool_size, wait).await?
+            } else {
+                PgStore::connect(url, tls, *pool_size, wait).await?
+            };
             let applied = store.migrate().await?;
             if !applied.is_empty() {
                 tracing::info!(?applied, "database migrated");

@@ -191,7 +191,7 @@ async fn migrate_cmd(config: Config, action: MigrateAction) -> Result<(), String
         println!("the embedded database migrates itself when the server starts; nothing to do");
         return Ok(());
     };
-    let store = PgStore::connect(url, tls, 2, std::time::Duration::from_secs(30))
+    let store = PgStore::connect_for_tool(url, tls, 2, std::time::Duration::from_secs(30))
         .await
         .map_err(|e| e.to_string())?;
     match action {

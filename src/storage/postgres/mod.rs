@@ -434,11 +434,34 @@ impl PgStore {
     /// Connects (retrying for up to `wait`, as the database may still be
     /// starting) with a pool of `max_size` connections, over TLS as `tls` says.
     /// A certificate the mode refuses fails at once: retrying cannot fix it.
+    /// A server's store: it also listens for account changes (one more
+    /// connection) and keeps profiles in memory while it hears them.
     pub async fn connect(
         url: &SecretString,
         tls: &tls::PgTls,
         max_size: u32,
         wait: Duration,
+    ) -> StoreResult<Self> {
+        Self::connect_with(url, tls, max_size, wait, true).await
+    }
+
+    /// [`Self::connect`] for a short-lived tool (the operator commands,
+    /// `migrate`): no listening connection, every read goes to the database.
+    pub async fn connect_for_tool(
+        url: &SecretString,
+        tls: &tls::PgTls,
+        max_size: u32,
+        wait: Duration,
+    ) -> StoreResult<Self> {
+        Self::connect_with(url, tls, max_size, wait, false).await
+    }
+
+    async fn connect_with(
+        url: &SecretString,
+        tls: &tls::PgTls,
+        max_size: u32,
+        wait: Duration,
+        listen: bool,
     ) -> StoreResult<Self> {
         let mut config: tokio_postgres::Config = url
             .expose_secret()
@@ -467,7 +490,9 @@ impl PgStore {
         loop {
             match store.ping().await {
                 Ok(()) => {
-                    tokio::spawn(user_changes::watch(config, connector, store.users.clone()));
+                    if listen {
+                        tokio::spawn(user_changes::watch(config, connector, store.users.clone()));
+                    }
                     return Ok(store);
                 }
                 Err(e) => {
@@ -676,5 +701,59 @@ mod tests {
         );
         let row = conn.query_one(sql, &[]).await.unwrap();
         assert_eq!(row.get::<_, i64>(0), 1);
+    }
+
+    /// Connections of `db` that listen for account changes, as the server
+    /// sees them.
+    async fn listeners(admin: &tokio_postgres::Client, db: &str) -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN %'",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    #[tokio::test]
+    async fn only_a_server_listens_for_account_changes() {
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let db = format!("listen_{}", Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
+        let db_url = match url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{db}"),
+            None => unreachable!("{url}"),
+        };
+        let secret = SecretString::from(db_url);
+        let wait = Duration::from_secs(10);
+
+        let tool = PgStore::connect_for_tool(&secret, &tls::PgTls::default(), 1, wait)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(listeners(&admin, &db).await, 0);
+        drop(tool);
+
+        let server = PgStore::connect(&secret, &tls::PgTls::default(), 1, wait)
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while listeners(&admin, &db).await != 1 {
+            assert!(tokio::time::Instant::now() < deadline, "no listener");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(server);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .await;
     }
 }
