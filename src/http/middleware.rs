@@ -1,8 +1,8 @@
 //! The middleware: [`observe`], which every request passes (request id, a
 //! tracing span, problem+json for every error including the framework's own
 //! 404/405/413, security headers, the endpoint metrics), and [`route_guard`],
-//! which wraps each declared route after routing (the matched route and its
-//! rate limit).
+//! which wraps each declared route after routing (the matched route, its
+//! rate limit and the request deadline).
 
 use std::time::{Duration, Instant};
 
