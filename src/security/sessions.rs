@@ -591,6 +591,20 @@ impl SessionGuard {
         }
     }
 
+    /// Ends every live session of `by.owner` but `keep`: the database
+    /// records it, then [`Self::revoked`] makes them fail everywhere. Returns
+    /// the sessions that ended.
+    pub async fn end_user_sessions(
+        &self,
+        keep: Option<Uuid>,
+        by: crate::storage::Revocation,
+    ) -> Result<Vec<Uuid>, StorageError> {
+        let at = by.at;
+        let ended = self.store.revoke_user_sessions(keep, by).await?;
+        self.revoked(&ended, at).await;
+        Ok(ended)
+    }
+
     /// Makes revoked sessions fail at once here and, through Redis (the
     /// session's copy there and a message on the revocation channel),
     /// everywhere. Call after the database has recorded the revocation.

@@ -106,10 +106,9 @@ pub async fn end_sessions_of(
 ) -> Result<usize, AuthError> {
     let now = svc.clock.now();
     let ended = svc
-        .store
-        .revoke_user_sessions(None, Revocation::new(user_id, reason, now))
+        .sessions
+        .end_user_sessions(None, Revocation::new(user_id, reason, now))
         .await?;
-    svc.sessions.revoked(&ended, now).await;
     svc.metrics.session_ended(reason, ended.len());
     Ok(ended.len())
 }

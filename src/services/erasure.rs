@@ -47,13 +47,12 @@ pub async fn erase_account(svc: &Eraser, user: &UserRecord) -> Result<usize, Aut
     // Every session ends through the revocation path (database, then this
     // instance's cache and Redis, which every instance asks).
     let mut ended = svc
-        .store
-        .revoke_user_sessions(
+        .sessions
+        .end_user_sessions(
             None,
             Revocation::new(user.id, end_reason::ACCOUNT_ERASED, now),
         )
         .await?;
-    svc.sessions.revoked(&ended, now).await;
 
     let farewell = templates::account_erased(user.email.as_str());
     let queued = svc

@@ -77,13 +77,12 @@ pub async fn store_new_password(
         .await?;
     svc.mailer.queued(mail.template);
     let ended = svc
-        .store
-        .revoke_user_sessions(
+        .sessions
+        .end_user_sessions(
             keep,
             Revocation::new(user.id, end_reason::PASSWORD_CHANGED, now),
         )
         .await?;
-    svc.sessions.revoked(&ended, now).await;
     svc.metrics
         .session_ended(end_reason::PASSWORD_CHANGED, ended.len());
     Ok(ended.len())

@@ -139,13 +139,12 @@ pub async fn changed(
 ) -> Result<(), AuthError> {
     let now = svc.clock.now();
     let ended: Vec<Uuid> = svc
-        .store
-        .revoke_user_sessions(
+        .sessions
+        .end_user_sessions(
             Some(principal.session_id),
             Revocation::new(principal.user_id, end_reason::TWO_FACTOR_CHANGED, now),
         )
         .await?;
-    svc.sessions.revoked(&ended, now).await;
     svc.metrics
         .session_ended(end_reason::TWO_FACTOR_CHANGED, ended.len());
     if let Some(map) = detail.as_object_mut() {

@@ -241,13 +241,12 @@ pub async fn logout_all(
 ) -> Result<(), AuthError> {
     let now = svc.clock.now();
     let ended = svc
-        .store
-        .revoke_user_sessions(
+        .sessions
+        .end_user_sessions(
             None,
             Revocation::new(principal.user_id, end_reason::LOGOUT_ALL, now),
         )
         .await?;
-    svc.sessions.revoked(&ended, now).await;
     svc.metrics
         .session_ended(end_reason::LOGOUT_ALL, ended.len());
     svc.audit(
