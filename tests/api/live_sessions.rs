@@ -31,6 +31,22 @@ async fn three_instances(redis: &str, env: &[(&str, &str)], first_unpublished: b
     apps
 }
 
+/// Three instances whose sessions end after a minute idle, with access
+/// tokens that outlive that and revalidation every minute: only activity
+/// reaching Redis keeps a session alive on an instance that did not see it.
+async fn idle_minute_fleet() -> TestFleet {
+    three_instances(
+        &redis_url(),
+        &[
+            ("SESSION_REVALIDATE_SECONDS", "60"),
+            ("SESSION_TIMEOUT_MINUTES", "1"),
+            ("ACCESS_TOKEN_TTL_SECONDS", "600"),
+        ],
+        false,
+    )
+    .await
+}
+
 /// Waits until every instance listens to the revocation channel.
 async fn subscribed(apps: &[TestApp]) {
     for _ in 0..200 {
@@ -304,16 +320,7 @@ async fn redis_activity_reaches(app: &TestApp, session_id: &str, at: i64) -> i64
 /// where the other instances' revalidations see it.
 #[actix_web::test]
 async fn a_refresh_reaches_redis_with_the_next_batch() {
-    let apps = three_instances(
-        &redis_url(),
-        &[
-            ("SESSION_REVALIDATE_SECONDS", "60"),
-            ("SESSION_TIMEOUT_MINUTES", "1"),
-            ("ACCESS_TOKEN_TTL_SECONDS", "600"),
-        ],
-        false,
-    )
-    .await;
+    let apps = idle_minute_fleet().await;
     let (_, pair) = apps[0].signed_in().await;
     // Redis holds the session once another instance has asked for it.
     assert_eq!(me(&apps[1], &pair).await.status, 200);
@@ -334,16 +341,7 @@ async fn a_refresh_reaches_redis_with_the_next_batch() {
 /// Redis's copy alone (last confirmed before) would call it idle.
 #[actix_web::test]
 async fn activity_decided_in_memory_reaches_the_other_instances() {
-    let apps = three_instances(
-        &redis_url(),
-        &[
-            ("SESSION_REVALIDATE_SECONDS", "60"),
-            ("SESSION_TIMEOUT_MINUTES", "1"),
-            ("ACCESS_TOKEN_TTL_SECONDS", "600"),
-        ],
-        false,
-    )
-    .await;
+    let apps = idle_minute_fleet().await;
     let (_, pair) = apps[0].signed_in().await;
     assert_eq!(me(&apps[1], &pair).await.status, 200);
     apps.advance(30);

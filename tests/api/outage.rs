@@ -231,6 +231,39 @@ async fn send(app: &TestApp, kind: &str, access: &str, refresh: &str, email: &st
     }
 }
 
+/// Sends every kind of request at once; their answers, and how long the
+/// slowest took.
+async fn send_together(
+    app: &TestApp,
+    kinds: &[&str],
+    access: &str,
+    refresh: &str,
+    email: &str,
+) -> (Vec<Resp>, Duration) {
+    let started = Instant::now();
+    let answers = futures_util::future::join_all(
+        kinds
+            .iter()
+            .map(|kind| send(app, kind, access, refresh, email)),
+    )
+    .await;
+    (answers, started.elapsed())
+}
+
+/// Waits (up to `within`) until `email` signs in again: the service
+/// recovered by itself.
+async fn signs_in_again(app: &TestApp, email: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let res = app.login(email, PASSWORD).await;
+        if res.status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {}", res.text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Requests that need the database, and must say so with a 503.
 const NEED_THE_DATABASE: &[&str] = &[
     "login",
@@ -317,15 +350,7 @@ async fn while_postgres_is_down_every_request_answers_503_quickly() {
 
     // Back up: the pool reconnects by itself.
     pg.resume();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let res = app.login(&email, PASSWORD).await;
-        if res.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no recovery: {}", res.text());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    signs_in_again(&app, &email, Duration::from_secs(20)).await;
     assert_eq!(app.get("/ready").await.status, 200);
 }
 
@@ -345,14 +370,7 @@ async fn a_frozen_database_holds_no_request_past_the_deadline() {
 
     pg.signal_all("-STOP");
     let kinds = ["login", "register", "refresh", "sessions", "logout"];
-    let started = Instant::now();
-    let answers = futures_util::future::join_all(
-        kinds
-            .iter()
-            .map(|kind| send(&app, kind, &access, &refresh, &email)),
-    )
-    .await;
-    let elapsed = started.elapsed();
+    let (answers, elapsed) = send_together(&app, &kinds, &access, &refresh, &email).await;
     pg.signal_all("-CONT");
 
     let bound = suma_auth::http::middleware::REQUEST_DEADLINE + Duration::from_secs(5);
@@ -370,15 +388,7 @@ async fn a_frozen_database_holds_no_request_past_the_deadline() {
         );
     }
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let res = app.login(&email, PASSWORD).await;
-        if res.status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no recovery: {}", res.text());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    signs_in_again(&app, &email, Duration::from_secs(30)).await;
 }
 
 /// Redis that stops answering without closing anything: every request is
@@ -396,14 +406,7 @@ async fn a_frozen_redis_holds_no_request_past_the_deadline() {
 
     redis.freeze();
     let kinds = ["login", "me", "refresh", "sessions"];
-    let started = Instant::now();
-    let answers = futures_util::future::join_all(
-        kinds
-            .iter()
-            .map(|kind| send(&app, kind, &access, &refresh, &email)),
-    )
-    .await;
-    let elapsed = started.elapsed();
+    let (answers, elapsed) = send_together(&app, &kinds, &access, &refresh, &email).await;
     println!("answered without Redis in {elapsed:?}");
     let logout = send(&app, "logout", &access, "", &email).await;
     let after_logout = app.me(&access).await;
