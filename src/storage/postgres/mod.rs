@@ -65,7 +65,7 @@ const MAX_PREPARED: usize = 512;
 ///
 /// Why: tokio-postgres runs a statement given as text in two round trips
 /// (prepare, then execute) and PostgreSQL parses and plans it every time; a
-/// prepared one is a single round trip. A sign-in runs a dozen statements.
+/// prepared one is a single round trip.
 async fn prepared(
     client: &tokio_postgres::Client,
     statements: &Statements,
