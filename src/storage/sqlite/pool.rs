@@ -32,9 +32,26 @@ struct Group {
     draining: bool,
 }
 
-/// How often the checkpointer copies committed pages from the write-ahead
-/// log into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// When the checkpointer copies committed pages from the write-ahead log into
+/// the database file, and when it makes the log start again.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Checkpoints {
+    /// How often a passive checkpoint runs.
+    pub every: std::time::Duration,
+    /// The log's length, in pages, past which the checkpointer restarts it.
+    pub restart_at_pages: i64,
+}
+
+impl Default for Checkpoints {
+    /// Twice a second; the log restarts past 4096 pages (16 MiB of 4 KiB
+    /// pages), a few seconds of the heaviest sustained write load.
+    fn default() -> Self {
+        Self {
+            every: std::time::Duration::from_millis(500),
+            restart_at_pages: 4096,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub(super) struct Pool {
@@ -54,6 +71,16 @@ impl Pool {
         path: &Path,
         external: ExternalWrites,
     ) -> StoreResult<Self> {
+        Self::with_checkpoints(writer, path, external, Checkpoints::default())
+    }
+
+    /// [`Pool::new`] with its own checkpoint schedule.
+    pub(super) fn with_checkpoints(
+        writer: Connection,
+        path: &Path,
+        external: ExternalWrites,
+        checkpoints: Checkpoints,
+    ) -> StoreResult<Self> {
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let reader = Connection::open_with_flags(
@@ -72,9 +99,10 @@ impl Pool {
         writer
             .execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(q)?;
-        let checkpointer = checkpointer(path)?;
+        let writer = Arc::new(Mutex::new(writer));
+        let checkpointer = checkpointer(path, writer.clone(), checkpoints)?;
         Ok(Self {
-            writer: Arc::new(Mutex::new(writer)),
+            writer,
             group: Arc::default(),
             _checkpointer: Arc::new(checkpointer),
             readers: Arc::new(readers),
@@ -223,14 +251,28 @@ impl Pool {
 }
 
 /// Starts the thread that checkpoints the database (copies the pages
-/// committed to the write-ahead log into the database file and syncs it)
-/// every [`CHECKPOINT_EVERY`], on a connection of its own; it stops when the
-/// returned sender is dropped. Left to SQLite, a checkpoint runs inside the
-/// commit that crosses 1000 log pages, on the single writer, and every write
-/// waits for its `fsync`; here, a passive checkpoint runs beside the writer
-/// and never waits for it. Once every frame is copied, the next write starts
-/// the log again from its beginning, so the log stays small.
-fn checkpointer(path: &Path) -> StoreResult<std::sync::mpsc::Sender<()>> {
+/// committed to the write-ahead log into the database file and syncs it) on
+/// a connection of its own, as `schedule` says; it stops when the returned
+/// sender is dropped. Left to SQLite, a checkpoint runs inside the commit
+/// that crosses 1000 log pages, on the single writer, and every write waits
+/// for its `fsync`; here, a passive checkpoint runs beside the writer and
+/// never waits for it.
+///
+/// A passive checkpoint alone does not keep the log small: the log starts
+/// again from its beginning only when a write begins while every page of it
+/// is copied, which under a steady write load never happens. So once the log
+/// is longer than `restart_at_pages`, a restarting checkpoint follows the
+/// passive one: it waits for the writer's current transaction, holds the
+/// next one back while it copies the few pages written since, and the next
+/// write starts the log from its beginning, over the same file pages. It runs
+/// while holding this process's writer, so that it does not poll for a gap
+/// between two writes while the log keeps growing, and waits at most
+/// [`RESTART_WAIT`] for readers of older pages (the next turn tries again).
+fn checkpointer(
+    path: &Path,
+    writer: Arc<Mutex<Connection>>,
+    schedule: Checkpoints,
+) -> StoreResult<std::sync::mpsc::Sender<()>> {
     let conn = Connection::open(path).map_err(StorageError::unavailable)?;
     conn.execute_batch("PRAGMA busy_timeout = 5000;")
         .map_err(q)?;
@@ -239,10 +281,10 @@ fn checkpointer(path: &Path) -> StoreResult<std::sync::mpsc::Sender<()>> {
         .name("sqlite-checkpoint".into())
         .spawn(move || loop {
             let last = !matches!(
-                stopped.recv_timeout(CHECKPOINT_EVERY),
+                stopped.recv_timeout(schedule.every),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout)
             );
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            if let Err(e) = checkpoint(&conn, &writer, schedule.restart_at_pages) {
                 tracing::warn!(error = %e, "database checkpoint failed; retrying");
             }
             if last {
@@ -252,6 +294,31 @@ fn checkpointer(path: &Path) -> StoreResult<std::sync::mpsc::Sender<()>> {
         .map_err(StorageError::unavailable)?;
     Ok(stop)
 }
+
+/// One turn of the checkpointer: a passive checkpoint, then a restarting one
+/// when the log is longer than `restart_at_pages`.
+fn checkpoint(
+    conn: &Connection,
+    writer: &Mutex<Connection>,
+    restart_at_pages: i64,
+) -> rusqlite::Result<()> {
+    // (busy, pages in the log, pages copied); -1s when not in WAL mode.
+    let pages: i64 = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))?;
+    if pages > restart_at_pages {
+        // Holding the writer: no write of this process is under way, so
+        // the checkpoint does not wait for a gap between them.
+        let _writing = writer.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
+        conn.busy_timeout(RESTART_WAIT)?;
+        let restarted = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        restarted?;
+    }
+    Ok(())
+}
+
+/// How long a restarting checkpoint waits for readers while it holds the
+/// writer: writes wait that long at most.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The next group of queued writes, or `None` (and the queue marked idle,
 /// under the same lock, so a write queued later starts a drain of its own).
@@ -441,6 +508,69 @@ mod tests {
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Under writes that never pause, the log stays near the restart length
+    /// instead of growing by a page or more per commit.
+    #[tokio::test]
+    async fn a_steady_write_load_keeps_the_log_short() {
+        let (pool, dir) = pool("steady");
+        let schedule = Checkpoints {
+            every: std::time::Duration::from_millis(20),
+            restart_at_pages: 64,
+        };
+        let path = dir.join("t.db");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch("PRAGMA synchronous = NORMAL;")
+            .unwrap();
+        let pool = {
+            drop(pool);
+            Pool::with_checkpoints(writer, &path, ExternalWrites::new(&path, false), schedule)
+                .unwrap()
+        };
+        let wal = dir.join("t.db-wal");
+        // Commits that never pause, each of at least one new 4 KiB page:
+        // about 48 MB written through the log.
+        const COMMITS: i64 = 16_000;
+        let writers: Vec<_> = (0..4i64)
+            .map(|w| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    for i in 0..COMMITS / 4 {
+                        let id = w * COMMITS + i;
+                        pool.write_grouped(move |c| {
+                            c.execute("INSERT INTO t (id, v) VALUES (?1, zeroblob(3000))", [id])
+                        })
+                        .await
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut longest = 0;
+        while writers.iter().any(|w| !w.is_finished()) {
+            longest = longest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        let n: i64 = pool
+            .read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(n, COMMITS);
+        assert!(longest > 0, "the log was never seen");
+        // Without the restarts the log holds every commit (48 MB); with
+        // them, what is written while one passive and one restarting
+        // checkpoint run (about 10 MB at this load on two cores).
+        assert!(
+            longest < 24 * 1024 * 1024,
+            "the log reached {longest} bytes with a restart at {} pages",
+            schedule.restart_at_pages
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
