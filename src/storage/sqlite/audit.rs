@@ -17,7 +17,7 @@ fn insert_after(
     let at = time(ms(e.at));
     let entry = AuditEntry { at, ..e.clone() };
     let link = NewLink::after(head_seq, &head_hash, &entry);
-    tx.execute(
+    tx.exec(
         &dialect(sql::INSERT_AUDIT),
         params![
             link.seq,
@@ -57,12 +57,11 @@ pub(super) fn append_audit_batch(
     if entries.is_empty() {
         return Ok(());
     }
-    let mut head: (i64, String) =
-        tx.query_row(sql::AUDIT_HEAD, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut head: (i64, String) = tx.row(sql::AUDIT_HEAD, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
     for e in entries {
         head = insert_after(tx, head, e)?;
     }
-    tx.execute(&dialect(sql::ADVANCE_AUDIT_HEAD), params![head.0, head.1])?;
+    tx.exec(&dialect(sql::ADVANCE_AUDIT_HEAD), params![head.0, head.1])?;
     Ok(())
 }
 
@@ -75,15 +74,15 @@ pub(super) fn prune_audit(
     now: DateTime<Utc>,
 ) -> rusqlite::Result<u64> {
     let (head_seq, anchor_seq, anchor_hash): (i64, i64, String) =
-        tx.query_row(sql::AUDIT_CHAIN_STATE, [], |r| {
+        tx.row(sql::AUDIT_CHAIN_STATE, [], |r| {
             Ok((r.get(0)?, r.get(2)?, r.get(3)?))
         })?;
-    let keep: Option<i64> = tx.query_row(
+    let keep: Option<i64> = tx.row(
         &dialect(sql::RETENTION_AUDIT),
         params![anchor_seq, ms(before)],
         |r| r.get(0),
     )?;
-    let unchained = tx.execute(
+    let unchained = tx.exec(
         &dialect(sql::RETENTION_AUDIT_BELOW_ANCHOR),
         params![anchor_seq, ms(before)],
     )? as u64;
@@ -94,7 +93,7 @@ pub(super) fn prune_audit(
         return Ok(unchained);
     }
     let hash: Option<String> = tx
-        .query_row(&dialect(sql::AUDIT_ROW_HASH_AT), params![upto], |r| {
+        .row(&dialect(sql::AUDIT_ROW_HASH_AT), params![upto], |r| {
             r.get(0)
         })
         .optional()?
@@ -105,11 +104,11 @@ pub(super) fn prune_audit(
         anchor_hash: hash.unwrap_or(anchor_hash),
         rows: 0,
     };
-    tx.execute(
+    tx.exec(
         &dialect(sql::SET_AUDIT_ANCHOR),
         params![prune.anchor_seq, prune.anchor_hash],
     )?;
-    prune.rows = tx.execute(&dialect(sql::PRUNE_AUDIT), params![prune.anchor_seq])? as u64;
+    prune.rows = tx.exec(&dialect(sql::PRUNE_AUDIT), params![prune.anchor_seq])? as u64;
     let metadata = prune.metadata();
     append_audit(tx, &AuditEntry::pruned(&metadata, now))?;
     Ok(unchained + prune.rows)
@@ -120,7 +119,7 @@ fn chain_rows(
     statement: &str,
     params: impl rusqlite::Params,
 ) -> rusqlite::Result<Vec<ChainRow>> {
-    let mut stmt = c.prepare(&dialect(statement))?;
+    let mut stmt = c.stmt(&dialect(statement))?;
     let rows = stmt.query_map(params, |r| chain_row_from(r))?;
     rows.collect()
 }
@@ -152,7 +151,7 @@ impl AuditStore for SqliteStore {
 
     async fn audit_chain_state(&self) -> StoreResult<ChainState> {
         self.read(|c| {
-            c.query_row(sql::AUDIT_CHAIN_STATE, [], |r| {
+            c.row(sql::AUDIT_CHAIN_STATE, [], |r| {
                 Ok(ChainState {
                     head_seq: r.get(0)?,
                     head_hash: r.get(1)?,

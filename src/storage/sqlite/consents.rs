@@ -8,7 +8,7 @@ impl ConsentStore for SqliteStore {
     async fn consent_history(&self, user_id: Uuid) -> StoreResult<Vec<ConsentRecord>> {
         self.read(move |c| {
             let sql = format!("{}, rowid", dialect(&sql::consent_history()));
-            let mut stmt = c.prepare(&sql)?;
+            let mut stmt = c.stmt(&sql)?;
             let rows = stmt.query_map(params![user_id.to_string()], |r| consent_from(r))?;
             rows.collect()
         })
@@ -20,7 +20,7 @@ impl ConsentStore for SqliteStore {
             let tx = c.transaction()?;
             let (user, now) = (change.user_id.to_string(), ms(change.now));
             if let Some(challenge) = change.challenge {
-                let spent = tx.execute(
+                let spent = tx.exec(
                     &dialect(sql::SPEND_CONSENT_CHALLENGE),
                     params![challenge.to_string(), now, user],
                 )?;
@@ -30,7 +30,7 @@ impl ConsentStore for SqliteStore {
             }
             let ip = change.client.ip.map(|i| i.to_string());
             for consent in &change.consents {
-                tx.execute(
+                tx.exec(
                     &dialect(sql::INSERT_CONSENT),
                     params![
                         Uuid::new_v4().to_string(),
@@ -52,7 +52,7 @@ impl ConsentStore for SqliteStore {
 
     async fn create_consent_challenge(&self, c: NewConsentChallenge) -> StoreResult<()> {
         self.run(move |conn| {
-            conn.execute(
+            conn.exec(
                 &dialect(sql::INSERT_CONSENT_CHALLENGE),
                 params![
                     c.id.to_string(),
@@ -75,7 +75,7 @@ impl ConsentStore for SqliteStore {
     ) -> StoreResult<Option<ConsentChallengeRecord>> {
         let token_hash = token_hash.to_string();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 &dialect(&sql::find_consent_challenge()),
                 params![token_hash, ms(now)],
                 |r| consent_challenge_from(r),

@@ -4,7 +4,7 @@ use super::*;
 use crate::storage::sql;
 
 fn count_devices(c: &Connection, user: &str) -> rusqlite::Result<i64> {
-    c.query_row(&dialect(sql::COUNT_DEVICES), params![user], |r| r.get(0))
+    c.row(&dialect(sql::COUNT_DEVICES), params![user], |r| r.get(0))
 }
 
 #[async_trait]
@@ -17,19 +17,19 @@ impl DeviceStore for SqliteStore {
             let ip = s.client.ip.map(|i| i.to_string());
             let (ua, now) = (&s.client.user_agent, ms(s.now));
             let known: Option<String> = tx
-                .query_row(
+                .row(
                     &dialect(sql::DEVICE_BY_FINGERPRINT),
                     params![user, s.fingerprint],
                     |r| r.get(0),
                 )
                 .optional()?;
             if let Some(id) = known {
-                tx.execute(&dialect(sql::TOUCH_DEVICE), params![id, now, ua, ip])?;
+                tx.exec(&dialect(sql::TOUCH_DEVICE), params![id, now, ua, ip])?;
                 tx.commit()?;
                 return Ok(DeviceSeen::Known);
             }
             let others = count_devices(&tx, &user)?;
-            tx.execute(
+            tx.exec(
                 &dialect(sql::INSERT_DEVICE),
                 params![s.id.to_string(), user, s.fingerprint, ua, ip, now],
             )?;
@@ -49,7 +49,7 @@ impl DeviceStore for SqliteStore {
         self.read(move |c| {
             let user = probe.user_id.to_string();
             let known = c
-                .query_row(
+                .row(
                     &dialect(sql::DEVICE_BY_FINGERPRINT),
                     params![user, probe.fingerprint],
                     |_| Ok(()),
@@ -70,7 +70,7 @@ impl DeviceStore for SqliteStore {
         current: Option<String>,
     ) -> StoreResult<Vec<ListedDevice>> {
         self.read(move |c| {
-            let mut stmt = c.prepare(&dialect(&sql::list_devices()))?;
+            let mut stmt = c.stmt(&dialect(&sql::list_devices()))?;
             let rows = stmt.query_map(params![user_id.to_string(), current], |r| {
                 Ok(ListedDevice {
                     device: device_from(r)?,
@@ -84,7 +84,7 @@ impl DeviceStore for SqliteStore {
 
     async fn forget_device(&self, owner: Uuid, device_id: Uuid) -> StoreResult<bool> {
         self.run(move |c| {
-            c.execute(
+            c.exec(
                 &dialect(sql::FORGET_DEVICE),
                 params![device_id.to_string(), owner.to_string()],
             )

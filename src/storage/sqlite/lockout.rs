@@ -7,7 +7,7 @@ impl LockoutStore for SqliteStore {
     async fn load_lockout(&self, key: &str) -> StoreResult<Option<LockoutRecord>> {
         let key = key.to_string();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 "SELECT attempts, failures, window_started_at, locked_until FROM login_lockouts WHERE account_key = ?1",
                 params![key],
                 |r| lockout_from(r),
@@ -22,7 +22,7 @@ impl LockoutStore for SqliteStore {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current = tx
-                .query_row(
+                .row(
                     "SELECT attempts, failures, window_started_at, locked_until FROM login_lockouts WHERE account_key = ?1",
                     params![key],
                     |r| lockout_from(r),
@@ -30,7 +30,7 @@ impl LockoutStore for SqliteStore {
                 .optional()?
                 .unwrap_or_default();
             let next = transition(current);
-            tx.execute(
+            tx.exec(
                 "INSERT INTO login_lockouts (account_key, attempts, failures, window_started_at, locked_until, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (account_key) DO UPDATE SET attempts = ?2, failures = ?3, window_started_at = ?4, locked_until = ?5, updated_at = ?6",

@@ -29,7 +29,7 @@ mod users;
 use crate::storage::UserCache;
 use external::ExternalWrites;
 use outbox::insert_outbox;
-use pool::{dialect, Pool};
+use pool::{dialect, Cached, Pool};
 
 use crate::storage::migrations::{
     SQLITE_SCHEMA as SCHEMA, SQLITE_UPGRADES as UPGRADES, SQLITE_VERSION as SCHEMA_VERSION,
@@ -188,7 +188,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await
+        self.read(|c| c.row("SELECT 1", [], |_| Ok(()))).await
     }
 
     fn external_writes(&self) -> u64 {
@@ -213,7 +213,7 @@ impl Store for SqliteStore {
                 "DELETE FROM mfa_challenges WHERE expires_at < ?1 AND created_at < ?2",
                 "DELETE FROM login_lockouts WHERE updated_at < ?2 AND (locked_until IS NULL OR locked_until < ?1)",
             ] {
-                total += c.execute(sql, params![now, before])? as u64;
+                total += c.exec(sql, params![now, before])? as u64;
             }
             Ok(total)
         })

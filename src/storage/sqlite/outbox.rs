@@ -6,7 +6,7 @@ use crate::storage::sql;
 /// Writes an outbox row inside the caller's transaction, due at once.
 pub(super) fn insert_outbox(c: &Connection, mail: Option<&OutboxMail>) -> rusqlite::Result<()> {
     if let Some(m) = mail {
-        c.execute(
+        c.exec(
             &dialect(sql::INSERT_OUTBOX),
             params![
                 m.id.to_string(),
@@ -35,7 +35,7 @@ impl OutboxStore for SqliteStore {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let claimed: Vec<OutboxMail> = {
-                let mut stmt = tx.prepare(
+                let mut stmt = tx.stmt(
                     "UPDATE mail_outbox SET leased_until = ?2, attempts = attempts + 1
                      WHERE id IN (SELECT id FROM mail_outbox
                                   WHERE status = 'pending' AND next_attempt_at <= ?1 AND (leased_until IS NULL OR leased_until < ?1)
@@ -55,7 +55,7 @@ impl OutboxStore for SqliteStore {
 
     async fn mail_sent(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
         self.run(move |c| {
-            c.execute(
+            c.exec(
                 "UPDATE mail_outbox SET status = 'sent', sent_at = ?2, payload = '', leased_until = NULL, last_error = NULL WHERE id = ?1",
                 params![id.to_string(), ms(now)],
             )
@@ -66,7 +66,7 @@ impl OutboxStore for SqliteStore {
 
     async fn mail_retry(&self, id: Uuid, retry: MailRetry) -> StoreResult<()> {
         self.run(move |c| {
-            c.execute(
+            c.exec(
                 "UPDATE mail_outbox SET next_attempt_at = ?2, leased_until = NULL, last_error = ?3 WHERE id = ?1",
                 params![id.to_string(), ms(retry.at), retry.error],
             )
@@ -78,7 +78,7 @@ impl OutboxStore for SqliteStore {
     async fn mail_dead(&self, id: Uuid, error: &str) -> StoreResult<()> {
         let error = error.to_string();
         self.run(move |c| {
-            c.execute(
+            c.exec(
                 "UPDATE mail_outbox SET status = 'dead', leased_until = NULL, last_error = ?2 WHERE id = ?1",
                 params![id.to_string(), error],
             )
@@ -89,7 +89,7 @@ impl OutboxStore for SqliteStore {
 
     async fn retry_dead_mail(&self, now: DateTime<Utc>) -> StoreResult<u64> {
         self.run(move |c| {
-            c.execute(&dialect(sql::RETRY_DEAD_MAIL), params![ms(now)])
+            c.exec(&dialect(sql::RETRY_DEAD_MAIL), params![ms(now)])
                 .map(|n| n as u64)
         })
         .await
@@ -97,7 +97,7 @@ impl OutboxStore for SqliteStore {
 
     async fn outbox_stats(&self, now: DateTime<Utc>) -> StoreResult<OutboxStats> {
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'dead'), 0),
                         MIN(CASE WHEN status = 'pending' THEN created_at END)
                  FROM mail_outbox",

@@ -32,6 +32,43 @@ struct Group {
     draining: bool,
 }
 
+/// Statements each connection keeps parsed and planned ([`Cached`]).
+const STATEMENT_CACHE: usize = 256;
+
+/// Statements run through the connection's statement cache: SQLite parses
+/// and plans each statement once per connection instead of at every call (as
+/// `Connection::execute`, `query_row` and `prepare` would). Every statement
+/// of the embedded store goes through these.
+pub(super) trait Cached {
+    /// `Connection::execute`, cached.
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// `Connection::query_row`, cached.
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+    /// `Connection::prepare`, cached.
+    fn stmt(&self, sql: &str) -> rusqlite::Result<rusqlite::CachedStatement<'_>>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+
+    fn stmt(&self, sql: &str) -> rusqlite::Result<rusqlite::CachedStatement<'_>> {
+        self.prepare_cached(sql)
+    }
+}
+
 /// When the checkpointer copies committed pages from the write-ahead log into
 /// the database file, and when it makes the log start again.
 #[derive(Clone, Copy, Debug)]
@@ -93,12 +130,14 @@ impl Pool {
             reader
                 .execute_batch("PRAGMA busy_timeout = 5000;")
                 .map_err(q)?;
+            reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             readers.push(Mutex::new(reader));
         }
         // The writer never checkpoints: see [`checkpointer`].
         writer
             .execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(q)?;
+        writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let writer = Arc::new(Mutex::new(writer));
         let checkpointer = checkpointer(path, writer.clone(), checkpoints)?;
         Ok(Self {
@@ -357,10 +396,10 @@ fn in_savepoint<T>(
     c: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    c.execute_batch("SAVEPOINT grouped")?;
+    c.exec("SAVEPOINT grouped", [])?;
     match f(c) {
         Ok(value) => {
-            c.execute_batch("RELEASE grouped")?;
+            c.exec("RELEASE grouped", [])?;
             Ok(value)
         }
         Err(e) => {
@@ -572,6 +611,71 @@ mod tests {
             schedule.restart_at_pages
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Statements of `c` prepared and not finalised.
+    fn live_statements(c: &Connection) -> usize {
+        let mut n = 0;
+        // SAFETY: the handle is this open connection's, only read here, and
+        // `sqlite3_next_stmt` walks its statement list without changing it.
+        unsafe {
+            let db = c.handle();
+            let mut stmt = rusqlite::ffi::sqlite3_next_stmt(db, std::ptr::null_mut());
+            while !stmt.is_null() {
+                n += 1;
+                stmt = rusqlite::ffi::sqlite3_next_stmt(db, stmt);
+            }
+        }
+        n
+    }
+
+    /// A statement run through [`Cached`] is parsed once per connection and
+    /// kept: run again, it adds no statement.
+    #[test]
+    fn cached_statements_are_prepared_once_per_connection() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+            .unwrap();
+        assert_eq!(live_statements(&c), 0);
+        for i in 0..3i64 {
+            c.exec("INSERT INTO t (id, v) VALUES (?1, 'x')", [i])
+                .unwrap();
+            let n: i64 = c.row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+            assert_eq!(n, i + 1);
+            let ids: Vec<i64> = c
+                .stmt("SELECT id FROM t ORDER BY id")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(ids.len() as i64, i + 1);
+            assert_eq!(live_statements(&c), 3, "one statement per text");
+        }
+    }
+
+    /// Every statement of the embedded store goes through [`Cached`]: none
+    /// of its files calls the uncached `Connection` methods.
+    #[test]
+    fn the_store_runs_no_statement_outside_the_cache() {
+        let files = [
+            ("audit.rs", include_str!("audit.rs")),
+            ("consents.rs", include_str!("consents.rs")),
+            ("devices.rs", include_str!("devices.rs")),
+            ("lockout.rs", include_str!("lockout.rs")),
+            ("outbox.rs", include_str!("outbox.rs")),
+            ("privacy.rs", include_str!("privacy.rs")),
+            ("rate.rs", include_str!("rate.rs")),
+            ("second_factor.rs", include_str!("second_factor.rs")),
+            ("sessions.rs", include_str!("sessions.rs")),
+            ("tokens.rs", include_str!("tokens.rs")),
+            ("users.rs", include_str!("users.rs")),
+        ];
+        for (name, text) in files {
+            for call in [".execute(", ".query_row(", ".prepare(", ".execute_batch("] {
+                assert!(!text.contains(call), "{name} calls {call}…) uncached");
+            }
+        }
     }
 
     #[tokio::test]

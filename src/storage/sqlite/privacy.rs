@@ -10,13 +10,13 @@ fn all<T>(
     param: &str,
     map: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<Vec<T>> {
-    let mut stmt = c.prepare(&dialect(statement))?;
+    let mut stmt = c.stmt(&dialect(statement))?;
     let rows = stmt.query_map(params![param], |r| map(r))?;
     rows.collect()
 }
 
 fn count(c: &Connection, statement: &str, user: &str) -> rusqlite::Result<u64> {
-    c.query_row(&dialect(statement), params![user], |r| r.get::<_, i64>(0))
+    c.row(&dialect(statement), params![user], |r| r.get::<_, i64>(0))
         .map(|n| n.max(0) as u64)
 }
 
@@ -33,7 +33,7 @@ impl PrivacyStore for SqliteStore {
             let tx = c.transaction()?;
             let user = user_id.to_string();
             let Some((record, password_changed_at)) = tx
-                .query_row(&dialect(&sql::export_user()), params![user], |r| {
+                .row(&dialect(&sql::export_user()), params![user], |r| {
                     Ok((user_from(r)?, time_opt(r.get(17)?)))
                 })
                 .optional()?
@@ -83,7 +83,7 @@ impl PrivacyStore for SqliteStore {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let user = e.user_id.to_string();
             let live: Option<String> = tx
-                .query_row(
+                .row(
                     "SELECT id FROM users WHERE id = ?1 AND deleted_at IS NULL",
                     params![user],
                     |r| r.get(0),
@@ -94,11 +94,11 @@ impl PrivacyStore for SqliteStore {
             }
             let sessions: Vec<String> = all(&tx, sql::LIVE_SESSIONS_OF_USER, &user, |r| r.get(0))?;
             for statement in sql::ERASE_USER_ROWS {
-                tx.execute(&dialect(statement), params![user])?;
+                tx.exec(&dialect(statement), params![user])?;
             }
-            tx.execute(&dialect(sql::ERASE_LOCKOUT), params![e.lockout_key])?;
-            tx.execute(&dialect(sql::ERASE_MAIL), params![e.recipient_tag])?;
-            tx.execute(
+            tx.exec(&dialect(sql::ERASE_LOCKOUT), params![e.lockout_key])?;
+            tx.exec(&dialect(sql::ERASE_MAIL), params![e.recipient_tag])?;
+            tx.exec(
                 &dialect(sql::ERASE_USER),
                 params![user, e.placeholder_email, ms(e.now)],
             )?;
@@ -120,7 +120,7 @@ impl PrivacyStore for SqliteStore {
                 (sql::RETENTION_CONSENT_CHALLENGES, cutoffs.expired_before),
                 (sql::RETENTION_ERASED, cutoffs.erased_before),
             ] {
-                total += c.execute(&dialect(statement), params![ms(cutoff)])? as u64;
+                total += c.exec(&dialect(statement), params![ms(cutoff)])? as u64;
             }
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             total += super::audit::prune_audit(&tx, cutoffs.audit_before, cutoffs.now)?;

@@ -10,7 +10,7 @@ impl SecondFactorStore for SqliteStore {
             // The writer lock serialises concurrent challenges, so the cap holds.
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let created = {
-                let mut stmt = tx.prepare(&dialect(sql::CHALLENGE_TIMES))?;
+                let mut stmt = tx.stmt(&dialect(sql::CHALLENGE_TIMES))?;
                 let rows = stmt.query_map(params![c.user_id.to_string()], |r| {
                     r.get::<_, i64>(0).map(time)
                 })?;
@@ -19,7 +19,7 @@ impl SecondFactorStore for SqliteStore {
             if !(c.admit)(&created) {
                 return Ok(false);
             }
-            tx.execute(
+            tx.exec(
                 &dialect(sql::INSERT_CHALLENGE),
                 params![
                     c.id.to_string(),
@@ -44,7 +44,7 @@ impl SecondFactorStore for SqliteStore {
     ) -> StoreResult<Option<MfaChallengeRecord>> {
         let token_hash = token_hash.to_string();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 &dialect(&sql::find_challenge()),
                 params![token_hash, ms(live.now), live.max_attempts],
                 |r| challenge_from(r),
@@ -57,7 +57,7 @@ impl SecondFactorStore for SqliteStore {
     async fn set_challenge_code(&self, id: Uuid, code: ChallengeCode) -> StoreResult<bool> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            let n = tx.execute(
+            let n = tx.exec(
                 &dialect(sql::SET_CHALLENGE_CODE),
                 params![
                     id.to_string(),
@@ -78,7 +78,7 @@ impl SecondFactorStore for SqliteStore {
 
     async fn reserve_mfa_attempt(&self, id: Uuid, max_attempts: u32) -> StoreResult<bool> {
         self.run(move |c| {
-            c.execute(
+            c.exec(
                 &dialect(sql::RESERVE_CHALLENGE_ATTEMPT),
                 params![id.to_string(), max_attempts],
             )
@@ -89,7 +89,7 @@ impl SecondFactorStore for SqliteStore {
 
     async fn consume_mfa_challenge(&self, id: Uuid, now: DateTime<Utc>) -> StoreResult<bool> {
         self.run(move |c| {
-            c.execute(
+            c.exec(
                 &dialect(sql::SPEND_CHALLENGE),
                 params![id.to_string(), ms(now)],
             )
@@ -107,7 +107,7 @@ impl SecondFactorStore for SqliteStore {
         self.run_users(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current = tx
-                .query_row(&dialect(sql::SECOND_FACTORS), params![id], |r| {
+                .row(&dialect(sql::SECOND_FACTORS), params![id], |r| {
                     second_factors_from(r)
                 })
                 .optional()?;
@@ -115,7 +115,7 @@ impl SecondFactorStore for SqliteStore {
                 return Ok(false);
             };
             let (enabled, method) = next.flags();
-            tx.execute(
+            tx.exec(
                 &dialect(sql::SET_SECOND_FACTORS),
                 params![
                     id,
@@ -129,9 +129,9 @@ impl SecondFactorStore for SqliteStore {
                 ],
             )?;
             if let Some(hashes) = update.recovery {
-                tx.execute(&dialect(sql::DELETE_RECOVERY_CODES), params![id])?;
+                tx.exec(&dialect(sql::DELETE_RECOVERY_CODES), params![id])?;
                 for h in &hashes {
-                    tx.execute(
+                    tx.exec(
                         &dialect(sql::INSERT_RECOVERY_CODE),
                         params![Uuid::new_v4().to_string(), id, h, ms(update.now)],
                     )?;
@@ -150,7 +150,7 @@ impl SecondFactorStore for SqliteStore {
         live: LiveChallenge,
     ) -> StoreResult<Option<MfaChallengeRecord>> {
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 &dialect(&sql::find_step_up_challenge()),
                 params![user_id.to_string(), ms(live.now), live.max_attempts],
                 |r| challenge_from(r),
@@ -162,7 +162,7 @@ impl SecondFactorStore for SqliteStore {
 
     async fn use_recovery_code(&self, user_id: Uuid, code: PresentedCode) -> StoreResult<bool> {
         self.run(move |c| {
-            c.execute(
+            c.exec(
                 "UPDATE recovery_codes SET used_at = ?4 WHERE id = (
                      SELECT id FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL
                      AND ((keyed AND code_hash = ?2) OR (NOT keyed AND code_hash = ?3)) LIMIT 1)",
@@ -182,7 +182,7 @@ impl SecondFactorStore for SqliteStore {
         self.run(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let legacy = {
-                let mut stmt = tx.prepare(sql::LEGACY_RECOVERY_CODES)?;
+                let mut stmt = tx.stmt(sql::LEGACY_RECOVERY_CODES)?;
                 let rows =
                     stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
@@ -191,7 +191,7 @@ impl SecondFactorStore for SqliteStore {
             for (id, hash) in legacy {
                 if let Some(keyed) = rekey(&hash) {
                     converted +=
-                        tx.execute(&dialect(sql::REKEY_RECOVERY_CODE), params![id, keyed])? as u64;
+                        tx.exec(&dialect(sql::REKEY_RECOVERY_CODE), params![id, keyed])? as u64;
                 }
             }
             tx.commit()?;

@@ -13,13 +13,13 @@ fn revoke_own_session(
     by: Revocation,
 ) -> rusqlite::Result<bool> {
     let (owner, now, reason) = (by.owner.to_string(), ms(by.at), by.reason);
-    tx.execute(
+    tx.exec(
         "UPDATE refresh_tokens SET revoked_at = ?3
          WHERE revoked_at IS NULL AND user_id = ?2 AND session_id IN
            (SELECT id FROM sessions WHERE id = ?1 AND user_id = ?2 AND invalidated_at IS NULL)",
         params![session_id, owner, now],
     )?;
-    let n = tx.execute(
+    let n = tx.exec(
         "UPDATE sessions SET invalidated_at = ?3, revoked_reason = ?4
          WHERE id = ?1 AND user_id = ?2 AND invalidated_at IS NULL",
         params![session_id, owner, now, reason],
@@ -33,7 +33,7 @@ fn ended(
     statement: &str,
     params: impl rusqlite::Params,
 ) -> rusqlite::Result<Vec<String>> {
-    let mut stmt = tx.prepare(&dialect(statement))?;
+    let mut stmt = tx.stmt(&dialect(statement))?;
     let rows = stmt.query_map(params, |r| r.get(0))?;
     rows.collect()
 }
@@ -61,12 +61,12 @@ impl SessionStore for SqliteStore {
             let ip = s.client.ip.map(|i| i.to_string());
             let (id, user_id) = (s.id.to_string(), s.user_id.to_string());
             let (ua, end, at) = (&s.client.user_agent, ms(s.expires_at), ms(s.created_at));
-            tx.execute(
+            tx.exec(
                 &dialect(sql::INSERT_SESSION),
                 params![id, user_id, s.device_id, ua, ip, s.amr, end, at],
             )?;
             let token_id = s.refresh_token_id.to_string();
-            tx.execute(
+            tx.exec(
                 &dialect(sql::INSERT_REFRESH_TOKEN),
                 params![
                     token_id,
@@ -87,7 +87,7 @@ impl SessionStore for SqliteStore {
 
     async fn find_session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>> {
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1"),
                 params![id.to_string()],
                 |r| session_from(r, 0),
@@ -101,7 +101,7 @@ impl SessionStore for SqliteStore {
         let token_hash = token_hash.to_string();
         self.read(move |c| {
             let id: Option<Option<String>> = c
-                .query_row(
+                .row(
                     &dialect(sql::SESSION_OF_REFRESH),
                     params![token_hash],
                     |r| r.get(0),
@@ -122,8 +122,7 @@ impl SessionStore for SqliteStore {
         self.pool
             .write_grouped(move |tx| {
                 let found = tx
-                    .prepare_cached(&ROTATE_SQL.find)?
-                    .query_row(params![r.presented_hash], |row| {
+                    .row(&ROTATE_SQL.find, params![r.presented_hash], |row| {
                         let token_id: String = row.get(0)?;
                         let spent: Option<i64> = row.get(1)?;
                         Ok((token_id, time_opt(spent), session_from(row, 2)?))
@@ -139,24 +138,24 @@ impl SessionStore for SqliteStore {
                     RefreshDecision::RevokeFamily => {
                         let reason = end_reason::REFRESH_TOKEN_REUSE;
                         let was_live = tx
-                            .execute(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?
+                            .exec(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?
                             > 0;
-                        tx.execute(&dialect(sql::REVOKE_SESSION_TOKENS), params![sid, now])?;
+                        tx.exec(&dialect(sql::REVOKE_SESSION_TOKENS), params![sid, now])?;
                         s.reused(was_live)
                     }
                     RefreshDecision::EndIdle => {
                         let reason = end_reason::IDLE_TIMEOUT;
-                        tx.execute(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?;
+                        tx.exec(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?;
                         RotateOutcome::Expired
                     }
                     RefreshDecision::Rotate => {
                         let new_id = r.new_id.to_string();
-                        tx.prepare_cached(&ROTATE_SQL.spend)?
-                            .execute(params![token_id, now, new_id])?;
-                        tx.prepare_cached(&ROTATE_SQL.successor)?
-                            .execute(params![new_id, r.new_hash, now, token_id])?;
-                        tx.prepare_cached(&ROTATE_SQL.activity)?
-                            .execute(params![sid, now])?;
+                        tx.exec(&ROTATE_SQL.spend, params![token_id, now, new_id])?;
+                        tx.exec(
+                            &ROTATE_SQL.successor,
+                            params![new_id, r.new_hash, now, token_id],
+                        )?;
+                        tx.exec(&ROTATE_SQL.activity, params![sid, now])?;
                         s.rotated(r.now)
                     }
                 };
@@ -185,7 +184,7 @@ impl SessionStore for SqliteStore {
             let tx = c.transaction()?;
             // The session of a token among the owner's own.
             let session: Option<String> = tx
-                .query_row(
+                .row(
                     "SELECT session_id FROM refresh_tokens WHERE token_hash = ?1 AND user_id = ?2",
                     params![token_hash, by.owner.to_string()],
                     |r| r.get(0),
@@ -218,7 +217,7 @@ impl SessionStore for SqliteStore {
                  WHERE user_id = ?1 AND (?2 IS NULL OR id <> ?2) AND invalidated_at IS NULL RETURNING id";
             let ids = ended(&tx, statement, params![user, except, now, by.reason])?;
             for id in &ids {
-                tx.execute(&dialect(sql::REVOKE_SESSION_TOKENS), params![id, now])?;
+                tx.exec(&dialect(sql::REVOKE_SESSION_TOKENS), params![id, now])?;
             }
             tx.commit()?;
             ids.into_iter().map(uuid).collect()
@@ -235,7 +234,7 @@ impl SessionStore for SqliteStore {
         self.run(move |c| {
             let tx = c.transaction()?;
             let ids = ended(&tx, sql::END_ALL_LIVE_SESSIONS, params![now, reason])?;
-            tx.execute(&dialect(sql::REVOKE_ALL_UNSPENT_TOKENS), params![now])?;
+            tx.exec(&dialect(sql::REVOKE_ALL_UNSPENT_TOKENS), params![now])?;
             tx.commit()?;
             ids.into_iter().map(uuid).collect()
         })
@@ -248,7 +247,7 @@ impl SessionStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<SessionRecord>> {
         self.read(move |c| {
-            let mut stmt = c.prepare(&format!(
+            let mut stmt = c.stmt(&format!(
                 "SELECT {SESSION_COLUMNS} FROM sessions
                      WHERE user_id = ?1 AND invalidated_at IS NULL AND expires_at > ?2
                      ORDER BY created_at DESC, rowid DESC"
@@ -269,7 +268,7 @@ impl SessionStore for SqliteStore {
         self.run(move |c| {
             let tx = c.transaction()?;
             for (id, at) in &touches {
-                tx.execute(
+                tx.exec(
                     "UPDATE sessions SET last_activity_at = MAX(last_activity_at, ?2) WHERE id = ?1",
                     params![id, at],
                 )?;

@@ -13,12 +13,12 @@ fn spend_token(
 ) -> rusqlite::Result<Option<Uuid>> {
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let user_id: Option<String> = tx
-        .query_row(&dialect(how.token), params![token_hash, now], |r| r.get(0))
+        .row(&dialect(how.token), params![token_hash, now], |r| r.get(0))
         .optional()?;
     let Some(user_id) = user_id else {
         return Ok(None);
     };
-    let changed = tx.execute(&dialect(how.then), params![user_id, now])?;
+    let changed = tx.exec(&dialect(how.then), params![user_id, now])?;
     if how.required && changed == 0 {
         return Ok(None);
     }
@@ -31,7 +31,7 @@ impl TokenStore for SqliteStore {
     async fn add_verification_token(&self, t: NewVerificationToken) -> StoreResult<()> {
         self.run(move |c| {
             let tx = c.transaction()?;
-            tx.execute(
+            tx.exec(
                 &dialect(sql::INSERT_VERIFICATION_TOKEN),
                 params![
                     Uuid::new_v4().to_string(),
@@ -63,7 +63,7 @@ impl TokenStore for SqliteStore {
             // The writer lock serialises concurrent requests, so the cap holds.
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let created = {
-                let mut stmt = tx.prepare(&dialect(sql::RESET_TOKEN_TIMES))?;
+                let mut stmt = tx.stmt(&dialect(sql::RESET_TOKEN_TIMES))?;
                 let rows = stmt.query_map(params![id], |r| r.get::<_, i64>(0).map(time))?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?
             };
@@ -71,9 +71,9 @@ impl TokenStore for SqliteStore {
                 return Ok(false);
             }
             // A newer link replaces the earlier ones.
-            tx.execute(&dialect(sql::SUPERSEDE_RESET_TOKENS), params![id, now])?;
+            tx.exec(&dialect(sql::SUPERSEDE_RESET_TOKENS), params![id, now])?;
             let token = (Uuid::new_v4().to_string(), &t.token_hash, ms(t.expires_at));
-            tx.execute(
+            tx.exec(
                 &dialect(sql::INSERT_RESET_TOKEN),
                 params![token.0, id, token.1, token.2, now],
             )?;
@@ -92,7 +92,7 @@ impl TokenStore for SqliteStore {
         let token_hash = token_hash.to_string();
         self.read(move |c| {
             let id: Option<String> = c
-                .query_row(
+                .row(
                     &dialect(sql::PEEK_RESET_TOKEN),
                     params![token_hash, ms(now)],
                     |r| r.get(0),

@@ -13,7 +13,7 @@ impl UserStore for SqliteStore {
             let tx = c.transaction()?;
             let now = ms(new.now);
             let id = new.id.to_string();
-            let inserted = tx.execute(
+            let inserted = tx.exec(
                 &dialect(sql::INSERT_USER),
                 params![
                     id,
@@ -38,7 +38,7 @@ impl UserStore for SqliteStore {
         self.run_users(move |c| {
             let tx = c.transaction()?;
             let id: Option<String> = tx
-                .query_row(
+                .row(
                     "UPDATE users SET password_hash = ?2, first_name = ?3, last_name = ?4,
                          created_at = ?5, updated_at = ?5, password_changed_at = ?5,
                          failed_login_attempts = 0, locked_until = NULL, is_locked = 0
@@ -54,7 +54,7 @@ impl UserStore for SqliteStore {
             // Whoever registered before chose nothing that survives: links,
             // consents and password history are those of this registration.
             for statement in sql::REPLACED_REGISTRATION_ROWS {
-                tx.execute(&dialect(statement), params![id])?;
+                tx.exec(&dialect(statement), params![id])?;
             }
             insert_registration(&tx, &new, &id, "registration_replaced")?;
             tx.commit()?;
@@ -65,7 +65,7 @@ impl UserStore for SqliteStore {
 
     async fn delete_unverified_users(&self, registered_before: DateTime<Utc>) -> StoreResult<u64> {
         self.run_users(move |c| {
-            c.execute(
+            c.exec(
                 "DELETE FROM users WHERE email_verified = 0 AND deleted_at IS NULL AND created_at < ?1",
                 params![ms(registered_before)],
             )
@@ -77,7 +77,7 @@ impl UserStore for SqliteStore {
     async fn find_user_by_email(&self, email: &Email) -> StoreResult<Option<UserRecord>> {
         let email = email.as_str().to_string();
         self.read(move |c| {
-            c.query_row(
+            c.row(
                 &format!(
                     "SELECT {USER_COLUMNS} FROM users WHERE email = ?1 AND deleted_at IS NULL"
                 ),
@@ -99,7 +99,7 @@ impl UserStore for SqliteStore {
         let before = self.users.generation();
         let found = self
             .read(move |c| {
-                c.query_row(
+                c.row(
                     &format!(
                         "SELECT {USER_COLUMNS} FROM users WHERE id = ?1 AND deleted_at IS NULL"
                     ),
@@ -122,7 +122,7 @@ impl UserStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<bool> {
         self.run_users(move |c| {
-            c.execute(
+            c.exec(
                 &dialect(sql::SET_USER_ACTIVE),
                 params![user_id.to_string(), active, ms(now)],
             )
@@ -133,7 +133,7 @@ impl UserStore for SqliteStore {
 
     async fn clear_login_counters(&self, user_id: Uuid) -> StoreResult<()> {
         self.run_users(move |c| {
-            c.execute(
+            c.exec(
                 &dialect(sql::SET_LOGIN_COUNTERS),
                 params![user_id.to_string(), 0, None::<i64>, false],
             )
@@ -149,7 +149,7 @@ impl UserStore for SqliteStore {
         rehash: Option<String>,
     ) -> StoreResult<()> {
         self.run_users(move |c| {
-            c.execute(
+            c.exec(
                 "UPDATE users SET last_login_at = ?2, failed_login_attempts = 0, locked_until = NULL, is_locked = 0,
                      password_hash = COALESCE(?3, password_hash), updated_at = ?2
                  WHERE id = ?1",
@@ -170,7 +170,7 @@ impl UserStore for SqliteStore {
         self.run_users(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let current = tx
-                .query_row(&dialect(sql::LOGIN_COUNTERS), params![id], |r| {
+                .row(&dialect(sql::LOGIN_COUNTERS), params![id], |r| {
                     counters_from(r)
                 })
                 .optional()?;
@@ -178,7 +178,7 @@ impl UserStore for SqliteStore {
                 return Ok(());
             };
             let next = current.after_failure(failure, now);
-            tx.execute(
+            tx.exec(
                 &dialect(sql::SET_LOGIN_COUNTERS),
                 params![
                     id,
@@ -201,12 +201,12 @@ impl UserStore for SqliteStore {
         } = change;
         self.run_users(move |c| {
             let tx = c.transaction()?;
-            tx.execute(
+            tx.exec(
                 "UPDATE users SET password_hash = ?2, password_changed_at = ?3, failed_login_attempts = 0,
                      locked_until = NULL, is_locked = 0, updated_at = ?3 WHERE id = ?1",
                 params![user_id.to_string(), password_hash, ms(now)],
             )?;
-            tx.execute(
+            tx.exec(
                 &dialect(sql::INSERT_PASSWORD_HISTORY),
                 params![
                     Uuid::new_v4().to_string(),
@@ -223,7 +223,7 @@ impl UserStore for SqliteStore {
 
     async fn password_history(&self, user_id: Uuid, limit: u32) -> StoreResult<Vec<String>> {
         self.read(move |c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.stmt(
                 "SELECT password_hash FROM password_history WHERE user_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![user_id.to_string(), limit], |r| r.get(0))?;
@@ -244,7 +244,7 @@ fn insert_registration(
     let now = ms(new.now);
     let (ua, ip) = (&new.client.user_agent, new.client.ip.map(|i| i.to_string()));
     for c in &new.consents {
-        tx.execute(
+        tx.exec(
             &dialect(sql::INSERT_CONSENT),
             params![
                 Uuid::new_v4().to_string(),
@@ -258,7 +258,7 @@ fn insert_registration(
             ],
         )?;
     }
-    tx.execute(
+    tx.exec(
         &dialect(sql::INSERT_PASSWORD_HISTORY),
         params![Uuid::new_v4().to_string(), id, new.password_hash, now],
     )?;
@@ -266,7 +266,7 @@ fn insert_registration(
         &new.verification_token_hash,
         ms(new.verification_expires_at),
     );
-    tx.execute(
+    tx.exec(
         &dialect(sql::INSERT_VERIFICATION_TOKEN),
         params![Uuid::new_v4().to_string(), id, hash, end, now],
     )?;
