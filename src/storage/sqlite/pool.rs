@@ -81,7 +81,7 @@ pub(super) struct Checkpoints {
 
 impl Default for Checkpoints {
     /// Twice a second; the log restarts past 4096 pages (16 MiB of 4 KiB
-    /// pages), a few seconds of the heaviest sustained write load.
+    /// pages).
     fn default() -> Self {
         Self {
             every: std::time::Duration::from_millis(500),
