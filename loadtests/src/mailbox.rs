@@ -449,14 +449,20 @@ mod tests {
         assert_eq!(mb.take("b@x", |_| true).unwrap().subject, "three");
     }
 
-    #[test]
-    fn the_watcher_takes_every_mail_written_while_it_watches() {
+    /// A new empty directory under the system's temporary directory.
+    fn fresh_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
-            "suma-lt-watch-{}-{:08x}",
+            "suma-lt-{name}-{}-{:08x}",
             std::process::id(),
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_watcher_takes_every_mail_written_while_it_watches() {
+        let dir = fresh_dir("watch");
         let mb = Mailbox::new();
         let _guard = watch_mail_dir(dir.clone(), Arc::clone(&mb), false).unwrap();
         // Bursts written faster than the kernel's clock tick, renamed into
@@ -489,12 +495,7 @@ mod tests {
 
     #[test]
     fn the_mail_dir_scan_prefers_txt_and_skips_partial_files() {
-        let dir = std::env::temp_dir().join(format!(
-            "suma-lt-mailbox-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("mailbox");
         std::fs::write(
             dir.join("1.eml"),
             "To: <x@example.com>\r\nSubject: raw\r\n\r\nbody\r\n",
