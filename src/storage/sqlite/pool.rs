@@ -613,6 +613,31 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// Another process writing the file (`suma-auth admin`) holds SQLite's
+    /// write lock: a turn of the checkpointer that would restart the log
+    /// gives up after its short wait, without an error (so nothing is
+    /// logged), and a later turn tries again.
+    #[test]
+    fn a_restart_blocked_by_another_writer_is_no_error() {
+        let (pool, dir) = pool("blocked");
+        let path = dir.join("t.db");
+        let conn = Connection::open(&path).unwrap();
+        for i in 0..20i64 {
+            conn.execute("INSERT INTO t (id, v) VALUES (?1, zeroblob(3000))", [i])
+                .unwrap();
+        }
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let started = std::time::Instant::now();
+        checkpoint(&conn, &pool.writer, 4).unwrap();
+        let waited = started.elapsed();
+        assert!(waited >= RESTART_WAIT, "no wait: {waited:?}");
+        assert!(waited < std::time::Duration::from_secs(2), "{waited:?}");
+        other.execute_batch("COMMIT").unwrap();
+        checkpoint(&conn, &pool.writer, 4).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     /// Statements of `c` prepared and not finalised.
     fn live_statements(c: &Connection) -> usize {
         let mut n = 0;
