@@ -250,6 +250,14 @@ async fn send_together(
     (answers, started.elapsed())
 }
 
+/// An app whose database is the throwaway cluster `pg`.
+async fn app_on(pg: &PlainPostgres) -> TestApp {
+    TestSetup::new(Backend::Postgres)
+        .on_database(&pg.url())
+        .spawn()
+        .await
+}
+
 /// Waits (up to `within`) until `email` signs in again: the service
 /// recovered by itself.
 async fn signs_in_again(app: &TestApp, email: &str, within: Duration) {
@@ -279,10 +287,7 @@ const NEED_THE_DATABASE: &[&str] = &[
 #[actix_web::test]
 async fn while_postgres_is_down_every_request_answers_503_quickly() {
     let pg = PlainPostgres::start();
-    let app = TestSetup::new(Backend::Postgres)
-        .on_database(&pg.url())
-        .spawn()
-        .await;
+    let app = app_on(&pg).await;
     let (email, pair) = app.signed_in().await;
     let access = pair.access_token.clone();
     let refresh = pair.refresh_token.clone();
@@ -361,10 +366,7 @@ async fn while_postgres_is_down_every_request_answers_503_quickly() {
 #[actix_web::test]
 async fn a_frozen_database_holds_no_request_past_the_deadline() {
     let pg = PlainPostgres::start();
-    let app = TestSetup::new(Backend::Postgres)
-        .on_database(&pg.url())
-        .spawn()
-        .await;
+    let app = app_on(&pg).await;
     let (email, pair) = app.signed_in().await;
     let (access, refresh) = (pair.access_token.clone(), pair.refresh_token.clone());
 

@@ -346,7 +346,10 @@ fn checkpoint(
     if pages > restart_at_pages {
         // Holding the writer: no write of this process is under way, so
         // the checkpoint does not wait for a gap between them.
-        let _writing = writer.lock().map_err(|_| rusqlite::Error::InvalidQuery)?;
+        // A panic elsewhere while writing leaves the connection usable.
+        let _writing = writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         conn.busy_timeout(RESTART_WAIT)?;
         let restarted = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
