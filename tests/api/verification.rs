@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use crate::on_both_backends;
+use crate::support::smtp::Received;
 use crate::support::{Backend, TestApp, TestSetup, PASSWORD};
 
 on_both_backends!(
@@ -106,12 +107,11 @@ async fn without_smtp_mail_lands_as_eml_files_with_the_link() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let raw = found.expect("an .eml file in DATA_DIR/mail");
-    let decoded = raw.replace("=\r\n", "").replace("=3D", "=");
-    let start = decoded.find("verify-email?token=").expect("link") + "verify-email?token=".len();
-    let token: String = decoded[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect();
+    let mail = Received {
+        to: vec![email.clone()],
+        raw,
+    };
+    let token = mail.token_after("verify-email?token=").expect("link");
     let res = app
         .post("/api/v1/auth/verify-email", json!({"token": token}))
         .await;

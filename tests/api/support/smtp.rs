@@ -13,9 +13,27 @@ pub struct Received {
 }
 
 impl Received {
-    /// The message with quoted-printable soft breaks and `=3D` undone.
+    /// The message with each quoted-printable part decoded (soft breaks and
+    /// `=XX` escapes); every other line as it came. Only parts that say
+    /// they are quoted-printable are decoded: a 7bit link whose token
+    /// happens to begin with `3D` must keep it.
     pub fn decoded(&self) -> String {
-        self.raw.replace("=\r\n", "").replace("=3D", "=")
+        let mut out = Vec::with_capacity(self.raw.len());
+        let mut quoted_printable = false;
+        for line in self.raw.split_inclusive('\n') {
+            let lower = line.to_ascii_lowercase();
+            if line.starts_with("--") {
+                quoted_printable = false;
+            } else if let Some(value) = lower.strip_prefix("content-transfer-encoding:") {
+                quoted_printable = value.trim() == "quoted-printable";
+            }
+            if quoted_printable {
+                decode_quoted_printable_line(line, &mut out);
+            } else {
+                out.extend_from_slice(line.as_bytes());
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     pub fn subject(&self) -> String {
@@ -35,6 +53,33 @@ impl Received {
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
             .collect();
         (!token.is_empty()).then_some(token)
+    }
+}
+
+/// One line of a quoted-printable body: a soft break (`=` at the end) joins
+/// it to the next, `=XX` is the byte XX, anything else stays.
+fn decode_quoted_printable_line(line: &str, out: &mut Vec<u8>) {
+    let bytes = line.as_bytes();
+    let content = bytes
+        .strip_suffix(b"=\r\n")
+        .or_else(|| bytes.strip_suffix(b"=\n"))
+        .unwrap_or(bytes);
+    let mut i = 0;
+    while i < content.len() {
+        let escape = content
+            .get(i + 1..i + 3)
+            .filter(|h| content[i] == b'=' && h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match escape {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(content[i]);
+                i += 1;
+            }
+        }
     }
 }
 
@@ -215,5 +260,45 @@ async fn session(
         } else {
             write.write_all(b"502 not implemented\r\n").await?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Received;
+
+    fn mail(raw: &str) -> Received {
+        Received {
+            to: vec!["a@example.com".into()],
+            raw: raw.into(),
+        }
+    }
+
+    #[test]
+    fn a_7bit_token_beginning_with_3d_keeps_it() {
+        let m = mail(
+            "Content-Type: text/plain\r\nContent-Transfer-Encoding: 7bit\r\n\r\n\
+             http://app.test/verify-email?token=3DAbc_-9\r\n",
+        );
+        assert_eq!(
+            m.token_after("http://app.test/verify-email?token=")
+                .as_deref(),
+            Some("3DAbc_-9")
+        );
+    }
+
+    #[test]
+    fn a_quoted_printable_part_is_decoded() {
+        let m = mail(
+            "Content-Type: multipart/alternative; boundary=\"b\"\r\n\r\n--b\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+             Gr=C3=BC=C3=9Fe http://app.test/verify-email?token=3D3DAb=\r\ncd\r\n--b--\r\n",
+        );
+        assert!(m.decoded().contains("Grüße"), "{}", m.decoded());
+        assert_eq!(
+            m.token_after("http://app.test/verify-email?token=")
+                .as_deref(),
+            Some("3DAbcd")
+        );
     }
 }
