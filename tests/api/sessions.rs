@@ -55,7 +55,14 @@ on_both_backends!(
             "{:?}",
             results.iter().map(|r| r.status).collect::<Vec<_>>()
         );
-        assert!(results.iter().all(|r| r.status == 200 || r.status == 401));
+        assert!(
+            results.iter().all(|r| r.status == 200 || r.status == 401),
+            "{:?}",
+            results
+                .iter()
+                .map(|r| (r.status, String::from_utf8_lossy(&r.body)))
+                .collect::<Vec<_>>()
+        );
     }
 );
 

@@ -5,6 +5,12 @@ use crate::domain::refresh::RefreshDecision;
 use crate::storage::sql;
 use tokio_postgres::types::Type;
 
+/// Locks the session of a presented refresh token: $1 token hash. Run
+/// before [`LOCK_REFRESH`], whose join would lock the token's row first:
+/// every writer of both rows takes the session's first.
+const LOCK_SESSION_OF_REFRESH: &str = "SELECT id FROM sessions
+     WHERE id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1) FOR UPDATE";
+
 /// The presented refresh token and its session, locked: $1 token hash.
 static LOCK_REFRESH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{} FOR UPDATE OF rt, s", sql::REFRESH_WITH_SESSION));
@@ -87,13 +93,17 @@ fn ids(rows: &[Row]) -> StoreResult<Vec<Uuid>> {
 }
 
 impl PgStore {
-    /// A rotation decided under lock: the presented token and its session
-    /// are locked and read again, and the decision's writes (ending the
+    /// A rotation decided under lock: the presented token's session and then
+    /// the token are locked and read again (the order [`ROTATE`] and the
+    /// revocations take them in), and the decision's writes (ending the
     /// session for idleness, revoking the family of a reused token, or a
     /// rotation whose unlocked read went stale) commit together.
     async fn rotate_locked(&self, r: Rotation, decide: RefreshRule) -> StoreResult<RotateOutcome> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
+        tx.query_opt(LOCK_SESSION_OF_REFRESH, &[&r.presented_hash])
+            .await
+            .map_err(q)?;
         let row = tx
             .query_opt(LOCK_REFRESH.as_str(), &[&r.presented_hash])
             .await
@@ -330,5 +340,149 @@ impl SessionStore for PgStore {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ClientContext, Email};
+    use crate::storage::{NewSession, NewUser, SessionStore, UserStore};
+
+    /// A store on a database of its own, migrated; the database's URL.
+    async fn fresh_store() -> (PgStore, String, tokio_postgres::Client, String) {
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let db = format!("locks_{}", Uuid::new_v4().simple());
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
+        let db_url = match url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{db}"),
+            None => unreachable!("{url}"),
+        };
+        let store = PgStore::connect_for_tool(
+            &SecretString::from(db_url.clone()),
+            &tls::PgTls::default(),
+            2,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        (store, db_url, admin, db)
+    }
+
+    /// Backends of `db` waiting for a row lock.
+    async fn waiting_for_a_lock(admin: &tokio_postgres::Client, db: &str) -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// A rotation decided under lock takes the session's row before the
+    /// token's, as the one-statement rotation and every revocation do. Here
+    /// another transaction holds the session (as a concurrent rotation of
+    /// the same token does between its two updates) and then spends the
+    /// token: it must not wait for the locked rotation, which waits for it.
+    /// Taken the other way round, PostgreSQL finds a deadlock and aborts one.
+    #[tokio::test]
+    async fn a_rotation_under_lock_takes_the_session_first() {
+        let (store, db_url, admin, db) = fresh_store().await;
+        let now = Utc::now();
+        let user = Uuid::new_v4();
+        let client = ClientContext::default();
+        store
+            .create_user(NewUser {
+                id: user,
+                email: Email::parse("locks@example.com", "email").unwrap(),
+                password_hash: "x".into(),
+                first_name: None,
+                last_name: None,
+                consents: Vec::new(),
+                verification_token_hash: "v".repeat(64),
+                verification_expires_at: now,
+                client: client.clone(),
+                now,
+                mail: None,
+            })
+            .await
+            .unwrap();
+        let (session, hash) = (Uuid::new_v4(), "h".repeat(64));
+        store
+            .create_session(NewSession {
+                id: session,
+                user_id: user,
+                refresh_token_id: Uuid::new_v4(),
+                refresh_token_hash: hash.clone(),
+                device_id: None,
+                client,
+                amr: "pwd".into(),
+                created_at: now,
+                expires_at: now + chrono::Duration::hours(1),
+            })
+            .await
+            .unwrap();
+
+        let (mut other, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let tx = other.transaction().await.unwrap();
+        tx.execute(
+            "UPDATE sessions SET last_activity_at = now() WHERE id = $1",
+            &[&session],
+        )
+        .await
+        .unwrap();
+
+        let locked = {
+            let (store, hash) = (store.clone(), hash.clone());
+            tokio::spawn(async move {
+                let rotation = Rotation {
+                    presented_hash: hash,
+                    new_id: Uuid::new_v4(),
+                    new_hash: "n".repeat(64),
+                    now: Utc::now(),
+                };
+                store
+                    .rotate_locked(rotation, Box::new(|_| RefreshDecision::Refuse))
+                    .await
+            })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while waiting_for_a_lock(&admin, &db).await == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never waited");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let spent = tx
+            .execute(
+                "UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = $1",
+                &[&hash],
+            )
+            .await;
+        let committed = match spent {
+            Ok(n) => tx.commit().await.map(|()| n),
+            Err(e) => Err(e),
+        };
+        let rotated = locked.await.unwrap();
+        assert!(
+            committed.is_ok() && rotated.is_ok(),
+            "{committed:?} / {rotated:?}"
+        );
+        drop(store);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .await;
     }
 }
