@@ -320,11 +320,14 @@ pub struct PgStore {
 }
 
 fn q(e: tokio_postgres::Error) -> StorageError {
-    // SQLSTATE classes of an outage, not of a bad query: connection exception
-    // (08), insufficient resources (53), operator intervention such as a
-    // shutdown terminating the session (57P), system error (58).
+    // SQLSTATE classes of an outage or of a transaction the server rolled
+    // back for its own reasons, not of a bad query: connection exception
+    // (08), transaction rollback such as a deadlock or a serialization
+    // failure (40: the same request may succeed when sent again), insufficient
+    // resources (53), operator intervention such as a shutdown terminating
+    // the session (57P), system error (58).
     let outage = |code: &str| {
-        ["08", "53", "57P", "58"]
+        ["08", "40", "53", "57P", "58"]
             .iter()
             .any(|c| code.starts_with(c))
     };
@@ -701,6 +704,41 @@ mod tests {
         );
         let row = conn.query_one(sql, &[]).await.unwrap();
         assert_eq!(row.get::<_, i64>(0), 1);
+    }
+
+    /// A deadlock is the server's decision, not a bad query: the request
+    /// that lost it answers 503 with `Retry-After`, not 500.
+    #[tokio::test]
+    async fn a_deadlock_is_a_retryable_unavailability() {
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            clients.push(client);
+        }
+        let keys: [i64; 2] = [rand::random(), rand::random()];
+        for (client, key) in clients.iter().zip(keys) {
+            client
+                .batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({key})"))
+                .await
+                .unwrap();
+        }
+        // Each now waits for the other's lock: PostgreSQL aborts one.
+        let (a, b) = futures_util::future::join(
+            clients[0].execute("SELECT pg_advisory_xact_lock($1)", &[&keys[1]]),
+            clients[1].execute("SELECT pg_advisory_xact_lock($1)", &[&keys[0]]),
+        )
+        .await;
+        let lost = a.err().or(b.err()).expect("one of them lost");
+        assert_eq!(
+            lost.code(),
+            Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
+        );
+        assert!(matches!(q(lost), StorageError::Unavailable(_)));
     }
 
     /// Connections of `db` that listen for account changes, as the server
