@@ -320,9 +320,11 @@ pub const LIVE_SESSIONS_OF_USER: &str =
     "SELECT id FROM sessions WHERE user_id = $1 AND invalidated_at IS NULL";
 
 /// What an erasure deletes or strips of personal data, in order: $1 user.
+/// Sessions before their refresh tokens (which they cascade to), the order
+/// in which a rotation locks them.
 pub const ERASE_USER_ROWS: &[&str] = &[
-    "DELETE FROM refresh_tokens WHERE user_id = $1",
     "DELETE FROM sessions WHERE user_id = $1",
+    "DELETE FROM refresh_tokens WHERE user_id = $1",
     "DELETE FROM email_verification_tokens WHERE user_id = $1",
     "DELETE FROM password_reset_tokens WHERE user_id = $1",
     "DELETE FROM mfa_challenges WHERE user_id = $1",

@@ -102,9 +102,13 @@ impl PrivacyStore for PgStore {
         let _users = self.users.changing_user(e.user_id);
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await.map_err(q)?;
+        // `NO KEY UPDATE`: a rotation or a sign-in of this user under way
+        // holds the key-share lock that its new rows' foreign keys take on
+        // the user while it holds their session; `FOR UPDATE` would wait for
+        // it while it waits for the session, a deadlock.
         let locked = tx
             .query_opt(
-                "SELECT id FROM users WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
+                "SELECT id FROM users WHERE id = $1 AND deleted_at IS NULL FOR NO KEY UPDATE",
                 &[&e.user_id],
             )
             .await

@@ -343,13 +343,18 @@ impl SessionStore for PgStore {
     }
 }
 
+/// The order in which writers of a session and its tokens take their rows:
+/// taken in different orders by two transactions, PostgreSQL finds a
+/// deadlock and aborts one of them.
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{ClientContext, Email};
-    use crate::storage::{NewSession, NewUser, SessionStore, UserStore};
+    use crate::storage::{Erasure, NewSession, NewUser, PrivacyStore, SessionStore, UserStore};
 
-    /// A store on a database of its own, migrated; the database's URL.
+    /// A store on a database of its own, migrated: the store, the
+    /// database's URL, a client on the cluster's default database and the
+    /// database's name (dropped by the test at its end).
     async fn fresh_store() -> (PgStore, String, tokio_postgres::Client, String) {
         let url = std::env::var("TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
@@ -396,9 +401,14 @@ mod tests {
     /// the same token does between its two updates) and then spends the
     /// token: it must not wait for the locked rotation, which waits for it.
     /// Taken the other way round, PostgreSQL finds a deadlock and aborts one.
-    #[tokio::test]
-    async fn a_rotation_under_lock_takes_the_session_first() {
-        let (store, db_url, admin, db) = fresh_store().await;
+    /// A user with one session whose refresh token hashes to `hash`.
+    struct Family {
+        user: Uuid,
+        session: Uuid,
+        hash: String,
+    }
+
+    async fn family(store: &PgStore) -> Family {
         let now = Utc::now();
         let user = Uuid::new_v4();
         let client = ClientContext::default();
@@ -433,11 +443,19 @@ mod tests {
             })
             .await
             .unwrap();
+        Family {
+            user,
+            session,
+            hash,
+        }
+    }
 
-        let (mut other, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+    /// Another connection, in a transaction that holds the session's row
+    /// as the one-statement rotation does after its first update.
+    async fn holding_the_session<'a>(
+        other: &'a mut tokio_postgres::Client,
+        session: Uuid,
+    ) -> tokio_postgres::Transaction<'a> {
         let tx = other.transaction().await.unwrap();
         tx.execute(
             "UPDATE sessions SET last_activity_at = now() WHERE id = $1",
@@ -445,6 +463,32 @@ mod tests {
         )
         .await
         .unwrap();
+        tx
+    }
+
+    /// Waits until a backend of `db` waits for a row lock.
+    async fn until_one_waits(admin: &tokio_postgres::Client, db: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while waiting_for_a_lock(admin, db).await == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never waited");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn connect(url: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    #[tokio::test]
+    async fn a_rotation_under_lock_takes_the_session_first() {
+        let (store, db_url, admin, db) = fresh_store().await;
+        let Family { session, hash, .. } = family(&store).await;
+        let mut other = connect(&db_url).await;
+        let tx = holding_the_session(&mut other, session).await;
 
         let locked = {
             let (store, hash) = (store.clone(), hash.clone());
@@ -460,11 +504,7 @@ mod tests {
                     .await
             })
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while waiting_for_a_lock(&admin, &db).await == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "never waited");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_one_waits(&admin, &db).await;
         let spent = tx
             .execute(
                 "UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = $1",
@@ -484,5 +524,78 @@ mod tests {
         let _ = admin
             .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
             .await;
+    }
+
+    /// An erasure takes the user's row without excluding the key-share lock
+    /// that a rotation's new token takes on it, and the sessions before
+    /// their tokens: a rotation of one of the user's sessions that is under
+    /// way when the erasure starts finishes, and the erasure after it.
+    /// Taken with `FOR UPDATE` (or tokens before sessions), the two deadlock.
+    #[tokio::test]
+    async fn an_erasure_waits_for_a_rotation_under_way() {
+        let (store, db_url, admin, db) = fresh_store().await;
+        let Family {
+            user,
+            session,
+            hash,
+        } = family(&store).await;
+        let mut other = connect(&db_url).await;
+        let tx = holding_the_session(&mut other, session).await;
+
+        let erased = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .erase_user(Erasure {
+                        user_id: user,
+                        placeholder_email: format!("{user}@erased.invalid"),
+                        recipient_tag: "t".into(),
+                        lockout_key: "locks@example.com".into(),
+                        now: Utc::now(),
+                        farewell: None,
+                    })
+                    .await
+            })
+        };
+        until_one_waits(&admin, &db).await;
+        // The rest of the rotation: it spends the token, and issues its
+        // successor, whose foreign keys take key-share locks on the user and
+        // the session.
+        let spent = tx
+            .execute(
+                "UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = $1",
+                &[&hash],
+            )
+            .await;
+        let issued = match spent {
+            Ok(_) => {
+                tx.execute(
+                    "INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, expires_at, created_at)
+                     VALUES ($1, $2, $3, $4, now() + interval '1 hour', now())",
+                    &[&Uuid::new_v4(), &user, &session, &"s".repeat(64)],
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        let committed = match issued {
+            Ok(n) => tx.commit().await.map(|()| n),
+            Err(e) => Err(e),
+        };
+        let erased = erased.await.unwrap();
+        assert!(
+            committed.is_ok() && matches!(erased, Ok(Some(_))),
+            "{committed:?} / {erased:?}"
+        );
+        let left: i64 = admin_count(&db_url, "SELECT count(*) FROM refresh_tokens").await;
+        assert_eq!(left, 0, "the erasure deleted the token issued before it");
+        drop(store);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .await;
+    }
+
+    async fn admin_count(url: &str, sql: &str) -> i64 {
+        connect(url).await.query_one(sql, &[]).await.unwrap().get(0)
     }
 }
