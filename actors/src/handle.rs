@@ -53,7 +53,7 @@ impl SecurityActors {
                 // `create` sets the capacity before any sender can reach the mailbox
                 Shard::create(move |ctx| {
                     ctx.set_mailbox_capacity(capacity);
-                    Shard::new(settings)
+                    Shard::new(settings, crate::shard::sweep_batch(capacity))
                 })
             })
             .collect();

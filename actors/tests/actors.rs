@@ -127,6 +127,41 @@ async fn idle_actors_are_reaped_and_a_later_request_gets_a_fresh_one() {
     assert_eq!(actors.stats().live_actors, 1);
 }
 
+/// While tens of thousands of actors go idle and stop, requests keep being served: a
+/// sweep notifies idle actors in batches of at most half a shard's mailbox, so their
+/// stop notices never fill it. Notified all at once, they did, and requests arriving
+/// meanwhile were refused as overloaded.
+#[actix::test]
+async fn requests_during_a_mass_reap_are_not_refused() {
+    const USERS: usize = 50_000;
+    let actors = start(
+        SecurityConfig {
+            idle_timeout: Duration::from_millis(200),
+            ..config()
+        },
+        Backing::Local,
+    );
+    let refused = concurrently(16, |worker| {
+        let actors = actors.clone();
+        async move {
+            let mut refused = Vec::new();
+            for n in (worker..USERS).step_by(16) {
+                let key = format!("user{n}@example.com");
+                if let Err(e) = actors.reserve_login(&key, NOW).await {
+                    refused.push(e);
+                } else if let Err(e) = actors.record_login_success(&key).await {
+                    refused.push(e);
+                }
+            }
+            refused
+        }
+    })
+    .await
+    .concat();
+    assert_eq!(refused, Vec::new());
+    assert_eq!(actors.stats().mailbox_rejections, 0);
+}
+
 #[actix::test]
 async fn a_local_open_window_keeps_its_actor_alive() {
     let actors = start(

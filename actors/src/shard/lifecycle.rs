@@ -11,6 +11,6 @@ impl Actor for Shard {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.me = Some(ctx.address().downgrade());
         let every = Shard::sweep_every(self.settings.idle_timeout);
-        ctx.run_interval(every, |shard, _ctx| shard.sweep());
+        ctx.run_interval(every, |shard, ctx| shard.sweep(ctx));
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::clock::Instant;
-use actix::{Actor, Addr, WeakAddr};
+use actix::{Actor, Addr, AsyncContext, Context, WeakAddr};
 
 use crate::clock::monotonic_now;
 use crate::key::UserKey;
@@ -28,6 +28,23 @@ pub(crate) struct Shard {
     me: Option<WeakAddr<Shard>>,
     /// Origin of `Entry::last_routed`.
     epoch: Instant,
+    /// The idle actors a sweep under way has yet to notify: key and actor id.
+    idle_queue: Vec<(UserKey, u64)>,
+    /// How many of them it notifies at a time ([`sweep_batch`]).
+    sweep_batch: usize,
+}
+
+/// At most how many idle notices a sweep sends before it lets the thread run the actors
+/// they woke. Why: each notice queues its actor on the thread's run queue, which keeps
+/// the capacity it once reached (notifying 125,000 idle actors at once left a megabyte
+/// there for good, per shard), and each actor that stops sends its shard a notice,
+/// which fills the shard's mailbox ahead of the requests.
+const MAX_SWEEP_BATCH: usize = 512;
+
+/// A sweep's batch for a shard whose mailbox holds `shard_mailbox` messages: at most
+/// half of it, so that one batch's stop notices leave room for requests.
+pub(crate) fn sweep_batch(shard_mailbox: usize) -> usize {
+    (shard_mailbox / 2).clamp(1, MAX_SWEEP_BATCH)
 }
 
 struct Entry {
@@ -40,13 +57,15 @@ struct Entry {
 }
 
 impl Shard {
-    pub(crate) fn new(settings: Arc<UserSettings>) -> Self {
+    pub(crate) fn new(settings: Arc<UserSettings>, sweep_batch: usize) -> Self {
         Self {
             users: HashMap::new(),
             next_id: 0,
             settings,
             me: None,
             epoch: monotonic_now(),
+            idle_queue: Vec::new(),
+            sweep_batch,
         }
     }
 
@@ -101,17 +120,49 @@ impl Shard {
         }
     }
 
-    /// Tells every actor that nothing was routed to for `idle_timeout` to stop if it can.
-    fn sweep(&mut self) {
-        let now = self.now_ms();
-        let idle_ms = u64::try_from(self.settings.idle_timeout.as_millis()).unwrap_or(u64::MAX);
-        for entry in self.users.values_mut() {
-            if now.saturating_sub(entry.last_routed) >= idle_ms {
+    fn idle_ms(&self) -> u64 {
+        u64::try_from(self.settings.idle_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Tells every actor that nothing was routed to for `idle_timeout` to stop if it can,
+    /// a batch at a time.
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        if !self.idle_queue.is_empty() {
+            // the last sweep is still under way
+            return;
+        }
+        let (now, idle_ms) = (self.now_ms(), self.idle_ms());
+        self.idle_queue = self
+            .users
+            .iter()
+            .filter(|(_, e)| now.saturating_sub(e.last_routed) >= idle_ms)
+            .map(|(key, e)| (key.clone(), e.id))
+            .collect();
+        self.notify_idle(ctx);
+    }
+
+    /// Sends the next batch of a sweep's idle notices, to the actors still idle, and
+    /// comes back for the next once the thread has run the actors they woke.
+    fn notify_idle(&mut self, ctx: &mut Context<Self>) {
+        let (now, idle_ms) = (self.now_ms(), self.idle_ms());
+        let from = self.idle_queue.len().saturating_sub(self.sweep_batch);
+        for (key, id) in self.idle_queue.drain(from..) {
+            let Some(entry) = self.users.get_mut(&key) else {
+                continue;
+            };
+            if entry.id == id && now.saturating_sub(entry.last_routed) >= idle_ms {
                 // a full mailbox means busy, not idle; an actor that must stay is asked
                 // again one idle timeout later
                 let _ = entry.addr.try_send(IdleCheck);
                 entry.last_routed = now;
             }
+        }
+        if self.idle_queue.is_empty() {
+            self.idle_queue = Vec::new();
+        } else {
+            // a timer, not a message to itself: the shard's mailbox is drained in the
+            // same turn, before the woken actors run
+            ctx.run_later(Duration::ZERO, |shard, ctx| shard.notify_idle(ctx));
         }
     }
 
