@@ -736,13 +736,11 @@ impl SessionGuard {
         let Some(redis) = self.shared() else {
             return;
         };
-        let batch: Vec<(String, i64)> = {
-            let mut shared = lock(&self.shared_pending);
-            shared
-                .drain()
-                .map(|(id, at)| (id.to_string(), at))
-                .collect()
-        };
+        // `take`, not `drain`: a burst's capacity is not kept for good.
+        let batch: Vec<(String, i64)> = std::mem::take(&mut *lock(&self.shared_pending))
+            .into_iter()
+            .map(|(id, at)| (id.to_string(), at))
+            .collect();
         for chunk in batch.chunks(1000) {
             if let Err(e) = redis.session_activity(chunk, ms(now), REDIS_TTL_MS).await {
                 tracing::debug!(error = %e, sessions = chunk.len(), "session activity not written to redis; will retry");
@@ -760,10 +758,11 @@ impl SessionGuard {
     /// sessions idle past their timeout or past their end, and revocations
     /// older than the access-token lifetime.
     pub async fn flush_activity(&self, now: DateTime<Utc>) {
-        let batch: Vec<(Uuid, DateTime<Utc>)> = {
-            let mut pending = lock(&self.pending);
-            pending.drain().map(|(id, at)| (id, time(at))).collect()
-        };
+        // `take`, not `drain`: a burst's capacity is not kept for good.
+        let batch: Vec<(Uuid, DateTime<Utc>)> = std::mem::take(&mut *lock(&self.pending))
+            .into_iter()
+            .map(|(id, at)| (id, time(at)))
+            .collect();
         if !batch.is_empty() {
             for chunk in batch.chunks(1000) {
                 if let Err(e) = self.store.touch_sessions(chunk).await {
@@ -778,13 +777,60 @@ impl SessionGuard {
         let now_ms = ms(now);
         let (idle, revoke_ttl) = (self.idle_ms, self.revoke_ttl_ms);
         for shard in self.live.shards.iter() {
-            lock(shard).map.retain(|_, e| {
+            let map = &mut lock(shard).map;
+            map.retain(|_, e| {
                 if e.revoked {
                     now_ms - e.confirmed_ms < revoke_ttl
                 } else {
                     now_ms - e.last_activity_ms < idle && now_ms < e.expires_ms
                 }
             });
+            // gives memory back once a burst of sessions has ended (shrinking only
+            // below a quarter, so it is amortised)
+            if map.capacity() > 64 && map.len() * 4 < map.capacity() {
+                map.shrink_to_fit();
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::sqlite::SqliteStore;
+
+    fn capacity(guard: &SessionGuard) -> usize {
+        guard
+            .live
+            .shards
+            .iter()
+            .map(|s| lock(s).map.capacity())
+            .sum()
+    }
+
+    /// Once a burst of sessions has been forgotten, the map gives back the room
+    /// it grew to hold them.
+    #[tokio::test]
+    async fn the_map_shrinks_once_a_burst_of_sessions_is_forgotten() {
+        let dir = std::env::temp_dir().join(format!("sessions-{}", Uuid::new_v4().simple()));
+        let store = SqliteStore::open(&dir.join("t.db")).unwrap();
+        let minute = Duration::from_secs(60);
+        let guard = SessionGuard::new(
+            None,
+            Arc::new(store),
+            minute,
+            true,
+            minute,
+            minute,
+            Clock::default(),
+        );
+        let now = Utc::now();
+        for _ in 0..20_000 {
+            guard.remember_revoked(Uuid::new_v4(), ms(now));
+        }
+        assert!(capacity(&guard) >= 20_000);
+        guard.flush_activity(now + chrono::Duration::days(1)).await;
+        assert!(capacity(&guard) < 64 * 64, "{}", capacity(&guard));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
