@@ -574,8 +574,8 @@ mod tests {
         };
         let wal = dir.join("t.db-wal");
         // Commits that never pause, each of at least one new 4 KiB page:
-        // about 48 MB written through the log.
-        const COMMITS: i64 = 16_000;
+        // about 96 MB written through the log.
+        const COMMITS: i64 = 32_000;
         let writers: Vec<_> = (0..4i64)
             .map(|w| {
                 let pool = pool.clone();
@@ -605,11 +605,13 @@ mod tests {
             .unwrap();
         assert_eq!(n, COMMITS);
         assert!(longest > 0, "the log was never seen");
-        // Without the restarts the log holds every commit (48 MB); with
+        println!("the log peaked at {longest} bytes");
+        // Without the restarts the log holds every commit (96 MB); with
         // them, what is written while one passive and one restarting
-        // checkpoint run (about 10 MB at this load on two cores).
+        // checkpoint run (about 10 MB at this load on two idle cores, 25 MB
+        // beside the other tests of the suite).
         assert!(
-            longest < 24 * 1024 * 1024,
+            longest < 48 * 1024 * 1024,
             "the log reached {longest} bytes with a restart at {} pages",
             schedule.restart_at_pages
         );
