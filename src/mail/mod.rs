@@ -16,12 +16,13 @@
 pub mod templates;
 mod transport;
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 pub use crate::auth::seal::{SealError, Sealer};
 pub use templates::Template;
@@ -82,6 +83,56 @@ struct Payload {
 const MAX_ATTEMPTS: u32 = 12;
 /// A claimed mail is leased this long; a worker that dies frees it then.
 const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+/// How many mails one instance delivers at once. Why: every SMTP delivery opens a
+/// connection of its own (TCP, TLS, AUTH: several round trips to the relay), so one at a
+/// time held an instance to a few mails a second and left sign-in codes queued behind
+/// one another.
+const DELIVERIES_AT_ONCE: usize = 8;
+
+/// The mails claimed while an earlier one to the same address was being delivered, by
+/// recipient tag, in the order they were claimed: the delivery under way sends them
+/// next, so one address gets its mails in order (a second code after the first).
+#[derive(Clone, Default)]
+struct Behind(Arc<std::sync::Mutex<HashMap<String, VecDeque<OutboxMail>>>>);
+
+impl Behind {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<OutboxMail>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// `mail` back when it can be delivered now (its address has no delivery under
+    /// way, which from now on it is); else `None`, queued behind that delivery.
+    fn queue_if_busy(&self, mail: OutboxMail) -> Option<OutboxMail> {
+        let Some(tag) = mail.recipient_tag.clone() else {
+            return Some(mail);
+        };
+        let mut busy = self.lock();
+        match busy.get_mut(&tag) {
+            Some(queue) => {
+                queue.push_back(mail);
+                None
+            }
+            None => {
+                busy.insert(tag, VecDeque::new());
+                Some(mail)
+            }
+        }
+    }
+
+    /// The next mail to the address a delivery just finished with, if one is queued;
+    /// else the address is free again.
+    fn next_after(&self, tag: Option<&str>) -> Option<OutboxMail> {
+        let tag = tag?;
+        let mut busy = self.lock();
+        let next = busy.get_mut(tag).and_then(VecDeque::pop_front);
+        if next.is_none() {
+            busy.remove(tag);
+        }
+        next
+    }
+}
 
 impl Mailer {
     pub fn new(
@@ -209,94 +260,125 @@ impl Mailer {
         }
     }
 
-    /// Delivers due mail until the process ends: woken by new mail, and every
-    /// second for retries. Several workers (instances) share the outbox: each
-    /// claim leases its mails, so each mail is sent once.
+    /// Delivers due mail until the process ends, up to [`DELIVERIES_AT_ONCE`] at a
+    /// time: woken by new mail, by a delivery that ends while every slot was busy, and
+    /// every second for retries. Several workers (instances) share the outbox: each claim leases its
+    /// mails, so each mail is sent once.
     pub async fn run_worker(self) {
+        let slots = Arc::new(Semaphore::new(DELIVERIES_AT_ONCE));
+        let behind = Behind::default();
         loop {
-            let delivered = self.deliver_due().await;
-            if delivered == 0 {
+            // Claim only what can start now: a claimed mail waits for no one
+            // but an earlier mail to the same address.
+            let Ok(first) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let free = slots.available_permits() + 1;
+            let batch = self.claim(free).await;
+            if batch.is_empty() {
+                drop(first);
                 let _ =
                     tokio::time::timeout(Duration::from_secs(1), self.inner.wake.notified()).await;
+                continue;
+            }
+            let mut permit = Some(first);
+            for mail in batch {
+                let Some(mail) = behind.queue_if_busy(mail) else {
+                    continue;
+                };
+                let slot = match permit.take() {
+                    Some(p) => p,
+                    None => match Arc::clone(&slots).acquire_owned().await {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                };
+                let (mailer, behind) = (self.clone(), behind.clone());
+                tokio::spawn(async move {
+                    let mut next = Some(mail);
+                    while let Some(mail) = next {
+                        let tag = mail.recipient_tag.clone();
+                        mailer.deliver(mail).await;
+                        next = behind.next_after(tag.as_deref());
+                    }
+                    drop(slot);
+                });
             }
         }
     }
 
-    /// One pass over due mail; returns how many were handled.
-    pub async fn deliver_due(&self) -> usize {
+    /// Leases up to `limit` due mails; none while the outbox is unavailable.
+    async fn claim(&self, limit: usize) -> Vec<OutboxMail> {
         let inner = &self.inner;
-        let batch = match inner
-            .store
-            .claim_mail(crate::storage::MailClaim {
-                now: inner.clock.now(),
-                lease: LEASE,
-                limit: 20,
-            })
-            .await
-        {
+        let claim = crate::storage::MailClaim {
+            now: inner.clock.now(),
+            lease: LEASE,
+            limit: u32::try_from(limit).unwrap_or(1),
+        };
+        match inner.store.claim_mail(claim).await {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::warn!(error = %e, "mail outbox unavailable");
-                return 0;
-            }
-        };
-        let n = batch.len();
-        for mail in batch {
-            let template = template_name(&mail.template);
-            let result = match inner
-                .sealer
-                .open(&mail.payload)
-                .ok()
-                .and_then(|p| serde_json::from_slice::<Payload>(&p).ok())
-            {
-                Some(p) => {
-                    let out = OutgoingMail {
-                        to: p.to,
-                        template: Template::Verification,
-                        subject: p.subject,
-                        text: p.text,
-                        html: p.html,
-                    };
-                    inner
-                        .transport
-                        .send(&inner.from, &out, inner.clock.now())
-                        .await
-                }
-                // Sealed with another key (an instance configured differently):
-                // another instance may open it, so it is retried, not dead.
-                None => Err(TransportError::Transient(
-                    "the payload cannot be opened with this instance's DATA_ENCRYPTION_KEY".into(),
-                )),
-            };
-            let now = inner.clock.now();
-            let outcome = match result {
-                Ok(()) => {
-                    inner.metrics.mail_sent(template);
-                    inner.store.mail_sent(mail.id, now).await
-                }
-                Err(e) if e.is_permanent() || mail.attempts >= MAX_ATTEMPTS => {
-                    inner.metrics.mail_failed(template);
-                    tracing::error!(template, attempts = mail.attempts, error = %e, "mail dead: not retried");
-                    inner.store.mail_dead(mail.id, &e.to_string()).await
-                }
-                Err(e) => {
-                    let delay = backoff(inner.retry_base, mail.attempts);
-                    tracing::warn!(template, attempts = mail.attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "mail delivery failed; will retry");
-                    let next = now
-                        + chrono::Duration::from_std(delay)
-                            .unwrap_or(chrono::Duration::minutes(10));
-                    let retry = crate::storage::MailRetry {
-                        at: next,
-                        error: e.to_string(),
-                    };
-                    inner.store.mail_retry(mail.id, retry).await
-                }
-            };
-            if let Err(e) = outcome {
-                tracing::warn!(error = %e, "mail outcome not recorded; the lease will expire and it is retried");
+                Vec::new()
             }
         }
-        n
+    }
+
+    /// Sends one claimed mail and records the outcome: sent, dead, or retried later.
+    async fn deliver(&self, mail: OutboxMail) {
+        let inner = &self.inner;
+        let template = template_name(&mail.template);
+        let result = match inner
+            .sealer
+            .open(&mail.payload)
+            .ok()
+            .and_then(|p| serde_json::from_slice::<Payload>(&p).ok())
+        {
+            Some(p) => {
+                let out = OutgoingMail {
+                    to: p.to,
+                    template: Template::Verification,
+                    subject: p.subject,
+                    text: p.text,
+                    html: p.html,
+                };
+                inner
+                    .transport
+                    .send(&inner.from, &out, inner.clock.now())
+                    .await
+            }
+            // Sealed with another key (an instance configured differently):
+            // another instance may open it, so it is retried, not dead.
+            None => Err(TransportError::Transient(
+                "the payload cannot be opened with this instance's DATA_ENCRYPTION_KEY".into(),
+            )),
+        };
+        let now = inner.clock.now();
+        let outcome = match result {
+            Ok(()) => {
+                inner.metrics.mail_sent(template);
+                inner.store.mail_sent(mail.id, now).await
+            }
+            Err(e) if e.is_permanent() || mail.attempts >= MAX_ATTEMPTS => {
+                inner.metrics.mail_failed(template);
+                tracing::error!(template, attempts = mail.attempts, error = %e, "mail dead: not retried");
+                inner.store.mail_dead(mail.id, &e.to_string()).await
+            }
+            Err(e) => {
+                let delay = backoff(inner.retry_base, mail.attempts);
+                tracing::warn!(template, attempts = mail.attempts, retry_in_ms = delay.as_millis() as u64, error = %e, "mail delivery failed; will retry");
+                let next = now
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::minutes(10));
+                let retry = crate::storage::MailRetry {
+                    at: next,
+                    error: e.to_string(),
+                };
+                inner.store.mail_retry(mail.id, retry).await
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "mail outcome not recorded; the lease will expire and it is retried");
+        }
     }
 
     /// Outbox depth and age, for the gauges.

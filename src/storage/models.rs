@@ -463,9 +463,8 @@ pub fn second_factors_from<R: Columns>(r: &R) -> Result<SecondFactors, R::Error>
     })
 }
 
-/// The columns of a claimed [`OutboxMail`], in the order [`mail_from`] reads them.
-pub const MAIL_COLUMNS: &str = "id, template, payload, attempts, created_at";
-
+/// A claimed [`OutboxMail`] from the columns `id, template, payload, attempts,
+/// created_at, recipient_tag`, in that order.
 pub fn mail_from<R: Columns>(r: &R) -> Result<OutboxMail, R::Error> {
     Ok(OutboxMail {
         id: r.uuid(0)?,
@@ -473,6 +472,6 @@ pub fn mail_from<R: Columns>(r: &R) -> Result<OutboxMail, R::Error> {
         payload: r.text(2)?.unwrap_or_default(),
         attempts: r.int(3)?.unwrap_or(0).clamp(0, i64::from(u32::MAX)) as u32,
         created_at: r.time(4)?.unwrap_or_default(),
-        recipient_tag: None,
+        recipient_tag: r.text(5)?,
     })
 }

@@ -1,5 +1,6 @@
 //! The mail outbox: an SMTP outage delays mail and loses none; each mail is
-//! sent once, also with several instances; permanent refusals are dead.
+//! sent once, also with several instances; permanent refusals are dead; mails
+//! are delivered several at a time.
 
 use std::time::Duration;
 
@@ -50,6 +51,59 @@ async fn an_smtp_outage_delays_mail_and_loses_none() {
         }
         assert_eq!(app.services.mailer.stats().await.unwrap().pending, 0);
     }
+}
+
+/// One instance delivers several mails at once, each over a connection of its
+/// own: the relay answers the end of a message only once a second connection is
+/// open, so a sender that delivers one mail at a time never has two open (it
+/// waits 5 s each time instead).
+#[actix_web::test]
+async fn mails_are_delivered_several_at_a_time() {
+    let relay = SmtpSink::start().await;
+    relay.hold_until_open(2, Duration::from_secs(5));
+    let mut setup = TestSetup::new(Backend::Sqlite);
+    setup.smtp_sink = Some(relay.clone());
+    let app = setup.spawn().await;
+    let emails: Vec<String> = (0..2)
+        .map(|i| format!("several{i}-{}@example.com", uuid::Uuid::new_v4().simple()))
+        .collect();
+    for e in &emails {
+        assert_eq!(app.register(e, PASSWORD).await.status, 202);
+    }
+    for e in &emails {
+        relay.wait_for(e).await;
+    }
+    assert_eq!(relay.most_sessions_at_once(), 2);
+}
+
+/// Mails to one address are delivered one after the other, in the order they
+/// were queued, while other addresses' go beside them: registering twice (the
+/// second registration voids the first link) mails the link that works last.
+/// The relay holds each message up to a second for a second connection, which
+/// mails to one address never open.
+#[actix_web::test]
+async fn mails_to_one_address_keep_their_order() {
+    let relay = SmtpSink::start().await;
+    relay.hold_until_open(2, Duration::from_secs(1));
+    let mut setup = TestSetup::new(Backend::Sqlite);
+    setup.smtp_sink = Some(relay.clone());
+    let app = setup.spawn().await;
+    let email = format!("order-{}@example.com", uuid::Uuid::new_v4().simple());
+    for _ in 0..2 {
+        assert_eq!(app.register(&email, PASSWORD).await.status, 202);
+    }
+    let last = app.verification_token(&email, 2).await;
+    let res = app
+        .post(
+            "/api/v1/auth/verify-email",
+            serde_json::json!({"token": last}),
+        )
+        .await;
+    assert_eq!(
+        res.status, 200,
+        "the link mailed last is the one that works"
+    );
+    assert_eq!(relay.most_sessions_at_once(), 1);
 }
 
 #[actix_web::test]

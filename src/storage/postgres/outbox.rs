@@ -42,7 +42,7 @@ impl OutboxStore for PgStore {
                      WHERE status = 'pending' AND next_attempt_at <= $1 AND (leased_until IS NULL OR leased_until < $1)
                      ORDER BY next_attempt_at LIMIT $3
                      FOR UPDATE SKIP LOCKED)
-                 RETURNING id, template, payload, attempts, created_at",
+                 RETURNING id, template, payload, attempts, created_at, recipient_tag",
                 &[&now, &(now + lease), &(limit as i64)],
             )
             .await

@@ -40,7 +40,7 @@ impl OutboxStore for SqliteStore {
                      WHERE id IN (SELECT id FROM mail_outbox
                                   WHERE status = 'pending' AND next_attempt_at <= ?1 AND (leased_until IS NULL OR leased_until < ?1)
                                   ORDER BY next_attempt_at LIMIT ?3)
-                     RETURNING id, template, payload, attempts, created_at",
+                     RETURNING id, template, payload, attempts, created_at, recipient_tag",
                 )?;
                 let rows = stmt.query_map(params![now, until, claim.limit], |r| {
                     mail_from(r)

@@ -1,5 +1,6 @@
 //! A real SMTP server on localhost that keeps what it receives.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -89,6 +90,36 @@ pub struct SmtpSink {
     messages: Arc<Mutex<Vec<Received>>>,
     /// Recipients refused for good (`bounce…`), once per attempt.
     refused: Arc<Mutex<Vec<String>>>,
+    sessions: Arc<Sessions>,
+}
+
+/// How many SMTP sessions are open at once, and how many were at most.
+#[derive(Default)]
+struct Sessions {
+    open: AtomicUsize,
+    most: AtomicUsize,
+    /// Answer a message's end only once this many sessions are open (or
+    /// `hold_ms` have passed): a sender that delivers one mail at a time waits
+    /// every time.
+    hold_until_open: AtomicUsize,
+    hold_ms: AtomicUsize,
+}
+
+/// Counts a session from its connection to its end.
+struct Open(Arc<Sessions>);
+
+impl Open {
+    fn new(sessions: &Arc<Sessions>) -> Self {
+        let now = sessions.open.fetch_add(1, Ordering::SeqCst) + 1;
+        sessions.most.fetch_max(now, Ordering::SeqCst);
+        Self(sessions.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl SmtpSink {
@@ -104,12 +135,15 @@ impl SmtpSink {
         let port = listener.local_addr().unwrap().port();
         let messages = Arc::new(Mutex::new(Vec::new()));
         let refused = Arc::new(Mutex::new(Vec::new()));
-        let (store, bounced) = (messages.clone(), refused.clone());
+        let sessions = Arc::new(Sessions::default());
+        let (store, bounced, counted) = (messages.clone(), refused.clone(), sessions.clone());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (store, bounced) = (store.clone(), bounced.clone());
+                let open = Open::new(&counted);
                 tokio::spawn(async move {
-                    let _ = session(stream, store, bounced).await;
+                    let _ = session(stream, store, bounced, &open.0).await;
+                    drop(open);
                 });
             }
         });
@@ -117,7 +151,21 @@ impl SmtpSink {
             port,
             messages,
             refused,
+            sessions,
         }
+    }
+
+    /// From now on, the end of each message is answered only once `n` sessions
+    /// are open at the same time, or after `at_most`.
+    pub fn hold_until_open(&self, n: usize, at_most: Duration) {
+        let ms = usize::try_from(at_most.as_millis()).unwrap();
+        self.sessions.hold_ms.store(ms, Ordering::SeqCst);
+        self.sessions.hold_until_open.store(n, Ordering::SeqCst);
+    }
+
+    /// The most SMTP sessions that were open at the same time.
+    pub fn most_sessions_at_once(&self) -> usize {
+        self.sessions.most.load(Ordering::SeqCst)
     }
 
     pub fn all(&self) -> Vec<Received> {
@@ -190,6 +238,7 @@ async fn session(
     stream: tokio::net::TcpStream,
     store: Arc<Mutex<Vec<Received>>>,
     refused: Arc<Mutex<Vec<String>>>,
+    sessions: &Sessions,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
@@ -246,6 +295,13 @@ async fn session(
                     .filter(|_| line.starts_with(".."))
                     .unwrap_or(&line);
                 raw.push_str(l);
+            }
+            let hold = sessions.hold_until_open.load(Ordering::SeqCst);
+            for _ in 0..sessions.hold_ms.load(Ordering::SeqCst) / 50 {
+                if sessions.open.load(Ordering::SeqCst) >= hold {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             store.lock().unwrap().push(Received {
                 to: to.clone(),
