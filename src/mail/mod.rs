@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 pub use crate::auth::seal::{SealError, Sealer};
 pub use templates::Template;
@@ -83,47 +83,51 @@ struct Payload {
 const MAX_ATTEMPTS: u32 = 12;
 /// A claimed mail is leased this long; a worker that dies frees it then.
 const LEASE: chrono::Duration = chrono::Duration::seconds(60);
-/// How many mails one instance delivers at once. Why: every SMTP delivery opens a
-/// connection of its own (TCP, TLS, AUTH: several round trips to the relay), so one at a
-/// time held an instance to a few mails a second and left sign-in codes queued behind
-/// one another.
+/// How many mails one instance has claimed and not yet finished delivering, at most.
+/// Why more than one: every SMTP delivery opens a connection of its own (TCP, TLS,
+/// AUTH: several round trips to the relay), and one at a time left sign-in codes and
+/// links queued behind one another.
 const DELIVERIES_AT_ONCE: usize = 8;
+
+/// A claimed mail with its place among [`DELIVERIES_AT_ONCE`], given back once its
+/// delivery has ended.
+type Claimed = (OutboxMail, OwnedSemaphorePermit);
 
 /// The mails claimed while an earlier one to the same address was being delivered, by
 /// recipient tag, in the order they were claimed: the delivery under way sends them
 /// next, so one address gets its mails in order (a second code after the first).
 #[derive(Clone, Default)]
-struct Behind(Arc<std::sync::Mutex<HashMap<String, VecDeque<OutboxMail>>>>);
+struct Behind(Arc<std::sync::Mutex<HashMap<String, VecDeque<Claimed>>>>);
 
 impl Behind {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<OutboxMail>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Claimed>>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// `mail` back when it can be delivered now (its address has no delivery under
-    /// way, which from now on it is); else `None`, queued behind that delivery.
-    fn queue_if_busy(&self, mail: OutboxMail) -> Option<OutboxMail> {
-        let Some(tag) = mail.recipient_tag.clone() else {
-            return Some(mail);
+    /// The mail back when it can be delivered now (its address has no delivery under
+    /// way, which from now on it has); else `None`, queued behind that delivery.
+    fn queue_if_busy(&self, claimed: Claimed) -> Option<Claimed> {
+        let Some(tag) = claimed.0.recipient_tag.clone() else {
+            return Some(claimed);
         };
         let mut busy = self.lock();
         match busy.get_mut(&tag) {
             Some(queue) => {
-                queue.push_back(mail);
+                queue.push_back(claimed);
                 None
             }
             None => {
                 busy.insert(tag, VecDeque::new());
-                Some(mail)
+                Some(claimed)
             }
         }
     }
 
     /// The next mail to the address a delivery just finished with, if one is queued;
     /// else the address is free again.
-    fn next_after(&self, tag: Option<&str>) -> Option<OutboxMail> {
+    fn next_after(&self, tag: Option<&str>) -> Option<Claimed> {
         let tag = tag?;
         let mut busy = self.lock();
         let next = busy.get_mut(tag).and_then(VecDeque::pop_front);
@@ -260,16 +264,17 @@ impl Mailer {
         }
     }
 
-    /// Delivers due mail until the process ends, up to [`DELIVERIES_AT_ONCE`] at a
-    /// time: woken by new mail, by a delivery that ends while every slot was busy, and
-    /// every second for retries. Several workers (instances) share the outbox: each claim leases its
-    /// mails, so each mail is sent once.
+    /// Delivers due mail until the process ends, with at most [`DELIVERIES_AT_ONCE`]
+    /// claimed and not yet delivered: woken by new mail, by a delivery that ends while
+    /// every place was taken, and every second for retries. Several workers
+    /// (instances) share the outbox: each claim leases its mails, so each mail is sent
+    /// once.
     pub async fn run_worker(self) {
         let slots = Arc::new(Semaphore::new(DELIVERIES_AT_ONCE));
         let behind = Behind::default();
         loop {
-            // Claim only what can start now: a claimed mail waits for no one
-            // but an earlier mail to the same address.
+            // Claim only as many as there are free places: a claimed mail
+            // waits for no one but an earlier mail to the same address.
             let Ok(first) = Arc::clone(&slots).acquire_owned().await else {
                 return;
             };
@@ -283,9 +288,7 @@ impl Mailer {
             }
             let mut permit = Some(first);
             for mail in batch {
-                let Some(mail) = behind.queue_if_busy(mail) else {
-                    continue;
-                };
+                // no more were claimed than places were free
                 let slot = match permit.take() {
                     Some(p) => p,
                     None => match Arc::clone(&slots).acquire_owned().await {
@@ -293,15 +296,18 @@ impl Mailer {
                         Err(_) => return,
                     },
                 };
+                let Some(claimed) = behind.queue_if_busy((mail, slot)) else {
+                    continue;
+                };
                 let (mailer, behind) = (self.clone(), behind.clone());
                 tokio::spawn(async move {
-                    let mut next = Some(mail);
-                    while let Some(mail) = next {
+                    let mut next = Some(claimed);
+                    while let Some((mail, slot)) = next {
                         let tag = mail.recipient_tag.clone();
                         mailer.deliver(mail).await;
+                        drop(slot);
                         next = behind.next_after(tag.as_deref());
                     }
-                    drop(slot);
                 });
             }
         }

@@ -106,6 +106,30 @@ async fn mails_to_one_address_keep_their_order() {
     assert_eq!(relay.most_sessions_at_once(), 1);
 }
 
+/// Mails waiting behind an earlier one to the same address count among the
+/// eight an instance may hold: twenty mails to one address, delivered one at a
+/// time (the relay holds each up to a second), are never all claimed at once,
+/// so their leases do not run out while they wait.
+#[actix_web::test]
+async fn mails_waiting_behind_one_address_count_among_those_claimed() {
+    let relay = SmtpSink::start().await;
+    relay.hold_until_open(2, Duration::from_secs(1));
+    let mut setup = TestSetup::new(Backend::Sqlite).env("RATE_LIMIT_REGISTER", "1000");
+    setup.smtp_sink = Some(relay.clone());
+    let app = setup.spawn().await;
+    let email = format!("queued-{}@example.com", uuid::Uuid::new_v4().simple());
+    for _ in 0..20 {
+        assert_eq!(app.register(&email, PASSWORD).await.status, 202);
+    }
+    let mut most = 0;
+    for _ in 0..30 {
+        most = most.max(app.probe().mail_claimed().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(most >= 1, "nothing was claimed");
+    assert!(most <= 8, "{most} claimed at once");
+}
+
 #[actix_web::test]
 async fn three_instances_send_each_mail_once() {
     let apps = TestFleet::spawn(3).await;

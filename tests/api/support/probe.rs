@@ -327,6 +327,21 @@ impl Probe {
         }
     }
 
+    /// Outbox rows claimed (leased) and not yet delivered.
+    pub async fn mail_claimed(&self) -> i64 {
+        const SQL: &str =
+            "SELECT COUNT(*) FROM mail_outbox WHERE status = 'pending' AND leased_until IS NOT NULL";
+        match self {
+            Probe::Postgres(url) => Self::pg(url)
+                .await
+                .query_one(SQL, &[])
+                .await
+                .unwrap()
+                .get(0),
+            Probe::Sqlite(path) => Self::sqlite(path).query_row(SQL, [], |r| r.get(0)).unwrap(),
+        }
+    }
+
     /// Rows of `table` whose `column` is `id` (a user id).
     pub async fn count_of(&self, table: &str, column: &str, id: Uuid) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1");
