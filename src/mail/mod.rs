@@ -125,15 +125,6 @@ impl Behind {
         }
     }
 
-    /// Frees `tag` if the task delivering its mails ends by a panic (see
-    /// [`Unwinding`]).
-    fn release_on_panic(&self, tag: Option<String>) -> Unwinding {
-        Unwinding {
-            behind: self.clone(),
-            tag,
-        }
-    }
-
     /// The next mail to the address a delivery just finished with, if one is queued;
     /// else the address is free again.
     fn next_after(&self, tag: Option<&str>) -> Option<Claimed> {
@@ -144,27 +135,6 @@ impl Behind {
             busy.remove(tag);
         }
         next
-    }
-}
-
-/// Held by the task delivering one address's mails. Should that task panic, the
-/// address is freed and the mails queued behind it are dropped with their places
-/// (their leases run out and they are claimed again); otherwise the address would
-/// stay busy for good, and its queued mails would hold their places for good.
-struct Unwinding {
-    behind: Behind,
-    tag: Option<String>,
-}
-
-impl Drop for Unwinding {
-    fn drop(&mut self) {
-        // On a normal end the address was freed by `next_after`, and may be busy
-        // again with a new delivery: only a panic frees it here.
-        if std::thread::panicking() {
-            if let Some(tag) = &self.tag {
-                self.behind.lock().remove(tag);
-            }
-        }
     }
 }
 
@@ -331,7 +301,6 @@ impl Mailer {
                 };
                 let (mailer, behind) = (self.clone(), behind.clone());
                 tokio::spawn(async move {
-                    let _unwinding = behind.release_on_panic(claimed.0.recipient_tag.clone());
                     let mut next = Some(claimed);
                     while let Some((mail, slot)) = next {
                         let tag = mail.recipient_tag.clone();
@@ -466,62 +435,5 @@ mod tests {
         assert_eq!(backoff(base, 2), Duration::from_secs(4));
         assert_eq!(backoff(base, 5), Duration::from_secs(32));
         assert_eq!(backoff(base, 40), Duration::from_secs(600));
-    }
-
-    fn mail_to(tag: &str) -> OutboxMail {
-        OutboxMail {
-            id: uuid::Uuid::new_v4(),
-            template: "verification".into(),
-            payload: String::new(),
-            attempts: 1,
-            created_at: chrono::Utc::now(),
-            recipient_tag: Some(tag.into()),
-        }
-    }
-
-    /// One address's mails go one after the other; a task delivering them that
-    /// panics frees the address and gives back the places of the mails queued
-    /// behind it.
-    #[tokio::test]
-    async fn a_panicking_delivery_frees_its_address_and_places() {
-        let slots = Arc::new(Semaphore::new(DELIVERIES_AT_ONCE));
-        let behind = Behind::default();
-        let claim = || Arc::clone(&slots).try_acquire_owned().unwrap();
-        let first = behind.queue_if_busy((mail_to("a"), claim())).unwrap();
-        assert!(behind.queue_if_busy((mail_to("a"), claim())).is_none());
-        assert!(behind.queue_if_busy((mail_to("a"), claim())).is_none());
-        assert_eq!(slots.available_permits(), DELIVERIES_AT_ONCE - 3);
-
-        let task = {
-            let behind = behind.clone();
-            tokio::spawn(async move {
-                let _unwinding = behind.release_on_panic(first.0.recipient_tag.clone());
-                let _delivering = first;
-                panic!("a transport that panics");
-            })
-        };
-        assert!(task.await.is_err());
-        assert_eq!(slots.available_permits(), DELIVERIES_AT_ONCE);
-        // The address is free: the next mail to it goes at once.
-        assert!(behind.queue_if_busy((mail_to("a"), claim())).is_some());
-    }
-
-    #[test]
-    fn a_finished_delivery_hands_on_to_the_next_mail_then_frees_the_address() {
-        let slots = Arc::new(Semaphore::new(DELIVERIES_AT_ONCE));
-        let behind = Behind::default();
-        let claim = || Arc::clone(&slots).try_acquire_owned().unwrap();
-        let first = behind.queue_if_busy((mail_to("a"), claim())).unwrap();
-        let second = mail_to("a");
-        let second_id = second.id;
-        assert!(behind.queue_if_busy((second, claim())).is_none());
-        // Another address is not held back.
-        assert!(behind.queue_if_busy((mail_to("b"), claim())).is_some());
-        drop(first);
-        let next = behind.next_after(Some("a")).unwrap();
-        assert_eq!(next.0.id, second_id);
-        drop(next);
-        assert!(behind.next_after(Some("a")).is_none());
-        assert!(behind.queue_if_busy((mail_to("a"), claim())).is_some());
     }
 }
