@@ -436,4 +436,39 @@ mod tests {
         assert_eq!(backoff(base, 5), Duration::from_secs(32));
         assert_eq!(backoff(base, 40), Duration::from_secs(600));
     }
+
+    fn mail_to(tag: &str) -> OutboxMail {
+        OutboxMail {
+            id: uuid::Uuid::new_v4(),
+            template: "verification".into(),
+            payload: String::new(),
+            attempts: 1,
+            created_at: chrono::Utc::now(),
+            recipient_tag: Some(tag.into()),
+        }
+    }
+
+    /// A mail to an address with a delivery under way waits behind it, holding
+    /// its place; the delivery hands on to it, then frees the address.
+    #[test]
+    fn a_finished_delivery_hands_on_to_the_next_mail_then_frees_the_address() {
+        let slots = Arc::new(Semaphore::new(DELIVERIES_AT_ONCE));
+        let behind = Behind::default();
+        let claim = || Arc::clone(&slots).try_acquire_owned().unwrap();
+        let first = behind.queue_if_busy((mail_to("a"), claim())).unwrap();
+        let second = mail_to("a");
+        let second_id = second.id;
+        assert!(behind.queue_if_busy((second, claim())).is_none());
+        // Another address is not held back.
+        let other = behind.queue_if_busy((mail_to("b"), claim()));
+        assert!(other.is_some());
+        // Each claimed mail holds a place, the one waiting too.
+        assert_eq!(slots.available_permits(), DELIVERIES_AT_ONCE - 3);
+        drop(first);
+        let next = behind.next_after(Some("a")).unwrap();
+        assert_eq!(next.0.id, second_id);
+        drop(next);
+        assert!(behind.next_after(Some("a")).is_none());
+        assert!(behind.queue_if_busy((mail_to("a"), claim())).is_some());
+    }
 }
