@@ -608,6 +608,29 @@ impl Store for PgStore {
     }
 }
 
+/// A database of its own on the test cluster (`TEST_DATABASE_URL`): a client
+/// on the cluster's default database, the new database's name and its URL.
+/// The test drops it at its end.
+#[cfg(test)]
+pub(super) async fn throwaway_database(prefix: &str) -> (tokio_postgres::Client, String, String) {
+    let url = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let db = format!("{prefix}_{}", Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let db_url = match url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{db}"),
+        None => unreachable!("{url}"),
+    };
+    (admin, db, db_url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -756,21 +779,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_a_server_listens_for_account_changes() {
-        let url = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let db = format!("listen_{}", Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .unwrap();
-        let db_url = match url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{db}"),
-            None => unreachable!("{url}"),
-        };
+        let (admin, db, db_url) = throwaway_database("listen").await;
         let secret = SecretString::from(db_url);
         let wait = Duration::from_secs(10);
 

@@ -356,21 +356,7 @@ mod tests {
     /// database's URL, a client on the cluster's default database and the
     /// database's name (dropped by the test at its end).
     async fn fresh_store() -> (PgStore, String, tokio_postgres::Client, String) {
-        let url = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let db = format!("locks_{}", Uuid::new_v4().simple());
-        admin
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .unwrap();
-        let db_url = match url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{db}"),
-            None => unreachable!("{url}"),
-        };
+        let (admin, db, db_url) = super::super::throwaway_database("locks").await;
         let store = PgStore::connect_for_tool(
             &SecretString::from(db_url.clone()),
             &tls::PgTls::default(),
@@ -475,6 +461,20 @@ mod tests {
         }
     }
 
+    /// Spends a refresh token: $1 its hash.
+    const SPEND: &str = "UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = $1";
+
+    /// Runs `statements` in `tx`, then commits; the first error, if any.
+    async fn then_commit(
+        tx: tokio_postgres::Transaction<'_>,
+        statements: &[(&str, &[&(dyn tokio_postgres::types::ToSql + Sync)])],
+    ) -> Result<(), tokio_postgres::Error> {
+        for (sql, params) in statements {
+            tx.execute(*sql, params).await?;
+        }
+        tx.commit().await
+    }
+
     async fn connect(url: &str) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
@@ -505,16 +505,7 @@ mod tests {
             })
         };
         until_one_waits(&admin, &db).await;
-        let spent = tx
-            .execute(
-                "UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = $1",
-                &[&hash],
-            )
-            .await;
-        let committed = match spent {
-            Ok(n) => tx.commit().await.map(|()| n),
-            Err(e) => Err(e),
-        };
+        let committed = then_commit(tx, &[(SPEND, &[&hash])]).await;
         let rotated = locked.await.unwrap();
         assert!(
             committed.is_ok() && rotated.is_ok(),
@@ -561,27 +552,19 @@ mod tests {
         // The rest of the rotation: it spends the token, and issues its
         // successor, whose foreign keys take key-share locks on the user and
         // the session.
-        let spent = tx
-            .execute(
-                "UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = $1",
-                &[&hash],
-            )
-            .await;
-        let issued = match spent {
-            Ok(_) => {
-                tx.execute(
+        let successor = (Uuid::new_v4(), "s".repeat(64));
+        let committed = then_commit(
+            tx,
+            &[
+                (SPEND, &[&hash]),
+                (
                     "INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, expires_at, created_at)
                      VALUES ($1, $2, $3, $4, now() + interval '1 hour', now())",
-                    &[&Uuid::new_v4(), &user, &session, &"s".repeat(64)],
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        let committed = match issued {
-            Ok(n) => tx.commit().await.map(|()| n),
-            Err(e) => Err(e),
-        };
+                    &[&successor.0, &user, &session, &successor.1],
+                ),
+            ],
+        )
+        .await;
         let erased = erased.await.unwrap();
         assert!(
             committed.is_ok() && matches!(erased, Ok(Some(_))),
