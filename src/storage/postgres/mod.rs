@@ -608,27 +608,66 @@ impl Store for PgStore {
     }
 }
 
-/// A database of its own on the test cluster (`TEST_DATABASE_URL`): a client
-/// on the cluster's default database, the new database's name and its URL.
-/// The test drops it at its end.
+/// A database of its own on the test cluster (`TEST_DATABASE_URL`), dropped
+/// when this is, also when the test fails.
 #[cfg(test)]
-pub(super) async fn throwaway_database(prefix: &str) -> (tokio_postgres::Client, String, String) {
-    let url = std::env::var("TEST_DATABASE_URL")
+pub(super) struct ThrowawayDb {
+    /// A client on the cluster's default database.
+    pub admin: tokio_postgres::Client,
+    pub name: String,
+    pub url: String,
+    cluster: String,
+}
+
+#[cfg(test)]
+pub(super) async fn throwaway_database(prefix: &str) -> ThrowawayDb {
+    let cluster = std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+    let (admin, conn) = tokio_postgres::connect(&cluster, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
-    let db = format!("{prefix}_{}", Uuid::new_v4().simple());
+    let name = format!("{prefix}_{}", Uuid::new_v4().simple());
     admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .unwrap();
-    let db_url = match url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{db}"),
-        None => unreachable!("{url}"),
+    let url = match cluster.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => unreachable!("{cluster}"),
     };
-    (admin, db, db_url)
+    ThrowawayDb {
+        admin,
+        name,
+        url,
+        cluster,
+    }
+}
+
+#[cfg(test)]
+impl Drop for ThrowawayDb {
+    fn drop(&mut self) {
+        // On a thread with a runtime of its own: `drop` cannot wait for the
+        // test's runtime, which may be unwinding.
+        let (cluster, name) = (self.cluster.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&cluster, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 #[cfg(test)]
@@ -779,28 +818,25 @@ mod tests {
 
     #[tokio::test]
     async fn only_a_server_listens_for_account_changes() {
-        let (admin, db, db_url) = throwaway_database("listen").await;
-        let secret = SecretString::from(db_url);
+        let db = throwaway_database("listen").await;
+        let (admin, secret) = (&db.admin, SecretString::from(db.url.clone()));
         let wait = Duration::from_secs(10);
 
         let tool = PgStore::connect_for_tool(&secret, &tls::PgTls::default(), 1, wait)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(listeners(&admin, &db).await, 0);
+        assert_eq!(listeners(admin, &db.name).await, 0);
         drop(tool);
 
         let server = PgStore::connect(&secret, &tls::PgTls::default(), 1, wait)
             .await
             .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while listeners(&admin, &db).await != 1 {
+        while listeners(admin, &db.name).await != 1 {
             assert!(tokio::time::Instant::now() < deadline, "no listener");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         drop(server);
-        let _ = admin
-            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-            .await;
     }
 }

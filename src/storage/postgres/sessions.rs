@@ -348,17 +348,16 @@ impl SessionStore for PgStore {
 /// deadlock and aborts one of them.
 #[cfg(test)]
 mod tests {
+    use super::super::{throwaway_database, ThrowawayDb};
     use super::*;
     use crate::domain::{ClientContext, Email};
     use crate::storage::{Erasure, NewSession, NewUser, PrivacyStore, SessionStore, UserStore};
 
-    /// A store on a database of its own, migrated: the store, the
-    /// database's URL, a client on the cluster's default database and the
-    /// database's name (dropped by the test at its end).
-    async fn fresh_store() -> (PgStore, String, tokio_postgres::Client, String) {
-        let (admin, db, db_url) = super::super::throwaway_database("locks").await;
+    /// A store on a database of its own, migrated.
+    async fn fresh_store() -> (PgStore, ThrowawayDb) {
+        let db = throwaway_database("locks").await;
         let store = PgStore::connect_for_tool(
-            &SecretString::from(db_url.clone()),
+            &SecretString::from(db.url.clone()),
             &tls::PgTls::default(),
             2,
             Duration::from_secs(10),
@@ -366,7 +365,7 @@ mod tests {
         .await
         .unwrap();
         store.migrate().await.unwrap();
-        (store, db_url, admin, db)
+        (store, db)
     }
 
     /// Backends of `db` waiting for a row lock.
@@ -485,9 +484,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_rotation_under_lock_takes_the_session_first() {
-        let (store, db_url, admin, db) = fresh_store().await;
+        let (store, db) = fresh_store().await;
         let Family { session, hash, .. } = family(&store).await;
-        let mut other = connect(&db_url).await;
+        let mut other = connect(&db.url).await;
         let tx = holding_the_session(&mut other, session).await;
 
         let locked = {
@@ -504,17 +503,13 @@ mod tests {
                     .await
             })
         };
-        until_one_waits(&admin, &db).await;
+        until_one_waits(&db.admin, &db.name).await;
         let committed = then_commit(tx, &[(SPEND, &[&hash])]).await;
         let rotated = locked.await.unwrap();
         assert!(
             committed.is_ok() && rotated.is_ok(),
             "{committed:?} / {rotated:?}"
         );
-        drop(store);
-        let _ = admin
-            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-            .await;
     }
 
     /// An erasure takes the user's row without excluding the key-share lock
@@ -524,13 +519,13 @@ mod tests {
     /// Taken with `FOR UPDATE` (or tokens before sessions), the two deadlock.
     #[tokio::test]
     async fn an_erasure_waits_for_a_rotation_under_way() {
-        let (store, db_url, admin, db) = fresh_store().await;
+        let (store, db) = fresh_store().await;
         let Family {
             user,
             session,
             hash,
         } = family(&store).await;
-        let mut other = connect(&db_url).await;
+        let mut other = connect(&db.url).await;
         let tx = holding_the_session(&mut other, session).await;
 
         let erased = {
@@ -548,7 +543,7 @@ mod tests {
                     .await
             })
         };
-        until_one_waits(&admin, &db).await;
+        until_one_waits(&db.admin, &db.name).await;
         // The rest of the rotation: it spends the token, and issues its
         // successor, whose foreign keys take key-share locks on the user and
         // the session.
@@ -570,12 +565,8 @@ mod tests {
             committed.is_ok() && matches!(erased, Ok(Some(_))),
             "{committed:?} / {erased:?}"
         );
-        let left: i64 = admin_count(&db_url, "SELECT count(*) FROM refresh_tokens").await;
+        let left: i64 = admin_count(&db.url, "SELECT count(*) FROM refresh_tokens").await;
         assert_eq!(left, 0, "the erasure deleted the token issued before it");
-        drop(store);
-        let _ = admin
-            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-            .await;
     }
 
     async fn admin_count(url: &str, sql: &str) -> i64 {
