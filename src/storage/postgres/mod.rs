@@ -645,6 +645,21 @@ pub(super) async fn throwaway_database(prefix: &str) -> ThrowawayDb {
 }
 
 #[cfg(test)]
+impl ThrowawayDb {
+    /// How many connections to this database match `condition` (SQL over
+    /// `pg_stat_activity`'s columns).
+    pub async fn backends(&self, condition: &str) -> i64 {
+        let sql =
+            format!("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND ({condition})");
+        self.admin
+            .query_one(&sql, &[&self.name])
+            .await
+            .unwrap()
+            .get(0)
+    }
+}
+
+#[cfg(test)]
 impl Drop for ThrowawayDb {
     fn drop(&mut self) {
         // On a thread with a runtime of its own: `drop` cannot wait for the
@@ -803,37 +818,27 @@ mod tests {
         assert!(matches!(q(lost), StorageError::Unavailable(_)));
     }
 
-    /// Connections of `db` that listen for account changes, as the server
-    /// sees them.
-    async fn listeners(admin: &tokio_postgres::Client, db: &str) -> i64 {
-        admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN %'",
-                &[&db],
-            )
-            .await
-            .unwrap()
-            .get(0)
-    }
+    /// Connections that listen for account changes, as the server sees them.
+    const LISTENING: &str = "query LIKE 'LISTEN %'";
 
     #[tokio::test]
     async fn only_a_server_listens_for_account_changes() {
         let db = throwaway_database("listen").await;
-        let (admin, secret) = (&db.admin, SecretString::from(db.url.clone()));
+        let secret = SecretString::from(db.url.clone());
         let wait = Duration::from_secs(10);
 
         let tool = PgStore::connect_for_tool(&secret, &tls::PgTls::default(), 1, wait)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(listeners(admin, &db.name).await, 0);
+        assert_eq!(db.backends(LISTENING).await, 0);
         drop(tool);
 
         let server = PgStore::connect(&secret, &tls::PgTls::default(), 1, wait)
             .await
             .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while listeners(admin, &db.name).await != 1 {
+        while db.backends(LISTENING).await != 1 {
             assert!(tokio::time::Instant::now() < deadline, "no listener");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -368,18 +368,6 @@ mod tests {
         (store, db)
     }
 
-    /// Backends of `db` waiting for a row lock.
-    async fn waiting_for_a_lock(admin: &tokio_postgres::Client, db: &str) -> i64 {
-        admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
-                &[&db],
-            )
-            .await
-            .unwrap()
-            .get(0)
-    }
-
     /// A rotation decided under lock takes the session's row before the
     /// token's, as the one-statement rotation and every revocation do. Here
     /// another transaction holds the session (as a concurrent rotation of
@@ -451,10 +439,10 @@ mod tests {
         tx
     }
 
-    /// Waits until a backend of `db` waits for a row lock.
-    async fn until_one_waits(admin: &tokio_postgres::Client, db: &str) {
+    /// Waits until a connection to `db` waits for a row lock.
+    async fn until_one_waits(db: &ThrowawayDb) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while waiting_for_a_lock(admin, db).await == 0 {
+        while db.backends("wait_event_type = 'Lock'").await == 0 {
             assert!(tokio::time::Instant::now() < deadline, "never waited");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -503,7 +491,7 @@ mod tests {
                     .await
             })
         };
-        until_one_waits(&db.admin, &db.name).await;
+        until_one_waits(&db).await;
         let committed = then_commit(tx, &[(SPEND, &[&hash])]).await;
         let rotated = locked.await.unwrap();
         assert!(
@@ -543,7 +531,7 @@ mod tests {
                     .await
             })
         };
-        until_one_waits(&db.admin, &db.name).await;
+        until_one_waits(&db).await;
         // The rest of the rotation: it spends the token, and issues its
         // successor, whose foreign keys take key-share locks on the user and
         // the session.
