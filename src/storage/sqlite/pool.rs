@@ -574,7 +574,7 @@ mod tests {
         };
         let wal = dir.join("t.db-wal");
         // Commits that never pause, each of at least one new 4 KiB page:
-        // about 96 MB written through the log.
+        // about 96 MB of rows, 600 MB of pages written through the log.
         const COMMITS: i64 = 32_000;
         let writers: Vec<_> = (0..4i64)
             .map(|w| {
@@ -606,10 +606,10 @@ mod tests {
         assert_eq!(n, COMMITS);
         assert!(longest > 0, "the log was never seen");
         println!("the log peaked at {longest} bytes");
-        // Without the restarts the log holds every commit (96 MB); with
-        // them, what is written while one passive and one restarting
-        // checkpoint run (about 10 MB at this load on two idle cores, 25 MB
-        // beside the other tests of the suite).
+        // Without the restarts the log holds every commit's pages (603 MB
+        // here); with them, what is written while one passive and one
+        // restarting checkpoint run (9-13 MB here, 25 MB once beside the
+        // other tests of the suite).
         assert!(
             longest < 48 * 1024 * 1024,
             "the log reached {longest} bytes with a restart at {} pages",
