@@ -10,9 +10,9 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::principal::Principal;
-use super::tokens::{issue_pair, TokenPair};
+use super::tokens::{pair, TokenPair};
 use super::{Audit, AuthError, Parts, RefreshError};
-use crate::auth::jwt::JwtService;
+use crate::auth::jwt::{JwtService, TokenError};
 use crate::auth::tokens;
 use crate::clock::Clock;
 use crate::config::SecurityPolicy;
@@ -22,7 +22,7 @@ use crate::mail::templates;
 use crate::mail::Mailer;
 use crate::security::SessionGuard;
 use crate::storage::DynStore;
-use crate::storage::{end_reason, Revocation, RotateOutcome, Rotation};
+use crate::storage::{end_reason, Revocation, RotateOutcome, Rotation, SessionRecord, StoreResult};
 use crate::telemetry::metrics::Metrics;
 
 /// The sessions area: bearer authentication, refresh, logout, the session
@@ -102,21 +102,23 @@ pub async fn refresh(
     // activity looked up (a query and a Redis call) and the rotation decided
     // again with it. The first attempt changes nothing when it defers.
     let deferred = Arc::new(AtomicBool::new(false));
-    let first = {
+    let (early, decided) = tokio::sync::oneshot::channel();
+    let (first, signed_early) = {
         let deferred = deferred.clone();
-        svc.store
-            .rotate_refresh_token(
-                rotation.clone(),
-                Box::new(move |state| match policy.decide(state, None, now) {
-                    RefreshDecision::EndIdle => {
-                        deferred.store(true, Ordering::Relaxed);
-                        RefreshDecision::Refuse
-                    }
-                    decision => decision,
-                }),
-            )
-            .await?
+        let rotating = svc.store.rotate_refresh_token_early(
+            rotation.clone(),
+            Box::new(move |state| match policy.decide(state, None, now) {
+                RefreshDecision::EndIdle => {
+                    deferred.store(true, Ordering::Relaxed);
+                    RefreshDecision::Refuse
+                }
+                decision => decision,
+            }),
+            early,
+        );
+        sign_meanwhile(rotating, decided, |session| sign(&svc.jwt, session, now)).await
     };
+    let first = first?;
     let outcome = if deferred.load(Ordering::Relaxed) {
         let hint = match svc
             .store
@@ -177,12 +179,57 @@ pub async fn refresh(
     };
     tracing::Span::current().record("user_id", tracing::field::display(session.user_id));
     svc.metrics.token_refresh("rotated");
-    let amr: Vec<&str> = session.amr.split_whitespace().collect();
-    let (user_id, session_id, end) = (session.user_id, session.id, session.expires_at);
+    let access_token = match signed_early {
+        Some((id, signed)) if id == session.id => signed?,
+        _ => sign(&svc.jwt, &session, now)?,
+    };
     svc.sessions.refreshed(&session, now);
-    Ok(issue_pair(
-        &svc.jwt, user_id, session_id, &amr, new_token, end, now,
-    )?)
+    Ok(pair(
+        &svc.jwt,
+        access_token,
+        new_token,
+        session.id,
+        session.expires_at,
+        now,
+    ))
+}
+
+/// The access token of a rotated session.
+fn sign(
+    jwt: &JwtService,
+    session: &SessionRecord,
+    now: DateTime<Utc>,
+) -> Result<String, TokenError> {
+    let amr: Vec<&str> = session.amr.split_whitespace().collect();
+    let (token, _) = jwt.issue(session.user_id, session.id, &amr, now.timestamp())?;
+    Ok(token)
+}
+
+/// Awaits `rotating`; when the store tells the rotated session on `decided`
+/// before its commit (grouped commits), signs its access token meanwhile,
+/// so that the signature and the commit overlap instead of following each
+/// other. The signature is returned with the session it was made for; it
+/// is used only if the outcome rotated that same session.
+async fn sign_meanwhile<F>(
+    rotating: F,
+    decided: tokio::sync::oneshot::Receiver<SessionRecord>,
+    sign: impl FnOnce(&SessionRecord) -> Result<String, TokenError>,
+) -> (
+    StoreResult<RotateOutcome>,
+    Option<(Uuid, Result<String, TokenError>)>,
+)
+where
+    F: std::future::Future<Output = StoreResult<RotateOutcome>>,
+{
+    let mut rotating = std::pin::pin!(rotating);
+    tokio::select! {
+        biased;
+        outcome = &mut rotating => (outcome, None),
+        Ok(session) = decided => {
+            let signed = sign(&session);
+            (rotating.await, Some((session.id, signed)))
+        }
+    }
 }
 
 /// Ends the caller's session (and the session of `refresh_token`, when it is the caller's).
@@ -329,4 +376,80 @@ pub async fn revoke(
         .await;
     }
     Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn session(id: Uuid) -> SessionRecord {
+        let now = Utc::now();
+        SessionRecord {
+            id,
+            user_id: Uuid::new_v4(),
+            device_id: None,
+            user_agent: None,
+            ip_address: None,
+            amr: "pwd".into(),
+            created_at: now,
+            expires_at: now + chrono::Duration::hours(8),
+            last_activity_at: now,
+            invalidated_at: None,
+        }
+    }
+
+    /// Told the rotated session before the rotation answers, the access
+    /// token is signed while the rotation is still under way.
+    #[tokio::test]
+    async fn the_token_is_signed_while_the_rotation_commits() {
+        let id = Uuid::new_v4();
+        let (early, decided) = tokio::sync::oneshot::channel();
+        let (commit, committed) = tokio::sync::oneshot::channel::<()>();
+        let done = Arc::new(AtomicBool::new(false));
+        let rotating = {
+            let done = done.clone();
+            async move {
+                early.send(session(id)).unwrap();
+                // The commit waits for the signature (at most a while).
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), committed).await;
+                done.store(true, Ordering::SeqCst);
+                Ok(RotateOutcome::Rotated(session(id)))
+            }
+        };
+        let (outcome, signed) = sign_meanwhile(rotating, decided, |s| {
+            assert!(!done.load(Ordering::SeqCst), "signed after the commit");
+            commit.send(()).unwrap();
+            Ok(format!("token of {}", s.id))
+        })
+        .await;
+        assert!(matches!(outcome, Ok(RotateOutcome::Rotated(_))));
+        let (signed_for, token) = signed.expect("signed before the commit");
+        assert_eq!(signed_for, id);
+        assert_eq!(token.unwrap(), format!("token of {id}"));
+    }
+
+    /// A store that says nothing early (or a rotation that is not one)
+    /// leaves the signature for after the outcome.
+    #[tokio::test]
+    async fn without_an_early_word_nothing_is_signed_meanwhile() {
+        let (early, decided) = tokio::sync::oneshot::channel::<SessionRecord>();
+        let rotating = async move {
+            drop(early);
+            tokio::task::yield_now().await;
+            Ok(RotateOutcome::Invalid)
+        };
+        let (outcome, signed) =
+            sign_meanwhile(rotating, decided, |_| -> Result<String, TokenError> {
+                panic!("nothing to sign")
+            })
+            .await;
+        assert!(matches!(outcome, Ok(RotateOutcome::Invalid)));
+        assert!(signed.is_none());
+    }
 }

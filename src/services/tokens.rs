@@ -40,14 +40,33 @@ pub fn issue_pair(
     now: DateTime<Utc>,
 ) -> Result<TokenPair, TokenError> {
     let (access_token, _) = jwt.issue(user_id, session_id, amr, now.timestamp())?;
-    Ok(TokenPair {
+    Ok(pair(
+        jwt,
+        access_token,
+        refresh_token,
+        session_id,
+        session_end,
+        now,
+    ))
+}
+
+/// Pairs a signed access token of a session with its refresh token.
+pub fn pair(
+    jwt: &JwtService,
+    access_token: String,
+    refresh_token: String,
+    session_id: Uuid,
+    session_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> TokenPair {
+    TokenPair {
         access_token,
         token_type: "Bearer",
         expires_in: jwt.ttl().as_secs(),
         refresh_token,
         refresh_expires_in: (session_end - now).num_seconds().max(0) as u64,
         session_id,
-    })
+    }
 }
 
 /// Opens the session of a finished sign-in and issues its token pair.

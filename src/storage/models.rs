@@ -123,6 +123,11 @@ pub struct Rotation {
 /// The rotation rule, applied by the store under lock (see [`crate::domain::refresh`]).
 pub type RefreshRule = Box<dyn Fn(&RefreshState) -> RefreshDecision + Send + Sync>;
 
+/// Where a store that commits rotations in groups tells the rotated session
+/// as soon as its rotation is decided, before the group commits (see
+/// `SessionStore::rotate_refresh_token_early`).
+pub type EarlyRotation = tokio::sync::oneshot::Sender<SessionRecord>;
+
 /// A new password for a user, with the mail that tells its owner.
 #[derive(Debug, Clone)]
 pub struct PasswordChange {

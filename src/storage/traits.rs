@@ -111,6 +111,23 @@ pub trait SessionStore: Send + Sync {
         decide: RefreshRule,
     ) -> StoreResult<RotateOutcome>;
 
+    /// [`SessionStore::rotate_refresh_token`], sending the rotated session on
+    /// `early` once the rotation is decided, before it is committed: the
+    /// caller can sign the new access token while the commit runs. Only the
+    /// returned outcome says that the rotation holds: whatever the caller
+    /// made of the early word stays unreleased until this returns
+    /// `Rotated` for the same session. A store that decides and commits in
+    /// one step drops `early` (the default).
+    async fn rotate_refresh_token_early(
+        &self,
+        rotation: Rotation,
+        decide: RefreshRule,
+        early: EarlyRotation,
+    ) -> StoreResult<RotateOutcome> {
+        drop(early);
+        self.rotate_refresh_token(rotation, decide).await
+    }
+
     /// Ends one live session of `by.owner` with its unspent refresh tokens;
     /// true when it was live. Scoped to the owner: another user's session id
     /// changes nothing (no token of theirs is spent).

@@ -53,6 +53,67 @@ static ROTATE_SQL: std::sync::LazyLock<RotateSql> = std::sync::LazyLock::new(|| 
     activity: dialect(sql::SET_SESSION_ACTIVITY).into_owned(),
 });
 
+impl SqliteStore {
+    /// A rotation on the writer: committed in groups, its statements
+    /// prepared once. `early` hears of a rotated session before its group
+    /// commits (see `SessionStore::rotate_refresh_token_early`).
+    async fn rotate(
+        &self,
+        r: Rotation,
+        decide: RefreshRule,
+        early: Option<EarlyRotation>,
+    ) -> StoreResult<RotateOutcome> {
+        self.pool
+            .write_grouped(move |tx| {
+                let found = tx
+                    .row(&ROTATE_SQL.find, params![r.presented_hash], |row| {
+                        let token_id: String = row.get(0)?;
+                        let spent: Option<i64> = row.get(1)?;
+                        Ok((token_id, time_opt(spent), session_from(row, 2)?))
+                    })
+                    .optional()?;
+                let Some((token_id, spent_at, s)) = found else {
+                    return Ok(RotateOutcome::Invalid);
+                };
+                let (now, sid) = (ms(r.now), s.id.to_string());
+                let outcome = match decide(&s.refresh_state(spent_at)) {
+                    RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
+                    RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
+                    RefreshDecision::RevokeFamily => {
+                        let reason = end_reason::REFRESH_TOKEN_REUSE;
+                        let was_live = tx
+                            .exec(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?
+                            > 0;
+                        tx.exec(&dialect(sql::REVOKE_SESSION_TOKENS), params![sid, now])?;
+                        s.reused(was_live)
+                    }
+                    RefreshDecision::EndIdle => {
+                        let reason = end_reason::IDLE_TIMEOUT;
+                        tx.exec(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?;
+                        RotateOutcome::Expired
+                    }
+                    RefreshDecision::Rotate => {
+                        let new_id = r.new_id.to_string();
+                        tx.exec(&ROTATE_SQL.spend, params![token_id, now, new_id])?;
+                        tx.exec(
+                            &ROTATE_SQL.successor,
+                            params![new_id, r.new_hash, now, token_id],
+                        )?;
+                        tx.exec(&ROTATE_SQL.activity, params![sid, now])?;
+                        let rotated = s.rotated(r.now);
+                        if let (Some(early), RotateOutcome::Rotated(session)) = (early, &rotated) {
+                            // The caller may have gone.
+                            let _ = early.send(session.clone());
+                        }
+                        rotated
+                    }
+                };
+                Ok(outcome)
+            })
+            .await
+    }
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, s: NewSession) -> StoreResult<()> {
@@ -117,51 +178,16 @@ impl SessionStore for SqliteStore {
         r: Rotation,
         decide: RefreshRule,
     ) -> StoreResult<RotateOutcome> {
-        // The refresh hot path: committed in groups, its statements
-        // prepared once on the writer.
-        self.pool
-            .write_grouped(move |tx| {
-                let found = tx
-                    .row(&ROTATE_SQL.find, params![r.presented_hash], |row| {
-                        let token_id: String = row.get(0)?;
-                        let spent: Option<i64> = row.get(1)?;
-                        Ok((token_id, time_opt(spent), session_from(row, 2)?))
-                    })
-                    .optional()?;
-                let Some((token_id, spent_at, s)) = found else {
-                    return Ok(RotateOutcome::Invalid);
-                };
-                let (now, sid) = (ms(r.now), s.id.to_string());
-                let outcome = match decide(&s.refresh_state(spent_at)) {
-                    RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
-                    RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
-                    RefreshDecision::RevokeFamily => {
-                        let reason = end_reason::REFRESH_TOKEN_REUSE;
-                        let was_live = tx
-                            .exec(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?
-                            > 0;
-                        tx.exec(&dialect(sql::REVOKE_SESSION_TOKENS), params![sid, now])?;
-                        s.reused(was_live)
-                    }
-                    RefreshDecision::EndIdle => {
-                        let reason = end_reason::IDLE_TIMEOUT;
-                        tx.exec(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?;
-                        RotateOutcome::Expired
-                    }
-                    RefreshDecision::Rotate => {
-                        let new_id = r.new_id.to_string();
-                        tx.exec(&ROTATE_SQL.spend, params![token_id, now, new_id])?;
-                        tx.exec(
-                            &ROTATE_SQL.successor,
-                            params![new_id, r.new_hash, now, token_id],
-                        )?;
-                        tx.exec(&ROTATE_SQL.activity, params![sid, now])?;
-                        s.rotated(r.now)
-                    }
-                };
-                Ok(outcome)
-            })
-            .await
+        self.rotate(r, decide, None).await
+    }
+
+    async fn rotate_refresh_token_early(
+        &self,
+        r: Rotation,
+        decide: RefreshRule,
+        early: EarlyRotation,
+    ) -> StoreResult<RotateOutcome> {
+        self.rotate(r, decide, Some(early)).await
     }
 
     async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool> {
@@ -276,5 +302,136 @@ impl SessionStore for SqliteStore {
             tx.commit()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    use chrono::{Duration, Utc};
+
+    use super::*;
+    use crate::domain::refresh::RefreshPolicy;
+    use crate::domain::{ClientContext, Email};
+    use crate::storage::{NewSession, NewUser};
+
+    /// Polls `fut` once: true when it finished.
+    async fn poll_once<F: Future + ?Sized>(fut: &mut Pin<Box<F>>) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx).is_ready())).await
+    }
+
+    /// A grouped write that tells when it runs, then holds the group (and
+    /// so its commit) until released.
+    fn holding(
+        pool: &Pool,
+    ) -> (
+        Pin<Box<impl Future<Output = StoreResult<()>> + use<'_>>>,
+        std::sync::mpsc::Receiver<()>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (running, is_running) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let write = pool.write_grouped(move |_| {
+            running.send(()).unwrap();
+            released.recv().unwrap();
+            Ok(())
+        });
+        (Box::pin(write), is_running, release)
+    }
+
+    /// A rotation committed in a group tells its session as soon as it is
+    /// decided, while the group it belongs to has yet to commit; its outcome
+    /// comes only with the commit.
+    #[tokio::test]
+    async fn a_grouped_rotation_is_told_before_its_group_commits() {
+        let dir = std::env::temp_dir().join(format!("early-{}", Uuid::new_v4().simple()));
+        let store = SqliteStore::open(&dir.join("t.db")).unwrap();
+        let now = Utc::now();
+        let user_id = Uuid::new_v4();
+        store
+            .create_user(NewUser {
+                id: user_id,
+                email: Email::parse("early@example.com", "email").unwrap(),
+                password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+                first_name: None,
+                last_name: None,
+                consents: vec![],
+                verification_token_hash: "a".repeat(64),
+                verification_expires_at: now + Duration::hours(1),
+                client: ClientContext::default(),
+                now,
+                mail: None,
+            })
+            .await
+            .unwrap();
+        let session_id = Uuid::new_v4();
+        store
+            .create_session(NewSession {
+                id: session_id,
+                user_id,
+                refresh_token_id: Uuid::new_v4(),
+                refresh_token_hash: "e".repeat(64),
+                device_id: None,
+                client: ClientContext::default(),
+                amr: "pwd".into(),
+                created_at: now,
+                expires_at: now + Duration::hours(8),
+            })
+            .await
+            .unwrap();
+
+        // A first grouped write holds the writer, so that the rotation and a
+        // second holding write queue up behind it as one group, in that order.
+        let (mut first, first_running, release_first) = holding(&store.pool);
+        assert!(!poll_once(&mut first).await);
+        tokio::task::spawn_blocking(move || first_running.recv().unwrap())
+            .await
+            .unwrap();
+        let policy = RefreshPolicy {
+            idle_timeout: Duration::minutes(15),
+            reuse_grace: Duration::zero(),
+        };
+        let (early, mut decided) = tokio::sync::oneshot::channel();
+        let mut rotation = Box::pin(store.rotate_refresh_token_early(
+            Rotation {
+                presented_hash: "e".repeat(64),
+                new_id: Uuid::new_v4(),
+                new_hash: "f".repeat(64),
+                now,
+            },
+            Box::new(move |s| policy.decide(s, None, now)),
+            early,
+        ));
+        assert!(!poll_once(&mut rotation).await);
+        let (mut second, second_running, release_second) = holding(&store.pool);
+        assert!(!poll_once(&mut second).await);
+
+        release_first.send(()).unwrap();
+        first.await.unwrap();
+        // The rotation has run; the write after it holds the group's commit.
+        tokio::task::spawn_blocking(move || second_running.recv().unwrap())
+            .await
+            .unwrap();
+        let told = tokio::time::timeout(std::time::Duration::from_secs(5), &mut decided)
+            .await
+            .expect("the rotated session is told before the commit")
+            .unwrap();
+        assert_eq!(told.id, session_id);
+        assert_eq!(told.user_id, user_id);
+        assert!(
+            !poll_once(&mut rotation).await,
+            "the rotation answered before its group committed"
+        );
+
+        release_second.send(()).unwrap();
+        second.await.unwrap();
+        match rotation.await.unwrap() {
+            RotateOutcome::Rotated(session) => assert_eq!(session.id, session_id),
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
