@@ -93,7 +93,7 @@ pub async fn refresh(
     };
     let rotation = Rotation {
         presented_hash,
-        new_id: Uuid::new_v4(),
+        new_id: tokens::token_row_id(),
         new_hash: tokens::token_hash(&new_token),
         now,
     };

@@ -110,7 +110,7 @@ pub async fn open_session(
         .create_session(NewSession {
             id: session_id,
             user_id: user.id,
-            refresh_token_id: Uuid::new_v4(),
+            refresh_token_id: tokens::token_row_id(),
             refresh_token_hash: tokens::token_hash(&refresh_token),
             device_id,
             client: client.clone(),
