@@ -4,11 +4,18 @@
 //! against two targets: at most 1 KiB per live actor, and a resident size back within
 //! 10 % of the baseline once the idle actors are reaped.
 //!
+//! The baseline is the idle process after a warm-up: the same rounds with 1,000 users,
+//! reaped. What only the first use of a code path costs (the threads' allocator arenas
+//! and caches, runtime structures) is then in the baseline, and what is measured
+//! against it is what a million users leave behind. The cold baseline (at start) is
+//! printed too, with the growth over it.
+//!
 //! `cargo run -p suma-auth-actors --release --example actor_bench -- [--keys 1000000]
-//!  [--idle-secs 3] [--no-steady]`
+//!  [--idle-secs 3] [--no-steady] [--no-warmup]`
 //!
 //! `--keys` distinct users (default 100,000); `--idle-secs` the idle timeout after
-//! which actors are reaped; `--no-steady` skips the steady-state throughput runs.
+//! which actors are reaped; `--no-steady` skips the steady-state throughput runs;
+//! `--no-warmup` takes the baseline at start.
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -26,10 +33,14 @@ const TARGET_BYTES_PER_ACTOR: i64 = 1024;
 /// Resident size after the reap, over the baseline, at most (percent).
 const TARGET_RSS_GROWTH_PERCENT: f64 = 10.0;
 
+/// Users of the warm-up round.
+const WARMUP_KEYS: usize = 1_000;
+
 struct Opts {
     keys: usize,
     idle: Duration,
     steady: bool,
+    warmup: bool,
 }
 
 fn parse_args() -> Result<Opts, String> {
@@ -37,6 +48,7 @@ fn parse_args() -> Result<Opts, String> {
         keys: 100_000,
         idle: Duration::from_secs(3),
         steady: true,
+        warmup: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -57,6 +69,7 @@ fn parse_args() -> Result<Opts, String> {
                 opts.idle = Duration::from_secs(secs);
             }
             "--no-steady" => opts.steady = false,
+            "--no-warmup" => opts.warmup = false,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -212,62 +225,63 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-#[actix::main]
-async fn main() -> Result<(), Box<dyn Error>> {
-    let opts = parse_args()?;
-    let keys = opts.keys;
-    let config = SecurityConfig {
-        idle_timeout: opts.idle,
-        ..SecurityConfig::default()
-    };
-    println!(
-        "{keys} distinct users; shards {}, user mailbox {}, idle timeout {:?}, concurrency {CONCURRENCY}",
-        config.shards, config.user_mailbox, config.idle_timeout
-    );
-    let handle = SecurityActors::start(config, Backing::Local)?;
-    actix::clock::sleep(Duration::from_millis(50)).await;
-    let (rss0, heap0) = (rss(), heap());
-    PEAK_RSS.store(rss0, Ordering::Relaxed);
-    println!("baseline: RSS {}, heap {}", mib(rss0), mib(heap0));
+/// The figures of one round: touch `keys` users, the steady-state loads, the reap.
+struct Round {
+    live: u64,
+    touch_peak: i64,
+    peak: i64,
+    heap_touched: i64,
+    heap_after_reap: i64,
+    rss_after_trim: i64,
+}
 
-    let created = load(&handle, keys, keys).await?;
+/// Touches `keys` distinct users, runs the steady-state loads (when `steady`), waits
+/// for the idle reap and trims the allocator; prints as it goes when `verbose`.
+async fn round(
+    handle: &SecurityHandle,
+    keys: usize,
+    steady: bool,
+    idle: Duration,
+    verbose: bool,
+) -> Result<Round, Box<dyn Error>> {
+    let rss0 = rss();
+    PEAK_RSS.store(rss0, Ordering::Relaxed);
+    let created = load(handle, keys, keys).await?;
     note_rss();
     let live = handle.stats().live_actors;
     let (rss1, heap1) = (rss(), heap());
     let touch_peak = PEAK_RSS.load(Ordering::Relaxed).max(rss1);
-    let per = |delta: i64| delta / i64::try_from(live.max(1)).unwrap_or(1);
-    println!("touched {keys} users: {live} live actors, {created:.0} messages/s (creating actors)");
-    println!(
-        "  RSS {} (+{}; peak {}), {} bytes per live actor",
-        mib(rss1),
-        mib(rss1 - rss0),
-        mib(touch_peak),
-        per(touch_peak - rss0)
-    );
-    println!(
-        "  heap {} (+{}), {} heap bytes per live actor",
-        mib(heap1),
-        mib(heap1 - heap0),
-        per(heap1 - heap0)
-    );
-
-    if opts.steady {
-        let steady = load(&handle, STEADY_OPS, keys).await?;
-        println!("steady state over {keys} live actors: {steady:.0} messages/s");
-        let hot = load(&handle, STEADY_OPS, 1_000.min(keys)).await?;
-        println!("steady state over 1,000 hot keys: {hot:.0} messages/s");
-        let remote = from_another_thread(&handle, keys).await?;
+    if verbose {
         println!(
-            "steady state, callers on another thread (like HTTP workers): {remote:.0} messages/s"
+            "touched {keys} users: {live} live actors, {created:.0} messages/s (creating actors)"
         );
+        println!(
+            "  RSS {} (+{}; peak {}), heap {}",
+            mib(rss1),
+            mib(rss1 - rss0),
+            mib(touch_peak),
+            mib(heap1)
+        );
+    }
+    if steady {
+        let steady = load(handle, STEADY_OPS.min(keys * 4), keys).await?;
+        let hot = load(handle, STEADY_OPS.min(keys * 4), 1_000.min(keys)).await?;
+        let remote = from_another_thread(handle, keys).await?;
+        if verbose {
+            println!("steady state over {keys} live actors: {steady:.0} messages/s");
+            println!("steady state over 1,000 hot keys: {hot:.0} messages/s");
+            println!(
+                "steady state, callers on another thread (like HTTP workers): {remote:.0} messages/s"
+            );
+        }
     }
     let peak = PEAK_RSS.load(Ordering::Relaxed).max(rss1);
 
     // Wait until every actor is reaped, or the count stops falling (actors that
     // hold state existing nowhere else are kept by design).
     let reap_started = Instant::now();
-    let reap_limit = Duration::from_secs(300) + opts.idle * 4;
-    let settle = (opts.idle * 3).max(Duration::from_secs(10));
+    let reap_limit = Duration::from_secs(300) + idle * 4;
+    let settle = (idle * 3).max(Duration::from_secs(10));
     let mut last_live = handle.stats().live_actors;
     let mut last_change = Instant::now();
     while handle.stats().live_actors > 0 && reap_started.elapsed() < reap_limit {
@@ -282,44 +296,94 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     actix::clock::sleep(Duration::from_millis(200)).await;
     let (rss2, heap2) = (rss(), heap());
-    println!(
-        "after idle reap ({:.1} s): {} live actors, RSS {}, heap {} (+{} over baseline)",
-        reap_started.elapsed().as_secs_f64(),
-        handle.stats().live_actors,
-        mib(rss2),
-        mib(heap2),
-        mib(heap2 - heap0)
-    );
+    if verbose {
+        println!(
+            "after idle reap ({:.1} s): {} live actors, RSS {}, heap {}",
+            reap_started.elapsed().as_secs_f64(),
+            handle.stats().live_actors,
+            mib(rss2),
+            mib(heap2),
+        );
+    }
     // The server hands freed memory back the same way, on a timer.
     malloc_trim();
-    let rss3 = rss();
-    let growth = (rss3 - rss0) as f64 / rss0.max(1) as f64 * 100.0;
+    Ok(Round {
+        live,
+        touch_peak,
+        peak,
+        heap_touched: heap1,
+        heap_after_reap: heap2,
+        rss_after_trim: rss(),
+    })
+}
+
+#[actix::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let opts = parse_args()?;
+    let keys = opts.keys;
+    let config = SecurityConfig {
+        idle_timeout: opts.idle,
+        ..SecurityConfig::default()
+    };
     println!(
-        "after malloc_trim(0): RSS {} ({growth:+.1} % over the baseline)",
+        "{keys} distinct users; shards {}, user mailbox {}, idle timeout {:?}, concurrency {CONCURRENCY}",
+        config.shards, config.user_mailbox, config.idle_timeout
+    );
+    let handle = SecurityActors::start(config, Backing::Local)?;
+    actix::clock::sleep(Duration::from_millis(50)).await;
+    let cold = rss();
+    println!(
+        "cold baseline (at start): RSS {}, heap {}",
+        mib(cold),
+        mib(heap())
+    );
+    if opts.warmup {
+        let warm = round(&handle, WARMUP_KEYS, opts.steady, opts.idle, false).await?;
+        println!(
+            "warm-up: {WARMUP_KEYS} users touched and reaped, RSS {} after malloc_trim(0)",
+            mib(warm.rss_after_trim)
+        );
+    }
+    let (rss0, heap0) = (rss(), heap());
+    println!("baseline: RSS {}, heap {}", mib(rss0), mib(heap0));
+
+    let r = round(&handle, keys, opts.steady, opts.idle, true).await?;
+    let live = r.live;
+    let per = |delta: i64| delta / i64::try_from(live.max(1)).unwrap_or(1);
+    let rss3 = r.rss_after_trim;
+    let growth = (rss3 - rss0) as f64 / rss0.max(1) as f64 * 100.0;
+    let cold_growth = (rss3 - cold) as f64 / cold.max(1) as f64 * 100.0;
+    println!(
+        "after malloc_trim(0): RSS {} ({growth:+.1} % over the baseline, {cold_growth:+.1} % over the cold baseline)",
         mib(rss3)
     );
     println!("mailbox rejections: {}", handle.stats().mailbox_rejections);
     println!();
-    let bytes_per_actor = per(touch_peak - rss0);
+    let bytes_per_actor = per(r.touch_peak - rss0);
     println!(
-        "summary: {keys} users, {live} live actors at peak; RSS baseline {} / peak {} / after reap {}",
+        "summary: {keys} users, {live} live actors at peak; RSS cold {} / baseline {} / peak {} / after reap {}",
+        mib(cold),
         mib(rss0),
-        mib(peak),
+        mib(r.peak),
         mib(rss3)
     );
     println!(
         "  bytes per live actor (RSS)   {bytes_per_actor:>8}   target <= {TARGET_BYTES_PER_ACTOR}: {}",
         verdict(bytes_per_actor <= TARGET_BYTES_PER_ACTOR)
     );
-    println!("  heap bytes per live actor    {:>8}", per(heap1 - heap0));
+    println!(
+        "  heap bytes per live actor    {:>8}",
+        per(r.heap_touched - heap0)
+    );
     println!(
         "  RSS after reap over baseline {growth:>7.1} %  target <= {TARGET_RSS_GROWTH_PERCENT:.0} %: {}",
         verdict(growth <= TARGET_RSS_GROWTH_PERCENT)
     );
     println!(
-        "  kept after the reap: RSS +{}, live heap +{} ({} actors still live)",
+        "  kept after the reap: RSS +{} (+{} over the cold baseline), live heap +{} ({} actors still live)",
         mib(rss3 - rss0),
-        mib(heap2 - heap0),
+        mib(rss3 - cold),
+        mib(r.heap_after_reap - heap0),
         handle.stats().live_actors
     );
     Ok(())
