@@ -206,7 +206,7 @@ fn sign(
 }
 
 /// Awaits `rotating`; when the store tells the rotated session on `decided`
-/// before its commit (grouped commits), signs its access token meanwhile,
+/// before its commit, signs its access token meanwhile,
 /// so that the signature and the commit overlap instead of following each
 /// other. The signature is returned with the session it was made for; it
 /// is used only if the outcome rotated that same session.

@@ -123,8 +123,8 @@ pub struct Rotation {
 /// The rotation rule, applied by the store under lock (see [`crate::domain::refresh`]).
 pub type RefreshRule = Box<dyn Fn(&RefreshState) -> RefreshDecision + Send + Sync>;
 
-/// Where a store that commits rotations in groups tells the rotated session
-/// as soon as its rotation is decided, before the group commits (see
+/// Where a store tells the rotated session as soon as its rotation is
+/// decided, before it is committed (see
 /// `SessionStore::rotate_refresh_token_early`).
 pub type EarlyRotation = tokio::sync::oneshot::Sender<SessionRecord>;
 

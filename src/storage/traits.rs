@@ -116,8 +116,11 @@ pub trait SessionStore: Send + Sync {
     /// caller can sign the new access token while the commit runs. Only the
     /// returned outcome says that the rotation holds: whatever the caller
     /// made of the early word stays unreleased until this returns
-    /// `Rotated` for the same session. A store that decides and commits in
-    /// one step drops `early` (the default).
+    /// `Rotated` for the same session. SQLite tells it from inside the
+    /// group's transaction; PostgreSQL after its unlocked read, before the
+    /// statement that writes the rotation (a rotation decided under lock
+    /// says nothing early). The default says nothing early: it drops
+    /// `early`.
     async fn rotate_refresh_token_early(
         &self,
         rotation: Rotation,

@@ -93,6 +93,68 @@ fn ids(rows: &[Row]) -> StoreResult<Vec<Uuid>> {
 }
 
 impl PgStore {
+    /// A rotation (see `SessionStore::rotate_refresh_token`); `early` hears
+    /// of a rotation decided on the read, before the statement that writes it.
+    async fn rotate(
+        &self,
+        r: Rotation,
+        decide: RefreshRule,
+        early: Option<EarlyRotation>,
+    ) -> StoreResult<RotateOutcome> {
+        // The hot path is two round trips and two statements, both prepared
+        // on the connection: the read (no lock, no transaction) and, when it
+        // says rotate, one conditional statement for every write. The facts
+        // a decision reads only ever move one way (a token is spent once, a
+        // session ends once), so a refusal read without a lock stays true;
+        // a rotation whose condition no longer holds, and the rare decisions
+        // that end sessions, are decided again under lock.
+        let conn = self.conn().await?;
+        let Some(row) = conn
+            .query_opt_typed(
+                sql::REFRESH_WITH_SESSION,
+                &[Type::VARCHAR],
+                &[&r.presented_hash],
+            )
+            .await
+            .map_err(q)?
+        else {
+            return Ok(RotateOutcome::Invalid);
+        };
+        let (token_id, spent_at, s) = refresh_row(&row)?;
+        match decide(&s.refresh_state(spent_at)) {
+            RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
+            RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
+            RefreshDecision::Rotate => {
+                let types = [
+                    Type::UUID,
+                    Type::VARCHAR,
+                    Type::TIMESTAMPTZ,
+                    Type::UUID,
+                    Type::UUID,
+                ];
+                let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
+                if let (Some(early), RotateOutcome::Rotated(session)) =
+                    (early, s.clone().rotated(r.now))
+                {
+                    // The caller may have gone.
+                    let _ = early.send(session);
+                }
+                let done = conn
+                    .query_one_typed(ROTATE, &types, &params)
+                    .await
+                    .map_err(q)?;
+                if done.try_get::<_, i64>(0).map_err(q)? == 1 {
+                    return Ok(s.rotated(r.now));
+                }
+                // Spent by a concurrent request, or the session ended,
+                // after the read.
+            }
+            RefreshDecision::EndIdle | RefreshDecision::RevokeFamily => {}
+        }
+        drop(conn);
+        self.rotate_locked(r, decide).await
+    }
+
     /// A rotation decided under lock: the presented token's session and then
     /// the token are locked and read again (the order [`ROTATE`] and the
     /// revocations take them in), and the decision's writes (ending the
@@ -208,52 +270,16 @@ impl SessionStore for PgStore {
         r: Rotation,
         decide: RefreshRule,
     ) -> StoreResult<RotateOutcome> {
-        // The hot path is two round trips and two statements, both prepared
-        // on the connection: the read (no lock, no transaction) and, when it
-        // says rotate, one conditional statement for every write. The facts
-        // a decision reads only ever move one way (a token is spent once, a
-        // session ends once), so a refusal read without a lock stays true;
-        // a rotation whose condition no longer holds, and the rare decisions
-        // that end sessions, are decided again under lock.
-        let conn = self.conn().await?;
-        let Some(row) = conn
-            .query_opt_typed(
-                sql::REFRESH_WITH_SESSION,
-                &[Type::VARCHAR],
-                &[&r.presented_hash],
-            )
-            .await
-            .map_err(q)?
-        else {
-            return Ok(RotateOutcome::Invalid);
-        };
-        let (token_id, spent_at, s) = refresh_row(&row)?;
-        match decide(&s.refresh_state(spent_at)) {
-            RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
-            RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
-            RefreshDecision::Rotate => {
-                let types = [
-                    Type::UUID,
-                    Type::VARCHAR,
-                    Type::TIMESTAMPTZ,
-                    Type::UUID,
-                    Type::UUID,
-                ];
-                let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
-                let done = conn
-                    .query_one_typed(ROTATE, &types, &params)
-                    .await
-                    .map_err(q)?;
-                if done.try_get::<_, i64>(0).map_err(q)? == 1 {
-                    return Ok(s.rotated(r.now));
-                }
-                // Spent by a concurrent request, or the session ended,
-                // after the read.
-            }
-            RefreshDecision::EndIdle | RefreshDecision::RevokeFamily => {}
-        }
-        drop(conn);
-        self.rotate_locked(r, decide).await
+        self.rotate(r, decide, None).await
+    }
+
+    async fn rotate_refresh_token_early(
+        &self,
+        r: Rotation,
+        decide: RefreshRule,
+        early: EarlyRotation,
+    ) -> StoreResult<RotateOutcome> {
+        self.rotate(r, decide, Some(early)).await
     }
 
     async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool> {
@@ -368,12 +394,6 @@ mod tests {
         (store, db)
     }
 
-    /// A rotation decided under lock takes the session's row before the
-    /// token's, as the one-statement rotation and every revocation do. Here
-    /// another transaction holds the session (as a concurrent rotation of
-    /// the same token does between its two updates) and then spends the
-    /// token: it must not wait for the locked rotation, which waits for it.
-    /// Taken the other way round, PostgreSQL finds a deadlock and aborts one.
     /// A user with one session whose refresh token hashes to `hash`.
     struct Family {
         user: Uuid,
@@ -470,6 +490,12 @@ mod tests {
         client
     }
 
+    /// A rotation decided under lock takes the session's row before the
+    /// token's, as the one-statement rotation and every revocation do. Here
+    /// another transaction holds the session (as a concurrent rotation of
+    /// the same token does between its two updates) and then spends the
+    /// token: it must not wait for the locked rotation, which waits for it.
+    /// Taken the other way round, PostgreSQL finds a deadlock and aborts one.
     #[tokio::test]
     async fn a_rotation_under_lock_takes_the_session_first() {
         let (store, db) = fresh_store().await;
@@ -498,6 +524,51 @@ mod tests {
             committed.is_ok() && rotated.is_ok(),
             "{committed:?} / {rotated:?}"
         );
+    }
+
+    /// A rotation decided on its read tells the rotated session before the
+    /// statement that writes it has committed: here that statement waits
+    /// for another transaction holding the session's row, and the word
+    /// arrives meanwhile; the outcome comes once the row is free.
+    #[tokio::test]
+    async fn a_rotation_is_told_before_its_write_commits() {
+        let (store, db) = fresh_store().await;
+        let Family { session, hash, .. } = family(&store).await;
+        let mut other = connect(&db.url).await;
+        let tx = holding_the_session(&mut other, session).await;
+
+        let (early, decided) = tokio::sync::oneshot::channel();
+        let now = Utc::now();
+        let rotating = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let rotation = Rotation {
+                    presented_hash: hash,
+                    new_id: Uuid::new_v4(),
+                    new_hash: "n".repeat(64),
+                    now,
+                };
+                store
+                    .rotate_refresh_token_early(
+                        rotation,
+                        Box::new(|_| RefreshDecision::Rotate),
+                        early,
+                    )
+                    .await
+            })
+        };
+        let told = tokio::time::timeout(Duration::from_secs(10), decided)
+            .await
+            .expect("the rotated session is told before the write")
+            .unwrap();
+        assert_eq!(told.id, session);
+        until_one_waits(&db).await;
+        assert!(!rotating.is_finished(), "the write did not wait");
+        tx.commit().await.unwrap();
+        match rotating.await.unwrap().unwrap() {
+            RotateOutcome::Rotated(s) => assert_eq!(s.id, session),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// An erasure takes the user's row without excluding the key-share lock
