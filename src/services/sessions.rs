@@ -105,7 +105,7 @@ pub async fn refresh(
     let (early, decided) = tokio::sync::oneshot::channel();
     let (first, signed_early) = {
         let deferred = deferred.clone();
-        let rotating = svc.store.rotate_refresh_token_early(
+        let rotating = svc.store.rotate_refresh_token(
             rotation.clone(),
             Box::new(move |state| match policy.decide(state, None, now) {
                 RefreshDecision::EndIdle => {
@@ -114,7 +114,7 @@ pub async fn refresh(
                 }
                 decision => decision,
             }),
-            early,
+            Some(early),
         );
         sign_meanwhile(rotating, decided, |session| sign(&svc.jwt, session, now)).await
     };
@@ -132,6 +132,7 @@ pub async fn refresh(
             .rotate_refresh_token(
                 rotation,
                 Box::new(move |state| policy.decide(state, hint, now)),
+                None,
             )
             .await?
     } else {

@@ -125,7 +125,7 @@ pub type RefreshRule = Box<dyn Fn(&RefreshState) -> RefreshDecision + Send + Syn
 
 /// Where a store tells the rotated session as soon as its rotation is
 /// decided, before it is committed (see
-/// `SessionStore::rotate_refresh_token_early`).
+/// `SessionStore::rotate_refresh_token`).
 pub type EarlyRotation = tokio::sync::oneshot::Sender<SessionRecord>;
 
 /// A new password for a user, with the mail that tells its owner.

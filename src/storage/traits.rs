@@ -105,31 +105,21 @@ pub trait SessionStore: Send + Sync {
     /// row locks when that statement finds the token spent or the session
     /// ended (and for the decisions that end sessions). `decide` may
     /// therefore be called twice.
+    ///
+    /// When `early` is given, the rotated session is sent on it once the
+    /// rotation is decided, before it is committed: the caller can sign the
+    /// new access token while the commit runs. Only the returned outcome
+    /// says that the rotation holds: whatever the caller made of the early
+    /// word stays unreleased until this returns `Rotated` for the same
+    /// session. SQLite tells it from inside the group's transaction;
+    /// PostgreSQL after its unlocked read, before the statement that writes
+    /// the rotation (a rotation decided under lock says nothing early).
     async fn rotate_refresh_token(
         &self,
         rotation: Rotation,
         decide: RefreshRule,
+        early: Option<EarlyRotation>,
     ) -> StoreResult<RotateOutcome>;
-
-    /// [`SessionStore::rotate_refresh_token`], sending the rotated session on
-    /// `early` once the rotation is decided, before it is committed: the
-    /// caller can sign the new access token while the commit runs. Only the
-    /// returned outcome says that the rotation holds: whatever the caller
-    /// made of the early word stays unreleased until this returns
-    /// `Rotated` for the same session. SQLite tells it from inside the
-    /// group's transaction; PostgreSQL after its unlocked read, before the
-    /// statement that writes the rotation (a rotation decided under lock
-    /// says nothing early). The default says nothing early: it drops
-    /// `early`.
-    async fn rotate_refresh_token_early(
-        &self,
-        rotation: Rotation,
-        decide: RefreshRule,
-        early: EarlyRotation,
-    ) -> StoreResult<RotateOutcome> {
-        drop(early);
-        self.rotate_refresh_token(rotation, decide).await
-    }
 
     /// Ends one live session of `by.owner` with its unspent refresh tokens;
     /// true when it was live. Scoped to the owner: another user's session id

@@ -342,7 +342,7 @@ async fn a_session_ended_between_the_read_and_the_write_is_not_rotated() {
         now,
     };
     let outcome = store
-        .rotate_refresh_token(rotation.clone(), rule)
+        .rotate_refresh_token(rotation.clone(), rule, None)
         .await
         .unwrap();
     assert!(ended.load(Ordering::SeqCst));
@@ -365,7 +365,7 @@ async fn a_session_ended_between_the_read_and_the_write_is_not_rotated() {
         ..rotation
     };
     let outcome = store
-        .rotate_refresh_token(again, Box::new(move |s| policy.decide(s, None, now)))
+        .rotate_refresh_token(again, Box::new(move |s| policy.decide(s, None, now)), None)
         .await
         .unwrap();
     assert!(matches!(outcome, RotateOutcome::Invalid), "{outcome:?}");
@@ -408,7 +408,11 @@ async fn rotations_update_tokens_and_sessions_without_index_writes() {
             now: now + Duration::seconds(i),
         };
         let outcome = store
-            .rotate_refresh_token(rotation, Box::new(move |s| policy.decide(s, None, now)))
+            .rotate_refresh_token(
+                rotation,
+                Box::new(move |s| policy.decide(s, None, now)),
+                None,
+            )
             .await
             .unwrap();
         assert!(matches!(outcome, RotateOutcome::Rotated(_)), "{outcome:?}");

@@ -93,68 +93,6 @@ fn ids(rows: &[Row]) -> StoreResult<Vec<Uuid>> {
 }
 
 impl PgStore {
-    /// A rotation (see `SessionStore::rotate_refresh_token`); `early` hears
-    /// of a rotation decided on the read, before the statement that writes it.
-    async fn rotate(
-        &self,
-        r: Rotation,
-        decide: RefreshRule,
-        early: Option<EarlyRotation>,
-    ) -> StoreResult<RotateOutcome> {
-        // The hot path is two round trips and two statements, both prepared
-        // on the connection: the read (no lock, no transaction) and, when it
-        // says rotate, one conditional statement for every write. The facts
-        // a decision reads only ever move one way (a token is spent once, a
-        // session ends once), so a refusal read without a lock stays true;
-        // a rotation whose condition no longer holds, and the rare decisions
-        // that end sessions, are decided again under lock.
-        let conn = self.conn().await?;
-        let Some(row) = conn
-            .query_opt_typed(
-                sql::REFRESH_WITH_SESSION,
-                &[Type::VARCHAR],
-                &[&r.presented_hash],
-            )
-            .await
-            .map_err(q)?
-        else {
-            return Ok(RotateOutcome::Invalid);
-        };
-        let (token_id, spent_at, s) = refresh_row(&row)?;
-        match decide(&s.refresh_state(spent_at)) {
-            RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
-            RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
-            RefreshDecision::Rotate => {
-                let types = [
-                    Type::UUID,
-                    Type::VARCHAR,
-                    Type::TIMESTAMPTZ,
-                    Type::UUID,
-                    Type::UUID,
-                ];
-                let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
-                if let (Some(early), RotateOutcome::Rotated(session)) =
-                    (early, s.clone().rotated(r.now))
-                {
-                    // The caller may have gone.
-                    let _ = early.send(session);
-                }
-                let done = conn
-                    .query_one_typed(ROTATE, &types, &params)
-                    .await
-                    .map_err(q)?;
-                if done.try_get::<_, i64>(0).map_err(q)? == 1 {
-                    return Ok(s.rotated(r.now));
-                }
-                // Spent by a concurrent request, or the session ended,
-                // after the read.
-            }
-            RefreshDecision::EndIdle | RefreshDecision::RevokeFamily => {}
-        }
-        drop(conn);
-        self.rotate_locked(r, decide).await
-    }
-
     /// A rotation decided under lock: the presented token's session and then
     /// the token are locked and read again (the order [`ROTATE`] and the
     /// revocations take them in), and the decision's writes (ending the
@@ -269,17 +207,60 @@ impl SessionStore for PgStore {
         &self,
         r: Rotation,
         decide: RefreshRule,
+        early: Option<EarlyRotation>,
     ) -> StoreResult<RotateOutcome> {
-        self.rotate(r, decide, None).await
-    }
-
-    async fn rotate_refresh_token_early(
-        &self,
-        r: Rotation,
-        decide: RefreshRule,
-        early: EarlyRotation,
-    ) -> StoreResult<RotateOutcome> {
-        self.rotate(r, decide, Some(early)).await
+        // The hot path is two round trips and two statements, both prepared
+        // on the connection: the read (no lock, no transaction) and, when it
+        // says rotate, one conditional statement for every write. The facts
+        // a decision reads only ever move one way (a token is spent once, a
+        // session ends once), so a refusal read without a lock stays true;
+        // a rotation whose condition no longer holds, and the rare decisions
+        // that end sessions, are decided again under lock.
+        let conn = self.conn().await?;
+        let Some(row) = conn
+            .query_opt_typed(
+                sql::REFRESH_WITH_SESSION,
+                &[Type::VARCHAR],
+                &[&r.presented_hash],
+            )
+            .await
+            .map_err(q)?
+        else {
+            return Ok(RotateOutcome::Invalid);
+        };
+        let (token_id, spent_at, s) = refresh_row(&row)?;
+        match decide(&s.refresh_state(spent_at)) {
+            RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
+            RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
+            RefreshDecision::Rotate => {
+                let types = [
+                    Type::UUID,
+                    Type::VARCHAR,
+                    Type::TIMESTAMPTZ,
+                    Type::UUID,
+                    Type::UUID,
+                ];
+                let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
+                if let (Some(early), RotateOutcome::Rotated(session)) =
+                    (early, s.clone().rotated(r.now))
+                {
+                    // The caller may have gone.
+                    let _ = early.send(session);
+                }
+                let done = conn
+                    .query_one_typed(ROTATE, &types, &params)
+                    .await
+                    .map_err(q)?;
+                if done.try_get::<_, i64>(0).map_err(q)? == 1 {
+                    return Ok(s.rotated(r.now));
+                }
+                // Spent by a concurrent request, or the session ended,
+                // after the read.
+            }
+            RefreshDecision::EndIdle | RefreshDecision::RevokeFamily => {}
+        }
+        drop(conn);
+        self.rotate_locked(r, decide).await
     }
 
     async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool> {
@@ -549,10 +530,10 @@ mod tests {
                     now,
                 };
                 store
-                    .rotate_refresh_token_early(
+                    .rotate_refresh_token(
                         rotation,
                         Box::new(|_| RefreshDecision::Rotate),
-                        early,
+                        Some(early),
                     )
                     .await
             })

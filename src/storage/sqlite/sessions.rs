@@ -53,67 +53,6 @@ static ROTATE_SQL: std::sync::LazyLock<RotateSql> = std::sync::LazyLock::new(|| 
     activity: dialect(sql::SET_SESSION_ACTIVITY).into_owned(),
 });
 
-impl SqliteStore {
-    /// A rotation on the writer: committed in groups, its statements
-    /// prepared once. `early` hears of a rotated session before its group
-    /// commits (see `SessionStore::rotate_refresh_token_early`).
-    async fn rotate(
-        &self,
-        r: Rotation,
-        decide: RefreshRule,
-        early: Option<EarlyRotation>,
-    ) -> StoreResult<RotateOutcome> {
-        self.pool
-            .write_grouped(move |tx| {
-                let found = tx
-                    .row(&ROTATE_SQL.find, params![r.presented_hash], |row| {
-                        let token_id: String = row.get(0)?;
-                        let spent: Option<i64> = row.get(1)?;
-                        Ok((token_id, time_opt(spent), session_from(row, 2)?))
-                    })
-                    .optional()?;
-                let Some((token_id, spent_at, s)) = found else {
-                    return Ok(RotateOutcome::Invalid);
-                };
-                let (now, sid) = (ms(r.now), s.id.to_string());
-                let outcome = match decide(&s.refresh_state(spent_at)) {
-                    RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
-                    RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
-                    RefreshDecision::RevokeFamily => {
-                        let reason = end_reason::REFRESH_TOKEN_REUSE;
-                        let was_live = tx
-                            .exec(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?
-                            > 0;
-                        tx.exec(&dialect(sql::REVOKE_SESSION_TOKENS), params![sid, now])?;
-                        s.reused(was_live)
-                    }
-                    RefreshDecision::EndIdle => {
-                        let reason = end_reason::IDLE_TIMEOUT;
-                        tx.exec(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?;
-                        RotateOutcome::Expired
-                    }
-                    RefreshDecision::Rotate => {
-                        let new_id = r.new_id.to_string();
-                        tx.exec(&ROTATE_SQL.spend, params![token_id, now, new_id])?;
-                        tx.exec(
-                            &ROTATE_SQL.successor,
-                            params![new_id, r.new_hash, now, token_id],
-                        )?;
-                        tx.exec(&ROTATE_SQL.activity, params![sid, now])?;
-                        let rotated = s.rotated(r.now);
-                        if let (Some(early), RotateOutcome::Rotated(session)) = (early, &rotated) {
-                            // The caller may have gone.
-                            let _ = early.send(session.clone());
-                        }
-                        rotated
-                    }
-                };
-                Ok(outcome)
-            })
-            .await
-    }
-}
-
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, s: NewSession) -> StoreResult<()> {
@@ -177,17 +116,58 @@ impl SessionStore for SqliteStore {
         &self,
         r: Rotation,
         decide: RefreshRule,
+        early: Option<EarlyRotation>,
     ) -> StoreResult<RotateOutcome> {
-        self.rotate(r, decide, None).await
-    }
-
-    async fn rotate_refresh_token_early(
-        &self,
-        r: Rotation,
-        decide: RefreshRule,
-        early: EarlyRotation,
-    ) -> StoreResult<RotateOutcome> {
-        self.rotate(r, decide, Some(early)).await
+        // The refresh hot path: committed in groups, its statements
+        // prepared once on the writer.
+        self.pool
+            .write_grouped(move |tx| {
+                let found = tx
+                    .row(&ROTATE_SQL.find, params![r.presented_hash], |row| {
+                        let token_id: String = row.get(0)?;
+                        let spent: Option<i64> = row.get(1)?;
+                        Ok((token_id, time_opt(spent), session_from(row, 2)?))
+                    })
+                    .optional()?;
+                let Some((token_id, spent_at, s)) = found else {
+                    return Ok(RotateOutcome::Invalid);
+                };
+                let (now, sid) = (ms(r.now), s.id.to_string());
+                let outcome = match decide(&s.refresh_state(spent_at)) {
+                    RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
+                    RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
+                    RefreshDecision::RevokeFamily => {
+                        let reason = end_reason::REFRESH_TOKEN_REUSE;
+                        let was_live = tx
+                            .exec(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?
+                            > 0;
+                        tx.exec(&dialect(sql::REVOKE_SESSION_TOKENS), params![sid, now])?;
+                        s.reused(was_live)
+                    }
+                    RefreshDecision::EndIdle => {
+                        let reason = end_reason::IDLE_TIMEOUT;
+                        tx.exec(&dialect(sql::END_LIVE_SESSION), params![sid, now, reason])?;
+                        RotateOutcome::Expired
+                    }
+                    RefreshDecision::Rotate => {
+                        let new_id = r.new_id.to_string();
+                        tx.exec(&ROTATE_SQL.spend, params![token_id, now, new_id])?;
+                        tx.exec(
+                            &ROTATE_SQL.successor,
+                            params![new_id, r.new_hash, now, token_id],
+                        )?;
+                        tx.exec(&ROTATE_SQL.activity, params![sid, now])?;
+                        let rotated = s.rotated(r.now);
+                        if let (Some(early), RotateOutcome::Rotated(session)) = (early, &rotated) {
+                            // The caller may have gone.
+                            let _ = early.send(session.clone());
+                        }
+                        rotated
+                    }
+                };
+                Ok(outcome)
+            })
+            .await
     }
 
     async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool> {
@@ -395,7 +375,7 @@ mod tests {
             reuse_grace: Duration::zero(),
         };
         let (early, mut decided) = tokio::sync::oneshot::channel();
-        let mut rotation = Box::pin(store.rotate_refresh_token_early(
+        let mut rotation = Box::pin(store.rotate_refresh_token(
             Rotation {
                 presented_hash: "e".repeat(64),
                 new_id: Uuid::new_v4(),
@@ -403,7 +383,7 @@ mod tests {
                 now,
             },
             Box::new(move |s| policy.decide(s, None, now)),
-            early,
+            Some(early),
         ));
         assert!(!poll_once(&mut rotation).await);
         let (mut second, second_running, release_second) = holding(&store.pool);
