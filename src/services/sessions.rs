@@ -180,10 +180,7 @@ pub async fn refresh(
     };
     tracing::Span::current().record("user_id", tracing::field::display(session.user_id));
     svc.metrics.token_refresh("rotated");
-    let access_token = match signed_early {
-        Some((id, signed)) if id == session.id => signed?,
-        _ => sign(&svc.jwt, &session, now)?,
-    };
+    let access_token = access_token_for(&session, signed_early, |s| sign(&svc.jwt, s, now))?;
     svc.sessions.refreshed(&session, now);
     Ok(pair(
         &svc.jwt,
@@ -204,6 +201,19 @@ fn sign(
     let amr: Vec<&str> = session.amr.split_whitespace().collect();
     let (token, _) = jwt.issue(session.user_id, session.id, &amr, now.timestamp())?;
     Ok(token)
+}
+
+/// The access token of the rotated `session`: the one signed while its
+/// rotation committed when it was signed for this session, else a new one.
+fn access_token_for(
+    session: &SessionRecord,
+    signed_early: Option<(Uuid, Result<String, TokenError>)>,
+    sign: impl FnOnce(&SessionRecord) -> Result<String, TokenError>,
+) -> Result<String, TokenError> {
+    match signed_early {
+        Some((id, signed)) if id == session.id => signed,
+        _ => sign(session),
+    }
 }
 
 /// Awaits `rotating`; when the store tells the rotated session on `decided`
@@ -433,6 +443,24 @@ mod tests {
         let (signed_for, token) = signed.expect("signed before the commit");
         assert_eq!(signed_for, id);
         assert_eq!(token.unwrap(), format!("token of {id}"));
+    }
+
+    /// A signature made early is used only for the session it was made for.
+    #[test]
+    fn an_early_signature_serves_only_its_own_session() {
+        let rotated = session(Uuid::new_v4());
+        let fresh = |s: &SessionRecord| Ok(format!("fresh for {}", s.id));
+        let other = Some((Uuid::new_v4(), Ok("early".to_owned())));
+        assert_eq!(
+            access_token_for(&rotated, other, fresh).unwrap(),
+            format!("fresh for {}", rotated.id)
+        );
+        let own = Some((rotated.id, Ok("early".to_owned())));
+        assert_eq!(access_token_for(&rotated, own, fresh).unwrap(), "early");
+        assert_eq!(
+            access_token_for(&rotated, None, fresh).unwrap(),
+            format!("fresh for {}", rotated.id)
+        );
     }
 
     /// A store that says nothing early (or a rotation that is not one)
