@@ -262,6 +262,11 @@ pub const COUNT_DEVICES: &str = "SELECT COUNT(*) FROM device_fingerprints WHERE 
 pub const TOUCH_DEVICE: &str = "UPDATE device_fingerprints SET last_seen_at = $2, \
      user_agent = $3, ip_address = $4 WHERE id = $1";
 
+/// A known device seen again, found by its owner and fingerprint: $1 user,
+/// $2 fingerprint, $3 time, $4 user agent, $5 ip.
+pub const TOUCH_KNOWN_DEVICE: &str = "UPDATE device_fingerprints SET last_seen_at = $3, \
+     user_agent = $4, ip_address = $5 WHERE user_id = $1 AND fingerprint_hash = $2";
+
 /// A new device: $1 id, $2 user, $3 fingerprint, $4 user agent, $5 ip, $6 time.
 pub const INSERT_DEVICE: &str = "INSERT INTO device_fingerprints (id, user_id, fingerprint_hash, \
      user_agent, ip_address, first_seen_at, last_seen_at, is_trusted) \

@@ -7,11 +7,24 @@ use crate::storage::sql;
 impl DeviceStore for PgStore {
     async fn record_device(&self, s: DeviceSighting) -> StoreResult<DeviceSeen> {
         let mut conn = self.conn().await?;
+        let (ua, ip) = (&s.client.user_agent, &s.client.ip);
+        // A device the account knows is touched in one statement, without
+        // the user's lock: nothing about it depends on another sign-in. Most
+        // sign-ins come from a known device, and this spares them four round
+        // trips (the transaction, the lock and the read).
+        let touch: [Param; 5] = [&s.user_id, &s.fingerprint, &s.now, ua, ip];
+        if conn
+            .execute(sql::TOUCH_KNOWN_DEVICE, &touch)
+            .await
+            .map_err(q)?
+            > 0
+        {
+            return Ok(DeviceSeen::Known);
+        }
         let tx = conn.transaction().await.map_err(q)?;
         // Serialises the sign-ins of one user: one of two concurrent
         // sign-ins from a new device records it, the other finds it known.
         lock_user(&tx, &s.user_id).await?;
-        let (ua, ip) = (&s.client.user_agent, &s.client.ip);
         let known = tx
             .query_opt(sql::DEVICE_BY_FINGERPRINT, &[&s.user_id, &s.fingerprint])
             .await
@@ -83,5 +96,85 @@ impl DeviceStore for PgStore {
 
     async fn forget_device(&self, owner: Uuid, device_id: Uuid) -> StoreResult<bool> {
         Ok(self.exec(sql::FORGET_DEVICE, &[&device_id, &owner]).await? > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::throwaway_database;
+    use super::*;
+    use crate::domain::{ClientContext, Email};
+    use crate::storage::{NewUser, UserStore};
+
+    fn sighting(user_id: Uuid, user_agent: &str) -> DeviceSighting {
+        DeviceSighting {
+            id: Uuid::new_v4(),
+            user_id,
+            fingerprint: "f".repeat(64),
+            client: ClientContext {
+                ip: None,
+                user_agent: Some(user_agent.into()),
+            },
+            signed_in_before: true,
+            now: Utc::now(),
+            mail: None,
+        }
+    }
+
+    /// A sign-in from a device the account knows does not wait for the
+    /// user's lock, which only a device new to the account needs: here
+    /// another transaction holds that lock, and the known device is still
+    /// recorded (its latest user agent kept) while it does.
+    #[tokio::test]
+    async fn a_known_device_is_recorded_without_the_users_lock() {
+        let db = throwaway_database("devices").await;
+        let store = PgStore::connect_for_tool(
+            &SecretString::from(db.url.clone()),
+            &tls::PgTls::default(),
+            2,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let (user, now) = (Uuid::new_v4(), Utc::now());
+        store
+            .create_user(NewUser {
+                id: user,
+                email: Email::parse("devices@example.com", "email").unwrap(),
+                password_hash: "x".into(),
+                first_name: None,
+                last_name: None,
+                consents: Vec::new(),
+                verification_token_hash: "v".repeat(64),
+                verification_expires_at: now,
+                client: ClientContext::default(),
+                now,
+                mail: None,
+            })
+            .await
+            .unwrap();
+        let first = store.record_device(sighting(user, "first")).await.unwrap();
+        assert_eq!(first, DeviceSeen::New);
+
+        let (mut other, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let tx = other.transaction().await.unwrap();
+        tx.execute(LOCK_USER, &[&user]).await.unwrap();
+
+        let again = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.record_device(sighting(user, "again")),
+        )
+        .await
+        .expect("a known device waited for the user's lock")
+        .unwrap();
+        assert_eq!(again, DeviceSeen::Known);
+        tx.rollback().await.unwrap();
+        let devices = store.list_devices(user, None).await.unwrap();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].device.user_agent.as_deref(), Some("again"));
     }
 }
