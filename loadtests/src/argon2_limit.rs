@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use serde::Serialize;
 
-use crate::monitor::thread_cpu_ns;
+use crate::monitor::{cpu_of, thread_cpu_ns, typical_cpu_ns};
 use crate::stats::{round1, round3};
 
 #[derive(Debug, Clone)]
@@ -44,8 +44,9 @@ pub struct Argon2Report {
     /// shared).
     pub parallel_hash_ms: f64,
     pub parallel_hash_p95_ms: f64,
-    /// CPU time of one hash (mean), alone and with every thread hashing: what a
-    /// hash costs, whatever else runs on the machine. The limit is computed from
+    /// CPU time of one hash, alone (the median of each one's own) and with every
+    /// thread hashing (the threads' CPU time ÷ the hashes): what a hash costs,
+    /// whatever else runs on the machine. The limit is computed from
     /// the parallel one (the wall times where CPU time cannot be read).
     pub single_cpu_hash_ms: f64,
     pub parallel_cpu_hash_ms: f64,
@@ -184,15 +185,14 @@ pub fn measure(opts: &Argon2Opts) -> Result<Argon2Report, String> {
     // Alone: one warm-up hash (page faults of the first allocation), then a few timed.
     hash_once(&mut alone_hasher, password)?;
     let mut alone = Vec::new();
+    let mut alone_cpu = Vec::new();
     let alone_deadline = Instant::now() + Duration::from_millis(600);
-    let cpu0 = thread_cpu_ns();
     while alone.len() < 20 && (alone.len() < 5 || Instant::now() < alone_deadline) {
-        alone.push(hash_once(&mut alone_hasher, password)?);
+        let (wall, cpu) = cpu_of(|| hash_once(&mut alone_hasher, password));
+        alone.push(wall?);
+        alone_cpu.extend(cpu);
     }
-    let single_cpu_ns = match (cpu0, thread_cpu_ns()) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / alone.len() as f64),
-        _ => None,
-    };
+    let single_cpu_ns = typical_cpu_ns(&mut alone_cpu);
     let single_hash_ms = median_ms(&mut alone);
     drop(alone_hasher);
 

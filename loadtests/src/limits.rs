@@ -13,7 +13,7 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use serde::Serialize;
 
-use crate::monitor::thread_cpu_ns;
+use crate::monitor::{cpu_of, thread_cpu_ns, typical_cpu_ns};
 use crate::stats::{round1, round3};
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,8 +24,9 @@ pub struct Rs256Report {
     pub single_sign_us: f64,
     /// Median wall time of one signature while every thread signs, microseconds.
     pub parallel_sign_us: f64,
-    /// CPU time of one signature (mean), alone and with every thread signing: what
-    /// a signature costs whatever else runs on the machine. The limit and the
+    /// CPU time of one signature, alone (the median of each one's own) and with
+    /// every thread signing (the threads' CPU time ÷ the signatures): what a
+    /// signature costs whatever else runs on the machine. The limit and the
     /// one-core rate are computed from them (from the wall times where CPU time
     /// cannot be read).
     pub single_cpu_sign_us: f64,
@@ -80,15 +81,14 @@ pub fn measure_rs256(
     let mut sig = vec![0u8; key.public_modulus_len()];
     sign_once(&key, &rng, &msg, &mut sig)?;
     let mut alone = Vec::new();
+    let mut alone_cpu = Vec::new();
     let until = Instant::now() + Duration::from_millis(300);
-    let cpu0 = thread_cpu_ns();
     while alone.len() < 20 || (Instant::now() < until && alone.len() < 2000) {
-        alone.push(sign_once(&key, &rng, &msg, &mut sig)?);
+        let (wall, cpu) = cpu_of(|| sign_once(&key, &rng, &msg, &mut sig));
+        alone.push(wall?);
+        alone_cpu.extend(cpu);
     }
-    let single_cpu_ns = match (cpu0, thread_cpu_ns()) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / alone.len() as f64),
-        _ => None,
-    };
+    let single_cpu_ns = typical_cpu_ns(&mut alone_cpu);
     let single_sign_us = median_us(&mut alone);
 
     let budget = Arc::new(AtomicU64::new(0));
