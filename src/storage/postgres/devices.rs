@@ -101,10 +101,9 @@ impl DeviceStore for PgStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::throwaway_database;
+    use super::super::{migrated_store, test_user};
     use super::*;
-    use crate::domain::{ClientContext, Email};
-    use crate::storage::{NewUser, UserStore};
+    use crate::domain::ClientContext;
 
     fn sighting(user_id: Uuid, user_agent: &str) -> DeviceSighting {
         DeviceSighting {
@@ -127,33 +126,9 @@ mod tests {
     /// recorded (its latest user agent kept) while it does.
     #[tokio::test]
     async fn a_known_device_is_recorded_without_the_users_lock() {
-        let db = throwaway_database("devices").await;
-        let store = PgStore::connect_for_tool(
-            &SecretString::from(db.url.clone()),
-            &tls::PgTls::default(),
-            2,
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-        store.migrate().await.unwrap();
-        let (user, now) = (Uuid::new_v4(), Utc::now());
-        store
-            .create_user(NewUser {
-                id: user,
-                email: Email::parse("devices@example.com", "email").unwrap(),
-                password_hash: "x".into(),
-                first_name: None,
-                last_name: None,
-                consents: Vec::new(),
-                verification_token_hash: "v".repeat(64),
-                verification_expires_at: now,
-                client: ClientContext::default(),
-                now,
-                mail: None,
-            })
-            .await
-            .unwrap();
+        let (store, db) = migrated_store("devices").await;
+        let user = Uuid::new_v4();
+        test_user(&store, user, "devices@example.com").await;
         let first = store.record_device(sighting(user, "first")).await.unwrap();
         assert_eq!(first, DeviceSeen::New);
 

@@ -644,6 +644,44 @@ pub(super) async fn throwaway_database(prefix: &str) -> ThrowawayDb {
     }
 }
 
+/// A store on a database of its own (see [`throwaway_database`]), migrated.
+#[cfg(test)]
+pub(super) async fn migrated_store(prefix: &str) -> (PgStore, ThrowawayDb) {
+    let db = throwaway_database(prefix).await;
+    let store = PgStore::connect_for_tool(
+        &SecretString::from(db.url.clone()),
+        &tls::PgTls::default(),
+        2,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    (store, db)
+}
+
+/// Creates the user `id` with the address `email` (unverified, no consents).
+#[cfg(test)]
+pub(super) async fn test_user(store: &PgStore, id: Uuid, email: &str) {
+    let now = Utc::now();
+    store
+        .create_user(crate::storage::NewUser {
+            id,
+            email: crate::domain::Email::parse(email, "email").unwrap(),
+            password_hash: "x".into(),
+            first_name: None,
+            last_name: None,
+            consents: Vec::new(),
+            verification_token_hash: "v".repeat(64),
+            verification_expires_at: now,
+            client: ClientContext::default(),
+            now,
+            mail: None,
+        })
+        .await
+        .unwrap();
+}
+
 #[cfg(test)]
 impl ThrowawayDb {
     /// How many connections to this database match `condition` (SQL over

@@ -355,24 +355,14 @@ impl SessionStore for PgStore {
 /// deadlock and aborts one of them.
 #[cfg(test)]
 mod tests {
-    use super::super::{throwaway_database, ThrowawayDb};
+    use super::super::{migrated_store, test_user, ThrowawayDb};
     use super::*;
-    use crate::domain::{ClientContext, Email};
-    use crate::storage::{Erasure, NewSession, NewUser, PrivacyStore, SessionStore, UserStore};
+    use crate::domain::ClientContext;
+    use crate::storage::{Erasure, NewSession, PrivacyStore, SessionStore};
 
     /// A store on a database of its own, migrated.
     async fn fresh_store() -> (PgStore, ThrowawayDb) {
-        let db = throwaway_database("locks").await;
-        let store = PgStore::connect_for_tool(
-            &SecretString::from(db.url.clone()),
-            &tls::PgTls::default(),
-            2,
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
-        store.migrate().await.unwrap();
-        (store, db)
+        migrated_store("locks").await
     }
 
     /// A user with one session whose refresh token hashes to `hash`.
@@ -386,22 +376,7 @@ mod tests {
         let now = Utc::now();
         let user = Uuid::new_v4();
         let client = ClientContext::default();
-        store
-            .create_user(NewUser {
-                id: user,
-                email: Email::parse("locks@example.com", "email").unwrap(),
-                password_hash: "x".into(),
-                first_name: None,
-                last_name: None,
-                consents: Vec::new(),
-                verification_token_hash: "v".repeat(64),
-                verification_expires_at: now,
-                client: client.clone(),
-                now,
-                mail: None,
-            })
-            .await
-            .unwrap();
+        test_user(store, user, "locks@example.com").await;
         let (session, hash) = (Uuid::new_v4(), "h".repeat(64));
         store
             .create_session(NewSession {
