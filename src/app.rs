@@ -101,7 +101,9 @@ pub async fn open_store(config: &Config, beside_server: bool) -> Result<DynStore
         DatabaseConfig::Sqlite { path } if beside_server => {
             Arc::new(SqliteStore::open_beside_server(path)?)
         }
-        DatabaseConfig::Sqlite { path } => Arc::new(SqliteStore::open(path)?),
+        DatabaseConfig::Sqlite { path } => {
+            Arc::new(SqliteStore::open(path)?.commit_on_caller(config.http_workers == 1))
+        }
     })
 }
 

@@ -41,6 +41,41 @@ on_both_backends!(
     }
 );
 
+/// With one HTTP worker the embedded store commits a rotation on the
+/// request's own thread when its writer is free: rotation, races and reuse
+/// detection hold the same there.
+#[actix_web::test]
+async fn with_one_http_worker_rotation_races_and_reuse_hold() {
+    let app = TestSetup::new(Backend::Sqlite)
+        .env("HTTP_WORKERS", "1")
+        .spawn()
+        .await;
+    let (_, first) = app.signed_in().await;
+    let second = app.refresh(&first.refresh_token).await;
+    assert_eq!(second.status, 200);
+    let third = app.refresh(&second.token_pair().refresh_token).await;
+    assert_eq!(third.status, 200);
+    let third = third.token_pair();
+    assert_eq!(app.me(&third.access_token).await.status, 200);
+    // A spent token again: the session ends.
+    assert_eq!(app.refresh(&first.refresh_token).await.status, 401);
+    assert_eq!(app.refresh(&third.refresh_token).await.status, 401);
+
+    let (_, pair) = app.signed_in().await;
+    let token = pair.refresh_token.clone();
+    let results = futures_util::future::join_all((0..20).map(|_| app.refresh(&token))).await;
+    let statuses: Vec<u16> = results.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 401),
+        "{statuses:?}"
+    );
+}
+
 on_both_backends!(
     twenty_concurrent_refreshes_yield_one_success,
     |backend: Backend| async move {

@@ -119,6 +119,14 @@ impl SqliteStore {
         Self::open_with(path, true)
     }
 
+    /// With `on`, the rotation of a refresh commits on the request's own
+    /// thread when the writer is free; for a server with one HTTP worker
+    /// (see `pool::Pool::commit_on_caller`).
+    pub fn commit_on_caller(mut self, on: bool) -> Self {
+        self.pool = self.pool.commit_on_caller(on);
+        self
+    }
+
     fn open_with(path: &Path, beside_server: bool) -> StoreResult<Self> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)

@@ -1,6 +1,8 @@
 //! The SQLite connections: one writer (SQLite has one anyway) and a few
 //! read-only connections (in WAL mode readers never wait for the writer).
-//! Work runs on the blocking pool, never on the async workers.
+//! Work runs on the blocking pool, never on the async workers, with one
+//! exception a server with a single HTTP worker asks for
+//! ([`Pool::commit_on_caller`]).
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -18,6 +20,10 @@ const READERS: usize = 4;
 
 /// Writes committed together at most (see [`Pool::write_grouped`]).
 const GROUP_MAX: usize = 64;
+
+/// How long the writer waits for another process's write lock (as the
+/// `busy_timeout` pragma every connection is opened with).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One write waiting for the next group commit: runs inside the group's
 /// transaction (in a savepoint of its own) and returns how to tell its caller
@@ -99,6 +105,8 @@ pub(super) struct Pool {
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<AtomicUsize>,
     external: ExternalWrites,
+    /// See [`Pool::commit_on_caller`].
+    commit_on_caller: bool,
 }
 
 impl Pool {
@@ -147,7 +155,19 @@ impl Pool {
             readers: Arc::new(readers),
             next_reader: Arc::new(AtomicUsize::new(0)),
             external,
+            commit_on_caller: false,
         })
+    }
+
+    /// With `on`, a grouped write that finds the queue idle and the writer
+    /// free commits on the calling thread instead of handing the group to
+    /// the blocking pool (see [`Pool::write_grouped`]). For a server with one
+    /// HTTP worker, as on a task of half a core: the hand-offs cost CPU there
+    /// and there is no other core to overlap with. With several workers the
+    /// hand-off lets the request sign its token while its group commits.
+    pub(super) fn commit_on_caller(mut self, on: bool) -> Self {
+        self.commit_on_caller = on;
+        self
     }
 
     /// Runs a read on a free read connection (or waits for one).
@@ -235,7 +255,7 @@ impl Pool {
             group.jobs.push(job);
             !std::mem::replace(&mut group.draining, true)
         };
-        if lead {
+        if lead && !(self.commit_on_caller && self.commit_here()) {
             // The first write of an idle queue starts the drain; it runs on
             // the blocking pool whether or not this request is still awaited.
             let pool = self.clone();
@@ -244,6 +264,41 @@ impl Pool {
         answer
             .await
             .map_err(|_| StorageError::query("a grouped write was lost"))?
+    }
+
+    /// Commits the queued group on the calling thread, when the writer is
+    /// free and SQLite's write lock is had at once (another process, an
+    /// operator command, may hold it: the caller is an async worker and must
+    /// not wait for it). Returns whether the queue is left idle; otherwise
+    /// (writer busy, lock held, or more writes queued meanwhile) the caller
+    /// starts a drain on the blocking pool, which finds the queue as it is.
+    fn commit_here(&self) -> bool {
+        let Ok(mut writer) = self.writer.try_lock() else {
+            return false;
+        };
+        if writer.busy_timeout(std::time::Duration::ZERO).is_err() {
+            return false;
+        }
+        let began = match writer.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        {
+            Ok(tx) => {
+                let _ = tx.busy_timeout(BUSY_TIMEOUT);
+                if let Some(jobs) = take_group(&self.group) {
+                    run_group(Ok(tx), jobs);
+                }
+                true
+            }
+            Err(_) => false,
+        };
+        if !began {
+            let _ = writer.busy_timeout(BUSY_TIMEOUT);
+            return false;
+        }
+        drop(writer);
+        if let Err(e) = self.external.wrote() {
+            tracing::error!(error = %e, "a write was not announced");
+        }
+        !more_queued(&self.group)
     }
 
     /// Commits the queued writes, a group per turn on the writer (other
@@ -374,12 +429,34 @@ fn take_group(group: &Mutex<Group>) -> Option<Vec<GroupJob>> {
     Some(group.jobs.drain(..n).collect())
 }
 
+/// Whether writes are queued; when none are, the queue is marked idle
+/// under the same lock, as [`take_group`] does.
+fn more_queued(group: &Mutex<Group>) -> bool {
+    let Ok(mut group) = group.lock() else {
+        return false;
+    };
+    if group.jobs.is_empty() {
+        group.draining = false;
+        return false;
+    }
+    true
+}
+
 /// Runs `jobs` in one transaction and tells each caller how the commit went
 /// (when BEGIN fails, the jobs are dropped unrun and their callers see them lost).
 fn commit_group(c: &mut Connection, jobs: Vec<GroupJob>) {
+    run_group(
+        c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate),
+        jobs,
+    );
+}
+
+/// Runs `jobs` in `tx` (just begun), commits, and tells each caller how the
+/// commit went.
+fn run_group(tx: rusqlite::Result<rusqlite::Transaction<'_>>, jobs: Vec<GroupJob>) {
     let mut replies = Vec::with_capacity(jobs.len());
     let committed = (|| {
-        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = tx?;
         for job in jobs {
             replies.push(job(&tx));
         }
@@ -452,6 +529,62 @@ mod tests {
         .unwrap();
         let external = ExternalWrites::new(&path, false);
         (Pool::new(conn, &path, external).unwrap(), dir)
+    }
+
+    /// Asked to (one HTTP worker), a grouped write on an idle, free writer
+    /// commits on the caller's thread, and the queue is idle again after it;
+    /// by default it runs on the blocking pool.
+    #[tokio::test]
+    async fn a_grouped_write_commits_on_the_callers_thread_when_asked() {
+        let insert = |id: i64| {
+            move |c: &Connection| {
+                c.execute("INSERT INTO t (id, v) VALUES (?1, 'x')", [id])?;
+                Ok(std::thread::current().id())
+            }
+        };
+        let here = std::thread::current().id();
+        let (by_default, _dir) = pool("elsewhere");
+        assert_ne!(by_default.write_grouped(insert(1)).await.unwrap(), here);
+
+        let (pool, _dir) = pool("caller");
+        let pool = pool.commit_on_caller(true);
+        assert_eq!(pool.write_grouped(insert(1)).await.unwrap(), here);
+        assert_eq!(pool.write_grouped(insert(2)).await.unwrap(), here);
+        let rows: i64 = pool
+            .read(|c| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)))
+            .await
+            .unwrap();
+        assert_eq!(rows, 2);
+    }
+
+    /// A grouped write asked to commit on the caller's thread does not wait
+    /// there for SQLite's write lock held by another process (an operator
+    /// command): the caller's thread is an async worker. The write goes to
+    /// the blocking pool and commits once the lock is released.
+    #[tokio::test]
+    async fn a_write_lock_held_elsewhere_is_not_waited_for_on_the_callers_thread() {
+        let (pool, dir) = pool("locked");
+        let pool = pool.commit_on_caller(true);
+        let other = Connection::open(dir.join("t.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let here = std::thread::current().id();
+        let mut write = Box::pin(pool.write_grouped(|c| {
+            c.execute("INSERT INTO t (id, v) VALUES (1, 'x')", [])?;
+            Ok(std::thread::current().id())
+        }));
+        let started = std::time::Instant::now();
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(200), &mut write).await;
+        assert!(
+            waited.is_err(),
+            "the write finished while the lock was held"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "the caller's thread waited {:?} for the lock",
+            started.elapsed()
+        );
+        other.execute_batch("COMMIT").unwrap();
+        assert_ne!(write.await.unwrap(), here);
     }
 
     /// Writes queued while the writer is busy commit as one transaction (the
