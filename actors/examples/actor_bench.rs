@@ -18,9 +18,8 @@
 //! `--no-warmup` takes the baseline at start.
 #![allow(clippy::disallowed_methods)] // a benchmark reads the clock
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::error::Error;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use suma_auth_actors::clock::wall_clock_now;
@@ -76,48 +75,11 @@ fn parse_args() -> Result<Opts, String> {
     Ok(opts)
 }
 
-/// Counts live heap bytes (requested sizes), to price an actor without allocator noise.
-struct Counting;
-
-static HEAP: AtomicIsize = AtomicIsize::new(0);
-
-fn size(bytes: usize) -> isize {
-    isize::try_from(bytes).unwrap_or(isize::MAX)
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            HEAP.fetch_add(size(layout.size()), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            HEAP.fetch_add(size(layout.size()), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        HEAP.fetch_sub(size(layout.size()), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            HEAP.fetch_add(size(new_size) - size(layout.size()), Ordering::Relaxed);
-        }
-        p
-    }
-}
+#[path = "support/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 /// Resident set size in bytes, from /proc/self/statm (4 KiB pages).
 fn rss() -> i64 {
@@ -128,7 +90,7 @@ fn rss() -> i64 {
 }
 
 fn heap() -> i64 {
-    i64::try_from(HEAP.load(Ordering::Relaxed)).unwrap_or(0)
+    i64::try_from(counting::live_bytes()).unwrap_or(0)
 }
 
 fn mib(bytes: i64) -> String {

@@ -2,39 +2,16 @@
 //! every allocation of the process, which a test running beside it would disturb.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use suma_auth_actors::clock::wall_clock_now;
 use suma_auth_actors::{Backing, SecurityActors, SecurityConfig, SecurityHandle};
 
-/// Counts live heap bytes (requested sizes).
-struct Counting;
-
-static HEAP: AtomicIsize = AtomicIsize::new(0);
-
-fn size(bytes: usize) -> isize {
-    isize::try_from(bytes).unwrap_or(isize::MAX)
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            HEAP.fetch_add(size(layout.size()), Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        HEAP.fetch_sub(size(layout.size()), Ordering::Relaxed);
-    }
-}
+#[path = "../examples/support/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 const USERS: usize = 100_000;
 const CONCURRENCY: usize = 16;
@@ -71,10 +48,10 @@ async fn a_mass_reap_gives_back_what_the_actors_held() {
     };
     let handle = SecurityActors::start(config, Backing::Local).unwrap();
     actix_rt::time::sleep(Duration::from_millis(50)).await;
-    let before = HEAP.load(Ordering::Relaxed);
+    let before = counting::live_bytes();
 
     touch_every_user(&handle).await;
-    let peak = HEAP.load(Ordering::Relaxed);
+    let peak = counting::live_bytes();
 
     // up to a minute
     for _ in 0..1200 {
@@ -86,7 +63,7 @@ async fn a_mass_reap_gives_back_what_the_actors_held() {
     assert_eq!(handle.stats().live_actors, 0, "{:?}", handle.stats());
     // the last stop notices reach the shards, which then shrink their maps
     actix_rt::time::sleep(Duration::from_millis(200)).await;
-    let kept = HEAP.load(Ordering::Relaxed) - before;
+    let kept = counting::live_bytes() - before;
     println!(
         "{USERS} users: heap +{} KiB at the peak, +{} KiB after the reap",
         (peak - before) / 1024,
