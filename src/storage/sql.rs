@@ -258,10 +258,6 @@ pub const DEVICE_BY_FINGERPRINT: &str =
 /// How many devices a user has: $1 user.
 pub const COUNT_DEVICES: &str = "SELECT COUNT(*) FROM device_fingerprints WHERE user_id = $1";
 
-/// A known device seen again: $1 id, $2 time, $3 user agent, $4 ip.
-pub const TOUCH_DEVICE: &str = "UPDATE device_fingerprints SET last_seen_at = $2, \
-     user_agent = $3, ip_address = $4 WHERE id = $1";
-
 /// A known device seen again, found by its owner and fingerprint: $1 user,
 /// $2 fingerprint, $3 time, $4 user agent, $5 ip.
 pub const TOUCH_KNOWN_DEVICE: &str = "UPDATE device_fingerprints SET last_seen_at = $3, \

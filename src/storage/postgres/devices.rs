@@ -25,14 +25,13 @@ impl DeviceStore for PgStore {
         // Serialises the sign-ins of one user: one of two concurrent
         // sign-ins from a new device records it, the other finds it known.
         lock_user(&tx, &s.user_id).await?;
-        let known = tx
-            .query_opt(sql::DEVICE_BY_FINGERPRINT, &[&s.user_id, &s.fingerprint])
+        // Recorded meanwhile by a concurrent sign-in?
+        if tx
+            .execute(sql::TOUCH_KNOWN_DEVICE, &touch)
             .await
-            .map_err(q)?;
-        if let Some(row) = known {
-            let id: Uuid = get(&row, 0)?;
-            let touch: [Param; 4] = [&id, &s.now, ua, ip];
-            tx.execute(sql::TOUCH_DEVICE, &touch).await.map_err(q)?;
+            .map_err(q)?
+            > 0
+        {
             tx.commit().await.map_err(q)?;
             return Ok(DeviceSeen::Known);
         }
@@ -151,5 +150,39 @@ mod tests {
         let devices = store.list_devices(user, None).await.unwrap();
         assert_eq!(devices.len(), 1);
         assert_eq!(devices[0].device.user_agent.as_deref(), Some("again"));
+    }
+
+    /// A sign-in from a device new to the account that waited for the user's
+    /// lock looks again under it: a concurrent sign-in that recorded the same
+    /// device meanwhile makes this one find it known, not record it twice.
+    #[tokio::test]
+    async fn a_device_recorded_while_waiting_for_the_lock_is_found_known() {
+        let (store, db) = migrated_store("devices").await;
+        let user = Uuid::new_v4();
+        test_user(&store, user, "devices@example.com").await;
+        let (mut other, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let tx = other.transaction().await.unwrap();
+        tx.execute(LOCK_USER, &[&user]).await.unwrap();
+
+        let waiting = {
+            let store = store.clone();
+            tokio::spawn(async move { store.record_device(sighting(user, "second")).await })
+        };
+        db.until_one_waits().await;
+        let now = Utc::now();
+        let (id, fingerprint) = (Uuid::new_v4(), "f".repeat(64));
+        let ua: Option<String> = Some("first".into());
+        let ip: Option<std::net::IpAddr> = None;
+        let row: [Param; 6] = [&id, &user, &fingerprint, &ua, &ip, &now];
+        tx.execute(sql::INSERT_DEVICE, &row).await.unwrap();
+        tx.commit().await.unwrap();
+
+        assert_eq!(waiting.await.unwrap().unwrap(), DeviceSeen::Known);
+        let devices = store.list_devices(user, None).await.unwrap();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].device.user_agent.as_deref(), Some("second"));
     }
 }

@@ -695,6 +695,15 @@ impl ThrowawayDb {
             .unwrap()
             .get(0)
     }
+
+    /// Waits until a connection to this database waits for a lock.
+    pub async fn until_one_waits(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.backends("wait_event_type = 'Lock'").await == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "never waited");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -415,15 +415,6 @@ mod tests {
         tx
     }
 
-    /// Waits until a connection to `db` waits for a row lock.
-    async fn until_one_waits(db: &ThrowawayDb) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while db.backends("wait_event_type = 'Lock'").await == 0 {
-            assert!(tokio::time::Instant::now() < deadline, "never waited");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// Spends a refresh token: $1 its hash.
     const SPEND: &str = "UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = $1";
 
@@ -473,7 +464,7 @@ mod tests {
                     .await
             })
         };
-        until_one_waits(&db).await;
+        db.until_one_waits().await;
         let committed = then_commit(tx, &[(SPEND, &[&hash])]).await;
         let rotated = locked.await.unwrap();
         assert!(
@@ -518,7 +509,7 @@ mod tests {
             .expect("the rotated session is told before the write")
             .unwrap();
         assert_eq!(told.id, session);
-        until_one_waits(&db).await;
+        db.until_one_waits().await;
         assert!(!rotating.is_finished(), "the write did not wait");
         tx.commit().await.unwrap();
         match rotating.await.unwrap().unwrap() {
@@ -558,7 +549,7 @@ mod tests {
                     .await
             })
         };
-        until_one_waits(&db).await;
+        db.until_one_waits().await;
         // The rest of the rotation: it spends the token, and issues its
         // successor, whose foreign keys take key-share locks on the user and
         // the session.

@@ -16,15 +16,11 @@ impl DeviceStore for SqliteStore {
             let user = s.user_id.to_string();
             let ip = s.client.ip.map(|i| i.to_string());
             let (ua, now) = (&s.client.user_agent, ms(s.now));
-            let known: Option<String> = tx
-                .row(
-                    &dialect(sql::DEVICE_BY_FINGERPRINT),
-                    params![user, s.fingerprint],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(id) = known {
-                tx.exec(&dialect(sql::TOUCH_DEVICE), params![id, now, ua, ip])?;
+            let touched = tx.exec(
+                &dialect(sql::TOUCH_KNOWN_DEVICE),
+                params![user, s.fingerprint, now, ua, ip],
+            )?;
+            if touched > 0 {
                 tx.commit()?;
                 return Ok(DeviceSeen::Known);
             }
