@@ -61,45 +61,39 @@ async fn with_one_http_worker_rotation_races_and_reuse_hold() {
     assert_eq!(app.refresh(&first.refresh_token).await.status, 401);
     assert_eq!(app.refresh(&third.refresh_token).await.status, 401);
 
-    let (_, pair) = app.signed_in().await;
-    let token = pair.refresh_token.clone();
-    let results = futures_util::future::join_all((0..20).map(|_| app.refresh(&token))).await;
-    let statuses: Vec<u16> = results.iter().map(|r| r.status).collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|s| *s == 200 || *s == 401),
-        "{statuses:?}"
-    );
+    one_of_twenty_refreshes_wins(&app).await;
 }
 
 on_both_backends!(
     twenty_concurrent_refreshes_yield_one_success,
     |backend: Backend| async move {
         let app = TestApp::spawn(backend).await;
-        let (_, pair) = app.signed_in().await;
-        let token = pair.refresh_token.clone();
-        let results = futures_util::future::join_all((0..20).map(|_| app.refresh(&token))).await;
-        let ok = results.iter().filter(|r| r.status == 200).count();
-        assert_eq!(
-            ok,
-            1,
-            "{:?}",
-            results.iter().map(|r| r.status).collect::<Vec<_>>()
-        );
-        assert!(
-            results.iter().all(|r| r.status == 200 || r.status == 401),
-            "{:?}",
-            results
-                .iter()
-                .map(|r| (r.status, String::from_utf8_lossy(&r.body)))
-                .collect::<Vec<_>>()
-        );
+        one_of_twenty_refreshes_wins(&app).await;
     }
 );
+
+/// A new session's refresh token presented twenty times at once: one
+/// refresh succeeds, every other is refused with 401.
+async fn one_of_twenty_refreshes_wins(app: &TestApp) {
+    let (_, pair) = app.signed_in().await;
+    let token = pair.refresh_token.clone();
+    let results = futures_util::future::join_all((0..20).map(|_| app.refresh(&token))).await;
+    let ok = results.iter().filter(|r| r.status == 200).count();
+    assert_eq!(
+        ok,
+        1,
+        "{:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(
+        results.iter().all(|r| r.status == 200 || r.status == 401),
+        "{:?}",
+        results
+            .iter()
+            .map(|r| (r.status, String::from_utf8_lossy(&r.body)))
+            .collect::<Vec<_>>()
+    );
+}
 
 #[actix_web::test]
 async fn concurrent_refreshes_over_three_instances_yield_one_success_and_logout_is_global() {
