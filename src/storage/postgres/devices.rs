@@ -100,7 +100,7 @@ impl DeviceStore for PgStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{migrated_store, test_user};
+    use super::super::{migrated_store, test_user, ThrowawayDb};
     use super::*;
     use crate::domain::ClientContext;
 
@@ -119,22 +119,29 @@ mod tests {
         }
     }
 
+    /// A store with one user, and another connection to its database.
+    async fn a_user_and_another_connection() -> (PgStore, ThrowawayDb, Uuid, tokio_postgres::Client)
+    {
+        let (store, db) = migrated_store("devices").await;
+        let user = Uuid::new_v4();
+        test_user(&store, user, "devices@example.com").await;
+        let (other, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        (store, db, user, other)
+    }
+
     /// A sign-in from a device the account knows does not wait for the
     /// user's lock, which only a device new to the account needs: here
     /// another transaction holds that lock, and the known device is still
     /// recorded (its latest user agent kept) while it does.
     #[tokio::test]
     async fn a_known_device_is_recorded_without_the_users_lock() {
-        let (store, db) = migrated_store("devices").await;
-        let user = Uuid::new_v4();
-        test_user(&store, user, "devices@example.com").await;
+        let (store, _db, user, mut other) = a_user_and_another_connection().await;
         let first = store.record_device(sighting(user, "first")).await.unwrap();
         assert_eq!(first, DeviceSeen::New);
 
-        let (mut other, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
         let tx = other.transaction().await.unwrap();
         tx.execute(LOCK_USER, &[&user]).await.unwrap();
 
@@ -157,13 +164,7 @@ mod tests {
     /// device meanwhile makes this one find it known, not record it twice.
     #[tokio::test]
     async fn a_device_recorded_while_waiting_for_the_lock_is_found_known() {
-        let (store, db) = migrated_store("devices").await;
-        let user = Uuid::new_v4();
-        test_user(&store, user, "devices@example.com").await;
-        let (mut other, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
+        let (store, db, user, mut other) = a_user_and_another_connection().await;
         let tx = other.transaction().await.unwrap();
         tx.execute(LOCK_USER, &[&user]).await.unwrap();
 
