@@ -279,7 +279,10 @@ impl Mailer {
                 return;
             };
             let free = slots.available_permits() + 1;
-            let batch = self.claim(free).await;
+            let mut batch = self.claim(free).await;
+            // The store returns a claim in no particular order; mails to one
+            // address are delivered in the order they were queued.
+            batch.sort_by_key(|mail| mail.created_at);
             if batch.is_empty() {
                 drop(first);
                 let _ =
@@ -308,6 +311,9 @@ impl Mailer {
                         drop(slot);
                         next = behind.next_after(tag.as_deref());
                     }
+                    // A later mail to this address may have been held back
+                    // while this one was leased (see `claim_mail`): claim again.
+                    mailer.inner.wake.notify_one();
                 });
             }
         }

@@ -130,6 +130,44 @@ async fn mails_waiting_behind_one_address_count_among_those_claimed() {
     assert!(most <= 8, "{most} claimed at once");
 }
 
+/// Across instances too, one address gets its mails in order: the second
+/// registration, on another instance, is queued while the first link is being
+/// delivered (the relay holds it up to a second for a second connection).
+/// The other instance waits for that delivery instead of opening a second
+/// connection, and the link mailed last is the one that works.
+#[actix_web::test]
+async fn mails_to_one_address_keep_their_order_across_instances() {
+    let apps = TestFleet::spawn(2).await;
+    let relay = &apps.smtp;
+    relay.hold_until_open(2, Duration::from_secs(1));
+    let email = format!("order-{}@example.com", uuid::Uuid::new_v4().simple());
+    assert_eq!(apps[0].register(&email, PASSWORD).await.status, 202);
+    for _ in 0..200 {
+        if relay.sessions_open() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        relay.sessions_open(),
+        1,
+        "the first link is being delivered"
+    );
+    assert_eq!(apps[1].register(&email, PASSWORD).await.status, 202);
+    let last = apps[1].verification_token(&email, 2).await;
+    let res = apps[1]
+        .post(
+            "/api/v1/auth/verify-email",
+            serde_json::json!({"token": last}),
+        )
+        .await;
+    assert_eq!(
+        res.status, 200,
+        "the link mailed last is the one that works"
+    );
+    assert_eq!(relay.most_sessions_at_once(), 1);
+}
+
 #[actix_web::test]
 async fn three_instances_send_each_mail_once() {
     let apps = TestFleet::spawn(3).await;

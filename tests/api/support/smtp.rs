@@ -163,6 +163,11 @@ impl SmtpSink {
         self.sessions.hold_until_open.store(n, Ordering::SeqCst);
     }
 
+    /// How many SMTP sessions are open now.
+    pub fn sessions_open(&self) -> usize {
+        self.sessions.open.load(Ordering::SeqCst)
+    }
+
     /// The most SMTP sessions that were open at the same time.
     pub fn most_sessions_at_once(&self) -> usize {
         self.sessions.most.load(Ordering::SeqCst)
