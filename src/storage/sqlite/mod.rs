@@ -133,8 +133,9 @@ impl SqliteStore {
                 .map_err(|e| StorageError::unavailable(format!("{}: {e}", parent.display())))?;
         }
         let conn = Connection::open(path).map_err(StorageError::unavailable)?;
+        conn.busy_timeout(pool::BUSY_TIMEOUT).map_err(q)?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
         )
         .map_err(q)?;
         let version: i64 = conn

@@ -21,9 +21,10 @@ const READERS: usize = 4;
 /// Writes committed together at most (see [`Pool::write_grouped`]).
 const GROUP_MAX: usize = 64;
 
-/// How long the writer waits for another process's write lock (as the
-/// `busy_timeout` pragma every connection is opened with).
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a connection waits for another's lock (every connection is
+/// opened with it; the writer sets it to zero for a moment to commit on an
+/// async worker's thread).
+pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One write waiting for the next group commit: runs inside the group's
 /// transaction (in a savepoint of its own) and returns how to tell its caller
@@ -135,9 +136,7 @@ impl Pool {
                     | OpenFlags::SQLITE_OPEN_URI,
             )
             .map_err(StorageError::unavailable)?;
-            reader
-                .execute_batch("PRAGMA busy_timeout = 5000;")
-                .map_err(q)?;
+            reader.busy_timeout(BUSY_TIMEOUT).map_err(q)?;
             reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             readers.push(Mutex::new(reader));
         }
@@ -369,8 +368,7 @@ fn checkpointer(
     schedule: Checkpoints,
 ) -> StoreResult<std::sync::mpsc::Sender<()>> {
     let conn = Connection::open(path).map_err(StorageError::unavailable)?;
-    conn.execute_batch("PRAGMA busy_timeout = 5000;")
-        .map_err(q)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(q)?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
@@ -464,7 +462,7 @@ fn checkpoint_turn(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     conn.busy_timeout(RESTART_WAIT)?;
     let restarted = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(2));
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(Some(restarted? - copied))
 }
 
