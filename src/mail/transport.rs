@@ -181,16 +181,39 @@ async fn send_smtp(config: &SmtpConfig, message: MessageBuilder<'_>) -> Result<(
         _ => builder,
     };
     let result = match config.tls {
-        SmtpTls::None => match builder.connect_plain().await {
+        SmtpTls::None => match connect_plain(&builder).await {
             Ok(mut client) => client.send(message).await.map(|_| ()),
             Err(e) => Err(e),
         },
         SmtpTls::StartTls | SmtpTls::Tls => match builder.connect().await {
-            Ok(mut client) => client.send(message).await.map(|_| ()),
+            Ok(mut client) => {
+                no_delay(client.stream.get_ref().0);
+                client.send(message).await.map(|_| ())
+            }
             Err(e) => Err(e),
         },
     };
     result.map_err(classify)
+}
+
+/// A connection without TLS, ready for a message.
+async fn connect_plain(
+    builder: &SmtpClientBuilder<&str>,
+) -> mail_send::Result<mail_send::SmtpClient<tokio::net::TcpStream>> {
+    let client = builder.connect_plain().await?;
+    no_delay(&client.stream);
+    Ok(client)
+}
+
+/// Turns Nagle's algorithm off on an SMTP connection. Why: `mail-send` writes
+/// a message and its closing `.` in two writes; with Nagle on, the second
+/// waits for the relay to acknowledge the first, and a relay delays that
+/// acknowledgement (up to 40 ms on Linux) while it waits for the rest, so
+/// every mail took about 45 ms to hand over on loopback.
+fn no_delay(stream: &tokio::net::TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set on the SMTP connection");
+    }
 }
 
 fn classify(e: mail_send::Error) -> TransportError {
@@ -212,6 +235,26 @@ mod tests {
     fn render(mail: &OutgoingMail) -> String {
         let message = message("SUMA Finance <no-reply@suma.finance>", mail);
         String::from_utf8(message.write_to_vec().unwrap()).unwrap()
+    }
+
+    /// The connection a plain SMTP delivery uses has Nagle's algorithm off.
+    #[tokio::test]
+    async fn a_plain_smtp_connection_sends_without_delay() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            write.write_all(b"220 relay\r\n").await.unwrap();
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(_)) = lines.next_line().await {
+                write.write_all(b"250 relay\r\n").await.unwrap();
+            }
+        });
+        let builder = SmtpClientBuilder::new("127.0.0.1", port).unwrap();
+        let client = connect_plain(&builder).await.unwrap();
+        assert!(client.stream.nodelay().unwrap());
     }
 
     #[test]
