@@ -62,8 +62,9 @@ impl LockoutStore {
 
     /// Copies the rare, decisive transitions Redis took (a lock, a reset) into
     /// the database, so a lock outlives the loss of Redis. Counting stays in
-    /// Redis alone: the database is written once per lock or success, not
-    /// once per attempt.
+    /// Redis alone: the database is written once per lock, not once per
+    /// attempt, and a reset writes only a window the database holds (most
+    /// sign-ins have nothing there to reset).
     async fn mirror(
         &self,
         key: &UserKey,
@@ -71,6 +72,13 @@ impl LockoutStore {
         policy: LockoutPolicy,
         now: Timestamp,
     ) {
+        let at = from_timestamp(now);
+        if matches!(decision, Decision::Done) {
+            if let Err(e) = self.store.reset_lockout(key.as_str(), at).await {
+                tracing::warn!(error = %e, "lockout reset not mirrored to the database");
+            }
+            return;
+        }
         let transition: crate::storage::LockoutTransition = match decision {
             Decision::Failed(FailureOutcome::Locked { until }) => {
                 Box::new(move |r: LockoutRecord| LockoutRecord {
@@ -80,10 +88,8 @@ impl LockoutStore {
                     locked_until: Some(from_timestamp(until)),
                 })
             }
-            Decision::Done => Box::new(|_| LockoutRecord::default()),
             _ => return,
         };
-        let at = from_timestamp(now);
         if let Err(e) = self
             .store
             .update_lockout(key.as_str(), LockoutUpdate::new(at, transition))

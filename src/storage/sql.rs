@@ -338,6 +338,13 @@ pub const ERASE_USER_ROWS: &[&str] = &[
      WHERE user_id = $1",
 ];
 
+/// A proven password resets the lockout window of an account: $1 key, $2
+/// time. Only a window that holds something is written, so a sign-in of an
+/// account with nothing to reset costs a lookup and writes nothing.
+pub const RESET_LOCKOUT: &str = "UPDATE login_lockouts SET attempts = 0, failures = 0, \
+     window_started_at = NULL, locked_until = NULL, updated_at = $2 WHERE account_key = $1 \
+     AND (attempts <> 0 OR failures <> 0 OR window_started_at IS NOT NULL OR locked_until IS NOT NULL)";
+
 /// The lockout window of the erased address: $1 key.
 pub const ERASE_LOCKOUT: &str = "DELETE FROM login_lockouts WHERE account_key = $1";
 

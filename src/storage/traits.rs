@@ -285,6 +285,10 @@ pub trait LockoutStore: Send + Sync {
     /// the row is locked (Postgres `FOR UPDATE`; SQLite's single writer) from
     /// the read to the write, so instances sharing the database agree.
     async fn update_lockout(&self, key: &str, update: LockoutUpdate) -> StoreResult<()>;
+
+    /// Resets the lockout window of `key` at `at`, writing only a window that
+    /// holds something (no row, or a row at its default, stays as it is).
+    async fn reset_lockout(&self, key: &str, at: DateTime<Utc>) -> StoreResult<()>;
 }
 
 /// Rate-limit windows kept where every instance sees them: the fallback of

@@ -436,3 +436,74 @@ async fn the_redis_script_and_the_database_decide_like_the_policy() {
         assert!(seen.contains(kind), "{kind} never decided: {seen:?}");
     }
 }
+
+/// The lockout rows the fleet's database holds: (attempts, failures, locked).
+async fn lockout_rows(apps: &TestFleet) -> Vec<(i32, i32, bool)> {
+    let (client, conn) = tokio_postgres::connect(apps.db_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    actix_web::rt::spawn(conn);
+    client
+        .query(
+            "SELECT attempts, failures, locked_until IS NOT NULL FROM login_lockouts",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// With Redis, the database holds a lockout window only where a lock was
+/// mirrored into it: a sign-in of an account with nothing to reset writes no
+/// row, and a sign-in after a lock ended resets the mirrored one.
+#[actix_web::test]
+async fn a_sign_in_writes_a_lockout_row_only_to_reset_a_mirrored_lock() {
+    let apps = TestFleet::spawn_with(1, |setup| setup.env("REDIS_ENDPOINT", &redis_url())).await;
+    let email = apps[0].verified_user().await;
+    assert_eq!(apps[0].login(&email, PASSWORD).await.status, 200);
+    assert_eq!(lockout_rows(&apps).await, vec![]);
+
+    hammer(&apps, &email, 6).await;
+    assert_eq!(apps[0].login(&email, PASSWORD).await.status, 423);
+    let locked = lockout_rows(&apps).await;
+    assert_eq!(locked.len(), 1);
+    assert!(locked[0].2, "the lock is mirrored: {locked:?}");
+
+    apps.advance(15 * 60 + 1);
+    assert_eq!(apps[0].login(&email, PASSWORD).await.status, 200);
+    assert_eq!(lockout_rows(&apps).await, vec![(0, 0, false)]);
+}
+
+/// Both databases reset a lockout window alike: nothing is written for a key
+/// they hold no window of, and a window they hold goes back to its default.
+#[actix_web::test]
+async fn both_databases_reset_only_a_window_they_hold() {
+    use suma_auth::storage::{LockoutRecord, LockoutUpdate};
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let app = TestApp::spawn(backend).await;
+        let store = app.services.store.clone();
+        let now = app.services.clock.now();
+        store.reset_lockout("nobody", now).await.unwrap();
+        assert_eq!(
+            store.load_lockout("nobody").await.unwrap(),
+            None,
+            "{backend:?}"
+        );
+        let locked = LockoutRecord {
+            attempts: 3,
+            failures: 3,
+            window_started_at: Some(now),
+            locked_until: Some(now + chrono::Duration::minutes(15)),
+        };
+        let lock = LockoutUpdate::new(now, Box::new(move |_| locked));
+        store.update_lockout("somebody", lock).await.unwrap();
+        store.reset_lockout("somebody", now).await.unwrap();
+        assert_eq!(
+            store.load_lockout("somebody").await.unwrap(),
+            Some(LockoutRecord::default()),
+            "{backend:?}"
+        );
+    }
+}

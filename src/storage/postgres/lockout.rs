@@ -1,6 +1,7 @@
 //! Lockout windows keyed by account (normalized email).
 
 use super::*;
+use crate::storage::sql;
 
 #[async_trait]
 impl LockoutStore for PgStore {
@@ -14,6 +15,11 @@ impl LockoutStore for PgStore {
             .await
             .map_err(q)?;
         row.as_ref().map(lockout_from).transpose()
+    }
+
+    async fn reset_lockout(&self, key: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        self.exec(sql::RESET_LOCKOUT, &[&key, &at]).await?;
+        Ok(())
     }
 
     async fn update_lockout(&self, key: &str, update: LockoutUpdate) -> StoreResult<()> {

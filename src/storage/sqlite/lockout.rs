@@ -1,6 +1,7 @@
 //! Lockout windows keyed by account (normalized email).
 
 use super::*;
+use crate::storage::sql;
 
 #[async_trait]
 impl LockoutStore for SqliteStore {
@@ -15,6 +16,13 @@ impl LockoutStore for SqliteStore {
             .optional()
         })
         .await
+    }
+
+    async fn reset_lockout(&self, key: &str, at: DateTime<Utc>) -> StoreResult<()> {
+        let key = key.to_string();
+        self.run(move |c| c.exec(&dialect(sql::RESET_LOCKOUT), params![key, ms(at)]))
+            .await?;
+        Ok(())
     }
 
     async fn update_lockout(&self, key: &str, update: LockoutUpdate) -> StoreResult<()> {
