@@ -108,6 +108,10 @@ pub(super) struct Pool {
     external: ExternalWrites,
     /// See [`Pool::commit_on_caller`].
     commit_on_caller: bool,
+    /// The runtime the pool was opened on (the server's main one), whose
+    /// blocking pool runs the drain of grouped writes: it outlives every
+    /// HTTP worker, so a worker that stops leaves no drain half done.
+    drains_on: Option<tokio::runtime::Handle>,
 }
 
 impl Pool {
@@ -155,6 +159,7 @@ impl Pool {
             next_reader: Arc::new(AtomicUsize::new(0)),
             external,
             commit_on_caller: false,
+            drains_on: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -299,19 +304,22 @@ impl Pool {
         !more_queued(&self.group)
     }
 
-    /// Drains the queue on the blocking pool, a group per turn, until it
-    /// is empty; each turn runs as a blocking-pool job of its own and queues
-    /// the next one there.
+    /// Drains the queue on the blocking pool of the runtime the pool was
+    /// opened on, a group per turn, until it is empty; each turn runs as a
+    /// blocking-pool job of its own and queues the next one there.
     ///
     /// Why not an async loop that awaits each turn: such a loop resumes
     /// between turns on the async worker that started it, which may be busy
     /// signing a token for each of its own requests, while the requests of
-    /// every worker wait on this drain (measured: with two workers under
-    /// refresh load, one worker idle a quarter of the time). Each turn takes
+    /// every worker wait on this drain (measured: under refresh load with two
+    /// workers, about a quarter of the machine idle). Each turn takes
     /// the writer and gives it back, so other writes and the checkpointer get
     /// it between two turns.
     fn drain_group(self) {
-        tokio::task::spawn_blocking(move || self.drain_turn());
+        match self.drains_on.clone() {
+            Some(runtime) => runtime.spawn_blocking(move || self.drain_turn()),
+            None => tokio::task::spawn_blocking(move || self.drain_turn()),
+        };
     }
 
     /// One turn of [`Pool::drain_group`].
@@ -339,7 +347,7 @@ impl Pool {
             }
         };
         if more {
-            tokio::task::spawn_blocking(move || self.drain_turn());
+            self.drain_group();
         }
     }
 }
@@ -624,6 +632,61 @@ mod tests {
         assert!(
             matches!(other, Ok(Ok(1))),
             "the other worker's write waited for the busy one"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A worker that stops while a drain it started is under way leaves no
+    /// write behind: here the worker's runtime shuts down while the drain
+    /// waits for the writer, and writes queued after it still commit. A drain
+    /// on that worker's own blocking pool could not queue its next turn there
+    /// once the runtime was gone, and the queue would stay marked as drained.
+    #[tokio::test]
+    async fn a_stopped_worker_leaves_no_write_behind() {
+        let (pool, dir) = pool("stopped-worker");
+        let insert = |id: i64| {
+            move |c: &Connection| c.execute("INSERT INTO t (id, v) VALUES (?1, 'x')", [id])
+        };
+        let held = pool.writer.lock().unwrap();
+        let (started, has_started) = std::sync::mpsc::channel();
+        let worker = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let first = tokio::spawn({
+                        let pool = pool.clone();
+                        async move { pool.write_grouped(insert(1)).await }
+                    });
+                    // The first write is queued and its drain started.
+                    while !pool.group.lock().unwrap().draining {
+                        tokio::task::yield_now().await;
+                    }
+                    started.send(()).unwrap();
+                    drop(first);
+                });
+                rt.shutdown_background();
+            })
+        };
+        has_started.recv().unwrap();
+        worker.join().unwrap();
+        let second = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.write_grouped(insert(2)).await }
+        });
+        drop(held);
+        assert!(matches!(second.await.unwrap(), Ok(1)));
+        let third = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            pool.write_grouped(insert(3)),
+        )
+        .await;
+        assert!(
+            matches!(third, Ok(Ok(1))),
+            "a write after the stopped worker's drain was left behind"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
