@@ -7,14 +7,14 @@ use super::{AdminError, Context};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Every key the JWKS serves: kid, algorithm, whether it signs, not-after.
+    /// Every key the JWKS serves: kid, algorithm, whether it signs.
     List,
 }
 
 pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
     let Command::List = command;
     let keys = ctx.svc.jwt.keys();
-    // PEM keys carry no validity period: not-after is always empty.
+    // PEM keys carry no validity period, so there is no not-after to show.
     let json: Vec<_> = keys
         .iter()
         .map(|k| {
@@ -22,7 +22,6 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
                 "kid": k.kid,
                 "algorithm": k.algorithm,
                 "active": k.signing,
-                "not_after": null,
             })
         })
         .collect();
@@ -33,11 +32,9 @@ pub async fn run(command: Command, ctx: &Context) -> Result<(), AdminError> {
                 k.kid.clone(),
                 k.algorithm.to_string(),
                 if k.signing { "signing" } else { "verify only" }.to_string(),
-                "-".to_string(),
             ]
         })
         .collect();
-    ctx.out
-        .table(&json, &["kid", "algorithm", "active", "not after"], &rows);
+    ctx.out.table(&json, &["kid", "algorithm", "active"], &rows);
     Ok(())
 }
