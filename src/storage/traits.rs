@@ -253,8 +253,8 @@ pub trait OutboxStore: Send + Sync {
 
     /// Leases up to `claim.limit` due mails for `claim.lease` (other
     /// workers, on any instance, skip leased ones: each mail is sent once).
-    /// A store shared by several instances also holds back a mail while an
-    /// earlier one to the same address is leased, so one address's mails
+    /// A store shared by several instances also holds back every mail to an
+    /// address while another one to it is leased, so one address's mails
     /// keep their order across instances.
     async fn claim_mail(&self, claim: MailClaim) -> StoreResult<Vec<OutboxMail>>;
 

@@ -592,6 +592,31 @@ mod tests {
         (Pool::new(conn, &path, external).unwrap(), dir)
     }
 
+    /// A grouped write of row `id`.
+    fn insert(id: i64) -> impl FnOnce(&Connection) -> rusqlite::Result<usize> + Send + 'static {
+        move |c| c.execute("INSERT INTO t (id, v) VALUES (?1, 'x')", [id])
+    }
+
+    /// Runs `work` on a thread of its own with a single-threaded runtime, as
+    /// an HTTP worker runs, and stops that runtime after it without waiting
+    /// for what it left on its blocking pool.
+    fn on_a_worker<F>(
+        pool: Pool,
+        work: impl FnOnce(Pool) -> F + Send + 'static,
+    ) -> std::thread::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()>,
+    {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(work(pool));
+            rt.shutdown_background();
+        })
+    }
+
     /// The drain of grouped writes does not depend on the async worker whose
     /// write started it: here that worker's thread stops polling (as one
     /// busy signing tokens does) right after its write committed, and a write
@@ -601,26 +626,14 @@ mod tests {
     #[tokio::test]
     async fn a_busy_worker_does_not_hold_back_the_drain_it_started() {
         let (pool, dir) = pool("busy-worker");
-        let insert = |id: i64| {
-            move |c: &Connection| c.execute("INSERT INTO t (id, v) VALUES (?1, 'x')", [id])
-        };
         let (blocked, is_blocked) = std::sync::mpsc::channel();
         let (release, released) = std::sync::mpsc::channel::<()>();
-        let worker = {
-            let pool = pool.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    pool.write_grouped(insert(1)).await.unwrap();
-                    // Busy: nothing else on this thread is polled meanwhile.
-                    blocked.send(()).unwrap();
-                    let _ = released.recv_timeout(std::time::Duration::from_secs(10));
-                });
-            })
-        };
+        let worker = on_a_worker(pool.clone(), |pool| async move {
+            pool.write_grouped(insert(1)).await.unwrap();
+            // Busy: nothing else on this thread is polled meanwhile.
+            blocked.send(()).unwrap();
+            let _ = released.recv_timeout(std::time::Duration::from_secs(10));
+        });
         is_blocked.recv().unwrap();
         let other = tokio::time::timeout(
             std::time::Duration::from_secs(5),
@@ -640,37 +653,24 @@ mod tests {
     /// write behind: here the worker's runtime shuts down while the drain
     /// waits for the writer, and writes queued after it still commit. A drain
     /// on that worker's own blocking pool could not queue its next turn there
-    /// once the runtime was gone, and the queue would stay marked as drained.
+    /// once the runtime was gone, and the queue would stay marked as draining.
     #[tokio::test]
     async fn a_stopped_worker_leaves_no_write_behind() {
         let (pool, dir) = pool("stopped-worker");
-        let insert = |id: i64| {
-            move |c: &Connection| c.execute("INSERT INTO t (id, v) VALUES (?1, 'x')", [id])
-        };
         let held = pool.writer.lock().unwrap();
         let (started, has_started) = std::sync::mpsc::channel();
-        let worker = {
-            let pool = pool.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    let first = tokio::spawn({
-                        let pool = pool.clone();
-                        async move { pool.write_grouped(insert(1)).await }
-                    });
-                    // The first write is queued and its drain started.
-                    while !pool.group.lock().unwrap().draining {
-                        tokio::task::yield_now().await;
-                    }
-                    started.send(()).unwrap();
-                    drop(first);
-                });
-                rt.shutdown_background();
-            })
-        };
+        let worker = on_a_worker(pool.clone(), |pool| async move {
+            let first = tokio::spawn({
+                let pool = pool.clone();
+                async move { pool.write_grouped(insert(1)).await }
+            });
+            // The first write is queued and its drain started.
+            while !pool.group.lock().unwrap().draining {
+                tokio::task::yield_now().await;
+            }
+            started.send(()).unwrap();
+            drop(first);
+        });
         has_started.recv().unwrap();
         worker.join().unwrap();
         let second = tokio::spawn({
