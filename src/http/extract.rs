@@ -43,6 +43,9 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// store ever sees what they refuse:
 ///
 /// - request headers over [`MAX_HEADER_BYTES`]: 431;
+/// - a JSON body that is not an object (an array, a string, `null`): 422
+///   `invalid_type`. Every body of this API is an object, and serde would
+///   otherwise read an array as the fields of one, in order;
 /// - a JSON body with a control character (Unicode `Cc`: NUL, the C0 and C1
 ///   controls, DEL) in any string, key or value, at any depth: 422
 ///   `invalid_characters`, naming the field. PostgreSQL refuses NUL in text,
@@ -94,10 +97,18 @@ pub async fn edge_checks(
     }
     let body = body.freeze();
     if complete {
-        let found = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| control_in_json(&v, ""));
-        if let Some(field) = found {
+        let parsed = serde_json::from_slice::<serde_json::Value>(&body).ok();
+        if parsed.as_ref().is_some_and(|v| !v.is_object()) {
+            return Ok(refuse(
+                req,
+                ApiError::Auth(AuthError::Validation(vec![FieldError::new(
+                    "body",
+                    "invalid_type",
+                    "the body must be a JSON object",
+                )])),
+            ));
+        }
+        if let Some(field) = parsed.and_then(|v| control_in_json(&v, "")) {
             return Ok(refuse(
                 req,
                 ApiError::Auth(AuthError::Validation(vec![FieldError::new(
@@ -264,6 +275,38 @@ fn bearer(req: &HttpRequest) -> Option<String> {
     }
     let token = token.trim();
     (!token.is_empty()).then(|| token.to_string())
+}
+
+/// An optional JSON body. No body at all is `None`; a body that is sent must
+/// pass the JSON body rules (400, 413, 415), as for `web::Json`. actix's own
+/// `Option<web::Json<T>>` takes a malformed body for an absent one, so a
+/// request whose body was meant to change what it does would go ahead without
+/// it and answer as if it had been understood.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if !has_body(req.headers()) {
+            return Box::pin(std::future::ready(Ok(OptionalJson(None))));
+        }
+        let json = web::Json::<T>::from_request(req, payload);
+        Box::pin(async move { Ok(OptionalJson(Some(json.await?.into_inner()))) })
+    }
+}
+
+/// Whether a request sends a body: a chunked one, or a `Content-Length`
+/// other than 0.
+fn has_body(headers: &HeaderMap) -> bool {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return true;
+    }
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(length) => length.to_str().map_or(true, |n| n.trim() != "0"),
+        None => false,
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::handlers;
+use super::errors::PROBLEM_JSON;
+use super::{handlers, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -44,7 +48,7 @@ use super::handlers;
         handlers::privacy::delete_me,
     ),
     components(schemas(super::errors::Problem, crate::domain::FieldError, crate::services::second_factor::MfaRequired, crate::services::consents::RequiredVersions)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ErrorAnswers),
     tags(
         (name = "auth", description = "Identity and credentials"),
         (name = "me", description = "The signed-in user"),
@@ -70,6 +74,102 @@ impl Modify for BearerAuth {
     }
 }
 
+/// The error answers, written once for the whole document rather than on
+/// each handler, so that a new route cannot leave them out:
+/// - every error is `application/problem+json` (handlers name the body,
+///   `Problem`, and this names its media type);
+/// - the answers given before a handler runs are listed on every route they
+///   can come from: 400, 413, 415 and 422 (not an object, or a control
+///   character) for a JSON body, 401 for a bearer token, 429 for a route of the route table with
+///   a rate class;
+/// - `default` says that any other error (a 503 while a dependency is down)
+///   has the same shape.
+struct ErrorAnswers;
+
+impl Modify for ErrorAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let methods = [
+                ("get", &mut item.get),
+                ("put", &mut item.put),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+                ("patch", &mut item.patch),
+            ];
+            for (method, op) in methods {
+                if let Some(op) = op.as_mut() {
+                    let rated = routes::MOUNTED
+                        .iter()
+                        .zip(routes::MOUNTED_RATES)
+                        .any(|((m, p), rate)| *m == method && p == path && rate.is_some());
+                    error_answers(op, rated);
+                }
+            }
+        }
+    }
+}
+
+fn error_answers(op: &mut Operation, rated: bool) {
+    let answers = &mut op.responses.responses;
+    for (status, answer) in answers.iter_mut() {
+        let error = status == "default" || status.starts_with('4') || status.starts_with('5');
+        if let (true, RefOr::T(answer)) = (error, answer) {
+            if let Some(content) = answer.content.shift_remove("application/json") {
+                answer.content.insert(PROBLEM_JSON.to_string(), content);
+            }
+        }
+    }
+    let mut add = |status: &str, description: &str| {
+        answers
+            .entry(status.to_string())
+            .or_insert_with(|| RefOr::T(problem(description)));
+    };
+    if op.request_body.is_some() {
+        add(
+            "400",
+            "`malformed_json`: the body is not JSON, or not of the documented shape",
+        );
+        add(
+            "413",
+            &format!(
+                "`payload_too_large`: the body is larger than {} bytes",
+                super::MAX_BODY_BYTES
+            ),
+        );
+        add(
+            "415",
+            "`unsupported_media_type`: a body sent without `Content-Type: application/json`",
+        );
+        add(
+            "422",
+            "`validation_failed`: a body that is not a JSON object, or with a control character in a string",
+        );
+    }
+    if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+        add(
+            "401",
+            "Missing, invalid or expired access token, or an ended session",
+        );
+    }
+    if rated {
+        add("429", "Rate limited: retry after `Retry-After` seconds");
+    }
+    add(
+        "default",
+        "Any other error, in the same shape (e.g. 503 while a dependency is unavailable)",
+    );
+}
+
+fn problem(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_JSON,
+            Content::new(Some(RefOr::Ref(Ref::from_schema_name("Problem")))),
+        )
+        .build()
+}
+
 /// The document, with this build's version.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
@@ -79,7 +179,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
 
 /// `GET /openapi.json`: the document, served from where it is built.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", operation_id = "openapi",
-    responses((status = 200, description = "This API's OpenAPI 3.1 document")))]
+    responses((status = 200, description = "This API's OpenAPI 3.1 document", body = Object)))]
 pub async fn serve() -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .insert_header((
@@ -87,4 +187,25 @@ pub async fn serve() -> actix_web::HttpResponse {
             "public, max-age=300",
         ))
         .json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::password::{MAX_CHARS, MIN_CHARS};
+
+    /// The lengths written in the annotations are the policy's own.
+    #[test]
+    fn new_passwords_are_documented_with_the_policys_lengths() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field) in [
+            ("RegisterRequest", "password"),
+            ("ChangePasswordRequest", "new_password"),
+            ("ResetConfirmRequest", "new_password"),
+        ] {
+            let property = &schemas[schema]["properties"][field];
+            assert_eq!(property["minLength"], MIN_CHARS, "{schema}.{field}");
+            assert_eq!(property["maxLength"], MAX_CHARS, "{schema}.{field}");
+        }
+    }
 }

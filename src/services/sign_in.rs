@@ -65,7 +65,7 @@ impl SignIn {
 }
 
 /// What a correct password leads to.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum LoginOutcome {
     Tokens(TokenPair),

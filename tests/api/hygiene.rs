@@ -70,6 +70,32 @@ async fn wrong_types_and_missing_fields_are_422() {
     assert_problem(&res, 422, "validation_failed");
 }
 
+/// A body that is not a JSON object is refused, even one that serde would
+/// read as a struct's fields in order: a sign-in sent as
+/// `[email, password]` does not sign in.
+#[actix_web::test]
+async fn a_body_that_is_not_an_object_is_422() {
+    let app = app().await;
+    let email = app.verified_user().await;
+    let res = app
+        .post(
+            "/api/v1/auth/login",
+            json!([email, crate::support::PASSWORD]),
+        )
+        .await;
+    assert_problem(&res, 422, "validation_failed");
+    assert_eq!(res.problem().errors[0].field, "body");
+    assert_eq!(res.problem().errors[0].code, "invalid_type");
+    for body in [json!(null), json!("x"), json!(7)] {
+        let res = app.post("/api/v1/auth/refresh", body).await;
+        assert_problem(&res, 422, "validation_failed");
+    }
+    assert_eq!(
+        app.login(&email, crate::support::PASSWORD).await.status,
+        200
+    );
+}
+
 #[actix_web::test]
 async fn wrong_content_type_is_415() {
     let app = app().await;

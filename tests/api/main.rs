@@ -17,6 +17,7 @@ mod lockout;
 mod login;
 mod me;
 mod metrics;
+mod openapi;
 mod ops;
 mod outage;
 mod outbox;

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::StatusResponse;
 use crate::http::client::Client;
 use crate::http::errors::{ApiError, Problem};
-use crate::http::extract::Authenticated;
+use crate::http::extract::{Authenticated, OptionalJson};
 use crate::services::login::{self, LoginInput, TokenPair};
 use crate::services::registration::{self, Consents, Registration};
 use crate::services::{mfa, password, password_reset, sessions, verification, Services};
@@ -23,10 +23,10 @@ pub struct ConsentsRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "ana@example.com")]
+    #[schema(example = "ana@example.com", format = Email, max_length = 254)]
     pub email: String,
     /// 12–128 characters; not a common password; not containing the email.
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 128)]
     pub password: SecretString,
     #[serde(default)]
     pub first_name: Option<String>,
@@ -101,6 +101,7 @@ pub async fn verify_email(
 
 #[derive(Deserialize, ToSchema)]
 pub struct EmailRequest {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
 }
 
@@ -136,7 +137,7 @@ pub struct LoginRequest {
     post, path = "/api/v1/auth/login", tag = "auth",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in (a token pair), or `{mfa_required, mfa_token, methods}` when a second factor is on", body = TokenPair),
+        (status = 200, description = "Signed in (a token pair), or `{mfa_required, mfa_token, methods}` when a second factor is on", body = crate::services::sign_in::LoginOutcome),
         (status = 401, description = "Invalid credentials (same for unknown email)", body = Problem),
         (status = 403, description = "Only after a correct password: `email_not_verified`, `account_disabled`, or `consent_required` with `consent_token` and `required: {terms, privacy}` (accept them at `/consents/accept`)", body = Problem),
         (status = 423, description = "Account locked: MAX_LOGIN_ATTEMPTS failed passwords in the window", body = Problem),
@@ -206,9 +207,9 @@ pub async fn logout(
     svc: web::Data<Services>,
     Client(client): Client,
     Authenticated(principal): Authenticated,
-    body: Option<web::Json<LogoutRequest>>,
+    OptionalJson(body): OptionalJson<LogoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    let body = body.unwrap_or_default();
     sessions::logout(
         &svc.sessions,
         &principal,
@@ -240,7 +241,7 @@ pub async fn logout_all(
 pub struct ChangePasswordRequest {
     #[schema(value_type = String, format = Password)]
     pub current_password: SecretString,
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 128)]
     pub new_password: SecretString,
     /// A code of a current second factor (TOTP or recovery code, or an
     /// emailed step-up code from `POST /me/2fa/email/code`); required while
@@ -300,7 +301,7 @@ pub async fn password_reset(
 #[derive(Deserialize, ToSchema)]
 pub struct ResetConfirmRequest {
     pub token: String,
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 128)]
     pub new_password: SecretString,
 }
 

@@ -50,7 +50,7 @@ pub async fn list_sessions(
     security(("bearer" = [])),
     params(
         ("before" = Option<String>, Query, description = "A cursor: the `next` of the previous page; events older than it"),
-        ("limit" = Option<u32>, Query, description = "Events per page, 1 to 100 (default 20)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Events per page, 1 to 100 (default 20)"),
     ),
     responses(
         (status = 200, description = "The user's own security events, newest first, and the cursor of the next page", body = AuditPage),

@@ -28,7 +28,7 @@ pub async fn ready(svc: web::Data<Services>) -> Result<HttpResponse, ApiError> {
 }
 
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "ops",
-    responses((status = 200, description = "RFC 7517 key set of every key that verifies live tokens")))]
+    responses((status = 200, description = "RFC 7517 key set of every key that verifies live tokens", body = Object)))]
 pub async fn jwks(svc: web::Data<Services>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))

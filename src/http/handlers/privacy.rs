@@ -11,7 +11,6 @@ use crate::http::client::Client;
 use crate::http::errors::{ApiError, Problem};
 use crate::http::extract::Authenticated;
 use crate::services::consents::{self, Acceptance, ConsentState};
-use crate::services::login::TokenPair;
 use crate::services::privacy::{self, DataExport};
 use crate::services::Services;
 
@@ -109,7 +108,7 @@ pub struct AcceptConsentsRequest {
     post, path = "/api/v1/auth/consents/accept", tag = "auth",
     request_body = AcceptConsentsRequest,
     responses(
-        (status = 200, description = "Accepted and signed in (a token pair), or `{mfa_required, mfa_token, methods}` when a second factor is on", body = TokenPair),
+        (status = 200, description = "Accepted and signed in (a token pair), or `{mfa_required, mfa_token, methods}` when a second factor is on", body = crate::services::sign_in::LoginOutcome),
         (status = 401, description = "`invalid_consent_token`: unknown, spent or expired", body = Problem),
         (status = 422, description = "A version that is not the current one, or a required one missing", body = Problem),
         (status = 429, description = "Rate limited (the OTP budget: a second step of signing in)", body = Problem),
