@@ -322,6 +322,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!("mailbox rejections: {}", handle.stats().mailbox_rejections);
     println!();
     let bytes_per_actor = per(r.touch_peak - rss0);
+    let reaped_early = (keys as u64).saturating_sub(live);
+    if reaped_early > 0 {
+        println!(
+            "note: {} of the {keys} users were reaped before the last was touched, so the \
+             peak holds memory their actors freed and the per-actor figures are overstated; \
+             give --idle-secs more than the touching takes",
+            reaped_early
+        );
+    }
     println!(
         "summary: {keys} users, {live} live actors at peak; RSS cold {} / baseline {} / peak {} / after reap {}",
         mib(cold),
