@@ -204,26 +204,21 @@ async fn every_rate_limited_route_lists_its_429() {
 async fn a_logout_with_a_malformed_body_is_refused_and_ends_nothing() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let (_, pair) = app.signed_in().await;
-    let req = app
-        .client
-        .post(app.url("/api/v1/auth/logout"))
-        .insert_header((
-            header::AUTHORIZATION,
-            format!("Bearer {}", pair.access_token),
-        ))
-        .insert_header((header::CONTENT_TYPE, "application/json"));
-    let res = send_raw(req, b"{\"refresh_token\":".to_vec()).await;
+    let logout = || {
+        app.client
+            .post(app.url("/api/v1/auth/logout"))
+            .insert_header((
+                header::AUTHORIZATION,
+                format!("Bearer {}", pair.access_token),
+            ))
+    };
+    let malformed = logout().insert_header((header::CONTENT_TYPE, "application/json"));
+    let res = send_raw(malformed, b"{\"refresh_token\":".to_vec()).await;
     assert_eq!(res.status, 400);
     assert_eq!(res.code(), "malformed_json");
     assert_eq!(app.me(&pair.access_token).await.status, 200);
 
-    let bare = app
-        .client
-        .post(app.url("/api/v1/auth/logout"))
-        .insert_header((
-            header::AUTHORIZATION,
-            format!("Bearer {}", pair.access_token),
-        ));
+    let bare = logout();
     assert_eq!(app.send(bare, None).await.status, 204);
     assert_eq!(app.me(&pair.access_token).await.status, 401);
 }
