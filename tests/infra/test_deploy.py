@@ -582,9 +582,14 @@ class Layout(unittest.TestCase):
         self.assertEqual(sorted(set(problems)), [])
 
     def test_environment_roots_are_the_same_code(self) -> None:
+        """Each environment links the one copy of the code in environments/root/."""
         for f in ("main.tf", "variables.tf", "outputs.tf", "providers.tf"):
-            texts = {read_text(os.path.join(TF, "environments", e, f)) for e in ENVIRONMENTS}
-            self.assertEqual(len(texts), 1, f"environments differ in {f}: put differences in terraform.tfvars")
+            shared = os.path.join(TF, "environments", "root", f)
+            self.assertTrue(os.path.isfile(shared) and not os.path.islink(shared), shared)
+            for e in ENVIRONMENTS:
+                link = os.path.join(TF, "environments", e, f)
+                self.assertTrue(os.path.islink(link), f"{e}/{f} is not a link to ../root/{f}")
+                self.assertEqual(os.readlink(link), os.path.join("..", "root", f), f"{e}/{f}")
 
 
 class DatabaseBootstrap(unittest.TestCase):
