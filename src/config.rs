@@ -159,6 +159,9 @@ impl KeySource {
     }
 }
 
+/// The `iss` of access tokens when neither `JWT_ISSUER` nor `PUBLIC_URL` is set.
+pub const DEFAULT_ISSUER: &str = "suma-auth";
+
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
     pub keys: KeySource,
@@ -385,8 +388,9 @@ impl Config {
         let host: IpAddr = v.parse("HOST", IpAddr::from([0, 0, 0, 0]))?;
         let port = v.bounded("PORT", 8080, 0, 65535)? as u16;
         let data_dir = PathBuf::from(v.opt("DATA_DIR").unwrap_or_else(|| "./data".to_string()));
-        let public_url = v
-            .opt("PUBLIC_URL")
+        let public_url_set = v.opt("PUBLIC_URL");
+        let public_url = public_url_set
+            .clone()
             .unwrap_or_else(|| format!("http://localhost:{port}"));
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             return Err(ConfigError::new(
@@ -450,7 +454,13 @@ impl Config {
         }
         let jwt = JwtConfig {
             keys,
-            issuer: v.opt("JWT_ISSUER").unwrap_or_else(|| public_url.clone()),
+            // Not the port-derived default of PUBLIC_URL: instances of one
+            // fleet listening on different ports must issue tokens the
+            // others accept.
+            issuer: v
+                .opt("JWT_ISSUER")
+                .or_else(|| public_url_set.map(|u| u.trim_end_matches('/').to_string()))
+                .unwrap_or_else(|| DEFAULT_ISSUER.to_string()),
             audience: v
                 .opt("JWT_AUDIENCE")
                 .unwrap_or_else(|| "suma-finance".to_string()),
@@ -815,6 +825,26 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_map(&map)
+    }
+
+    /// Instances on different ports share an issuer unless told otherwise;
+    /// `PUBLIC_URL`, then `JWT_ISSUER`, set it.
+    #[test]
+    fn the_issuer_does_not_depend_on_the_port() {
+        let on = |port: &str, extra: &[(&str, &str)]| {
+            let mut pairs = vec![("PORT", port)];
+            pairs.extend_from_slice(extra);
+            config(&pairs).unwrap().jwt.issuer
+        };
+        assert_eq!(on("8081", &[]), on("8082", &[]));
+        assert_eq!(on("8081", &[]), DEFAULT_ISSUER);
+        let public = [("PUBLIC_URL", "https://auth.example/")];
+        assert_eq!(on("8081", &public), "https://auth.example");
+        let both = [
+            ("PUBLIC_URL", "https://auth.example"),
+            ("JWT_ISSUER", "https://issuer.example"),
+        ];
+        assert_eq!(on("8081", &both), "https://issuer.example");
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("JWT_PUBLIC_KEY_PATH", None, "its public key, PEM file"),
     var("JWT_ADDITIONAL_PUBLIC_KEYS", None, "verify-only public keys (PEM, concatenated) during a key rotation"),
     var("JWT_ADDITIONAL_PUBLIC_KEYS_PATH", None, "the same, from a file"),
-    var("JWT_ISSUER", Some("PUBLIC_URL"), "iss claim"),
+    var("JWT_ISSUER", Some("PUBLIC_URL when set, else suma-auth"), "iss claim"),
     var("JWT_AUDIENCE", Some("suma-finance"), "aud claim"),
     var("ACCESS_TOKEN_TTL_SECONDS", Some("900"), "access-token lifetime"),
     required(secret("DATA_ENCRYPTION_KEY", "AES-256-GCM key (base64, 32 bytes) sealing TOTP secrets and queued mail"), &[]),
