@@ -78,9 +78,11 @@ pub fn load(config: &Config) -> Result<SigningKey, KeyError> {
         "no JWT_PRIVATE_KEY configured: generating a DEVELOPMENT signing key; never use this in production"
     );
     let (private_pem, public_pem) = generate_pem()?;
-    write_private(&private_path, &private_pem)?;
-    write_file(&dir.join("jwt-public.pem"), &public_pem)?;
-    parse_private_pem(&private_pem, "JWT_PRIVATE_KEY_PATH")
+    let kept = create_private_once(&private_path, &private_pem)?;
+    if kept == private_pem {
+        write_file(&dir.join("jwt-public.pem"), &public_pem)?;
+    }
+    parse_private_pem(&kept, "JWT_PRIVATE_KEY_PATH")
 }
 
 fn load_configured(source: &KeySource) -> Result<SigningKey, KeyError> {
@@ -251,20 +253,69 @@ fn write_file(path: &Path, contents: &str) -> Result<(), KeyError> {
     std::fs::write(path, contents).map_err(io)
 }
 
-/// Writes a private key readable by its owner only.
+/// Writes a private key readable by its owner only, from the moment the
+/// file exists (it is created with that mode, never widened then narrowed).
 pub fn write_private(path: &Path, contents: &str) -> Result<(), KeyError> {
-    write_file(path, contents)?;
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut file = owner_only()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io)?;
+    std::io::Write::write_all(&mut file, contents.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
     #[cfg(unix)]
     {
+        // An existing file keeps its mode on open.
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| KeyError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-        )?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
     }
     Ok(())
+}
+
+/// Creates `path` holding `contents`, readable by its owner only, unless it
+/// exists; returns what the file holds. Instances started together on one
+/// `DATA_DIR` each generate a development key: the first to link its file in
+/// place wins and the others read it, so all of them sign and seal with the
+/// same key (written then renamed, the last would win, after the others had
+/// started with their own).
+pub fn create_private_once(path: &Path, contents: &str) -> Result<String, KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut nonce = [0u8; 8];
+    rand::fill(&mut nonce[..]);
+    let draft = path.with_extension(format!("draft-{}", hex::encode(nonce)));
+    write_private(&draft, contents)?;
+    let linked = std::fs::hard_link(&draft, path);
+    let _ = std::fs::remove_file(&draft);
+    match linked {
+        Ok(()) => Ok(contents.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn owner_only() -> std::fs::OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
 }
 
 /// Writes a new key pair as `<prefix>-private.pem` / `<prefix>-public.pem`.
@@ -291,6 +342,38 @@ mod tests {
         assert_eq!(a.kid, b.kid);
         assert_eq!(a.kid.len(), 43);
         assert_eq!(a.e, vec![1, 0, 1]);
+    }
+
+    /// Eight starts racing on one empty directory keep one key, readable by
+    /// its owner only.
+    #[test]
+    fn racing_starts_keep_the_first_key_written() {
+        let dir = std::env::temp_dir().join(format!("keys-{}", uuid::Uuid::new_v4().simple()));
+        let path = dir.join("keys").join("k.pem");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let kept: Vec<String> = (0..8)
+            .map(|i| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    create_private_once(&path, &format!("key {i}")).unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let on_disk = std::fs::read_to_string(&path).unwrap();
+        assert!(kept.iter().all(|k| *k == on_disk), "{kept:?} vs {on_disk}");
+        let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+        assert_eq!(left.len(), 1, "drafts left behind");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

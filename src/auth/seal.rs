@@ -81,9 +81,11 @@ impl Sealer {
         tracing::warn!(path = %path.display(), "no DATA_ENCRYPTION_KEY: generating a DEVELOPMENT data key");
         let mut key = [0u8; 32];
         rand::fill(&mut key[..]);
-        crate::auth::keys::write_private(&path, &STANDARD.encode(key))
+        let kept = crate::auth::keys::create_private_once(&path, &STANDARD.encode(key))
             .map_err(|e| SealError::Key(e.to_string()))?;
-        Ok(key.to_vec())
+        STANDARD
+            .decode(kept.trim())
+            .map_err(|_| SealError::Key(format!("{} is not base64", path.display())))
     }
 
     /// A keyed digest (HMAC-SHA256, hex) of `value` under `purpose`: equal
