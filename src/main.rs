@@ -164,9 +164,12 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> Result<(), String> {
     let started = std::time::Instant::now();
-    let database = match &config.database {
-        DatabaseConfig::Sqlite { path } => format!("sqlite {}", path.display()),
-        DatabaseConfig::Postgres { .. } => "postgres".to_string(),
+    let (database, _serving) = match &config.database {
+        DatabaseConfig::Sqlite { path } => (
+            format!("sqlite {}", path.display()),
+            Some(suma_auth::storage::sqlite::serving::claim(path)?),
+        ),
+        DatabaseConfig::Postgres { .. } => ("postgres".to_string(), None),
     };
     let app = Application::build(config.clone())
         .await

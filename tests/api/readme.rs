@@ -258,6 +258,57 @@ fn a_development_server_prints_where_things_are_and_no_secret() {
     }
 }
 
+/// A second server started on the data directory another one serves exits
+/// at once, naming the reason, and the first keeps serving.
+#[test]
+fn a_second_server_on_one_embedded_database_is_refused() {
+    let dir = TempDir::new();
+    let port = free_port();
+    let _first = start_server(&dir.0, port);
+    let mut second = Command::new(env!("CARGO_BIN_EXE_suma-auth"))
+        .current_dir(&dir.0)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", free_port().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start a second server");
+    let stderr = capture(second.stderr.take().unwrap());
+    let mut server = Server {
+        child: second,
+        stdout: Arc::default(),
+        stderr,
+    };
+    // A bounded wait for its exit: a second server that started would run on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second server is still running: {}",
+            server.stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    // Its stderr is read to the end once the pipe closes.
+    let wanted = "another suma-auth server is serving";
+    while !server.stderr.lock().unwrap().contains(wanted) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        server.stderr.lock().unwrap().contains(wanted),
+        "{}",
+        server.stderr.lock().unwrap()
+    );
+    assert_eq!(http_status(port, "/ready"), Some(200));
+}
+
 #[test]
 fn the_expected_answer_matcher() {
     assert!(matches(

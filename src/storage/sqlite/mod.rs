@@ -22,6 +22,7 @@ mod pool;
 mod privacy;
 mod rate;
 mod second_factor;
+pub mod serving;
 mod sessions;
 mod tokens;
 mod users;
