@@ -80,8 +80,8 @@ impl Modify for BearerAuth {
 ///   `Problem`, and this names its media type);
 /// - the answers given before a handler runs are listed on every route they
 ///   can come from: 400, 413, 415 and 422 (not an object, or a control
-///   character) for a JSON body, 401 for a bearer token, 429 for a route of the route table with
-///   a rate class;
+///   character) for a JSON body, 401 for a bearer token, 429 for a route
+///   the route table gives a rate class;
 /// - `default` says that any other error (a 503 while a dependency is down)
 ///   has the same shape.
 struct ErrorAnswers;
@@ -125,10 +125,7 @@ fn error_answers(op: &mut Operation, rated: bool) {
             .or_insert_with(|| RefOr::T(problem(description)));
     };
     if op.request_body.is_some() {
-        add(
-            "400",
-            "`malformed_json`: the body is not JSON, or not of the documented shape",
-        );
+        add("400", "`malformed_json`: the body is not well-formed JSON");
         add(
             "413",
             &format!(
