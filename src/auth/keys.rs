@@ -284,8 +284,10 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), KeyError> {
 /// exists; returns what the file holds. Instances started together on one
 /// `DATA_DIR` each generate a development key: the first to link its file in
 /// place wins and the others read it, so all of them sign and seal with the
-/// same key (written then renamed, the last would win, after the others had
-/// started with their own).
+/// same key. A plain write, or a rename into place, would let the last one
+/// win after the others had started with their own. Where the file system
+/// has no hard links, the file is created exclusively instead (a reader then
+/// could see it before it is whole).
 pub fn create_private_once(path: &Path, contents: &str) -> Result<String, KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_path_buf(),
@@ -303,7 +305,15 @@ pub fn create_private_once(path: &Path, contents: &str) -> Result<String, KeyErr
     match linked {
         Ok(()) => Ok(contents.to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),
-        Err(e) => Err(io(e)),
+        Err(_) => match owner_only().write(true).create_new(true).open(path) {
+            Ok(mut file) => {
+                std::io::Write::write_all(&mut file, contents.as_bytes()).map_err(io)?;
+                file.sync_all().map_err(io)?;
+                Ok(contents.to_string())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),
+            Err(e) => Err(io(e)),
+        },
     }
 }
 
