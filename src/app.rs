@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 use crate::auth::hashing::PasswordHasher;
 use crate::auth::jwt::JwtService;
 use crate::auth::keys;
+use crate::auth::seal::DATA_KEY_PURPOSE;
 use crate::config::{Config, DatabaseConfig};
 use crate::domain::password;
 use crate::http::{self, client::TrustedProxies, extract, middleware};
@@ -41,6 +42,8 @@ pub enum StartError {
     Actors(#[from] suma_auth_actors::StartError),
     #[error("mail: {0}")]
     Mail(#[from] crate::mail::SealError),
+    #[error("DATA_ENCRYPTION_KEY is not the key this database's data was sealed with (recorded fingerprint {recorded}, this key's {ours}): give every instance the same key; to adopt this one and give up what the old one sealed, run `suma-auth admin keys adopt-data-key`")]
+    DataKey { recorded: String, ours: String },
     #[error("metrics: {0}")]
     Metrics(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -68,6 +71,9 @@ pub struct Options {
     /// Revocations are written to Redis but not published to the other
     /// instances (tests of the revalidation bound).
     pub unpublished_revocations: bool,
+    /// Starts whatever data key the database recorded (the operator command
+    /// that adopts a new key).
+    pub any_data_key: bool,
 }
 
 pub struct Application {
@@ -131,6 +137,16 @@ pub async fn build_parts(config: Config, options: Options) -> Result<Parts, Star
     let hasher = PasswordHasher::new(&config.hashing)?;
     let clock = options.clock.clone().unwrap_or_default();
     let mailer = Mailer::new(&config, metrics.clone(), store.clone(), clock.clone())?;
+    // Another key would seal mail the other instances cannot open and digest
+    // codes they cannot match: refuse to start with one.
+    let ours = mailer.sealer().fingerprint();
+    let recorded = store.key_fingerprint(DATA_KEY_PURPOSE, &ours).await?;
+    if recorded != ours && !options.any_data_key {
+        return Err(StartError::DataKey {
+            recorded: short(&recorded),
+            ours: short(&ours),
+        });
+    }
     let redis = match &config.redis {
         Some(redis) => Some(RedisStore::new(
             redis,
@@ -188,6 +204,11 @@ pub async fn build_parts(config: Config, options: Options) -> Result<Parts, Star
         audit_writer,
     };
     Ok(parts)
+}
+
+/// The first 12 characters of a fingerprint, enough to tell two apart.
+fn short(fingerprint: &str) -> String {
+    fingerprint.chars().take(12).collect()
 }
 
 impl Application {

@@ -108,7 +108,7 @@ groups! {
     Sessions => sessions,
     /// The mail outbox: its state, and dead mail queued again.
     Outbox => outbox,
-    /// Signing keys: what verifies tokens now (public facts only).
+    /// Keys: what verifies tokens now (public facts only); adopting a new data key.
     Keys => keys,
     /// The audit trail: verify its hash chain, export a time range.
     Audit => audit,
@@ -117,8 +117,15 @@ groups! {
 /// Runs one admin command; the exit code says how it went.
 pub async fn run(config: Config, args: AdminArgs) -> ExitCode {
     let out = Output { json: args.json };
+    let adopting = matches!(
+        args.group,
+        Group::Keys {
+            command: keys::Command::AdoptDataKey
+        }
+    );
     let options = Options {
         beside_server: true,
+        any_data_key: adopting,
         ..Options::default()
     };
     let svc = match build_parts(config, options).await {

@@ -22,6 +22,9 @@ pub enum SealError {
     Open,
 }
 
+/// The `key_checks` purpose of `DATA_ENCRYPTION_KEY`.
+pub const DATA_KEY_PURPOSE: &str = "data_encryption_key";
+
 pub struct Sealer {
     key: LessSafeKey,
     /// HMAC-SHA-256 key of the code hashes, derived from the data key.
@@ -98,6 +101,12 @@ impl Sealer {
         ctx.update(&[0]);
         ctx.update(value.as_bytes());
         hex::encode(ctx.sign().as_ref())
+    }
+
+    /// What the database records of this key (`key_checks`): a tag under
+    /// it, which tells keys apart and says nothing of them.
+    pub fn fingerprint(&self) -> String {
+        self.tag("key-check", DATA_KEY_PURPOSE)
     }
 
     /// base64(nonce ‖ ciphertext ‖ tag)

@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(11, "000011_user_change_notices"),
     migration!(12, "000012_refresh_rotation_hot_updates"),
     migration!(13, "000013_drop_unused_refresh_device_index"),
+    migration!(14, "000014_key_checks"),
 ];
 
 /// The embedded database's first schema (version 1).
@@ -55,6 +56,7 @@ pub const SQLITE_UPGRADES: &[(i64, &str)] = &[
     (7, include_str!("sqlite/007_second_factor_limits.sql")),
     (9, include_str!("sqlite/009_audit_chain.sql")),
     (10, include_str!("sqlite/010_devices.sql")),
+    (14, include_str!("sqlite/014_key_checks.sql")),
 ];
 
 /// The embedded schema version this binary writes.

@@ -435,6 +435,14 @@ pub trait Store:
     /// A cheap round trip, for readiness.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// The fingerprint recorded for the key of `purpose`, recording
+    /// `fingerprint` first when there is none: the first instance's key.
+    async fn key_fingerprint(&self, purpose: &str, fingerprint: &str) -> StoreResult<String>;
+
+    /// Records `fingerprint` for the key of `purpose` in place of any
+    /// (an operator adopting a new key).
+    async fn replace_key_fingerprint(&self, purpose: &str, fingerprint: &str) -> StoreResult<()>;
+
     /// Grows whenever another process wrote to this database and said so
     /// (the operator commands beside an embedded server); constant where
     /// every instance reads the rows anyway. In-memory copies of rows are

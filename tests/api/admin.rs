@@ -63,12 +63,22 @@ impl Run {
     }
 }
 
-/// Runs `suma-auth <args>` with the server's environment (and its Redis key prefix).
-async fn cli(app: &TestApp, args: &[&str]) -> Run {
+/// The server's environment, with its Redis key prefix.
+fn cli_env(app: &TestApp) -> HashMap<String, String> {
     let mut env: HashMap<String, String> = app.env.clone();
     if let Some(redis) = &app.services.redis {
         env.insert("REDIS_KEY_PREFIX".into(), redis.prefix().to_string());
     }
+    env
+}
+
+/// Runs `suma-auth <args>` with the server's environment (and its Redis key prefix).
+async fn cli(app: &TestApp, args: &[&str]) -> Run {
+    run_with(cli_env(app), args).await
+}
+
+/// Runs `suma-auth <args>` with `env` only.
+async fn run_with(env: HashMap<String, String>, args: &[&str]) -> Run {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_suma-auth"))
@@ -651,3 +661,48 @@ on_both_backends!(
         );
     }
 );
+
+/// An instance configured with another `DATA_ENCRYPTION_KEY` than the one
+/// the database recorded refuses to start, naming the variable; once an
+/// operator adopts the new key, it starts, and the old key is refused.
+#[actix_web::test]
+async fn another_data_key_is_refused_until_an_operator_adopts_it() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let first = app.env.clone();
+    let mut second = first.clone();
+    second.insert(
+        "DATA_ENCRYPTION_KEY".into(),
+        "c2Vjb25kIGRhdGEga2V5IG9mIDMyIGJ5dGVzIGxvbmc=".into(),
+    );
+    let start = |env: &HashMap<String, String>| {
+        let config = suma_auth::config::Config::from_map(env).unwrap();
+        async move {
+            suma_auth::Application::build_with(
+                config,
+                suma_auth::app::Options {
+                    redis_prefix: Some(format!("test:{}", uuid::Uuid::new_v4().simple())),
+                    ..Default::default()
+                },
+            )
+            .await
+        }
+    };
+    let refused = start(&second).await.err().expect("another key started");
+    assert!(
+        refused
+            .to_string()
+            .starts_with("DATA_ENCRYPTION_KEY is not the key"),
+        "{refused}"
+    );
+
+    let mut with_second = cli_env(&app);
+    with_second.insert(
+        "DATA_ENCRYPTION_KEY".into(),
+        second["DATA_ENCRYPTION_KEY"].clone(),
+    );
+    let adopted = run_with(with_second, &["admin", "keys", "adopt-data-key"]).await;
+    assert_eq!(adopted.code, 0, "{}\n{}", adopted.stdout, adopted.stderr);
+    assert!(start(&second).await.is_ok());
+    let old = start(&first).await.err().expect("the old key started");
+    assert!(old.to_string().starts_with("DATA_ENCRYPTION_KEY"), "{old}");
+}

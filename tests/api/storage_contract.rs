@@ -245,6 +245,13 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
     assert_eq!(rows[0].event_type, "login");
     assert_eq!(rows[0].metadata["reason"], "x");
     assert_eq!(probe.consents_for_user(id).await.unwrap().len(), 1);
+
+    // The first key recorded is the one every later start is told; only a
+    // replacement changes it.
+    assert_eq!(store.key_fingerprint("k", "first").await.unwrap(), "first");
+    assert_eq!(store.key_fingerprint("k", "second").await.unwrap(), "first");
+    store.replace_key_fingerprint("k", "second").await.unwrap();
+    assert_eq!(store.key_fingerprint("k", "third").await.unwrap(), "second");
 }
 
 /// A migrated PostgreSQL store on `db` with a pool of `size` connections.

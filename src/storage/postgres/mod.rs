@@ -581,6 +581,38 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn key_fingerprint(&self, purpose: &str, fingerprint: &str) -> StoreResult<String> {
+        let conn = self.conn().await?;
+        // Two statements: a row another start inserted while this one's
+        // INSERT waited is visible only to a statement that begins after it.
+        conn.execute(
+            "INSERT INTO key_checks (purpose, fingerprint) VALUES ($1, $2) ON CONFLICT (purpose) DO NOTHING",
+            &[&purpose, &fingerprint],
+        )
+        .await
+        .map_err(q)?;
+        let row = conn
+            .query_one(
+                "SELECT fingerprint FROM key_checks WHERE purpose = $1",
+                &[&purpose],
+            )
+            .await
+            .map_err(q)?;
+        row.try_get(0).map_err(q)
+    }
+
+    async fn replace_key_fingerprint(&self, purpose: &str, fingerprint: &str) -> StoreResult<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO key_checks (purpose, fingerprint) VALUES ($1, $2)
+             ON CONFLICT (purpose) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, recorded_at = now()",
+            &[&purpose, &fingerprint],
+        )
+        .await
+        .map_err(q)?;
+        Ok(())
+    }
+
     async fn sweep_expired(
         &self,
         now: DateTime<Utc>,

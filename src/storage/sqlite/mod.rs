@@ -201,6 +201,37 @@ impl Store for SqliteStore {
         self.read(|c| c.row("SELECT 1", [], |_| Ok(()))).await
     }
 
+    async fn key_fingerprint(&self, purpose: &str, fingerprint: &str) -> StoreResult<String> {
+        let (purpose, fingerprint) = (purpose.to_string(), fingerprint.to_string());
+        let now = ms(Utc::now());
+        self.run(move |c| {
+            c.exec(
+                "INSERT OR IGNORE INTO key_checks (purpose, fingerprint, recorded_at) VALUES (?1, ?2, ?3)",
+                params![purpose, fingerprint, now],
+            )?;
+            c.row(
+                "SELECT fingerprint FROM key_checks WHERE purpose = ?1",
+                params![purpose],
+                |r| r.get(0),
+            )
+        })
+        .await
+    }
+
+    async fn replace_key_fingerprint(&self, purpose: &str, fingerprint: &str) -> StoreResult<()> {
+        let (purpose, fingerprint) = (purpose.to_string(), fingerprint.to_string());
+        let now = ms(Utc::now());
+        self.run(move |c| {
+            c.exec(
+                "INSERT INTO key_checks (purpose, fingerprint, recorded_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (purpose) DO UPDATE SET fingerprint = excluded.fingerprint, recorded_at = excluded.recorded_at",
+                params![purpose, fingerprint, now],
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
     fn external_writes(&self) -> u64 {
         self.external.generation()
     }
