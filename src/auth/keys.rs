@@ -85,6 +85,18 @@ pub fn load(config: &Config) -> Result<SigningKey, KeyError> {
     parse_private_pem(&kept, "JWT_PRIVATE_KEY_PATH")
 }
 
+/// The DER of the signing key this configuration uses: the configured one,
+/// or the development key generated into `DATA_DIR` (once [`load`] ran).
+pub fn signing_key_der(config: &Config) -> Option<Vec<u8>> {
+    let source = &config.jwt.keys;
+    let pem = match (&source.private_pem, &source.private_path) {
+        (Some(pem), _) => pem.expose_secret().replace("\\n", "\n"),
+        (None, Some(path)) => read(path).ok()?,
+        (None, None) => read(&config.data_dir.join("keys").join("jwt-private.pem")).ok()?,
+    };
+    pem_body(&pem, "JWT_PRIVATE_KEY").ok()
+}
+
 fn load_configured(source: &KeySource) -> Result<SigningKey, KeyError> {
     let (pem, var) = match (&source.private_pem, &source.private_path) {
         (Some(pem), _) => (pem.expose_secret().replace("\\n", "\n"), "JWT_PRIVATE_KEY"),

@@ -38,6 +38,9 @@ pub struct Sealer {
 /// stored code hash).
 const CODE_KEY_LABEL: &[u8] = b"suma-auth/code-hash/v1";
 
+/// The label a development data key is derived from the signing key under.
+const DEVELOPMENT_KEY_LABEL: &[u8] = b"suma-auth/development-data-key/v1";
+
 /// The label the tag key is derived under (changing it re-keys every stored tag).
 const TAG_KEY_LABEL: &[u8] = b"suma-auth/tag/v1";
 
@@ -81,9 +84,27 @@ impl Sealer {
                 .decode(existing.trim())
                 .map_err(|_| SealError::Key(format!("{} is not base64", path.display())));
         }
-        tracing::warn!(path = %path.display(), "no DATA_ENCRYPTION_KEY: generating a DEVELOPMENT data key");
-        let mut key = [0u8; 32];
-        rand::fill(&mut key[..]);
+        // Derived from the signing key where there is one, so that instances
+        // sharing a signing key (as they must, to accept each other's tokens)
+        // and a database, each with its own DATA_DIR, seal alike.
+        let key: [u8; 32] = match crate::auth::keys::signing_key_der(config) {
+            Some(der) => {
+                tracing::warn!(path = %path.display(), "no DATA_ENCRYPTION_KEY: deriving a DEVELOPMENT data key from the JWT signing key");
+                let mut key = [0u8; 32];
+                let mac = hmac::sign(
+                    &hmac::Key::new(hmac::HMAC_SHA256, &der),
+                    DEVELOPMENT_KEY_LABEL,
+                );
+                key.copy_from_slice(&mac.as_ref()[..32]);
+                key
+            }
+            None => {
+                tracing::warn!(path = %path.display(), "no DATA_ENCRYPTION_KEY: generating a DEVELOPMENT data key");
+                let mut key = [0u8; 32];
+                rand::fill(&mut key[..]);
+                key
+            }
+        };
         let kept = crate::auth::keys::create_private_once(&path, &STANDARD.encode(key))
             .map_err(|e| SealError::Key(e.to_string()))?;
         STANDARD
@@ -142,6 +163,31 @@ impl Sealer {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Two instances with the same signing key and no data key, each with
+    /// its own `DATA_DIR`, seal alike; another signing key seals otherwise.
+    #[test]
+    fn development_data_keys_follow_the_signing_key() {
+        let (pem, _) = crate::auth::keys::generate_pem().unwrap();
+        let (other_pem, _) = crate::auth::keys::generate_pem().unwrap();
+        let root = std::env::temp_dir().join(format!("seal-{}", uuid::Uuid::new_v4().simple()));
+        let sealer = |dir: &str, pem: &str| {
+            let map: std::collections::HashMap<String, String> = [
+                ("DATA_DIR", root.join(dir).display().to_string()),
+                ("JWT_PRIVATE_KEY", pem.to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+            Sealer::from_config(&Config::from_map(&map).unwrap()).unwrap()
+        };
+        let a = sealer("a", &pem);
+        let b = sealer("b", &pem);
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(b.open(&a.seal(b"mail").unwrap()).unwrap(), b"mail");
+        assert_ne!(sealer("c", &other_pem).fingerprint(), a.fingerprint());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn seal_round_trips_and_detects_tampering() {
