@@ -138,14 +138,22 @@ pub async fn build_parts(config: Config, options: Options) -> Result<Parts, Star
     let clock = options.clock.clone().unwrap_or_default();
     let mailer = Mailer::new(&config, metrics.clone(), store.clone(), clock.clone())?;
     // Another key would seal mail the other instances cannot open and digest
-    // codes they cannot match: refuse to start with one.
+    // codes they cannot match: a configured one is refused. A development key
+    // (none configured) is only reported, as before the check existed: such
+    // a fleet is someone's experiment, whose instances may not share a
+    // signing key either.
     let ours = mailer.sealer().fingerprint();
     let recorded = store.key_fingerprint(DATA_KEY_PURPOSE, &ours).await?;
     if recorded != ours && !options.any_data_key {
-        return Err(StartError::DataKey {
-            recorded: short(&recorded),
-            ours: short(&ours),
-        });
+        let (recorded, ours) = (short(&recorded), short(&ours));
+        if config.data_key.is_some() {
+            return Err(StartError::DataKey { recorded, ours });
+        }
+        tracing::error!(
+            recorded,
+            ours,
+            "the development data key is not the one this database's data was sealed with: mail and second-factor codes of the other instances will fail here; set the same DATA_ENCRYPTION_KEY (or JWT_PRIVATE_KEY) on every instance"
+        );
     }
     let redis = match &config.redis {
         Some(redis) => Some(RedisStore::new(

@@ -705,4 +705,13 @@ async fn another_data_key_is_refused_until_an_operator_adopts_it() {
     assert!(start(&second).await.is_ok());
     let old = start(&first).await.err().expect("the old key started");
     assert!(old.to_string().starts_with("DATA_ENCRYPTION_KEY"), "{old}");
+
+    // A development key (none configured, derived from another signing key)
+    // is reported, not refused.
+    let mut development = first.clone();
+    development.remove("DATA_ENCRYPTION_KEY");
+    development.remove("JWT_PRIVATE_KEY");
+    let dir = crate::support::TempDir::new();
+    development.insert("DATA_DIR".into(), dir.0.display().to_string());
+    assert!(start(&development).await.is_ok());
 }
