@@ -12,7 +12,7 @@ use actix_web::{web, App, HttpServer};
 use crate::auth::hashing::PasswordHasher;
 use crate::auth::jwt::JwtService;
 use crate::auth::keys;
-use crate::auth::seal::DATA_KEY_PURPOSE;
+use crate::auth::seal::{short_fingerprint, DATA_KEY_PURPOSE};
 use crate::config::{Config, DatabaseConfig};
 use crate::domain::password;
 use crate::http::{self, client::TrustedProxies, extract, middleware};
@@ -145,7 +145,7 @@ pub async fn build_parts(config: Config, options: Options) -> Result<Parts, Star
     let ours = mailer.sealer().fingerprint();
     let recorded = store.key_fingerprint(DATA_KEY_PURPOSE, &ours).await?;
     if recorded != ours && !options.any_data_key {
-        let (recorded, ours) = (short(&recorded), short(&ours));
+        let (recorded, ours) = (short_fingerprint(&recorded), short_fingerprint(&ours));
         if config.data_key.is_some() {
             return Err(StartError::DataKey { recorded, ours });
         }
@@ -212,11 +212,6 @@ pub async fn build_parts(config: Config, options: Options) -> Result<Parts, Star
         audit_writer,
     };
     Ok(parts)
-}
-
-/// The first 12 characters of a fingerprint, enough to tell two apart.
-fn short(fingerprint: &str) -> String {
-    fingerprint.chars().take(12).collect()
 }
 
 impl Application {

@@ -5,16 +5,17 @@
 use clap::Subcommand;
 
 use super::{AdminError, Context};
-use crate::auth::seal::DATA_KEY_PURPOSE;
+use crate::auth::seal::{short_fingerprint, DATA_KEY_PURPOSE};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Every key the JWKS serves: kid, algorithm, whether it signs.
     List,
     /// Records this configuration's DATA_ENCRYPTION_KEY as the database's,
-    /// so that instances with it start (they refuse a key other than the one
-    /// recorded). What the old key sealed stays unreadable: TOTP secrets and
-    /// recovery codes must be enrolled again, queued mail is lost.
+    /// so that instances configured with it start (they refuse a configured
+    /// key other than the one recorded). What the old key sealed stays
+    /// unreadable: TOTP secrets and recovery codes must be enrolled again,
+    /// queued mail is lost.
     AdoptDataKey,
 }
 
@@ -32,11 +33,11 @@ async fn adopt_data_key(ctx: &Context) -> Result<(), AdminError> {
         .replace_key_fingerprint(DATA_KEY_PURPOSE, &ours)
         .await
         .map_err(AdminError::failed)?;
-    let short: String = ours.chars().take(12).collect();
+    let short = short_fingerprint(&ours);
     ctx.out.table(
         &serde_json::json!({"purpose": DATA_KEY_PURPOSE, "fingerprint": short}),
         &["purpose", "fingerprint"],
-        &[vec![DATA_KEY_PURPOSE.to_string(), short.clone()]],
+        &[vec![DATA_KEY_PURPOSE.to_string(), short]],
     );
     Ok(())
 }

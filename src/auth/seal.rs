@@ -25,6 +25,12 @@ pub enum SealError {
 /// The `key_checks` purpose of `DATA_ENCRYPTION_KEY`.
 pub const DATA_KEY_PURPOSE: &str = "data_encryption_key";
 
+/// The first 12 characters of a fingerprint, enough to tell two apart in a
+/// log line or an operator's table.
+pub fn short_fingerprint(fingerprint: &str) -> String {
+    fingerprint.chars().take(12).collect()
+}
+
 pub struct Sealer {
     key: LessSafeKey,
     /// HMAC-SHA-256 key of the code hashes, derived from the data key.

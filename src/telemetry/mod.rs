@@ -32,8 +32,8 @@ pub fn init_logging(config: &Config) {
 /// Where actix's HTTP/1 connection handling logs what a client did wrong: a
 /// request that does not parse ("stream error: request parse error"), a
 /// connection closed mid-body. It logs them at ERROR, one line per request,
-/// so any client could fill the logs and page whoever watches their errors;
-/// the client is answered 400 either way.
+/// so any client could fill the logs and page whoever watches their errors.
+/// A request that does not parse is still answered 400.
 const CLIENT_FAULTS: &str = "actix_http::h1::dispatcher";
 
 /// `LOG_LEVEL` as a filter (`info` when it does not parse), with
