@@ -902,9 +902,12 @@ mod tests {
         // Without the restarts the log holds every commit's pages (603 MB
         // here); with them, what is written while one passive and one
         // restarting checkpoint run (9-13 MB here, 25 MB once beside the
-        // other tests of the suite).
+        // other tests of the suite, 61 MB once with two builds running on
+        // the same two cores). The bound sits well below the first figure
+        // and well above the others: the checkpointer's turns are on a
+        // clock, which a loaded machine delays.
         assert!(
-            longest < 48 * 1024 * 1024,
+            longest < 128 * 1024 * 1024,
             "the log reached {longest} bytes with a restart at {} pages",
             schedule.restart_at_pages
         );
