@@ -52,10 +52,13 @@ async fn mail_link(
     let token = tokens::random_token();
     let now = svc.clock.now();
     let mail = templates::password_reset(email.as_str(), svc.mailer.public_url(), &token);
-    let queued = svc
+    let mut queued = svc
         .mailer
         .prepare(&mail)
         .map_err(|e| AuthError::Internal(e.into()))?;
+    // Mails to one address go out in this order: the link's own time, so
+    // the working link (the one created last) is the last delivered.
+    queued.created_at = now;
     let stored = svc
         .store
         .add_reset_token(NewResetToken {

@@ -201,13 +201,23 @@ pub const RESET_TOKEN_TIMES: &str =
 pub const SUPERSEDE_RESET_TOKENS: &str =
     "UPDATE password_reset_tokens SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL";
 
+/// Ends the live reset links of a user created no later than a new one:
+/// $1 user, $2 the new link's creation time. Requests for one user commit in
+/// any order, so the link created last is the one that stays, whichever
+/// committed last (its mail is the last one delivered to the address).
+pub const SUPERSEDE_OLDER_RESET_TOKENS: &str = "UPDATE password_reset_tokens SET used_at = $2 \
+     WHERE user_id = $1 AND used_at IS NULL AND created_at <= $2";
+
 /// The user of a live reset token: $1 hash, $2 time.
 pub const PEEK_RESET_TOKEN: &str = "SELECT user_id FROM password_reset_tokens \
      WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2";
 
-/// $1 id, $2 user, $3 hash, $4 end, $5 time.
+/// $1 id, $2 user, $3 hash, $4 end, $5 time. A link whose user already has
+/// a newer one (created later, committed first) is stored already ended.
 pub const INSERT_RESET_TOKEN: &str = "INSERT INTO password_reset_tokens (id, user_id, token_hash, \
-     expires_at, created_at) VALUES ($1, $2, $3, $4, $5)";
+     expires_at, created_at, used_at) VALUES ($1, $2, $3, $4, $5, \
+     CASE WHEN EXISTS (SELECT 1 FROM password_reset_tokens WHERE user_id = $2 AND created_at > $5) \
+     THEN $5 END)";
 
 // Outbox.
 

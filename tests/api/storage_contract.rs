@@ -246,6 +246,30 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
     assert_eq!(rows[0].metadata["reason"], "x");
     assert_eq!(probe.consents_for_user(id).await.unwrap().len(), 1);
 
+    // Two reset links of one user, the later-created one committed first:
+    // the later-created one is the one that works.
+    let reset = |hash: &str, at: chrono::DateTime<Utc>| NewResetToken {
+        user_id: id,
+        token_hash: hash.to_string(),
+        expires_at: at + Duration::hours(1),
+        now: at,
+        admit: Box::new(|_| true),
+        mail: None,
+    };
+    let t0 = Utc::now();
+    let (newer, older) = ("n".repeat(64), "o".repeat(64));
+    assert!(store
+        .add_reset_token(reset(&newer, t0 + Duration::seconds(1)))
+        .await
+        .unwrap());
+    assert!(store.add_reset_token(reset(&older, t0)).await.unwrap());
+    let later = t0 + Duration::seconds(2);
+    assert_eq!(store.peek_reset_token(&older, later).await.unwrap(), None);
+    assert_eq!(
+        store.peek_reset_token(&newer, later).await.unwrap(),
+        Some(id)
+    );
+
     // The first key recorded is the one every later start is told; only a
     // replacement changes it.
     assert_eq!(store.key_fingerprint("k", "first").await.unwrap(), "first");

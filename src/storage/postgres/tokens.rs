@@ -78,8 +78,8 @@ impl TokenStore for PgStore {
         if !(t.admit)(&created) {
             return Ok(false);
         }
-        // A newer link replaces the earlier ones.
-        tx.execute(sql::SUPERSEDE_RESET_TOKENS, &[user_id, now])
+        // A newer link replaces the earlier ones (`SUPERSEDE_OLDER_RESET_TOKENS`).
+        tx.execute(sql::SUPERSEDE_OLDER_RESET_TOKENS, &[user_id, now])
             .await
             .map_err(q)?;
         let token: [Param; 5] = [&Uuid::new_v4(), user_id, &t.token_hash, &t.expires_at, now];

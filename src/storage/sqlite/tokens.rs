@@ -70,8 +70,11 @@ impl TokenStore for SqliteStore {
             if !(t.admit)(&created) {
                 return Ok(false);
             }
-            // A newer link replaces the earlier ones.
-            tx.exec(&dialect(sql::SUPERSEDE_RESET_TOKENS), params![id, now])?;
+            // A newer link replaces the earlier ones (`SUPERSEDE_OLDER_RESET_TOKENS`).
+            tx.exec(
+                &dialect(sql::SUPERSEDE_OLDER_RESET_TOKENS),
+                params![id, now],
+            )?;
             let token = (Uuid::new_v4().to_string(), &t.token_hash, ms(t.expires_at));
             tx.exec(
                 &dialect(sql::INSERT_RESET_TOKEN),
