@@ -71,6 +71,12 @@ pub struct Options {
     /// Revocations are written to Redis but not published to the other
     /// instances (tests of the revalidation bound).
     pub unpublished_revocations: bool,
+    /// How long a revocation waits for the other instances to confirm it
+    /// (default `REVOCATION_CONFIRM_WAIT`).
+    pub revocation_confirm_wait: Option<std::time::Duration>,
+    /// Received revocation messages are applied only once a permit is added
+    /// (an instance slow to apply them).
+    pub hold_revocation_feed: Option<Arc<tokio::sync::Semaphore>>,
     /// Starts whatever data key the database recorded (the operator command
     /// that adopts a new key).
     pub any_data_key: bool,
@@ -193,6 +199,12 @@ pub async fn build_parts(config: Config, options: Options) -> Result<Parts, Star
     );
     if options.unpublished_revocations {
         sessions = sessions.without_publishing();
+    }
+    if let Some(wait) = options.revocation_confirm_wait {
+        sessions = sessions.confirming_within(wait);
+    }
+    if let Some(gate) = &options.hold_revocation_feed {
+        sessions = sessions.holding_feed(gate.clone());
     }
     let audit_writer = AuditWriter::start(store.clone(), metrics.clone());
     let parts = Parts {

@@ -43,6 +43,13 @@ pub fn session_revocations(prefix: &str) -> String {
     format!("{prefix}:session-revocations")
 }
 
+/// `{prefix}:session-revocation-acks:{instance}` — the pub/sub channel on
+/// which the instances confirm to `instance` that they applied one of its
+/// revocation messages (the message's sequence number).
+pub fn session_revocation_acks(prefix: &str, instance: &str) -> String {
+    format!("{prefix}:session-revocation-acks:{instance}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

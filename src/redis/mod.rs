@@ -170,28 +170,51 @@ impl RedisStore {
         .await
     }
 
-    /// Marks sessions revoked (kept `ttl_ms`) and, when `publish`, tells
-    /// every instance on the revocation channel: one round trip.
+    /// Marks sessions revoked (kept `ttl_ms`) and, when `message` is given,
+    /// publishes it on the revocation channel: one round trip. Returns how
+    /// many subscribers received the message (0 when none was sent).
     pub async fn revoke_sessions(
         &self,
         session_ids: &[String],
         ttl_ms: i64,
-        publish: bool,
-    ) -> Result<(), RedisError> {
+        message: Option<String>,
+    ) -> Result<i64, RedisError> {
         let mut pipe = redis::pipe();
         for id in session_ids {
             let key = keys::session(&self.prefix, id);
             pipe.cmd("HSET").arg(&key).arg("rv").arg("1").ignore();
             pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
         }
-        if publish {
-            pipe.cmd("PUBLISH")
-                .arg(keys::session_revocations(&self.prefix))
-                .arg(session_ids.join(" "))
-                .ignore();
-        }
-        self.guarded(async move |conn| pipe.query_async::<()>(conn).await)
+        let Some(message) = message else {
+            return self
+                .guarded(async move |conn| pipe.query_async::<()>(conn).await)
+                .await
+                .map(|()| 0);
+        };
+        pipe.cmd("PUBLISH")
+            .arg(keys::session_revocations(&self.prefix))
+            .arg(message);
+        self.guarded(async move |conn| pipe.query_async::<(i64,)>(conn).await)
             .await
+            .map(|(received,)| received)
+    }
+
+    /// The name of the revocation channel (`{prefix}:session-revocations`).
+    pub fn revocation_channel(&self) -> String {
+        keys::session_revocations(&self.prefix)
+    }
+
+    /// Tells `instance` that its revocation message `seq` was applied here.
+    pub async fn confirm_revocation(&self, instance: &str, seq: u64) -> Result<(), RedisError> {
+        let channel = keys::session_revocation_acks(&self.prefix, instance);
+        self.guarded(async move |conn| {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(seq)
+                .query_async::<()>(conn)
+                .await
+        })
+        .await
     }
 
     /// Writes activity seen in memory (`(session id, ms)`) with the session
@@ -224,12 +247,14 @@ impl RedisStore {
     }
 
     /// A connection subscribed to the revocation channel
-    /// (`{prefix}:session-revocations`).
-    pub async fn revocation_feed(&self) -> Result<redis::aio::PubSub, RedisError> {
+    /// (`{prefix}:session-revocations`) and to this instance's channel of
+    /// confirmations (`{prefix}:session-revocation-acks:{instance}`).
+    pub async fn revocation_feed(&self, instance: &str) -> Result<redis::aio::PubSub, RedisError> {
         let channel = keys::session_revocations(&self.prefix);
+        let acks = keys::session_revocation_acks(&self.prefix, instance);
         let attempt = async {
             let mut pubsub = self.client.get_async_pubsub().await?;
-            pubsub.subscribe(channel).await?;
+            pubsub.subscribe(&[channel, acks]).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         match tokio::time::timeout(Duration::from_secs(2), attempt).await {

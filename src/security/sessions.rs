@@ -11,7 +11,9 @@
 //!   copy is a minute old, `RECHECK_MS`) and then decides requests alone for
 //!   `SESSION_REVALIDATE_SECONDS`. Every revocation is written to Redis and
 //!   published on `{prefix}:session-revocations`; each instance's subscriber
-//!   marks the sessions revoked in its map at once. A lost message is bounded
+//!   marks the sessions revoked in its map at once and confirms it to the
+//!   revoking instance, which answers once every subscriber that received the
+//!   message has confirmed (at most [`REVOCATION_CONFIRM_WAIT`]). A lost message is bounded
 //!   by the revalidation interval; while the subscription is down (and until
 //!   it is back) no entry is trusted, so every request asks Redis (or, while
 //!   Redis is down, reads the row). An idle verdict from memory is never
@@ -175,6 +177,11 @@ pub struct SessionGuard {
     decided: Arc<Decided>,
     /// Revocations are published to the other instances (tests turn it off).
     publish: bool,
+    /// The instances' confirmations of this instance's revocation messages.
+    confirmations: Arc<Confirmations>,
+    /// Holds the application of received revocation messages until a permit
+    /// is added (tests of the wait for confirmations).
+    hold_feed: Option<Arc<tokio::sync::Semaphore>>,
     /// Activity not yet written to the database.
     pending: Arc<Mutex<HashMap<Uuid, i64>>>,
     /// Activity decided in memory, not yet written to Redis.
@@ -193,6 +200,77 @@ const REDIS_TTL_MS: i64 = 60_000;
 /// Redis's copy of a session is checked against the database row once it is
 /// this old, however often the session is used.
 const RECHECK_MS: i64 = 60_000;
+
+/// The revocation messages this instance published, each waiting for the
+/// subscribers that received it to confirm that they applied it.
+///
+/// Why wait: a message applied by another instance a few milliseconds after
+/// the logout answered would let a request sent there right after the answer
+/// through. Waiting (bounded by `wait`) makes the answer mean that every
+/// subscribed instance refuses the session; an instance that does not confirm
+/// in time (stalled, or its subscription lost meanwhile) is bounded by the
+/// revalidation interval as before.
+struct Confirmations {
+    /// This process's name on the confirmation channel.
+    instance: String,
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, tokio::sync::watch::Sender<usize>>>,
+    wait: Duration,
+}
+
+/// How long a revocation waits for the other instances' confirmations.
+pub const REVOCATION_CONFIRM_WAIT: Duration = Duration::from_millis(500);
+
+/// The first word of a revocation message that asks for a confirmation:
+/// `ack=<instance>:<seq>`. Instances that do not know it skip it (it is not
+/// a session id).
+const ACK_WORD: &str = "ack=";
+
+impl Confirmations {
+    fn new(wait: Duration) -> Self {
+        Self {
+            instance: Uuid::new_v4().simple().to_string(),
+            next: AtomicU64::new(1),
+            waiting: Mutex::default(),
+            wait,
+        }
+    }
+
+    /// Registers a message about to be published.
+    fn expect(&self) -> (u64, tokio::sync::watch::Receiver<usize>) {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        lock(&self.waiting).insert(seq, tx);
+        (seq, rx)
+    }
+
+    fn confirmed(&self, seq: u64) {
+        if let Some(tx) = lock(&self.waiting).get(&seq) {
+            tx.send_modify(|n| *n += 1);
+        }
+    }
+
+    fn done(&self, seq: u64) {
+        lock(&self.waiting).remove(&seq);
+    }
+}
+
+/// A received revocation message: the instance and sequence number to
+/// confirm to (when it asks), and the sessions.
+fn parse_revocation(payload: &str) -> (Option<(&str, u64)>, Vec<Uuid>) {
+    let mut ack = None;
+    let mut ids = Vec::new();
+    for word in payload.split_whitespace() {
+        if let Some(rest) = word.strip_prefix(ACK_WORD) {
+            ack = rest
+                .split_once(':')
+                .and_then(|(instance, seq)| Some((instance, seq.parse().ok()?)));
+        } else if let Ok(id) = Uuid::parse_str(word) {
+            ids.push(id);
+        }
+    }
+    (ack, ids)
+}
 
 /// The subscription is pinged this often (a silent partition ends it).
 const FEED_PING: Duration = Duration::from_secs(1);
@@ -236,6 +314,8 @@ impl SessionGuard {
             feed: Arc::default(),
             decided: Arc::default(),
             publish: true,
+            confirmations: Arc::new(Confirmations::new(REVOCATION_CONFIRM_WAIT)),
+            hold_feed: None,
             pending: Arc::default(),
             shared_pending: Arc::default(),
             revoke_ttl_ms: (access_ttl.as_millis() as i64 + 60_000).max(REDIS_TTL_MS),
@@ -248,6 +328,20 @@ impl SessionGuard {
     /// the revalidation interval bounds when a message is lost).
     pub fn without_publishing(mut self) -> Self {
         self.publish = false;
+        self
+    }
+
+    /// Waits at most `wait` for the other instances to confirm a revocation
+    /// (tests lengthen it; see [`Confirmations`]).
+    pub fn confirming_within(mut self, wait: Duration) -> Self {
+        self.confirmations = Arc::new(Confirmations::new(wait));
+        self
+    }
+
+    /// Applies received revocation messages only once `gate` has a permit
+    /// (tests of an instance that is slow to apply them).
+    pub fn holding_feed(mut self, gate: Arc<tokio::sync::Semaphore>) -> Self {
+        self.hold_feed = Some(gate);
         self
     }
 
@@ -624,17 +718,56 @@ impl SessionGuard {
         if let Some(redis) = &self.redis {
             let ids: Vec<String> = session_ids.iter().map(Uuid::to_string).collect();
             for chunk in ids.chunks(1000) {
-                if let Err(e) = redis
-                    .revoke_sessions(chunk, self.revoke_ttl_ms, self.publish)
+                self.revoke_shared(redis, chunk).await;
+            }
+        }
+    }
+
+    /// Writes one batch of revocations to Redis and publishes it; with other
+    /// instances (a shared database), waits for every subscriber that received
+    /// the message to confirm it applied it ([`Confirmations`]).
+    async fn revoke_shared(&self, redis: &RedisStore, ids: &[String]) {
+        let confirm = self.publish && self.shared().is_some();
+        let expected = confirm.then(|| self.confirmations.expect());
+        let message = self.publish.then(|| {
+            let mut message = String::new();
+            if let Some((seq, _)) = &expected {
+                let instance = &self.confirmations.instance;
+                message = format!("{ACK_WORD}{instance}:{seq} ");
+            }
+            message + &ids.join(" ")
+        });
+        let written = redis
+            .revoke_sessions(ids, self.revoke_ttl_ms, message)
+            .await;
+        match (written, expected) {
+            (Err(e), expected) => {
+                if let Some((seq, _)) = expected {
+                    self.confirmations.done(seq);
+                }
+                // The database already says revoked. Other instances
+                // whose subscription is up trust their map until their
+                // revalidation, then Redis's copy until it is checked
+                // against the row (within a minute).
+                tracing::warn!(error = %e, "session revocation not written to redis");
+            }
+            (Ok(received), Some((seq, mut confirmed))) => {
+                let wanted = usize::try_from(received).unwrap_or(0);
+                let wait = self.confirmations.wait;
+                let all = tokio::time::timeout(wait, confirmed.wait_for(|n| *n >= wanted))
                     .await
-                {
-                    // The database already says revoked. Other instances
-                    // whose subscription is up trust their map until their
-                    // revalidation, then Redis's copy until it is checked
-                    // against the row (within a minute).
-                    tracing::warn!(error = %e, "session revocation not written to redis");
+                    .is_ok_and(|r| r.is_ok());
+                self.confirmations.done(seq);
+                if !all {
+                    let got = *confirmed.borrow();
+                    tracing::warn!(
+                        received,
+                        confirmed = got,
+                        "not every instance confirmed a session revocation in time; the others end it within SESSION_REVALIDATE_SECONDS"
+                    );
                 }
             }
+            (Ok(_), None) => {}
         }
     }
 
@@ -671,7 +804,7 @@ impl SessionGuard {
         let mut backoff = FEED_BACKOFF.0;
         let mut lost = false;
         loop {
-            match redis.revocation_feed().await {
+            match redis.revocation_feed(&self.confirmations.instance).await {
                 Ok(pubsub) => {
                     self.feed.epoch.fetch_add(1, Ordering::SeqCst);
                     self.feed.up.store(true, Ordering::SeqCst);
@@ -679,7 +812,7 @@ impl SessionGuard {
                         tracing::info!("session revocation channel subscribed again");
                     }
                     backoff = FEED_BACKOFF.0;
-                    self.follow(pubsub).await;
+                    self.follow(pubsub, &redis).await;
                     self.feed.up.store(false, Ordering::SeqCst);
                     tracing::warn!(
                         "session revocation channel lost; every session is revalidated on its next use until it is back"
@@ -699,7 +832,8 @@ impl SessionGuard {
     }
 
     /// Applies messages until the connection ends or stops answering pings.
-    async fn follow(&self, pubsub: redis::aio::PubSub) {
+    async fn follow(&self, pubsub: redis::aio::PubSub, redis: &RedisStore) {
+        let revocations = redis.revocation_channel();
         let (mut sink, mut stream) = pubsub.split();
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + FEED_PING, FEED_PING);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -708,11 +842,28 @@ impl SessionGuard {
                 msg = stream.next() => match msg {
                     Some(msg) => {
                         let payload: String = msg.get_payload().unwrap_or_default();
-                        let ids: Vec<Uuid> = payload
-                            .split_whitespace()
-                            .filter_map(|id| Uuid::parse_str(id).ok())
-                            .collect();
+                        if msg.get_channel_name() != revocations {
+                            // This instance's confirmation channel.
+                            if let Ok(seq) = payload.parse() {
+                                self.confirmations.confirmed(seq);
+                            }
+                            continue;
+                        }
+                        if let Some(gate) = &self.hold_feed {
+                            let _held = gate.acquire().await;
+                        }
+                        let (ack, ids) = parse_revocation(&payload);
                         self.mark_revoked(&ids, self.clock.now_ms());
+                        if let Some((instance, seq)) = ack {
+                            // Off the feed's loop: the next message need not
+                            // wait for this round trip.
+                            let (redis, instance) = (redis.clone(), instance.to_string());
+                            tokio::spawn(async move {
+                                if let Err(e) = redis.confirm_revocation(&instance, seq).await {
+                                    tracing::debug!(error = %e, "revocation not confirmed");
+                                }
+                            });
+                        }
                     }
                     None => return,
                 },
@@ -806,6 +957,22 @@ mod tests {
             .iter()
             .map(|s| lock(s).map.capacity())
             .sum()
+    }
+
+    /// Messages that ask for a confirmation name the instance and sequence;
+    /// older messages (ids alone) still revoke, and a malformed word is skipped.
+    #[test]
+    fn revocation_messages_read_with_and_without_a_confirmation() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let message = format!("ack=abc123:42 {a} {b}");
+        let (ack, ids) = parse_revocation(&message);
+        assert_eq!(ack, Some(("abc123", 42)));
+        assert_eq!(ids, vec![a, b]);
+        let message = format!("{a} not-an-id");
+        let (ack, ids) = parse_revocation(&message);
+        assert_eq!(ack, None);
+        assert_eq!(ids, vec![a]);
+        assert_eq!(parse_revocation("ack=abc:x").0, None);
     }
 
     /// Once a burst of sessions has been forgotten, the map gives back the room

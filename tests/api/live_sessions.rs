@@ -1,7 +1,8 @@
 //! Session liveness held in memory on every instance (PostgreSQL + Redis,
 //! three instances on one database and one Redis prefix): an authenticated
 //! request is decided without a round trip, a revocation reaches every
-//! instance through the revocation channel at once, a lost message is
+//! instance through the revocation channel at once (the revoking request
+//! answers once every instance confirmed it), a lost message is
 //! bounded by `SESSION_REVALIDATE_SECONDS`, a lost subscription (a Redis
 //! restart) makes every instance revalidate, and activity decided in memory
 //! reaches Redis in batches.
@@ -127,6 +128,85 @@ async fn a_revocation_on_one_instance_is_refused_on_the_others_at_once() {
     for app in &apps {
         assert_eq!(me(app, &third).await.status, 200);
     }
+}
+
+/// Three instances with a minute of revalidation, each waiting `confirm`
+/// for the others' confirmations; the third applies received revocation
+/// messages only once `gate` has a permit.
+async fn fleet_with_a_slow_third(
+    gate: &Arc<tokio::sync::Semaphore>,
+    confirm: Duration,
+) -> TestFleet {
+    let apps = TestFleet::spawn_each(3, |i, setup| {
+        let setup = setup
+            .env("REDIS_ENDPOINT", &redis_url())
+            .env("SESSION_REVALIDATE_SECONDS", "60")
+            .confirming_within(confirm);
+        if i == 2 {
+            setup.holding_revocations(gate)
+        } else {
+            setup
+        }
+    })
+    .await;
+    subscribed(&apps).await;
+    apps
+}
+
+/// A logout answers only once every subscribed instance has applied its
+/// message: the third instance holds the message, the logout waits for it,
+/// and once it answers, the very next request on each instance is refused
+/// (a minute of revalidation: only the message can end the session there).
+#[actix_web::test]
+async fn a_logout_answers_once_every_instance_refuses_the_session() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let apps = fleet_with_a_slow_third(&gate, Duration::from_secs(60)).await;
+    let (_, pair) = apps[0].signed_in().await;
+    for app in &apps {
+        assert_eq!(me(app, &pair).await.status, 200);
+        assert_eq!(me(app, &pair).await.status, 200);
+    }
+
+    let mut answer = std::pin::pin!(logout(&apps[0], &pair));
+    tokio::select! {
+        () = &mut answer => panic!("the logout answered before the third instance applied it"),
+        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+    }
+    assert_eq!(me(&apps[2], &pair).await.status, 200, "still held");
+    gate.add_permits(1);
+    answer.await;
+    for app in &apps {
+        let res = me(app, &pair).await;
+        assert_eq!(res.status, 401, "{}: {}", app.address, res.text());
+    }
+}
+
+/// An instance that never applies the message delays a logout by the
+/// confirmation bound only; the others refuse the session at once.
+#[actix_web::test]
+async fn an_instance_that_never_confirms_delays_a_logout_only_by_the_bound() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let apps = fleet_with_a_slow_third(&gate, Duration::from_millis(300)).await;
+    let (_, pair) = apps[0].signed_in().await;
+    for app in &apps {
+        assert_eq!(me(app, &pair).await.status, 200);
+    }
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), logout(&apps[0], &pair))
+        .await
+        .expect("the logout answered");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it waited for the third instance"
+    );
+    for app in &apps[..2] {
+        assert_eq!(me(app, &pair).await.status, 401);
+    }
+    assert_eq!(
+        me(&apps[2], &pair).await.status,
+        200,
+        "the third has not applied it"
+    );
 }
 
 /// A revocation whose message never arrives (the first instance publishes

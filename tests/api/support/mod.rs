@@ -132,6 +132,10 @@ pub struct TestSetup {
     pub hold_background: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     /// Revocations are written to Redis but not published to other instances.
     pub unpublished_revocations: bool,
+    /// How long a revocation waits for the other instances' confirmations.
+    pub revocation_confirm_wait: Option<Duration>,
+    /// Received revocation messages wait for a permit here.
+    pub hold_revocation_feed: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl TestSetup {
@@ -147,7 +151,22 @@ impl TestSetup {
             statsd: false,
             hold_background: None,
             unpublished_revocations: false,
+            revocation_confirm_wait: None,
+            hold_revocation_feed: None,
         }
+    }
+
+    /// Revocations wait at most `wait` for the other instances to confirm.
+    pub fn confirming_within(mut self, wait: Duration) -> Self {
+        self.revocation_confirm_wait = Some(wait);
+        self
+    }
+
+    /// Received revocation messages are applied only once `gate` (a
+    /// semaphore created without permits) has a permit.
+    pub fn holding_revocations(mut self, gate: &std::sync::Arc<tokio::sync::Semaphore>) -> Self {
+        self.hold_revocation_feed = Some(gate.clone());
+        self
     }
 
     /// An instance whose revocations reach Redis but send no message to the
@@ -277,6 +296,8 @@ impl TestSetup {
             ),
             hold_background: self.hold_background.clone(),
             unpublished_revocations: self.unpublished_revocations,
+            revocation_confirm_wait: self.revocation_confirm_wait,
+            hold_revocation_feed: self.hold_revocation_feed.clone(),
             ..Default::default()
         };
         let app = Application::build_with(config.clone(), options)
