@@ -96,6 +96,7 @@ pub async fn refresh(
         new_id: tokens::token_row_id(),
         new_hash: tokens::token_hash(&new_token),
         now,
+        active_since: now.checked_sub_signed(policy.idle_timeout),
     };
     // The row decides alone unless it says the session is idle: activity
     // other instances saw may not have reached it yet, so only then is that
@@ -127,6 +128,10 @@ pub async fn refresh(
         {
             Some(session_id) => svc.sessions.last_activity(session_id).await,
             None => None,
+        };
+        let rotation = Rotation {
+            active_since: None,
+            ..rotation
         };
         svc.store
             .rotate_refresh_token(

@@ -118,6 +118,11 @@ pub struct Rotation {
     pub new_id: Uuid,
     pub new_hash: String,
     pub now: DateTime<Utc>,
+    /// When given, a store may first try the rotation that needs no
+    /// decision: an unspent token of a session that is live, before its
+    /// end, and active after this instant (the idle cutoff) is rotated by
+    /// one conditional statement. Anything else is decided by the rule.
+    pub active_since: Option<DateTime<Utc>>,
 }
 
 /// The rotation rule, applied by the store under lock (see [`crate::domain::refresh`]).

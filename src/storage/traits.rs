@@ -113,7 +113,8 @@ pub trait SessionStore: Send + Sync {
     /// word stays unreleased until this returns `Rotated` for the same
     /// session. SQLite tells it from inside the group's transaction;
     /// PostgreSQL after its unlocked read, before the statement that writes
-    /// the rotation (a rotation decided under lock says nothing early).
+    /// the rotation (a rotation decided under lock says nothing early, nor
+    /// does PostgreSQL's one-statement rotation of `rotation.active_since`).
     async fn rotate_refresh_token(
         &self,
         rotation: Rotation,

@@ -307,6 +307,166 @@ async fn sqlite_passes_the_contract() {
     contract(Arc::new(store), Probe::Sqlite(path)).await;
 }
 
+/// A rotation given the idle cutoff (which PostgreSQL writes with one
+/// statement, without a decision, when every condition holds) answers what
+/// the rule answers in each case the rule tells apart: a live session
+/// rotates, once; a spent token revokes its family; a session ended on its
+/// row alone, past its end, or idle, is not rotated.
+async fn rotations_without_a_decision_agree_with_the_rule(store: Arc<dyn Store>, probe: Probe) {
+    use suma_auth::domain::refresh::RefreshPolicy;
+
+    let u = new_user("rotate@example.com", &"a".repeat(64));
+    let user_id = u.id;
+    store.create_user(u).await.unwrap();
+    let opened = Utc::now() - Duration::minutes(1);
+    let idle = Duration::minutes(15);
+    let policy = RefreshPolicy {
+        idle_timeout: idle,
+        reuse_grace: Duration::zero(),
+    };
+    let open = async |token: &str| {
+        let sid = Uuid::new_v4();
+        store
+            .create_session(new_session(sid, user_id, token, None, opened))
+            .await
+            .unwrap();
+        sid
+    };
+    let rotate_idle = async |presented: &str, successor: &str, now, idle| {
+        let policy = RefreshPolicy {
+            idle_timeout: idle,
+            ..policy
+        };
+        let rotation = Rotation {
+            presented_hash: presented.into(),
+            new_id: Uuid::new_v4(),
+            new_hash: successor.into(),
+            now,
+            active_since: Some(now - idle),
+        };
+        store
+            .rotate_refresh_token(
+                rotation,
+                Box::new(move |s| policy.decide(s, None, now)),
+                None,
+            )
+            .await
+            .unwrap()
+    };
+    let rotate = async |presented: &str, successor: &str, now| {
+        rotate_idle(presented, successor, now, idle).await
+    };
+    let now = Utc::now();
+
+    // Live: rotated, with the session's columns and the activity of now.
+    let live = open(&"1".repeat(64)).await;
+    match rotate(&"1".repeat(64), &"2".repeat(64), now).await {
+        RotateOutcome::Rotated(s) => {
+            assert_eq!((s.id, s.user_id, s.amr.as_str()), (live, user_id, "pwd"));
+            assert_eq!(
+                s.last_activity_at.timestamp_millis(),
+                now.timestamp_millis()
+            );
+            let end = opened + Duration::hours(8);
+            assert_eq!(s.expires_at.timestamp_millis(), end.timestamp_millis());
+            assert!(s.invalidated_at.is_none());
+        }
+        other => panic!("a live session was not rotated: {other:?}"),
+    }
+    // The successor rotates; the spent token presented again revokes the family.
+    let later = now + Duration::seconds(1);
+    assert!(matches!(
+        rotate(&"2".repeat(64), &"3".repeat(64), later).await,
+        RotateOutcome::Rotated(_)
+    ));
+    let outcome = rotate(&"1".repeat(64), &"4".repeat(64), later).await;
+    assert!(
+        matches!(outcome, RotateOutcome::Reused { session_id, was_live: true, .. } if session_id == live),
+        "{outcome:?}"
+    );
+    // The family's live token is revoked with it (the session was no longer live).
+    let outcome = rotate(&"3".repeat(64), &"5".repeat(64), later).await;
+    assert!(
+        matches!(
+            outcome,
+            RotateOutcome::Reused {
+                was_live: false,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+
+    // Ended on its row alone: its unspent token is refused.
+    let ended = open(&"6".repeat(64)).await;
+    probe.end_session_row(ended).await;
+    let outcome = rotate(&"6".repeat(64), &"7".repeat(64), now).await;
+    assert!(
+        matches!(outcome, RotateOutcome::Invalid),
+        "ended: {outcome:?}"
+    );
+
+    // Past its end (eight hours after it opened), with an idle timeout
+    // longer than that: only the end refuses it.
+    open(&"8".repeat(64)).await;
+    let at = opened + Duration::hours(9);
+    let outcome = rotate_idle(&"8".repeat(64), &"9".repeat(64), at, Duration::hours(10)).await;
+    assert!(
+        matches!(outcome, RotateOutcome::Expired),
+        "past its end: {outcome:?}"
+    );
+
+    // Idle: no activity for longer than the idle timeout, though before its end.
+    open(&"a".repeat(64)).await;
+    let outcome = rotate(
+        &"a".repeat(64),
+        &"b".repeat(64),
+        opened + idle + Duration::minutes(1),
+    )
+    .await;
+    assert!(
+        matches!(outcome, RotateOutcome::Expired),
+        "idle: {outcome:?}"
+    );
+
+    // Unknown.
+    let outcome = rotate(&"c".repeat(64), &"d".repeat(64), now).await;
+    assert!(
+        matches!(outcome, RotateOutcome::Invalid),
+        "unknown: {outcome:?}"
+    );
+    // None of the refused rotations issued its successor.
+    for hash in ["4", "5", "7", "9", "b", "d"] {
+        assert_eq!(
+            store
+                .find_session_by_refresh(&hash.repeat(64))
+                .await
+                .unwrap(),
+            None,
+            "{hash}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn postgres_rotations_without_a_decision_agree_with_the_rule() {
+    let db = TestDatabase::create().await;
+    let store = pg_store(&db, 2).await;
+    rotations_without_a_decision_agree_with_the_rule(
+        Arc::new(store),
+        Probe::Postgres(db.url.clone()),
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn sqlite_rotations_without_a_decision_agree_with_the_rule() {
+    let dir = TempDir::new();
+    let path = dir.0.join("r.db");
+    let store = SqliteStore::open(&path).unwrap();
+    rotations_without_a_decision_agree_with_the_rule(Arc::new(store), Probe::Sqlite(path)).await;
+}
+
 /// PostgreSQL decides a rotation on a read taken without a lock and writes
 /// it with one conditional statement. A session that ends between the two
 /// (here as an idle end does: the session row alone) makes that statement
@@ -371,6 +531,7 @@ async fn a_session_ended_between_the_read_and_the_write_is_not_rotated() {
         new_id: Uuid::new_v4(),
         new_hash: "f".repeat(64),
         now,
+        active_since: None,
     };
     let outcome = store
         .rotate_refresh_token(rotation.clone(), rule, None)
@@ -437,6 +598,7 @@ async fn rotations_update_tokens_and_sessions_without_index_writes() {
             new_id: Uuid::new_v4(),
             new_hash: format!("{:064}", i + 1),
             now: now + Duration::seconds(i),
+            active_since: Some(now - Duration::minutes(15)),
         };
         let outcome = store
             .rotate_refresh_token(

@@ -42,6 +42,38 @@ const ROTATE: &str = "WITH touched AS (
          COALESCE(rotation_count, 0) + 1 FROM spent)
      SELECT count(*) FROM spent";
 
+/// The rotation that needs no decision, in one statement and one round
+/// trip: a presented token that is unspent, of a session that is live,
+/// before its end and active after the idle cutoff, is spent, its successor
+/// issued and the activity recorded, as [`ROTATE`] does; answers the
+/// session's columns (as [`sql::REFRESH_WITH_SESSION`] from index 2), or no
+/// row when any condition fails (then the rule decides, after a read).
+/// $1 successor id, $2 its hash, $3 time, $4 presented hash, $5 idle cutoff.
+///
+/// The token is found without a lock; the session's row is locked first and
+/// the token's second, as in [`ROTATE`], and each condition is checked again
+/// on the newest row version once its lock is held.
+const ROTATE_LIVE: &str = "WITH token AS (
+       SELECT id, session_id FROM refresh_tokens WHERE token_hash = $4 AND revoked_at IS NULL),
+     touched AS (
+       UPDATE sessions s SET last_activity_at = $3
+       FROM token
+       WHERE s.id = token.session_id AND s.invalidated_at IS NULL
+         AND s.expires_at > $3 AND s.last_activity_at > $5
+       RETURNING s.id, s.user_id, s.device_id, s.user_agent, s.ip_address, s.amr,
+         s.created_at, s.last_activity_at, s.expires_at, s.invalidated_at),
+     spent AS (
+       UPDATE refresh_tokens SET revoked_at = $3, last_used_at = $3, replaced_by = $1
+       WHERE id = (SELECT id FROM token) AND revoked_at IS NULL
+         AND EXISTS (SELECT 1 FROM touched)
+       RETURNING user_id, session_id, device_id, user_agent, ip_address, expires_at, rotation_count),
+     successor AS (
+       INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent,
+         ip_address, expires_at, created_at, rotation_count)
+       SELECT $1, user_id, session_id, $2, device_id, user_agent, ip_address, expires_at, $3,
+         COALESCE(rotation_count, 0) + 1 FROM spent)
+     SELECT touched.* FROM touched, spent";
+
 /// A session with its first refresh token, in one statement: $1 session,
 /// $2 user, $3 device, $4 user agent, $5 ip, $6 amr, $7 end, $8 time,
 /// $9 token id, $10 token hash. (The token's foreign key is checked at the
@@ -209,14 +241,34 @@ impl SessionStore for PgStore {
         decide: RefreshRule,
         early: Option<EarlyRotation>,
     ) -> StoreResult<RotateOutcome> {
-        // The hot path is two round trips and two statements, both prepared
-        // on the connection: the read (no lock, no transaction) and, when it
-        // says rotate, one conditional statement for every write. The facts
+        // The hot path is one round trip: [`ROTATE_LIVE`], when the caller
+        // gives the idle cutoff. Otherwise, or when it rotates nothing, two
+        // round trips and two statements, both prepared on the connection:
+        // the read (no lock, no transaction) and, when it says rotate, one
+        // conditional statement for every write. The facts
         // a decision reads only ever move one way (a token is spent once, a
         // session ends once), so a refusal read without a lock stays true;
         // a rotation whose condition no longer holds, and the rare decisions
         // that end sessions, are decided again under lock.
         let conn = self.conn().await?;
+        if let Some(cutoff) = r.active_since {
+            let types = [
+                Type::UUID,
+                Type::VARCHAR,
+                Type::TIMESTAMPTZ,
+                Type::VARCHAR,
+                Type::TIMESTAMPTZ,
+            ];
+            let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &r.presented_hash, &cutoff];
+            let done = conn
+                .query_opt_typed(ROTATE_LIVE, &types, &params)
+                .await
+                .map_err(q)?;
+            if let Some(row) = done {
+                return Ok(RotateOutcome::Rotated(session_from(&row, 0)?));
+            }
+            // Not the common case: the rule decides below, on a read.
+        }
         let Some(row) = conn
             .query_opt_typed(
                 sql::REFRESH_WITH_SESSION,
@@ -458,6 +510,7 @@ mod tests {
                     new_id: Uuid::new_v4(),
                     new_hash: "n".repeat(64),
                     now: Utc::now(),
+                    active_since: None,
                 };
                 store
                     .rotate_locked(rotation, Box::new(|_| RefreshDecision::Refuse))
@@ -494,6 +547,7 @@ mod tests {
                     new_id: Uuid::new_v4(),
                     new_hash: "n".repeat(64),
                     now,
+                    active_since: None,
                 };
                 store
                     .rotate_refresh_token(

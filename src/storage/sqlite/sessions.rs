@@ -381,6 +381,7 @@ mod tests {
                 new_id: Uuid::new_v4(),
                 new_hash: "f".repeat(64),
                 now,
+                active_since: None,
             },
             Box::new(move |s| policy.decide(s, None, now)),
             Some(early),

@@ -358,6 +358,34 @@ impl Probe {
         }
     }
 
+    /// Ends a session on its row alone, its refresh tokens untouched (as an
+    /// end for idleness does).
+    pub async fn end_session_row(&self, id: Uuid) {
+        match self {
+            Probe::Postgres(url) => {
+                Self::pg(url)
+                    .await
+                    .execute(
+                        "UPDATE sessions SET invalidated_at = now() WHERE id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .unwrap();
+            }
+            Probe::Sqlite(path) => {
+                let now = chrono::Utc::now().timestamp_millis();
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(5))
+                    .unwrap();
+                conn.execute(
+                    "UPDATE sessions SET invalidated_at = ?2 WHERE id = ?1",
+                    rusqlite::params![id.to_string(), now],
+                )
+                .unwrap();
+            }
+        }
+    }
+
     /// (email, password hash, sealed TOTP secret, deleted) of a user row, live or erased.
     pub async fn user_row(&self, id: Uuid) -> Option<(String, String, Option<String>, bool)> {
         const SQL: &str = "SELECT email, password_hash, totp_secret_sealed, deleted_at IS NOT NULL FROM users WHERE id = $1";
