@@ -727,7 +727,9 @@ impl SessionGuard {
     /// instances (a shared database), waits for every subscriber that received
     /// the message to confirm it applied it ([`Confirmations`]).
     async fn revoke_shared(&self, redis: &RedisStore, ids: &[String]) {
-        let confirm = self.publish && self.shared().is_some();
+        // Confirmations arrive on this instance's subscription: while it is
+        // down, waiting for them would only cost the whole wait.
+        let confirm = self.publish && self.shared().is_some() && self.revocations_subscribed();
         let expected = confirm.then(|| self.confirmations.expect());
         let message = self.publish.then(|| {
             let mut message = String::new();
