@@ -39,10 +39,17 @@ fn is_json(mime: mime::Mime) -> bool {
 /// separators, as on the wire); more is refused with 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// The longest a client may take to send a JSON body (at most 64 KiB) once
+/// its headers have arrived; a body still incomplete then (a client that
+/// declared more than it sends, or trickles it) is answered 408 and its
+/// connection closed, instead of holding the request open for ever.
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// Checks every request passes before routing, so that no handler and no
 /// store ever sees what they refuse:
 ///
 /// - request headers over [`MAX_HEADER_BYTES`]: 431;
+/// - a JSON body not received whole within [`BODY_DEADLINE`]: 408;
 /// - a JSON body that is not an object (an array, a string, `null`): 422
 ///   `invalid_type`. Every body of this API is an object, and serde would
 ///   otherwise read an array as the fields of one, in order;
@@ -78,22 +85,37 @@ pub async fn edge_checks(
     let mut payload = req.take_payload();
     let mut body = BytesMut::new();
     let mut complete = true;
-    while let Some(chunk) = payload.next().await {
-        match chunk {
-            Ok(chunk) => {
-                body.extend_from_slice(&chunk);
-                if body.len() > super::MAX_BODY_BYTES {
-                    complete = false;
+    let mut failed = None;
+    let read = async {
+        while let Some(chunk) = payload.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > super::MAX_BODY_BYTES {
+                        complete = false;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failed = Some(e);
                     break;
                 }
             }
-            Err(e) => {
-                // Handed on as it came: the extractor reports it.
-                let head = futures_util::stream::iter([Ok(body.freeze()), Err(e)]);
-                req.set_payload(Payload::from(Box::pin(head.chain(payload)) as BodyStream));
-                return Ok(next.call(req).await?.map_into_boxed_body());
-            }
         }
+    };
+    if tokio::time::timeout(BODY_DEADLINE, read).await.is_err() {
+        let mut res = refuse(req, ApiError::Http(StatusCode::REQUEST_TIMEOUT));
+        // The rest of the body is never read: the connection cannot be reused.
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+        return Ok(res);
+    }
+    if let Some(e) = failed {
+        // Handed on as it came: the extractor reports it.
+        let head = futures_util::stream::iter([Ok(body.freeze()), Err(e)]);
+        req.set_payload(Payload::from(Box::pin(head.chain(payload)) as BodyStream));
+        return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let body = body.freeze();
     if complete {

@@ -79,7 +79,7 @@ impl Modify for BearerAuth {
 /// - every error is `application/problem+json` (handlers name the body,
 ///   `Problem`, and this names its media type);
 /// - the answers given before a handler runs are listed on every route they
-///   can come from: 400, 413, 415 and 422 (not an object, or a control
+///   can come from: 400, 408, 413, 415 and 422 (not an object, or a control
 ///   character) for a JSON body, 401 for a bearer token, 429 for a route
 ///   the route table gives a rate class;
 /// - `default` says that any other error (a 503 while a dependency is down)
@@ -126,6 +126,13 @@ fn error_answers(op: &mut Operation, rated: bool) {
     };
     if op.request_body.is_some() {
         add("400", "`malformed_json`: the body is not well-formed JSON");
+        add(
+            "408",
+            &format!(
+                "`request_timeout`: the body did not arrive whole within {} seconds",
+                super::extract::BODY_DEADLINE.as_secs()
+            ),
+        );
         add(
             "413",
             &format!(
