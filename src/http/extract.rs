@@ -46,7 +46,7 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// Checks every request passes before routing, so that no handler and no
-/// store ever sees what they refuse:
+/// store ever sees what they refuse (and a HEAD is routed as its GET):
 ///
 /// - request headers over [`MAX_HEADER_BYTES`]: 431;
 /// - a JSON body not received whole within [`BODY_DEADLINE`]: 408;
@@ -65,6 +65,12 @@ pub async fn edge_checks(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        // Every GET route answers HEAD too (RFC 9110 §9.3.2): routed as the
+        // GET, whose body the HTTP layer then leaves out (it decided that
+        // from the method the request arrived with).
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
     if header_bytes(req.headers()) > MAX_HEADER_BYTES {
         return Ok(refuse(
             req,

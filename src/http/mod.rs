@@ -28,6 +28,10 @@ pub async fn fallback(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiEr
         ApiError::MethodNotAllowed {
             allow: methods
                 .iter()
+                .flat_map(|m| match *m {
+                    "get" => vec!["GET", "HEAD"],
+                    m => vec![m],
+                })
                 .map(|m| m.to_ascii_uppercase())
                 .collect::<Vec<_>>()
                 .join(", "),

@@ -130,6 +130,46 @@ async fn unknown_routes_and_methods() {
     assert_eq!(res.header("allow").as_deref(), Some("POST"));
     let res = app.send(app.client.delete(app.url("/health")), None).await;
     assert_problem(&res, 405, "method_not_allowed");
+    assert_eq!(res.header("allow").as_deref(), Some("GET, HEAD"));
+}
+
+/// Every GET route answers HEAD as it answers GET, without the body; a
+/// route without GET answers HEAD 405.
+#[actix_web::test]
+async fn head_answers_as_get_without_a_body() {
+    let app = app().await;
+    for path in [
+        "/health",
+        "/ready",
+        "/.well-known/jwks.json",
+        "/openapi.json",
+    ] {
+        let get = app.get(path).await;
+        let head = app.send(app.client.head(app.url(path)), None).await;
+        assert_eq!((head.status, get.status), (200, 200), "{path}");
+        assert!(head.body.is_empty(), "{path}: a body was sent");
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "{path}"
+        );
+    }
+    let (_, token) = app.signed_in().await;
+    let head = app
+        .send(
+            app.client
+                .head(app.url("/api/v1/auth/me"))
+                .bearer_auth(&token.access_token),
+            None,
+        )
+        .await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    let res = app
+        .send(app.client.head(app.url("/api/v1/auth/login")), None)
+        .await;
+    assert_eq!(res.status, 405);
+    assert_eq!(res.header("allow").as_deref(), Some("POST"));
 }
 
 #[actix_web::test]

@@ -386,7 +386,7 @@ async fn pages_are_mounted_but_not_in_the_openapi_document() {
         .send(app.client.delete(app.url("/reset-password")), None)
         .await;
     assert_eq!(res.status, 405);
-    assert_eq!(res.header("allow").as_deref(), Some("GET, POST"));
+    assert_eq!(res.header("allow").as_deref(), Some("GET, HEAD, POST"));
 }
 
 /// The mail files of the embedded default: `grep -o 'token=[A-Za-z0-9_-]*'`
