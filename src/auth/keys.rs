@@ -78,7 +78,7 @@ pub fn load(config: &Config) -> Result<SigningKey, KeyError> {
         "no JWT_PRIVATE_KEY configured: generating a DEVELOPMENT signing key; never use this in production"
     );
     let (private_pem, public_pem) = generate_pem()?;
-    let kept = create_private_once(&private_path, &private_pem)?;
+    let kept = create_private_once(&private_path, &private_pem, whole_pem)?;
     if kept == private_pem {
         write_file(&dir.join("jwt-public.pem"), &public_pem)?;
     }
@@ -298,9 +298,13 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), KeyError> {
 /// place wins and the others read it, so all of them sign and seal with the
 /// same key. A plain write, or a rename into place, would let the last one
 /// win after the others had started with their own. Where the file system
-/// has no hard links, the file is created exclusively instead (a reader then
-/// could see it before it is whole).
-pub fn create_private_once(path: &Path, contents: &str) -> Result<String, KeyError> {
+/// has no hard links, the file is created exclusively instead, and the
+/// others read it once it is `whole` ([`create_exclusively`]).
+pub fn create_private_once(
+    path: &Path,
+    contents: &str,
+    whole: fn(&str) -> bool,
+) -> Result<String, KeyError> {
     let io = |source| KeyError::Io {
         path: path.to_path_buf(),
         source,
@@ -317,16 +321,53 @@ pub fn create_private_once(path: &Path, contents: &str) -> Result<String, KeyErr
     match linked {
         Ok(()) => Ok(contents.to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),
-        Err(_) => match owner_only().write(true).create_new(true).open(path) {
-            Ok(mut file) => {
-                std::io::Write::write_all(&mut file, contents.as_bytes()).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Ok(contents.to_string())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(path),
-            Err(e) => Err(io(e)),
-        },
+        Err(_) => create_exclusively(path, contents, whole),
     }
+}
+
+/// [`create_private_once`] where the file system has no hard links: the
+/// first to create the file writes it; the others wait until what they read
+/// is `whole` (the first may still be writing), for at most two seconds.
+fn create_exclusively(
+    path: &Path,
+    contents: &str,
+    whole: fn(&str) -> bool,
+) -> Result<String, KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    match owner_only().write(true).create_new(true).open(path) {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, contents.as_bytes()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            Ok(contents.to_string())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_whole(path, whole),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Reads `path` again until its text is `whole`, for at most two seconds;
+/// then returns what it holds (the caller's parse names what is wrong).
+fn read_whole(path: &Path, whole: fn(&str) -> bool) -> Result<String, KeyError> {
+    let mut text = read(path)?;
+    for _ in 0..100 {
+        if whole(&text) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        text = read(path)?;
+    }
+    Ok(text)
+}
+
+/// Whether a PEM file's text is complete (its last line is an END line).
+pub fn whole_pem(text: &str) -> bool {
+    text.trim_end()
+        .lines()
+        .last()
+        .is_some_and(|l| l.starts_with("-----END ") && l.ends_with("-----"))
 }
 
 fn owner_only() -> std::fs::OpenOptions {
@@ -378,7 +419,8 @@ mod tests {
                 let (path, barrier) = (path.clone(), barrier.clone());
                 std::thread::spawn(move || {
                     barrier.wait();
-                    create_private_once(&path, &format!("key {i}")).unwrap()
+                    create_private_once(&path, &format!("key {i}\n"), |t| t.ends_with('\n'))
+                        .unwrap()
                 })
             })
             .collect::<Vec<_>>()
@@ -395,6 +437,54 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Without hard links, the file is created exclusively: racing starts
+    /// keep the first key, and one that finds the file still being written
+    /// waits until it is whole.
+    #[test]
+    fn without_hard_links_the_first_key_is_kept_and_read_whole() {
+        let dir = std::env::temp_dir().join(format!("keys-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("k.pem");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let ends = |t: &str| t.ends_with('\n');
+        let kept: Vec<String> = (0..8)
+            .map(|i| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    create_exclusively(&path, &format!("key {i}\n"), ends).unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let on_disk = std::fs::read_to_string(&path).unwrap();
+        assert!(kept.iter().all(|k| *k == on_disk), "{kept:?} vs {on_disk}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        // A file still being written (half a PEM) is read once it is whole.
+        let half = dir.join("half.pem");
+        std::fs::write(&half, "-----BEGIN PRIVATE KEY-----\nAAAA\n").unwrap();
+        let finishing = {
+            let half = half.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let whole = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+                std::fs::write(&half, whole).unwrap();
+            })
+        };
+        let read = create_exclusively(&half, "another", whole_pem).unwrap();
+        finishing.join().unwrap();
+        assert!(whole_pem(&read), "{read}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

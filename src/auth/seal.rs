@@ -111,7 +111,9 @@ impl Sealer {
                 key
             }
         };
-        let kept = crate::auth::keys::create_private_once(&path, &STANDARD.encode(key))
+        // Whole once it is the 44 characters of 32 bytes in base64.
+        let whole = |t: &str| t.trim().len() == 44;
+        let kept = crate::auth::keys::create_private_once(&path, &STANDARD.encode(key), whole)
             .map_err(|e| SealError::Key(e.to_string()))?;
         STANDARD
             .decode(kept.trim())
