@@ -272,6 +272,22 @@ async fn signs_in_again(app: &TestApp, email: &str, within: Duration) {
     }
 }
 
+/// The route of each kind of request [`send`] makes: (method, path in the
+/// OpenAPI document).
+fn route_of(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "login" => ("post", "/api/v1/auth/login"),
+        "register" => ("post", "/api/v1/auth/register"),
+        "refresh" => ("post", "/api/v1/auth/refresh"),
+        "me" => ("get", "/api/v1/auth/me"),
+        "sessions" => ("get", "/api/v1/auth/me/sessions"),
+        "logout" => ("post", "/api/v1/auth/logout"),
+        "verify-email" => ("post", "/api/v1/auth/verify-email"),
+        "ready" => ("get", "/ready"),
+        other => panic!("unknown request kind {other}"),
+    }
+}
+
 /// Requests that need the database, and must say so with a 503.
 const NEED_THE_DATABASE: &[&str] = &[
     "login",
@@ -350,6 +366,17 @@ async fn while_postgres_is_down_every_request_answers_503_quickly() {
             assert_eq!(res.status, 200, "{path}");
             assert!(started.elapsed() < ANSWER_BOUND, "{path}");
         }
+    }
+    // Each of those 503s is in the document, as a problem, on its route:
+    // listed by its status or under `default`.
+    let doc = app.get("/openapi.json").await.json();
+    for kind in NEED_THE_DATABASE {
+        let (method, path) = route_of(kind);
+        let answers = &doc["paths"][path][method]["responses"];
+        let listed = [&answers["503"], &answers["default"]]
+            .into_iter()
+            .any(|a| a["content"]["application/problem+json"].is_object());
+        assert!(listed, "{method} {path}: no 503 listed: {answers}");
     }
     println!("{}", report.join("\n"));
 
