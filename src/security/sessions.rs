@@ -236,12 +236,18 @@ impl Confirmations {
         }
     }
 
-    /// Registers a message about to be published.
-    fn expect(&self) -> (u64, tokio::sync::watch::Receiver<usize>) {
+    /// Registers a message about to be published; the registration ends
+    /// when the returned [`Awaited`] is dropped (also when the request that
+    /// waits is abandoned).
+    fn expect(self: &Arc<Self>) -> Awaited {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = tokio::sync::watch::channel(0);
+        let (tx, confirmed) = tokio::sync::watch::channel(0);
         lock(&self.waiting).insert(seq, tx);
-        (seq, rx)
+        Awaited {
+            book: self.clone(),
+            seq,
+            confirmed,
+        }
     }
 
     fn confirmed(&self, seq: u64) {
@@ -249,9 +255,18 @@ impl Confirmations {
             tx.send_modify(|n| *n += 1);
         }
     }
+}
 
-    fn done(&self, seq: u64) {
-        lock(&self.waiting).remove(&seq);
+/// One published message's count of confirmations.
+struct Awaited {
+    book: Arc<Confirmations>,
+    seq: u64,
+    confirmed: tokio::sync::watch::Receiver<usize>,
+}
+
+impl Drop for Awaited {
+    fn drop(&mut self) {
+        lock(&self.book.waiting).remove(&self.seq);
     }
 }
 
@@ -730,38 +745,34 @@ impl SessionGuard {
         // Confirmations arrive on this instance's subscription: while it is
         // down, waiting for them would only cost the whole wait.
         let confirm = self.publish && self.shared().is_some() && self.revocations_subscribed();
-        let expected = confirm.then(|| self.confirmations.expect());
+        let mut expected = confirm.then(|| self.confirmations.expect());
         let message = self.publish.then(|| {
             let mut message = String::new();
-            if let Some((seq, _)) = &expected {
+            if let Some(awaited) = &expected {
                 let instance = &self.confirmations.instance;
-                message = format!("{ACK_WORD}{instance}:{seq} ");
+                message = format!("{ACK_WORD}{instance}:{} ", awaited.seq);
             }
             message + &ids.join(" ")
         });
         let written = redis
             .revoke_sessions(ids, self.revoke_ttl_ms, message)
             .await;
-        match (written, expected) {
-            (Err(e), expected) => {
-                if let Some((seq, _)) = expected {
-                    self.confirmations.done(seq);
-                }
+        match (written, expected.as_mut()) {
+            (Err(e), _) => {
                 // The database already says revoked. Other instances
                 // whose subscription is up trust their map until their
                 // revalidation, then Redis's copy until it is checked
                 // against the row (within a minute).
                 tracing::warn!(error = %e, "session revocation not written to redis");
             }
-            (Ok(received), Some((seq, mut confirmed))) => {
+            (Ok(received), Some(awaited)) => {
                 let wanted = usize::try_from(received).unwrap_or(0);
                 let wait = self.confirmations.wait;
-                let all = tokio::time::timeout(wait, confirmed.wait_for(|n| *n >= wanted))
+                let all = tokio::time::timeout(wait, awaited.confirmed.wait_for(|n| *n >= wanted))
                     .await
                     .is_ok_and(|r| r.is_ok());
-                self.confirmations.done(seq);
                 if !all {
-                    let got = *confirmed.borrow();
+                    let got = *awaited.confirmed.borrow();
                     tracing::warn!(
                         received,
                         confirmed = got,
@@ -959,6 +970,20 @@ mod tests {
             .iter()
             .map(|s| lock(s).map.capacity())
             .sum()
+    }
+
+    /// A wait for confirmations that ends (answered, timed out, or its
+    /// request abandoned) leaves no registration behind; confirmations of a
+    /// live one are counted.
+    #[test]
+    fn a_wait_for_confirmations_leaves_nothing_behind() {
+        let book = Arc::new(Confirmations::new(REVOCATION_CONFIRM_WAIT));
+        let awaited = book.expect();
+        book.confirmed(awaited.seq);
+        book.confirmed(awaited.seq + 1);
+        assert_eq!(*awaited.confirmed.borrow(), 1);
+        drop(awaited);
+        assert!(lock(&book.waiting).is_empty());
     }
 
     /// Messages that ask for a confirmation name the instance and sequence;
