@@ -39,9 +39,9 @@ fn is_json(mime: mime::Mime) -> bool {
 /// separators, as on the wire); more is refused with 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// The longest a client may take to send a JSON body (at most 64 KiB) once
-/// its headers have arrived; a body still incomplete then (a client that
-/// declared more than it sends, or trickles it) is answered 408 and its
+/// The longest a client may take to send a body (the first 64 KiB of it)
+/// once its headers have arrived; a body still incomplete then (a client
+/// that declared more than it sends, or trickles it) is answered 408 and its
 /// connection closed, instead of holding the request open for ever.
 pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
 
@@ -49,7 +49,8 @@ pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8)
 /// store ever sees what they refuse (and a HEAD is routed as its GET):
 ///
 /// - request headers over [`MAX_HEADER_BYTES`]: 431;
-/// - a JSON body not received whole within [`BODY_DEADLINE`]: 408;
+/// - a body (JSON, or an HTML page's form) not received whole within
+///   [`BODY_DEADLINE`]: 408;
 /// - a JSON body that is not an object (an array, a string, `null`): 422
 ///   `invalid_type`. Every body of this API is an object, and serde would
 ///   otherwise read an array as the fields of one, in order;
@@ -59,8 +60,9 @@ pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8)
 ///   and no field of this API is free text that could need a control.
 ///
 /// A body that is too large or not well-formed is left for the extractor,
-/// which answers it as before (413, 400). Form posts are the HTML pages'
-/// own: they answer bad input with a page.
+/// which answers it as before (413, 400). Form posts are read under the same
+/// deadline but checked no further: the HTML pages answer bad input with a
+/// page.
 pub async fn edge_checks(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -77,15 +79,15 @@ pub async fn edge_checks(
             ApiError::Http(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
         ));
     }
-    if !req.mime_type().ok().flatten().is_some_and(is_json) {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    }
+    let json = req.mime_type().ok().flatten().is_some_and(is_json);
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > super::MAX_BODY_BYTES) {
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    let no_body = !chunked && declared.unwrap_or(0) == 0;
+    if declared.is_some_and(|n| n > super::MAX_BODY_BYTES) || (!json && no_body) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let mut payload = req.take_payload();
@@ -124,7 +126,9 @@ pub async fn edge_checks(
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let body = body.freeze();
-    if complete {
+    if complete && !json {
+        req.set_payload(Payload::from(body));
+    } else if complete {
         let parsed = serde_json::from_slice::<serde_json::Value>(&body).ok();
         if parsed.as_ref().is_some_and(|v| !v.is_object()) {
             return Ok(refuse(

@@ -540,32 +540,33 @@ async fn request_headers_over_16_kib_are_431() {
     assert_problem(&res, 431, "headers_too_large");
 }
 
-/// A JSON body that never arrives whole (more declared than sent) is
-/// answered 408 problem+json once `BODY_DEADLINE` has passed, and the
-/// connection is closed, instead of waiting for the rest for ever.
+/// A body that never arrives whole (more declared than sent), JSON or a
+/// page's form, is answered 408 problem+json once `BODY_DEADLINE` has
+/// passed, and the connection is closed, instead of waiting for the rest for
+/// ever (or, for the form, until the request deadline's 503).
 #[actix_web::test]
 async fn a_body_that_never_arrives_whole_is_408() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     let app = app().await;
     let addr = app.address.trim_start_matches("http://").to_string();
-    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    conn.write_all(
-        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-          Content-Length: 100\r\n\r\n{\"email\":\"a@example.com\"",
-    )
-    .await
-    .unwrap();
-    let limit = suma_auth::http::extract::BODY_DEADLINE + std::time::Duration::from_secs(20);
-    let mut answer = Vec::new();
-    tokio::time::timeout(limit, conn.read_to_end(&mut answer))
-        .await
-        .expect("an answer, and the connection closed, within the deadline")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("application/problem+json"), "{answer}");
-    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    // A JSON body, and an HTML page's form, each declaring more than it sends.
+    let (json, form) = tokio::join!(
+        answer_to_partial_body(
+            &addr,
+            "POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{\"email\":\"a@example.com\"",
+        ),
+        answer_to_partial_body(
+            &addr,
+            "POST /reset-password/request HTTP/1.1\r\nHost: x\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: 100\r\n\r\nemail=a%40example.com",
+        ),
+    );
+    for answer in [json, form] {
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+        assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    }
     // The document lists it on the route.
     let doc = app.get("/openapi.json").await.json();
     let listed = &doc["paths"]["/api/v1/auth/login"]["post"]["responses"]["408"];
@@ -573,4 +574,20 @@ async fn a_body_that_never_arrives_whole_is_408() {
         listed["content"]["application/problem+json"].is_object(),
         "{listed}"
     );
+}
+
+/// Sends `head` (headers and the start of a body) and reads the answer until
+/// the server closes the connection.
+async fn answer_to_partial_body(addr: &str, head: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let limit = suma_auth::http::extract::BODY_DEADLINE + std::time::Duration::from_secs(20);
+    let mut answer = Vec::new();
+    tokio::time::timeout(limit, conn.read_to_end(&mut answer))
+        .await
+        .expect("an answer, and the connection closed, within the deadline")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
 }
