@@ -77,6 +77,9 @@ pub struct Options {
     /// Received revocation messages are applied only once a permit is added
     /// (an instance slow to apply them).
     pub hold_revocation_feed: Option<Arc<tokio::sync::Semaphore>>,
+    /// The revocation channel is never subscribed (an instance whose
+    /// subscription is down while Redis and the others are up).
+    pub no_revocation_feed: bool,
     /// Starts whatever data key the database recorded (the operator command
     /// that adopts a new key).
     pub any_data_key: bool,
@@ -233,9 +236,12 @@ impl Application {
 
     pub async fn build_with(config: Config, options: Options) -> Result<Self, StartError> {
         password::warm_up();
+        let feed = !options.no_revocation_feed;
         let parts = build_parts(config, options).await?;
         let config = parts.config.clone();
-        parts.sessions.spawn_feed();
+        if feed {
+            parts.sessions.spawn_feed();
+        }
 
         let addr = format!("{}:{}", config.host, config.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartError::Bind {

@@ -209,6 +209,40 @@ async fn an_instance_that_never_confirms_delays_a_logout_only_by_the_bound() {
     );
 }
 
+/// While the revoking instance's own subscription is down, the confirmations
+/// (which arrive on it) cannot reach it: it publishes and answers without
+/// waiting, and an instance that received the message applies it at once.
+#[actix_web::test]
+async fn a_revocation_made_without_a_subscription_does_not_wait_for_confirmations() {
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let apps = TestFleet::spawn_each(3, |i, setup| {
+        let setup = setup
+            .env("REDIS_ENDPOINT", &redis_url())
+            .env("SESSION_REVALIDATE_SECONDS", "60")
+            .confirming_within(Duration::from_secs(60));
+        match i {
+            0 => setup.without_revocation_feed(),
+            2 => setup.holding_revocations(&gate),
+            _ => setup,
+        }
+    })
+    .await;
+    subscribed(&apps[1..]).await;
+    assert!(!apps[0].services.sessions.revocations_subscribed());
+    let (_, pair) = apps[0].signed_in().await;
+    for app in &apps {
+        assert_eq!(me(app, &pair).await.status, 200);
+    }
+    tokio::time::timeout(Duration::from_secs(10), logout(&apps[0], &pair))
+        .await
+        .expect("the logout answered without waiting the minute for confirmations");
+    for app in &apps[..2] {
+        let res = me(app, &pair).await;
+        assert_eq!(res.status, 401, "{}: {}", app.address, res.text());
+    }
+    assert_eq!(me(&apps[2], &pair).await.status, 200, "still held");
+}
+
 /// A revocation whose message never arrives (the first instance publishes
 /// none) is still written to Redis: the other instances decide from memory
 /// until their entry is `SESSION_REVALIDATE_SECONDS` old, then ask Redis.

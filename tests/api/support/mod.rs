@@ -136,6 +136,7 @@ pub struct TestSetup {
     pub revocation_confirm_wait: Option<Duration>,
     /// Received revocation messages wait for a permit here.
     pub hold_revocation_feed: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    pub no_revocation_feed: bool,
 }
 
 impl TestSetup {
@@ -153,6 +154,7 @@ impl TestSetup {
             unpublished_revocations: false,
             revocation_confirm_wait: None,
             hold_revocation_feed: None,
+            no_revocation_feed: false,
         }
     }
 
@@ -166,6 +168,13 @@ impl TestSetup {
     /// semaphore created without permits) has a permit.
     pub fn holding_revocations(mut self, gate: &std::sync::Arc<tokio::sync::Semaphore>) -> Self {
         self.hold_revocation_feed = Some(gate.clone());
+        self
+    }
+
+    /// An instance that never subscribes to the revocation channel (its
+    /// subscription down while Redis and the other instances are up).
+    pub fn without_revocation_feed(mut self) -> Self {
+        self.no_revocation_feed = true;
         self
     }
 
@@ -298,6 +307,7 @@ impl TestSetup {
             unpublished_revocations: self.unpublished_revocations,
             revocation_confirm_wait: self.revocation_confirm_wait,
             hold_revocation_feed: self.hold_revocation_feed.clone(),
+            no_revocation_feed: self.no_revocation_feed,
             ..Default::default()
         };
         let app = Application::build_with(config.clone(), options)
