@@ -1,4 +1,4 @@
-use crate::support::{Backend, TestApp, TestSetup};
+use crate::support::{redis_url, Backend, TestApp, TestSetup};
 
 #[actix_web::test]
 async fn health_and_ready() {
@@ -128,4 +128,71 @@ async fn several_instances_starting_together_migrate_once() {
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert!(!rows[0].get::<_, bool>(1));
+}
+
+/// Redis connections send each command at once (`TCP_NODELAY`). A
+/// multiplexed connection writes the commands of concurrent requests one
+/// after another; with Nagle's algorithm each would wait for the previous
+/// one's acknowledgement.
+#[actix_web::test]
+async fn redis_connections_send_without_delay() {
+    let app = TestSetup::new(Backend::Postgres)
+        .env("REDIS_ENDPOINT", &redis_url())
+        .spawn()
+        .await;
+    let (_, pair) = app.signed_in().await;
+    assert_eq!(app.me(&pair.access_token).await.status, 200);
+    let port = redis::Client::open(redis_url().as_str())
+        .unwrap()
+        .get_connection_info()
+        .addr
+        .to_string()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let sockets = nodelay_of_sockets_to(port);
+    assert!(!sockets.is_empty(), "no connection to Redis found");
+    assert!(sockets.iter().all(|on| *on), "{sockets:?}");
+}
+
+/// `TCP_NODELAY` of every TCP socket of this process connected to `port`.
+fn nodelay_of_sockets_to(port: u16) -> Vec<bool> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: the buffers are sized as passed; a closed or reused fd
+        // only makes a call fail, which skips it.
+        unsafe {
+            let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            if libc::getpeername(fd, (&raw mut addr).cast(), &mut len) != 0 {
+                continue;
+            }
+            let peer_port = match i32::from(addr.ss_family) {
+                libc::AF_INET => (*(&raw const addr).cast::<libc::sockaddr_in>()).sin_port,
+                libc::AF_INET6 => (*(&raw const addr).cast::<libc::sockaddr_in6>()).sin6_port,
+                _ => continue,
+            };
+            if u16::from_be(peer_port) != port {
+                continue;
+            }
+            let mut on: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            if libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&raw mut on).cast(),
+                &mut len,
+            ) == 0
+            {
+                found.push(on != 0);
+            }
+        }
+    }
+    found
 }
