@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(12, "000012_refresh_rotation_hot_updates"),
     migration!(13, "000013_drop_unused_refresh_device_index"),
     migration!(14, "000014_key_checks"),
+    migration!(15, "000015_drop_unread_audit_indexes"),
 ];
 
 /// The embedded database's first schema (version 1).
@@ -57,6 +58,7 @@ pub const SQLITE_UPGRADES: &[(i64, &str)] = &[
     (9, include_str!("sqlite/009_audit_chain.sql")),
     (10, include_str!("sqlite/010_devices.sql")),
     (14, include_str!("sqlite/014_key_checks.sql")),
+    (15, include_str!("sqlite/015_drop_unread_audit_indexes.sql")),
 ];
 
 /// The embedded schema version this binary writes.

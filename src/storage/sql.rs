@@ -427,6 +427,17 @@ pub const INSERT_AUDIT: &str = "INSERT INTO audit_logs (seq, id, user_id, event_
      event_status, ip_address, user_agent, client_salt, client_digest, metadata, created_at, \
      prev_hash, row_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
+/// Rows of the chain, one array per column in the order of [`INSERT_AUDIT`]'s
+/// parameters ($1–$13, one element per row, in chain order), inserted in one
+/// statement that also moves the head to $14 seq, $15 hash (PostgreSQL).
+pub const APPEND_AUDIT_ROWS: &str = "WITH appended AS (
+       INSERT INTO audit_logs (seq, id, user_id, event_type, event_status, ip_address,
+         user_agent, client_salt, client_digest, metadata, created_at, prev_hash, row_hash)
+       SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+         $6::inet[], $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::timestamptz[],
+         $12::text[], $13::text[]))
+     UPDATE audit_chain SET head_seq = $14, head_hash = $15 WHERE id = 1";
+
 /// Rows in chain order: after seq $1, up to seq $2, at most $3.
 pub fn audit_chain_rows() -> String {
     format!(

@@ -405,7 +405,7 @@ fn revoked(services: &suma_auth::services::Parts, user: uuid::Uuid, n: usize) ->
 
 /// Many audited actions at once on three instances sharing one PostgreSQL
 /// database: every row is written, each with its own seq, in one chain, and
-/// rows queued together on an instance share a transaction.
+/// rows queued together on an instance share a transaction and a statement.
 #[actix_web::test]
 async fn concurrent_appends_on_three_instances_never_fork() {
     let apps = TestFleet::spawn(3).await;
@@ -498,6 +498,21 @@ async fn concurrent_appends_on_three_instances_never_fork() {
     assert!(
         (transactions as usize) < ALL,
         "{transactions} transactions for {ALL} rows"
+    );
+    // One statement per transaction: the rows one statement inserted share
+    // its command id (`cmin`) within the transaction.
+    let statements: i64 = client
+        .query_one(
+            "SELECT COUNT(DISTINCT (xmin::text, cmin::text)) FROM audit_logs \
+             WHERE event_type = 'session_revoked'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        statements, transactions,
+        "each batch's rows went in with one statement"
     );
     let written: u64 = apps
         .iter()

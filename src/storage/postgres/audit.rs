@@ -19,44 +19,50 @@ async fn lock_head(tx: &Tx<'_>) -> StoreResult<(i64, String)> {
     Ok((get(&head, 0)?, get(&head, 1)?))
 }
 
-/// Inserts the row that follows `head` (locked by [`lock_head`] in `tx`)
-/// and returns the new head; the caller moves the stored head.
-async fn insert_after(
-    tx: &Tx<'_>,
-    (head_seq, head_hash): (i64, String),
-    e: &AuditEntry<'_>,
-) -> StoreResult<(i64, String)> {
-    let at = stored_time(e.at);
-    let entry = AuditEntry { at, ..e.clone() };
-    let link = NewLink::after(head_seq, &head_hash, &entry);
-    tx.execute(
-        sql::INSERT_AUDIT,
-        &[
-            &link.seq,
-            &link.id,
-            &e.user_id,
-            &e.event_type,
-            &link.event_status,
-            &e.ip,
-            &e.user_agent,
-            &link.client_salt,
-            &link.client_digest,
-            e.metadata,
-            &at,
-            &link.prev_hash,
-            &link.row_hash,
-        ],
-    )
-    .await
-    .map_err(q)?;
-    Ok((link.seq, link.row_hash))
+/// The rows of a batch, column by column, for [`sql::APPEND_AUDIT_ROWS`].
+#[derive(Default)]
+struct Columns<'a> {
+    seq: Vec<i64>,
+    id: Vec<Uuid>,
+    user_id: Vec<Option<Uuid>>,
+    event_type: Vec<&'a str>,
+    event_status: Vec<&'static str>,
+    ip: Vec<Option<std::net::IpAddr>>,
+    user_agent: Vec<Option<&'a str>>,
+    client_salt: Vec<Option<String>>,
+    client_digest: Vec<Option<String>>,
+    metadata: Vec<&'a serde_json::Value>,
+    at: Vec<DateTime<Utc>>,
+    prev_hash: Vec<String>,
+    row_hash: Vec<String>,
 }
 
-async fn advance_head(tx: &Tx<'_>, head: &(i64, String)) -> StoreResult<()> {
-    tx.execute(sql::ADVANCE_AUDIT_HEAD, &[&head.0, &head.1])
-        .await
-        .map_err(q)?;
-    Ok(())
+impl<'a> Columns<'a> {
+    /// Adds the row that follows `head` and returns the new head.
+    fn push_after(
+        &mut self,
+        (head_seq, head_hash): (i64, String),
+        e: &AuditEntry<'a>,
+    ) -> (i64, String) {
+        let at = stored_time(e.at);
+        let entry = AuditEntry { at, ..e.clone() };
+        let link = NewLink::after(head_seq, &head_hash, &entry);
+        let head = (link.seq, link.row_hash.clone());
+        self.seq.push(link.seq);
+        self.id.push(link.id);
+        self.user_id.push(e.user_id);
+        self.event_type.push(e.event_type);
+        self.event_status.push(link.event_status);
+        self.ip.push(e.ip);
+        self.user_agent.push(e.user_agent);
+        self.client_salt.push(link.client_salt);
+        self.client_digest.push(link.client_digest);
+        self.metadata.push(e.metadata);
+        self.at.push(at);
+        self.prev_hash.push(link.prev_hash);
+        self.row_hash.push(link.row_hash);
+        head
+    }
 }
 
 /// Appends one row to the chain inside `tx`: locks the head row (held until
@@ -68,16 +74,41 @@ pub(super) async fn append_audit(tx: &Tx<'_>, e: &AuditEntry<'_>) -> StoreResult
 }
 
 /// Appends `entries` in order inside `tx` under one lock of the head: each
-/// row links to the one before it, and the head moves once, to the last.
+/// row links to the one before it, and one statement inserts them all and
+/// moves the head to the last (the lock is held for two round trips and the
+/// commit, whatever the batch's size).
 pub(super) async fn append_audit_batch(tx: &Tx<'_>, entries: &[AuditEntry<'_>]) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
     let mut head = lock_head(tx).await?;
+    let mut rows = Columns::default();
     for e in entries {
-        head = insert_after(tx, head, e).await?;
+        head = rows.push_after(head, e);
     }
-    advance_head(tx, &head).await
+    tx.execute(
+        sql::APPEND_AUDIT_ROWS,
+        &[
+            &rows.seq,
+            &rows.id,
+            &rows.user_id,
+            &rows.event_type,
+            &rows.event_status,
+            &rows.ip,
+            &rows.user_agent,
+            &rows.client_salt,
+            &rows.client_digest,
+            &rows.metadata,
+            &rows.at,
+            &rows.prev_hash,
+            &rows.row_hash,
+            &head.0,
+            &head.1,
+        ],
+    )
+    .await
+    .map_err(q)?;
+    Ok(())
 }
 
 /// The retention prune (inside `tx`): the oldest rows created before
