@@ -27,6 +27,7 @@ mod password_reset;
 mod pre_hijacking;
 mod privacy;
 mod profile_cache;
+mod races;
 mod rate_limit;
 mod rate_limit_fallback;
 mod readme;

@@ -1,0 +1,195 @@
+//! Single-use secrets presented many times at once, spread over three
+//! instances on one PostgreSQL database and one Redis: a sign-in code, a
+//! TOTP code, a recovery code and a reset link each work exactly once.
+//!
+//! So that the requests meet at the row that records the use (and not one
+//! after the other), the test holds that row locked while they arrive and
+//! lets go once they wait for it.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::support::{advance, redis_url, Resp, TestFleet, PASSWORD};
+
+/// Requests sent together, the `i`-th to instance `i % 3`.
+const AT_ONCE: usize = 12;
+
+/// Three instances; an account may open more challenges and fail more
+/// sign-ins than by default, so that only single use limits what succeeds.
+async fn fleet() -> TestFleet {
+    TestFleet::spawn_with(3, |setup| {
+        setup.env("REDIS_ENDPOINT", &redis_url()).envs(&[
+            ("MFA_CHALLENGES_PER_HOUR", "100"),
+            ("MAX_LOGIN_ATTEMPTS", "100"),
+        ])
+    })
+    .await
+}
+
+/// `AT_ONCE` POSTs of `body(i)` to `path`, sent together while `lock` (a
+/// `SELECT … FOR UPDATE` of the rows of user `$1`) is held; the lock is let
+/// go a second later, when they wait for it.
+async fn at_once(
+    apps: &TestFleet,
+    lock: &str,
+    user: Uuid,
+    path: &str,
+    body: impl Fn(usize) -> Value,
+) -> Vec<Resp> {
+    let (db, conn) = tokio_postgres::connect(apps.db_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.batch_execute("BEGIN").await.unwrap();
+    let held = db.query(lock, &[&user]).await.unwrap();
+    assert!(!held.is_empty(), "nothing to hold: {lock}");
+    let requests = join_all((0..AT_ONCE).map(|i| apps[i % apps.len()].post(path, body(i))));
+    let release = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        db.batch_execute("ROLLBACK").await.unwrap();
+    };
+    let (answers, ()) = tokio::join!(requests, release);
+    answers
+}
+
+fn successes(answers: &[Resp]) -> usize {
+    answers.iter().filter(|r| r.status == 200).count()
+}
+
+/// Every answer is a success or a 4xx refusal: never a 5xx.
+fn refused_or_ok(answers: &[Resp]) {
+    for r in answers {
+        assert!(
+            r.status == 200 || (400..500).contains(&r.status),
+            "{}: {}",
+            r.status,
+            r.text()
+        );
+    }
+}
+
+/// One emailed sign-in code, sent on one challenge twelve times at once:
+/// one session.
+#[actix_web::test]
+async fn one_sign_in_code_opens_one_session() {
+    let apps = fleet().await;
+    let (email, pair) = apps[0].signed_in().await;
+    let on = apps[0]
+        .post_bearer(
+            "/api/v1/auth/me/2fa/email",
+            &pair.access_token,
+            json!({"password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(on.status, 204, "{}", on.text());
+    let mfa_token = apps[1].mfa_token(&email).await;
+    let mail = apps[0].smtp().wait_for_nth(&email, 3).await;
+    let code = mail.subject().rsplit(' ').next().unwrap().to_string();
+
+    let user = apps[0].user_id(&email).await;
+    let lock = "SELECT 1 FROM mfa_challenges WHERE user_id = $1 FOR UPDATE";
+    let answers = at_once(
+        &apps,
+        lock,
+        user,
+        "/api/v1/auth/otp/verify",
+        |_| json!({"mfa_token": mfa_token, "code": code}),
+    )
+    .await;
+    refused_or_ok(&answers);
+    assert_eq!(successes(&answers), 1);
+}
+
+/// One TOTP code, presented on twelve challenges at once: one session (a
+/// code is spent on its first use, on every instance).
+#[actix_web::test]
+async fn one_totp_code_opens_one_session() {
+    let apps = fleet().await;
+    let (email, pair) = apps[0].signed_in().await;
+    let (secret, _) = apps[0].enroll_totp(&pair.access_token).await;
+    // `enroll_totp` moved the first instance's clock a step on: the others too.
+    advance(&apps[1..], 30);
+    let mut challenges = Vec::new();
+    for i in 0..AT_ONCE {
+        challenges.push(apps[i % 3].mfa_token(&email).await);
+    }
+    let code = apps[0].totp_now(&secret);
+    assert!(apps.iter().all(|a| a.totp_now(&secret) == code));
+
+    let user = apps[0].user_id(&email).await;
+    let lock = "SELECT 1 FROM users WHERE id = $1 FOR UPDATE";
+    let answers = at_once(
+        &apps,
+        lock,
+        user,
+        "/api/v1/auth/otp/verify",
+        |i| json!({"mfa_token": challenges[i], "code": code}),
+    )
+    .await;
+    refused_or_ok(&answers);
+    assert_eq!(successes(&answers), 1);
+}
+
+/// One recovery code, presented on twelve challenges at once: one session.
+#[actix_web::test]
+async fn one_recovery_code_opens_one_session() {
+    let apps = fleet().await;
+    let (email, pair) = apps[0].signed_in().await;
+    let (_, recovery) = apps[0].enroll_totp(&pair.access_token).await;
+    let mut challenges = Vec::new();
+    for i in 0..AT_ONCE {
+        challenges.push(apps[i % 3].mfa_token(&email).await);
+    }
+
+    let user = apps[0].user_id(&email).await;
+    let lock = "SELECT 1 FROM recovery_codes WHERE user_id = $1 FOR UPDATE";
+    let answers = at_once(
+        &apps,
+        lock,
+        user,
+        "/api/v1/auth/otp/verify",
+        |i| json!({"mfa_token": challenges[i], "code": recovery[0]}),
+    )
+    .await;
+    refused_or_ok(&answers);
+    assert_eq!(successes(&answers), 1);
+}
+
+/// One reset link, confirmed twelve times at once with twelve different
+/// passwords: one is set, and it is the one the successful answer chose.
+#[actix_web::test]
+async fn one_reset_link_sets_one_password() {
+    let apps = fleet().await;
+    let (email, _) = apps[0].signed_in().await;
+    let asked = apps[2]
+        .post("/api/v1/auth/password-reset", json!({"email": email}))
+        .await;
+    assert_eq!(asked.status, 202);
+    let mail = apps[0].smtp().wait_for_nth(&email, 2).await;
+    let token = mail
+        .token_after("http://app.test/reset-password?token=")
+        .unwrap_or_else(|| panic!("no reset link in {}", mail.decoded()));
+    let password = |i: usize| format!("a new passphrase, number {i}");
+
+    let user = apps[0].user_id(&email).await;
+    let lock = "SELECT 1 FROM password_reset_tokens WHERE user_id = $1 FOR UPDATE";
+    let answers = at_once(
+        &apps,
+        lock,
+        user,
+        "/api/v1/auth/password-reset/confirm",
+        |i| json!({"token": token, "new_password": password(i)}),
+    )
+    .await;
+    refused_or_ok(&answers);
+    assert_eq!(successes(&answers), 1);
+    let chosen = answers.iter().position(|r| r.status == 200).unwrap();
+    for i in 0..AT_ONCE {
+        let res = apps[i % 3].login(&email, &password(i)).await;
+        let expected = if i == chosen { 200 } else { 401 };
+        assert_eq!(res.status, expected, "password {i}: {}", res.text());
+    }
+}
