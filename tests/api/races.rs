@@ -1,6 +1,7 @@
 //! Single-use secrets presented many times at once, spread over three
 //! instances on one PostgreSQL database and one Redis: a sign-in code, a
-//! TOTP code, a recovery code and a reset link each work exactly once.
+//! TOTP code, a recovery code and a reset link each work exactly once, and
+//! the hourly cap of sign-in challenges holds.
 //!
 //! So that the requests meet at the row that records the use (and not one
 //! after the other), the test holds that row locked while they arrive and
@@ -20,21 +21,27 @@ const AT_ONCE: usize = 12;
 /// Three instances; an account may open more challenges and fail more
 /// sign-ins than by default, so that only single use limits what succeeds.
 async fn fleet() -> TestFleet {
+    fleet_with(&[("MFA_CHALLENGES_PER_HOUR", "100")]).await
+}
+
+async fn fleet_with(env: &[(&str, &str)]) -> TestFleet {
     TestFleet::spawn_with(3, |setup| {
-        setup.env("REDIS_ENDPOINT", &redis_url()).envs(&[
-            ("MFA_CHALLENGES_PER_HOUR", "100"),
-            ("MAX_LOGIN_ATTEMPTS", "100"),
-        ])
+        setup
+            .env("REDIS_ENDPOINT", &redis_url())
+            .env("MAX_LOGIN_ATTEMPTS", "100")
+            .envs(env)
     })
     .await
 }
 
 /// `AT_ONCE` POSTs of `body(i)` to `path`, sent together while `lock` (a
-/// `SELECT … FOR UPDATE` of the rows of user `$1`) is held; the lock is let
-/// go a second later, when they wait for it.
+/// `SELECT … FOR UPDATE` of the rows of user `$1`, or the account's own
+/// lock) is held; the lock is let go after `hold`, when they wait for it.
+/// (Held much longer, second-factor checks past the five an account may have
+/// in flight would be answered 503 busy.)
 async fn at_once(
     apps: &TestFleet,
-    lock: &str,
+    (lock, hold): (&str, Duration),
     user: Uuid,
     path: &str,
     body: impl Fn(usize) -> Value,
@@ -48,7 +55,7 @@ async fn at_once(
     assert!(!held.is_empty(), "nothing to hold: {lock}");
     let requests = join_all((0..AT_ONCE).map(|i| apps[i % apps.len()].post(path, body(i))));
     let release = async {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(hold).await;
         db.batch_execute("ROLLBACK").await.unwrap();
     };
     let (answers, ()) = tokio::join!(requests, release);
@@ -93,7 +100,7 @@ async fn one_sign_in_code_opens_one_session() {
     let lock = "SELECT 1 FROM mfa_challenges WHERE user_id = $1 FOR UPDATE";
     let answers = at_once(
         &apps,
-        lock,
+        (lock, Duration::from_secs(1)),
         user,
         "/api/v1/auth/otp/verify",
         |_| json!({"mfa_token": mfa_token, "code": code}),
@@ -123,7 +130,7 @@ async fn one_totp_code_opens_one_session() {
     let lock = "SELECT 1 FROM users WHERE id = $1 FOR UPDATE";
     let answers = at_once(
         &apps,
-        lock,
+        (lock, Duration::from_secs(1)),
         user,
         "/api/v1/auth/otp/verify",
         |i| json!({"mfa_token": challenges[i], "code": code}),
@@ -148,7 +155,7 @@ async fn one_recovery_code_opens_one_session() {
     let lock = "SELECT 1 FROM recovery_codes WHERE user_id = $1 FOR UPDATE";
     let answers = at_once(
         &apps,
-        lock,
+        (lock, Duration::from_secs(1)),
         user,
         "/api/v1/auth/otp/verify",
         |i| json!({"mfa_token": challenges[i], "code": recovery[0]}),
@@ -178,7 +185,7 @@ async fn one_reset_link_sets_one_password() {
     let lock = "SELECT 1 FROM password_reset_tokens WHERE user_id = $1 FOR UPDATE";
     let answers = at_once(
         &apps,
-        lock,
+        (lock, Duration::from_secs(1)),
         user,
         "/api/v1/auth/password-reset/confirm",
         |i| json!({"token": token, "new_password": password(i)}),
@@ -192,4 +199,34 @@ async fn one_reset_link_sets_one_password() {
         let expected = if i == chosen { 200 } else { 401 };
         assert_eq!(res.status, expected, "password {i}: {}", res.text());
     }
+}
+
+/// Twelve correct sign-ins of one account with TOTP at once, three
+/// challenges an hour allowed: three are opened, the others refused 429.
+#[actix_web::test]
+async fn the_hourly_challenge_cap_holds_for_sign_ins_at_once() {
+    let apps = fleet_with(&[("MFA_CHALLENGES_PER_HOUR", "3")]).await;
+    let (email, pair) = apps[0].signed_in().await;
+    apps[0].enroll_totp(&pair.access_token).await;
+    let user = apps[0].user_id(&email).await;
+    let lock = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))";
+    // Twelve passwords are hashed before the challenges: a longer hold.
+    let answers = at_once(
+        &apps,
+        (lock, Duration::from_secs(3)),
+        user,
+        "/api/v1/auth/login",
+        |_| json!({"email": email, "password": PASSWORD}),
+    )
+    .await;
+    refused_or_ok(&answers);
+    let opened = answers
+        .iter()
+        .filter(|r| r.status == 200 && r.json()["mfa_required"] == true)
+        .count();
+    assert_eq!(opened, 3);
+    assert_eq!(
+        answers.iter().filter(|r| r.status == 429).count(),
+        AT_ONCE - 3
+    );
 }
