@@ -1,7 +1,7 @@
 //! Single-use secrets presented many times at once, spread over three
 //! instances on one PostgreSQL database and one Redis: a sign-in code, a
 //! TOTP code, a recovery code and a reset link each work exactly once, and
-//! the hourly cap of sign-in challenges holds.
+//! the hourly caps of sign-in challenges and of reset links hold.
 //!
 //! So that the requests meet at the row that records the use (and not one
 //! after the other), the test holds that row locked while they arrive and
@@ -229,4 +229,43 @@ async fn the_hourly_challenge_cap_holds_for_sign_ins_at_once() {
         answers.iter().filter(|r| r.status == 429).count(),
         AT_ONCE - 3
     );
+}
+
+/// Twelve requests for a reset link of one account at once: three links an
+/// hour, so three are stored (each request is looked at after its answer,
+/// and audited with whether it mailed a link).
+#[actix_web::test]
+async fn the_hourly_cap_of_reset_links_holds_for_requests_at_once() {
+    let apps = fleet().await;
+    let (email, _) = apps[0].signed_in().await;
+    let user = apps[0].user_id(&email).await;
+    let lock = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))";
+    let answers = at_once(
+        &apps,
+        (lock, Duration::from_secs(1)),
+        user,
+        "/api/v1/auth/password-reset",
+        |_| json!({"email": email}),
+    )
+    .await;
+    assert!(answers.iter().all(|r| r.status == 202));
+    let probe = apps[0].probe();
+    let mut counted = (0, 0);
+    for _ in 0..200 {
+        counted = (
+            probe
+                .count_audit("password_reset_requested", "success")
+                .await
+                .unwrap(),
+            probe
+                .count_audit("password_reset_requested", "failure")
+                .await
+                .unwrap(),
+        );
+        if counted.0 + counted.1 == AT_ONCE as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(counted, (3, AT_ONCE as u64 - 3), "(mailed, not mailed)");
 }
