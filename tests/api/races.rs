@@ -1,7 +1,8 @@
 //! Single-use secrets presented many times at once, spread over three
 //! instances on one PostgreSQL database and one Redis: a sign-in code, a
-//! TOTP code, a recovery code and a reset link each work exactly once, and
-//! the hourly caps of sign-in challenges and of reset links hold.
+//! TOTP code, a recovery code, a reset link and a verification link each
+//! work exactly once, and the hourly caps of sign-in challenges and of reset
+//! links hold.
 //!
 //! So that the requests meet at the row that records the use (and not one
 //! after the other), the test holds that row locked while they arrive and
@@ -199,6 +200,32 @@ async fn one_reset_link_sets_one_password() {
         let expected = if i == chosen { 200 } else { 401 };
         assert_eq!(res.status, expected, "password {i}: {}", res.text());
     }
+}
+
+/// One verification link, followed twelve times at once: one 200, the
+/// others 400 `invalid_token`.
+#[actix_web::test]
+async fn one_verification_link_verifies_once() {
+    let apps = fleet().await;
+    let email = format!("race-{}@example.com", Uuid::new_v4().simple());
+    assert_eq!(apps[1].register(&email, PASSWORD).await.status, 202);
+    let token = apps[0].verification_token(&email, 1).await;
+    let user = apps[0].user_id(&email).await;
+    let lock = "SELECT 1 FROM email_verification_tokens WHERE user_id = $1 FOR UPDATE";
+    let answers = at_once(
+        &apps,
+        (lock, Duration::from_secs(1)),
+        user,
+        "/api/v1/auth/verify-email",
+        |_| json!({"token": token}),
+    )
+    .await;
+    refused_or_ok(&answers);
+    assert_eq!(successes(&answers), 1);
+    assert!(answers
+        .iter()
+        .filter(|r| r.status != 200)
+        .all(|r| r.status == 400 && r.code() == "invalid_token"));
 }
 
 /// Twelve correct sign-ins of one account with TOTP at once, three
