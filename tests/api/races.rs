@@ -36,17 +36,18 @@ async fn fleet_with(env: &[(&str, &str)]) -> TestFleet {
 }
 
 /// `AT_ONCE` POSTs of `body(i)` to `path`, sent together while `lock` (a
-/// `SELECT … FOR UPDATE` of the rows of user `$1`, or the account's own
+/// `SELECT … FOR UPDATE` of the rows of `email`'s account `$1`, or its own
 /// lock) is held; the lock is let go after `hold`, when they wait for it.
 /// (Held much longer, second-factor checks past the five an account may have
 /// in flight would be answered 503 busy.)
 async fn at_once(
     apps: &TestFleet,
     (lock, hold): (&str, Duration),
-    user: Uuid,
+    email: &str,
     path: &str,
     body: impl Fn(usize) -> Value,
 ) -> Vec<Resp> {
+    let user = apps[0].user_id(email).await;
     let (db, conn) = tokio_postgres::connect(apps.db_url(), tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -65,6 +66,22 @@ async fn at_once(
 
 fn successes(answers: &[Resp]) -> usize {
     answers.iter().filter(|r| r.status == 200).count()
+}
+
+/// One answer is a success; the others are refusals (4xx).
+fn exactly_one_success(answers: &[Resp]) {
+    refused_or_ok(answers);
+    assert_eq!(successes(answers), 1);
+}
+
+/// `AT_ONCE` sign-in challenges of `email`'s account (TOTP), opened on the
+/// instances in turn.
+async fn challenges(apps: &TestFleet, email: &str) -> Vec<String> {
+    let mut opened = Vec::new();
+    for i in 0..AT_ONCE {
+        opened.push(apps[i % apps.len()].mfa_token(email).await);
+    }
+    opened
 }
 
 /// Every answer is a success or a 4xx refusal: never a 5xx.
@@ -97,18 +114,16 @@ async fn one_sign_in_code_opens_one_session() {
     let mail = apps[0].smtp().wait_for_nth(&email, 3).await;
     let code = mail.subject().rsplit(' ').next().unwrap().to_string();
 
-    let user = apps[0].user_id(&email).await;
     let lock = "SELECT 1 FROM mfa_challenges WHERE user_id = $1 FOR UPDATE";
     let answers = at_once(
         &apps,
         (lock, Duration::from_secs(1)),
-        user,
+        &email,
         "/api/v1/auth/otp/verify",
         |_| json!({"mfa_token": mfa_token, "code": code}),
     )
     .await;
-    refused_or_ok(&answers);
-    assert_eq!(successes(&answers), 1);
+    exactly_one_success(&answers);
 }
 
 /// One TOTP code, presented on twelve challenges at once: one session (a
@@ -120,25 +135,20 @@ async fn one_totp_code_opens_one_session() {
     let (secret, _) = apps[0].enroll_totp(&pair.access_token).await;
     // `enroll_totp` moved the first instance's clock a step on: the others too.
     advance(&apps[1..], 30);
-    let mut challenges = Vec::new();
-    for i in 0..AT_ONCE {
-        challenges.push(apps[i % 3].mfa_token(&email).await);
-    }
+    let challenges = challenges(&apps, &email).await;
     let code = apps[0].totp_now(&secret);
     assert!(apps.iter().all(|a| a.totp_now(&secret) == code));
 
-    let user = apps[0].user_id(&email).await;
     let lock = "SELECT 1 FROM users WHERE id = $1 FOR UPDATE";
     let answers = at_once(
         &apps,
         (lock, Duration::from_secs(1)),
-        user,
+        &email,
         "/api/v1/auth/otp/verify",
         |i| json!({"mfa_token": challenges[i], "code": code}),
     )
     .await;
-    refused_or_ok(&answers);
-    assert_eq!(successes(&answers), 1);
+    exactly_one_success(&answers);
 }
 
 /// One recovery code, presented on twelve challenges at once: one session.
@@ -147,23 +157,18 @@ async fn one_recovery_code_opens_one_session() {
     let apps = fleet().await;
     let (email, pair) = apps[0].signed_in().await;
     let (_, recovery) = apps[0].enroll_totp(&pair.access_token).await;
-    let mut challenges = Vec::new();
-    for i in 0..AT_ONCE {
-        challenges.push(apps[i % 3].mfa_token(&email).await);
-    }
+    let challenges = challenges(&apps, &email).await;
 
-    let user = apps[0].user_id(&email).await;
     let lock = "SELECT 1 FROM recovery_codes WHERE user_id = $1 FOR UPDATE";
     let answers = at_once(
         &apps,
         (lock, Duration::from_secs(1)),
-        user,
+        &email,
         "/api/v1/auth/otp/verify",
         |i| json!({"mfa_token": challenges[i], "code": recovery[0]}),
     )
     .await;
-    refused_or_ok(&answers);
-    assert_eq!(successes(&answers), 1);
+    exactly_one_success(&answers);
 }
 
 /// One reset link, confirmed twelve times at once with twelve different
@@ -182,18 +187,16 @@ async fn one_reset_link_sets_one_password() {
         .unwrap_or_else(|| panic!("no reset link in {}", mail.decoded()));
     let password = |i: usize| format!("a new passphrase, number {i}");
 
-    let user = apps[0].user_id(&email).await;
     let lock = "SELECT 1 FROM password_reset_tokens WHERE user_id = $1 FOR UPDATE";
     let answers = at_once(
         &apps,
         (lock, Duration::from_secs(1)),
-        user,
+        &email,
         "/api/v1/auth/password-reset/confirm",
         |i| json!({"token": token, "new_password": password(i)}),
     )
     .await;
-    refused_or_ok(&answers);
-    assert_eq!(successes(&answers), 1);
+    exactly_one_success(&answers);
     let chosen = answers.iter().position(|r| r.status == 200).unwrap();
     for i in 0..AT_ONCE {
         let res = apps[i % 3].login(&email, &password(i)).await;
@@ -210,18 +213,16 @@ async fn one_verification_link_verifies_once() {
     let email = format!("race-{}@example.com", Uuid::new_v4().simple());
     assert_eq!(apps[1].register(&email, PASSWORD).await.status, 202);
     let token = apps[0].verification_token(&email, 1).await;
-    let user = apps[0].user_id(&email).await;
     let lock = "SELECT 1 FROM email_verification_tokens WHERE user_id = $1 FOR UPDATE";
     let answers = at_once(
         &apps,
         (lock, Duration::from_secs(1)),
-        user,
+        &email,
         "/api/v1/auth/verify-email",
         |_| json!({"token": token}),
     )
     .await;
-    refused_or_ok(&answers);
-    assert_eq!(successes(&answers), 1);
+    exactly_one_success(&answers);
     assert!(answers
         .iter()
         .filter(|r| r.status != 200)
@@ -235,13 +236,12 @@ async fn the_hourly_challenge_cap_holds_for_sign_ins_at_once() {
     let apps = fleet_with(&[("MFA_CHALLENGES_PER_HOUR", "3")]).await;
     let (email, pair) = apps[0].signed_in().await;
     apps[0].enroll_totp(&pair.access_token).await;
-    let user = apps[0].user_id(&email).await;
     let lock = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))";
     // Twelve passwords are hashed before the challenges: a longer hold.
     let answers = at_once(
         &apps,
         (lock, Duration::from_secs(3)),
-        user,
+        &email,
         "/api/v1/auth/login",
         |_| json!({"email": email, "password": PASSWORD}),
     )
@@ -265,12 +265,11 @@ async fn the_hourly_challenge_cap_holds_for_sign_ins_at_once() {
 async fn the_hourly_cap_of_reset_links_holds_for_requests_at_once() {
     let apps = fleet().await;
     let (email, _) = apps[0].signed_in().await;
-    let user = apps[0].user_id(&email).await;
     let lock = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))";
     let answers = at_once(
         &apps,
         (lock, Duration::from_secs(1)),
-        user,
+        &email,
         "/api/v1/auth/password-reset",
         |_| json!({"email": email}),
     )
