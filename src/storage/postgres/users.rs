@@ -255,6 +255,8 @@ async fn insert_registration(
     tx.execute(sql::INSERT_VERIFICATION_TOKEN, &token)
         .await
         .map_err(q)?;
-    super::audit::append_audit(tx, &AuditEntry::registration(user_id, new, event)).await?;
-    insert_outbox(tx, new.mail.as_ref()).await
+    insert_outbox(tx, new.mail.as_ref()).await?;
+    // Last: the chain's lock, taken here, is held until the commit, and every
+    // audited action of the deployment waits for it meanwhile.
+    super::audit::append_audit(tx, &AuditEntry::registration(user_id, new, event)).await
 }
