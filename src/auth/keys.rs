@@ -248,17 +248,11 @@ fn to_pem(label: &str, der: &[u8]) -> String {
 }
 
 fn read(path: &Path) -> Result<String, KeyError> {
-    std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(io_error(path))
 }
 
 fn write_file(path: &Path, contents: &str) -> Result<(), KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = io_error(path);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
@@ -268,10 +262,7 @@ fn write_file(path: &Path, contents: &str) -> Result<(), KeyError> {
 /// Writes a private key readable by its owner only, from the moment the
 /// file exists (it is created with that mode, never widened then narrowed).
 pub fn write_private(path: &Path, contents: &str) -> Result<(), KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = io_error(path);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
@@ -292,6 +283,14 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// Turns an I/O error on `path` into a [`KeyError`].
+fn io_error(path: &Path) -> impl Fn(std::io::Error) -> KeyError + Copy + '_ {
+    move |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// Creates `path` holding `contents`, readable by its owner only, unless it
 /// exists; returns what the file holds. Instances started together on one
 /// `DATA_DIR` each generate a development key: the first to link its file in
@@ -305,10 +304,7 @@ pub fn create_private_once(
     contents: &str,
     whole: fn(&str) -> bool,
 ) -> Result<String, KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = io_error(path);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
@@ -333,10 +329,7 @@ fn create_exclusively(
     contents: &str,
     whole: fn(&str) -> bool,
 ) -> Result<String, KeyError> {
-    let io = |source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = io_error(path);
     match owner_only().write(true).create_new(true).open(path) {
         Ok(mut file) => {
             std::io::Write::write_all(&mut file, contents.as_bytes()).map_err(io)?;

@@ -15,6 +15,20 @@ const LOCK_SESSION_OF_REFRESH: &str = "SELECT id FROM sessions
 static LOCK_REFRESH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| format!("{} FOR UPDATE OF rt, s", sql::REFRESH_WITH_SESSION));
 
+/// The `successor` step of [`ROTATE`] and [`ROTATE_LIVE`]: the token that
+/// follows the one `spent` returned ($1 its id, $2 its hash, $3 time), in
+/// the same family and session, one rotation further.
+macro_rules! successor {
+    () => {
+        "
+     successor AS (
+       INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent,
+         ip_address, expires_at, created_at, rotation_count)
+       SELECT $1, user_id, session_id, $2, device_id, user_agent, ip_address, expires_at, $3,
+         COALESCE(rotation_count, 0) + 1 FROM spent)"
+    };
+}
+
 /// Every write of a rotation in one statement, on condition that the
 /// session is still live and the token still unspent (what the decision
 /// read): records the activity on the session, spends the token and issues
@@ -27,20 +41,19 @@ static LOCK_REFRESH: std::sync::LazyLock<String> =
 /// the newest row version, fails) or waits for this one. The session row is
 /// locked before the token's (`spent` reads `touched`), the order in which
 /// revocations lock them, so the two cannot deadlock.
-const ROTATE: &str = "WITH touched AS (
+const ROTATE: &str = concat!(
+    "WITH touched AS (
        UPDATE sessions SET last_activity_at = $3
        WHERE id = $5 AND invalidated_at IS NULL
        RETURNING id),
      spent AS (
        UPDATE refresh_tokens SET revoked_at = $3, last_used_at = $3, replaced_by = $1
        WHERE id = $4 AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM touched)
-       RETURNING user_id, session_id, device_id, user_agent, ip_address, expires_at, rotation_count),
-     successor AS (
-       INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent,
-         ip_address, expires_at, created_at, rotation_count)
-       SELECT $1, user_id, session_id, $2, device_id, user_agent, ip_address, expires_at, $3,
-         COALESCE(rotation_count, 0) + 1 FROM spent)
-     SELECT count(*) FROM spent";
+       RETURNING user_id, session_id, device_id, user_agent, ip_address, expires_at, rotation_count),",
+    successor!(),
+    "
+     SELECT count(*) FROM spent"
+);
 
 /// The rotation that needs no decision, in one statement and one round
 /// trip: a presented token that is unspent, of a session that is live,
@@ -53,7 +66,8 @@ const ROTATE: &str = "WITH touched AS (
 /// The token is found without a lock; the session's row is locked first and
 /// the token's second, as in [`ROTATE`], and each condition is checked again
 /// on the newest row version once its lock is held.
-const ROTATE_LIVE: &str = "WITH token AS (
+const ROTATE_LIVE: &str = concat!(
+    "WITH token AS (
        SELECT id, session_id FROM refresh_tokens WHERE token_hash = $4 AND revoked_at IS NULL),
      touched AS (
        UPDATE sessions s SET last_activity_at = $3
@@ -66,13 +80,11 @@ const ROTATE_LIVE: &str = "WITH token AS (
        UPDATE refresh_tokens SET revoked_at = $3, last_used_at = $3, replaced_by = $1
        WHERE id = (SELECT id FROM token) AND revoked_at IS NULL
          AND EXISTS (SELECT 1 FROM touched)
-       RETURNING user_id, session_id, device_id, user_agent, ip_address, expires_at, rotation_count),
-     successor AS (
-       INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent,
-         ip_address, expires_at, created_at, rotation_count)
-       SELECT $1, user_id, session_id, $2, device_id, user_agent, ip_address, expires_at, $3,
-         COALESCE(rotation_count, 0) + 1 FROM spent)
-     SELECT touched.* FROM touched, spent";
+       RETURNING user_id, session_id, device_id, user_agent, ip_address, expires_at, rotation_count),",
+    successor!(),
+    "
+     SELECT touched.* FROM touched, spent"
+);
 
 /// A session with its first refresh token, in one statement: $1 session,
 /// $2 user, $3 device, $4 user agent, $5 ip, $6 amr, $7 end, $8 time,
