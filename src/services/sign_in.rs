@@ -114,9 +114,9 @@ pub async fn after_password(
     Ok(LoginOutcome::MfaRequired(challenge))
 }
 
-/// Opens the session of a finished sign-in (`amr`: how it was proven) and
-/// records it: the device, the user's last login (with `rehash`, a new
-/// password hash), the metric and the audit row.
+/// Opens the session of a finished sign-in (`amr`: how it was proven) with
+/// the user's last login (and `rehash`, a new password hash), and records
+/// the rest: the device, the metric and the audit row.
 pub async fn open(
     svc: &SignIn,
     user: &UserRecord,
@@ -125,7 +125,7 @@ pub async fn open(
     amr: &[&str],
     rehash: Option<String>,
 ) -> Result<TokenPair, AuthError> {
-    let pair = open_session(&svc.opener, user, device_id.clone(), client, amr).await?;
+    let pair = open_session(&svc.opener, user, device_id.clone(), client, amr, rehash).await?;
     devices::record_sign_in(
         &svc.devices,
         user,
@@ -134,9 +134,6 @@ pub async fn open(
         pair.session_id,
     )
     .await?;
-    svc.store
-        .record_login_success(user.id, svc.clock.now(), rehash)
-        .await?;
     svc.metrics.login_success(amr.contains(&"otp"));
     svc.audit
         .record(

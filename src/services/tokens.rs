@@ -10,9 +10,8 @@ use crate::auth::jwt::JwtService;
 use crate::auth::{jwt::TokenError, tokens};
 use crate::clock::Clock;
 use crate::domain::ClientContext;
-use crate::security::SessionGuard;
 use crate::storage::DynStore;
-use crate::storage::{end_reason, NewSession, Revocation, UserRecord};
+use crate::storage::{NewSession, SessionOpening, UserRecord};
 use std::time::Duration;
 
 /// The token pair every sign-in and refresh answers with (`/openapi.json`).
@@ -75,7 +74,6 @@ pub fn pair(
 pub struct SessionOpener {
     jwt: JwtService,
     store: DynStore,
-    sessions: SessionGuard,
     clock: Clock,
     absolute: Duration,
 }
@@ -85,20 +83,26 @@ impl SessionOpener {
         Self {
             jwt: parts.jwt.clone(),
             store: parts.store.clone(),
-            sessions: parts.sessions.clone(),
             clock: parts.clock.clone(),
             absolute: parts.config.security.session_absolute_timeout,
         }
     }
 }
 
-/// Opens a session with its first refresh token and signs an access token.
+/// Opens a session with its first refresh token, records the sign-in on the
+/// account (with `rehash`, a new hash of the proven password) and signs an
+/// access token. An account disabled while this sign-in was under way (its
+/// password being checked) gets no session: the store opens it only while
+/// the account is active ([`SessionStore::open_session`]).
+///
+/// [`SessionStore::open_session`]: crate::storage::SessionStore::open_session
 pub async fn open_session(
     svc: &SessionOpener,
     user: &UserRecord,
     device_id: Option<String>,
     client: &ClientContext,
     amr: &[&str],
+    rehash: Option<String>,
 ) -> Result<TokenPair, AuthError> {
     let now = svc.clock.now();
     let absolute = svc.absolute;
@@ -106,8 +110,9 @@ pub async fn open_session(
     let refresh_token = tokens::random_token();
     let expires_at =
         now + chrono::Duration::from_std(absolute).unwrap_or(chrono::Duration::hours(8));
-    svc.store
-        .create_session(NewSession {
+    let opening = svc
+        .store
+        .open_session(NewSession {
             id: session_id,
             user_id: user.id,
             refresh_token_id: tokens::token_row_id(),
@@ -117,28 +122,13 @@ pub async fn open_session(
             amr: amr.join(" "),
             created_at: now,
             expires_at,
+            rehash,
         })
         .await?;
-    // An account disabled while this sign-in was under way (its password
-    // being checked) may have had its sessions ended before this one
-    // existed: the account is read again now that it does. Disabling sets
-    // the flag before it ends the sessions, so either this read sees the
-    // flag, or that ending sees this session.
-    match svc.store.find_user_by_id(user.id).await? {
-        Some(current) if current.is_active => {}
-        current => {
-            svc.store
-                .revoke_session(
-                    session_id,
-                    Revocation::new(user.id, end_reason::ACCOUNT_DISABLED, now),
-                )
-                .await?;
-            svc.sessions.revoked(&[session_id], now).await;
-            return Err(match current {
-                Some(_) => AuthError::AccountDisabled,
-                None => AuthError::InvalidCredentials,
-            });
-        }
+    match opening {
+        SessionOpening::Opened => {}
+        SessionOpening::AccountDisabled => return Err(AuthError::AccountDisabled),
+        SessionOpening::NoAccount => return Err(AuthError::InvalidCredentials),
     }
     Ok(issue_pair(
         &svc.jwt,

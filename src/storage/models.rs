@@ -75,6 +75,20 @@ pub struct NewSession {
     pub created_at: DateTime<Utc>,
     /// The absolute end of the session.
     pub expires_at: DateTime<Utc>,
+    /// A new hash of the proven password, stored with the sign-in when the
+    /// hashing parameters were raised.
+    pub rehash: Option<String>,
+}
+
+/// What opening a sign-in's session found of the account
+/// ([`SessionStore::open_session`](super::SessionStore::open_session)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionOpening {
+    Opened,
+    /// The account is disabled: nothing was written.
+    AccountDisabled,
+    /// No such account (or it was erased): nothing was written.
+    NoAccount,
 }
 
 #[derive(Debug, Clone)]

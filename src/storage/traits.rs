@@ -87,8 +87,14 @@ pub trait UserStore: Send + Sync {
 /// Sessions and their refresh-token families.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
-    /// Opens a session with its first refresh token.
-    async fn create_session(&self, session: NewSession) -> StoreResult<()>;
+    /// Opens the session of a finished sign-in with its first refresh token,
+    /// in one transaction with the sign-in's mark on the account (as
+    /// [`UserStore::record_login_success`], with `session.rehash`), and only
+    /// while the account is active: an account disabled before that
+    /// transaction commits gets no session. PostgreSQL takes the account's
+    /// row lock first, so a disable still uncommitted is waited for and seen;
+    /// a disable that comes after finds the session and ends it.
+    async fn open_session(&self, session: NewSession) -> StoreResult<SessionOpening>;
 
     async fn find_session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>>;
 

@@ -470,6 +470,7 @@ on_both_backends!(
             None,
             &suma_auth::domain::ClientContext::default(),
             &["pwd"],
+            None,
         )
         .await;
         assert!(

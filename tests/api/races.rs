@@ -2,7 +2,8 @@
 //! instances on one PostgreSQL database and one Redis: a sign-in code, a
 //! TOTP code, a recovery code, a reset link and a verification link each
 //! work exactly once, and the hourly caps of sign-in challenges and of reset
-//! links hold.
+//! links hold. And a sign-in meeting a disable of its account opens no
+//! session.
 //!
 //! So that the requests meet at the row that records the use (and not one
 //! after the other), the test holds that row locked while they arrive and
@@ -294,4 +295,59 @@ async fn the_hourly_cap_of_reset_links_holds_for_requests_at_once() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(counted, (3, AT_ONCE as u64 - 3), "(mailed, not mailed)");
+}
+
+/// A session opened while a disable of the account is being committed:
+/// the opening waits for the account's row and then sees it disabled. No
+/// session is opened, though the disable (here a bare flag, without the
+/// ending of sessions that follows it in the service) never sees it.
+#[actix_web::test]
+async fn a_session_opening_meets_an_uncommitted_disable_and_opens_nothing() {
+    use suma_auth::services::tokens::{open_session, SessionOpener};
+    use suma_auth::services::AuthError;
+
+    let apps = fleet().await;
+    let email = apps[0].verified_user().await;
+    let app = &apps[1];
+    let read = app
+        .services
+        .store
+        .find_user_by_email(&suma_auth::domain::Email::parse(&email, "email").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let (db, conn) = tokio_postgres::connect(apps.db_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.batch_execute("BEGIN").await.unwrap();
+    let disabled = db
+        .execute(
+            "UPDATE users SET is_active = false WHERE id = $1",
+            &[&read.id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(disabled, 1);
+
+    let opener = SessionOpener::new(&app.services);
+    let user = read.clone();
+    let mut opening = tokio::spawn(async move {
+        let client = suma_auth::domain::ClientContext::default();
+        open_session(&opener, &user, None, &client, &["pwd"], None).await
+    });
+    let waited = tokio::time::timeout(Duration::from_millis(500), &mut opening).await;
+    assert!(
+        waited.is_err(),
+        "the opening did not wait for the account's row"
+    );
+    db.batch_execute("COMMIT").await.unwrap();
+    let opened = opening.await.unwrap();
+    assert!(
+        matches!(opened, Err(AuthError::AccountDisabled)),
+        "{opened:?}"
+    );
+    let now = app.services.clock.now();
+    let sessions = app.services.store.list_sessions(read.id, now).await;
+    assert!(sessions.unwrap().is_empty());
 }

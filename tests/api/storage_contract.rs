@@ -60,6 +60,7 @@ fn new_session(
         amr: "pwd".into(),
         created_at: now,
         expires_at: now + Duration::hours(8),
+        rehash: None,
     }
 }
 
@@ -145,15 +146,47 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
 
     // Sessions.
     let sid = Uuid::new_v4();
-    store
-        .create_session(new_session(sid, id, &"e".repeat(64), Some("phone"), now))
-        .await
-        .unwrap();
+    assert_eq!(
+        store
+            .open_session(new_session(sid, id, &"e".repeat(64), Some("phone"), now))
+            .await
+            .unwrap(),
+        SessionOpening::Opened
+    );
     let s = store.find_session(sid).await.unwrap().unwrap();
     assert_eq!(
         (s.user_id, s.device_id.as_deref(), s.invalidated_at),
         (id, Some("phone"), None)
     );
+    // Opening a session records the sign-in on the account.
+    let signed_in = store.find_user_by_id(id).await.unwrap().unwrap();
+    assert_eq!(
+        signed_in.last_login_at.map(|t| t.timestamp_millis()),
+        Some(now.timestamp_millis())
+    );
+    // A disabled account, or none, gets no session and no mark.
+    assert!(store.set_user_active(id, false, now).await.unwrap());
+    let refused = Uuid::new_v4();
+    let mut later = new_session(refused, id, &"f".repeat(64), None, now);
+    later.created_at = now + Duration::seconds(5);
+    later.rehash = Some("$argon2id$refused".into());
+    assert_eq!(
+        store.open_session(later).await.unwrap(),
+        SessionOpening::AccountDisabled
+    );
+    assert!(store.find_session(refused).await.unwrap().is_none());
+    let unchanged = store.find_user_by_id(id).await.unwrap().unwrap();
+    assert_eq!(
+        (unchanged.last_login_at, unchanged.password_hash),
+        (signed_in.last_login_at, signed_in.password_hash)
+    );
+    assert!(store.set_user_active(id, true, now).await.unwrap());
+    let nobody = new_session(refused, Uuid::new_v4(), &"f".repeat(64), None, now);
+    assert_eq!(
+        store.open_session(nobody).await.unwrap(),
+        SessionOpening::NoAccount
+    );
+    assert!(store.find_session(refused).await.unwrap().is_none());
 
     // Lockouts persist.
     assert_eq!(store.load_lockout("k@example.com").await.unwrap(), None);
@@ -228,6 +261,22 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
     assert_eq!(
         (after.failed_login_attempts, after.password_hash.as_str()),
         (0, "$argon2id$new")
+    );
+    // So does opening a session, with a new hash.
+    store
+        .record_login_failure(id, reported(1, None), Utc::now())
+        .await
+        .unwrap();
+    let mut rehashed = new_session(Uuid::new_v4(), id, &"g".repeat(64), None, Utc::now());
+    rehashed.rehash = Some("$argon2id$newer".into());
+    assert_eq!(
+        store.open_session(rehashed).await.unwrap(),
+        SessionOpening::Opened
+    );
+    let after = store.find_user_by_id(id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.failed_login_attempts, after.password_hash.as_str()),
+        (0, "$argon2id$newer")
     );
     store
         .insert_audit(AuditEvent {
@@ -327,7 +376,7 @@ async fn rotations_without_a_decision_agree_with_the_rule(store: Arc<dyn Store>,
     let open = async |token: &str| {
         let sid = Uuid::new_v4();
         store
-            .create_session(new_session(sid, user_id, token, None, opened))
+            .open_session(new_session(sid, user_id, token, None, opened))
             .await
             .unwrap();
         sid
@@ -485,7 +534,7 @@ async fn a_session_ended_between_the_read_and_the_write_is_not_rotated() {
     store.create_user(u).await.unwrap();
     let (sid, now) = (Uuid::new_v4(), Utc::now());
     store
-        .create_session(new_session(sid, user_id, &"e".repeat(64), None, now))
+        .open_session(new_session(sid, user_id, &"e".repeat(64), None, now))
         .await
         .unwrap();
 
@@ -578,7 +627,7 @@ async fn rotations_update_tokens_and_sessions_without_index_writes() {
     store.create_user(u).await.unwrap();
     let now = Utc::now();
     store
-        .create_session(new_session(
+        .open_session(new_session(
             Uuid::new_v4(),
             user_id,
             &format!("{:064}", 0),

@@ -86,17 +86,35 @@ const ROTATE_LIVE: &str = concat!(
      SELECT touched.* FROM touched, spent"
 );
 
-/// A session with its first refresh token, in one statement: $1 session,
-/// $2 user, $3 device, $4 user agent, $5 ip, $6 amr, $7 end, $8 time,
-/// $9 token id, $10 token hash. (The token's foreign key is checked at the
-/// end of the statement, when the session row exists.)
-const OPEN_SESSION: &str = "WITH session AS (
+/// A sign-in's session with its first refresh token and the sign-in's mark
+/// on the account, in one statement: $1 session, $2 user, $3 device, $4 user
+/// agent, $5 ip, $6 amr, $7 end, $8 time, $9 token id, $10 token hash,
+/// $11 new password hash or NULL. Returns whether it opened, and whether the
+/// account exists.
+///
+/// The account's row is updated first, `WHERE is_active`: the update takes
+/// the row's lock, so a disable whose update is not yet committed is waited
+/// for, and the condition is then checked again on the committed row (READ
+/// COMMITTED). A plain read, or an `INSERT … SELECT` of an active account,
+/// would see the row as of the statement's start and open a session the
+/// disable never ends. (The token's foreign key is checked at the end of the
+/// statement, when the session row exists.)
+const OPEN_SESSION: &str = "WITH account AS (
+       UPDATE users SET last_login_at = $8, failed_login_attempts = 0, locked_until = NULL,
+         is_locked = false, password_hash = COALESCE($11, password_hash)
+       WHERE id = $2 AND is_active AND deleted_at IS NULL
+       RETURNING id),
+     session AS (
        INSERT INTO sessions (id, user_id, device_id, user_agent, ip_address, amr, expires_at,
          created_at, last_activity_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8))
-     INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent,
-       ip_address, expires_at, created_at)
-     VALUES ($9, $2, $1, $10, $3, $4, $5, $7, $8)";
+       SELECT $1, id, $3, $4, $5, $6, $7, $8, $8 FROM account
+       RETURNING id),
+     token AS (
+       INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent,
+         ip_address, expires_at, created_at)
+       SELECT $9, $2, id, $10, $3, $4, $5, $7, $8 FROM session)
+     SELECT EXISTS (SELECT 1 FROM account),
+       EXISTS (SELECT 1 FROM users WHERE id = $2 AND deleted_at IS NULL)";
 
 /// Ends a live session of its owner and revokes its unspent refresh tokens,
 /// in one statement scoped to the owner; returns the session's id when it was
@@ -207,12 +225,14 @@ impl PgStore {
 
 #[async_trait]
 impl SessionStore for PgStore {
-    async fn create_session(&self, s: NewSession) -> StoreResult<()> {
+    async fn open_session(&self, s: NewSession) -> StoreResult<SessionOpening> {
         // One statement (atomic on its own), prepared once per connection:
-        // one round trip where BEGIN, two INSERTs and COMMIT took four.
+        // one round trip and one commit for the session, its token and the
+        // account's update (see [`OPEN_SESSION`]).
+        let _users = self.users.changing_user(s.user_id);
         let conn = self.conn().await?;
         let (ua, ip) = (&s.client.user_agent, &s.client.ip);
-        let params: [Param; 10] = [
+        let params: [Param; 11] = [
             &s.id,
             &s.user_id,
             &s.device_id,
@@ -223,9 +243,14 @@ impl SessionStore for PgStore {
             &s.created_at,
             &s.refresh_token_id,
             &s.refresh_token_hash,
+            &s.rehash,
         ];
-        conn.execute(OPEN_SESSION, &params).await.map_err(q)?;
-        Ok(())
+        let row = conn.query_one(OPEN_SESSION, &params).await.map_err(q)?;
+        Ok(match (get::<bool>(&row, 0)?, get::<bool>(&row, 1)?) {
+            (true, _) => SessionOpening::Opened,
+            (false, true) => SessionOpening::AccountDisabled,
+            (false, false) => SessionOpening::NoAccount,
+        })
     }
 
     async fn find_session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>> {
@@ -443,7 +468,7 @@ mod tests {
         test_user(store, user, "locks@example.com").await;
         let (session, hash) = (Uuid::new_v4(), "h".repeat(64));
         store
-            .create_session(NewSession {
+            .open_session(NewSession {
                 id: session,
                 user_id: user,
                 refresh_token_id: Uuid::new_v4(),
@@ -453,6 +478,7 @@ mod tests {
                 amr: "pwd".into(),
                 created_at: now,
                 expires_at: now + chrono::Duration::hours(1),
+                rehash: None,
             })
             .await
             .unwrap();

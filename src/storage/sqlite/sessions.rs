@@ -55,12 +55,32 @@ static ROTATE_SQL: std::sync::LazyLock<RotateSql> = std::sync::LazyLock::new(|| 
 
 #[async_trait]
 impl SessionStore for SqliteStore {
-    async fn create_session(&self, s: NewSession) -> StoreResult<()> {
-        self.run(move |c| {
+    async fn open_session(&self, s: NewSession) -> StoreResult<SessionOpening> {
+        // One transaction on the single writer: a disable is committed
+        // either before it (and seen here) or after it (and ends the session).
+        self.run_users(move |c| {
             let tx = c.transaction()?;
-            let ip = s.client.ip.map(|i| i.to_string());
             let (id, user_id) = (s.id.to_string(), s.user_id.to_string());
+            let active: Option<bool> = tx
+                .row(
+                    "SELECT is_active FROM users WHERE id = ?1 AND deleted_at IS NULL",
+                    params![user_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match active {
+                None => return Ok(SessionOpening::NoAccount),
+                Some(false) => return Ok(SessionOpening::AccountDisabled),
+                Some(true) => {}
+            }
+            let ip = s.client.ip.map(|i| i.to_string());
             let (ua, end, at) = (&s.client.user_agent, ms(s.expires_at), ms(s.created_at));
+            tx.exec(
+                "UPDATE users SET last_login_at = ?2, failed_login_attempts = 0, locked_until = NULL,
+                     is_locked = 0, password_hash = COALESCE(?3, password_hash), updated_at = ?2
+                 WHERE id = ?1",
+                params![user_id, at, s.rehash],
+            )?;
             tx.exec(
                 &dialect(sql::INSERT_SESSION),
                 params![id, user_id, s.device_id, ua, ip, s.amr, end, at],
@@ -80,7 +100,8 @@ impl SessionStore for SqliteStore {
                     at
                 ],
             )?;
-            tx.commit()
+            tx.commit()?;
+            Ok(SessionOpening::Opened)
         })
         .await
     }
@@ -349,7 +370,7 @@ mod tests {
             .unwrap();
         let session_id = Uuid::new_v4();
         store
-            .create_session(NewSession {
+            .open_session(NewSession {
                 id: session_id,
                 user_id,
                 refresh_token_id: Uuid::new_v4(),
@@ -359,6 +380,7 @@ mod tests {
                 amr: "pwd".into(),
                 created_at: now,
                 expires_at: now + Duration::hours(8),
+                rehash: None,
             })
             .await
             .unwrap();
