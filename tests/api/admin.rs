@@ -330,13 +330,7 @@ async fn user_show_prints_no_hash_and_json_parses() {
     assert_eq!(shown["email"], email.as_str());
     assert_eq!(shown["active"], true);
     assert_eq!(shown["live_sessions"], 1);
-    let user = app
-        .services
-        .store
-        .find_user_by_email(&suma_auth::domain::Email::parse(&email, "email").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let user = app.user_record(&email).await;
     assert_eq!(shown["id"], user.id.to_string());
     for out in [&human.stdout, &json.stdout] {
         assert!(!out.contains(&user.password_hash));
@@ -454,13 +448,7 @@ on_both_backends!(
         let app = fleet.first();
         let email = app.verified_user().await;
         // The sign-in read the account (active) and checked its password…
-        let read = app
-            .services
-            .store
-            .find_user_by_email(&suma_auth::domain::Email::parse(&email, "email").unwrap())
-            .await
-            .unwrap()
-            .unwrap();
+        let read = app.user_record(&email).await;
         // …while the operator disabled it (ending the sessions there were).
         admin(app, &["user", "disable", &email]).await;
         let opener = suma_auth::services::tokens::SessionOpener::new(&app.services);

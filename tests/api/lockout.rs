@@ -106,13 +106,7 @@ async fn fifty_concurrent_failures_over_three_instances_verify_at_most_five_time
     assert!(locked_mail.subject().contains("locked"));
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(smtp.count_to(&email), 2);
-    let user = apps[0]
-        .services
-        .store
-        .find_user_by_email(&suma_auth::domain::Email::parse(&email, "e").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let user = apps[0].user_record(&email).await;
     assert_eq!(user.failed_login_attempts, 5);
     assert!(user.locked_until.is_some());
 }

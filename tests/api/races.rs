@@ -309,13 +309,7 @@ async fn a_session_opening_meets_an_uncommitted_disable_and_opens_nothing() {
     let apps = fleet().await;
     let email = apps[0].verified_user().await;
     let app = &apps[1];
-    let read = app
-        .services
-        .store
-        .find_user_by_email(&suma_auth::domain::Email::parse(&email, "email").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    let read = app.user_record(&email).await;
     let (db, conn) = tokio_postgres::connect(apps.db_url(), tokio_postgres::NoTls)
         .await
         .unwrap();

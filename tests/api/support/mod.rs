@@ -549,13 +549,17 @@ impl TestApp {
 
     /// The id of the user registered as `email`.
     pub async fn user_id(&self, email: &str) -> uuid::Uuid {
+        self.user_record(email).await.id
+    }
+
+    /// The stored account registered as `email`, read by address.
+    pub async fn user_record(&self, email: &str) -> suma_auth::storage::UserRecord {
         self.services
             .store
             .find_user_by_email(&suma_auth::domain::Email::parse(email, "email").unwrap())
             .await
             .unwrap()
             .unwrap()
-            .id
     }
 
     /// A POST with a bearer token and a JSON body.
