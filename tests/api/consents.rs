@@ -228,15 +228,7 @@ on_both_backends!(
         let deployment = Deployment::new(backend).await;
         let first = deployment.spawn(&[]).await;
         let (email, pair) = first.signed_in().await;
-        let on = first
-            .with_token(
-                "POST",
-                "/api/v1/auth/me/2fa/email",
-                &pair.access_token,
-                Some(json!({"password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(on.status, 204, "{}", on.text());
+        first.turn_on_email_codes(&pair.access_token).await;
         // mail 2: the "turned on" notice
         deployment.smtp.wait_for_nth(&email, 2).await;
         first.stop().await;

@@ -61,14 +61,7 @@ on_both_backends!(
         assert_eq!(res.status, 422);
 
         // The password turns email codes on: the owner is told, the other session ends.
-        let res = app
-            .post_bearer(
-                "/api/v1/auth/me/2fa/email",
-                me,
-                json!({"password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(res.status, 204, "{}", res.text());
+        app.turn_on_email_codes(me).await;
         assert!(subject(&app, &email, 2).await.contains("turned on"));
         assert_eq!(app.me(&other).await.status, 401);
         assert_eq!(app.me(me).await.status, 200);

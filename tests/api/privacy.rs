@@ -492,15 +492,7 @@ on_both_backends!(
         // Email codes: a step-up code mailed on request.
         let (email, pair) = app.signed_in().await;
         let token = &pair.access_token;
-        let on = app
-            .with_token(
-                "POST",
-                "/api/v1/auth/me/2fa/email",
-                token,
-                Some(json!({"password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(on.status, 204, "{}", on.text());
+        app.turn_on_email_codes(token).await;
         let res = erase(&app, token, json!({"password": PASSWORD})).await;
         assert_eq!(res.status, 422);
         let sent = app

@@ -103,14 +103,7 @@ fn refused_or_ok(answers: &[Resp]) {
 async fn one_sign_in_code_opens_one_session() {
     let apps = fleet().await;
     let (email, pair) = apps[0].signed_in().await;
-    let on = apps[0]
-        .post_bearer(
-            "/api/v1/auth/me/2fa/email",
-            &pair.access_token,
-            json!({"password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(on.status, 204, "{}", on.text());
+    apps[0].turn_on_email_codes(&pair.access_token).await;
     let mfa_token = apps[1].mfa_token(&email).await;
     let mail = apps[0].smtp().wait_for_nth(&email, 3).await;
     let code = mail.subject().rsplit(' ').next().unwrap().to_string();

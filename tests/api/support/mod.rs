@@ -590,6 +590,19 @@ impl TestApp {
         format!("{:06}", suma_auth::auth::totp::code_at(secret, step))
     }
 
+    /// Turns emailed sign-in codes on for the holder of `token` (proven by
+    /// the password); the answer must be 204.
+    pub async fn turn_on_email_codes(&self, token: &str) {
+        let on = self
+            .post_bearer(
+                "/api/v1/auth/me/2fa/email",
+                token,
+                json!({"password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(on.status, 204, "{}", on.text());
+    }
+
     /// Sets TOTP up and confirms it with the current code for the holder of
     /// `token`; returns the secret and the recovery codes. The clock then
     /// moves a step on: the confirming step is spent, later codes come from
