@@ -193,6 +193,10 @@ pub struct RateLimits {
     pub window: Duration,
     /// IPv6 clients are limited per network of this many bits (a /64 by default).
     pub ipv6_prefix: u8,
+    /// Mails nobody signed in asked for (verification links, notices of a
+    /// registration for a taken address) per address per hour, whoever asks
+    /// and from wherever (`MAIL_PER_ADDRESS_PER_HOUR`).
+    pub mail_per_address: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -521,6 +525,7 @@ impl Config {
             export: v.bounded("RATE_LIMIT_EXPORT", 3, 1, 10_000_000)? as u32,
             window: Duration::from_secs(v.bounded("RATE_LIMIT_WINDOW_SECONDS", 300, 1, 86_400)?),
             ipv6_prefix: v.bounded("RATE_LIMIT_IPV6_PREFIX", 64, 32, 128)? as u8,
+            mail_per_address: v.bounded("MAIL_PER_ADDRESS_PER_HOUR", 10, 1, 10_000_000)? as u32,
         };
 
         let security = SecurityPolicy {

@@ -109,6 +109,7 @@ pub const ENV_VARS: &[EnvVar] = &[
     var("RATE_LIMIT_OTP", Some("5"), "OTP requests per client IP per window"),
     var("RATE_LIMIT_EXPORT", Some("3"), "data exports (GET /me/export) per client IP per window"),
     var("RATE_LIMIT_WINDOW_SECONDS", Some("300"), "rate-limit window"),
+    var("MAIL_PER_ADDRESS_PER_HOUR", Some("10"), "verification links and registration notices mailed to one address per hour, whatever client asks"),
     var("RATE_LIMIT_IPV6_PREFIX", Some("64"), "IPv6 clients are limited per network of this many bits (32-128)"),
     var("MAX_LOGIN_ATTEMPTS", Some("5"), "password verifications per account per lockout window"),
     var("LOCKOUT_DURATION_MINUTES", Some("15"), "lockout length"),

@@ -9,6 +9,11 @@
 //! single-instance default, or a database that does not answer either, falls
 //! to the in-memory governor limiter of the actors crate. IPv6 clients are
 //! limited per network (a /64 by default), not per address.
+//!
+//! The same windows also cap the mail one address receives unasked
+//! ([`RateLimiter::admit_mail_to`]): per-IP limits alone let a client with
+//! many addresses fill a stranger's mailbox with verification links and
+//! registration notices.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -17,6 +22,7 @@ use suma_auth_actors::{RateDecision, RateLimits, RateQuota, StartError};
 
 use crate::config::RateLimits as RateConfig;
 use crate::domain::rate_window::{SlidingWindow, WindowHit};
+use crate::domain::Email;
 use crate::redis::RedisStore;
 use crate::storage::DynStore;
 
@@ -53,6 +59,12 @@ impl RateRoute {
         RateRoute::Export,
     ];
 }
+
+/// The window name of the mail cap per address (beside the routes' names).
+const MAIL_TO_ADDRESS: &str = "mail_to_address";
+
+/// The span of the mail cap per address.
+const MAIL_CAP_WINDOW: Duration = Duration::from_secs(3600);
 
 /// The key a client is limited under: its IPv4 address, or the IPv6 network
 /// of `ipv6_prefix` bits it belongs to — one host holds a whole /64, so per
@@ -120,7 +132,7 @@ impl RateLimiter {
         redis: Option<RedisStore>,
         store: DynStore,
     ) -> Result<Self, StartError> {
-        let quotas: Vec<(&str, RateQuota)> = RateRoute::ALL
+        let mut quotas: Vec<(&str, RateQuota)> = RateRoute::ALL
             .iter()
             .map(|r| {
                 (
@@ -129,6 +141,10 @@ impl RateLimiter {
                 )
             })
             .collect();
+        quotas.push((
+            MAIL_TO_ADDRESS,
+            RateQuota::new(config.mail_per_address, MAIL_CAP_WINDOW),
+        ));
         let local = RateLimits::start(quotas, Duration::from_secs(60))?;
         Ok(Self {
             local,
@@ -151,13 +167,40 @@ impl RateLimiter {
     /// Counts one request of the client at `ip` on `route` and decides.
     pub async fn check(&self, route: RateRoute, ip: Option<IpAddr>, now_ms: i64) -> RateVerdict {
         let key = client_key(ip, self.config.ipv6_prefix);
-        let ip = key.as_str();
         let limit = Self::limit_of(&self.config, route);
-        let window_ms = self.config.window.as_millis().max(1) as i64;
+        self.decide(route.name(), &key, limit, self.config.window, now_ms)
+            .await
+    }
+
+    /// Counts one mail to `address` that no signed-in user asked for (a
+    /// verification link, a notice of a registration for a taken address)
+    /// and says whether it may go: at most `MAIL_PER_ADDRESS_PER_HOUR` in any
+    /// hour, whichever clients ask, from wherever, through whichever
+    /// instance. Only a mail about to be sent is counted, so asking for an
+    /// address that gets no mail uses up nothing of its owner's.
+    pub async fn admit_mail_to(&self, address: &Email, now_ms: i64) -> bool {
+        // Keyed by a digest: the windows hold no address in clear.
+        let key = crate::auth::tokens::token_hash(address.as_str());
+        let limit = self.config.mail_per_address;
+        self.decide(MAIL_TO_ADDRESS, &key, limit, MAIL_CAP_WINDOW, now_ms)
+            .await
+            .allowed
+    }
+
+    /// One hit of `key` in the window `name` (`limit` per `window`): in
+    /// Redis, else the shared database, else this process's memory.
+    async fn decide(
+        &self,
+        name: &str,
+        key: &str,
+        limit: u32,
+        window: Duration,
+        now_ms: i64,
+    ) -> RateVerdict {
+        let window_ms = window.as_millis().max(1) as i64;
         if let Some(redis) = &self.redis {
-            if let Ok((allowed, count, oldest_ms)) = redis
-                .rate_hit(route.name(), ip, now_ms, window_ms, limit)
-                .await
+            if let Ok((allowed, count, oldest_ms)) =
+                redis.rate_hit(name, key, now_ms, window_ms, limit).await
             {
                 return RateVerdict::of_window(allowed, limit, count, oldest_ms, window_ms, now_ms);
             }
@@ -167,7 +210,7 @@ impl RateLimiter {
         let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
         match self
             .store
-            .rate_hit(&format!("{}:{ip}", route.name()), window, now)
+            .rate_hit(&format!("{name}:{key}"), window, now)
             .await
         {
             Ok(Some(WindowHit {
@@ -187,10 +230,10 @@ impl RateLimiter {
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(error = %e, route = route.name(), "rate window not counted in the database; this instance decides alone");
+                tracing::warn!(error = %e, route = name, "rate window not counted in the database; this instance decides alone");
             }
         }
-        match self.local.check(route.name(), ip) {
+        match self.local.check(name, key) {
             RateDecision::Allowed {
                 remaining,
                 reset_ms,

@@ -25,7 +25,7 @@ use crate::domain::ClientContext;
 use crate::domain::{Email, FieldError, NewPassword, PasswordContext};
 use crate::mail::templates;
 use crate::mail::Mailer;
-use crate::security::SessionGuard;
+use crate::security::{RateLimiter, SessionGuard};
 use crate::storage::DynStore;
 use crate::storage::{CreateUserOutcome, NewConsent, NewUser};
 use crate::telemetry::metrics::Metrics;
@@ -49,6 +49,8 @@ pub struct Credentials {
     pub(super) reauth: Reauth,
     pub(super) consent_versions: ConsentVersions,
     pub(super) verification_ttl: std::time::Duration,
+    /// The hourly cap on unasked-for mail per address.
+    pub(super) rate_limiter: RateLimiter,
 }
 
 impl Credentials {
@@ -66,6 +68,7 @@ impl Credentials {
             reauth,
             consent_versions: parts.config.consents.clone(),
             verification_ttl: parts.config.security.verification_token_ttl,
+            rate_limiter: parts.rate_limiter.clone(),
         }
     }
 }
@@ -188,6 +191,18 @@ pub async fn register(
         now,
         mail: Some(queued),
     };
+    // Every registration mails the address (a link, or a notice to its
+    // owner): past the address's hourly cap nothing is done, and the answer
+    // is the same.
+    if !svc
+        .rate_limiter
+        .admit_mail_to(&email, now.timestamp_millis())
+        .await
+    {
+        tracing::info!("registration not processed: its address had its mail for this hour");
+        svc.metrics.mail_withheld("register");
+        return Ok(());
+    }
     let outcome = match svc.store.create_user(new_user.clone()).await? {
         CreateUserOutcome::Created => Outcome::Created,
         // An unverified account: this registration replaces its pending one

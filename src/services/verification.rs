@@ -75,6 +75,15 @@ async fn mail_link(
     if user.email_verified || !user.is_active {
         return Ok(());
     }
+    if !svc
+        .rate_limiter
+        .admit_mail_to(&email, svc.clock.now().timestamp_millis())
+        .await
+    {
+        tracing::info!("verification resend not mailed: the address had its mail for this hour");
+        svc.metrics.mail_withheld("verify_resend");
+        return Ok(());
+    }
     let token = tokens::random_token();
     let expires = svc.clock.now()
         + chrono::Duration::from_std(svc.verification_ttl).unwrap_or(chrono::Duration::hours(24));

@@ -89,6 +89,8 @@ catalogue! {
         "Mails accepted by the relay.";
     MAIL_FAILED = "auth.mail.failed", Counter, ["template"],
         "Mails dead: refused for good or out of attempts.";
+    MAIL_WITHHELD = "auth.mail.withheld", Counter, ["route"],
+        "Requests that would have mailed an address which already had MAIL_PER_ADDRESS_PER_HOUR unasked-for mails this hour, and did nothing (route register or verify_resend); a surge is someone filling a stranger's mailbox.";
     MAIL_OUTBOX_DEPTH = "auth.mail.outbox.depth", Gauge, [],
         "Mails waiting in the outbox.";
     MAIL_OUTBOX_AGE = "auth.mail.outbox.age", Gauge, [],
@@ -300,6 +302,10 @@ impl Metrics {
 
     pub fn mail_queued(&self, template: &'static str) {
         self.count(MAIL_QUEUED, &[("template", template.to_string())]);
+    }
+
+    pub fn mail_withheld(&self, route: &'static str) {
+        self.count(MAIL_WITHHELD, &[("route", route.to_string())]);
     }
 
     pub fn outbox(&self, depth: u64, oldest_secs: f64, dead: u64) {

@@ -15,6 +15,7 @@ mod keys;
 mod live_sessions;
 mod lockout;
 mod login;
+mod mail_cap;
 mod me;
 mod metrics;
 mod openapi;

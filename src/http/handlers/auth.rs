@@ -44,7 +44,7 @@ pub struct RegisterRequest {
     post, path = "/api/v1/auth/register", tag = "auth",
     request_body = RegisterRequest,
     responses(
-        (status = 202, description = "Verification pending: the same answer for every address (a verified one is mailed a notice; an unverified one's pending registration is replaced and its earlier links voided)", body = StatusResponse),
+        (status = 202, description = "Verification pending: the same answer for every address (a verified one is mailed a notice; an unverified one's pending registration is replaced and its earlier links voided). Once an address has had MAIL_PER_ADDRESS_PER_HOUR links and notices this hour, a registration for it does nothing, with the same answer", body = StatusResponse),
         (status = 422, description = "Invalid email, weak password or missing consent", body = Problem),
         (status = 429, description = "Rate limited", body = Problem),
         (status = 503, description = "Hashing pool full", body = Problem),
@@ -109,7 +109,7 @@ pub struct EmailRequest {
     post, path = "/api/v1/auth/verify-email/resend", tag = "auth",
     request_body = EmailRequest,
     responses(
-        (status = 202, description = "A new link is sent if the account exists and is unverified (looked up after the answer: the same answer in the same time for every address)", body = StatusResponse),
+        (status = 202, description = "A new link is sent if the account exists and is unverified and its address has had fewer than MAIL_PER_ADDRESS_PER_HOUR links and notices this hour (looked up after the answer: the same answer in the same time for every address)", body = StatusResponse),
         (status = 422, description = "Invalid email", body = Problem),
         (status = 429, description = "Rate limited", body = Problem),
         (status = 503, description = "Busy: too much work waiting on this instance (Retry-After), for every address alike", body = Problem),

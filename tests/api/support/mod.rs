@@ -268,6 +268,7 @@ impl TestSetup {
             ("RATE_LIMIT_PASSWORD_RESET", "1000"),
             ("RATE_LIMIT_OTP", "1000"),
             ("RATE_LIMIT_EXPORT", "1000"),
+            ("MAIL_PER_ADDRESS_PER_HOUR", "1000"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
