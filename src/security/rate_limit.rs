@@ -24,7 +24,7 @@ use crate::config::RateLimits as RateConfig;
 use crate::domain::rate_window::{SlidingWindow, WindowHit};
 use crate::domain::Email;
 use crate::redis::RedisStore;
-use crate::storage::DynStore;
+use crate::storage::{DynStore, StorageError};
 
 /// The rate-limited routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,8 +122,15 @@ pub struct RateLimiter {
     redis: Option<RedisStore>,
     /// The system of record; keeps the windows when it is shared (PostgreSQL).
     store: DynStore,
+    /// Until when the database is not asked: a second after it was found
+    /// unavailable, so that while it is down a request that counts in two
+    /// windows (its route's, then its address's mail) waits for it once.
+    store_rests_until: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     config: RateConfig,
 }
+
+/// How long the limiter leaves an unavailable database alone.
+const STORE_REST: Duration = Duration::from_secs(1);
 
 impl RateLimiter {
     /// Starts the in-memory limiters (pruned every minute). Call inside the actix system.
@@ -150,6 +157,7 @@ impl RateLimiter {
             local,
             redis,
             store,
+            store_rests_until: Default::default(),
             config,
         })
     }
@@ -208,11 +216,24 @@ impl RateLimiter {
         // No Redis to ask: a shared database keeps the limit fleet-wide.
         let window = SlidingWindow { limit, window_ms };
         let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
-        match self
-            .store
-            .rate_hit(&format!("{name}:{key}"), window, now)
-            .await
-        {
+        let resting = self
+            .store_rests_until
+            .lock()
+            .map(|until| until.is_some_and(|t| std::time::Instant::now() < t))
+            .unwrap_or(false);
+        let hit = if resting {
+            Ok(None)
+        } else {
+            self.store
+                .rate_hit(&format!("{name}:{key}"), window, now)
+                .await
+        };
+        if let Err(StorageError::Unavailable(_)) = &hit {
+            if let Ok(mut until) = self.store_rests_until.lock() {
+                *until = Some(std::time::Instant::now() + STORE_REST);
+            }
+        }
+        match hit {
             Ok(Some(WindowHit {
                 admitted,
                 count,
