@@ -1,5 +1,6 @@
 //! The service clock: wall time plus an offset that tests can advance, so that
-//! expiry rules are tested without sleeping.
+//! expiry rules are tested without sleeping. And the deadline of the request
+//! being served, for writes that must not commit once it has been answered.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -29,5 +30,31 @@ impl Clock {
     pub fn advance(&self, by: Duration) {
         self.offset_ms
             .fetch_add(by.as_millis() as i64, Ordering::Relaxed);
+    }
+}
+
+tokio::task_local! {
+    static REQUEST_ENDS: std::time::Instant;
+}
+
+/// Runs `fut` as the serving of a request that is abandoned (answered 503)
+/// at `ends`; [`request_ends`] tells it to the code `fut` runs.
+pub async fn serving_until<F: std::future::Future>(ends: std::time::Instant, fut: F) -> F::Output {
+    REQUEST_ENDS.scope(ends, fut).await
+}
+
+/// When the request this runs for is abandoned; `None` outside a request
+/// (or in a task spawned from one, which outlives it on purpose).
+pub fn request_ends() -> Option<std::time::Instant> {
+    REQUEST_ENDS.try_with(|ends| *ends).ok()
+}
+
+/// `at`, a monotonic instant, as wall-clock time (the real clock, never a
+/// test's advanced one: a database compares it with its own clock).
+pub fn wall_time(at: std::time::Instant) -> DateTime<Utc> {
+    let now = std::time::Instant::now();
+    match at.checked_duration_since(now) {
+        Some(ahead) => Utc::now() + chrono::Duration::from_std(ahead).unwrap_or_default(),
+        None => Utc::now() - chrono::Duration::from_std(now - at).unwrap_or_default(),
     }
 }

@@ -159,9 +159,12 @@ pub async fn route_guard(
     req.extensions_mut().insert(matched);
     tracing::Span::current().record("endpoint", matched.pattern);
     // Past the deadline the request's future is dropped (a statement already
-    // sent completes or rolls back on the server by itself).
+    // sent completes or rolls back on the server by itself; a refresh's
+    // rotation checks the deadline before it commits, see `Rotation`).
     let http_req = req.request().clone();
-    match tokio::time::timeout(REQUEST_DEADLINE, guarded(matched, req, next)).await {
+    let ends = std::time::Instant::now() + REQUEST_DEADLINE;
+    let serving = crate::clock::serving_until(ends, guarded(matched, req, next));
+    match tokio::time::timeout(REQUEST_DEADLINE, serving).await {
         Ok(res) => res,
         Err(_) => {
             tracing::warn!(

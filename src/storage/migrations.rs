@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(13, "000013_drop_unused_refresh_device_index"),
     migration!(14, "000014_key_checks"),
     migration!(15, "000015_drop_unread_audit_indexes"),
+    migration!(16, "000016_request_deadline"),
 ];
 
 /// The embedded database's first schema (version 1).

@@ -137,6 +137,12 @@ pub struct Rotation {
     /// end, and active after this instant (the idle cutoff) is rotated by
     /// one conditional statement. Anything else is decided by the rule.
     pub active_since: Option<DateTime<Utc>>,
+    /// When given, the rotation must not commit after this instant: by then
+    /// its request has been answered 503, so its client still holds the
+    /// presented token and will send it again, which a committed rotation
+    /// would count as reuse. A store checks it once the rows are locked and
+    /// commits nothing when it is past.
+    pub commit_by: Option<std::time::Instant>,
 }
 
 /// The rotation rule, applied by the store under lock (see [`crate::domain::refresh`]).

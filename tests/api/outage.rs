@@ -454,3 +454,42 @@ async fn a_frozen_redis_holds_no_request_past_the_deadline() {
     assert_eq!(logout.status, 204, "{}", logout.text());
     assert_eq!(after_logout.status, 401, "{}", after_logout.text());
 }
+
+/// A refresh that waits past the request deadline for a row another
+/// transaction holds answers 503; its client still holds the token it sent,
+/// so what the database does once the row is free must not spend that token
+/// (else retrying would count as reuse and end the session).
+#[actix_web::test]
+async fn a_refresh_answered_503_at_the_deadline_leaves_its_token_usable() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (_, pair) = app.signed_in().await;
+    let db_url = app.env["DATABASE_URL"].clone();
+    let (db, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.batch_execute("BEGIN").await.unwrap();
+    let held = db
+        .query(
+            "SELECT id FROM sessions WHERE id = (SELECT session_id FROM refresh_tokens \
+             WHERE token_hash = $1) FOR UPDATE",
+            &[&suma_auth::auth::tokens::token_hash(&pair.refresh_token)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1, "the session's row is held");
+
+    let timed_out = app.refresh(&pair.refresh_token).await;
+    assert_eq!(timed_out.status, 503, "{}", timed_out.text());
+    // The row comes free after the answer; whatever was waiting runs now.
+    db.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let retried = app.refresh(&pair.refresh_token).await;
+    assert_eq!(retried.status, 200, "{}", retried.text());
+    let me = app.me(&retried.token_pair().access_token).await;
+    assert_eq!(me.status, 200, "{}", me.text());
+    // The same session goes on: its first access token still works.
+    let first = app.me(&pair.access_token).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+}

@@ -392,6 +392,7 @@ async fn rotations_without_a_decision_agree_with_the_rule(store: Arc<dyn Store>,
             new_hash: successor.into(),
             now,
             active_since: Some(now - idle),
+            commit_by: None,
         };
         store
             .rotate_refresh_token(
@@ -581,6 +582,7 @@ async fn a_session_ended_between_the_read_and_the_write_is_not_rotated() {
         new_hash: "f".repeat(64),
         now,
         active_since: None,
+        commit_by: None,
     };
     let outcome = store
         .rotate_refresh_token(rotation.clone(), rule, None)
@@ -648,6 +650,7 @@ async fn rotations_update_tokens_and_sessions_without_index_writes() {
             new_hash: format!("{:064}", i + 1),
             now: now + Duration::seconds(i),
             active_since: Some(now - Duration::minutes(15)),
+            commit_by: None,
         };
         let outcome = store
             .rotate_refresh_token(

@@ -324,10 +324,11 @@ fn q(e: tokio_postgres::Error) -> StorageError {
     // back for its own reasons, not of a bad query: connection exception
     // (08), transaction rollback such as a deadlock or a serialization
     // failure (40: the same request may succeed when sent again), insufficient
-    // resources (53), operator intervention such as a shutdown terminating
-    // the session (57P), system error (58).
+    // resources (53), a statement cancelled (57014: a statement timeout, or
+    // a request's deadline passed, see migration 16), operator intervention
+    // such as a shutdown terminating the session (57P), system error (58).
     let outage = |code: &str| {
-        ["08", "40", "53", "57P", "58"]
+        ["08", "40", "53", "57014", "57P", "58"]
             .iter()
             .any(|c| code.starts_with(c))
     };

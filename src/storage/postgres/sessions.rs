@@ -34,7 +34,8 @@ macro_rules! successor {
 /// read): records the activity on the session, spends the token and issues
 /// its successor (a copy of the spent row with a new id and hash). Answers
 /// how many tokens it spent (0 or 1). $1 successor id, $2 its hash, $3 time,
-/// $4 spent token, $5 session.
+/// $4 spent token, $5 session, $6 the time it must commit by or NULL
+/// (`Rotation::commit_by`: past it, the statement fails and writes nothing).
 ///
 /// Row locks make the condition exact: a concurrent rotation or revocation
 /// of the same rows either commits first (the condition, checked again on
@@ -52,7 +53,7 @@ const ROTATE: &str = concat!(
        RETURNING user_id, session_id, device_id, user_agent, ip_address, expires_at, rotation_count),",
     successor!(),
     "
-     SELECT count(*) FROM spent"
+     SELECT count(*) FROM spent WHERE suma_auth_in_time($6)"
 );
 
 /// The rotation that needs no decision, in one statement and one round
@@ -61,7 +62,9 @@ const ROTATE: &str = concat!(
 /// issued and the activity recorded, as [`ROTATE`] does; answers the
 /// session's columns (as [`sql::REFRESH_WITH_SESSION`] from index 2), or no
 /// row when any condition fails (then the rule decides, after a read).
-/// $1 successor id, $2 its hash, $3 time, $4 presented hash, $5 idle cutoff.
+/// $1 successor id, $2 its hash, $3 time, $4 presented hash, $5 idle cutoff,
+/// $6 the time it must commit by or NULL (checked on the locked session's
+/// row: past it the statement fails and writes nothing).
 ///
 /// The token is found without a lock; the session's row is locked first and
 /// the token's second, as in [`ROTATE`], and each condition is checked again
@@ -83,7 +86,7 @@ const ROTATE_LIVE: &str = concat!(
        RETURNING user_id, session_id, device_id, user_agent, ip_address, expires_at, rotation_count),",
     successor!(),
     "
-     SELECT touched.* FROM touched, spent"
+     SELECT touched.* FROM touched, spent WHERE suma_auth_in_time($6)"
 );
 
 /// A sign-in's session with its first refresh token and the sign-in's mark
@@ -194,7 +197,9 @@ impl PgStore {
                 RotateOutcome::Expired
             }
             RefreshDecision::Rotate => {
-                let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
+                let commit_by = r.commit_by.map(crate::clock::wall_time);
+                let params: [Param; 6] =
+                    [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id, &commit_by];
                 // Under lock the condition holds: the read saw the token
                 // unspent and the session live.
                 tx.query_one(ROTATE, &params).await.map_err(q)?;
@@ -288,6 +293,9 @@ impl SessionStore for PgStore {
         // a rotation whose condition no longer holds, and the rare decisions
         // that end sessions, are decided again under lock.
         let conn = self.conn().await?;
+        // Checked by the statements once their rows are locked (converted
+        // to wall time here, as late as can be).
+        let commit_by = r.commit_by.map(crate::clock::wall_time);
         if let Some(cutoff) = r.active_since {
             let types = [
                 Type::UUID,
@@ -295,8 +303,16 @@ impl SessionStore for PgStore {
                 Type::TIMESTAMPTZ,
                 Type::VARCHAR,
                 Type::TIMESTAMPTZ,
+                Type::TIMESTAMPTZ,
             ];
-            let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &r.presented_hash, &cutoff];
+            let params: [Param; 6] = [
+                &r.new_id,
+                &r.new_hash,
+                &r.now,
+                &r.presented_hash,
+                &cutoff,
+                &commit_by,
+            ];
             let done = conn
                 .query_opt_typed(ROTATE_LIVE, &types, &params)
                 .await
@@ -328,8 +344,10 @@ impl SessionStore for PgStore {
                     Type::TIMESTAMPTZ,
                     Type::UUID,
                     Type::UUID,
+                    Type::TIMESTAMPTZ,
                 ];
-                let params: [Param; 5] = [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id];
+                let params: [Param; 6] =
+                    [&r.new_id, &r.new_hash, &r.now, &token_id, &s.id, &commit_by];
                 if let (Some(early), RotateOutcome::Rotated(session)) =
                     (early, s.clone().rotated(r.now))
                 {
@@ -549,6 +567,7 @@ mod tests {
                     new_hash: "n".repeat(64),
                     now: Utc::now(),
                     active_since: None,
+                    commit_by: None,
                 };
                 store
                     .rotate_locked(rotation, Box::new(|_| RefreshDecision::Refuse))
@@ -586,6 +605,7 @@ mod tests {
                     new_hash: "n".repeat(64),
                     now,
                     active_since: None,
+                    commit_by: None,
                 };
                 store
                     .rotate_refresh_token(
@@ -607,6 +627,72 @@ mod tests {
         match rotating.await.unwrap().unwrap() {
             RotateOutcome::Rotated(s) => assert_eq!(s.id, session),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A rotation that gets its rows only after the time it must commit by
+    /// (another transaction held the session's row meanwhile) writes
+    /// nothing and fails as an outage: its request has been answered 503 and
+    /// its client still holds the presented token. Both statements: the
+    /// one-step rotation (given the idle cutoff) and the rotation after a
+    /// read (without); and, with no time to commit by, the same wait ends
+    /// in a rotation.
+    #[tokio::test]
+    async fn a_rotation_past_its_commit_time_writes_nothing() {
+        let cutoff = Some(Utc::now() - chrono::Duration::minutes(15));
+        for (active_since, bounded) in [(cutoff, true), (None, true), (cutoff, false)] {
+            let (store, db) = fresh_store().await;
+            let Family { session, hash, .. } = family(&store).await;
+            let mut other = connect(&db.url).await;
+            let tx = holding_the_session(&mut other, session).await;
+            let rotating = {
+                let (store, hash) = (store.clone(), hash.clone());
+                let commit_by =
+                    bounded.then(|| std::time::Instant::now() + Duration::from_millis(300));
+                tokio::spawn(async move {
+                    let rotation = Rotation {
+                        presented_hash: hash,
+                        new_id: Uuid::new_v4(),
+                        new_hash: "n".repeat(64),
+                        now: Utc::now(),
+                        active_since,
+                        commit_by,
+                    };
+                    store
+                        .rotate_refresh_token(rotation, Box::new(|_| RefreshDecision::Rotate), None)
+                        .await
+                })
+            };
+            db.until_one_waits().await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            tx.rollback().await.unwrap();
+            let outcome = rotating.await.unwrap();
+            let conn = connect(&db.url).await;
+            let row = conn
+                .query_one(
+                    "SELECT revoked_at IS NULL, (SELECT count(*) FROM refresh_tokens)
+                     FROM refresh_tokens WHERE token_hash = $1",
+                    &[&hash],
+                )
+                .await
+                .unwrap();
+            let (unspent, tokens): (bool, i64) = (row.get(0), row.get(1));
+            if bounded {
+                assert!(
+                    matches!(outcome, Err(StorageError::Unavailable(_))),
+                    "{active_since:?}: {outcome:?}"
+                );
+                assert!(
+                    unspent && tokens == 1,
+                    "{active_since:?}: the token was spent"
+                );
+            } else {
+                assert!(
+                    matches!(outcome, Ok(RotateOutcome::Rotated(_))),
+                    "{outcome:?}"
+                );
+                assert!(!unspent && tokens == 2);
+            }
         }
     }
 

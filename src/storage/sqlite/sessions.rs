@@ -141,8 +141,17 @@ impl SessionStore for SqliteStore {
     ) -> StoreResult<RotateOutcome> {
         // The refresh hot path: committed in groups, its statements
         // prepared once on the writer.
-        self.pool
+        let written = self
+            .pool
             .write_grouped(move |tx| {
+                // Too late to commit (see `Rotation::commit_by`): nothing is
+                // written. The writer is the only one, so nothing changes
+                // these rows from here to the group's commit, a moment away.
+                if r.commit_by
+                    .is_some_and(|by| std::time::Instant::now() >= by)
+                {
+                    return Ok(None);
+                }
                 let found = tx
                     .row(&ROTATE_SQL.find, params![r.presented_hash], |row| {
                         let token_id: String = row.get(0)?;
@@ -151,12 +160,12 @@ impl SessionStore for SqliteStore {
                     })
                     .optional()?;
                 let Some((token_id, spent_at, s)) = found else {
-                    return Ok(RotateOutcome::Invalid);
+                    return Ok(Some(RotateOutcome::Invalid));
                 };
                 let (now, sid) = (ms(r.now), s.id.to_string());
                 let outcome = match decide(&s.refresh_state(spent_at)) {
-                    RefreshDecision::Refuse => return Ok(RotateOutcome::Invalid),
-                    RefreshDecision::Expired => return Ok(RotateOutcome::Expired),
+                    RefreshDecision::Refuse => return Ok(Some(RotateOutcome::Invalid)),
+                    RefreshDecision::Expired => return Ok(Some(RotateOutcome::Expired)),
                     RefreshDecision::RevokeFamily => {
                         let reason = end_reason::REFRESH_TOKEN_REUSE;
                         let was_live = tx
@@ -186,9 +195,14 @@ impl SessionStore for SqliteStore {
                         rotated
                     }
                 };
-                Ok(outcome)
+                Ok(Some(outcome))
             })
-            .await
+            .await?;
+        written.ok_or_else(|| {
+            StorageError::unavailable(
+                "the request's deadline passed before its rotation was written",
+            )
+        })
     }
 
     async fn revoke_session(&self, session_id: Uuid, by: Revocation) -> StoreResult<bool> {
@@ -343,12 +357,18 @@ mod tests {
         (Box::pin(write), is_running, release)
     }
 
-    /// A rotation committed in a group tells its session as soon as it is
-    /// decided, while the group it belongs to has yet to commit; its outcome
-    /// comes only with the commit.
-    #[tokio::test]
-    async fn a_grouped_rotation_is_told_before_its_group_commits() {
-        let dir = std::env::temp_dir().join(format!("early-{}", Uuid::new_v4().simple()));
+    /// A store in a fresh directory with one user and one session, whose
+    /// refresh token hashes to `"e" × 64`.
+    struct WithSession {
+        store: SqliteStore,
+        dir: std::path::PathBuf,
+        user_id: Uuid,
+        session_id: Uuid,
+        now: chrono::DateTime<Utc>,
+    }
+
+    async fn store_with_a_session() -> WithSession {
+        let dir = std::env::temp_dir().join(format!("rotation-{}", Uuid::new_v4().simple()));
         let store = SqliteStore::open(&dir.join("t.db")).unwrap();
         let now = Utc::now();
         let user_id = Uuid::new_v4();
@@ -385,6 +405,28 @@ mod tests {
             .await
             .unwrap();
 
+        WithSession {
+            store,
+            dir,
+            user_id,
+            session_id,
+            now,
+        }
+    }
+
+    /// A rotation committed in a group tells its session as soon as it is
+    /// decided, while the group it belongs to has yet to commit; its outcome
+    /// comes only with the commit.
+    #[tokio::test]
+    async fn a_grouped_rotation_is_told_before_its_group_commits() {
+        let WithSession {
+            store,
+            dir,
+            user_id,
+            session_id,
+            now,
+        } = store_with_a_session().await;
+
         // A first grouped write holds the writer, so that the rotation and a
         // second holding write queue up behind it as one group, in that order.
         let (mut first, first_running, release_first) = holding(&store.pool);
@@ -404,6 +446,7 @@ mod tests {
                 new_hash: "f".repeat(64),
                 now,
                 active_since: None,
+                commit_by: None,
             },
             Box::new(move |s| policy.decide(s, None, now)),
             Some(early),
@@ -434,6 +477,55 @@ mod tests {
         match rotation.await.unwrap() {
             RotateOutcome::Rotated(session) => assert_eq!(session.id, session_id),
             other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A rotation that reaches the writer only after the time it must commit
+    /// by (a write ahead of it held the writer) writes nothing and fails as
+    /// an outage: its request has been answered 503 and its client still
+    /// holds the token, which a rotation after it then spends.
+    #[tokio::test]
+    async fn a_rotation_past_its_commit_time_writes_nothing() {
+        let WithSession {
+            store,
+            dir,
+            session_id,
+            now,
+            ..
+        } = store_with_a_session().await;
+        let rotation = |commit_by| Rotation {
+            presented_hash: "e".repeat(64),
+            new_id: Uuid::new_v4(),
+            new_hash: "f".repeat(64),
+            now,
+            active_since: None,
+            commit_by,
+        };
+        let rule = || -> RefreshRule { Box::new(|_| RefreshDecision::Rotate) };
+        let (mut first, first_running, release_first) = holding(&store.pool);
+        assert!(!poll_once(&mut first).await);
+        tokio::task::spawn_blocking(move || first_running.recv().unwrap())
+            .await
+            .unwrap();
+        let by = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        let mut late = Box::pin(store.rotate_refresh_token(rotation(Some(by)), rule(), None));
+        assert!(!poll_once(&mut late).await);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        release_first.send(()).unwrap();
+        first.await.unwrap();
+        let outcome = late.await;
+        assert!(
+            matches!(outcome, Err(StorageError::Unavailable(_))),
+            "{outcome:?}"
+        );
+
+        let again = store
+            .rotate_refresh_token(rotation(None), rule(), None)
+            .await;
+        match again {
+            Ok(RotateOutcome::Rotated(session)) => assert_eq!(session.id, session_id),
+            other => panic!("the token was spent: {other:?}"),
         }
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -1,0 +1,5 @@
+BEGIN;
+
+DROP FUNCTION IF EXISTS suma_auth_in_time(timestamptz);
+
+COMMIT;
