@@ -17,6 +17,14 @@ fn registration(email: &str) -> Value {
     json!({"email": email, "password": PASSWORD, "consents": {"terms": true, "privacy": true}})
 }
 
+/// One instance whose addresses are mailed at most [`CAP`] times an hour.
+async fn capped(backend: Backend) -> TestApp {
+    TestSetup::new(backend)
+        .env("MAIL_PER_ADDRESS_PER_HOUR", &CAP.to_string())
+        .spawn()
+        .await
+}
+
 /// Waits until `email` has received `n` mails, then a little longer so that
 /// one more (which must not come) would have arrived.
 async fn settled_count(app: &TestApp, email: &str, n: usize) -> usize {
@@ -99,10 +107,7 @@ async fn registrations_of_one_new_address_at_once_on_three_instances_mail_it_the
 on_both_backends!(
     resends_mail_an_unverified_address_up_to_the_cap,
     |backend: Backend| async move {
-        let app = TestSetup::new(backend)
-            .env("MAIL_PER_ADDRESS_PER_HOUR", "3")
-            .spawn()
-            .await;
+        let app = capped(backend).await;
         let email = format!("resend-{}@example.com", uuid::Uuid::new_v4().simple());
         assert_eq!(app.register(&email, PASSWORD).await.status, 202);
         app.smtp().wait_for(&email).await;
@@ -142,10 +147,7 @@ on_both_backends!(
 on_both_backends!(
     resends_for_an_address_that_gets_no_mail_use_none_of_its_cap,
     |backend: Backend| async move {
-        let app = TestSetup::new(backend)
-            .env("MAIL_PER_ADDRESS_PER_HOUR", "3")
-            .spawn()
-            .await;
+        let app = capped(backend).await;
         // Verified: a resend mails nothing, so it counts for nothing.
         let email = app.verified_user().await;
         for _ in 0..5 {
