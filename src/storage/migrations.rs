@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(14, "000014_key_checks"),
     migration!(15, "000015_drop_unread_audit_indexes"),
     migration!(16, "000016_request_deadline"),
+    migration!(17, "000017_drop_unread_users_indexes"),
 ];
 
 /// The embedded database's first schema (version 1).
