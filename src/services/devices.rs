@@ -74,6 +74,11 @@ fn fingerprint(
     (tag, family)
 }
 
+/// The fingerprint of the device of a sign-in from `client`.
+pub fn fingerprint_of(svc: &Devices, device_id: Option<&str>, client: &ClientContext) -> String {
+    fingerprint(svc, device_id, client.user_agent.as_deref()).0
+}
+
 /// Whether this sign-in must pass an emailed code first: `NEW_DEVICE_STEP_UP`
 /// is on, the account has no second factor, and the device would be announced.
 pub async fn step_up_required(

@@ -115,8 +115,9 @@ pub async fn after_password(
 }
 
 /// Opens the session of a finished sign-in (`amr`: how it was proven) with
-/// the user's last login (and `rehash`, a new password hash), and records
-/// the rest: the device, the metric and the audit row.
+/// the user's last login (and `rehash`, a new password hash) and, when the
+/// account knows it, the device's sighting; records the rest: a device new
+/// to the account, the metric and the audit row.
 pub async fn open(
     svc: &SignIn,
     user: &UserRecord,
@@ -125,15 +126,29 @@ pub async fn open(
     amr: &[&str],
     rehash: Option<String>,
 ) -> Result<TokenPair, AuthError> {
-    let pair = open_session(&svc.opener, user, device_id.clone(), client, amr, rehash).await?;
-    devices::record_sign_in(
-        &svc.devices,
+    // A device the account knows is recorded with the session; any other
+    // after it, where a new one is announced.
+    let fingerprint = devices::fingerprint_of(&svc.devices, device_id.as_deref(), client);
+    let (pair, device_known) = open_session(
+        &svc.opener,
         user,
-        device_id.as_deref(),
+        device_id.clone(),
         client,
-        pair.session_id,
+        amr,
+        rehash,
+        Some(fingerprint),
     )
     .await?;
+    if !device_known {
+        devices::record_sign_in(
+            &svc.devices,
+            user,
+            device_id.as_deref(),
+            client,
+            pair.session_id,
+        )
+        .await?;
+    }
     svc.metrics.login_success(amr.contains(&"otp"));
     svc.audit
         .record(

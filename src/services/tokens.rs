@@ -103,7 +103,8 @@ pub async fn open_session(
     client: &ClientContext,
     amr: &[&str],
     rehash: Option<String>,
-) -> Result<TokenPair, AuthError> {
+    device_fingerprint: Option<String>,
+) -> Result<(TokenPair, bool), AuthError> {
     let now = svc.clock.now();
     let absolute = svc.absolute;
     let session_id = Uuid::new_v4();
@@ -123,14 +124,15 @@ pub async fn open_session(
             created_at: now,
             expires_at,
             rehash,
+            device_fingerprint,
         })
         .await?;
-    match opening {
-        SessionOpening::Opened => {}
+    let device_known = match opening {
+        SessionOpening::Opened { device_known } => device_known,
         SessionOpening::AccountDisabled => return Err(AuthError::AccountDisabled),
         SessionOpening::NoAccount => return Err(AuthError::InvalidCredentials),
-    }
-    Ok(issue_pair(
+    };
+    let pair = issue_pair(
         &svc.jwt,
         user.id,
         session_id,
@@ -138,5 +140,6 @@ pub async fn open_session(
         refresh_token,
         expires_at,
         now,
-    )?)
+    )?;
+    Ok((pair, device_known))
 }

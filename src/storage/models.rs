@@ -78,13 +78,20 @@ pub struct NewSession {
     /// A new hash of the proven password, stored with the sign-in when the
     /// hashing parameters were raised.
     pub rehash: Option<String>,
+    /// The fingerprint of the sign-in's device: when the account knows that
+    /// device, the opening records the sighting (last seen, user agent,
+    /// address) with the session. A device it does not know is left to
+    /// `DeviceStore::record_device`, which announces new ones.
+    pub device_fingerprint: Option<String>,
 }
 
 /// What opening a sign-in's session found of the account
 /// ([`SessionStore::open_session`](super::SessionStore::open_session)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionOpening {
-    Opened,
+    /// The session is open; `device_known`: the account knew the device of
+    /// `NewSession::device_fingerprint` and its sighting is recorded.
+    Opened { device_known: bool },
     /// The account is disabled: nothing was written.
     AccountDisabled,
     /// No such account (or it was erased): nothing was written.

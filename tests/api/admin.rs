@@ -459,6 +459,7 @@ on_both_backends!(
             &suma_auth::domain::ClientContext::default(),
             &["pwd"],
             None,
+            None,
         )
         .await;
         assert!(

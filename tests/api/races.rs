@@ -321,7 +321,7 @@ async fn a_session_opening_meets_an_uncommitted_disable_and_opens_nothing() {
     let user = read.clone();
     let mut opening = tokio::spawn(async move {
         let client = suma_auth::domain::ClientContext::default();
-        open_session(&opener, &user, None, &client, &["pwd"], None).await
+        open_session(&opener, &user, None, &client, &["pwd"], None, None).await
     });
     let waited = tokio::time::timeout(Duration::from_millis(500), &mut opening).await;
     assert!(

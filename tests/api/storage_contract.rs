@@ -61,6 +61,7 @@ fn new_session(
         created_at: now,
         expires_at: now + Duration::hours(8),
         rehash: None,
+        device_fingerprint: None,
     }
 }
 
@@ -151,7 +152,9 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
             .open_session(new_session(sid, id, &"e".repeat(64), Some("phone"), now))
             .await
             .unwrap(),
-        SessionOpening::Opened
+        SessionOpening::Opened {
+            device_known: false
+        }
     );
     let s = store.find_session(sid).await.unwrap().unwrap();
     assert_eq!(
@@ -187,6 +190,53 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
         SessionOpening::NoAccount
     );
     assert!(store.find_session(refused).await.unwrap().is_none());
+    // A device the account knows is touched by the opening itself; one it
+    // does not know is left alone (and nothing is created for it).
+    store
+        .record_device(DeviceSighting {
+            id: Uuid::new_v4(),
+            user_id: id,
+            fingerprint: "known-device".into(),
+            client: ClientContext::default(),
+            signed_in_before: false,
+            now,
+            mail: None,
+        })
+        .await
+        .unwrap();
+    let later = now + Duration::minutes(5);
+    let from = ClientContext {
+        user_agent: Some("phone-app/2.0".into()),
+        ip: Some("192.0.2.7".parse().unwrap()),
+    };
+    for (fingerprint, known) in [("known-device", true), ("other-device", false)] {
+        let mut opening = new_session(Uuid::new_v4(), id, &fingerprint.repeat(4), None, later);
+        opening.client = from.clone();
+        opening.device_fingerprint = Some(fingerprint.into());
+        assert_eq!(
+            store.open_session(opening).await.unwrap(),
+            SessionOpening::Opened {
+                device_known: known
+            },
+            "{fingerprint}"
+        );
+    }
+    let devices = store.list_devices(id, None).await.unwrap();
+    assert_eq!(
+        devices.len(),
+        1,
+        "an unknown device is not recorded by the opening"
+    );
+    let seen = &devices[0].device;
+    let at_ms = seen.last_seen_at.map(|t| t.timestamp_millis());
+    assert_eq!(
+        (at_ms, seen.user_agent.as_deref(), seen.ip_address),
+        (
+            Some(later.timestamp_millis()),
+            Some("phone-app/2.0"),
+            from.ip
+        )
+    );
 
     // Lockouts persist.
     assert_eq!(store.load_lockout("k@example.com").await.unwrap(), None);
@@ -271,7 +321,9 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
     rehashed.rehash = Some("$argon2id$newer".into());
     assert_eq!(
         store.open_session(rehashed).await.unwrap(),
-        SessionOpening::Opened
+        SessionOpening::Opened {
+            device_known: false
+        }
     );
     let after = store.find_user_by_id(id).await.unwrap().unwrap();
     assert_eq!(

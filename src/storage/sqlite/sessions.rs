@@ -100,8 +100,17 @@ impl SessionStore for SqliteStore {
                     at
                 ],
             )?;
+            let device_known = match &s.device_fingerprint {
+                Some(fingerprint) => {
+                    tx.exec(
+                        &dialect(sql::TOUCH_KNOWN_DEVICE),
+                        params![user_id, fingerprint, at, ua, ip],
+                    )? > 0
+                }
+                None => false,
+            };
             tx.commit()?;
-            Ok(SessionOpening::Opened)
+            Ok(SessionOpening::Opened { device_known })
         })
         .await
     }
@@ -401,6 +410,7 @@ mod tests {
                 created_at: now,
                 expires_at: now + Duration::hours(8),
                 rehash: None,
+                device_fingerprint: None,
             })
             .await
             .unwrap();
