@@ -534,6 +534,23 @@ mod tests {
         tx
     }
 
+    /// A rotation of the token hashing to `hash` at `now`.
+    fn rotation_of(
+        hash: String,
+        now: DateTime<Utc>,
+        active_since: Option<DateTime<Utc>>,
+        commit_by: Option<std::time::Instant>,
+    ) -> Rotation {
+        Rotation {
+            presented_hash: hash,
+            new_id: Uuid::new_v4(),
+            new_hash: "n".repeat(64),
+            now,
+            active_since,
+            commit_by,
+        }
+    }
+
     /// Spends a refresh token: $1 its hash.
     const SPEND: &str = "UPDATE refresh_tokens SET revoked_at = now() WHERE token_hash = $1";
 
@@ -572,14 +589,7 @@ mod tests {
         let locked = {
             let (store, hash) = (store.clone(), hash.clone());
             tokio::spawn(async move {
-                let rotation = Rotation {
-                    presented_hash: hash,
-                    new_id: Uuid::new_v4(),
-                    new_hash: "n".repeat(64),
-                    now: Utc::now(),
-                    active_since: None,
-                    commit_by: None,
-                };
+                let rotation = rotation_of(hash, Utc::now(), None, None);
                 store
                     .rotate_locked(rotation, Box::new(|_| RefreshDecision::Refuse))
                     .await
@@ -610,14 +620,7 @@ mod tests {
         let rotating = {
             let store = store.clone();
             tokio::spawn(async move {
-                let rotation = Rotation {
-                    presented_hash: hash,
-                    new_id: Uuid::new_v4(),
-                    new_hash: "n".repeat(64),
-                    now,
-                    active_since: None,
-                    commit_by: None,
-                };
+                let rotation = rotation_of(hash, now, None, None);
                 store
                     .rotate_refresh_token(
                         rotation,
@@ -661,14 +664,7 @@ mod tests {
                 let commit_by =
                     bounded.then(|| std::time::Instant::now() + Duration::from_millis(300));
                 tokio::spawn(async move {
-                    let rotation = Rotation {
-                        presented_hash: hash,
-                        new_id: Uuid::new_v4(),
-                        new_hash: "n".repeat(64),
-                        now: Utc::now(),
-                        active_since,
-                        commit_by,
-                    };
+                    let rotation = rotation_of(hash, Utc::now(), active_since, commit_by);
                     store
                         .rotate_refresh_token(rotation, Box::new(|_| RefreshDecision::Rotate), None)
                         .await
