@@ -102,7 +102,8 @@ pub async fn refresh(
         new_hash: tokens::token_hash(&new_token),
         now,
         active_since: now.checked_sub_signed(policy.idle_timeout),
-        commit_by: crate::clock::request_ends().map(|ends| ends - ROTATION_COMMIT_MARGIN),
+        commit_by: crate::clock::request_ends()
+            .and_then(|ends| ends.checked_sub(ROTATION_COMMIT_MARGIN)),
     };
     // The row decides alone unless it says the session is idle: activity
     // other instances saw may not have reached it yet, so only then is that
