@@ -49,6 +49,18 @@ pub fn request_ends() -> Option<std::time::Instant> {
     REQUEST_ENDS.try_with(|ends| *ends).ok()
 }
 
+/// How long before its request's deadline a write must have committed when
+/// it checks ([`commit_by`]): room for the commit itself, and for a database
+/// clock running behind this host's.
+pub const COMMIT_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The instant after which a write for the request this runs for must not
+/// commit: [`COMMIT_MARGIN`] before the request is abandoned (answered 503),
+/// after which its client, told nothing happened, may send it again.
+pub fn commit_by() -> Option<std::time::Instant> {
+    request_ends().and_then(|ends| ends.checked_sub(COMMIT_MARGIN))
+}
+
 /// `at`, a monotonic instant, as wall-clock time (the real clock, never a
 /// test's advanced one: a database compares it with its own clock).
 pub fn wall_time(at: std::time::Instant) -> DateTime<Utc> {

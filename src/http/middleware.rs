@@ -160,7 +160,8 @@ pub async fn route_guard(
     tracing::Span::current().record("endpoint", matched.pattern);
     // Past the deadline the request's future is dropped (a statement already
     // sent completes or rolls back on the server by itself; a refresh's
-    // rotation checks the deadline before it commits, see `Rotation`).
+    // rotation and a sign-in's opening check the deadline before they
+    // commit, see `clock::commit_by`).
     let http_req = req.request().clone();
     let ends = std::time::Instant::now() + REQUEST_DEADLINE;
     let serving = crate::clock::serving_until(ends, guarded(matched, req, next));

@@ -68,11 +68,6 @@ impl Sessions {
     }
 }
 
-/// How long before its request's deadline a rotation must have committed:
-/// room for the commit itself, and for a database clock running behind this
-/// host's (see `Rotation::commit_by`).
-const ROTATION_COMMIT_MARGIN: std::time::Duration = std::time::Duration::from_millis(500);
-
 fn chrono(d: std::time::Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -102,8 +97,7 @@ pub async fn refresh(
         new_hash: tokens::token_hash(&new_token),
         now,
         active_since: now.checked_sub_signed(policy.idle_timeout),
-        commit_by: crate::clock::request_ends()
-            .and_then(|ends| ends.checked_sub(ROTATION_COMMIT_MARGIN)),
+        commit_by: crate::clock::commit_by(),
     };
     // The row decides alone unless it says the session is idle: activity
     // other instances saw may not have reached it yet, so only then is that

@@ -125,6 +125,7 @@ pub async fn open_session(
             expires_at,
             rehash,
             device_fingerprint,
+            commit_by: crate::clock::commit_by(),
         })
         .await?;
     let device_known = match opening {

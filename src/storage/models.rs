@@ -83,6 +83,11 @@ pub struct NewSession {
     /// address) with the session. A device it does not know is left to
     /// `DeviceStore::record_device`, which announces new ones.
     pub device_fingerprint: Option<String>,
+    /// When given, the opening must not commit after this instant (its
+    /// request has been answered 503 by then, and a session its client never
+    /// received would only be left behind): a store checks it once the
+    /// account's row is locked and opens nothing when it is past.
+    pub commit_by: Option<std::time::Instant>,
 }
 
 /// What opening a sign-in's session found of the account

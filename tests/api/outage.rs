@@ -493,3 +493,34 @@ async fn a_refresh_answered_503_at_the_deadline_leaves_its_token_usable() {
     let first = app.me(&pair.access_token).await;
     assert_eq!(first.status, 200, "{}", first.text());
 }
+
+/// A sign-in that waits past the request deadline for the account's row
+/// answers 503 and opens nothing once the row is free: its client never got
+/// the tokens, so a session would only be left behind.
+#[actix_web::test]
+async fn a_sign_in_answered_503_at_the_deadline_opens_no_session() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let email = app.verified_user().await;
+    let user = app.user_id(&email).await;
+    let db_url = app.env["DATABASE_URL"].clone();
+    let (db, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.batch_execute("BEGIN").await.unwrap();
+    let held = db
+        .query("SELECT id FROM users WHERE id = $1 FOR UPDATE", &[&user])
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1, "the account's row is held");
+
+    let timed_out = app.login(&email, PASSWORD).await;
+    assert_eq!(timed_out.status, 503, "{}", timed_out.text());
+    db.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(app.probe().count_of("sessions", "user_id", user).await, 0);
+    let again = app.login(&email, PASSWORD).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(app.probe().count_of("sessions", "user_id", user).await, 1);
+}

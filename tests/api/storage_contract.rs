@@ -62,6 +62,7 @@ fn new_session(
         expires_at: now + Duration::hours(8),
         rehash: None,
         device_fingerprint: None,
+        commit_by: None,
     }
 }
 

@@ -92,8 +92,9 @@ const ROTATE_LIVE: &str = concat!(
 /// A sign-in's session with its first refresh token and the sign-in's mark
 /// on the account, in one statement: $1 session, $2 user, $3 device, $4 user
 /// agent, $5 ip, $6 amr, $7 end, $8 time, $9 token id, $10 token hash,
-/// $11 new password hash or NULL, $12 the device's fingerprint or NULL.
-/// Returns whether it opened, whether the account exists, and whether the
+/// $11 new password hash or NULL, $12 the device's fingerprint or NULL,
+/// $13 the time it must commit by or NULL (checked once the account's row
+/// is locked: past it the statement fails and writes nothing). Returns whether it opened, whether the account exists, and whether the
 /// account knew the device (then its sighting is recorded too: one round
 /// trip and one commit fewer for a sign-in from a known device, most of them).
 ///
@@ -112,7 +113,7 @@ const OPEN_SESSION: &str = "WITH account AS (
      session AS (
        INSERT INTO sessions (id, user_id, device_id, user_agent, ip_address, amr, expires_at,
          created_at, last_activity_at)
-       SELECT $1, id, $3, $4, $5, $6, $7, $8, $8 FROM account
+       SELECT $1, id, $3, $4, $5, $6, $7, $8, $8 FROM account WHERE suma_auth_in_time($13)
        RETURNING id),
      token AS (
        INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent,
@@ -244,7 +245,8 @@ impl SessionStore for PgStore {
         let _users = self.users.changing_user(s.user_id);
         let conn = self.conn().await?;
         let (ua, ip) = (&s.client.user_agent, &s.client.ip);
-        let params: [Param; 12] = [
+        let commit_by = s.commit_by.map(crate::clock::wall_time);
+        let params: [Param; 13] = [
             &s.id,
             &s.user_id,
             &s.device_id,
@@ -257,6 +259,7 @@ impl SessionStore for PgStore {
             &s.refresh_token_hash,
             &s.rehash,
             &s.device_fingerprint,
+            &commit_by,
         ];
         let row = conn.query_one(OPEN_SESSION, &params).await.map_err(q)?;
         Ok(match (get::<bool>(&row, 0)?, get::<bool>(&row, 1)?) {
@@ -508,6 +511,7 @@ mod tests {
                 expires_at: now + chrono::Duration::hours(1),
                 rehash: None,
                 device_fingerprint: None,
+                commit_by: None,
             })
             .await
             .unwrap();

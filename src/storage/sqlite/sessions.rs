@@ -58,7 +58,14 @@ impl SessionStore for SqliteStore {
     async fn open_session(&self, s: NewSession) -> StoreResult<SessionOpening> {
         // One transaction on the single writer: a disable is committed
         // either before it (and seen here) or after it (and ends the session).
-        self.run_users(move |c| {
+        let opened = self.run_users(move |c| {
+            // Too late to commit (see `NewSession::commit_by`): nothing is
+            // written. The writer holds the rows from here to the commit.
+            if s.commit_by
+                .is_some_and(|by| std::time::Instant::now() >= by)
+            {
+                return Ok(None);
+            }
             let tx = c.transaction()?;
             let (id, user_id) = (s.id.to_string(), s.user_id.to_string());
             let active: Option<bool> = tx
@@ -69,8 +76,8 @@ impl SessionStore for SqliteStore {
                 )
                 .optional()?;
             match active {
-                None => return Ok(SessionOpening::NoAccount),
-                Some(false) => return Ok(SessionOpening::AccountDisabled),
+                None => return Ok(Some(SessionOpening::NoAccount)),
+                Some(false) => return Ok(Some(SessionOpening::AccountDisabled)),
                 Some(true) => {}
             }
             let ip = s.client.ip.map(|i| i.to_string());
@@ -110,9 +117,12 @@ impl SessionStore for SqliteStore {
                 None => false,
             };
             tx.commit()?;
-            Ok(SessionOpening::Opened { device_known })
+            Ok(Some(SessionOpening::Opened { device_known }))
         })
-        .await
+        .await?;
+        opened.ok_or_else(|| {
+            StorageError::unavailable("the request's deadline passed before its session was opened")
+        })
     }
 
     async fn find_session(&self, id: Uuid) -> StoreResult<Option<SessionRecord>> {
@@ -411,6 +421,7 @@ mod tests {
                 expires_at: now + Duration::hours(8),
                 rehash: None,
                 device_fingerprint: None,
+                commit_by: None,
             })
             .await
             .unwrap();
@@ -537,6 +548,52 @@ mod tests {
             Ok(RotateOutcome::Rotated(session)) => assert_eq!(session.id, session_id),
             other => panic!("the token was spent: {other:?}"),
         }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A sign-in's opening that reaches the writer only after the time it
+    /// must commit by (a write ahead of it held the writer) opens nothing and
+    /// fails as an outage.
+    #[tokio::test]
+    async fn an_opening_past_its_commit_time_opens_nothing() {
+        let WithSession {
+            store,
+            dir,
+            user_id,
+            now,
+            ..
+        } = store_with_a_session().await;
+        let (mut first, first_running, release_first) = holding(&store.pool);
+        assert!(!poll_once(&mut first).await);
+        tokio::task::spawn_blocking(move || first_running.recv().unwrap())
+            .await
+            .unwrap();
+        let late_id = Uuid::new_v4();
+        let by = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        let mut opening = Box::pin(store.open_session(NewSession {
+            id: late_id,
+            user_id,
+            refresh_token_id: Uuid::new_v4(),
+            refresh_token_hash: "l".repeat(64),
+            device_id: None,
+            client: ClientContext::default(),
+            amr: "pwd".into(),
+            created_at: now,
+            expires_at: now + Duration::hours(8),
+            rehash: None,
+            device_fingerprint: None,
+            commit_by: Some(by),
+        }));
+        assert!(!poll_once(&mut opening).await);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        release_first.send(()).unwrap();
+        first.await.unwrap();
+        let outcome = opening.await;
+        assert!(
+            matches!(outcome, Err(StorageError::Unavailable(_))),
+            "{outcome:?}"
+        );
+        assert!(store.find_session(late_id).await.unwrap().is_none());
         let _ = std::fs::remove_dir_all(dir);
     }
 }
