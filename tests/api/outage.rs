@@ -455,6 +455,24 @@ async fn a_frozen_redis_holds_no_request_past_the_deadline() {
     assert_eq!(after_logout.status, 401, "{}", after_logout.text());
 }
 
+/// A connection of its own holding the one row `lock` (a `SELECT … FOR
+/// UPDATE` with $1 = `key`) selects, in a transaction left open: `ROLLBACK`
+/// on it lets the row go.
+async fn holding_a_row(
+    app: &TestApp,
+    lock: &str,
+    key: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> tokio_postgres::Client {
+    let (db, conn) = tokio_postgres::connect(&app.env["DATABASE_URL"], tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.batch_execute("BEGIN").await.unwrap();
+    let held = db.query(lock, &[key]).await.unwrap();
+    assert_eq!(held.len(), 1, "nothing held: {lock}");
+    db
+}
+
 /// A refresh that waits past the request deadline for a row another
 /// transaction holds answers 503; its client still holds the token it sent,
 /// so what the database does once the row is free must not spend that token
@@ -463,21 +481,13 @@ async fn a_frozen_redis_holds_no_request_past_the_deadline() {
 async fn a_refresh_answered_503_at_the_deadline_leaves_its_token_usable() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let (_, pair) = app.signed_in().await;
-    let db_url = app.env["DATABASE_URL"].clone();
-    let (db, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    db.batch_execute("BEGIN").await.unwrap();
-    let held = db
-        .query(
-            "SELECT id FROM sessions WHERE id = (SELECT session_id FROM refresh_tokens \
-             WHERE token_hash = $1) FOR UPDATE",
-            &[&suma_auth::auth::tokens::token_hash(&pair.refresh_token)],
-        )
-        .await
-        .unwrap();
-    assert_eq!(held.len(), 1, "the session's row is held");
+    let db = holding_a_row(
+        &app,
+        "SELECT id FROM sessions WHERE id = (SELECT session_id FROM refresh_tokens \
+         WHERE token_hash = $1) FOR UPDATE",
+        &suma_auth::auth::tokens::token_hash(&pair.refresh_token),
+    )
+    .await;
 
     let timed_out = app.refresh(&pair.refresh_token).await;
     assert_eq!(timed_out.status, 503, "{}", timed_out.text());
@@ -502,17 +512,7 @@ async fn a_sign_in_answered_503_at_the_deadline_opens_no_session() {
     let app = TestApp::spawn(Backend::Postgres).await;
     let email = app.verified_user().await;
     let user = app.user_id(&email).await;
-    let db_url = app.env["DATABASE_URL"].clone();
-    let (db, conn) = tokio_postgres::connect(&db_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    db.batch_execute("BEGIN").await.unwrap();
-    let held = db
-        .query("SELECT id FROM users WHERE id = $1 FOR UPDATE", &[&user])
-        .await
-        .unwrap();
-    assert_eq!(held.len(), 1, "the account's row is held");
+    let db = holding_a_row(&app, "SELECT id FROM users WHERE id = $1 FOR UPDATE", &user).await;
 
     let timed_out = app.login(&email, PASSWORD).await;
     assert_eq!(timed_out.status, 503, "{}", timed_out.text());

@@ -386,6 +386,53 @@ mod tests {
         now: chrono::DateTime<Utc>,
     }
 
+    /// A session of `user_id` opened at `now` whose refresh token hashes to
+    /// `hash`, to be committed by `commit_by`.
+    fn new_session(
+        user_id: Uuid,
+        hash: &str,
+        now: chrono::DateTime<Utc>,
+        commit_by: Option<std::time::Instant>,
+    ) -> NewSession {
+        NewSession {
+            id: Uuid::new_v4(),
+            user_id,
+            refresh_token_id: Uuid::new_v4(),
+            refresh_token_hash: hash.into(),
+            device_id: None,
+            client: ClientContext::default(),
+            amr: "pwd".into(),
+            created_at: now,
+            expires_at: now + Duration::hours(8),
+            rehash: None,
+            device_fingerprint: None,
+            commit_by,
+        }
+    }
+
+    /// What the write `op(by)` answers when it is queued behind another
+    /// write that holds the writer until after `by`.
+    async fn late_behind_a_held_writer<'a, T, F>(
+        store: &'a SqliteStore,
+        op: impl FnOnce(std::time::Instant) -> F,
+    ) -> T
+    where
+        F: Future<Output = T> + 'a,
+    {
+        let (mut first, first_running, release_first) = holding(&store.pool);
+        assert!(!poll_once(&mut first).await);
+        tokio::task::spawn_blocking(move || first_running.recv().unwrap())
+            .await
+            .unwrap();
+        let by = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        let mut late = Box::pin(op(by));
+        assert!(!poll_once(&mut late).await);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        release_first.send(()).unwrap();
+        first.await.unwrap();
+        late.await
+    }
+
     async fn store_with_a_session() -> WithSession {
         let dir = std::env::temp_dir().join(format!("rotation-{}", Uuid::new_v4().simple()));
         let store = SqliteStore::open(&dir.join("t.db")).unwrap();
@@ -407,24 +454,9 @@ mod tests {
             })
             .await
             .unwrap();
-        let session_id = Uuid::new_v4();
-        store
-            .open_session(NewSession {
-                id: session_id,
-                user_id,
-                refresh_token_id: Uuid::new_v4(),
-                refresh_token_hash: "e".repeat(64),
-                device_id: None,
-                client: ClientContext::default(),
-                amr: "pwd".into(),
-                created_at: now,
-                expires_at: now + Duration::hours(8),
-                rehash: None,
-                device_fingerprint: None,
-                commit_by: None,
-            })
-            .await
-            .unwrap();
+        let opening = new_session(user_id, &"e".repeat(64), now, None);
+        let session_id = opening.id;
+        store.open_session(opening).await.unwrap();
 
         WithSession {
             store,
@@ -524,18 +556,10 @@ mod tests {
             commit_by,
         };
         let rule = || -> RefreshRule { Box::new(|_| RefreshDecision::Rotate) };
-        let (mut first, first_running, release_first) = holding(&store.pool);
-        assert!(!poll_once(&mut first).await);
-        tokio::task::spawn_blocking(move || first_running.recv().unwrap())
-            .await
-            .unwrap();
-        let by = std::time::Instant::now() + std::time::Duration::from_millis(200);
-        let mut late = Box::pin(store.rotate_refresh_token(rotation(Some(by)), rule(), None));
-        assert!(!poll_once(&mut late).await);
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        release_first.send(()).unwrap();
-        first.await.unwrap();
-        let outcome = late.await;
+        let outcome = late_behind_a_held_writer(&store, |by| {
+            store.rotate_refresh_token(rotation(Some(by)), rule(), None)
+        })
+        .await;
         assert!(
             matches!(outcome, Err(StorageError::Unavailable(_))),
             "{outcome:?}"
@@ -563,32 +587,13 @@ mod tests {
             now,
             ..
         } = store_with_a_session().await;
-        let (mut first, first_running, release_first) = holding(&store.pool);
-        assert!(!poll_once(&mut first).await);
-        tokio::task::spawn_blocking(move || first_running.recv().unwrap())
-            .await
-            .unwrap();
         let late_id = Uuid::new_v4();
-        let by = std::time::Instant::now() + std::time::Duration::from_millis(200);
-        let mut opening = Box::pin(store.open_session(NewSession {
-            id: late_id,
-            user_id,
-            refresh_token_id: Uuid::new_v4(),
-            refresh_token_hash: "l".repeat(64),
-            device_id: None,
-            client: ClientContext::default(),
-            amr: "pwd".into(),
-            created_at: now,
-            expires_at: now + Duration::hours(8),
-            rehash: None,
-            device_fingerprint: None,
-            commit_by: Some(by),
-        }));
-        assert!(!poll_once(&mut opening).await);
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-        release_first.send(()).unwrap();
-        first.await.unwrap();
-        let outcome = opening.await;
+        let outcome = late_behind_a_held_writer(&store, |by| {
+            let mut opening = new_session(user_id, &"l".repeat(64), now, Some(by));
+            opening.id = late_id;
+            store.open_session(opening)
+        })
+        .await;
         assert!(
             matches!(outcome, Err(StorageError::Unavailable(_))),
             "{outcome:?}"
