@@ -21,6 +21,7 @@ fn registration(email: &str) -> Value {
 async fn capped(backend: Backend) -> TestApp {
     TestSetup::new(backend)
         .env("MAIL_PER_ADDRESS_PER_HOUR", &CAP.to_string())
+        .with_statsd()
         .spawn()
         .await
 }
@@ -65,6 +66,17 @@ async fn registrations_for_a_taken_address_mail_its_owner_up_to_the_cap_from_any
         .filter(|m| m.to.contains(&email) && m.token_after("verify-email?token=").is_none())
         .count();
     assert_eq!(notices, CAP - 1, "the link, then two notices");
+    // The window is keyed by a digest: no key of it holds the address.
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*mail_to_address*", apps.prefix))
+        .query(&mut redis)
+        .unwrap();
+    assert!(!keys.is_empty(), "no mail window in Redis");
+    assert!(keys.iter().all(|k| !k.contains(&email)), "{keys:?}");
 
     // An hour later the address is mailed again.
     apps.advance(3601);
@@ -117,6 +129,16 @@ on_both_backends!(
                 .await;
             assert_eq!(res.status, 202);
         }
+        assert_eq!(settled_count(&app, &email, CAP).await, CAP);
+        let statsd = app.statsd.clone().unwrap();
+        statsd
+            .wait_for("auth.mail.withheld:", &["route:verify_resend"])
+            .await;
+        // A registration for the address is withheld too.
+        assert_eq!(app.register(&email, PASSWORD).await.status, 202);
+        statsd
+            .wait_for("auth.mail.withheld:", &["route:register"])
+            .await;
         assert_eq!(settled_count(&app, &email, CAP).await, CAP);
         let token = app.verification_token(&email, CAP).await;
         if backend == Backend::Sqlite {
