@@ -6,8 +6,9 @@ pub mod keys;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bb8::ManageConnection;
 use bb8_redis::RedisConnectionManager;
 use secrecy::ExposeSecret;
 
@@ -31,9 +32,63 @@ pub struct LockoutArgs {
     pub lockout_ms: i64,
 }
 
+/// Opens the pool's connections and decides on checkout whether one may be
+/// used without a round trip: a connection that answered within
+/// [`Self::FRESH`] is used as it is, an older one is sent a `PING` first
+/// (Redis may have restarted while it sat idle; the `PING`'s failure drops
+/// it and the pool opens another). A connection that fails a command is
+/// never refreshed, and Redis is then left alone for longer than `FRESH`
+/// (see [`RedisStore::mark_down`]), so every connection that was open when
+/// it failed is `PING`ed before its next use.
+struct Connections {
+    /// Opens connections and `PING`s them.
+    redis: RedisConnectionManager,
+}
+
+/// A pooled connection and when it last answered.
+pub struct Connection {
+    conn: redis::aio::MultiplexedConnection,
+    answered_at: Instant,
+}
+
+impl Connections {
+    /// How long after its last answer a connection is used without a `PING`:
+    /// shorter than [`DOWN_MS`].
+    const FRESH: Duration = Duration::from_millis(900);
+}
+
+impl ManageConnection for Connections {
+    type Connection = Connection;
+    type Error = redis::RedisError;
+
+    async fn connect(&self) -> Result<Connection, redis::RedisError> {
+        let conn = self.redis.connect().await?;
+        Ok(Connection {
+            conn,
+            answered_at: Instant::now(),
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Connection) -> Result<(), redis::RedisError> {
+        if conn.answered_at.elapsed() < Self::FRESH {
+            return Ok(());
+        }
+        self.redis.is_valid(&mut conn.conn).await?;
+        conn.answered_at = Instant::now();
+        Ok(())
+    }
+
+    fn has_broken(&self, _: &mut Connection) -> bool {
+        false
+    }
+}
+
+/// How long Redis is left alone after a failure, in milliseconds.
+const DOWN_MS: i64 = 1000;
+
 #[derive(Clone)]
 pub struct RedisStore {
-    pool: bb8::Pool<RedisConnectionManager>,
+    pool: bb8::Pool<Connections>,
     /// Prefix of every key (tests give each run its own).
     prefix: String,
     /// After a failure, Redis is skipped until this time (unix ms) so that an
@@ -57,14 +112,16 @@ impl RedisStore {
         };
         let client = redis::Client::open(url.as_str())
             .map_err(|e| RedisError::Unavailable(e.to_string()))?;
-        let manager =
-            RedisConnectionManager::new(url).map_err(|e| RedisError::Unavailable(e.to_string()))?;
+        let manager = Connections {
+            redis: RedisConnectionManager::new(url)
+                .map_err(|e| RedisError::Unavailable(e.to_string()))?,
+        };
         let pool = bb8::Pool::builder()
             .max_size(16)
             .min_idle(Some(2))
             .connection_timeout(Duration::from_secs(1))
             // A multiplexed connection broken by an outage is not noticed by
-            // the pool otherwise; the PING on checkout lets it heal by itself.
+            // the pool otherwise: the checkout asks `Connections`.
             .test_on_check_out(true)
             .build_unchecked(manager);
         Ok(Self {
@@ -95,7 +152,7 @@ impl RedisStore {
     fn mark_down(&self, e: &dyn std::fmt::Display) {
         let previous = self
             .down_until
-            .swap(Self::now_ms() + 1000, Ordering::Relaxed);
+            .swap(Self::now_ms() + DOWN_MS, Ordering::Relaxed);
         if previous <= Self::now_ms() {
             tracing::warn!(error = %e, "redis unavailable; falling back for a second");
         }
@@ -305,9 +362,11 @@ impl RedisStore {
         }
         let attempt = async {
             let mut conn = self.connection().await?;
-            f(&mut conn)
+            let answer = f(&mut conn.conn)
                 .await
-                .map_err(|e| RedisError::Unavailable(e.to_string()))
+                .map_err(|e| RedisError::Unavailable(e.to_string()))?;
+            conn.answered_at = Instant::now();
+            Ok(answer)
         };
         match tokio::time::timeout(Duration::from_secs(2), attempt).await {
             Ok(Ok(v)) => Ok(v),
@@ -333,9 +392,7 @@ impl RedisStore {
         &self.prefix
     }
 
-    pub async fn connection(
-        &self,
-    ) -> Result<bb8::PooledConnection<'_, RedisConnectionManager>, RedisError> {
+    async fn connection(&self) -> Result<bb8::PooledConnection<'_, Connections>, RedisError> {
         self.pool
             .get()
             .await
@@ -347,7 +404,7 @@ impl RedisStore {
         let attempt = async {
             let mut conn = self.connection().await.ok()?;
             redis::cmd("PING")
-                .query_async::<String>(&mut *conn)
+                .query_async::<String>(&mut conn.conn)
                 .await
                 .ok()
         };

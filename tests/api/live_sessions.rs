@@ -7,12 +7,10 @@
 //! restart) makes every instance revalidate, and activity decided in memory
 //! reaches Redis in batches.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-
-use crate::support::redis_server::RedisServer;
+use crate::support::redis_server::{Monitor, RedisServer};
 use crate::support::{redis_url, Resp, TestApp, TestFleet, TokenPair};
 
 /// Three instances on one database and the Redis at `redis`, with `env`;
@@ -304,57 +302,6 @@ async fn a_redis_restart_leaves_no_revoked_session_usable() {
     logout(&apps[1], &other).await;
     for app in &apps {
         refused_within(app, &other, Duration::from_secs(2)).await;
-    }
-}
-
-/// Every command Redis runs, as `MONITOR` reports it.
-struct Monitor {
-    lines: Arc<Mutex<Vec<String>>>,
-    conn: redis::aio::MultiplexedConnection,
-}
-
-impl Monitor {
-    async fn start(url: &str) -> Self {
-        let client = redis::Client::open(url).unwrap();
-        let monitor = client.get_async_monitor().await.unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        tokio::spawn(async move {
-            let mut stream = monitor.into_on_message::<String>();
-            while let Some(line) = stream.next().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let conn = client.get_multiplexed_async_connection().await.unwrap();
-        let mut m = Self { lines, conn };
-        m.mark("start").await;
-        m
-    }
-
-    /// Sends a marker through Redis and waits until the monitor has seen it:
-    /// every command sent before it has been seen too.
-    async fn mark(&mut self, marker: &str) {
-        let marker = format!("monitor-marker-{marker}");
-        let _: String = redis::cmd("ECHO")
-            .arg(&marker)
-            .query_async(&mut self.conn)
-            .await
-            .unwrap();
-        self.wait_for(|l| l.contains(&marker)).await;
-    }
-
-    async fn wait_for(&self, f: impl Fn(&str) -> bool) {
-        for _ in 0..250 {
-            if self.lines.lock().unwrap().iter().any(|l| f(l)) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("not seen by MONITOR: {:#?}", self.lines.lock().unwrap());
-    }
-
-    fn count(&self, f: impl Fn(&str) -> bool) -> usize {
-        self.lines.lock().unwrap().iter().filter(|l| f(l)).count()
     }
 }
 

@@ -32,6 +32,7 @@ mod races;
 mod rate_limit;
 mod rate_limit_fallback;
 mod readme;
+mod redis_connections;
 mod registration;
 mod revocation;
 mod same_answer;
