@@ -177,13 +177,8 @@ pub async fn verify(
             _ => CodeError::WrongCode,
         });
     }
-    if !svc
-        .store
-        .consume_mfa_challenge(challenge.id, svc.clock.now())
-        .await?
-    {
-        return Err(CodeError::InvalidChallenge);
-    }
+    // The challenge is spent with the session, in one write: a step
+    // answered 503 leaves both undone, and the same code can be sent again.
     Ok(sign_in::open(
         svc,
         &user,
@@ -191,6 +186,7 @@ pub async fn verify(
         client,
         &["pwd", "otp"],
         None,
+        Some(challenge.id),
     )
     .await?)
 }

@@ -13,7 +13,7 @@ use super::credentials::PasswordCheck;
 use super::devices::Devices;
 use super::factor_check::CodeCheck;
 use super::second_factor::{self, Challenges, MfaRequired};
-use super::tokens::{open_session, SessionOpener, TokenPair};
+use super::tokens::{open_session, Opening, SessionOpener, TokenPair};
 use super::{devices, Audit, AuthError, Parts};
 use crate::auth::hashing::PasswordHasher;
 use crate::clock::Clock;
@@ -87,7 +87,7 @@ pub async fn after_password(
     let new_device =
         devices::step_up_required(&svc.devices, user, device_id.as_deref(), client).await?;
     if !second_factor::required(user) && !new_device {
-        let pair = open(svc, user, device_id, client, &["pwd"], rehash).await?;
+        let pair = open(svc, user, device_id, client, &["pwd"], rehash, None).await?;
         return Ok(LoginOutcome::Tokens(pair));
     }
     keep_rehash(svc, user, rehash).await?;
@@ -115,7 +115,8 @@ pub async fn after_password(
 }
 
 /// Opens the session of a finished sign-in (`amr`: how it was proven) with
-/// the user's last login (and `rehash`, a new password hash) and, when the
+/// the user's last login (and `rehash`, a new password hash), the spending
+/// of the second-factor challenge it completes (`completes`) and, when the
 /// account knows it, the device's sighting; records the rest: a device new
 /// to the account, the metric and the audit row.
 pub async fn open(
@@ -125,20 +126,19 @@ pub async fn open(
     client: &ClientContext,
     amr: &[&str],
     rehash: Option<String>,
+    completes: Option<Uuid>,
 ) -> Result<TokenPair, AuthError> {
     // A device the account knows is recorded with the session; any other
     // after it, where a new one is announced.
     let fingerprint = devices::fingerprint_of(&svc.devices, device_id.as_deref(), client);
-    let (pair, device_known) = open_session(
-        &svc.opener,
-        user,
-        device_id.clone(),
-        client,
+    let opening = Opening {
+        device_id: device_id.clone(),
+        device_fingerprint: Some(fingerprint),
         amr,
         rehash,
-        Some(fingerprint),
-    )
-    .await?;
+        completes_challenge: completes,
+    };
+    let (pair, device_known) = open_session(&svc.opener, user, client, opening).await?;
     if !device_known {
         devices::record_sign_in(
             &svc.devices,

@@ -89,21 +89,41 @@ impl SessionOpener {
     }
 }
 
+/// What a finished sign-in brings to its session besides the account and
+/// the client.
+pub struct Opening<'a> {
+    pub device_id: Option<String>,
+    /// See `NewSession::device_fingerprint`.
+    pub device_fingerprint: Option<String>,
+    /// How the sign-in was proven.
+    pub amr: &'a [&'a str],
+    /// A new hash of the proven password.
+    pub rehash: Option<String>,
+    /// The second-factor challenge the sign-in completes, spent with the
+    /// session (see `NewSession::completes_challenge`).
+    pub completes_challenge: Option<Uuid>,
+}
+
 /// Opens a session with its first refresh token, records the sign-in on the
 /// account (with `rehash`, a new hash of the proven password) and signs an
 /// access token. An account disabled while this sign-in was under way (its
 /// password being checked) gets no session: the store opens it only while
-/// the account is active ([`SessionStore::open_session`]).
+/// the account is active ([`SessionStore::open_session`]). A challenge the
+/// sign-in completes that was spent meanwhile gets none either
+/// ([`AuthError::InvalidMfaToken`]).
 ///
 /// [`SessionStore::open_session`]: crate::storage::SessionStore::open_session
 pub async fn open_session(
     svc: &SessionOpener,
     user: &UserRecord,
-    device_id: Option<String>,
     client: &ClientContext,
-    amr: &[&str],
-    rehash: Option<String>,
-    device_fingerprint: Option<String>,
+    Opening {
+        device_id,
+        device_fingerprint,
+        amr,
+        rehash,
+        completes_challenge,
+    }: Opening<'_>,
 ) -> Result<(TokenPair, bool), AuthError> {
     let now = svc.clock.now();
     let absolute = svc.absolute;
@@ -126,12 +146,14 @@ pub async fn open_session(
             rehash,
             device_fingerprint,
             commit_by: crate::clock::commit_by(),
+            completes_challenge,
         })
         .await?;
     let device_known = match opening {
         SessionOpening::Opened { device_known } => device_known,
         SessionOpening::AccountDisabled => return Err(AuthError::AccountDisabled),
         SessionOpening::NoAccount => return Err(AuthError::InvalidCredentials),
+        SessionOpening::ChallengeSpent => return Err(AuthError::InvalidMfaToken),
     };
     let pair = issue_pair(
         &svc.jwt,

@@ -88,6 +88,12 @@ pub struct NewSession {
     /// received would only be left behind): a store checks it once the
     /// account's row is locked and opens nothing when it is past.
     pub commit_by: Option<std::time::Instant>,
+    /// The second-factor challenge whose code the sign-in has just proven:
+    /// the opening spends it with the session, and opens nothing when it is
+    /// spent already (so the step either spends its challenge and opens its
+    /// session, or does neither, and a client that got no answer can send
+    /// the same code again).
+    pub completes_challenge: Option<Uuid>,
 }
 
 /// What opening a sign-in's session found of the account
@@ -101,6 +107,8 @@ pub enum SessionOpening {
     AccountDisabled,
     /// No such account (or it was erased): nothing was written.
     NoAccount,
+    /// `NewSession::completes_challenge` was spent already: nothing was written.
+    ChallengeSpent,
 }
 
 #[derive(Debug, Clone)]

@@ -455,11 +455,8 @@ on_both_backends!(
         let opened = suma_auth::services::tokens::open_session(
             &opener,
             &read,
-            None,
             &suma_auth::domain::ClientContext::default(),
-            &["pwd"],
-            None,
-            None,
+            crate::support::password_opening(),
         )
         .await;
         assert!(

@@ -524,3 +524,35 @@ async fn a_sign_in_answered_503_at_the_deadline_opens_no_session() {
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(app.probe().count_of("sessions", "user_id", user).await, 1);
 }
+
+/// The code step of a sign-in that waits past the request deadline for the
+/// account's row answers 503 and spends nothing: its client sends the same
+/// code with the same challenge again and is signed in, with one session.
+#[actix_web::test]
+async fn a_code_step_answered_503_at_the_deadline_leaves_its_challenge_usable() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (email, pair) = app.signed_in().await;
+    app.turn_on_email_codes(&pair.access_token).await;
+    let user = app.user_id(&email).await;
+    let mfa_token = app.mfa_token(&email).await;
+    let code = app.smtp().wait_for_code(&email, 1).await;
+    let step = json!({"mfa_token": mfa_token, "code": code});
+    let sessions = app.probe().count_of("sessions", "user_id", user).await;
+    let db = holding_a_row(&app, "SELECT id FROM users WHERE id = $1 FOR UPDATE", &user).await;
+
+    let timed_out = app.post("/api/v1/auth/otp/verify", step.clone()).await;
+    assert_eq!(timed_out.status, 503, "{}", timed_out.text());
+    db.batch_execute("ROLLBACK").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        app.probe().count_of("sessions", "user_id", user).await,
+        sessions
+    );
+
+    let again = app.post("/api/v1/auth/otp/verify", step).await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(
+        app.probe().count_of("sessions", "user_id", user).await,
+        sessions + 1
+    );
+}

@@ -15,7 +15,7 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{advance, redis_url, Resp, TestFleet, PASSWORD};
+use crate::support::{advance, password_opening, redis_url, Resp, TestFleet, PASSWORD};
 
 /// Requests sent together, the `i`-th to instance `i % 3`.
 const AT_ONCE: usize = 12;
@@ -321,7 +321,7 @@ async fn a_session_opening_meets_an_uncommitted_disable_and_opens_nothing() {
     let user = read.clone();
     let mut opening = tokio::spawn(async move {
         let client = suma_auth::domain::ClientContext::default();
-        open_session(&opener, &user, None, &client, &["pwd"], None, None).await
+        open_session(&opener, &user, &client, password_opening()).await
     });
     let waited = tokio::time::timeout(Duration::from_millis(500), &mut opening).await;
     assert!(

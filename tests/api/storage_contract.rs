@@ -63,6 +63,7 @@ fn new_session(
         rehash: None,
         device_fingerprint: None,
         commit_by: None,
+        completes_challenge: None,
     }
 }
 
@@ -238,6 +239,46 @@ async fn contract(store: Arc<dyn Store>, probe: Probe) {
             from.ip
         )
     );
+
+    // An opening that completes a second-factor challenge spends it; one
+    // whose challenge is spent already opens nothing.
+    let challenge = NewMfaChallenge {
+        id: Uuid::new_v4(),
+        user_id: id,
+        token_hash: "p".repeat(64),
+        device_id: None,
+        methods: "email_otp".into(),
+        expires_at: now + Duration::minutes(5),
+        now,
+        admit: Box::new(|_| true),
+    };
+    let challenge_id = challenge.id;
+    assert!(store.create_mfa_challenge(challenge).await.unwrap());
+    let live = || LiveChallenge {
+        now,
+        max_attempts: 5,
+    };
+    let unspent = store.find_mfa_challenge(&"p".repeat(64), live()).await;
+    assert!(unspent.unwrap().is_some());
+    let (completing, replayed) = (Uuid::new_v4(), Uuid::new_v4());
+    for (session, token, opened) in [
+        (
+            completing,
+            "q",
+            SessionOpening::Opened {
+                device_known: false,
+            },
+        ),
+        (replayed, "r", SessionOpening::ChallengeSpent),
+    ] {
+        let mut opening = new_session(session, id, &token.repeat(64), None, now);
+        opening.completes_challenge = Some(challenge_id);
+        assert_eq!(store.open_session(opening).await.unwrap(), opened);
+    }
+    let spent = store.find_mfa_challenge(&"p".repeat(64), live()).await;
+    assert!(spent.unwrap().is_none());
+    assert!(store.find_session(completing).await.unwrap().is_some());
+    assert!(store.find_session(replayed).await.unwrap().is_none());
 
     // Lockouts persist.
     assert_eq!(store.load_lockout("k@example.com").await.unwrap(), None);

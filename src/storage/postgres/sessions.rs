@@ -94,9 +94,15 @@ const ROTATE_LIVE: &str = concat!(
 /// agent, $5 ip, $6 amr, $7 end, $8 time, $9 token id, $10 token hash,
 /// $11 new password hash or NULL, $12 the device's fingerprint or NULL,
 /// $13 the time it must commit by or NULL (checked once the account's row
-/// is locked: past it the statement fails and writes nothing). Returns whether it opened, whether the account exists, and whether the
-/// account knew the device (then its sighting is recorded too: one round
-/// trip and one commit fewer for a sign-in from a known device, most of them).
+/// is locked: past it the statement fails and writes nothing), $14 the
+/// second-factor challenge the sign-in completes or NULL (spent here, after
+/// the account's row is locked, as the other writers of a user's challenges
+/// lock them; already spent, no session is opened). Returns whether it
+/// opened, whether the account exists, whether the account knew the device
+/// (then its sighting is recorded too: one round trip and one commit fewer
+/// for a sign-in from a known device, most of them), and whether the
+/// account is active (the account's own update then stands, as a sign-in
+/// that won the challenge commits the same).
 ///
 /// The account's row is updated first, `WHERE is_active`: the update takes
 /// the row's lock, so a disable whose update is not yet committed is waited
@@ -110,10 +116,15 @@ const OPEN_SESSION: &str = "WITH account AS (
          is_locked = false, password_hash = COALESCE($11, password_hash)
        WHERE id = $2 AND is_active AND deleted_at IS NULL
        RETURNING id),
+     challenge AS (
+       UPDATE mfa_challenges SET consumed_at = $8
+       WHERE id = $14 AND consumed_at IS NULL AND EXISTS (SELECT 1 FROM account)
+       RETURNING id),
      session AS (
        INSERT INTO sessions (id, user_id, device_id, user_agent, ip_address, amr, expires_at,
          created_at, last_activity_at)
-       SELECT $1, id, $3, $4, $5, $6, $7, $8, $8 FROM account WHERE suma_auth_in_time($13)
+       SELECT $1, id, $3, $4, $5, $6, $7, $8, $8 FROM account
+       WHERE suma_auth_in_time($13) AND ($14::uuid IS NULL OR EXISTS (SELECT 1 FROM challenge))
        RETURNING id),
      token AS (
        INSERT INTO refresh_tokens (id, user_id, session_id, token_hash, device_id, user_agent,
@@ -123,9 +134,10 @@ const OPEN_SESSION: &str = "WITH account AS (
        UPDATE device_fingerprints SET last_seen_at = $8, user_agent = $4, ip_address = $5
        WHERE user_id = $2 AND fingerprint_hash = $12 AND EXISTS (SELECT 1 FROM session)
        RETURNING 1)
-     SELECT EXISTS (SELECT 1 FROM account),
+     SELECT EXISTS (SELECT 1 FROM session),
        EXISTS (SELECT 1 FROM users WHERE id = $2 AND deleted_at IS NULL),
-       EXISTS (SELECT 1 FROM device)";
+       EXISTS (SELECT 1 FROM device),
+       EXISTS (SELECT 1 FROM account)";
 
 /// Ends a live session of its owner and revokes its unspent refresh tokens,
 /// in one statement scoped to the owner; returns the session's id when it was
@@ -246,7 +258,7 @@ impl SessionStore for PgStore {
         let conn = self.conn().await?;
         let (ua, ip) = (&s.client.user_agent, &s.client.ip);
         let commit_by = s.commit_by.map(crate::clock::wall_time);
-        let params: [Param; 13] = [
+        let params: [Param; 14] = [
             &s.id,
             &s.user_id,
             &s.device_id,
@@ -260,14 +272,18 @@ impl SessionStore for PgStore {
             &s.rehash,
             &s.device_fingerprint,
             &commit_by,
+            &s.completes_challenge,
         ];
         let row = conn.query_one(OPEN_SESSION, &params).await.map_err(q)?;
-        Ok(match (get::<bool>(&row, 0)?, get::<bool>(&row, 1)?) {
-            (true, _) => SessionOpening::Opened {
+        let (opened, exists) = (get::<bool>(&row, 0)?, get::<bool>(&row, 1)?);
+        Ok(match (opened, exists, get::<bool>(&row, 3)?) {
+            (true, _, _) => SessionOpening::Opened {
                 device_known: get::<bool>(&row, 2)?,
             },
-            (false, true) => SessionOpening::AccountDisabled,
-            (false, false) => SessionOpening::NoAccount,
+            // Active, so the challenge was spent already.
+            (false, true, true) => SessionOpening::ChallengeSpent,
+            (false, true, false) => SessionOpening::AccountDisabled,
+            (false, false, _) => SessionOpening::NoAccount,
         })
     }
 
@@ -512,6 +528,7 @@ mod tests {
                 rehash: None,
                 device_fingerprint: None,
                 commit_by: None,
+                completes_challenge: None,
             })
             .await
             .unwrap();

@@ -82,6 +82,15 @@ impl SessionStore for SqliteStore {
             }
             let ip = s.client.ip.map(|i| i.to_string());
             let (ua, end, at) = (&s.client.user_agent, ms(s.expires_at), ms(s.created_at));
+            if let Some(challenge) = s.completes_challenge {
+                let spent = tx.exec(
+                    &dialect(sql::SPEND_CHALLENGE),
+                    params![challenge.to_string(), at],
+                )?;
+                if spent == 0 {
+                    return Ok(Some(SessionOpening::ChallengeSpent));
+                }
+            }
             tx.exec(
                 "UPDATE users SET last_login_at = ?2, failed_login_attempts = 0, locked_until = NULL,
                      is_locked = 0, password_hash = COALESCE(?3, password_hash), updated_at = ?2
@@ -407,6 +416,7 @@ mod tests {
             rehash: None,
             device_fingerprint: None,
             commit_by,
+            completes_challenge: None,
         }
     }
 

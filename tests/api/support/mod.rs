@@ -743,3 +743,15 @@ impl Deployment {
         setup.envs(env).spawn().await
     }
 }
+
+/// What a sign-in by password alone brings to its session: no device, no
+/// new hash, no challenge.
+pub fn password_opening() -> suma_auth::services::tokens::Opening<'static> {
+    suma_auth::services::tokens::Opening {
+        device_id: None,
+        device_fingerprint: None,
+        amr: &["pwd"],
+        rehash: None,
+        completes_challenge: None,
+    }
+}
