@@ -235,9 +235,16 @@ impl Application {
     }
 
     pub async fn build_with(config: Config, options: Options) -> Result<Self, StartError> {
-        password::warm_up();
+        // The password lists and dictionaries (tens of ms of CPU) load on a
+        // thread of their own while the store opens (and PostgreSQL
+        // migrates), and are loaded before the server listens.
+        let warming = std::thread::spawn(password::warm_up);
         let feed = !options.no_revocation_feed;
         let parts = build_parts(config, options).await?;
+        if let Err(panic) = warming.join() {
+            // As when they loaded here: the start fails.
+            std::panic::resume_unwind(panic);
+        }
         let config = parts.config.clone();
         if feed {
             parts.sessions.spawn_feed();
