@@ -9,7 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
-use crate::auth::hashing::PasswordHasher;
+use crate::auth::hashing::{HashError, PasswordHasher};
 use crate::auth::jwt::JwtService;
 use crate::auth::keys;
 use crate::auth::seal::{short_fingerprint, DATA_KEY_PURPOSE};
@@ -130,11 +130,18 @@ pub async fn build_parts(config: Config, options: Options) -> Result<Parts, Star
     let config = Arc::new(config);
     let metrics = Metrics::from_config(&config).map_err(StartError::Metrics)?;
     // A first start in development generates its signing key (about 0.15 s
-    // of RSA work) while the database opens and migrates, not after.
+    // of RSA work) while the database opens and migrates, not after; so does
+    // the hashing pool, whose start hashes once (the stand-in hash that
+    // unknown addresses are checked against).
     let key_config = config.clone();
     let key = tokio::task::spawn_blocking(move || keys::load(&key_config));
+    let hashing_config = config.clone();
+    let hasher = tokio::task::spawn_blocking(move || PasswordHasher::new(&hashing_config.hashing));
     let store = open_store(&config, options.beside_server).await?;
     let key = key.await.map_err(|_| keys::KeyError::Generation)??;
+    let hasher = hasher
+        .await
+        .map_err(|e| HashError::Internal(format!("the hashing pool did not start: {e}")))??;
     let verify_only = keys::load_additional(&config.jwt.keys)?;
     let jwt = JwtService::with_keys(
         key,
@@ -143,7 +150,6 @@ pub async fn build_parts(config: Config, options: Options) -> Result<Parts, Star
         &config.jwt.audience,
         config.jwt.access_ttl,
     );
-    let hasher = PasswordHasher::new(&config.hashing)?;
     let clock = options.clock.clone().unwrap_or_default();
     let mailer = Mailer::new(&config, metrics.clone(), store.clone(), clock.clone())?;
     // Another key would seal mail the other instances cannot open and digest
