@@ -46,7 +46,7 @@ struct Connections {
 }
 
 /// A pooled connection and when it last answered.
-pub struct Connection {
+struct Connection {
     conn: redis::aio::MultiplexedConnection,
     answered_at: Instant,
 }
