@@ -96,8 +96,8 @@ const ROTATE_LIVE: &str = concat!(
 /// $13 the time it must commit by or NULL (checked once the account's row
 /// is locked: past it the statement fails and writes nothing), $14 the
 /// second-factor challenge the sign-in completes or NULL (spent here, after
-/// the account's row is locked, as the other writers of a user's challenges
-/// lock them; already spent, no session is opened). Returns whether it
+/// the account's row is locked: the order in which a challenge's creation
+/// and an erasure take the two; already spent, no session is opened). Returns whether it
 /// opened, whether the account exists, whether the account knew the device
 /// (then its sighting is recorded too: one round trip and one commit fewer
 /// for a sign-in from a known device, most of them), and whether the

@@ -88,6 +88,7 @@ impl SessionStore for SqliteStore {
                     params![challenge.to_string(), at],
                 )?;
                 if spent == 0 {
+                    // Spent already: the dropped transaction writes nothing.
                     return Ok(Some(SessionOpening::ChallengeSpent));
                 }
             }
